@@ -1,0 +1,157 @@
+"""The ``thermal-action`` command line.
+
+Each subcommand parses its arguments and calls one library function that a Python
+user could call the same way; imports are lazy so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from thermal_action.data.synth import SynthConfig, generate_dataset
+
+    summary = generate_dataset(
+        args.out_dir,
+        SynthConfig(
+            num_recordings=args.recordings,
+            frames_per_recording=args.frames,
+            seed=args.seed,
+            val_recordings=args.val_recordings,
+        ),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from thermal_action.data.validate import validate_dataset
+
+    report = validate_dataset(
+        args.dataset_dir,
+        ann_files=args.ann or None,
+        contact_sheet=None if args.no_contact_sheet else (args.contact_sheet or Path(args.dataset_dir) / "contact_sheet.png"),
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_text())
+    return 1 if (args.strict and report.problems) else 0
+
+
+def _cmd_convert_annotations(args: argparse.Namespace) -> int:
+    from thermal_action.data.convert import convert_annotations
+
+    summary = convert_annotations(
+        raw_dir=args.raw_dir,
+        frames_dir=args.frames_dir,
+        out_dir=args.out_dir,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        tolerance_ms=args.tolerance_ms,
+        min_context_frames=args.min_context_frames,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_convert_checkpoint(args: argparse.Namespace) -> int:
+    from thermal_action.models.pretrained import convert_checkpoint
+
+    report = convert_checkpoint(args.input, args.output, variant=args.variant, num_classes=args.num_classes,
+                                interaction=args.interaction)
+    print(report.format_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thermal-action",
+        description="Spatio-temporal action detection on low-resolution thermal recordings.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic dataset in the thermal dataset format")
+    p.add_argument("out_dir")
+    p.add_argument("--recordings", type=int, default=8, help="number of recordings (sensor files)")
+    p.add_argument("--frames", type=int, default=400, help="frames per recording")
+    p.add_argument("--val-recordings", type=int, default=2, help="whole recordings held out for val.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("validate", help="check a dataset and print a summary")
+    p.add_argument("dataset_dir")
+    p.add_argument("--ann", action="append", help="annotation file(s) to check (default: annotations/*.json)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--contact-sheet", type=Path, help="PNG path (default DATASET_DIR/contact_sheet.png)")
+    p.add_argument("--no-contact-sheet", action="store_true")
+    p.add_argument("--strict", action="store_true", help="exit 1 when problems were found")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("convert-annotations", help="raw labelling-tool JSONL -> train.json / val.json")
+    p.add_argument("raw_dir", help="directory of <sensor>_annotation.json files")
+    p.add_argument("frames_dir", help="directory of <sensor>.h5 files")
+    p.add_argument("out_dir", help="where train.json, val.json and class_mapping.json go")
+    p.add_argument("--split", choices=["recording", "random"], default="recording")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tolerance-ms", type=float, default=50.0)
+    p.add_argument("--min-context-frames", type=int, default=0,
+                   help="drop keyframes with fewer frames than this on either side (0 keeps all; clips are padded)")
+    p.set_defaults(func=_cmd_convert_annotations)
+
+    p = sub.add_parser("convert-checkpoint", help="map a published SlowFast checkpoint onto our model")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--variant", default="slowfast_r50_4x16")
+    p.add_argument("--num-classes", type=int, default=14)
+    p.add_argument("--interaction", default="none")
+    p.set_defaults(func=_cmd_convert_checkpoint)
+
+    # Training, evaluation, demo and inference subcommands register themselves here.
+    for register in _extra_registrars():
+        register(sub)
+    return parser
+
+
+def _extra_registrars():
+    """Subcommand groups that live beside the library code they call."""
+    regs = []
+    for mod_name in ("thermal_action.training.cli", "thermal_action.inference.cli"):
+        try:
+            mod = __import__(mod_name, fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != mod_name:
+                raise
+            continue
+        regs.append(mod.register)
+    return regs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        # Library errors carry the file and record; show them without a traceback.
+        if args.verbose:
+            raise
+        print(f"thermal-action {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Named data structures shared by data, model, training and inference code.
+
+Box formats are in the names:
+
+- ``boxes_cxcywh_norm``: YOLO style, normalized centre x, centre y, width, height in
+  [0, 1] relative to the frame (the annotation format on disk).
+- ``boxes_xyxy``: pixel corners ``x1, y1, x2, y2`` in continuous pixel coordinates of
+  the (possibly resized) input frame: pixel ``i`` covers ``[i, i + 1)``, so a box from
+  x=3 to x=13 covers ten pixels and is ten pixels wide.
+- ``rois``: ``(R, 5)`` rows of ``(batch_index, x1, y1, x2, y2)`` in input pixels.
+
+Dimension letters: B clips, C channels, T frames, H, W pixels, N boxes in one clip,
+R boxes in a batch, K classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+#: The 14 action classes of the format (ids 0-13), in category-id order.
+DEFAULT_CLASS_NAMES: tuple[str, ...] = (
+    "sitting",
+    "standing",
+    "walking",
+    "lying down-lying with risk",
+    "lying down-lying on the bed/couch",
+    "leaning",
+    "transition-normal transition",
+    "transition-lying with risk transition",
+    "transition-lying on the bed transition",
+    "lower position-other",
+    "lower position-kneeling",
+    "lower position-bending",
+    "lower position-crouching",
+    "other",
+)
+FALL_CLASS_NAME = "lying down-lying with risk"
+FRAME_HEIGHT = 40
+FRAME_WIDTH = 60
+
+
+def boxes_cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Converts ``(N, 4)`` normalized centre boxes to pixel corners (no rounding).
+
+    A box of normalized width ``w`` becomes exactly ``w * width`` pixels wide.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    cx, cy, w, h = b[:, 0] * width, b[:, 1] * height, b[:, 2] * width, b[:, 3] * height
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def boxes_xyxy_to_cxcywh_norm(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Inverse of :func:`boxes_cxcywh_norm_to_xyxy`."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    return np.stack(
+        [(b[:, 0] + w / 2) / width, (b[:, 1] + h / 2) / height, w / width, h / height], axis=1
+    )
+
+
+def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` corner boxes -> ``(N, M)``."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def pack_pathways(clip: torch.Tensor, alpha: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Splits a fast clip into SlowFast pathways.
+
+    Args:
+        clip: ``(..., C, T, H, W)`` frames at the fast pathway's frame stride.
+        alpha: speed ratio; the slow pathway takes every ``alpha``-th fast frame.
+
+    Returns:
+        ``(slow, fast)`` with slow ``(..., C, T // alpha, H, W)``. The slow frames are
+        ``alpha // 2, alpha // 2 + alpha, ...`` so they are centred in their groups and
+        the keyframe (fast index ``T // 2``) is a slow frame whenever ``alpha`` divides ``T``.
+    """
+    t = clip.shape[-3]
+    if alpha < 1 or t < alpha:
+        raise ValueError(f"cannot take every {alpha}-th frame of a {t}-frame clip")
+    idx = torch.arange(alpha // 2, t, alpha, device=clip.device)[: t // alpha]
+    return clip.index_select(-3, idx), clip
+
+
+@dataclass
+class ClipSample:
+    """One keyframe with its clip and person boxes (one dataset item).
+
+    Attributes:
+        clip: ``(1, T, H, W)`` float32 normalised temperatures at the fast frame stride.
+        boxes_xyxy: ``(N, 4)`` float32 person boxes in pixels of ``clip`` (after resize
+            and augmentation).
+        boxes_cxcywh_norm: ``(N, 4)`` float32 the same boxes as annotated on disk
+            (before augmentation), for writing predictions.
+        labels: ``(N,)`` int64 class index (-1 when unknown, e.g. at prediction).
+        track_ids: ``(N,)`` int64 person id within the recording (``object_id``).
+        annotation_ids: ``(N,)`` int64 annotation ids (-1 when none).
+        image_id, sensor_id, frame_idx, timestamp: which keyframe this is.
+    """
+
+    clip: torch.Tensor
+    boxes_xyxy: torch.Tensor
+    boxes_cxcywh_norm: torch.Tensor
+    labels: torch.Tensor
+    track_ids: torch.Tensor
+    annotation_ids: torch.Tensor
+    image_id: str
+    sensor_id: str
+    frame_idx: int
+    timestamp: int
+
+
+@dataclass
+class Batch:
+    """A collated batch of clips for a SlowFast detector.
+
+    Attributes:
+        slow: ``(B, 1, T // alpha, H, W)`` slow pathway.
+        fast: ``(B, 1, T, H, W)`` fast pathway.
+        rois: ``(R, 5)`` float32 ``(batch_index, x1, y1, x2, y2)`` in input pixels.
+        labels: ``(R,)`` int64 class index (-1 unknown).
+        boxes_cxcywh_norm: ``(R, 4)`` float32 boxes as annotated (normalized centre format).
+        track_ids: ``(R,)`` int64.
+        annotation_ids: ``(R,)`` int64 (-1 when none).
+        image_ids, sensor_ids: ``B`` strings.
+        frame_idxs, timestamps: ``(B,)`` int64.
+    """
+
+    slow: torch.Tensor
+    fast: torch.Tensor
+    rois: torch.Tensor
+    labels: torch.Tensor
+    boxes_cxcywh_norm: torch.Tensor
+    track_ids: torch.Tensor
+    annotation_ids: torch.Tensor
+    image_ids: list[str]
+    sensor_ids: list[str]
+    frame_idxs: torch.Tensor
+    timestamps: torch.Tensor
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.fast.shape[0])
+
+    @property
+    def num_rois(self) -> int:
+        return int(self.rois.shape[0])
+
+    def _map_tensors(self, fn) -> "Batch":
+        changes = {
+            f.name: fn(getattr(self, f.name))
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **changes)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        return self._map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "Batch":
+        return self._map_tensors(lambda t: t.pin_memory())
