@@ -85,13 +85,13 @@ def pack_pathways(clip: torch.Tensor, alpha: int) -> tuple[torch.Tensor, torch.T
 
     Returns:
         ``(slow, fast)`` with slow ``(..., C, T // alpha, H, W)``. The slow frames are
-        ``alpha // 2, alpha // 2 + alpha, ...`` so they are centred in their groups and
-        the keyframe (fast index ``T // 2``) is a slow frame whenever ``alpha`` divides ``T``.
+        ``s, s + alpha, ...`` with ``s = (T // 2) % alpha``, so the keyframe (fast index
+        ``T // 2``) is always one of them: the slow pathway sees the annotated frame.
     """
     t = clip.shape[-3]
     if alpha < 1 or t < alpha:
         raise ValueError(f"cannot take every {alpha}-th frame of a {t}-frame clip")
-    idx = torch.arange(alpha // 2, t, alpha, device=clip.device)[: t // alpha]
+    idx = torch.arange((t // 2) % alpha, t, alpha, device=clip.device)[: t // alpha]
     return clip.index_select(-3, idx), clip
 
 
