@@ -39,7 +39,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report = validate_dataset(
         args.dataset_dir,
         ann_files=args.ann or None,
-        contact_sheet=None if args.no_contact_sheet else (args.contact_sheet or Path(args.dataset_dir) / "contact_sheet.png"),
+        # Written to the working directory by default: a dataset folder may be read-only or shared.
+        contact_sheet=None if args.no_contact_sheet
+        else (args.contact_sheet or Path.cwd() / f"{Path(args.dataset_dir).resolve().name}_contact_sheet.png"),
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_text())
     return 1 if (args.strict and report.problems) else 0
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset_dir")
     p.add_argument("--ann", action="append", help="annotation file(s) to check (default: annotations/*.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--contact-sheet", type=Path, help="PNG path (default DATASET_DIR/contact_sheet.png)")
+    p.add_argument("--contact-sheet", type=Path, help="PNG path (default ./<dataset name>_contact_sheet.png)")
     p.add_argument("--no-contact-sheet", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 when problems were found")
     p.set_defaults(func=_cmd_validate)

@@ -38,6 +38,8 @@ class DataConfig:
     train_ann: str = "annotations/train.json"  # relative to root (or absolute)
     val_ann: str = "annotations/val.json"  # relative to root (or absolute)
     frames_dir: str = "frames"  # relative to root
+    valid_range: tuple[float, float] = (-40.0, 200.0)  # °C; pixels outside (dropped packets, NaN) are repaired
+    max_box_overhang: float = 2.0  # pixels a box may poke out of the frame and be clipped; further out is an error
     num_frames: int = 64  # raw frames in a clip window: num_frames//2 before the keyframe, the keyframe, the rest after
     frame_stride: int = 2  # fast pathway takes every frame_stride-th frame of the window
     scale: float = 1.0  # spatial resize factor applied to 40x60 frames (boxes scaled to match)
@@ -46,7 +48,7 @@ class DataConfig:
     background_scale: float = 8.0  # °C; (T - background) / background_scale in "background" mode
     augment: bool = True  # training-time augmentation on/off
     flip: bool = True  # random horizontal and vertical flips
-    rotate: bool = True  # random 90/180/270° rotations (overhead sensors have no "up")
+    rotate: bool = True  # random 90/180/270° rotations (overhead sensors have no "up"); 90/270° per batch for non-square frames
     temp_offset: float = 1.5  # °C, std of a global temperature offset
     temp_gain: float = 0.1  # relative std of a temperature gain around the background
     box_jitter: float = 0.5  # pixels (native resolution), std of box corner jitter
@@ -69,41 +71,49 @@ class ModelConfig:
     memory_window: int = 3  # keyframes on each side read from the feature bank (interaction only)
     pretrained: str = ""  # path to a checkpoint file (AlphAction, PySlowFast, MMAction2, or ours)
     frozen_bn: bool = False  # freeze BatchNorm statistics and affine parameters
+    interaction_dim: int = 1024  # attention width of the interaction blocks (AlphAction: 1024)
+    interaction_dropout: float = 0.2  # dropout inside the interaction structure
 
 
 @dataclass
 class OptimConfig:
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 1e-4
+    lr: float = 1e-3  # peak learning rate (per optimiser step, not scaled by the number of devices)
+    weight_decay: float = 1e-4  # decoupled (AdamW) or L2 (SGD); never applied to norm weights and biases
     momentum: float = 0.9  # SGD only
     epochs: int = 10
     warmup_epochs: float = 1.0  # linear warm-up length (epochs, fractional allowed)
-    schedule: str = "cosine"  # "cosine", "step" or "constant"
+    warmup_start_factor: float = 0.01  # warm-up starts at this fraction of lr
+    schedule: str = "cosine"  # "cosine", "step" or "constant" (applied per optimiser step)
+    min_lr_factor: float = 0.0  # cosine floor as a fraction of lr
     step_milestones: tuple[int, ...] = (6, 8)  # epochs, "step" schedule
-    step_gamma: float = 0.1
+    step_gamma: float = 0.1  # lr factor at each step milestone
     grad_clip: float = 5.0  # max gradient norm; 0 disables
-    freeze_backbone_epochs: int = 0  # keep the backbone frozen for the first epochs (fine-tuning)
+    freeze_backbone_epochs: int = 0  # keep the backbone frozen for the first epochs (only with model.pretrained)
     loss: str = "softmax"  # "softmax" (one class per box), "sigmoid" (multi-label) or "focal"
-    focal_gamma: float = 2.0
+    focal_gamma: float = 2.0  # focusing exponent of the focal loss (0 = cross-entropy)
     class_weights: str = "none"  # "none", "inverse" or "inverse_sqrt" (of training box frequency)
-    label_smoothing: float = 0.0
+    class_weight_max: float = 10.0  # upper clip of a class weight (weights are normalised to mean 1 per box)
+    label_smoothing: float = 0.0  # softmax/focal: target mass spread uniformly over the K classes
 
 
 @dataclass
 class TrainerConfig:
     accelerator: str = "auto"  # "cpu", "gpu", "auto"
-    devices: Any = 1  # int or "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"  # "auto", "ddp", ...
+    devices: Any = 1  # int, list of device ids or "auto" (per node)
+    num_nodes: int = 1  # machines; torchrun / SLURM set ranks, Lightning reads them from the environment
+    strategy: str = "auto"  # "auto", "ddp", ... ("auto" picks DDP when devices * num_nodes > 1)
     precision: str = "bf16-mixed"  # "32-true", "bf16-mixed", "16-mixed"
     channels_last: bool = True  # channels-last-3d memory format for the 3D convolutions
-    log_every_n_steps: int = 10
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    check_val_every_n_epoch: int = 1
-    deterministic: bool = False
-    progress_bar: bool = True
+    log_every_n_steps: int = 10  # optimiser steps between logged training scalars
+    limit_train_batches: float = 1.0  # fraction (<= 1.0) or number (> 1) of training batches per epoch
+    limit_val_batches: float = 1.0  # fraction (<= 1.0) or number (> 1) of validation batches per epoch
+    check_val_every_n_epoch: int = 1  # epochs between validation runs (and best/last checkpoints)
+    num_sanity_val_steps: int = 1  # validation batches run before training, to fail early on val bugs
+    accumulate_grad_batches: int = 1  # batches per optimiser step
+    max_time_minutes: float = 0.0  # stop training after this wall-clock time (minutes); 0 = no limit
+    deterministic: bool = False  # torch deterministic algorithms (CPU results repeat exactly with the seed)
+    progress_bar: bool = True  # tqdm bar with loss and clips/s
 
 
 @dataclass
@@ -111,6 +121,10 @@ class EvalConfig:
     iou_threshold: float = 0.5  # frame-mAP matching threshold
     fall_class: str = "lying down-lying with risk"  # class whose precision/recall is reported
     fall_threshold: float = 0.5  # operating threshold on the fall-class score
+    detections: str = ""  # JSON detections file: classify its boxes instead of the annotated ones ("" = annotated)
+    detection_min_score: float = 0.0  # detections with a lower box score are dropped (count logged)
+    restrict_to_predicted_images: bool = False  # score only keyframes that got a prediction (partial validation runs)
+    plots: bool = True  # write confusion_matrix.png and pr_curves.png beside metrics.json
 
 
 @dataclass

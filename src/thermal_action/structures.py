@@ -109,6 +109,7 @@ class ClipSample:
         track_ids: ``(N,)`` int64 person id within the recording (``object_id``).
         annotation_ids: ``(N,)`` int64 annotation ids (-1 when none).
         image_id, sensor_id, frame_idx, timestamp: which keyframe this is.
+        box_scores: ``(N,)`` float32 detector confidence of each box (None: annotated boxes).
     """
 
     clip: torch.Tensor
@@ -121,6 +122,7 @@ class ClipSample:
     sensor_id: str
     frame_idx: int
     timestamp: int
+    box_scores: torch.Tensor | None = None
 
 
 @dataclass
@@ -137,6 +139,8 @@ class Batch:
         annotation_ids: ``(R,)`` int64 (-1 when none).
         image_ids, sensor_ids: ``B`` strings.
         frame_idxs, timestamps: ``(B,)`` int64.
+        box_scores: ``(R,)`` float32 detector confidence (1 for annotated boxes), or None
+            when every box of the batch is annotated.
     """
 
     slow: torch.Tensor
@@ -150,6 +154,7 @@ class Batch:
     sensor_ids: list[str]
     frame_idxs: torch.Tensor
     timestamps: torch.Tensor
+    box_scores: torch.Tensor | None = None
 
     @property
     def num_clips(self) -> int:

@@ -1,1 +1,60 @@
-"""evaluation package."""
+"""Evaluation: frame-mAP (AVA protocol) and classification metrics, evaluation files, plots.
+
+Works on plain arrays and JSON prediction records, so training, ``thermal-action evaluate``
+and the benchmarks share it. Plots are imported lazily (matplotlib) by
+:func:`write_evaluation` or from :mod:`thermal_action.evaluation.plots`.
+"""
+
+from thermal_action.evaluation.io import (
+    EvaluationFiles,
+    ImageDetections,
+    format_metrics_table,
+    load_ground_truth,
+    make_prediction_records,
+    read_detections,
+    read_metrics,
+    read_predictions,
+    to_jsonable,
+    write_evaluation,
+    write_predictions,
+)
+from thermal_action.evaluation.metrics import (
+    FrameAPResult,
+    GroundTruthFrame,
+    PRCurve,
+    as_ground_truth,
+    average_precision,
+    check_prediction,
+    class_report,
+    compute_metrics,
+    confusion_matrix,
+    frame_ap_per_class,
+    match_boxes,
+    precision_recall_envelope,
+)
+
+__all__ = [
+    "EvaluationFiles",
+    "FrameAPResult",
+    "GroundTruthFrame",
+    "ImageDetections",
+    "PRCurve",
+    "as_ground_truth",
+    "average_precision",
+    "check_prediction",
+    "class_report",
+    "compute_metrics",
+    "confusion_matrix",
+    "format_metrics_table",
+    "frame_ap_per_class",
+    "load_ground_truth",
+    "make_prediction_records",
+    "match_boxes",
+    "precision_recall_envelope",
+    "read_detections",
+    "read_metrics",
+    "read_predictions",
+    "to_jsonable",
+    "write_evaluation",
+    "write_predictions",
+]

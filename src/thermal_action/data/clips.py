@@ -1,0 +1,210 @@
+"""Clip windows around keyframes and the one preprocessing path shared by training and prediction.
+
+The frame index is the time axis (the sensor samples at a steady ~6 Hz whatever the
+bursty receive timestamps say). A window of ``num_frames`` raw frames is centred on the
+keyframe and read every ``frame_stride`` frames, giving ``T = num_frames // frame_stride``
+fast frames with the keyframe at fast index ``T // 2``; for the default 64 / 2 the raw
+offsets are -32, -30, ..., 30. Near a recording's start or end the window repeats the
+edge frame (never skipped) and the repeated frames are counted.
+
+::
+
+    frames (N, H, W) °C --window--> (T, H, W) --temperature aug--> --normalise-->
+        --flip/rotate (+ boxes)--> --resize by scale (+ boxes)--> clip (1, T, H', W')
+
+:class:`ClipBuilder` is that whole path; the dataset calls it with random
+:class:`~thermal_action.data.transforms.AugmentParams`, the predictor through
+:func:`clip_from_recording` without, so both see exactly the same preprocessing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from thermal_action.data.errors import DatasetError
+from thermal_action.data.hdf5 import Recording
+from thermal_action.data.transforms import (
+    AugmentParams,
+    Normalizer,
+    apply_geometry,
+    apply_temperature,
+    background_level,
+    jitter_boxes,
+    resize_clip,
+)
+from thermal_action.structures import ClipSample, boxes_cxcywh_norm_to_xyxy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipWindow:
+    """Which raw frames a clip reads.
+
+    Attributes:
+        indices: ``(T,)`` int64 raw frame indices, edge-clamped.
+        center: the window centre (the keyframe, moved by any temporal jitter).
+        num_padded: fast frames that repeat an edge frame because the window ran past
+            the start or end of the recording.
+    """
+
+    indices: np.ndarray
+    center: int
+    num_padded: int
+
+
+def clip_offsets(num_frames: int, frame_stride: int) -> np.ndarray:
+    """Raw-frame offsets of the fast frames from the centre, ``(T,)``; offset 0 at ``T // 2``."""
+    if frame_stride < 1 or num_frames < frame_stride:
+        raise ValueError(f"need 1 <= frame_stride <= num_frames, got {frame_stride} and {num_frames}")
+    t = num_frames // frame_stride
+    return frame_stride * (np.arange(t, dtype=np.int64) - t // 2)
+
+
+def clip_window(center: int, num_frames: int, frame_stride: int, total_frames: int) -> ClipWindow:
+    """The fast-frame indices of a window around ``center`` in a ``total_frames`` recording.
+
+    Indices past either end repeat the edge frame; they are counted in ``num_padded``.
+    """
+    if total_frames < 1:
+        raise ValueError("a recording has at least one frame")
+    raw = center + clip_offsets(num_frames, frame_stride)
+    idx = np.clip(raw, 0, total_frames - 1)
+    return ClipWindow(indices=idx, center=int(center), num_padded=int(np.count_nonzero(idx != raw)))
+
+
+@dataclass
+class BuiltClip:
+    """Output of :meth:`ClipBuilder.build`.
+
+    Attributes:
+        clip: ``(1, T, H', W')`` float32 normalised.
+        boxes_xyxy: ``(N, 4)`` float32 pixels of ``clip``.
+        window: the raw frames read.
+    """
+
+    clip: torch.Tensor
+    boxes_xyxy: torch.Tensor
+    window: ClipWindow
+
+
+class ClipBuilder:
+    """Recording frames + keyframe index + boxes -> normalised clip (module docstring).
+
+    Args:
+        num_frames: raw frames in the window.
+        frame_stride: the fast pathway reads every ``frame_stride``-th raw frame.
+        normalization: ``"background"`` or ``"fixed"``.
+        fixed_range: °C mapped to [0, 1] in ``"fixed"`` mode.
+        background_scale: °C per unit in ``"background"`` mode.
+        scale: spatial resize factor (bilinear; boxes scaled to match).
+    """
+
+    def __init__(
+        self,
+        num_frames: int = 64,
+        frame_stride: int = 2,
+        normalization: str = "background",
+        fixed_range: tuple[float, float] = (5.0, 45.0),
+        background_scale: float = 8.0,
+        scale: float = 1.0,
+    ):
+        clip_offsets(num_frames, frame_stride)  # validates
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.num_frames = num_frames
+        self.frame_stride = frame_stride
+        self.normalizer = Normalizer(normalization, tuple(fixed_range), background_scale)
+        self.scale = float(scale)
+
+    @property
+    def clip_length(self) -> int:
+        """Fast frames per clip, ``T``."""
+        return self.num_frames // self.frame_stride
+
+    def window(self, frame_idx: int, total_frames: int, time_shift: int = 0) -> ClipWindow:
+        return clip_window(frame_idx + time_shift, self.num_frames, self.frame_stride, total_frames)
+
+    def build(
+        self,
+        frames: np.ndarray,
+        frame_idx: int,
+        boxes_xyxy: np.ndarray,
+        params: AugmentParams | None = None,
+    ) -> BuiltClip:
+        """Builds one clip.
+
+        Args:
+            frames: ``(N, H, W)`` float32 °C of the whole recording (repaired).
+            frame_idx: the keyframe.
+            boxes_xyxy: ``(N_boxes, 4)`` keyframe boxes in native pixels.
+            params: augmentation draw, or None for none (evaluation, prediction).
+        """
+        n, h, w = frames.shape
+        window = self.window(frame_idx, n, params.time_shift if params is not None else 0)
+        x = frames[window.indices]  # (T, H, W) fancy indexing copies, so in-place ops below are safe
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        need_bg = self.normalizer.mode == "background" or (params is not None and params.temp_gain)
+        bg = background_level(x) if need_bg else None
+        if params is not None and (params.temp_gain or params.temp_offset):
+            bg = apply_temperature(x, bg if bg is not None else 0.0, params)
+        self.normalizer(x, bg)
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        if params is not None:
+            if params.box_noise is not None and len(boxes):
+                boxes = jitter_boxes(boxes, params.box_noise, h, w)
+            x, boxes = apply_geometry(x, boxes, params)
+        clip = torch.from_numpy(np.ascontiguousarray(x))  # (T, H, W)
+        clip, boxes_t = resize_clip(clip, torch.from_numpy(boxes.astype(np.float32)), self.scale)
+        return BuiltClip(clip=clip[None], boxes_xyxy=boxes_t, window=window)
+
+
+def clip_from_recording(
+    recording: Recording,
+    frame_idx: int,
+    boxes_cxcywh_norm: np.ndarray,
+    builder: ClipBuilder,
+    track_ids: np.ndarray | None = None,
+) -> ClipSample:
+    """A :class:`ClipSample` for prediction on a bare recording (no annotations).
+
+    The same path the dataset uses, without augmentation. Boxes (e.g. from a person
+    detector) are clipped to the frame; labels are -1.
+
+    Args:
+        recording: from :func:`thermal_action.data.hdf5.read_recording`.
+        frame_idx: the frame to classify (centre of the window).
+        boxes_cxcywh_norm: ``(N, 4)`` normalized centre boxes in that frame.
+        builder: from :func:`thermal_action.data.dataset.build_clip_builder`.
+        track_ids: ``(N,)`` person ids, -1 when not given.
+
+    Raises:
+        DatasetError: ``frame_idx`` out of range.
+    """
+    if not 0 <= frame_idx < recording.num_frames:
+        raise DatasetError(recording.path, f"frame_idx {frame_idx} out of range 0..{recording.num_frames - 1}",
+                           record=f"frame {frame_idx}")
+    norm = np.asarray(boxes_cxcywh_norm, dtype=np.float32).reshape(-1, 4)
+    xyxy = boxes_cxcywh_norm_to_xyxy(norm, recording.width, recording.height)
+    xyxy = np.clip(xyxy, 0.0, [recording.width, recording.height, recording.width, recording.height])
+    built = builder.build(recording.frames, frame_idx, xyxy)
+    n = len(norm)
+    tracks = np.full(n, -1, dtype=np.int64) if track_ids is None else np.asarray(track_ids, dtype=np.int64)
+    ts = int(recording.timestamps[frame_idx])
+    return ClipSample(
+        clip=built.clip,
+        boxes_xyxy=built.boxes_xyxy,
+        boxes_cxcywh_norm=torch.from_numpy(norm),
+        labels=torch.full((n,), -1, dtype=torch.int64),
+        track_ids=torch.from_numpy(tracks),
+        annotation_ids=torch.full((n,), -1, dtype=torch.int64),
+        image_id=f"{recording.sensor_id}_{ts}",
+        sensor_id=recording.sensor_id,
+        frame_idx=int(frame_idx),
+        timestamp=ts,
+    )

@@ -1,0 +1,333 @@
+"""Reading ``frames/<sensor_id>.h5`` recordings, with dropped-packet repair.
+
+A recording is read whole and the file is closed at once: no HDF5 handle outlives
+:func:`read_recording`, so a dataset holding recordings (or only their paths) is safe
+to fork into DataLoader workers. A 500-frame file is ~5 MB decoded and ~16 ms to read,
+so the dataset caches decoded recordings per process (see ``benchmarks/bench_data.py``).
+
+Repair, done once here and before any normalisation:
+
+- Temperatures in Kelvin (median above :data:`KELVIN_MEDIAN_THRESHOLD`) are converted
+  to °C.
+- Invalid pixels -- dropped packets (-273.2 °C, 0 K), NaN, inf, or anything outside the
+  physically possible ``valid_range`` -- take the value of the same pixel in the nearest
+  frame (in index) where that pixel is valid; ties go to the earlier frame.
+- A pixel that is invalid in every frame of the recording (a dead pixel) takes the median
+  of its frame's valid pixels.
+- A recording with no valid temperature at all cannot be repaired: :class:`DatasetError`.
+
+Every repair is counted in :class:`RepairStats` and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thermal_action.data.errors import DatasetError
+
+logger = logging.getLogger(__name__)
+
+#: A recording whose median temperature is above this is in Kelvin (room air is ~290 K).
+KELVIN_MEDIAN_THRESHOLD = 200.0
+KELVIN_OFFSET = 273.15
+#: °C; temperatures outside are impossible for an indoor thermopile array and are repaired.
+DEFAULT_VALID_RANGE: tuple[float, float] = (-40.0, 200.0)
+#: Frames searched on each side of a repaired frame before the whole-recording fallback.
+_LOCAL_SEARCH = 4
+
+
+@dataclass
+class RepairStats:
+    """What :func:`repair_frames` changed in one recording.
+
+    Attributes:
+        invalid_pixels: pixels replaced (dropped packets, NaN/inf, out of range).
+        nonfinite_pixels: of those, NaN or infinite ones.
+        repaired_frames: frames with at least one replaced pixel.
+        repaired_frame_indices: their indices, ascending.
+        dead_pixels: pixel positions invalid in every frame (filled from their frame's median).
+        converted_from_kelvin: whether the recording was in Kelvin and converted to °C.
+    """
+
+    invalid_pixels: int = 0
+    nonfinite_pixels: int = 0
+    repaired_frames: int = 0
+    repaired_frame_indices: list[int] = field(default_factory=list)
+    dead_pixels: int = 0
+    converted_from_kelvin: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "invalid_pixels": self.invalid_pixels,
+            "nonfinite_pixels": self.nonfinite_pixels,
+            "repaired_frames": self.repaired_frames,
+            "dead_pixels": self.dead_pixels,
+            "converted_from_kelvin": self.converted_from_kelvin,
+        }
+
+
+@dataclass
+class Recording:
+    """One sensor recording, repaired and in °C.
+
+    Attributes:
+        path: the HDF5 file.
+        sensor_id: from the file attribute ``sensor_id`` (the file stem when absent).
+        frames: ``(N, H, W)`` float32 temperatures in °C, every pixel valid.
+        timestamps: ``(N,)`` int64 capture times, ms since epoch.
+        frame_seqs: ``(N,)`` int64 sequence numbers (the timestamps when absent).
+        attrs: the file attributes as plain Python values.
+        repair: what was repaired.
+        non_increasing_timestamps: steps where ``timestamps`` does not strictly increase.
+    """
+
+    path: Path
+    sensor_id: str
+    frames: np.ndarray
+    timestamps: np.ndarray
+    frame_seqs: np.ndarray
+    attrs: dict[str, Any]
+    repair: RepairStats
+    non_increasing_timestamps: int = 0
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+
+def _plain(value: Any) -> Any:
+    """HDF5 attribute -> plain JSON-able Python value."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _open(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise DatasetError(path, "recording file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(path, f"not a readable HDF5 file ({e})") from e
+
+
+def read_timestamps(path: str | Path) -> np.ndarray:
+    """Reads only the ``timestamps`` dataset (cheap; for checking annotations).
+
+    Raises:
+        DatasetError: the file is missing, unreadable or has no ``timestamps``.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        if "timestamps" not in f:
+            raise DatasetError(path, "no 'timestamps' dataset", record="timestamps")
+        try:
+            return np.asarray(f["timestamps"][()], dtype=np.int64).reshape(-1)
+        except (OSError, ValueError, TypeError) as e:
+            raise DatasetError(path, f"cannot read 'timestamps' ({e})", record="timestamps") from e
+
+
+def repair_frames(
+    frames: np.ndarray,
+    valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
+    path: str | Path = "<frames>",
+) -> tuple[np.ndarray, RepairStats]:
+    """Converts Kelvin to °C and replaces invalid pixels (see the module docstring).
+
+    Args:
+        frames: ``(N, H, W)`` raw temperatures (°C or K).
+        valid_range: ``(low, high)`` °C; values outside are invalid.
+        path: named in errors and log lines.
+
+    Returns:
+        ``(frames, stats)``: ``(N, H, W)`` float32 °C with every pixel valid, and what
+        changed. The input array is not modified.
+
+    Raises:
+        DatasetError: no valid temperature in the whole recording.
+    """
+    x = np.array(frames, dtype=np.float32, copy=True)  # (N, H, W)
+    stats = RepairStats()
+    n = x.shape[0]
+    # Median, not mean: up to 13% of the pixels may be 0 K / -273.2 °C sentinels. A strided
+    # subsample (~20k values) decides as well as all 1.2M and costs ~50x less.
+    flat = x.reshape(-1)
+    sub = flat[:: max(1, flat.size // 20000)]
+    sub = sub[np.isfinite(sub) & (np.abs(sub) < 1000.0) & (sub != 0.0) & (sub > -273.0)]
+    if sub.size and float(np.median(sub)) > KELVIN_MEDIAN_THRESHOLD:
+        x -= KELVIN_OFFSET
+        stats.converted_from_kelvin = True
+    low, high = valid_range
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(x) & (x >= low) & (x <= high)  # (N, H, W)
+    n_invalid = int(valid.size - np.count_nonzero(valid))
+    if n_invalid == 0:
+        return x, stats
+    if not valid.any():
+        raise DatasetError(path, "no valid temperature in any frame: the recording cannot be repaired",
+                           record="frames")
+    stats.invalid_pixels = n_invalid
+    stats.nonfinite_pixels = int(np.count_nonzero(~np.isfinite(x)))
+    bad_frames = np.flatnonzero(~valid.reshape(n, -1).all(axis=1))
+    stats.repaired_frames = int(bad_frames.size)
+    stats.repaired_frame_indices = bad_frames.tolist()
+    dead = ~valid.any(axis=0)  # (H, W) never valid: no frame to copy from
+
+    # Dropped packets are isolated frames, so searching a few frames out usually suffices;
+    # only the search order matters for the result: distance 1 before 2, earlier before later.
+    unfilled = []
+    for t in bad_frames:
+        need = ~valid[t] & ~dead  # (H, W)
+        for d in range(1, _LOCAL_SEARCH + 1):
+            for src in (t - d, t + d):
+                if 0 <= src < n:
+                    take = need & valid[src]
+                    x[t][take] = x[src][take]
+                    need &= ~take
+            if not need.any():
+                break
+        if need.any():
+            unfilled.append((t, need))
+    if unfilled:
+        # Rare long runs of invalid pixels: index of the previous / next valid frame per pixel.
+        tt = np.arange(n, dtype=np.int64)[:, None, None]
+        prev_idx = np.maximum.accumulate(np.where(valid, tt, -1), axis=0)  # (N, H, W)
+        next_idx = np.minimum.accumulate(np.where(valid, tt, n)[::-1], axis=0)[::-1]  # (N, H, W)
+        for t, need in unfilled:
+            p, q = prev_idx[t], next_idx[t]
+            use_prev = (p >= 0) & ((q >= n) | ((t - p) <= (q - t)))
+            src = np.where(use_prev, p, q)
+            yi, xi = np.nonzero(need)
+            x[t, yi, xi] = x[src[yi, xi], yi, xi]
+
+    if dead.any():
+        stats.dead_pixels = int(dead.sum())
+        live = ~dead
+        for i in range(n):
+            x[i][dead] = np.median(x[i][live])
+    return x, stats
+
+
+def read_recording(
+    path: str | Path,
+    valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
+) -> Recording:
+    """Reads a whole ``frames/<sensor_id>.h5`` file, repairs it and closes it.
+
+    Args:
+        path: the HDF5 file (format in DATA_FORMAT.md).
+        valid_range: ``(low, high)`` °C; temperatures outside are repaired.
+
+    Returns:
+        The :class:`Recording`, frames ``(N, H, W)`` float32 °C.
+
+    Raises:
+        DatasetError: the file is missing or unreadable, lacks ``frames`` or
+            ``timestamps``, has frames that are not ``(N, H, W)``, timestamps of another
+            length, or cannot be repaired.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        if "frames" not in f:
+            raise DatasetError(path, f"no 'frames' dataset (found: {sorted(f.keys())})", record="frames")
+        if "timestamps" not in f:
+            raise DatasetError(path, "no 'timestamps' dataset", record="timestamps")
+        try:
+            raw = f["frames"][()]
+            timestamps = np.asarray(f["timestamps"][()]).reshape(-1)
+            seqs = np.asarray(f["frame_seqs"][()]).reshape(-1) if "frame_seqs" in f else None
+        except (OSError, ValueError, TypeError) as e:
+            raise DatasetError(path, f"cannot read datasets ({e})") from e
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    if raw.ndim != 3 or raw.shape[0] == 0:
+        raise DatasetError(path, f"'frames' must be (N, H, W) with N > 0, got shape {raw.shape}", record="frames")
+    if not np.issubdtype(raw.dtype, np.number):
+        raise DatasetError(path, f"'frames' must be numeric, got {raw.dtype}", record="frames")
+    n = raw.shape[0]
+    if timestamps.shape[0] != n:
+        raise DatasetError(path, f"{timestamps.shape[0]} timestamps for {n} frames", record="timestamps")
+    if not np.issubdtype(timestamps.dtype, np.integer):
+        raise DatasetError(path, f"'timestamps' must be integers (ms), got {timestamps.dtype}", record="timestamps")
+    timestamps = timestamps.astype(np.int64)
+    if seqs is None or seqs.shape[0] != n:
+        seqs = timestamps.copy()
+    frames, stats = repair_frames(raw, valid_range=valid_range, path=path)
+    non_increasing = int(np.count_nonzero(np.diff(timestamps) <= 0))
+    sensor_id = str(attrs.get("sensor_id") or path.stem)
+    if stats.converted_from_kelvin:
+        logger.info("%s: temperatures are in Kelvin; converted to °C", path)
+    if stats.invalid_pixels:
+        logger.info(
+            "%s: repaired %d invalid pixels (%d NaN/inf) in %d of %d frames from the nearest valid frame%s",
+            path, stats.invalid_pixels, stats.nonfinite_pixels, stats.repaired_frames, n,
+            f"; {stats.dead_pixels} pixels invalid in every frame filled with the frame median"
+            if stats.dead_pixels else "",
+        )
+    if non_increasing:
+        logger.warning("%s: timestamps do not strictly increase at %d steps", path, non_increasing)
+    return Recording(
+        path=path,
+        sensor_id=sensor_id,
+        frames=frames,
+        timestamps=timestamps,
+        frame_seqs=np.asarray(seqs, dtype=np.int64),
+        attrs=attrs,
+        repair=stats,
+        non_increasing_timestamps=non_increasing,
+    )
+
+
+class RecordingCache:
+    """Per-process store of decoded recordings, keyed by path.
+
+    Holds arrays only, never an open file, so it may be copied into forked DataLoader
+    workers (each worker then fills its own copy lazily; call :meth:`get` for every path
+    in the parent first to share one copy copy-on-write).
+
+    Args:
+        enabled: keep recordings after reading; when ``False`` every :meth:`get` reads
+            the file again (slow, bounded memory).
+        valid_range: passed to :func:`read_recording`.
+    """
+
+    def __init__(self, enabled: bool = True, valid_range: tuple[float, float] = DEFAULT_VALID_RANGE):
+        self.enabled = enabled
+        self.valid_range = tuple(valid_range)
+        self._store: dict[str, Recording] = {}
+        self.reads = 0  # files read from disk (cold loads), for benchmarks and tests
+
+    def get(self, path: str | Path) -> Recording:
+        """The recording at ``path``, read (and kept, when enabled) on first use."""
+        key = str(path)
+        rec = self._store.get(key)
+        if rec is None:
+            rec = read_recording(path, valid_range=self.valid_range)
+            self.reads += 1
+            if self.enabled:
+                self._store[key] = rec
+        return rec
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def __len__(self) -> int:
+        return len(self._store)

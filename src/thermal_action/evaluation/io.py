@@ -1,0 +1,393 @@
+"""Evaluation files: predictions.json, detections files, metrics.json, the terminal table.
+
+``predictions.json`` (written by ``thermal-action evaluate``) is a JSON list with one
+record per evaluated box::
+
+    [{"image_id": "SL14_R1_1760482263581",
+      "bbox": [0.357, 0.561, 0.214, 0.158],      # normalized cx, cy, w, h (as annotated)
+      "scores": [0.01, 0.02, ..., 0.90, ...],    # one probability per class, category-id order
+      "label": 3,                                # optional: ground-truth class when known
+      "track_id": 0,                             # optional: person id (object_id)
+      "box_score": 0.97},                        # optional: detector confidence
+     ...]
+
+A detections file (person boxes from another detector, to be classified instead of the
+annotated boxes) is a COCO-results-style JSON list with our box format::
+
+    [{"image_id": "SL14_R1_1760482263581", "bbox": [cx, cy, w, h], "score": 0.97}, ...]
+
+``bbox`` is normalized centre format like the annotations (not COCO's pixel x, y, w, h);
+``score`` is optional (1.0 when absent); other keys (``category_id``...) are ignored. A
+keyframe absent from the file has no detections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from thermal_action.data.errors import DatasetError
+from thermal_action.evaluation.metrics import GroundTruthFrame, check_prediction
+
+log = logging.getLogger(__name__)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON data from numpy/torch values; NaN and infinities become None."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "detach"):  # a torch tensor, without importing torch here
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _write_json(path: str | Path, data: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    # allow_nan=False: a NaN that slipped past to_jsonable is a bug, not invalid JSON on disk.
+    tmp.write_text(json.dumps(data, allow_nan=False, indent=None if isinstance(data, list) else 2))
+    tmp.replace(path)
+    return path
+
+
+def _read_json_list(path: str | Path, what: str) -> list[Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, f"{what} file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(path, f"not valid JSON: {e}") from e
+    if not isinstance(data, list):
+        raise DatasetError(path, f"a {what} file must be a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def _where(i: int, rec: Any) -> str:
+    image_id = rec.get("image_id") if isinstance(rec, Mapping) else None
+    return f"record {i}" + (f", image_id {image_id!r}" if image_id is not None else "")
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def make_prediction_records(
+    image_ids: Sequence[str],
+    boxes_cxcywh_norm: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray | None = None,
+    track_ids: np.ndarray | None = None,
+    box_scores: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Prediction records from per-box arrays (e.g. one validation batch).
+
+    Args:
+        image_ids: R keyframe ids, one per box.
+        boxes_cxcywh_norm: ``(R, 4)`` normalized centre boxes.
+        scores: ``(R, K)`` class probabilities (softmax or sigmoid already applied).
+        labels: ``(R,)`` ground-truth class when known (-1 = unknown, written as null).
+        track_ids: ``(R,)`` person ids (-1 = unknown, written as null).
+        box_scores: ``(R,)`` detector confidences.
+
+    Returns:
+        R records in the ``predictions.json`` format.
+    """
+    boxes = np.asarray(_np(boxes_cxcywh_norm), dtype=np.float64).reshape(-1, 4)
+    sc = np.asarray(_np(scores), dtype=np.float64)
+    sc = sc.reshape(boxes.shape[0], -1)
+    if len(image_ids) != boxes.shape[0]:
+        raise ValueError(f"{len(image_ids)} image ids for {boxes.shape[0]} boxes")
+    lab = None if labels is None else np.asarray(_np(labels)).reshape(-1)
+    trk = None if track_ids is None else np.asarray(_np(track_ids)).reshape(-1)
+    bsc = None if box_scores is None else np.asarray(_np(box_scores), dtype=np.float64).reshape(-1)
+    records = []
+    for i, image_id in enumerate(image_ids):
+        rec: dict[str, Any] = {"image_id": image_id, "bbox": boxes[i].tolist(), "scores": sc[i].tolist()}
+        if lab is not None:
+            rec["label"] = int(lab[i]) if lab[i] >= 0 else None
+        if trk is not None:
+            rec["track_id"] = int(trk[i]) if trk[i] >= 0 else None
+        if bsc is not None:
+            rec["box_score"] = float(bsc[i])
+        records.append(rec)
+    return records
+
+
+def _np(x: Any) -> Any:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else x
+
+
+def _check_all(records: Sequence[Any], path: Path, num_classes: int | None) -> None:
+    if num_classes is None and records and isinstance(records[0], Mapping):
+        first = records[0].get("scores")
+        num_classes = len(first) if isinstance(first, (list, tuple, np.ndarray)) else None
+    for i, rec in enumerate(records):
+        try:
+            check_prediction(rec, num_classes)
+        except ValueError as e:
+            raise DatasetError(path, str(e), record=_where(i, rec)) from None
+
+
+def write_predictions(path: str | Path, records: Sequence[Mapping[str, Any]], num_classes: int | None = None) -> Path:
+    """Checks and writes prediction records as ``predictions.json``.
+
+    Args:
+        path: the file to write (parents are created).
+        records: see the module docstring; numpy values are converted.
+        num_classes: expected length of every ``scores`` list (default: the first record's).
+
+    Raises:
+        DatasetError: naming the file and the first bad record.
+    """
+    path = Path(path)
+    data = to_jsonable(list(records))
+    _check_all(data, path, num_classes)
+    return _write_json(path, data)
+
+
+def read_predictions(path: str | Path, num_classes: int | None = None) -> list[dict[str, Any]]:
+    """Reads and checks a ``predictions.json`` file.
+
+    Args:
+        path: the file.
+        num_classes: expected length of every ``scores`` list (default: all records must
+            have the length of the first one).
+
+    Raises:
+        DatasetError: naming the file and the record (wrong score length, bad bbox, ...).
+    """
+    path = Path(path)
+    records = _read_json_list(path, "predictions")
+    _check_all(records, path, num_classes)
+    return records
+
+
+# ----------------------------------------------------------------------------- detections
+
+
+class ImageDetections(NamedTuple):
+    """Person boxes of one keyframe from a detections file (unpacks as ``boxes, scores``)."""
+
+    boxes_cxcywh_norm: np.ndarray  # (N, 4) float64
+    scores: np.ndarray  # (N,) float64 detector confidence
+
+
+def read_detections(path: str | Path, min_score: float = 0.0) -> dict[str, ImageDetections]:
+    """Reads a detections file (see the module docstring) into boxes per keyframe.
+
+    Args:
+        path: a JSON list of ``{"image_id", "bbox": [cx, cy, w, h] normalized, "score"?}``.
+        min_score: boxes with a lower ``score`` are dropped (the count is logged).
+
+    Returns:
+        ``{image_id (str): ImageDetections}`` in file order; keyframes absent from the file
+        have no detections.
+
+    Raises:
+        DatasetError: naming the file and the bad record.
+    """
+    path = Path(path)
+    records = _read_json_list(path, "detections")
+    boxes: dict[str, list[list[float]]] = {}
+    scores: dict[str, list[float]] = {}
+    dropped = 0
+    for i, rec in enumerate(records):
+        where = _where(i, rec)
+        if not isinstance(rec, Mapping):
+            raise DatasetError(path, f"a detection must be an object, got {type(rec).__name__}", record=where)
+        if "image_id" not in rec or "bbox" not in rec:
+            raise DatasetError(path, "a detection needs 'image_id' and 'bbox'", record=where)
+        image_id = rec["image_id"]
+        if isinstance(image_id, bool) or not isinstance(image_id, (str, int)):
+            raise DatasetError(path, f"image_id must be a string or an integer, got {image_id!r}", record=where)
+        bbox = rec["bbox"]
+        if (
+            not isinstance(bbox, list)
+            or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+        ):
+            raise DatasetError(path, f"bbox must be 4 finite numbers [cx, cy, w, h], got {bbox!r}", record=where)
+        if max(abs(v) for v in bbox) > 1.5:
+            raise DatasetError(
+                path, f"bbox {bbox} is not normalized: expected [cx, cy, w, h] in [0, 1] of the frame", record=where
+            )
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            raise DatasetError(path, f"bbox {bbox} has a width or height <= 0", record=where)
+        score = rec.get("score", 1.0)
+        if score is None:
+            score = 1.0
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise DatasetError(path, f"score must be a finite number, got {score!r}", record=where)
+        key = str(image_id)
+        boxes.setdefault(key, [])
+        scores.setdefault(key, [])
+        if score < min_score:
+            dropped += 1
+            continue
+        boxes[key].append([float(v) for v in bbox])
+        scores[key].append(float(score))
+    if dropped:
+        log.info("%s: dropped %d of %d detections with score < %g", path, dropped, len(records), min_score)
+    return {
+        k: ImageDetections(
+            np.asarray(boxes[k], dtype=np.float64).reshape(-1, 4), np.asarray(scores[k], dtype=np.float64)
+        )
+        for k in boxes
+    }
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+
+def load_ground_truth(ann_path: str | Path, num_classes: int | None = None) -> list[GroundTruthFrame]:
+    """Keyframe ground truth from a COCO-like annotation file (``annotations/val.json``).
+
+    A light reader for re-scoring a ``predictions.json`` without the dataset code: every
+    entry of ``images`` becomes a keyframe (also those without boxes), ``category_id`` is
+    the label.
+
+    Raises:
+        DatasetError: naming the file and the bad image or annotation.
+    """
+    path = Path(ann_path)
+    if not path.is_file():
+        raise DatasetError(path, "annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(path, f"not valid JSON: {e}") from e
+    if not (
+        isinstance(data, Mapping) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
+    ):
+        raise DatasetError(path, "expected an object with 'images' and 'annotations' lists")
+    boxes: dict[str, list[list[float]]] = {}
+    labels: dict[str, list[int]] = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, Mapping) or "id" not in img:
+            raise DatasetError(path, "an image needs an 'id'", record=f"images[{i}]")
+        boxes[str(img["id"])] = []
+        labels[str(img["id"])] = []
+    for i, ann in enumerate(data["annotations"]):
+        where = f"annotations[{i}]" + (f", id {ann.get('id')!r}" if isinstance(ann, Mapping) else "")
+        if not isinstance(ann, Mapping):
+            raise DatasetError(path, "an annotation must be an object", record=where)
+        image_id = str(ann.get("image_id"))
+        if image_id not in boxes:
+            raise DatasetError(path, f"image_id {ann.get('image_id')!r} is not in 'images'", record=where)
+        bbox, cat = ann.get("bbox"), ann.get("category_id")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            raise DatasetError(path, f"bbox must be 4 numbers [cx, cy, w, h], got {bbox!r}", record=where)
+        too_big = num_classes is not None and isinstance(cat, int) and cat >= num_classes
+        if isinstance(cat, bool) or not isinstance(cat, int) or cat < 0 or too_big:
+            raise DatasetError(path, f"category_id {cat!r} is not a class index", record=where)
+        boxes[image_id].append([float(v) for v in bbox])
+        labels[image_id].append(cat)
+    return [
+        GroundTruthFrame(
+            k, np.asarray(boxes[k], dtype=np.float64).reshape(-1, 4), np.asarray(labels[k], dtype=np.int64)
+        )
+        for k in boxes
+    ]
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def format_metrics_table(metrics: Mapping[str, Any]) -> str:
+    """A plain-text summary of :func:`compute_metrics` output for the terminal."""
+    m = metrics["matching"]
+    fall = metrics["fall"]
+    n_map = len(metrics["map_classes"])
+    lines = [
+        f"frame-mAP@{metrics['iou_threshold']:.2f}  {_fmt(metrics['frame_map'])}   "
+        f"(mean over {n_map} of {len(metrics['class_names'])} classes with ground truth)",
+        f"top-1 accuracy    {_fmt(metrics['top1_accuracy'])}   ({m['num_paired']} paired boxes; "
+        f"{m['num_unpaired_predictions']} unpaired predictions, {m['num_missed_gt']} missed ground-truth boxes)",
+        f"macro-F1          {_fmt(metrics['macro_f1'])}   ({len(metrics['macro_f1_classes'])} classes)",
+        f"fall '{fall['class']}' at score >= {fall['threshold']:.2f}: precision {_fmt(metrics['fall_precision'])}"
+        f"  recall {_fmt(metrics['fall_recall'])}  (tp {fall['tp']}, fp {fall['fp']}, fn {fall['fn']})",
+        "",
+    ]
+    rows = metrics["per_class"]
+    width = max([len("class")] + [len(r["name"]) for r in rows])
+    lines.append(
+        f"{'id':>2}  {'class':<{width}}  {'support':>7}  {'prior':>6}  {'AP':>5}  {'P':>5}  {'R':>5}  {'F1':>5}"
+    )
+    for r in rows:
+        prior = "-" if r["prior"] is None else f"{100 * r['prior']:5.1f}%"
+        lines.append(
+            f"{r['index']:>2}  {r['name']:<{width}}  {r['support']:>7}  {prior:>6}  {_fmt(r['ap']):>5}  "
+            f"{_fmt(r['precision']):>5}  {_fmt(r['recall']):>5}  {_fmt(r['f1']):>5}"
+        )
+    return "\n".join(lines)
+
+
+@dataclass
+class EvaluationFiles:
+    """Where :func:`write_evaluation` put its outputs (plots are None when not drawn)."""
+
+    metrics: Path
+    predictions: Path
+    confusion_matrix: Path | None
+    pr_curves: Path | None
+
+
+def write_evaluation(
+    out_dir: str | Path,
+    predictions: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    class_names: Sequence[str],
+    plots: bool = True,
+) -> EvaluationFiles:
+    """Writes ``metrics.json``, ``predictions.json``, ``confusion_matrix.png``, ``pr_curves.png``.
+
+    Args:
+        out_dir: directory (created).
+        predictions: the evaluated prediction records.
+        metrics: :func:`compute_metrics` output.
+        class_names: K names in category-id order.
+        plots: draw the two PNGs.
+    """
+    from thermal_action.evaluation.plots import plot_confusion_matrix, plot_pr_curves
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pred_path = write_predictions(out_dir / "predictions.json", predictions, num_classes=len(class_names))
+    metrics_path = _write_json(out_dir / "metrics.json", to_jsonable(dict(metrics)))
+    cm_path = pr_path = None
+    if plots:
+        cm = np.asarray(metrics["confusion_matrix"])
+        cm_path = plot_confusion_matrix(cm, class_names, out_dir / "confusion_matrix.png")
+        pr_path = plot_pr_curves(metrics["pr_curves"], class_names, out_dir / "pr_curves.png")
+    return EvaluationFiles(metrics_path, pred_path, cm_path, pr_path)
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """Reads a ``metrics.json`` written by :func:`write_evaluation`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(path, f"cannot read metrics: {e}") from e

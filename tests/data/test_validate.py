@@ -1,0 +1,112 @@
+"""`thermal-action validate`: summary numbers, collected problems, contact sheet, CLI output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thermal_action.cli import main
+from thermal_action.data.validate import validate_dataset
+
+
+def test_summary_of_a_clean_dataset(tiny_dataset, tmp_path):
+    sheet = tmp_path / "out" / "sheet.png"
+    report = validate_dataset(tiny_dataset.root, contact_sheet=sheet)
+    assert report.problems == []
+    d = report.to_dict()
+    assert d["recordings"] == 2 and d["frames"] == 64
+    assert d["keyframes"] == 5 and d["boxes"] == 5
+    assert d["repaired_frames"] == 2 and d["invalid_pixels"] == 576 + 1152
+    assert d["class_counts"]["train"]["standing"] == 1 and d["class_counts"]["val"]["lying down-lying with risk"] == 1
+    assert sum(d["class_counts"]["train"].values()) == 3 and len(d["class_counts"]["val"]) == 14
+    assert d["persons_per_keyframe"]["train"] == {"0": 1, "1": 1, "2": 1}
+    assert d["padded_keyframes"] == 5  # 64-frame windows in 40- and 24-frame recordings
+    fr = d["frame_rate"]
+    assert 2.0 < fr["fps_mean"] < 8.0 and fr["step_ms_median"] == 165.0 and fr["step_ms_max"] == 510.0
+    json.dumps(d)  # JSON-able
+    # The same recording split across train and val is a warning, not a problem.
+    assert not any("several splits" in w for w in d["warnings"])  # S1 is train only, S2 val only
+    img = Image.open(sheet)
+    assert img.size[0] > 60 * 6 and img.size[1] > 40 * 6  # 5 tiles of 6x upscaled frames
+    rgb = np.asarray(img.convert("RGB")).astype(int)
+    assert (np.abs(rgb - rgb[0, 0]).sum(-1) > 0).mean() > 0.5  # not a blank canvas
+    text = report.format_text()
+    for needle in ("recordings: 2", "frames: 64", "keyframes: 5", "boxes: 5", "repaired frames: 2", "problems: 0",
+                   "lying down-lying with risk", "persons per keyframe"):
+        assert needle in text, needle
+
+
+def test_problems_are_collected_not_stopped_at(tiny_dataset, fmt):
+    root = tiny_dataset.root
+    (root / "frames" / "Broken.h5").write_bytes(b"junk" * 100)
+    data = json.loads(tiny_dataset.train.read_text())
+    data["images"][1]["frame_idx"] = 500  # out of range
+    data["annotations"][0]["category_id"] = 77  # unknown category
+    data["annotations"].append(dict(data["annotations"][2], id=2))  # duplicate annotation id
+    tiny_dataset.train.write_text(json.dumps(data))
+    (root / "annotations" / "test.json").write_text("{not json")
+    report = validate_dataset(root)
+    text = "\n".join(report.problems)
+    assert len(report.problems) == 5, text
+    for needle in ("Broken.h5: not a readable HDF5 file", "frame_idx 500 out of range", "unknown category id 77",
+                   "duplicate annotation id 2", "test.json [line 1, column 2]: malformed JSON"):
+        assert needle in text, needle
+    # What could be read is still summarised.
+    d = report.to_dict()
+    assert d["recordings"] == 2 and d["keyframes"] == 4 and d["boxes"] == 4  # 5 minus the bad-category box
+    assert f"problems: {len(report.problems)}" in report.format_text()
+
+
+def test_recordings_shared_between_splits_are_a_warning(tiny_dataset):
+    data = json.loads(tiny_dataset.val.read_text())
+    s1 = json.loads(tiny_dataset.train.read_text())["images"][1]  # S1 frame 20, no boxes
+    data["images"].append(dict(s1, id="S1_extra"))
+    tiny_dataset.val.write_text(json.dumps(data))
+    report = validate_dataset(tiny_dataset.root)
+    assert report.problems == []
+    assert any("several splits" in w and "S1" in w for w in report.warnings)
+
+
+def test_attribute_mismatches_are_problems(tiny_dataset):
+    import h5py
+
+    with h5py.File(tiny_dataset.frames_dir / "S2.h5", "a") as f:
+        f.attrs["total_frames"] = 99
+        f.attrs["sensor_id"] = "S9"
+    report = validate_dataset(tiny_dataset.root)
+    text = "\n".join(report.problems)
+    assert "total_frames attribute 99 but 24 frames" in text and "sensor_id attribute 'S9'" in text
+
+
+def test_cli_json_and_strict(tiny_dataset, capsys):
+    assert main(["validate", str(tiny_dataset.root), "--json", "--no-contact-sheet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("recordings", "keyframes", "boxes", "class_counts", "repaired_frames", "problems"):
+        assert key in out
+    assert out["keyframes"] == 5 and out["contact_sheet"] is None
+    assert main(["validate", str(tiny_dataset.root)]) == 0
+    text = capsys.readouterr().out
+    assert "keyframes: 5" in text and (tiny_dataset.root / "contact_sheet.png").is_file()
+    (tiny_dataset.root / "frames" / "S1.h5").unlink()
+    assert main(["validate", str(tiny_dataset.root), "--strict", "--no-contact-sheet"]) == 1
+    assert "S1.h5: recording file not found" in capsys.readouterr().out
+
+
+def test_missing_directory_is_an_error(tmp_path):
+    assert main(["validate", str(tmp_path / "nowhere")]) == 2
+
+
+def test_real_sample(sample_dir, tmp_path):
+    report = validate_dataset(sample_dir, contact_sheet=tmp_path / "sheet.png")
+    d = report.to_dict()
+    assert report.problems == []
+    assert d["recordings"] == 1 and d["frames"] == 498
+    assert d["keyframes"] == 46 and d["boxes"] == 92
+    assert d["clipped_boxes"] == 1 and d["repaired_frames"] > 0
+    assert set(d["class_counts"]) == {"train", "val"}
+    assert 5.0 < d["frame_rate"]["fps_mean"] < 7.0
+    assert any("several splits" in w for w in d["warnings"])  # the sample's split is per keyframe
+    assert (tmp_path / "sheet.png").is_file()
