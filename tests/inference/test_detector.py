@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from thermal_action.data.packets import PACKET_PX, repair_dropped_packets
 from thermal_action.inference.detector import (
-    PACKET_PX,
     Detections,
     DetectorParams,
     PersonDetector,
     detect_frame,
     fill_pinholes,
-    repair_dropped_packets,
     segment_regions,
     to_celsius,
 )

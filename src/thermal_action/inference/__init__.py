@@ -1,1 +1,40 @@
-"""inference package."""
+"""Running trained detectors: recordings, live streams, alerts, videos, ONNX.
+
+- :mod:`.predictor`: :class:`Predictor` (model + the training preprocessing),
+  person boxes (annotations, detections files, built-in detector), ``predict``.
+- :mod:`.streaming`: :class:`StreamingPredictor`, many live sensors, batched.
+- :mod:`.alerts`: fall alerts (a high fall score held for some seconds).
+- :mod:`.render`: MP4 / GIF of a recording with predictions.
+- :mod:`.export`: ONNX export with a dynamic number of boxes.
+- :mod:`.detector`, :mod:`.tracker`: the built-in person detector and tracker.
+
+Names are imported lazily (``from thermal_action.inference import Predictor``) so
+that importing the package, as the CLI does for ``--help``, stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Predictor": "predictor",
+    "Prediction": "predictor",
+    "predict_recordings": "predictor",
+    "predict_recording": "predictor",
+    "StreamingPredictor": "streaming",
+    "StreamFrame": "streaming",
+    "FallAlert": "alerts",
+    "FallAlertMonitor": "alerts",
+    "find_fall_alerts": "alerts",
+    "render_recording": "render",
+    "export_onnx": "export",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

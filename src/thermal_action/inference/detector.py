@@ -28,10 +28,13 @@ Design choices and the numbers behind them are in :class:`DetectorParams`.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# Frames whose packets the receiver packed at the start are repaired with the dataset
+# reader's code: the reader needs the same repair.
+from thermal_action.data.packets import repair_dropped_packets
 
 #: Readings below this are no-data (dropped packets write -273.2 °C, i.e. 0 K).
 NO_DATA_BELOW_C = -60.0
@@ -40,8 +43,6 @@ NO_DATA_ABOVE_C = 150.0
 #: A frame whose median is above this is in Kelvin (rooms are ~290 K, ~17 °C).
 KELVIN_MEDIAN_ABOVE = 200.0
 KELVIN_OFFSET = 273.15
-#: Pixels per sensor packet; a dropped packet loses this many pixels.
-PACKET_PX = 576
 # A MAD of Gaussian noise times this is its standard deviation.
 _MAD_TO_SIGMA = 1.4826
 
@@ -425,89 +426,6 @@ def to_celsius(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f = f - np.float32(KELVIN_OFFSET)
     valid = finite & (f > NO_DATA_BELOW_C) & (f < NO_DATA_ABOVE_C)
     return np.where(valid, f, np.float32(np.nan)).astype(np.float32), valid
-
-
-@dataclass
-class PacketRepair:
-    """A frame with dropped packets, its received packets put back in place.
-
-    Attributes:
-        frame_c: ``(H, W)`` float32 °C, NaN where a packet is missing.
-        valid: ``(H, W)`` bool, pixels that hold data.
-        missing_packets: indices of the missing packets (raster order), empty when the
-            frame was complete or left as it was.
-        moved: whether received data was moved (it was packed at the frame start).
-    """
-
-    frame_c: np.ndarray
-    valid: np.ndarray
-    missing_packets: tuple[int, ...]
-    moved: bool
-
-
-def repair_dropped_packets(
-    frame_c: np.ndarray, valid: np.ndarray, reference_c: np.ndarray | None, packet_px: int = PACKET_PX
-) -> PacketRepair:
-    """Puts the received packets of a frame with dropped packets back where they belong.
-
-    The sensor sends a frame as packets of ``packet_px`` pixels in raster order (a
-    40x60 frame: four of 576 and one of 96). When packets are lost the receiver packs
-    the ones that arrived at the start of the frame and fills the tail with 0 K. The
-    tail is no-data, but in the real sample the lost packet was the last full one in
-    only 8 of 39 such frames: in the rest everything after the lost packet sits
-    576*k pixels too early (ten rows too high, shifted sideways). Each way of choosing
-    the lost packets is tried and the one closest to ``reference_c`` (the previous
-    frame) is kept: in the real sample the right choice differs from the reference by
-    0.23-0.44 °C on average, every wrong one by 0.68 °C or more. (With the 96-pixel
-    packet last, even a lost fourth packet moves the final 96 pixels.)
-
-    Args:
-        frame_c: ``(H, W)`` °C (no-data may hold anything).
-        valid: ``(H, W)`` bool, pixels that hold data.
-        reference_c: ``(H, W)`` °C, a complete recent frame; ``None`` leaves the data
-            where it is (only the tail is masked).
-        packet_px: pixels per packet.
-
-    Returns:
-        A :class:`PacketRepair`. The frame as it is (masked) wins when it is closest to
-        the reference, or when its no-data is not a tail of whole packets.
-    """
-    h, w = frame_c.shape
-    n = h * w
-    flat_valid = valid.ravel()
-    n_bad = int(n - flat_valid.sum())
-    masked = np.where(valid, frame_c, np.float32(np.nan)).astype(np.float32)
-    unchanged = PacketRepair(masked, valid.copy(), (), False)
-    if n_bad == 0 or reference_c is None or n_bad % packet_px:
-        return unchanged
-    if flat_valid[n - n_bad :].any() or not flat_valid[: n - n_bad].all():
-        return unchanged  # no-data is not (only) a tail block: nothing to move
-    starts = list(range(0, n, packet_px))
-    lengths = [min(packet_px, n - s0) for s0 in starts]
-    received = frame_c.ravel()[: n - n_bad]
-    ref = np.asarray(reference_c, dtype=np.float64).ravel()
-    # The layout as written (data in place, the tail lost) is a candidate too: some
-    # pipelines (and the synthetic generator) drop the tail without moving anything.
-    as_is = np.where(flat_valid, frame_c.ravel(), np.nan).astype(np.float32)
-    placed = ~np.isnan(as_is)
-    best: tuple[float, tuple[int, ...], np.ndarray] = (float(np.mean(np.abs(as_is[placed] - ref[placed]))), (), as_is)
-    for missing in itertools.combinations(range(len(starts)), n_bad // packet_px):
-        if sum(lengths[i] for i in missing) != n_bad:
-            continue
-        out = np.full(n, np.nan, np.float32)
-        pos = 0
-        for i, (s0, ln) in enumerate(zip(starts, lengths)):
-            if i not in missing:
-                out[s0 : s0 + ln] = received[pos : pos + ln]
-                pos += ln
-        placed = ~np.isnan(out)
-        err = float(np.mean(np.abs(out[placed] - ref[placed])))
-        if err < best[0]:
-            best = (err, missing, out)
-    _, missing, out = best
-    placed = ~np.isnan(out)
-    moved = not np.array_equal(placed, flat_valid)
-    return PacketRepair(out.reshape(h, w), placed.reshape(h, w), tuple(int(i) for i in missing), moved)
 
 
 def robust_sigma(values: np.ndarray) -> float:

@@ -1,0 +1,91 @@
+"""``thermal-action predict``, ``render`` and ``export``: parse, call one library function, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from thermal_action.inference.predictor import predict_recordings
+
+    run = predict_recordings(
+        args.checkpoint, args.recordings, args.out, step=args.step, boxes=args.boxes, detections=args.detections,
+        annotations=args.annotations, backend=args.backend, device=args.device, batch_size=args.batch_size,
+        fall_class=args.fall_class, fall_threshold=args.fall_threshold, fall_alert_seconds=args.fall_alert_seconds,
+        fps=args.fps,
+    )
+    print(json.dumps(run.summary(), indent=2))
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from thermal_action.inference.render import render_recording
+
+    result = render_recording(
+        args.recording, args.out, gif=args.gif, predictions=args.predictions, annotations=args.annotations,
+        scale=args.scale, fps=args.fps, fall_threshold=args.fall_threshold, fall_alert_seconds=args.fall_alert_seconds,
+        start=args.start, stop=args.stop, gif_scale=args.gif_scale,
+    )
+    print(json.dumps(result.summary(), indent=2))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from thermal_action.inference.export import export_onnx
+
+    if args.format != "onnx":
+        raise ValueError(f"unknown export format {args.format!r}; only 'onnx' is supported")
+    report = export_onnx(args.checkpoint, args.output, opset=args.opset, exporter=args.exporter,
+                         allow_no_memory=args.allow_no_memory)
+    print(report.format_text())
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the inference subcommands to the ``thermal-action`` parser."""
+    p = subparsers.add_parser("predict", help="score every person of new recordings; JSON + CSV + fall alerts")
+    p.add_argument("recordings", nargs="+", help=".h5 recordings (or directories of them)")
+    p.add_argument("--checkpoint", required=True, help="a training .ckpt or an exported .onnx")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--step", type=int, default=6, help="frames between predictions (6 = about once a second)")
+    p.add_argument("--boxes", choices=["auto", "annotations", "detections", "detector"], default="auto",
+                   help="person boxes: auto = annotations, else detections, else the built-in detector")
+    p.add_argument("--detections", help="person detections: JSON / JSON lines, or a directory of YOLO <frame>.txt")
+    p.add_argument("--annotations", help="annotations JSON: predict at its keyframes with its boxes and tracks")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--device", default="cpu", help="PyTorch device (torch backend)")
+    p.add_argument("--batch-size", type=int, help="clips per forward pass (default: 4 on CPU, 32 on GPU)")
+    p.add_argument("--fall-class", default="lying down-lying with risk")
+    p.add_argument("--fall-threshold", type=float, default=0.5, help="fall-class score that counts as fallen")
+    p.add_argument("--fall-alert-seconds", type=float, default=5.0,
+                   help="how long the score must stay above the threshold before an alert")
+    p.add_argument("--fps", type=float, default=6.0, help="frames per second, to turn frames into seconds")
+    p.set_defaults(func=_cmd_predict)
+
+    p = subparsers.add_parser("render", help="MP4 (+ GIF) of a recording with predictions and fall alerts")
+    p.add_argument("recording", help="an .h5 recording")
+    p.add_argument("--predictions", help="predictions.json from 'thermal-action predict'")
+    p.add_argument("--annotations", help="annotations JSON (ground-truth boxes drawn in grey)")
+    p.add_argument("--out", required=True, type=Path, help="the .mp4 to write")
+    p.add_argument("--gif", type=Path, help="also write this GIF")
+    p.add_argument("--gif-scale", type=int, help="GIF upscaling (default: --scale)")
+    p.add_argument("--scale", type=int, default=8, help="integer upscaling of the 40x60 frames")
+    p.add_argument("--fps", type=float, default=6.0)
+    p.add_argument("--start", type=int, default=0, help="first frame")
+    p.add_argument("--stop", type=int, help="frame after the last one (default: the end)")
+    p.add_argument("--fall-threshold", type=float, help="default: from run.json beside the predictions, else 0.5")
+    p.add_argument("--fall-alert-seconds", type=float, help="default: from run.json beside the predictions, else 5")
+    p.set_defaults(func=_cmd_render)
+
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX (dynamic number of boxes)")
+    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--exporter", choices=["auto", "legacy", "dynamo"], default="auto",
+                   help="auto: the legacy TorchScript exporter, then torch.export (dynamo)")
+    p.add_argument("--allow-no-memory", action="store_true",
+                   help="export an interaction model without its feature-bank memory")
+    p.set_defaults(func=_cmd_export)

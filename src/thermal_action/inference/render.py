@@ -1,0 +1,384 @@
+"""Render a recording with its predictions as an MP4 (and a GIF) to watch in a browser.
+
+Every frame goes through :mod:`thermal_action.visualize` (the thermal colour map,
+upscaling, boxes coloured by track id, the red highlight for falls), the same drawing
+as the validation contact sheets and evaluation pictures::
+
+    frame (40, 60) °C ─► frame_to_rgb (one colour range for the whole recording,
+                         so colours do not flicker) ─► draw_boxes: annotations (grey,
+                         "gt ..."), predictions ("<track> <action> <score>"), tracks
+                         inside a fall alert in red ─► caption strip (sensor, frame,
+                         time, alert) ─► even size ─► ffmpeg libx264 yuv420p ─► .mp4
+                                                                     └► Pillow ─► .gif
+
+Predictions exist every ``step`` frames and annotations at keyframes 1-13 frames
+apart; a box is shown from its keyframe until the next keyframe, at most
+``max_hold`` frames (13, the largest keyframe gap of the real data).
+
+The MP4 is H.264 in yuv420p with even width and height (what browsers decode) and
+``+faststart``, written by the ffmpeg that ``imageio-ffmpeg`` bundles. Pillow drops
+a GIF frame identical to the one before (it extends the previous frame's duration).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from thermal_action.data.hdf5 import Recording, read_recording
+from thermal_action.inference.alerts import FallAlert, fall_class_index, find_fall_alerts
+from thermal_action.inference.predictor import SENSOR_FPS, Prediction, read_predictions_file
+from thermal_action.structures import FALL_CLASS_NAME, boxes_cxcywh_norm_to_xyxy
+from thermal_action.visualize import auto_range, draw_boxes, frame_to_rgb, short_name
+
+logger = logging.getLogger(__name__)
+
+#: Annotation boxes are drawn in this colour (predictions use the track colours).
+GT_COLOR = (190, 190, 190)
+CAPTION_BG = (24, 24, 24)
+CAPTION_FG = (230, 230, 230)
+ALERT_FG = (255, 60, 60)
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg bundled with ``imageio-ffmpeg`` (a clear error when it is missing)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as e:  # pragma: no cover - a dev/video dependency
+        raise RuntimeError("rendering MP4 needs imageio-ffmpeg: pip install 'thermal-action[video]'") from e
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass
+class VideoInfo:
+    """What ffmpeg says about a video file.
+
+    Attributes:
+        codec: e.g. ``"h264"``.
+        pix_fmt: e.g. ``"yuv420p"``.
+        width, height: pixels.
+        frames: decoded frame count.
+    """
+
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    frames: int
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Decodes a video with the bundled ffmpeg and parses its stream line and frame count."""
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+                          capture_output=True, text=True, check=False)
+    text = proc.stderr
+    m = re.search(r"Stream #\d+:\d+[^:]*: Video: (\w+)[^,]*, (\w+)(?:\([^)]*\))?, (\d+)x(\d+)", text)
+    if proc.returncode != 0 or m is None:
+        raise RuntimeError(f"ffmpeg cannot read {path}: {text.strip()[-500:]}")
+    frames = re.findall(r"frame=\s*(\d+)", text)
+    return VideoInfo(m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), int(frames[-1]) if frames else 0)
+
+
+class Mp4Writer:
+    """Pipes RGB frames into ffmpeg: H.264, yuv420p, even size, ``+faststart``.
+
+    Args:
+        path: the ``.mp4`` to write.
+        width, height: frame size (must be even; :func:`even_size` pads).
+        fps: frames per second.
+        crf: x264 quality (lower is better; 18 is visually lossless).
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 18):
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 yuv420p needs even frame sizes, got {width}x{height}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (width, height)
+        cmd = [
+            ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+            "-movflags", "+faststart", str(self.path),
+        ]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.frames = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        if rgb.shape != (self.size[1], self.size[0], 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"expected a ({self.size[1]}, {self.size[0]}, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())
+        self.frames += 1
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+        if self._proc.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {self.path}: {err.strip()[-500:]}")
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, exc_type, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def even_size(rgb: np.ndarray) -> np.ndarray:
+    """Pads an image by one dark row / column where its height / width is odd."""
+    h, w = rgb.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return rgb
+    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), constant_values=0)
+
+
+@dataclass
+class _Shown:
+    """Boxes at keyframes, looked up for any frame with hold-until-next-keyframe."""
+
+    keyframes: list[int]
+    items: dict[int, list[Any]]
+    max_hold: int
+
+    @classmethod
+    def of(cls, items: dict[int, list[Any]], max_hold: int) -> "_Shown":
+        return cls(sorted(items), items, max_hold)
+
+    def at(self, frame_idx: int) -> list[Any]:
+        i = bisect.bisect_right(self.keyframes, frame_idx) - 1
+        if i < 0:
+            return []
+        k = self.keyframes[i]
+        nxt = self.keyframes[i + 1] if i + 1 < len(self.keyframes) else None
+        if frame_idx - k >= self.max_hold or (nxt is not None and frame_idx >= nxt):
+            return []
+        return self.items[k]
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render_recording` wrote.
+
+    Attributes:
+        mp4: the video; gif: the GIF or None.
+        frames: frames rendered.
+        width, height: video size in pixels.
+        alerts: the fall alerts drawn.
+    """
+
+    mp4: Path
+    gif: Path | None
+    frames: int
+    width: int
+    height: int
+    alerts: list[FallAlert] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"mp4": str(self.mp4), "gif": str(self.gif) if self.gif else None, "frames": self.frames,
+                "size": [self.width, self.height], "fall_alerts": len(self.alerts)}
+
+
+def _caption(width: int, height: int, text: str, alert: str, font_size: int) -> np.ndarray:
+    img = Image.new("RGB", (width, height), CAPTION_BG)
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    draw.text((4, 2), text, fill=CAPTION_FG, font=font)
+    if alert:
+        tw = draw.textlength(alert, font=font)
+        draw.text((width - tw - 4, 2), alert, fill=ALERT_FG, font=font)
+    return np.asarray(img)
+
+
+def _time_text(ts_ms: int) -> str:
+    t = dt.datetime.fromtimestamp(ts_ms / 1000.0, tz=dt.timezone.utc)
+    return t.strftime("%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+class FrameRenderer:
+    """Draws one frame of a recording with its boxes, labels, alerts and caption.
+
+    Args:
+        rec: the recording.
+        predictions, annotations: boxes per keyframe with the hold rule.
+        alerts: fall alerts; a track's box is highlighted from its alert's start to
+            end frame.
+        scale: integer upscaling.
+        font_size: label size (pixels).
+        range_frames: frames the colour range is taken from (one range for the
+            whole video, so colours do not flicker).
+    """
+
+    def __init__(self, rec: Recording, predictions: "_Shown", annotations: "_Shown", alerts: Sequence[FallAlert],
+                 scale: int, font_size: int, range_frames: np.ndarray):
+        self.rec = rec
+        self.predictions = predictions
+        self.annotations = annotations
+        self.alerts = list(alerts)
+        self.scale = scale
+        self.font_size = font_size
+        self.vmin, self.vmax = auto_range(range_frames[:: max(1, len(range_frames) // 64)])
+        self.caption_h = font_size + 6
+        h, w = rec.height * scale + self.caption_h, rec.width * scale
+        self.width, self.height = w + w % 2, h + h % 2
+
+    def in_alert(self, track_id: int, frame_idx: int) -> bool:
+        return any(a.track_id == track_id and a.start_frame <= frame_idx <= a.end_frame for a in self.alerts)
+
+    def render(self, f: int) -> np.ndarray:
+        """``(height, width, 3)`` uint8 picture of frame ``f`` (even size)."""
+        rec, scale, fs = self.rec, self.scale, self.font_size
+        rgb = frame_to_rgb(rec.frames[f], vmin=self.vmin, vmax=self.vmax, scale=scale)
+        g = self.annotations.at(f)
+        if g:
+            rgb = draw_boxes(rgb, [b for b, _ in g], texts=[t for _, t in g], colors=[GT_COLOR] * len(g),
+                             scale=scale, font_size=fs)
+        ps = self.predictions.at(f)
+        falling = []
+        if ps:
+            hl = [self.in_alert(p.track_id, f) for p in ps]
+            texts = [("FALL " if h else "") + (f"#{p.track_id} " if p.track_id >= 0 else "")
+                     + f"{short_name(p.top_class)} {p.top_score:.2f}" for p, h in zip(ps, hl)]
+            rgb = draw_boxes(rgb, [p.box_xyxy for p in ps], texts=texts, track_ids=[max(p.track_id, 0) for p in ps],
+                             scale=scale, highlight=hl, font_size=fs)
+            falling = [p.track_id for p, h in zip(ps, hl) if h]
+        alert = ("FALL ALERT " + ",".join(f"#{t}" for t in falling)) if falling else ""
+        caption = _caption(rgb.shape[1], self.caption_h,
+                           f"{rec.sensor_id}  frame {f}  {_time_text(int(rec.timestamps[f]))} UTC", alert, fs)
+        return even_size(np.concatenate([rgb, caption], axis=0))
+
+
+def render_recording(
+    recording: str | Path | Recording,
+    out_mp4: str | Path,
+    gif: str | Path | None = None,
+    predictions: str | Path | Sequence[Prediction] | None = None,
+    annotations: str | Path | Any | None = None,
+    scale: int = 8,
+    fps: float = SENSOR_FPS,
+    fall_class: str = FALL_CLASS_NAME,
+    fall_threshold: float | None = None,
+    fall_alert_seconds: float | None = None,
+    max_hold: int = 13,
+    start: int = 0,
+    stop: int | None = None,
+    gif_scale: int | None = None,
+    font_size: int | None = None,
+) -> RenderResult:
+    """``thermal-action render``: the recording as a labelled thermal video.
+
+    Args:
+        recording: a ``.h5`` file or a read :class:`Recording`.
+        out_mp4: the MP4 to write.
+        gif: also write this GIF (same frames).
+        predictions: a ``predictions.json`` from ``predict``, or predictions in memory;
+            only those of this recording's sensor are drawn.
+        annotations: an annotations JSON (or a loaded ``AnnotationSet``); its boxes of
+            this sensor are drawn in grey with their labels.
+        scale: integer upscaling (8 turns 40x60 into 320x480).
+        fps: frames per second of the video (the sensors run at ~6).
+        fall_class, fall_threshold, fall_alert_seconds: the alert rule whose alerts are
+            highlighted; thresholds default to the ``run.json`` beside the predictions
+            file, else 0.5 and 5 s.
+        max_hold: frames a keyframe's boxes stay on screen at most.
+        start, stop: frame range to render (``stop`` exclusive; None = the end).
+        gif_scale: upscaling of the GIF (default ``scale``); smaller keeps it light.
+        font_size: label size in pixels (default ``max(9, 1.4 * scale)``).
+
+    Returns:
+        A :class:`RenderResult`.
+    """
+    rec = recording if isinstance(recording, Recording) else read_recording(recording)
+    scale = int(scale)
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    stop = rec.num_frames if stop is None else min(int(stop), rec.num_frames)
+    if not 0 <= start < stop:
+        raise ValueError(f"empty frame range {start}..{stop} of {rec.num_frames} frames")
+    font_size = font_size or max(9, int(round(1.4 * scale)))
+
+    preds: list[Prediction] = []
+    class_names: list[str] | None = None
+    if predictions is not None:
+        if isinstance(predictions, (str, Path)):
+            path = Path(predictions)
+            preds, class_names = read_predictions_file(path)
+            run = path.with_name("run.json")
+            if run.is_file():
+                rule = json.loads(run.read_text()).get("fall_alert_rule", {})
+                fall_threshold = rule.get("threshold") if fall_threshold is None else fall_threshold
+                fall_alert_seconds = rule.get("min_seconds") if fall_alert_seconds is None else fall_alert_seconds
+        else:
+            preds = list(predictions)
+            class_names = list(preds[0].class_names) if preds else None
+        preds = [p for p in preds if p.sensor_id == rec.sensor_id]
+        if not preds:
+            logger.warning("no predictions for sensor %s in %s", rec.sensor_id, predictions)
+    alerts: list[FallAlert] = []
+    if preds and class_names is not None and fall_class in class_names:
+        alerts = find_fall_alerts(
+            preds, fall_class_index(class_names, fall_class),
+            threshold=0.5 if fall_threshold is None else fall_threshold,
+            min_seconds=5.0 if fall_alert_seconds is None else fall_alert_seconds, fps=fps,
+        )
+    by_frame: dict[int, list[Prediction]] = {}
+    for p in preds:
+        by_frame.setdefault(p.frame_idx, []).append(p)
+    shown_preds = _Shown.of(by_frame, max_hold)
+
+    gt: dict[int, list[tuple[np.ndarray, str]]] = {}
+    if annotations is not None:
+        if isinstance(annotations, (str, Path)):
+            from thermal_action.data.annotations import load_annotations
+
+            annotations = load_annotations(annotations)
+        for kf in annotations.keyframes:
+            if kf.sensor_id != rec.sensor_id:
+                continue
+            xyxy = boxes_cxcywh_norm_to_xyxy(kf.boxes_cxcywh_norm, rec.width, rec.height)
+            gt[int(kf.frame_idx)] = [
+                (xyxy[i], "gt " + short_name(annotations.class_names[int(kf.labels[i])])) for i in range(kf.num_boxes)
+            ]
+    shown_gt = _Shown.of(gt, max_hold)
+
+    renderer = FrameRenderer(rec, shown_preds, shown_gt, alerts, scale, font_size, rec.frames[start:stop])
+    ew, eh = renderer.width, renderer.height
+    gif_frames: list[Image.Image] = []
+    gif_scale = scale if gif_scale is None else int(gif_scale)
+    with Mp4Writer(out_mp4, ew, eh, fps) as video:
+        for f in range(start, stop):
+            image = renderer.render(f)
+            video.write(image)
+            if gif is not None:
+                img = Image.fromarray(image)
+                if gif_scale != scale:
+                    img = img.resize((max(2, ew * gif_scale // scale), max(2, eh * gif_scale // scale)), Image.NEAREST)
+                gif_frames.append(img)
+    gif_path = None
+    if gif is not None:
+        gif_path = Path(gif)
+        gif_path.parent.mkdir(parents=True, exist_ok=True)
+        gif_frames[0].save(gif_path, save_all=True, append_images=gif_frames[1:], duration=int(round(1000 / fps)),
+                           loop=0, optimize=False)
+    logger.info("wrote %s (%d frames, %dx%d)%s", out_mp4, stop - start, ew, eh, f" and {gif_path}" if gif_path else "")
+    return RenderResult(Path(out_mp4), gif_path, stop - start, ew, eh, alerts)

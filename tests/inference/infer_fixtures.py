@@ -1,0 +1,128 @@
+"""Shared helpers for the inference tests: a tiny checkpoint and tiny recordings.
+
+The checkpoint has TRAIN's exact on-disk layout (``training/checkpoint.py``) but comes
+from a seeded, perturbed ``slowfast_tiny`` instead of a training run, so scores differ
+clearly between boxes and classes (an untrained head gives ~uniform scores, which would
+make score comparisons meaningless).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from thermal_action.config import Config, config_to_dict
+from thermal_action.structures import DEFAULT_CLASS_NAMES
+
+T0 = 1_760_482_247_375
+NUM_FRAMES = 16  # raw frames per window: tiny, so the tests stay fast
+FRAME_STRIDE = 2
+
+
+def tiny_config(**data_overrides) -> Config:
+    cfg = Config()
+    cfg.model.variant = "slowfast_tiny"
+    cfg.model.head_dim = 32
+    cfg.model.dropout = 0.0
+    cfg.data.num_frames = NUM_FRAMES
+    cfg.data.frame_stride = FRAME_STRIDE
+    for k, v in data_overrides.items():
+        setattr(cfg.data, k, v)
+    return cfg
+
+
+def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
+                          score_activation: str = "softmax") -> Path:
+    """Writes a checkpoint in the training format from a seeded, perturbed tiny model."""
+    from thermal_action.models import build_model
+    from thermal_action.training.checkpoint import CHECKPOINT_KEY, checkpoint_extras
+
+    cfg = cfg or tiny_config()
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, len(DEFAULT_CLASS_NAMES))
+    with torch.no_grad():
+        for p in model.parameters():
+            # Zero-initialised residual BNs and a std-0.01 classifier make an untrained
+            # model nearly constant; shake every weight so boxes get distinct scores.
+            p.add_(torch.randn_like(p) * 0.2)
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 2.0)
+            elif name.endswith("running_mean"):
+                b.normal_(0.0, 0.1)
+        # Then scale the classifier so logits have a std of ~1.5: scores neither
+        # uniform nor saturated.
+        model.eval()
+        from thermal_action.structures import pack_pathways
+
+        t = cfg.data.num_frames // cfg.data.frame_stride
+        slow, fast = pack_pathways(torch.randn(2, 1, t, 40, 60), model.alpha)
+        rois = torch.tensor([[0, 5, 5, 20, 15], [1, 30, 20, 45, 32]], dtype=torch.float32)
+        logits = model(slow, fast, rois)
+        factor = 1.5 / float(logits.std())
+        model.head.classifier.weight.mul_(factor)
+        model.head.classifier.bias.mul_(factor)
+    state = {"model." + k: v for k, v in model.state_dict().items()}
+    ckpt = {
+        "state_dict": state,
+        "epoch": 0,
+        "global_step": 0,
+        CHECKPOINT_KEY: checkpoint_extras(config_to_dict(cfg), list(DEFAULT_CLASS_NAMES), score_activation),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+def person_blob(h: int, w: int, cx: float, cy: float, sx: float = 2.5, sy: float = 2.0, amp: float = 7.0) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    return amp * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2) / 2)
+
+
+def make_frames(n: int = 60, seed: int = 0, dropped: tuple[int, ...] = (7, 8, 30)) -> tuple[np.ndarray, list]:
+    """``(n, 40, 60)`` °C frames with two warm people moving; packet ``f % 4`` of frame ``f`` lost
+    for the frames in ``dropped``.
+
+    Returns:
+        ``(frames, tracks)``: tracks[i] = ``(n, 4)`` boxes_xyxy of person i per frame.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = 40, 60
+    frames = 18.0 + rng.normal(0, 0.3, (n, h, w)).astype(np.float32)
+    tracks = []
+    for i, (x0, y0, vx) in enumerate([(12.0, 12.0, 0.4), (45.0, 28.0, -0.3)]):
+        boxes = np.zeros((n, 4))
+        for f in range(n):
+            cx, cy = x0 + vx * f, y0 + 0.1 * f * (1 if i else -1)
+            frames[f] += person_blob(h, w, cx, cy).astype(np.float32)
+            boxes[f] = [cx - 5, cy - 4, cx + 5, cy + 4]
+        tracks.append(boxes)
+    from thermal_action.data.packets import pack_frame
+
+    for f in dropped:
+        if f < n:
+            # As the receiver writes a lost packet: the rest packed forward, -273.2 °C at the end.
+            frames[f] = pack_frame(frames[f], [f % 4])
+    return frames, tracks
+
+
+def write_recording(path: Path, frames: np.ndarray, sensor_id: str | None = None, t0: int = T0) -> Path:
+    """Writes ``<sensor>.h5`` in the DATA_FORMAT.md layout (bursty timestamps)."""
+    import h5py
+
+    n = len(frames)
+    steps = np.tile([165, 165, 510, 37, 37], n // 5 + 1)[: n - 1]
+    ts = t0 + np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+    sensor_id = sensor_id or path.stem
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=np.asarray(frames, np.float32), compression="gzip", compression_opts=4)
+        f.create_dataset("timestamps", data=ts)
+        f.create_dataset("frame_seqs", data=ts)
+        f.attrs["sensor_id"] = sensor_id
+        f.attrs["frame_height"] = 40
+        f.attrs["frame_width"] = 60
+        f.attrs["total_frames"] = n
+    return path

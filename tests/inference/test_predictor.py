@@ -1,0 +1,344 @@
+"""Predictor, person-box sources, detections files and ``thermal-action predict``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
+from infer_fixtures import T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
+from thermal_action.data.clips import clip_from_recording
+from thermal_action.data.dataset import build_clip_builder
+from thermal_action.data.errors import DatasetError
+from thermal_action.data.hdf5 import read_recording
+from thermal_action.evaluation.io import read_predictions
+from thermal_action.inference.predictor import (
+    ClipRequest,
+    FrameBoxes,
+    PersonBoxes,
+    Predictor,
+    boxes_from_detections,
+    predict_recording,
+    predict_recordings,
+    read_detections_file,
+    read_predictions_file,
+    resolve_boxes,
+)
+from thermal_action.structures import DEFAULT_CLASS_NAMES, box_iou_xyxy, boxes_xyxy_to_cxcywh_norm
+
+K = len(DEFAULT_CLASS_NAMES)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="module")
+def predictor(ckpt) -> Predictor:
+    torch.set_num_threads(1)  # other tests run beside this one; one thread is steadier
+    return Predictor.from_checkpoint(ckpt, max_clips_per_batch=4)
+
+
+@pytest.fixture(scope="module")
+def rec_path(tmp_path_factory) -> Path:
+    frames, _ = make_frames(40, dropped=(7, 20))
+    return write_recording(tmp_path_factory.mktemp("rec") / "S1.h5", frames)
+
+
+@pytest.fixture(scope="module")
+def rec(rec_path):
+    return read_recording(rec_path)
+
+
+BOXES = np.array([[7, 8, 17, 16], [40, 24, 50, 32], [0, 0, 6, 5]], np.float32)
+
+
+def test_predictor_reads_the_checkpoint_preprocessing(predictor):
+    assert predictor.class_names == DEFAULT_CLASS_NAMES
+    assert predictor.clip_builder.num_frames == 16 and predictor.clip_builder.frame_stride == 2
+    # 16 raw frames at stride 2: offsets -8..6 around the keyframe.
+    assert (predictor.frames_before, predictor.frames_after, predictor.window_length) == (8, 6, 15)
+
+
+def test_predictor_uses_the_training_clip_path(predictor, rec):
+    # The clip the predictor builds is the one the dataset path builds (clip_from_recording).
+    cfg = tiny_config()
+    norm = boxes_xyxy_to_cxcywh_norm(BOXES[:2], 60, 40)
+    sample = clip_from_recording(rec, 3, norm, build_clip_builder(cfg.data))
+    built = predictor.build_clip(rec.frames, 3, BOXES[:2])
+    torch.testing.assert_close(built.clip, sample.clip)
+    torch.testing.assert_close(built.boxes_xyxy, sample.boxes_xyxy)
+
+
+def test_predict_clip_scores_and_empty(predictor, rec):
+    scores = predictor.predict_clip(rec.frames[10:25], BOXES)
+    assert scores.shape == (3, K)
+    np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-5)
+    assert np.abs(scores[0] - scores[2]).max() > 1e-3  # boxes differ, scores differ
+    # The window's keyframe defaults to index frames_before: the same as the recording's frame 18.
+    whole = predictor.predict_clips([ClipRequest(rec.frames, 18, BOXES)])[0]
+    np.testing.assert_allclose(scores, whole, atol=1e-6)
+    passes = predictor.forward_passes
+    empty = predictor.predict_clip(rec.frames[:15], np.zeros((0, 4)))
+    assert empty.shape == (0, K) and predictor.forward_passes == passes  # no model call for no boxes
+    with pytest.raises(ValueError, match="frames_window"):
+        predictor.predict_clip(rec.frames[0], BOXES)
+
+
+def test_batching_matches_single_clips(predictor, rec):
+    reqs = [ClipRequest(rec.frames, f, BOXES[: 1 + f % 3]) for f in (0, 5, 12, 20, 33, 39)]
+    reqs.insert(2, ClipRequest(rec.frames, 7, np.zeros((0, 4))))
+    before = predictor.forward_passes
+    batched = predictor.predict_clips(reqs)
+    assert predictor.forward_passes - before == 2  # 6 clips with boxes, 4 per pass
+    assert batched[2].shape == (0, K)
+    for req, got in zip(reqs, batched):
+        alone = predictor.predict_clips([req])[0]
+        np.testing.assert_allclose(got, alone, atol=1e-5)
+
+
+def test_keyframe_grid_and_nearest_listed_frame():
+    fb = FrameBoxes(np.array([[1, 1, 5, 5]]), [3], [0.9])
+    pb = PersonBoxes("detections", {0: fb, 7: fb, 20: fb})
+    assert [f for f, _ in pb.keyframes(30, 6)] == [0, 6, 18]  # 6 <- 7 (within 3); 12 has none; 18 <- 20
+    assert [f for f, _ in pb.keyframes(30, 1)] == [0, 7, 20]
+    ann = PersonBoxes("annotations", {3: fb, 11: fb}, keyframes_only=True)
+    assert [f for f, _ in ann.keyframes(30, 6)] == [3, 11]
+
+
+def test_detector_boxes_follow_the_people(predictor, rec):
+    boxes = resolve_boxes(rec)
+    assert boxes.source == "detector"
+    preds = predict_recording(predictor, rec, boxes, step=6)
+    assert sorted({p.frame_idx for p in preds}) == [0, 6, 12, 18, 24, 30, 36]
+    _, tracks = make_frames(40)
+    for p in preds:
+        truth = np.stack([t[p.frame_idx] for t in tracks])
+        assert box_iou_xyxy(p.box_xyxy[None], truth).max() > 0.4
+        assert p.timestamp == rec.timestamps[p.frame_idx]
+    # Two people, two stable track ids.
+    assert sorted({p.track_id for p in preds}) == [0, 1]
+    first = {p.track_id: p.box_xyxy[0] for p in preds if p.frame_idx == 0}
+    last = {p.track_id: p.box_xyxy[0] for p in preds if p.frame_idx == 36}
+    assert all(abs(first[t] - last[t]) < 20 for t in (0, 1))  # ids did not swap sides
+
+
+def _write_annotations(path: Path, rec, frames_and_boxes):
+    images, anns = [], []
+    for j, (f, boxes) in enumerate(frames_and_boxes):
+        ts = int(rec.timestamps[f])
+        images.append({"id": f"S1_{ts}", "sensor_id": "S1", "timestamp": ts, "width": 60, "height": 40,
+                       "frame_idx": f})
+        for i, b in enumerate(boxes):
+            anns.append({"id": len(anns), "image_id": f"S1_{ts}", "bbox": list(b), "category_id": 3,
+                         "object_id": 7 + i})
+    cats = [{"id": i, "name": n} for i, n in enumerate(DEFAULT_CLASS_NAMES)]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+def test_predict_recordings_with_annotations(predictor, rec, rec_path, tmp_path):
+    ann = _write_annotations(tmp_path / "val.json", rec, [(5, [[0.2, 0.3, 0.15, 0.2]]),
+                                                         (17, [[0.2, 0.3, 0.15, 0.2], [0.75, 0.7, 0.2, 0.2]])])
+    run = predict_recordings(predictor, [rec_path], tmp_path / "out", annotations=ann)
+    assert run.box_sources == {"S1.h5": "annotations"}
+    assert [(p.frame_idx, p.track_id) for p in run.predictions] == [(5, 7), (17, 7), (17, 8)]
+    np.testing.assert_allclose(run.predictions[2].box_cxcywh_norm, [0.75, 0.7, 0.2, 0.2], atol=1e-6)
+    np.testing.assert_allclose(run.predictions[2].box_xyxy, [39, 24, 51, 32], atol=1e-4)
+
+
+def test_predict_recordings_files(predictor, rec_path, tmp_path):
+    run = predict_recordings(predictor, [rec_path], tmp_path / "out", step=12, fall_threshold=0.0,
+                             fall_alert_seconds=0.0)
+    out = tmp_path / "out"
+    records = read_predictions(out / "predictions.json", num_classes=K)  # the evaluate format checks pass
+    assert len(records) == len(run.predictions) > 0
+    r = records[0]
+    assert r["image_id"] == f"S1_{T0}" and r["frame_idx"] == 0 and r["recording"] == "S1.h5"
+    assert r["top_class"] == DEFAULT_CLASS_NAMES[int(np.argmax(r["scores"]))]
+    assert r["top_score"] == pytest.approx(max(r["scores"]))
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == len(records)
+    assert {int(row["frame_idx"]) for row in rows} <= {0, 12, 24, 36}
+    assert float(rows[0]["score:" + DEFAULT_CLASS_NAMES[3]]) == pytest.approx(r["scores"][3], abs=1e-6)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["class_names"] == list(DEFAULT_CLASS_NAMES) and meta["step"] == 12
+    # Threshold 0 and 0 s: every track is "fallen" from its first prediction: one alert per track.
+    alerts = json.loads((out / "alerts.json").read_text())
+    assert sorted(a["track_id"] for a in alerts) == [0, 1]
+    back, names = read_predictions_file(out / "predictions.json")
+    assert names == list(DEFAULT_CLASS_NAMES)
+    np.testing.assert_allclose(back[0].scores, run.predictions[0].scores, atol=1e-6)
+    np.testing.assert_allclose(back[0].box_xyxy, run.predictions[0].box_xyxy, atol=1e-4)
+
+
+def test_missing_fall_class_fails_before_work(predictor, rec_path, tmp_path):
+    with pytest.raises(ValueError, match="fall class"):
+        predict_recordings(predictor, [rec_path], tmp_path / "o", fall_class="tumbling")
+
+
+# ----------------------------------------------------------------------------- detections files
+
+
+def test_detections_json_list_lines_and_image_ids(rec, tmp_path):
+    ts5 = int(rec.timestamps[5])
+    recs = [
+        {"frame_idx": 0, "bbox": [0.2, 0.3, 0.15, 0.2], "score": 0.9, "track_id": 4},
+        {"frame_idx": 0, "bbox": [0.7, 0.7, 0.15, 0.2], "track_id": 5, "sensor_id": "S1"},
+        {"frame_idx": 3, "bbox": [0.7, 0.7, 0.15, 0.2], "track_id": 5, "sensor_id": "OTHER"},
+        {"frame_idx": 4, "bbox": [0.5, 0.5, 0.1, 0.1], "track_id": 9, "class": "chair"},
+        {"image_id": f"S1_{ts5}", "bbox": [0.3, 0.3, 0.1, 0.1], "track_id": 6, "category_id": 1},
+    ]
+    as_list = tmp_path / "d.json"
+    as_list.write_text(json.dumps(recs))
+    as_lines = tmp_path / "d.jsonl"
+    as_lines.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    for path in (as_list, as_lines):
+        dets = read_detections_file(path)
+        assert dets.skipped_non_person == 1
+        boxes = boxes_from_detections(dets, rec, single_recording=True)
+        assert sorted(boxes.frames) == [0, 5]  # OTHER's box is not ours; image_id -> frame 5
+        assert boxes.frames[0].track_ids.tolist() == [4, 5]
+        np.testing.assert_allclose(boxes.frames[0].boxes_xyxy[0], [7.5, 8, 16.5, 16])
+        np.testing.assert_allclose(boxes.frames[0].scores, [0.9, 1.0])
+        assert boxes.frames[5].track_ids.tolist() == [6]
+
+
+def test_detections_without_track_ids_are_tracked(rec, tmp_path):
+    _, tracks = make_frames(40)
+    recs = [{"frame_idx": f, "bbox": boxes_xyxy_to_cxcywh_norm(t[f][None], 60, 40)[0].tolist(), "score": 0.8}
+            for f in range(0, 40, 2) for t in tracks]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"detections": recs}))
+    boxes = boxes_from_detections(read_detections_file(path), rec, single_recording=True)
+    ids_by_person = [{int(fb.track_ids[np.argmin(np.abs(fb.boxes_xyxy[:, 0] - t[f][0]))]) for f, fb in
+                      boxes.frames.items() if f % 2 == 0} for t in tracks]
+    assert all(len(ids) == 1 for ids in ids_by_person) and ids_by_person[0] != ids_by_person[1]
+
+
+def test_yolo_directories(rec, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "000006.txt").write_text("0 0.2 0.3 0.15 0.2 0.7 3\n2 0.5 0.5 0.1 0.1 0.9 4\n\n")
+    (flat / "12.txt").write_text("0 0.2 0.3 0.15 0.2 0.6 3\n")
+    dets = read_detections_file(flat)
+    assert dets.skipped_non_person == 1
+    boxes = boxes_from_detections(dets, rec, single_recording=True)
+    assert sorted(boxes.frames) == [6, 12]
+    assert boxes.frames[6].track_ids.tolist() == [3]
+    assert boxes.frames[6].scores.tolist() == pytest.approx([0.7])
+    per_sensor = tmp_path / "per"
+    (per_sensor / "S1").mkdir(parents=True)
+    (per_sensor / "S2").mkdir()
+    (per_sensor / "S1" / "3.txt").write_text("0 0.2 0.3 0.15 0.2\n")
+    (per_sensor / "S2" / "3.txt").write_text("0 0.5 0.5 0.15 0.2\n0 0.2 0.2 0.1 0.1\n")
+    dets = read_detections_file(per_sensor)
+    boxes = boxes_from_detections(dets, rec, single_recording=False)
+    assert len(boxes.frames[3]) == 1 and boxes.frames[3].scores.tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('[{"frame_idx": 1, "bbox": [10, 20, 5, 5]}]', "not normalized"),
+        ('[{"frame_idx": 1, "bbox": [0.5, 0.5, 0.1]}]', "4 finite numbers"),
+        ('[{"bbox": [0.5, 0.5, 0.1, 0.1]}]', "frame_idx"),
+        ('[{"frame_idx": -1, "bbox": [0.5, 0.5, 0.1, 0.1]}]', "frame_idx must be"),
+        ('{"frame_idx": 1, "bbox": [0.5, 0.5, 0.1, 0.1]}\n{oops', "line 2"),
+    ],
+)
+def test_bad_detections_name_file_and_record(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(DatasetError, match=match) as e:
+        read_detections_file(path)
+    assert "bad.json" in str(e.value)
+
+
+def test_detections_that_do_not_fit_the_recording(rec, tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"frame_idx": 99, "bbox": [0.5, 0.5, 0.1, 0.1]}]))
+    with pytest.raises(DatasetError, match="out of range"):
+        boxes_from_detections(read_detections_file(path), rec, single_recording=True)
+    with pytest.raises(DatasetError, match="ambiguous"):
+        boxes_from_detections(read_detections_file(path), rec, single_recording=False)
+    path.write_text(json.dumps([{"frame_idx": 1, "bbox": [0.5, 0.5, 0.1, 0.1], "track_id": 1},
+                                {"frame_idx": 2, "bbox": [0.5, 0.5, 0.1, 0.1]}]))
+    with pytest.raises(DatasetError, match="track_id"):
+        boxes_from_detections(read_detections_file(path), rec, single_recording=True)
+    bad = tmp_path / "yolo"
+    bad.mkdir()
+    (bad / "5.txt").write_text("0 0.5 0.5 0.1\n")
+    with pytest.raises(DatasetError, match="5.txt"):
+        read_detections_file(bad)
+
+
+def test_box_source_preference(rec, tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"frame_idx": 2, "bbox": [0.5, 0.5, 0.1, 0.1], "track_id": 1, "sensor_id": "S9"}]))
+    dets = read_detections_file(path)
+    # The file has nothing for S1: auto falls back to the detector, "detections" insists.
+    assert resolve_boxes(rec, "auto", detections=dets).source == "detector"
+    with pytest.raises(DatasetError, match="no detections"):
+        resolve_boxes(rec, "detections", detections=dets)
+    with pytest.raises(ValueError, match="needs an annotations file"):
+        resolve_boxes(rec, "annotations")
+    with pytest.raises(ValueError, match="boxes must be"):
+        resolve_boxes(rec, "magic")
+
+
+def test_cli_predict(ckpt, rec_path, tmp_path, capsys):
+    from thermal_action.cli import main
+
+    det = tmp_path / "d.jsonl"
+    det.write_text(json.dumps({"frame_idx": 6, "bbox": [0.2, 0.3, 0.15, 0.2], "track_id": 2}) + "\n")
+    rc = main(["predict", str(rec_path), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
+               "--detections", str(det), "--step", "6"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["predictions"] == 1 and summary["box_sources"] == {"S1.h5": "detections"}
+    rc = main(["predict", str(rec_path), "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "p")])
+    assert rc == 2 and "missing.ckpt" in capsys.readouterr().err
+
+
+REAL = Path("/work/shared/thermal_sample")
+
+
+@pytest.mark.skipif(not (REAL / "frames" / "SL14_R1.h5").is_file(), reason="real sample not present")
+def test_real_sample_with_its_annotations(predictor, tmp_path):
+    from thermal_action.data.annotations import load_annotations
+
+    ann_path = REAL / "annotations" / "train.json"
+    ann = load_annotations(ann_path)
+    want = sorted((k.frame_idx, int(t)) for k in ann.keyframes if k.sensor_id == "SL14_R1" for t in k.track_ids)
+    run = predict_recordings(predictor, [REAL / "frames" / "SL14_R1.h5"], tmp_path, annotations=ann_path)
+    assert sorted((p.frame_idx, p.track_id) for p in run.predictions) == want
+    kf = {k.frame_idx: k for k in ann.keyframes if k.sensor_id == "SL14_R1"}
+    for p in run.predictions:
+        assert p.timestamp == kf[p.frame_idx].timestamp  # the real bursty timestamps carried through
+
+
+def test_memory_model_fills_its_bank_before_predicting(tmp_path, rec):
+    cfg = tiny_config()
+    cfg.model.interaction = "parallel"
+    cfg.model.interaction_dim = 16
+    pred = Predictor.from_checkpoint(write_tiny_checkpoint(tmp_path / "m.ckpt", cfg), max_clips_per_batch=8)
+    assert pred.backend.use_memory
+    fb = FrameBoxes(BOXES[:2], [0, 1], [1, 1])
+    boxes = PersonBoxes("detections", {f: fb for f in range(0, 40, 6)})
+    out = predict_recording(pred, rec, boxes, step=6)
+    bank = pred.backend.model.feature_bank
+    assert pred.forward_passes == 2  # one pass fills the bank, the second reads it
+    assert len(bank) == 7 and ("S1", 0) in bank
+    # Without memory (as in ONNX and streaming) the scores differ: the memory is really read.
+    pred.backend.use_memory = False
+    bank.clear()
+    plain = predict_recording(pred, rec, boxes, step=6)
+    assert max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(out, plain)) > 1e-4
