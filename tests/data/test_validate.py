@@ -81,15 +81,18 @@ def test_attribute_mismatches_are_problems(tiny_dataset):
     assert "total_frames attribute 99 but 24 frames" in text and "sensor_id attribute 'S9'" in text
 
 
-def test_cli_json_and_strict(tiny_dataset, capsys):
+def test_cli_json_and_strict(tiny_dataset, capsys, tmp_path, monkeypatch):
     assert main(["validate", str(tiny_dataset.root), "--json", "--no-contact-sheet"]) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("recordings", "keyframes", "boxes", "class_counts", "repaired_frames", "problems"):
+    for key in ("recordings", "keyframes", "boxes", "class_counts", "repaired_frames", "realigned_frames",
+                "problems"):
         assert key in out
     assert out["keyframes"] == 5 and out["contact_sheet"] is None
+    # The contact sheet goes to ./<dataset name>_contact_sheet.png by default.
+    monkeypatch.chdir(tmp_path)
     assert main(["validate", str(tiny_dataset.root)]) == 0
     text = capsys.readouterr().out
-    assert "keyframes: 5" in text and (tiny_dataset.root / "contact_sheet.png").is_file()
+    assert "keyframes: 5" in text and (tmp_path / f"{tiny_dataset.root.name}_contact_sheet.png").is_file()
     (tiny_dataset.root / "frames" / "S1.h5").unlink()
     assert main(["validate", str(tiny_dataset.root), "--strict", "--no-contact-sheet"]) == 1
     assert "S1.h5: recording file not found" in capsys.readouterr().out
@@ -110,3 +113,20 @@ def test_real_sample(sample_dir, tmp_path):
     assert 5.0 < d["frame_rate"]["fps_mean"] < 7.0
     assert any("several splits" in w for w in d["warnings"])  # the sample's split is per keyframe
     assert (tmp_path / "sheet.png").is_file()
+
+
+def test_realigned_frames_are_counted_in_text_and_json(tiny_dataset, fmt):
+    from thermal_action.data.packets import pack_frame
+
+    frames = tiny_dataset.frames["S1"].copy()
+    # Frame 5 as a real receiver writes it: packet 0 lost, the others packed at the start.
+    frames[5] = pack_frame(frames[7], (0,))
+    fmt.write_recording(tiny_dataset.frames_dir / "S1.h5", frames, timestamps=tiny_dataset.timestamps["S1"])
+    report = validate_dataset(tiny_dataset.root)
+    d = report.to_dict()
+    assert report.problems == []
+    assert d["repaired_frames"] == 2 and d["realigned_frames"] == 1  # frame 6 lost its tail, data in place
+    s1 = next(r for r in d["recording_details"] if r["sensor_id"] == "S1")
+    assert s1["realigned_frames"] == 1 and s1["repaired_frames"] == 2
+    text = report.format_text()
+    assert "repaired frames: 2 (" in text and "1 realigned" in text and "2 repaired (1 realigned)" in text

@@ -9,6 +9,17 @@ Repair, done once here and before any normalisation:
 
 - Temperatures in Kelvin (median above :data:`KELVIN_MEDIAN_THRESHOLD`) are converted
   to °C.
+- Frames with dropped packets: the receiver packs the packets that arrived at the start
+  of the frame and leaves -273.2 °C in the tail, so everything after a lost packet sits
+  576*k pixels (~10 rows) too early. Such frames are realigned first: every choice of
+  lost packets is tried against the nearest complete frame and the received pixels go
+  where they fit best (:func:`~thermal_action.data.packets.realign_packed_frames`); the
+  lost packets are then invalid pixels like any other. In the real sample 39 of 498
+  frames have drops and all 39 are realigned: the 64-frame window of a keyframe held 4.7
+  scrambled frames on average (1-9). A repaired frame now differs from its neighbours by
+  0.18-0.41 °C mean absolute difference (complete frames: 0.28-0.46 °C); with only its
+  tail filled it differed by up to 1.86 °C (median 0.97). Frames with no clear best
+  placement (a flat scene) are left as written.
 - Invalid pixels -- dropped packets (-273.2 °C, 0 K), NaN, inf, or anything outside the
   physically possible ``valid_range`` -- take the value of the same pixel in the nearest
   frame (in index) where that pixel is valid; ties go to the earlier frame.
@@ -29,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from thermal_action.data.errors import DatasetError
+from thermal_action.data.packets import realign_packed_frames
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +62,9 @@ class RepairStats:
         nonfinite_pixels: of those, NaN or infinite ones.
         repaired_frames: frames with at least one replaced pixel.
         repaired_frame_indices: their indices, ascending.
+        realigned_frames: of those, frames whose received packets were moved back in place
+            (the receiver had packed them at the frame start).
+        realigned_frame_indices: their indices, ascending.
         dead_pixels: pixel positions invalid in every frame (filled from their frame's median).
         converted_from_kelvin: whether the recording was in Kelvin and converted to °C.
     """
@@ -58,6 +73,8 @@ class RepairStats:
     nonfinite_pixels: int = 0
     repaired_frames: int = 0
     repaired_frame_indices: list[int] = field(default_factory=list)
+    realigned_frames: int = 0
+    realigned_frame_indices: list[int] = field(default_factory=list)
     dead_pixels: int = 0
     converted_from_kelvin: bool = False
 
@@ -66,6 +83,7 @@ class RepairStats:
             "invalid_pixels": self.invalid_pixels,
             "nonfinite_pixels": self.nonfinite_pixels,
             "repaired_frames": self.repaired_frames,
+            "realigned_frames": self.realigned_frames,
             "dead_pixels": self.dead_pixels,
             "converted_from_kelvin": self.converted_from_kelvin,
         }
@@ -150,13 +168,18 @@ def repair_frames(
     frames: np.ndarray,
     valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
     path: str | Path = "<frames>",
+    realign: bool = True,
 ) -> tuple[np.ndarray, RepairStats]:
-    """Converts Kelvin to °C and replaces invalid pixels (see the module docstring).
+    """Converts Kelvin to °C, realigns packed packets and replaces invalid pixels.
+
+    See the module docstring.
 
     Args:
         frames: ``(N, H, W)`` raw temperatures (°C or K).
         valid_range: ``(low, high)`` °C; values outside are invalid.
         path: named in errors and log lines.
+        realign: put packets that the receiver packed at the frame start back in
+            place before filling (``False`` only fills the invalid tail, for comparison).
 
     Returns:
         ``(frames, stats)``: ``(N, H, W)`` float32 °C with every pixel valid, and what
@@ -190,6 +213,15 @@ def repair_frames(
     bad_frames = np.flatnonzero(~valid.reshape(n, -1).all(axis=1))
     stats.repaired_frames = int(bad_frames.size)
     stats.repaired_frame_indices = bad_frames.tolist()
+    if realign:
+        # Before the fill: a realigned frame's received pixels become valid sources for
+        # its neighbours, and only its truly lost packets are filled.
+        realigned = realign_packed_frames(x, valid)
+        stats.realigned_frame_indices = realigned.moved
+        stats.realigned_frames = len(realigned.moved)
+        if realigned.no_reference:
+            logger.warning("%s: %d frames lost whole packets but no frame is complete to realign them against; "
+                           "their received packets stay where they are", path, len(realigned.no_reference))
     dead = ~valid.any(axis=0)  # (H, W) never valid: no frame to copy from
 
     # Dropped packets are isolated frames, so searching a few frames out usually suffices;
@@ -230,12 +262,14 @@ def repair_frames(
 def read_recording(
     path: str | Path,
     valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
+    realign: bool = True,
 ) -> Recording:
     """Reads a whole ``frames/<sensor_id>.h5`` file, repairs it and closes it.
 
     Args:
         path: the HDF5 file (format in DATA_FORMAT.md).
         valid_range: ``(low, high)`` °C; temperatures outside are repaired.
+        realign: put packed packets back in place (see :func:`repair_frames`).
 
     Returns:
         The :class:`Recording`, frames ``(N, H, W)`` float32 °C.
@@ -270,11 +304,17 @@ def read_recording(
     timestamps = timestamps.astype(np.int64)
     if seqs is None or seqs.shape[0] != n:
         seqs = timestamps.copy()
-    frames, stats = repair_frames(raw, valid_range=valid_range, path=path)
+    frames, stats = repair_frames(raw, valid_range=valid_range, path=path, realign=realign)
     non_increasing = int(np.count_nonzero(np.diff(timestamps) <= 0))
     sensor_id = str(attrs.get("sensor_id") or path.stem)
     if stats.converted_from_kelvin:
         logger.info("%s: temperatures are in Kelvin; converted to °C", path)
+    if stats.realigned_frames:
+        logger.info(
+            "%s: realigned %d of %d frames with dropped packets (received packets packed at the frame start "
+            "moved back in place against the nearest complete frame)",
+            path, stats.realigned_frames, stats.repaired_frames,
+        )
     if stats.invalid_pixels:
         logger.info(
             "%s: repaired %d invalid pixels (%d NaN/inf) in %d of %d frames from the nearest valid frame%s",

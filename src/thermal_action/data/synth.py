@@ -82,8 +82,13 @@ sensor (1/8 °C steps shown with one decimal). The frame index is the time axis
 (steady ~6 Hz scene), but the recorded timestamps are bursty receive times: runs of 3-6 steps of ~165 ms, a gap
 of ~560 ms (330-1400 ms; 2 % of cycles 1.5-2.6 s), then 2-4 frames ~37 ms apart
 (and sometimes one 60-130 ms step); ``frame_seqs == timestamps``. Dropped packets:
-in 2-13 % of the frames (never a keyframe) the last 576*k pixels in raster order
-(k = 1 with p 0.7, 2: 0.12, 3: 0.08, 4: 0.10) hold -273.2 °C.
+in 2-13 % of the frames (never a keyframe) k of the four 576-pixel packets are lost
+(k = 1 with p 0.7, 2: 0.12, 3: 0.08, 4: 0.10) and, as real receivers do, the packets
+that arrived are packed at the start of the frame and the last 576*k pixels in raster
+order hold -273.2 °C (see :mod:`thermal_action.data.packets`). Which packets are lost is
+drawn with the frequencies of the real sample (packet 0: 0.42, 1: 0.16, 2: 0.16, 3: 0.26;
+the short last packet always arrives). ``pack_dropped_packets=False`` writes the older
+model instead: the data in place and only the tail lost.
 
 Annotations. Keyframes are 6-12 frames apart, and with probability 0.85 a
 transition between two regular keyframes gets its own keyframe (annotators look at
@@ -110,13 +115,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from thermal_action.data.packets import DROPPED_VALUE_C, PACKET_PX, pack_frame
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FRAME_HEIGHT, FRAME_WIDTH
 
 log = logging.getLogger(__name__)
 
 H, W = FRAME_HEIGHT, FRAME_WIDTH
-DROPPED_VALUE = np.float32(-273.2)  # °C written where a packet was lost (0 K)
-DROPPED_BLOCK = 576  # pixels per lost packet, the tail of the frame in raster order
+DROPPED_VALUE = DROPPED_VALUE_C  # °C written where a packet was lost (0 K)
+DROPPED_BLOCK = PACKET_PX  # pixels per lost packet; as many are no-data at the end of the frame
+# Chance that each of the four full packets is among the lost ones, measured on the real
+# sample's frames that lost 1-3 packets (43 lost packets: 18, 7, 7, 11).
+_PACKET_LOSS_WEIGHTS = np.array([18, 7, 7, 11], dtype=np.float64) / 43.0
 
 # Class ids (DEFAULT_CLASS_NAMES order).
 SITTING, STANDING, WALKING, LYING_RISK, LYING_BED, LEANING = 0, 1, 2, 3, 4, 5
@@ -138,6 +147,7 @@ class SynthConfig:
     keyframe_spacing: tuple[int, int] = (6, 12)  # frames between regular keyframes (inclusive range)
     transition_keyframe_prob: float = 0.85  # chance that a transition between keyframes gets a keyframe
     max_dropped_fraction: float = 0.13  # upper bound of the per-file fraction of frames with dropped packets
+    pack_dropped_packets: bool = True  # random packets lost, the rest packed at the frame start; False: tail lost
     box_carry_prob: float = 0.15  # chance an unchanged person's box is copied from the previous keyframe
     data_time_jitter_ms: int = 0  # max |offset| of raw data_time from its frame (ms; kept under half the step)
     noise_std: float = 0.3  # °C, mean temporal noise of the sensor
@@ -920,6 +930,11 @@ class SynthRecording:
         things: objects and furniture.
         dropped_frames: ``(D,)`` frame indices with dropped packets.
         dropped_blocks: ``(D,)`` k, the number of 576-pixel blocks lost in each.
+        lost_packets: per dropped frame, the indices of the lost packets (raster
+            order); with ``pack_dropped_packets=False`` the frame's data stays in place
+            and these are the packets the no-data tail overlaps.
+        dropped_clean_frames: ``(D, H, W)`` the dropped frames as they were before the
+            loss (the ground truth a repair should get back to).
     """
 
     sensor_id: str
@@ -934,6 +949,8 @@ class SynthRecording:
     room: int = 0
     split: str = "train"
     notes: dict = field(default_factory=dict)
+    lost_packets: list[tuple[int, ...]] = field(default_factory=list)
+    dropped_clean_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, H, W), np.float32))
 
 
 def _choose_keyframes(rng: np.random.Generator, labels: np.ndarray, spacing: tuple[int, int],
@@ -1030,9 +1047,21 @@ def simulate_recording(config: SynthConfig, index: int) -> SynthRecording:
     hit = cand[rng.random(len(cand)) < rate]
     hit = hit[: int(config.max_dropped_fraction * n)]
     blocks = rng.choice([1, 2, 3, 4], size=len(hit), p=[0.7, 0.12, 0.08, 0.10])
+    clean = frames[hit].copy()
     flat = frames.reshape(n, -1)
+    # Which packets: a stream of its own, so that the flag changes nothing else in the file.
+    packet_rng = np.random.default_rng([config.seed, 17, index])
+    lost_packets = []
     for f, k in zip(hit, blocks):
-        flat[f, H * W - DROPPED_BLOCK * int(k):] = DROPPED_VALUE
+        k = int(k)
+        if config.pack_dropped_packets:
+            lost = tuple(sorted(int(i) for i in packet_rng.choice(4, size=k, replace=False, p=_PACKET_LOSS_WEIGHTS)))
+            frames[f] = pack_frame(frames[f], lost)
+        else:
+            first = (H * W - DROPPED_BLOCK * k) // PACKET_PX
+            lost = tuple(range(first, -(-H * W // PACKET_PX)))
+            flat[f, H * W - DROPPED_BLOCK * k:] = DROPPED_VALUE
+        lost_packets.append(lost)
 
     start = config.start_timestamp_ms + index * 3_600_000 + int(rng.integers(0, 600_000))
     timestamps = bursty_timestamps(rng, n, start)
@@ -1069,6 +1098,7 @@ def simulate_recording(config: SynthConfig, index: int) -> SynthRecording:
         keyframes=keyframes, people=people, things=things, dropped_frames=hit.astype(np.int64),
         dropped_blocks=blocks.astype(np.int64), room=room_idx,
         split="val" if index >= config.num_recordings - config.val_recordings else "train",
+        lost_packets=lost_packets, dropped_clean_frames=clean,
     )
 
 

@@ -2,7 +2,8 @@
 
 Reads every ``frames/*.h5`` and every annotation file, collecting problems instead of
 stopping at the first, and reports: recordings, frames, frame-rate statistics, keyframes,
-boxes, class counts per split, persons per keyframe, repaired frames and clipped boxes,
+boxes, class counts per split, persons per keyframe, repaired frames (and of those the
+frames whose packed packets were realigned) and clipped boxes,
 keyframes whose clip window needs edge padding, and every problem found. Optionally
 renders a contact sheet of keyframes with their boxes and labels in a thermal colour map.
 
@@ -45,6 +46,7 @@ class RecordingSummary:
     step_ms_max: float
     gaps_over_1s: int
     repaired_frames: int
+    realigned_frames: int  # of the repaired frames, those whose packed packets were moved back in place
     invalid_pixels: int
     nonfinite_pixels: int
     dead_pixels: int
@@ -99,6 +101,10 @@ class ValidationReport:
     def repaired_frames(self) -> int:
         return sum(r.repaired_frames for r in self.recordings)
 
+    @property
+    def realigned_frames(self) -> int:
+        return sum(r.realigned_frames for r in self.recordings)
+
     def frame_rate(self) -> dict[str, float | None]:
         """Frame-rate statistics over all recordings (mean fps per file, frame steps)."""
         if not self.recordings:
@@ -127,6 +133,7 @@ class ValidationReport:
             "persons_per_keyframe": {s.name: {str(k): v for k, v in s.persons_per_keyframe.items()}
                                      for s in self.splits},
             "repaired_frames": self.repaired_frames,
+            "realigned_frames": self.realigned_frames,
             "invalid_pixels": sum(r.invalid_pixels for r in self.recordings),
             "clipped_boxes": sum(s.clipped_boxes for s in self.splits),
             "padded_keyframes": sum(s.padded_keyframes for s in self.splits),
@@ -154,11 +161,12 @@ class ValidationReport:
             inv = sum(r.invalid_pixels for r in self.recordings)
             nonf = sum(r.nonfinite_pixels for r in self.recordings)
             kel = sum(r.converted_from_kelvin for r in self.recordings)
-            lines.append(f"  repaired frames: {self.repaired_frames} ({inv} invalid pixels, {nonf} NaN/inf)"
+            lines.append(f"  repaired frames: {self.repaired_frames} ({inv} invalid pixels, {nonf} NaN/inf; "
+                         f"{self.realigned_frames} realigned: received packets moved back in place)"
                          + (f"; {kel} recordings converted from Kelvin" if kel else ""))
             for r in self.recordings:
                 lines.append(f"    {r.sensor_id}: {r.frames} frames {r.height}x{r.width}, {r.duration_s:.1f} s, "
-                             f"{r.fps:.2f} fps, {r.repaired_frames} repaired")
+                             f"{r.fps:.2f} fps, {r.repaired_frames} repaired ({r.realigned_frames} realigned)")
         lines.append(f"  keyframes: {self.num_keyframes}   boxes: {self.num_boxes}   "
                      f"clipped boxes: {sum(s.clipped_boxes for s in self.splits)}   "
                      f"padded windows ({self.num_frames_window} frames): "
@@ -204,6 +212,7 @@ def _summarise_recording(rec: Recording) -> RecordingSummary:
         step_ms_max=float(steps.max()),
         gaps_over_1s=int(np.count_nonzero(steps > 1000)),
         repaired_frames=rec.repair.repaired_frames,
+        realigned_frames=rec.repair.realigned_frames,
         invalid_pixels=rec.repair.invalid_pixels,
         nonfinite_pixels=rec.repair.nonfinite_pixels,
         dead_pixels=rec.repair.dead_pixels,
