@@ -103,11 +103,11 @@ class TrainerConfig:
     devices: Any = 1  # int, list of device ids or "auto" (per node)
     num_nodes: int = 1  # machines; torchrun / SLURM set ranks, Lightning reads them from the environment
     strategy: str = "auto"  # "auto", "ddp", ... ("auto" picks DDP when devices * num_nodes > 1)
-    precision: str = "bf16-mixed"  # "32-true", "bf16-mixed", "16-mixed"
+    precision: str = "auto"  # "auto" (bf16-mixed on a GPU that has bf16, else 32-true), "32-true", "bf16-mixed", "16-mixed"
     channels_last: bool = True  # channels-last-3d memory format for the 3D convolutions
     log_every_n_steps: int = 10  # optimiser steps between logged training scalars
-    limit_train_batches: float = 1.0  # fraction (<= 1.0) or number (> 1) of training batches per epoch
-    limit_val_batches: float = 1.0  # fraction (<= 1.0) or number (> 1) of validation batches per epoch
+    limit_train_batches: Any = 1.0  # training batches per epoch: a float is a fraction (1.0 = all), an int a count
+    limit_val_batches: Any = 1.0  # validation batches per epoch: a float is a fraction (1.0 = all), an int a count
     check_val_every_n_epoch: int = 1  # epochs between validation runs (and best/last checkpoints)
     num_sanity_val_steps: int = 1  # validation batches run before training, to fail early on val bugs
     accumulate_grad_batches: int = 1  # batches per optimiser step

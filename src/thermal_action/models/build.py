@@ -1,0 +1,61 @@
+"""The one place a :class:`~thermal_action.config.ModelConfig` becomes constructor arguments."""
+
+from __future__ import annotations
+
+import difflib
+
+from thermal_action.config import ModelConfig
+from thermal_action.models.detector import ActionDetector
+from thermal_action.models.head import ActionHead
+from thermal_action.models.interaction import INTERACTION_MODES, InteractionStructure
+from thermal_action.models.variants import VARIANTS
+
+
+def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
+    """Builds the detector described by ``cfg`` (and loads ``cfg.pretrained`` if set).
+
+    Args:
+        cfg: the ``model`` section of the config.
+        num_classes: ``K``, the classifier width.
+
+    Returns:
+        An :class:`ActionDetector` in training mode.
+
+    Raises:
+        ValueError: unknown variant or interaction mode (naming the closest valid one).
+    """
+    if cfg.variant not in VARIANTS:
+        close = difflib.get_close_matches(cfg.variant, list(VARIANTS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown model variant '{cfg.variant}'{hint} (known: {', '.join(VARIANTS)})")
+    if cfg.interaction != "none" and cfg.interaction not in INTERACTION_MODES:
+        raise ValueError(f"unknown interaction '{cfg.interaction}'; expected 'none' or one of {INTERACTION_MODES}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    overrides = {"alpha": cfg.alpha} if cfg.alpha else {}
+    backbone = VARIANTS[cfg.variant](**overrides)
+    dim_person = sum(backbone.out_channels)
+    interaction = None
+    if cfg.interaction != "none":
+        interaction = InteractionStructure(
+            dim_person, mode=cfg.interaction, dim_inner=cfg.interaction_dim, dropout=cfg.interaction_dropout
+        )
+    head = ActionHead(
+        backbone.out_channels,
+        num_classes,
+        spatial_scale=1.0 / backbone.output_stride,
+        head_dim=cfg.head_dim,
+        dropout=cfg.dropout,
+        roi_output_size=cfg.roi_output_size,
+        roi_sampling_ratio=cfg.roi_sampling_ratio,
+        interaction=interaction,
+    )
+    model = ActionDetector(backbone, head, memory_window=cfg.memory_window)
+    if cfg.frozen_bn:
+        model.set_frozen_bn(True)
+    if cfg.pretrained:
+        # Lazy: the importer is only needed (and only imported) when weights are asked for.
+        from thermal_action.models.pretrained import load_pretrained
+
+        load_pretrained(model, cfg.pretrained)
+    return model

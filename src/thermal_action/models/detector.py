@@ -1,0 +1,99 @@
+"""ActionDetector: SlowFast backbone + RoI action head (+ feature bank for memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from thermal_action.models.backbone import SlowFastBackbone
+from thermal_action.models.feature_bank import ClipKey, FeatureBank
+from thermal_action.models.head import ActionHead
+
+
+class ActionDetector(nn.Module):
+    """Classifies the actions of given person boxes in a SlowFast clip pair.
+
+    Person boxes come from annotations (training) or a person detector (inference);
+    this model only classifies them.
+
+    Args:
+        backbone: a :class:`SlowFastBackbone` (see ``VARIANTS``).
+        head: an :class:`ActionHead` sized for the backbone.
+        memory_window: keyframes on each side read from the feature bank (interaction
+            structures only).
+
+    Attributes:
+        alpha: fast/slow frame-rate ratio the inputs must have.
+        num_classes: ``K``.
+        feature_bank: the memory store (None without interaction). Not in the state_dict.
+        update_memory: write person features of each forward into the bank (on by
+            default, in training and evaluation, so validation and streaming inference
+            on new recordings build their own memory).
+    """
+
+    def __init__(self, backbone: SlowFastBackbone, head: ActionHead, memory_window: int = 3) -> None:
+        super().__init__()
+        if head.in_channels != backbone.out_channels:
+            raise ValueError(f"head expects {head.in_channels} channels, backbone gives {backbone.out_channels}")
+        self.backbone = backbone
+        self.head = head
+        self.feature_bank: FeatureBank | None = FeatureBank(memory_window) if head.interaction is not None else None
+        self.update_memory = True
+
+    @property
+    def alpha(self) -> int:
+        return self.backbone.alpha
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def freeze_backbone(self, num_stages: int = 5) -> None:
+        """Freezes backbone stages 1..``num_stages`` (no gradient, BatchNorm in eval)."""
+        self.backbone.freeze(num_stages)
+
+    def unfreeze_backbone(self) -> None:
+        """Makes every backbone stage trainable again (a global ``frozen_bn`` stays)."""
+        self.backbone.freeze(0)
+
+    def set_frozen_bn(self, frozen: bool) -> None:
+        """Freezes (or releases) every backbone BatchNorm: eval statistics, no affine training."""
+        self.backbone.freeze(self.backbone.frozen_stages, frozen_bn=frozen)
+
+    def forward(
+        self,
+        slow: torch.Tensor,
+        fast: torch.Tensor,
+        rois: torch.Tensor,
+        clip_keys: Sequence[ClipKey] | None = None,
+        object_rois: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Action logits for every RoI.
+
+        Args:
+            slow: ``(B, 1, Ts, H, W)`` slow pathway frames.
+            fast: ``(B, 1, alpha * Ts, H, W)`` fast pathway frames.
+            rois: ``(R, 5)`` ``(batch_index, x1, y1, x2, y2)`` person boxes in input pixels
+                (``R = 0`` allowed).
+            clip_keys: ``B`` ``(sensor_id, frame_idx)`` keys of the clips' keyframes, for the
+                memory; None disables memory reads and writes.
+            object_rois: ``(S_o, 5)`` object boxes for the O blocks, or None (O blocks skipped).
+
+        Returns:
+            ``(R, K)`` logits.
+        """
+        if rois.dim() != 2 or rois.shape[1] != 5:
+            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        if clip_keys is not None and len(clip_keys) != fast.shape[0]:
+            raise ValueError(f"got {len(clip_keys)} clip_keys for {fast.shape[0]} clips")
+        features = self.backbone(slow, fast)
+        memory = None
+        bank = self.feature_bank
+        if bank is not None and clip_keys is not None:
+            memory = bank.read(clip_keys, self.head.dim_person, rois.device, torch.float32)
+        out = self.head(features, rois, memory=memory, object_rois=object_rois)
+        if bank is not None and clip_keys is not None and self.update_memory:
+            bank.write(clip_keys, out.person_features.float(), rois[:, 0].long())
+        return out.logits

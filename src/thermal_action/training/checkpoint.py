@@ -1,0 +1,143 @@
+"""Training checkpoints: what they hold and how to get a detector back from one.
+
+A checkpoint is a Lightning ``.ckpt`` (``torch.save`` of plain data) that loads with
+``torch.load(..., weights_only=True)``: besides Lightning's own entries (weights under
+``state_dict`` with the ``model.`` prefix, optimiser and scheduler state, loop
+progress) it holds, under :data:`CHECKPOINT_KEY`::
+
+    {"format_version": 1,
+     "config": {...},          # the resolved Config as a plain dict (config_to_dict)
+     "class_names": [...],     # K names in category-id order
+     "score_activation": "softmax" | "sigmoid"}
+
+so a checkpoint is self-describing: :func:`load_detector` rebuilds the model with the
+same variant, input size and head without the YAML file it was trained from.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from thermal_action.config import Config, config_from_dict
+
+CHECKPOINT_KEY = "thermal_action"
+FORMAT_VERSION = 1
+#: Prefix of the detector's weights inside the training system's state dict.
+MODEL_PREFIX = "model."
+
+
+@dataclass
+class CheckpointInfo:
+    """What :func:`read_checkpoint_info` finds in a checkpoint besides the weights.
+
+    Attributes:
+        path: the file.
+        config: the resolved training config.
+        class_names: K class names in category-id order.
+        score_activation: ``"softmax"`` or ``"sigmoid"``: how logits become scores.
+        epoch, global_step: training progress when it was saved.
+    """
+
+    path: Path
+    config: Config
+    class_names: list[str]
+    score_activation: str
+    epoch: int
+    global_step: int
+
+
+def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_activation: str) -> dict[str, Any]:
+    """The plain-data entry stored under :data:`CHECKPOINT_KEY` in every checkpoint."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": copy.deepcopy(config),
+        "class_names": [str(n) for n in class_names],
+        "score_activation": score_activation,
+    }
+
+
+def _load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        # weights_only: a checkpoint is data; never execute pickled code from it.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: cannot read the checkpoint safely (weights_only=True): {e}") from e
+    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(
+            f"{path}: not a thermal-action training checkpoint (no '{CHECKPOINT_KEY}' entry); "
+            "pretrained weights from other codebases load with model.pretrained instead"
+        )
+    return ckpt
+
+
+def _info(path: Path, ckpt: dict[str, Any]) -> CheckpointInfo:
+    extras = ckpt[CHECKPOINT_KEY]
+    version = extras.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {version!r}, this code reads {FORMAT_VERSION}")
+    return CheckpointInfo(
+        path=path,
+        config=config_from_dict(extras["config"]),
+        class_names=list(extras["class_names"]),
+        score_activation=str(extras.get("score_activation", "softmax")),
+        epoch=int(ckpt.get("epoch", -1)),
+        global_step=int(ckpt.get("global_step", -1)),
+    )
+
+
+def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Reads the config, class names and progress of a training checkpoint."""
+    return _info(Path(path), _load(path))
+
+
+def detector_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The detector's own weights from the training system's state dict (``model.`` stripped)."""
+    out = {k[len(MODEL_PREFIX):]: v for k, v in state_dict.items() if k.startswith(MODEL_PREFIX)}
+    if not out:
+        raise ValueError(f"no '{MODEL_PREFIX}*' weights in the checkpoint's state_dict")
+    return out
+
+
+def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuilds the trained detector from a training checkpoint.
+
+    Used by ``evaluate``, ``predict`` and ``export``. The model is built from the
+    checkpoint's own config (``model.pretrained`` is not read again: the checkpoint
+    already holds every weight) and put in eval mode.
+
+    Args:
+        checkpoint_path: a ``.ckpt`` written by ``thermal-action train``.
+        device: where the model goes.
+
+    Returns:
+        ``(model, cfg, class_names)``: the ``ActionDetector`` in eval mode, the resolved
+        training :class:`~thermal_action.config.Config`, the K class names.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a (safe, readable) thermal-action checkpoint, or weights that do
+            not fit the model its config describes; the message names the file.
+    """
+    from thermal_action.models import build_model
+
+    path = Path(checkpoint_path)
+    ckpt = _load(path)
+    info = _info(path, ckpt)
+    build_cfg = copy.deepcopy(info.config.model)
+    build_cfg.pretrained = ""
+    model = build_model(build_cfg, len(info.class_names))
+    state = detector_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit model.variant={info.config.model.variant!r}: {e}") from e
+    model.to(device).eval()
+    return model, info.config, info.class_names

@@ -1,0 +1,113 @@
+"""``thermal-action train | evaluate | demo``: parse, then call one library function each.
+
+Registered into the main parser by :func:`thermal_action.cli.build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from thermal_action.config import load_config
+    from thermal_action.training.train import RUN_DIR_ENV, train
+
+    out = args.out or os.environ.get(RUN_DIR_ENV)
+    if out is None:
+        if args.resume:
+            raise ValueError("--resume needs --out RUN_DIR (the run to continue)")
+        if os.environ.get("WORLD_SIZE", "1") != "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            raise ValueError("under torchrun / srun every process must be given the same --out RUN_DIR")
+        stem = Path(args.config).stem if args.config else "run"
+        out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # DDP started by Lightning re-runs this command line once per extra device: the
+    # environment carries the run directory, so every rank uses the one chosen here.
+    os.environ[RUN_DIR_ENV] = str(out)
+    config = args.config
+    if config is None:
+        if not args.resume:
+            raise ValueError("--config is required (or --resume --out RUN_DIR to continue a run with its config.yaml)")
+        config = Path(out) / "config.yaml"
+    cfg = load_config(config, args.overrides)
+    result = train(cfg, out, resume=args.resume)
+    best = "-" if result.best_metric is None else f"{result.best_metric:.4f}"
+    print(f"run directory:   {result.run_dir}")
+    print(f"best checkpoint: {result.best_checkpoint}  ({result.monitor} = {best})")
+    print(f"last checkpoint: {result.last_checkpoint}")
+    print(f"validation log:  {result.val_summary}")
+    print(f"TensorBoard:     tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from thermal_action.evaluation import format_metrics_table
+    from thermal_action.training.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.ann,
+        args.out,
+        detections=args.detections,
+        overrides=args.overrides,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps({k: metrics[k] for k in ("frame_map", "top1_accuracy", "macro_f1", "fall_precision",
+                                                    "fall_recall", "evaluated")}, indent=2))
+    else:
+        print(format_metrics_table(metrics))
+        print(f"\nwritten to {args.out}: metrics.json, predictions.json, confusion_matrix.png, pr_curves.png")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from thermal_action.demo import run_demo
+
+    result = run_demo(args.out, minutes=args.minutes, seed=args.seed)
+    print(result.format_text())
+    return 0
+
+
+def register(subparsers) -> None:
+    """Adds ``train``, ``evaluate`` and ``demo`` to the ``thermal-action`` subcommands."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a detector (Lightning; DDP over trainer.devices x trainer.num_nodes)",
+        description="Train on a dataset in the thermal format. Example: thermal-action train "
+        "--config configs/cpu_default.yaml data.root=/data/rooms optim.epochs=20",
+    )
+    p.add_argument("--config", help="YAML config (configs/*.yaml); with --resume defaults to RUN_DIR/config.yaml")
+    p.add_argument("--out", help="run directory (default runs/<config>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=/data optim.lr=3e-4")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a checkpoint on an annotated set (frame-mAP, top-1, macro-F1, fall P/R)",
+        description="Writes metrics.json, predictions.json and plots to --out. By default the annotated "
+        "boxes are classified (AVA's ground-truth-box setting); --detections classifies a detector's boxes.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a .ckpt from thermal-action train")
+    p.add_argument("--data", required=True, help="dataset directory (frames/ and annotations/)")
+    p.add_argument("--ann", default="annotations/val.json", help="annotation file, relative to --data (default %(default)s)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--detections", help="detections JSON ([{image_id, bbox [cx,cy,w,h] normalized, score}])")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="data.* / eval.* overrides, e.g. eval.iou_threshold=0.3")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = subparsers.add_parser(
+        "demo",
+        help="synthetic data -> train the CPU default -> evaluate on held-out recordings -> picture",
+    )
+    p.add_argument("--out", default="thermal_demo", help="output directory (default %(default)s)")
+    p.add_argument("--minutes", type=float, default=4.0, help="training time budget in minutes (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)

@@ -1,0 +1,160 @@
+"""The Lightning data module: training and validation loaders over keyframe clips.
+
+Distributed training needs nothing special here: Lightning puts a
+``DistributedSampler`` on each loader (a custom sampler such as the class-balanced
+:class:`~torch.utils.data.WeightedRandomSampler` is wrapped in Lightning's
+``DistributedSamplerWrapper``, which gives each rank its own part of the drawn indices;
+the draw is seeded identically on every rank so the parts do not overlap).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+log = logging.getLogger(__name__)
+
+
+class SetDatasetEpoch(L.Callback):
+    """Tells the training dataset the epoch, which seeds its augmentation.
+
+    Lightning sets the epoch of a loader's sampler but not of its dataset; without
+    this, every epoch would see the same augmentation of each clip.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = trainer.datamodule
+        dataset = getattr(dm, "train_dataset", None) if dm is not None else None
+        if dataset is not None and hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(trainer.current_epoch)
+
+
+class ThermalDataModule(L.LightningDataModule):
+    """Training and validation loaders of keyframe clips.
+
+    Args:
+        train_dataset: augmented training clips (``ThermalClipDataset``).
+        val_dataset: validation clips, or None.
+        train_collate, val_collate: ``collate_fn`` turning samples into a ``Batch``.
+        batch_size: clips per batch (per device).
+        num_workers: DataLoader worker processes (0 loads in the training process).
+        class_balanced: sample training clips with :meth:`sampling_weights` of the
+            dataset (with replacement) instead of shuffling.
+        seed: seeds the shuffling / weighted draw.
+    """
+
+    def __init__(
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        train_collate,
+        val_collate,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        class_balanced: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if len(train_dataset) == 0:
+            raise ValueError("the training set has no keyframes")
+        self.train_dataset = train_dataset
+        self.val_dataset = val_dataset
+        self.train_collate = train_collate
+        self.val_collate = val_collate
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.class_balanced = class_balanced
+        self.seed = seed
+
+    def _loader_kwargs(self) -> dict:
+        kwargs: dict = dict(batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=False)
+        if self.num_workers > 0:
+            # Workers keep their decoded-recording cache across epochs.
+            kwargs.update(persistent_workers=True, prefetch_factor=2)
+        return kwargs
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        if self.class_balanced:
+            weights = np.asarray(self.train_dataset.sampling_weights(), dtype=np.float64)
+            sampler = WeightedRandomSampler(
+                torch.from_numpy(weights), num_samples=len(weights), replacement=True, generator=generator
+            )
+            return DataLoader(self.train_dataset, sampler=sampler, drop_last=True,
+                              collate_fn=self.train_collate, **self._loader_kwargs())
+        # drop_last: a last batch of one clip gives BatchNorm a single sample per channel
+        # (at 1x1 feature maps it fails); a few hundred clips lose < batch_size per epoch.
+        drop_last = len(self.train_dataset) > self.batch_size
+        return DataLoader(self.train_dataset, shuffle=True, generator=generator, drop_last=drop_last,
+                          collate_fn=self.train_collate, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_dataset is None:
+            return []
+        return DataLoader(self.val_dataset, shuffle=False, collate_fn=self.val_collate, **self._loader_kwargs())
+
+
+def build_datasets(cfg) -> tuple[Dataset, Dataset | None]:
+    """Training and validation datasets of a :class:`~thermal_action.config.Config`.
+
+    Raises:
+        DatasetError: a problem with the dataset files, naming the file and record.
+        ValueError / FileNotFoundError: no usable ``data.root``.
+    """
+    from thermal_action.data.dataset import build_dataset
+
+    d = cfg.data
+    if not d.root:
+        raise ValueError("data.root is not set: pass data.root=/path/to/dataset (the folder with frames/ and annotations/)")
+    if not Path(d.root).is_dir():
+        raise FileNotFoundError(f"data.root {d.root!r} is not a directory")
+    train_ds = build_dataset(d, d.train_ann, train=True, seed=cfg.seed)
+    val_ds = build_dataset(d, d.val_ann, train=False, seed=cfg.seed) if d.val_ann else None
+    if val_ds is not None and list(val_ds.class_names) != list(train_ds.class_names):
+        raise ValueError(f"{d.val_ann}: its classes differ from those of {d.train_ann}")
+    return train_ds, val_ds
+
+
+def class_counts(dataset) -> list[int]:
+    """``(K,)`` labelled boxes per class in a ``ThermalClipDataset``."""
+    counts = np.zeros(len(dataset.class_names), dtype=np.int64)
+    for kf in dataset.keyframes:
+        np.add.at(counts, kf.labels[kf.labels >= 0], 1)
+    return counts.tolist()
+
+
+def build_datamodule(cfg, alpha: int, train_dataset: Dataset, val_dataset: Dataset | None) -> ThermalDataModule:
+    """The data module of a :class:`~thermal_action.config.Config` over the datasets of
+    :func:`build_datasets` (the only place that reads ``cfg.data`` for the loaders).
+
+    Args:
+        cfg: the whole config (``data`` section and ``seed``).
+        alpha: the model's SlowFast speed ratio (slow = every alpha-th fast frame).
+        train_dataset, val_dataset: from :func:`build_datasets`.
+    """
+    from thermal_action.data.dataset import build_collate
+
+    d = cfg.data
+    fast_frames = d.num_frames // d.frame_stride
+    if fast_frames < alpha or fast_frames % alpha:
+        raise ValueError(
+            f"data.num_frames / data.frame_stride = {fast_frames} fast frames must be a multiple of the "
+            f"model's alpha = {alpha} (slow pathway = every alpha-th fast frame)"
+        )
+    return ThermalDataModule(
+        train_dataset,
+        val_dataset,
+        train_collate=build_collate(d, alpha, train=True, seed=cfg.seed),
+        val_collate=build_collate(d, alpha, train=False, seed=cfg.seed),
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        class_balanced=d.class_balanced_sampler,
+        seed=cfg.seed,
+    )

@@ -1,0 +1,343 @@
+"""The Lightning training system: loss, optimiser, schedule, validation metrics.
+
+The detector (an ``nn.Module`` returning logits) is separate from this system, which
+only adds what training needs::
+
+    Batch ──► ActionDetector ──► logits (R, K) ──► ActionLoss ──► loss
+                                        └──► scores ──► prediction records ──► frame-mAP...
+                                                             (validation epoch end)
+
+Validation collects one prediction record per box over the whole epoch and computes
+the evaluation metrics with :func:`thermal_action.evaluation.compute_metrics` at its
+end (``val/mAP``, ``val/top1``, ``val/macro_f1``, ``val/fall_precision``,
+``val/fall_recall``); under DDP the records of every rank are gathered first, so all
+ranks log the same numbers and pick the same best checkpoint.
+
+Backbone freezing (``freeze_backbone_epochs``) drops the backbone's gradients after
+the backward pass and keeps its BatchNorm statistics fixed, rather than toggling
+``requires_grad``: DDP registers the parameters that need gradients once, when it
+wraps the model, and a parameter unfrozen later would silently never be all-reduced.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from thermal_action.structures import Batch
+from thermal_action.training.checkpoint import CHECKPOINT_KEY, checkpoint_extras
+from thermal_action.training.losses import ActionLoss, logits_to_scores
+from thermal_action.training.schedule import build_optimizer, build_schedule
+
+log = logging.getLogger(__name__)
+
+#: Metric keys of compute_metrics -> names logged under ``val/``.
+VAL_METRICS = {
+    "frame_map": "mAP",
+    "top1_accuracy": "top1",
+    "macro_f1": "macro_f1",
+    "fall_precision": "fall_precision",
+    "fall_recall": "fall_recall",
+}
+
+
+def batch_clip_keys(batch: Batch) -> list[tuple[str, int]]:
+    """One ``(sensor_id, frame_idx)`` per clip: where a clip sits in its recording.
+
+    The interaction feature bank is keyed by this, so neighbouring keyframes of the
+    same recording can be looked up.
+    """
+    return [(s, int(f)) for s, f in zip(batch.sensor_ids, batch.frame_idxs.tolist())]
+
+
+def batch_prediction_records(
+    batch: Batch, scores: torch.Tensor, box_scores: torch.Tensor | None = None
+) -> list[dict[str, Any]]:
+    """Prediction records (``predictions.json`` format) for every box of a batch.
+
+    Args:
+        batch: the batch the scores were computed on.
+        scores: ``(R, K)`` class probabilities.
+        box_scores: ``(R,)`` detector confidences, if the boxes came from a detector.
+    """
+    from thermal_action.evaluation.io import make_prediction_records
+
+    if batch.num_rois == 0:
+        return []
+    clip_idx = batch.rois[:, 0].long().tolist()
+    image_ids = [batch.image_ids[i] for i in clip_idx]
+    return make_prediction_records(
+        image_ids,
+        batch.boxes_cxcywh_norm.float().cpu().numpy(),
+        scores.float().cpu().numpy(),
+        labels=batch.labels.cpu().numpy(),
+        track_ids=batch.track_ids.cpu().numpy(),
+        box_scores=None if box_scores is None else box_scores.float().cpu().numpy(),
+    )
+
+
+def merge_records_by_image(parts: Sequence[dict[str, list[dict]]]) -> list[dict[str, Any]]:
+    """Joins per-rank ``{image_id: records}`` maps, each keyframe once.
+
+    A DistributedSampler pads the last batches by repeating clips, so a keyframe can
+    reach two ranks; its records are then identical and kept once (sorted by id so
+    the result does not depend on the rank order).
+    """
+    merged: dict[str, list[dict]] = {}
+    for part in parts:
+        for image_id, records in part.items():
+            merged.setdefault(image_id, records)
+    return [r for image_id in sorted(merged) for r in merged[image_id]]
+
+
+class ActionDetectionSystem(L.LightningModule):
+    """Trains an ``ActionDetector`` on box-level action labels.
+
+    Args:
+        model: the detector; ``model(slow, fast, rois, clip_keys=...) -> (R, K)`` logits.
+        loss: the box classification loss.
+        class_names: K names in category-id order.
+        ground_truth: validation keyframes (``image_id``, ``boxes_cxcywh_norm``,
+            ``labels``) for the metrics; ``None`` skips metrics (loss only).
+        optimizer, lr, weight_decay, momentum: see :func:`build_optimizer`.
+        epochs, schedule, warmup_epochs, warmup_start_factor, min_lr_factor,
+            step_milestones, step_gamma: see :func:`build_schedule`.
+        freeze_backbone_epochs: epochs (from 0) during which the backbone is not updated.
+        iou_threshold, fall_class, fall_threshold: evaluation settings.
+        channels_last: run the 3D convolutions in channels-last-3d memory format.
+        run_config: the resolved config as a plain dict, stored in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: ActionLoss,
+        class_names: Sequence[str],
+        ground_truth: Sequence[Any] | None = None,
+        *,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        epochs: int = 10,
+        schedule: str = "cosine",
+        warmup_epochs: float = 1.0,
+        warmup_start_factor: float = 0.01,
+        min_lr_factor: float = 0.0,
+        step_milestones: Sequence[int] = (),
+        step_gamma: float = 0.1,
+        freeze_backbone_epochs: int = 0,
+        iou_threshold: float = 0.5,
+        fall_class: str = "lying down-lying with risk",
+        fall_threshold: float = 0.5,
+        channels_last: bool = False,
+        run_config: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.class_names = list(class_names)
+        self.ground_truth = list(ground_truth) if ground_truth is not None else None
+        self.optim_args = dict(name=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
+        self.schedule_args = dict(
+            epochs=epochs,
+            kind=schedule,
+            warmup_epochs=warmup_epochs,
+            warmup_start_factor=warmup_start_factor,
+            min_factor=min_lr_factor,
+            milestone_epochs=tuple(step_milestones),
+            gamma=step_gamma,
+        )
+        self.freeze_backbone_epochs = int(freeze_backbone_epochs)
+        if self.freeze_backbone_epochs > 0 and not hasattr(model, "backbone"):
+            raise ValueError("freeze_backbone_epochs > 0 needs a model with a .backbone")
+        self.eval_args = dict(iou_threshold=iou_threshold, fall_class=fall_class, fall_threshold=fall_threshold)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
+        self.run_config = run_config or {}
+        self.score_activation = "sigmoid" if loss.kind == "sigmoid" else "softmax"
+        # Per validation epoch: {image_id: records} on this rank.
+        self._val_records: dict[str, list[dict]] = {}
+        #: The full metrics dict of the last validation epoch (read by the summary callback).
+        self.last_val_metrics: dict[str, Any] | None = None
+        self._step_clock: float | None = None
+        self._epoch_clips = 0
+        self._epoch_start: float | None = None
+        self._epoch_loss_sum = 0.0
+        self._epoch_loss_count = 0
+        #: Training clips per second of the last finished epoch (all devices).
+        self.last_epoch_clips_per_s: float | None = None
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """``(R, K)`` logits for the boxes of ``batch``."""
+        slow, fast = batch.slow, batch.fast
+        if self.channels_last:
+            slow = slow.contiguous(memory_format=torch.channels_last_3d)
+            fast = fast.contiguous(memory_format=torch.channels_last_3d)
+        return self.model(slow, fast, batch.rois, clip_keys=batch_clip_keys(batch))
+
+    # ------------------------------------------------------------------ training
+    def _backbone_frozen(self) -> bool:
+        return self.current_epoch < self.freeze_backbone_epochs
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_clips = 0
+        self._epoch_start = time.perf_counter()
+        self._step_clock = None
+        self._epoch_loss_sum, self._epoch_loss_count = 0.0, 0
+        if self.freeze_backbone_epochs > 0:
+            frozen = self._backbone_frozen()
+            if self.current_epoch == 0 or self.current_epoch == self.freeze_backbone_epochs:
+                log.info("epoch %d: backbone %s", self.current_epoch, "frozen" if frozen else "trained")
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if self.freeze_backbone_epochs > 0 and self._backbone_frozen():
+            # Pretrained BatchNorm statistics must not drift while the backbone is frozen.
+            for m in self.model.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        logits = self(batch)  # (R, K)
+        loss = self.loss(logits, batch.labels)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch.num_clips)
+        self._epoch_loss_sum += float(loss.detach())
+        self._epoch_loss_count += 1
+        return loss
+
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss of the current (or just finished) epoch on this rank."""
+        return self._epoch_loss_sum / self._epoch_loss_count if self._epoch_loss_count else None
+
+    def epoch_clips_per_s(self) -> float | None:
+        """Training clips per second of this epoch up to its last training batch (all
+        devices, data loading included, validation excluded)."""
+        if self._epoch_start is None or self._step_clock is None or not self._epoch_clips:
+            return None
+        return self._epoch_clips / max(self._step_clock - self._epoch_start, 1e-9)
+
+    def on_after_backward(self) -> None:
+        if self.freeze_backbone_epochs > 0 and self._backbone_frozen():
+            # After DDP's all-reduce, so every rank drops the same gradients.
+            for p in self.model.backbone.parameters():
+                p.grad = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        clips = batch.num_clips * self.trainer.world_size
+        self._epoch_clips += clips
+        if self._step_clock is not None:
+            # Wall time between batch ends: includes data loading, as a user sees it.
+            rate = clips / max(now - self._step_clock, 1e-9)
+            self.log("clips_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.num_clips)
+        self._step_clock = now
+
+    def on_train_epoch_end(self) -> None:
+        rate = self.epoch_clips_per_s()
+        if rate is not None:
+            self.last_epoch_clips_per_s = rate
+            self.log("train/epoch_clips_per_s", rate, on_step=False, on_epoch=True)
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_records = {}
+        if getattr(self.model, "feature_bank", None) is not None and not self.trainer.sanity_checking:
+            self._fill_feature_bank()
+
+    def _fill_feature_bank(self) -> None:
+        """A first pass over this rank's validation clips that only writes the memory, so
+        every validation keyframe then reads neighbours from both sides (as at evaluation).
+
+        Under DDP each rank fills its own bank from its own part of the set: keyframes
+        whose neighbours went to another rank see a shorter memory (documented limit).
+        """
+        from torch.utils.data import DataLoader
+
+        from thermal_action.training.evaluate import fill_feature_bank
+
+        loader = self.trainer.val_dataloaders
+        if isinstance(loader, (list, tuple)):
+            loader = loader[0] if loader else None
+        if loader is None:
+            return
+        # A separate single-process loader: re-iterating Lightning's own (persistent
+        # workers) loader here would reset the iterator the validation loop holds.
+        fill = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler,
+                          collate_fn=loader.collate_fn, num_workers=0)
+        limit = self.trainer.num_val_batches[0] if self.trainer.num_val_batches else math.inf
+        batches = (b.to(self.device) for b in (fill if math.isinf(limit) else itertools.islice(fill, int(limit))))
+        with self.trainer.precision_plugin.forward_context():
+            fill_feature_bank(self.model, batches, self)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        logits = self(batch)  # (R, K)
+        if bool((batch.labels >= 0).any()):
+            loss = self.loss(logits, batch.labels)
+            self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                     batch_size=max(1, int((batch.labels >= 0).sum())))
+        scores = logits_to_scores(logits, self.loss.kind)
+        records = batch_prediction_records(batch, scores)
+        for image_id in batch.image_ids:
+            self._val_records.setdefault(image_id, [])
+        for rec in records:
+            self._val_records[rec["image_id"]].append(rec)
+
+    def _gathered_records(self) -> list[dict[str, Any]]:
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, self._val_records)
+        else:
+            parts = [self._val_records]
+        return merge_records_by_image(parts)
+
+    def on_validation_epoch_end(self) -> None:
+        from thermal_action.evaluation import compute_metrics
+
+        records = self._gathered_records()
+        self._val_records = {}
+        if self.ground_truth is None:
+            return
+        # Validation classifies the annotated boxes, so every keyframe that was run and
+        # has boxes has predictions: scoring only predicted keyframes is exact for a full
+        # pass and right for a partial one (sanity check, limit_val_batches).
+        metrics = compute_metrics(
+            records,
+            self.ground_truth,
+            self.class_names,
+            restrict_to_predicted_images=True,
+            **self.eval_args,
+        )
+        self.last_val_metrics = metrics
+        for key, name in VAL_METRICS.items():
+            value = metrics[key]
+            # Undefined (no such boxes) is logged as NaN; the best-checkpoint callback
+            # treats a non-finite value as worst.
+            self.log(f"val/{name}", float("nan") if value is None else float(value), on_epoch=True, sync_dist=False)
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        opt = build_optimizer(self.model, **self.optim_args)
+        schedule = build_schedule(total_steps=self.trainer.estimated_stepping_batches, **self.schedule_args)
+        log.info(
+            "optimiser %s lr %.3g, %s schedule over %d steps (%d warm-up)",
+            self.optim_args["name"], self.optim_args["lr"], schedule.kind, schedule.total_steps,
+            schedule.warmup_steps,
+        )
+        # A plain function, not the schedule object: LambdaLR then keeps it out of the
+        # checkpoint, so a resumed run follows the config it is resumed with (e.g. more epochs).
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule(step))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation)

@@ -1,0 +1,358 @@
+"""``train(cfg, out_dir)``: one training run on Lightning, and the run directory it writes.
+
+Run directory::
+
+    RUN_DIR/
+      config.yaml              the resolved config (defaults + YAML + overrides)
+      checkpoints/best.ckpt    best validation frame-mAP so far
+      checkpoints/last.ckpt    end of the latest validated epoch (--resume starts here)
+      val_summary.jsonl        one JSON line per validation epoch
+      tensorboard/version_N/   TensorBoard event files (N grows with each resume)
+      csv/version_N/metrics.csv  the same scalars as CSV (+ hparams.yaml)
+
+Every checkpoint loads with ``torch.load(..., weights_only=True)`` and carries the
+resolved config and class names (see :mod:`thermal_action.training.checkpoint`).
+
+Multi-GPU / multi-node runs are Lightning DDP: ``trainer.devices`` and
+``trainer.num_nodes`` say how many; started with plain ``thermal-action train``
+Lightning launches one process per device, and under ``torchrun`` or SLURM (``srun``)
+it reads the ranks from the environment instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from thermal_action.config import Config, config_to_dict, save_config
+from thermal_action.training.datamodule import SetDatasetEpoch, build_datamodule, build_datasets, class_counts
+from thermal_action.training.losses import ActionLoss, class_weights_from_counts
+from thermal_action.training.system import ActionDetectionSystem
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val/mAP"
+#: Environment variable that carries the run directory to the processes DDP launches.
+RUN_DIR_ENV = "THERMAL_ACTION_RUN_DIR"
+
+
+@dataclass
+class TrainResult:
+    """Where a run's outputs are, and how it went.
+
+    Attributes:
+        run_dir: the run directory.
+        config_path: ``config.yaml``.
+        best_checkpoint: ``checkpoints/best.ckpt`` (None if no validation ran).
+        last_checkpoint: ``checkpoints/last.ckpt`` (None if no validation ran).
+        best_metric: best validation frame-mAP (None if never defined).
+        monitor: the metric that picks the best checkpoint.
+        val_summary: ``val_summary.jsonl``.
+        epochs: epochs completed.
+        global_step: optimiser steps taken.
+        seconds: wall time of this call's ``fit``.
+        train_clips_per_s: training throughput of the last epoch (clips/s, all devices).
+    """
+
+    run_dir: Path
+    config_path: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    best_metric: float | None
+    monitor: str
+    val_summary: Path
+    epochs: int
+    global_step: int
+    seconds: float
+    train_clips_per_s: float | None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class ValidationSummary(L.Callback):
+    """Appends one JSON line per validation epoch to ``val_summary.jsonl`` and logs it.
+
+    Fields: ``epoch``, ``step``, ``train_loss`` (mean over the epoch), ``val_loss``,
+    ``mAP``, ``top1``, ``macro_f1``, ``fall_precision``, ``fall_recall``, ``lr``,
+    ``clips_per_s`` (training throughput of the epoch), ``time`` (seconds since the start
+    of this fit). Undefined numbers are ``null``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._start = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        metrics = getattr(pl_module, "last_val_metrics", None) or {}
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "train_loss": _jsonable(pl_module.epoch_train_loss()),
+            "val_loss": _jsonable(m.get("val/loss")),
+            "mAP": metrics.get("frame_map"),
+            "top1": metrics.get("top1_accuracy"),
+            "macro_f1": metrics.get("macro_f1"),
+            "fall_precision": metrics.get("fall_precision"),
+            "fall_recall": metrics.get("fall_recall"),
+            "lr": lr,
+            "clips_per_s": _jsonable(pl_module.epoch_clips_per_s()),
+            "time": round(time.perf_counter() - self._start, 2),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+        def fmt(v: Any) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        log.info(
+            "epoch %d: train loss %s, val loss %s, mAP %s, top1 %s, macro-F1 %s, fall P/R %s/%s, %s clips/s",
+            row["epoch"], fmt(row["train_loss"]), fmt(row["val_loss"]), fmt(row["mAP"]), fmt(row["top1"]),
+            fmt(row["macro_f1"]), fmt(row["fall_precision"]), fmt(row["fall_recall"]),
+            "-" if row["clips_per_s"] is None else f"{row['clips_per_s']:.1f}",
+        )
+
+
+def build_system(cfg: Config, class_names: list[str], class_counts: list[int], ground_truth, *,
+                 load_pretrained: bool = True) -> ActionDetectionSystem:
+    """The training system of ``cfg`` (the only place that reads ``cfg.model``/``cfg.optim``
+    for training).
+
+    Args:
+        cfg: the resolved config.
+        class_names: K names in category-id order (from the training annotations).
+        class_counts: ``(K,)`` training boxes per class (for class weights).
+        ground_truth: validation keyframes for the metrics, or None.
+        load_pretrained: read ``model.pretrained`` (not when resuming: the checkpoint
+            holds every weight).
+    """
+    from thermal_action.models import build_model
+
+    o = cfg.optim
+    model_cfg = copy.deepcopy(cfg.model)
+    if not load_pretrained:
+        model_cfg.pretrained = ""
+    model = build_model(model_cfg, len(class_names))
+    freeze_epochs = o.freeze_backbone_epochs
+    if freeze_epochs > 0 and not cfg.model.pretrained:
+        log.warning("optim.freeze_backbone_epochs=%d ignored: there are no pretrained weights (model.pretrained "
+                    "is empty) and a frozen random backbone learns nothing", freeze_epochs)
+        freeze_epochs = 0
+    weights = class_weights_from_counts(class_counts, o.class_weights, o.class_weight_max)
+    if weights is not None:
+        log.info("class weights (%s): %s", o.class_weights,
+                 ", ".join(f"{n}={w:.2f}" for n, w in zip(class_names, weights.tolist())))
+    loss = ActionLoss(o.loss, len(class_names), weights, focal_gamma=o.focal_gamma,
+                      label_smoothing=o.label_smoothing)
+    return ActionDetectionSystem(
+        model,
+        loss,
+        class_names,
+        ground_truth,
+        optimizer=o.optimizer,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        momentum=o.momentum,
+        epochs=o.epochs,
+        schedule=o.schedule,
+        warmup_epochs=o.warmup_epochs,
+        warmup_start_factor=o.warmup_start_factor,
+        min_lr_factor=o.min_lr_factor,
+        step_milestones=o.step_milestones,
+        step_gamma=o.step_gamma,
+        freeze_backbone_epochs=freeze_epochs,
+        iou_threshold=cfg.eval.iou_threshold,
+        fall_class=cfg.eval.fall_class,
+        fall_threshold=cfg.eval.fall_threshold,
+        channels_last=cfg.trainer.channels_last,
+        run_config=config_to_dict(cfg),
+    )
+
+
+def _check_run_dir(out_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); refuses to mix runs."""
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no {last} to continue from (was the run validated at least once?)")
+        return last
+    ckpts = sorted((out_dir / "checkpoints").glob("*.ckpt")) if (out_dir / "checkpoints").is_dir() else []
+    if ckpts:
+        raise FileExistsError(
+            f"{out_dir} already holds checkpoints ({ckpts[0].name}...): pass --resume to continue that run, "
+            "or choose another --out"
+        )
+    return None
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar (loss, clips/s) without the logger's version number."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``"auto"``: bf16 autocast on a GPU that supports it, full fp32 otherwise.
+
+    On CPUs, bf16 autocast of 3D convolutions can be far slower than fp32 (measured:
+    a slowfast_tiny training step at batch 8 x 32 frames took > 5 minutes in bf16 on a
+    2-core AMX machine, ~1 s in fp32), so it is never chosen there automatically.
+    """
+    if precision != "auto":
+        return precision
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    """The Lightning ``Trainer`` of ``cfg.trainer`` / ``cfg.optim`` writing into ``out_dir``."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    t, o = cfg.trainer, cfg.optim
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints",
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    all_callbacks: list[L.Callback] = [
+        checkpoint,
+        LearningRateMonitor(logging_interval="step"),
+        SetDatasetEpoch(),
+        ValidationSummary(out_dir / "val_summary.jsonl"),
+        *callbacks,
+    ]
+    if t.progress_bar:
+        all_callbacks.append(ProgressBar(refresh_rate=1))
+    loggers = [
+        TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False),
+        CSVLogger(save_dir=str(out_dir), name="csv"),
+    ]
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=resolve_precision(t.precision, t.accelerator),
+        max_epochs=o.epochs,
+        max_time={"seconds": t.max_time_minutes * 60} if t.max_time_minutes > 0 else None,
+        gradient_clip_val=o.grad_clip if o.grad_clip > 0 else None,
+        gradient_clip_algorithm="norm",
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        deterministic=t.deterministic,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        callbacks=all_callbacks,
+        logger=loggers,
+        default_root_dir=str(out_dir),
+    )
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, callbacks: list[L.Callback] | None = None) -> TrainResult:
+    """Trains the detector of ``cfg`` on ``cfg.data`` and writes the run directory.
+
+    Args:
+        cfg: the resolved config; ``data.root`` must point at a dataset in the thermal
+            format (annotation paths are relative to it).
+        out_dir: the run directory (created).
+        resume: continue the interrupted run in ``out_dir`` from ``checkpoints/last.ckpt``
+            (epoch, step, optimiser, schedule and best score continue).
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        A :class:`TrainResult` with the paths and the best validation frame-mAP.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds checkpoints of another run and ``resume`` is False.
+        FileNotFoundError: ``resume`` without ``checkpoints/last.ckpt``, or a missing dataset.
+        DatasetError: a problem with the dataset (naming the file and record).
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = _check_run_dir(out_dir, resume)
+    # Before any model or data is built, so weights and augmentation repeat with the seed.
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.deterministic:
+        # cuBLAS needs this for deterministic matmuls on GPUs; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    train_ds, val_ds = build_datasets(cfg)
+    if val_ds is None:
+        raise ValueError("data.val_ann is empty: training picks its best checkpoint by validation frame-mAP")
+    class_names = list(train_ds.class_names)
+    counts = class_counts(train_ds)
+    log.info("training set: %d keyframes, %d boxes (%s); validation set: %d keyframes",
+             len(train_ds), sum(counts), ", ".join(f"{n}={c}" for n, c in zip(class_names, counts) if c),
+             len(val_ds))
+    system = build_system(cfg, class_names, counts, ground_truth=val_ds.keyframes,
+                          load_pretrained=ckpt_path is None)
+    # The model's alpha decides how the slow pathway is sampled from the fast one.
+    datamodule = build_datamodule(cfg, system.model.alpha, train_ds, val_ds)
+
+    trainer = build_trainer(cfg, out_dir, list(callbacks or []))
+    config_path = out_dir / "config.yaml"
+    if trainer.is_global_zero:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, config_path)
+        for lg in trainer.loggers:
+            lg.log_hyperparams(config_to_dict(cfg))
+    log.info("run directory: %s%s", out_dir, f" (resuming from {ckpt_path})" if ckpt_path else "")
+
+    start = time.perf_counter()
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    seconds = time.perf_counter() - start
+
+    checkpoint_cb = trainer.checkpoint_callback
+    best = Path(checkpoint_cb.best_model_path) if checkpoint_cb and checkpoint_cb.best_model_path else None
+    last = out_dir / "checkpoints" / "last.ckpt"
+    best_score = checkpoint_cb.best_model_score if checkpoint_cb else None
+    best_metric = _jsonable(best_score) if best_score is not None else None
+    return TrainResult(
+        run_dir=out_dir,
+        config_path=config_path,
+        best_checkpoint=best,
+        last_checkpoint=last if last.is_file() else None,
+        best_metric=best_metric,
+        monitor=MONITOR,
+        val_summary=out_dir / "val_summary.jsonl",
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        seconds=seconds,
+        train_clips_per_s=system.last_epoch_clips_per_s,
+    )

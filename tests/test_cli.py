@@ -1,0 +1,73 @@
+"""CLI smoke for train / evaluate (and resume): the commands a user types, in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from thermal_action.cli import main
+from thermal_action.training.train import RUN_DIR_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model.head_dim=32", "data.num_frames=16", "data.batch_size=4", "optim.epochs=1",
+        "trainer.limit_train_batches=2", "trainer.limit_val_batches=2", "trainer.num_sanity_val_steps=0",
+        "trainer.progress_bar=false"]
+
+
+@pytest.fixture()
+def dataset(tmp_path_factory):
+    from thermal_action.data.synth import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("cli_synth")
+    generate_dataset(root, SynthConfig(num_recordings=3, frames_per_recording=80, seed=1, val_recordings=1))
+    return root
+
+
+def test_train_resume_evaluate(tmp_path, dataset, capsys, monkeypatch):
+    import torch
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv(RUN_DIR_ENV, "unused")
+    monkeypatch.delenv(RUN_DIR_ENV)  # restored (absent) after the test; the CLI sets it
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(ROOT / "configs" / "cpu_default.yaml"), "--out", str(run),
+                 f"data.root={dataset}", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "best checkpoint:" in out and str(run / "checkpoints" / "best.ckpt") in out
+    assert (run / "config.yaml").is_file() and (run / "val_summary.jsonl").is_file()
+
+    # --resume takes the run's own config.yaml; one more epoch continues the step count.
+    assert main(["train", "--resume", "--out", str(run), "optim.epochs=2"]) == 0
+    capsys.readouterr()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--data", str(dataset),
+                 "--out", str(ev)]) == 0
+    out = capsys.readouterr().out
+    assert "frame-mAP" in out and "macro-F1" in out
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["evaluated"]["ann_file"] == "annotations/val.json"
+    assert (ev / "predictions.json").is_file()
+
+
+def test_errors_are_one_line_messages(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(RUN_DIR_ENV, "unused")
+    monkeypatch.delenv(RUN_DIR_ENV)
+    assert main(["train", "--config", str(ROOT / "configs" / "cpu_default.yaml"), "--out", str(tmp_path)]) == 2
+    assert "data.root is not set" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "config" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "x.ckpt"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("train", "evaluate", "demo"):
+        assert name in out

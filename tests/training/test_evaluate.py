@@ -1,0 +1,97 @@
+"""evaluate_checkpoint writes metrics.json / predictions.json, with GT boxes and with detections."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from thermal_action.data.annotations import load_annotations
+from thermal_action.structures import DEFAULT_CLASS_NAMES
+from thermal_action.training.evaluate import evaluate_checkpoint, predict_records
+
+K = len(DEFAULT_CLASS_NAMES)
+
+
+def _check_records(records, image_ids):
+    for r in records:
+        assert set(r) >= {"image_id", "bbox", "scores"}
+        assert r["image_id"] in image_ids
+        assert len(r["bbox"]) == 4 and all(0.0 <= v <= 1.0 for v in r["bbox"])
+        assert len(r["scores"]) == K and sum(r["scores"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_evaluate_with_ground_truth_boxes(trained_run, synth_root, tmp_path):
+    metrics = evaluate_checkpoint(trained_run.best_checkpoint, synth_root, "annotations/val.json", tmp_path)
+    for name in ("metrics.json", "predictions.json", "confusion_matrix.png", "pr_curves.png"):
+        assert (tmp_path / name).is_file(), name
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("frame_map", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall", "per_class"):
+        assert key in on_disk
+    assert on_disk["evaluated"]["boxes"] == "ground_truth"
+    assert 0.0 <= metrics["frame_map"] <= 1.0
+    val = load_annotations(synth_root / "annotations" / "val.json")
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(records) == val.num_boxes  # one record per annotated box
+    _check_records(records, {k.image_id for k in val.keyframes})
+    # Every annotated box pairs with its own prediction.
+    assert metrics["matching"]["num_paired"] == val.num_boxes
+
+
+def test_evaluate_with_a_detections_file(trained_run, synth_root, tmp_path):
+    val = load_annotations(synth_root / "annotations" / "val.json")
+    detections = []
+    for kf in val.keyframes[:5]:
+        for box in kf.boxes_cxcywh_norm.tolist():
+            detections.append({"image_id": kf.image_id, "bbox": box, "score": 0.9})
+    # A false box where nobody is.
+    detections.append({"image_id": val.keyframes[0].image_id, "bbox": [0.05, 0.05, 0.05, 0.05], "score": 0.3})
+    det_path = tmp_path / "detections.json"
+    det_path.write_text(json.dumps(detections))
+    metrics = evaluate_checkpoint(trained_run.best_checkpoint, synth_root, "annotations/val.json", tmp_path / "ev",
+                                  detections=det_path, overrides=["eval.iou_threshold=0.4"])
+    records = json.loads((tmp_path / "ev" / "predictions.json").read_text())
+    assert len(records) == len(detections)
+    assert sorted(r["box_score"] for r in records) == pytest.approx(sorted(d["score"] for d in detections))
+    assert metrics["matching"]["num_unpaired_predictions"] == 1
+    # Keyframes without detections miss their boxes.
+    assert metrics["matching"]["num_missed_gt"] == val.num_boxes - (len(detections) - 1)
+    assert metrics["iou_threshold"] == pytest.approx(0.4)
+    assert metrics["evaluated"]["boxes"] == str(det_path)
+
+
+def test_model_overrides_are_refused(trained_run, synth_root, tmp_path):
+    from thermal_action.config import ConfigError
+
+    with pytest.raises(ConfigError, match="only data"):
+        evaluate_checkpoint(trained_run.best_checkpoint, synth_root, "annotations/val.json", tmp_path,
+                            overrides=["model.head_dim=64"])
+
+
+def test_interaction_memory_is_filled_before_predicting(synth_root, tiny_config):
+    from torch.utils.data import DataLoader
+
+    from thermal_action.data.dataset import build_collate, build_dataset
+    from thermal_action.models import build_model
+
+    cfg = tiny_config("model.interaction=serial", "model.interaction_dim=16")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, K)
+    # Make the memory matter: the interaction output is added to the person feature.
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ds = build_dataset(cfg.data, cfg.data.val_ann, train=False)
+    loader = DataLoader(ds, batch_size=4, collate_fn=build_collate(cfg.data, model.alpha, train=False))
+    two_pass = predict_records(model, loader, "softmax")
+    assert len(model.feature_bank) == len(ds)  # every keyframe written by the first pass
+    # One pass from an empty bank: the first clip has no memory yet, so its scores differ.
+    model.feature_bank.clear()
+    batch = next(iter(loader))
+    with torch.no_grad():
+        one_pass = torch.softmax(model(batch.slow, batch.fast, batch.rois,
+                                       clip_keys=list(zip(batch.sensor_ids, batch.frame_idxs.tolist()))), -1)
+    first = np.asarray(two_pass[0]["scores"])
+    assert not np.allclose(first, one_pass[0].numpy(), atol=1e-6)

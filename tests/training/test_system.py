@@ -1,0 +1,46 @@
+"""The training system's pieces that run without a Trainer: zero-box batches, prediction records."""
+
+from __future__ import annotations
+
+import torch
+
+from thermal_action.structures import Batch, pack_pathways
+from thermal_action.training.system import batch_prediction_records, merge_records_by_image
+from thermal_action.training.train import build_system
+
+
+def _batch(rois: torch.Tensor, labels: torch.Tensor, b: int = 2) -> Batch:
+    fast = torch.randn(b, 1, 8, 40, 60, generator=torch.Generator().manual_seed(0))
+    slow, fast = pack_pathways(fast, 8)
+    r = rois.shape[0]
+    return Batch(slow=slow, fast=fast, rois=rois, labels=labels, boxes_cxcywh_norm=torch.full((r, 4), 0.2),
+                 track_ids=torch.zeros(r, dtype=torch.long), annotation_ids=torch.arange(r),
+                 image_ids=[f"S_{i}" for i in range(b)], sensor_ids=["S"] * b,
+                 frame_idxs=torch.arange(b) * 10, timestamps=torch.arange(b))
+
+
+def test_zero_box_batch_gives_a_zero_loss_that_backprops(tiny_config):
+    system = build_system(tiny_config(), [f"c{i}" for i in range(14)], [1] * 14, ground_truth=None)
+    system.model.train()
+    batch = _batch(torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))
+    loss = system.loss(system(batch), batch.labels)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    grads = [p.grad for p in system.model.head.parameters() if p.grad is not None]
+    assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
+    assert batch_prediction_records(batch, torch.zeros(0, 14)) == []
+
+
+def test_prediction_records_and_rank_merge():
+    rois = torch.tensor([[0, 1, 1, 5, 5], [1, 2, 2, 6, 6], [1, 3, 3, 9, 9]], dtype=torch.float32)
+    batch = _batch(rois, torch.tensor([2, -1, 0]))
+    scores = torch.softmax(torch.randn(3, 14), -1)
+    records = batch_prediction_records(batch, scores)
+    assert [r["image_id"] for r in records] == ["S_0", "S_1", "S_1"]
+    assert records[0]["label"] == 2 and records[1]["label"] is None
+    assert len(records[2]["scores"]) == 14
+    # A keyframe padded onto two ranks counts once.
+    part0 = {"S_0": records[:1], "S_1": records[1:]}
+    part1 = {"S_1": records[1:]}
+    merged = merge_records_by_image([part0, part1])
+    assert len(merged) == 3

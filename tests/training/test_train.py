@@ -1,0 +1,119 @@
+"""A short fit writes the whole run directory; resume, determinism, freezing, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from thermal_action.config import load_config
+from thermal_action.training.train import train
+
+SUMMARY_KEYS = {"epoch", "step", "train_loss", "val_loss", "mAP", "top1", "macro_f1", "fall_precision",
+                "fall_recall", "lr", "clips_per_s", "time"}
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_fit_writes_the_run_directory(trained_run):
+    run = trained_run.run_dir
+    assert trained_run.config_path == run / "config.yaml"
+    cfg = load_config(run / "config.yaml")
+    assert cfg.model.variant == "slowfast_tiny" and cfg.data.num_frames == 16
+    assert trained_run.best_checkpoint == run / "checkpoints" / "best.ckpt" and trained_run.best_checkpoint.is_file()
+    assert trained_run.last_checkpoint == run / "checkpoints" / "last.ckpt" and trained_run.last_checkpoint.is_file()
+    assert list((run / "tensorboard").glob("version_0/events.out.tfevents.*"))
+    with open(run / "csv" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0])
+    assert {"train/loss_step", "val/mAP", "val/top1", "val/macro_f1", "val/fall_precision", "val/fall_recall",
+            "val/loss"} <= columns
+    lines = (run / "val_summary.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    row = json.loads(lines[0])
+    assert set(row) == SUMMARY_KEYS
+    assert row["epoch"] == 0 and row["step"] == 2
+    assert 0.0 <= row["mAP"] <= 1.0 and row["train_loss"] > 0 and row["clips_per_s"] > 0
+    assert trained_run.best_metric == pytest.approx(row["mAP"])
+    assert trained_run.global_step == 2 and trained_run.epochs == 1
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAtEpoch(L.Callback):
+    """Simulates a crash at the start of an epoch."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise _Interrupt()
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
+    cfg = tiny_config("optim.epochs=2")
+    with pytest.raises(_Interrupt):
+        train(cfg, tmp_path, callbacks=[_StopAtEpoch(1)])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    # A fresh run into the same directory is refused; resuming works.
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, tmp_path)
+    result = train(cfg, tmp_path, resume=True)
+    assert result.global_step == 4 and result.epochs == 2
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "val_summary.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]
+    steps = [json.loads(x)["step"] for x in (tmp_path / "val_summary.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]
+    # The resumed part logs into a new version, the first part's logs stay.
+    assert (tmp_path / "csv" / "version_0" / "metrics.csv").is_file()
+    assert (tmp_path / "csv" / "version_1" / "metrics.csv").is_file()
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, tiny_config):
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        train(tiny_config(), tmp_path, resume=True)
+
+
+def test_same_seed_same_weights(tmp_path, tiny_config):
+    a = train(tiny_config("trainer.deterministic=true", "seed=3"), tmp_path / "a")
+    b = train(tiny_config("trainer.deterministic=true", "seed=3"), tmp_path / "b")
+    c = train(tiny_config("trainer.deterministic=true", "seed=4"), tmp_path / "c")
+    wa, wb, wc = _weights(a.last_checkpoint), _weights(b.last_checkpoint), _weights(c.last_checkpoint)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa if wa[k].is_floating_point())
+
+
+def test_frozen_backbone_keeps_pretrained_weights(tmp_path, tiny_config):
+    from thermal_action.models import build_model
+
+    cfg = tiny_config()
+    pretrained = build_model(cfg.model, 14)
+    path = tmp_path / "pretrained.pt"
+    torch.save({"state_dict": pretrained.state_dict()}, path)
+    result = train(tiny_config(f"model.pretrained={path}", "optim.freeze_backbone_epochs=1"), tmp_path / "run")
+    trained = _weights(result.last_checkpoint)
+    before = pretrained.state_dict()
+    backbone = [k for k in before if k.startswith("backbone.")]
+    head = [k for k in before if k.startswith("head.") and before[k].is_floating_point()]
+    # Weights and BatchNorm statistics of the backbone: untouched while frozen.
+    for k in backbone:
+        assert torch.equal(trained["model." + k], before[k]), k
+    assert any(not torch.equal(trained["model." + k], before[k]) for k in head)
+
+
+def test_class_weights_and_balanced_sampler_train(tmp_path, tiny_config):
+    result = train(tiny_config("optim.class_weights=inverse", "data.class_balanced_sampler=true",
+                               "optim.loss=focal", "trainer.channels_last=true"), tmp_path)
+    assert result.global_step == 2 and result.best_checkpoint.is_file()
