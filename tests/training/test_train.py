@@ -117,3 +117,23 @@ def test_class_weights_and_balanced_sampler_train(tmp_path, tiny_config):
     result = train(tiny_config("optim.class_weights=inverse", "data.class_balanced_sampler=true",
                                "optim.loss=focal", "trainer.channels_last=true"), tmp_path)
     assert result.global_step == 2 and result.best_checkpoint.is_file()
+
+
+class _BankProbe(L.Callback):
+    """Records whether each validation clip's keyframe is already in the bank before its step."""
+
+    def __init__(self):
+        self.seen_before_step: list[bool] = []
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        bank = pl_module.model.feature_bank
+        self.seen_before_step += [key in bank for key in zip(batch.sensor_ids, batch.frame_idxs.tolist())]
+
+
+def test_interaction_training_fills_the_bank_before_validation(tmp_path, tiny_config):
+    probe = _BankProbe()
+    result = train(tiny_config("model.interaction=parallel", "model.interaction_dim=16"), tmp_path,
+                   callbacks=[probe])
+    assert result.global_step == 2
+    # The first pass wrote every validation keyframe, so even the first one has its memory.
+    assert len(probe.seen_before_step) == 8 and all(probe.seen_before_step)

@@ -34,6 +34,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = Path(out) / "config.yaml"
     cfg = load_config(config, args.overrides)
     result = train(cfg, out, resume=args.resume)
+    if result.global_rank != 0:
+        return 0
     best = "-" if result.best_metric is None else f"{result.best_metric:.4f}"
     print(f"run directory:   {result.run_dir}")
     print(f"best checkpoint: {result.best_checkpoint}  ({result.monitor} = {best})")

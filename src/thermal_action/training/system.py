@@ -172,7 +172,7 @@ class ActionDetectionSystem(L.LightningModule):
         self._step_clock: float | None = None
         self._epoch_clips = 0
         self._epoch_start: float | None = None
-        self._epoch_loss_sum = 0.0
+        self._epoch_loss_sum: torch.Tensor | float = 0.0
         self._epoch_loss_count = 0
         #: Training clips per second of the last finished epoch (all devices).
         self.last_epoch_clips_per_s: float | None = None
@@ -210,14 +210,17 @@ class ActionDetectionSystem(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         logits = self(batch)  # (R, K)
         loss = self.loss(logits, batch.labels)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch.num_clips)
-        self._epoch_loss_sum += float(loss.detach())
+        # sync_dist: the epoch mean over all ranks (one scalar all-reduce per step).
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch.num_clips,
+                 sync_dist=True)
+        # A tensor sum: converting each step with float() would stall a GPU every step.
+        self._epoch_loss_sum = self._epoch_loss_sum + loss.detach()
         self._epoch_loss_count += 1
         return loss
 
     def epoch_train_loss(self) -> float | None:
         """Mean training loss of the current (or just finished) epoch on this rank."""
-        return self._epoch_loss_sum / self._epoch_loss_count if self._epoch_loss_count else None
+        return float(self._epoch_loss_sum) / self._epoch_loss_count if self._epoch_loss_count else None
 
     def epoch_clips_per_s(self) -> float | None:
         """Training clips per second of this epoch up to its last training batch (all
@@ -246,7 +249,7 @@ class ActionDetectionSystem(L.LightningModule):
         rate = self.epoch_clips_per_s()
         if rate is not None:
             self.last_epoch_clips_per_s = rate
-            self.log("train/epoch_clips_per_s", rate, on_step=False, on_epoch=True)
+            self.log("train/epoch_clips_per_s", rate, on_step=False, on_epoch=True, sync_dist=True)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -281,10 +284,10 @@ class ActionDetectionSystem(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self(batch)  # (R, K)
-        if bool((batch.labels >= 0).any()):
-            loss = self.loss(logits, batch.labels)
-            self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                     batch_size=max(1, int((batch.labels >= 0).sum())))
+        # Logged for every batch (weight 0 without labelled boxes): with sync_dist, a rank
+        # that skipped the key would leave the others waiting in the epoch-end all-reduce.
+        self.log("val/loss", self.loss(logits, batch.labels), on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=int((batch.labels >= 0).sum()))
         scores = logits_to_scores(logits, self.loss.kind)
         records = batch_prediction_records(batch, scores)
         for image_id in batch.image_ids:

@@ -63,6 +63,7 @@ class TrainResult:
         global_step: optimiser steps taken.
         seconds: wall time of this call's ``fit``.
         train_clips_per_s: training throughput of the last epoch (clips/s, all devices).
+        global_rank: this process's rank (0 without DDP); only rank 0 writes files.
     """
 
     run_dir: Path
@@ -76,6 +77,7 @@ class TrainResult:
     global_step: int
     seconds: float
     train_clips_per_s: float | None
+    global_rank: int = 0
 
 
 def _jsonable(v: Any) -> Any:
@@ -221,11 +223,16 @@ class ProgressBar(TQDMProgressBar):
 def resolve_precision(precision: str, accelerator: str) -> str:
     """``"auto"``: bf16 autocast on a GPU that supports it, full fp32 otherwise.
 
-    On CPUs, bf16 autocast of 3D convolutions can be far slower than fp32 (measured:
-    a slowfast_tiny training step at batch 8 x 32 frames took > 5 minutes in bf16 on a
-    2-core AMX machine, ~1 s in fp32), so it is never chosen there automatically.
+    On CPUs bf16 autocast is a trap for this model: measured on a 2-core AMX machine,
+    training the CPU default ran at 7.4 then 1.6 clips/s in bf16-mixed against 16.6 and
+    20.6 clips/s in fp32 (epochs 1 and 2). A fixed-shape micro-benchmark is 1.45x faster
+    in bf16, but every new input shape (the number of boxes varies per batch) costs
+    seconds of kernel generation. So "auto" never picks bf16 on a CPU.
     """
     if precision != "auto":
+        if precision.startswith(("bf16", "16")) and (accelerator == "cpu" or not torch.cuda.is_available()):
+            log.warning("trainer.precision=%s on a CPU: mixed precision is usually much slower than 32-true "
+                        "here (see resolve_precision)", precision)
         return precision
     gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
@@ -355,4 +362,5 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, callbacks: lis
         global_step=trainer.global_step,
         seconds=seconds,
         train_clips_per_s=system.last_epoch_clips_per_s,
+        global_rank=trainer.global_rank,
     )

@@ -1,0 +1,43 @@
+"""Keeps oneDNN off the AMX kernels, whose bf16 3D convolutions corrupt memory here.
+
+On the AMX CPU this project was developed on (PyTorch 2.13, oneDNN 3.12), bf16 Conv3d
+forward/backward through oneDNN's AMX BRGEMM kernels corrupted the heap for ordinary
+shapes (e.g. a 1x1x1 conv 24 -> 16 channels on a (2, 24, 4, 160, 240) input, or the
+kernel-5 / stride-8 SlowFast lateral): ``double free or corruption`` aborts and
+segfaults, 4 of 4 runs. Limiting oneDNN to AVX-512 with bf16 instructions (no AMX)
+made every one of them pass (4 of 4) and fp32 is unaffected (oneDNN's fp32 kernels
+never use AMX). So, unless the user chose an ISA, this module caps it before oneDNN
+reads the setting (at its first primitive). ``ONEDNN_MAX_CPU_ISA=ALL`` re-enables AMX.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SAFE_ISA = "AVX512_CORE_BF16"
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def cap_onednn_isa() -> bool:
+    """Sets ``ONEDNN_MAX_CPU_ISA`` to :data:`SAFE_ISA` on AMX CPUs unless already set.
+
+    Returns:
+        True when this call set the variable.
+    """
+    if "ONEDNN_MAX_CPU_ISA" in os.environ or "DNNL_MAX_CPU_ISA" in os.environ:
+        return False
+    if not _cpu_has_amx():
+        return False
+    os.environ["ONEDNN_MAX_CPU_ISA"] = SAFE_ISA
+    log.info("AMX CPU: set ONEDNN_MAX_CPU_ISA=%s (bf16 AMX conv kernels corrupt memory; =ALL to override)", SAFE_ISA)
+    return True
