@@ -57,8 +57,8 @@ def _build(defaults: dict[str, Any], overrides: dict[str, Any]) -> SlowFastBackb
 
 
 def slowfast_r50_4x16(**kwargs: Any) -> SlowFastBackbone:
-    """SlowFast-R50 4x16 (alpha 8, tau 16), PySlowFast laterals."""
-    return _build(dict(depths=R50_DEPTHS, alpha=8, tau=16, fusion_kernel=7), kwargs)
+    """SlowFast-R50 4x16 (alpha 8, tau 16), PySlowFast laterals (kernel 5, as SLOWFAST_4x16_R50)."""
+    return _build(dict(depths=R50_DEPTHS, alpha=8, tau=16, fusion_kernel=5), kwargs)
 
 
 def slowfast_r50_8x8(**kwargs: Any) -> SlowFastBackbone:
@@ -69,6 +69,11 @@ def slowfast_r50_8x8(**kwargs: Any) -> SlowFastBackbone:
 def slowfast_r101_8x8(**kwargs: Any) -> SlowFastBackbone:
     """SlowFast-R101 8x8 (alpha 4, tau 8), PySlowFast laterals."""
     return _build(dict(depths=R101_DEPTHS, alpha=4, tau=8, fusion_kernel=7), kwargs)
+
+
+def slowfast_r50_4x16_mmaction2(**kwargs: Any) -> SlowFastBackbone:
+    """SlowFast-R50 4x16 with MMAction2's default laterals (plain conv, no norm; loads its checkpoints)."""
+    return _build(dict(depths=R50_DEPTHS, alpha=8, tau=16, fusion_kernel=5, lateral="conv"), kwargs)
 
 
 _ALPHACTION = dict(lateral="conv_bias", fusion_kernel=5, stem_pool_padding=False)
@@ -119,5 +124,6 @@ VARIANTS: dict[str, Callable[..., SlowFastBackbone]] = {
         slowfast_r101_8x8,
         slowfast_r50_4x16_alphaction,
         slowfast_r101_8x8_alphaction,
+        slowfast_r50_4x16_mmaction2,
     )
 }
