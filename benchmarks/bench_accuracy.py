@@ -10,14 +10,15 @@ the held-out recordings with the same frame-mAP code as ``thermal-action evaluat
   temporal context is visible;
 - ``class_prior``: every box scored with the training class frequencies (no model);
 - ablations that each change one choice of the default (normalisation, input scale, clip
-  length, variant), which is how the default was picked.
+  length, variant) or drops the overhead-sensor augmentations, which is how the default
+  was picked.
 
 Each training run repeats with ``--seeds`` seeds; the table gives the mean (and the spread).
 Prints JSON (``--json PATH`` also writes it) and a Markdown table.
 
 Usage::
 
-    python benchmarks/bench_accuracy.py                  # everything (~25 min on 2 cores)
+    python benchmarks/bench_accuracy.py                  # everything (~20 min on 2 cores)
     python benchmarks/bench_accuracy.py --runs default keyframe_only --epochs 4
 """
 
@@ -52,6 +53,7 @@ RUNS: dict[str, list[str]] = {
     "scale_2x": ["data.scale=2.0"],
     "clip_32_frames": ["data.num_frames=32", "data.frame_stride=1"],
     "variant_small": ["model.variant=slowfast_small"],
+    "no_flips_rotations": ["data.flip=false", "data.rotate=false"],
 }
 HEADLINE = ("frame_map", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
 

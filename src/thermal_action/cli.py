@@ -118,24 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interaction", default="none")
     p.set_defaults(func=_cmd_convert_checkpoint)
 
-    # Training, evaluation, demo and inference subcommands register themselves here.
-    for register in _extra_registrars():
-        register(sub)
+    # Training, evaluation, demo and inference subcommands live beside the code they call.
+    from thermal_action.inference import cli as inference_cli
+    from thermal_action.training import cli as training_cli
+
+    training_cli.register(sub)
+    inference_cli.register(sub)
     return parser
-
-
-def _extra_registrars():
-    """Subcommand groups that live beside the library code they call."""
-    regs = []
-    for mod_name in ("thermal_action.training.cli", "thermal_action.inference.cli"):
-        try:
-            mod = __import__(mod_name, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != mod_name:
-                raise
-            continue
-        regs.append(mod.register)
-    return regs
 
 
 def main(argv: list[str] | None = None) -> int:
