@@ -16,8 +16,9 @@ clipping, the interaction feature bank and Lightning's logging. Changed from the
 - no validation, no checkpoint files (they are not training throughput);
 - ``data.num_workers=0`` unless ``--num-workers``: the clips are then built in the
   training process, which the "incl. data" column shows;
-- the batch size: configs that upsample the 40x60 frames (``data.scale > 1``) cost ~100x
-  more per clip, so by default they run ``--upscaled-batch-size 2`` clips per batch.
+- the batch size: configs at the original design's large input (``data.scale >= 4``,
+  e.g. 256x384 = 41x the native pixels) cost ~25-80x more per clip than the CPU configs,
+  so by default they run ``--large-batch-size 2`` clips per batch.
 
 Measured per config:
 
@@ -34,14 +35,15 @@ Measured per config:
 The first ``--warmup`` steps are not timed: they pay for one-off work (oneDNN kernel
 selection for each new input shape). Each config runs in a fresh subprocess.
 
-Defaults keep the whole run to a few minutes on a 2-core CPU: native-resolution configs
-3 warm-up + 10 timed steps at their own batch size, upscaled ones 1 + 2 steps at batch 2.
+Defaults keep the whole run to about four minutes on a 2-core CPU: the small-input
+configs 3 warm-up + 10 timed steps at their own batch size, the large-input ones 1 + 2
+steps at batch 2.
 
 Usage::
 
     python benchmarks/bench_train.py                                       # every config, CPU, 2 threads
     python benchmarks/bench_train.py --configs cpu_default slowfast_r50_4x16 --steps 5
-    python benchmarks/bench_train.py --accelerator gpu --upscaled-batch-size 0 --warmup 3 --steps 10
+    python benchmarks/bench_train.py --accelerator gpu --large-batch-size 0 --warmup 3 --steps 10
     python benchmarks/bench_train.py --configs slowfast_r50_4x16 --precision bf16-mixed --batch-size 4
 
 Prints one JSON object and a Markdown table.
@@ -64,9 +66,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
-#: Native (data.scale <= 1) configs: warm-up steps, timed steps. Upscaled configs: the same.
-NATIVE_STEPS = (3, 10)
-UPSCALED_STEPS = (1, 2)
+#: data.scale from which a config counts as large-input (the design configs use 6.4).
+LARGE_INPUT_SCALE = 4.0
+#: (warm-up steps, timed steps) of small-input and of large-input configs.
+SMALL_STEPS = (3, 10)
+LARGE_STEPS = (1, 2)
 #: Keyframes per frame of a synthetic recording is ~1/9 (spacing 6-12 frames); this
 #: margin keeps the training split larger than the batches a run asks for.
 FRAMES_PER_CLIP = 12
@@ -89,13 +93,13 @@ def plan(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from thermal_action.config import load_config
 
     cfg = load_config(CONFIG_DIR / f"{name}.yaml")
-    upscaled = cfg.data.scale > 1.0
-    warmup, steps = UPSCALED_STEPS if upscaled else NATIVE_STEPS
+    large = cfg.data.scale >= LARGE_INPUT_SCALE
+    warmup, steps = LARGE_STEPS if large else SMALL_STEPS
     batch = cfg.data.batch_size
     if args.batch_size:
         batch = args.batch_size
-    elif upscaled and args.upscaled_batch_size:
-        batch = min(batch, args.upscaled_batch_size)
+    elif large and args.large_batch_size:
+        batch = min(batch, args.large_batch_size)
     return {
         "config": name,
         "config_batch": cfg.data.batch_size,
@@ -320,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="+", help="config names in configs/ without .yaml (default: all)")
     p.add_argument("--batch-size", type=int, default=0, help="clips per batch for every config (0: see below)")
-    p.add_argument("--upscaled-batch-size", type=int, default=2,
-                   help="cap on the batch of configs with data.scale > 1 (0: the config's own batch size)")
-    p.add_argument("--warmup", type=int, help=f"untimed steps (default {NATIVE_STEPS[0]} native, "
-                                              f"{UPSCALED_STEPS[0]} upscaled)")
-    p.add_argument("--steps", type=int, help=f"timed steps (default {NATIVE_STEPS[1]} native, "
-                                             f"{UPSCALED_STEPS[1]} upscaled)")
+    p.add_argument("--large-batch-size", type=int, default=2,
+                   help=f"cap on the batch of configs with data.scale >= {LARGE_INPUT_SCALE:g} "
+                        "(0: the config's own batch size)")
+    p.add_argument("--warmup", type=int, help=f"untimed steps (default {SMALL_STEPS[0]}, "
+                                              f"{LARGE_STEPS[0]} for large-input configs)")
+    p.add_argument("--steps", type=int, help=f"timed steps (default {SMALL_STEPS[1]}, "
+                                             f"{LARGE_STEPS[1]} for large-input configs)")
     p.add_argument("--accelerator", "--device", dest="accelerator", default="cpu",
                    help="trainer.accelerator: cpu, gpu (cuda) or auto")
     p.add_argument("--precision", default="", help="trainer.precision override (default: the config's)")
