@@ -42,7 +42,7 @@ from thermal_action.structures import (
     boxes_cxcywh_norm_to_xyxy,
 )
 
-REAL_SAMPLE = Path("/work/shared/thermal_sample")
+REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "thermal_sample"  # ../shared beside the checkout
 
 
 def load_keyframes(dataset: Path) -> dict[str, dict[int, list[tuple[np.ndarray, int, bool]]]]:

@@ -191,14 +191,14 @@ def shared_tiny_dataset(tmp_path_factory) -> TinyDataset:
     return make_tiny_dataset(tmp_path_factory.mktemp("shared") / "ds")
 
 
-SAMPLE_DIR = Path("/work/shared/thermal_sample")
+SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 
 
 @pytest.fixture
 def sample_dir() -> Path:
     """The real sample recording; skips when it is absent."""
     if not (SAMPLE_DIR / "frames" / "SL14_R1.h5").is_file():
-        pytest.skip("real sample /work/shared/thermal_sample not present")
+        pytest.skip(f"real sample {SAMPLE_DIR} not present")
     return SAMPLE_DIR
 
 

@@ -12,7 +12,7 @@ from thermal_action.data.convert import convert_annotations, read_raw_annotation
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.synth import SynthConfig, generate_dataset, write_h5
 
-SAMPLE = Path("/work/shared/thermal_sample")
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 CFG = SynthConfig(num_recordings=3, frames_per_recording=120, val_recordings=1, seed=5)
 
 

@@ -27,7 +27,7 @@ from thermal_action.data.synth import (
 from thermal_action.data.packets import pack_frame
 from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_cxcywh_norm_to_xyxy
 
-SAMPLE = Path("/work/shared/thermal_sample")
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 SMALL = SynthConfig(num_recordings=3, frames_per_recording=90, val_recordings=1, seed=3)
 DROPPED = np.float32(-273.2)
 

@@ -24,7 +24,7 @@ H, W = 40, 60
 LEVEL = 17.0  # °C room background
 KETTLE = (52.5, 8.5)  # centre (x, y), a hot static object
 DROPPED = -273.2
-REAL_SAMPLE = Path("/work/shared/thermal_sample")
+REAL_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 
 
 def _grid() -> tuple[np.ndarray, np.ndarray]:

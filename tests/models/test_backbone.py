@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from thermal_action.models import VARIANTS, rgb_stem_to_thermal
 
-LAYOUTS = Path("/work/shared/checkpoint_layouts")
+LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"  # a copy of ../shared/checkpoint_layouts
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
