@@ -205,7 +205,7 @@ def draw_validation_strip(dataset_dir: Path, predictions: list[dict], val_datase
     return path
 
 
-def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 5.0, seed: int = 0,
+def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: int = 0,
              overrides: list[str] | None = None, num_recordings: int = DEMO_RECORDINGS,
              val_recordings: int = DEMO_VAL_RECORDINGS, frames_per_recording: int = DEMO_FRAMES) -> DemoResult:
     """Synthetic data -> training for ``minutes`` -> evaluation on held-out recordings -> picture.

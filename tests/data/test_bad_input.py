@@ -74,7 +74,7 @@ def test_nan_and_infinite_temperatures_are_repaired_counted_and_logged(tmp_path,
     assert np.isfinite(rec.frames).all()
     assert rec.repair.nonfinite_pixels == 3 and rec.repair.invalid_pixels == 3 and rec.repair.repaired_frames == 2
     assert rec.frames[2, 3, 4] == frames[1, 3, 4] and rec.frames[4, 0, 0] == frames[3, 0, 0]
-    assert "N.h5: repaired 3 invalid pixels (3 NaN/inf) in 2 of 5 frames" in caplog.text
+    assert "N.h5: repaired 2 of 5 frames (0 realigned packed packets; 3 invalid pixels, 3 NaN/inf" in caplog.text
 
 
 def test_a_recording_that_cannot_be_repaired(tmp_path, fmt):

@@ -54,7 +54,7 @@ def test_dropped_packets_take_the_nearest_valid_frame(tmp_path, fmt, caplog):
     r = rec.repair
     assert r.invalid_pixels == 576 + 1152 and r.repaired_frames == 2 and r.repaired_frame_indices == [2, 3]
     assert r.nonfinite_pixels == 0
-    assert "repaired 1728 invalid pixels" in caplog.text and "C.h5" in caplog.text
+    assert "; 1728 invalid pixels" in caplog.text and "C.h5" in caplog.text
     flat = rec.frames.reshape(6, -1)
     raw = frames.reshape(6, -1)
     # Frame 2's packet: nearest valid is frame 1 (distance 1) -- frame 3 is invalid there too.

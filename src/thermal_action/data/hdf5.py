@@ -309,16 +309,13 @@ def read_recording(
     sensor_id = str(attrs.get("sensor_id") or path.stem)
     if stats.converted_from_kelvin:
         logger.info("%s: temperatures are in Kelvin; converted to °C", path)
-    if stats.realigned_frames:
-        logger.info(
-            "%s: realigned %d of %d frames with dropped packets (received packets packed at the frame start "
-            "moved back in place against the nearest complete frame)",
-            path, stats.realigned_frames, stats.repaired_frames,
-        )
     if stats.invalid_pixels:
+        # One line per file: how many frames had their received packets moved back in place
+        # (packed-drop realignment), and how many pixels were filled.
         logger.info(
-            "%s: repaired %d invalid pixels (%d NaN/inf) in %d of %d frames from the nearest valid frame%s",
-            path, stats.invalid_pixels, stats.nonfinite_pixels, stats.repaired_frames, n,
+            "%s: repaired %d of %d frames (%d realigned packed packets; %d invalid pixels, %d NaN/inf, "
+            "filled from the nearest valid frame%s)",
+            path, stats.repaired_frames, n, stats.realigned_frames, stats.invalid_pixels, stats.nonfinite_pixels,
             f"; {stats.dead_pixels} pixels invalid in every frame filled with the frame median"
             if stats.dead_pixels else "",
         )

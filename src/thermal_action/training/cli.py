@@ -110,6 +110,6 @@ def register(subparsers) -> None:
         help="synthetic data -> train the CPU default -> evaluate on held-out recordings -> picture",
     )
     p.add_argument("--out", default="thermal_demo", help="output directory (default %(default)s)")
-    p.add_argument("--minutes", type=float, default=5.0, help="training time budget in minutes (default %(default)s)")
+    p.add_argument("--minutes", type=float, default=6.0, help="training time budget in minutes (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
