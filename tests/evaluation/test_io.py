@@ -210,3 +210,11 @@ def test_format_metrics_table_values():
     assert row.split()[-6:] == ["1", "100.0%", "1.000", "1.000", "1.000", "1.000"]
     row0 = next(line for line in table.splitlines() if line.startswith(" 0"))
     assert row0.split()[-4:] == ["-", "-", "-", "-"]  # no AP, P, R, F1 for an absent class
+
+
+def test_make_prediction_records_with_zero_boxes():
+    from thermal_action.evaluation.io import make_prediction_records
+
+    assert make_prediction_records([], np.zeros((0, 4)), np.zeros((0, 14)), labels=np.zeros(0)) == []
+    with pytest.raises(ValueError, match="1 image ids for 0 boxes"):
+        make_prediction_records(["a"], np.zeros((0, 4)), np.zeros((0, 14)))

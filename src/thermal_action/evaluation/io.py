@@ -112,7 +112,8 @@ def make_prediction_records(
     """
     boxes = np.asarray(_np(boxes_cxcywh_norm), dtype=np.float64).reshape(-1, 4)
     sc = np.asarray(_np(scores), dtype=np.float64)
-    sc = sc.reshape(boxes.shape[0], -1)
+    # Zero boxes is a normal case (a clip with nobody in it): reshape(0, -1) cannot infer K.
+    sc = sc.reshape(boxes.shape[0], -1) if boxes.shape[0] else sc.reshape(0, sc.shape[-1] if sc.ndim else 0)
     if len(image_ids) != boxes.shape[0]:
         raise ValueError(f"{len(image_ids)} image ids for {boxes.shape[0]} boxes")
     lab = None if labels is None else np.asarray(_np(labels)).reshape(-1)

@@ -70,8 +70,6 @@ def batch_prediction_records(
     """
     from thermal_action.evaluation.io import make_prediction_records
 
-    if batch.num_rois == 0:
-        return []
     clip_idx = batch.rois[:, 0].long().tolist()
     image_ids = [batch.image_ids[i] for i in clip_idx]
     return make_prediction_records(
