@@ -71,7 +71,9 @@ class DemoResult:
         def f(v: Any) -> str:
             return "-" if v is None else f"{v:.3f}"
 
-        rows = [("frame-mAP", "frame_map"), ("top-1", "top1_accuracy"), ("macro-F1", "macro_f1")]
+        rows = [("frame-mAP", "frame_map"), ("top-1", "top1_accuracy"), ("macro-F1", "macro_f1"),
+                ("fall AP", "fall_ap"), ("fall precision @thr", "fall_precision"),
+                ("fall recall @thr", "fall_recall")]
         lines = [
             f"thermal-action demo finished in {self.total_seconds / 60:.1f} min "
             f"({self.epochs} epochs, {self.train_seconds / 60:.1f} min training"
@@ -102,7 +104,7 @@ def find_config(name: str) -> Path:
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("frame_map", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
+    keys = ("frame_map", "top1_accuracy", "macro_f1", "fall_ap", "fall_precision", "fall_recall")
     return {k: metrics.get(k) for k in keys}
 
 

@@ -333,6 +333,10 @@ def test_fall_precision_recall_by_hand():
     # Nothing above the threshold: precision undefined (None), recall 0.
     m_hi = compute_metrics(preds, ground, NAMES4, fall_threshold=0.95)
     assert m_hi["fall_precision"] is None and m_hi["fall_recall"] == 0.0
+    # Fall AP is threshold-free. Ranked by fall score: .9 TP (P 1, R 1/3), .8 FP, .7 FP,
+    # .6 TP (P 2/4, R 2/3), .3 TP (P 3/5, R 1), .1 FP. Envelope: 1 up to R 1/3, then 3/5:
+    # AP = 1/3 * 1 + 2/3 * 3/5 = 11/15, the same at every threshold.
+    assert m["fall_ap"] == pytest.approx(11 / 15) and m_hi["fall_ap"] == pytest.approx(11 / 15)
 
 
 def test_unknown_fall_class_is_an_error():

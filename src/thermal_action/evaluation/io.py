@@ -327,8 +327,9 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
         f"top-1 accuracy    {_fmt(metrics['top1_accuracy'])}   ({m['num_paired']} paired boxes; "
         f"{m['num_unpaired_predictions']} unpaired predictions, {m['num_missed_gt']} missed ground-truth boxes)",
         f"macro-F1          {_fmt(metrics['macro_f1'])}   ({len(metrics['macro_f1_classes'])} classes)",
-        f"fall '{fall['class']}' at score >= {fall['threshold']:.2f}: precision {_fmt(metrics['fall_precision'])}"
-        f"  recall {_fmt(metrics['fall_recall'])}  (tp {fall['tp']}, fp {fall['fp']}, fn {fall['fn']})",
+        f"fall '{fall['class']}': AP {_fmt(metrics.get('fall_ap'))}; at score >= {fall['threshold']:.2f}: "
+        f"precision {_fmt(metrics['fall_precision'])}  recall {_fmt(metrics['fall_recall'])}  "
+        f"(tp {fall['tp']}, fp {fall['fp']}, fn {fall['fn']})",
         "",
     ]
     rows = metrics["per_class"]

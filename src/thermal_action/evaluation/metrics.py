@@ -641,6 +641,8 @@ def compute_metrics(
         "macro_f1": _num(report.macro_f1),
         "fall_precision": _num(fall_precision),
         "fall_recall": _num(fall_recall),
+        # Threshold-free: how well falls are ranked, whatever operating threshold is chosen.
+        "fall_ap": _num(ap_res.ap[fall_idx]),
         "ap_per_class": {class_names[k]: _num(ap_res.ap[k]) for k in range(num_classes)},
         "map_classes": [class_names[k] for k in range(num_classes) if support[k] > 0],
         "macro_f1_classes": [class_names[k] for k in range(num_classes) if report.macro_f1_classes[k]],
