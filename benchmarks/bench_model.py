@@ -28,6 +28,9 @@ Usage::
     python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed --precisions fp32 bf16
     python benchmarks/bench_model.py --device cuda --sizes 4x seed
 
+    python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed 1x --precisions fp32 \
+        --native-conv off on --frozen-bn            # our conv paths vs plain F.conv3d
+
 Prints one JSON object and a Markdown table.
 """
 
@@ -73,14 +76,19 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from thermal_action.config import ModelConfig
-    from thermal_action.models import build_model
+    from thermal_action.models import build_model, conv
+
+    conv.NATIVE_CONV = spec["native_conv"]  # plain F.conv3d for every conv when set
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     torch.manual_seed(0)
     model = build_model(
-        ModelConfig(variant=spec["variant"], interaction=spec["interaction"], dropout=0.2), num_classes=14
+        ModelConfig(
+            variant=spec["variant"], interaction=spec["interaction"], dropout=0.2, frozen_bn=spec["frozen_bn"]
+        ),
+        num_classes=14,
     ).to(device)
     channels_last = spec["channels_last"]
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
@@ -153,7 +161,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     fwd_flops = counter.get_total_flops()
 
     return {
-        **{k: spec[k] for k in ("variant", "size", "batch", "precision", "channels_last", "interaction")},
+        **{k: spec[k] for k in ("variant", "size", "batch", "precision", "channels_last", "interaction", "frozen_bn")},
+        "conv": "native" if conv.NATIVE_CONV else "thermal_action",
         "input": f"{tf}x{h}x{w}",
         "threads": torch.get_num_threads(),
         "device": spec["device"],
@@ -181,7 +190,7 @@ def _run_worker(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("variant", "variant"), ("input", "input (TxHxW)"), ("batch", "B"), ("precision", "prec"),
-        ("channels_last", "CL3d"), ("fwd_gflops", "fwd GFLOPs/clip"), ("train_gflops", "train GFLOPs/clip"),
+        ("channels_last", "CL3d"), ("frozen_bn", "frozen BN"), ("conv", "conv"), ("fwd_gflops", "fwd GFLOPs/clip"), ("train_gflops", "train GFLOPs/clip"),
         ("fwd_ms", "fwd ms"), ("train_ms", "train ms"), ("train_gflops_per_s", "train GFLOP/s"),
         ("peak_mb", "peak MB"),
     ]
@@ -203,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--formats", nargs="+", default=["contiguous", "channels_last"],
                    choices=["contiguous", "channels_last"])
+    p.add_argument("--frozen-bn", action="store_true",
+                   help="BatchNorm frozen (eval statistics, no affine gradients), as AlphAction's FROZEN_BN and "
+                        "configs/slowfast_r50_4x16.yaml")
+    p.add_argument("--native-conv", nargs="+", default=["off"], choices=["off", "on"],
+                   help="'on': every conv as plain F.conv3d (as THERMAL_ACTION_NATIVE_CONV=1 does), to measure "
+                        "thermal_action.models.conv's CPU paths side by side; 'off on' runs both")
     p.add_argument("--interaction", default="none", choices=["none", "parallel", "serial", "denseserial"])
     p.add_argument("--frames", type=int, default=32, help="fast-pathway frames per clip")
     p.add_argument("--boxes", type=int, default=2, help="person boxes per clip")
@@ -219,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
-    for variant, size, batch, precision, fmt in itertools.product(
-        args.variants, args.sizes, args.batches, args.precisions, args.formats
+    for variant, size, batch, precision, fmt, native in itertools.product(
+        args.variants, args.sizes, args.batches, args.precisions, args.formats, args.native_conv
     ):
         spec = {
             "variant": variant, "size": size, "batch": batch, "precision": precision,
+            "frozen_bn": args.frozen_bn, "native_conv": native == "on",
             "channels_last": fmt == "channels_last", "interaction": args.interaction, "frames": args.frames,
             "boxes": args.boxes, "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads,
             "device": args.device,

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thermal_action.models.conv import Conv3d, conv3d
+
 #: Lateral flavours, see the module docstring.
 LATERAL_STYLES = ("conv_bn_relu", "conv_bias", "conv")
 
@@ -90,7 +92,7 @@ class Stem(nn.Module):
         bn_momentum: float,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(
+        self.conv = Conv3d(
             in_channels,
             out_channels,
             kernel_size=(temporal_kernel, spatial_kernel, spatial_kernel),
@@ -124,11 +126,11 @@ class BottleneckTransform(nn.Module):
         bn_momentum: float,
     ) -> None:
         super().__init__()
-        self.a = nn.Conv3d(
+        self.a = Conv3d(
             in_channels, inner_channels, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False
         )
         self.a_bn = _bn(inner_channels, bn_eps, bn_momentum)
-        self.b = nn.Conv3d(
+        self.b = Conv3d(
             inner_channels,
             inner_channels,
             (1, 3, 3),
@@ -138,7 +140,7 @@ class BottleneckTransform(nn.Module):
             bias=False,
         )
         self.b_bn = _bn(inner_channels, bn_eps, bn_momentum)
-        self.c = nn.Conv3d(inner_channels, out_channels, 1, bias=False)
+        self.c = Conv3d(inner_channels, out_channels, 1, bias=False)
         self.c_bn = _bn(out_channels, bn_eps, bn_momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +170,7 @@ class ResBlock(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels != out_channels or spatial_stride != 1:
-            self.branch1 = nn.Conv3d(
+            self.branch1 = Conv3d(
                 in_channels, out_channels, 1, stride=(1, spatial_stride, spatial_stride), bias=False
             )
             self.branch1_bn = _bn(out_channels, bn_eps, bn_momentum)
@@ -202,7 +204,7 @@ class FuseFastToSlow(nn.Module):
         if style not in LATERAL_STYLES:
             raise ValueError(f"unknown lateral style {style!r}; expected one of {LATERAL_STYLES}")
         self.style = style
-        self.conv_f2s = nn.Conv3d(
+        self.conv_f2s = Conv3d(
             fast_channels,
             fast_channels * fusion_ratio,
             (fusion_kernel, 1, 1),
@@ -235,7 +237,9 @@ class FuseFastToSlow(nn.Module):
             cols = cols * valid.flatten().to(cols.dtype).view(1, 1, -1, 1, 1)
         # (B, Cf, Ts, k, H, W) -> (B, Cf*k, Ts, H, W), channel index c*k + j as in weight.flatten(1)
         cols = cols.view(b, c, ts, k, h, w).transpose(2, 3).reshape(b, c * k, ts, h, w)
-        return F.conv3d(cols, weight.reshape(weight.shape[0], c * k, 1, 1, 1), self.conv_f2s.bias)
+        if fast.is_contiguous(memory_format=torch.channels_last_3d) and not fast.is_contiguous():
+            cols = cols.contiguous(memory_format=torch.channels_last_3d)  # keep the network's format
+        return conv3d(cols, weight.reshape(weight.shape[0], c * k, 1, 1, 1), self.conv_f2s.bias)
 
     def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> torch.Tensor:
         lateral = self._time_strided_conv(fast)  # (B, ratio*Cf, Ts, H, W)

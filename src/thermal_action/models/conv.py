@@ -1,0 +1,191 @@
+"""3D convolution that runs SlowFast's factorised kernels as 2D convolutions on a CPU.
+
+SlowFast's 3D ResNets almost never use a full ``kt x kh x kw`` kernel: the bottleneck's
+``b`` conv is ``1 x 3 x 3`` (spatial only), its ``a`` conv ``kt x 1 x 1`` (temporal only)
+or ``1 x 1 x 1``, and so are the shortcuts. PyTorch's CPU backends treat all of them as
+general 3D convolutions, and for some shapes that is very slow: at batch 1 a ``1 x 3 x 3``
+conv with 8 or 64 channels on a 256x384 clip runs at 9-70 GFLOP/s (forward + backward),
+where the same arithmetic as a 2D convolution over ``N*T`` frames runs at 100-300
+(``benchmarks/bench_model.py --conv-table``).
+
+:func:`conv3d` computes exactly ``F.conv3d`` (same weight tensor, same result up to float
+rounding) but, on a CPU and for a channels-last-3d input, runs every kernel with
+``kt == 1`` (and no temporal stride or padding) as ``F.conv2d`` on a free view of the
+input: a channels-last-3d ``(N, C, T, H, W)`` tensor is, byte for byte, a channels-last
+``(N*T, C, H, W)`` batch of frames. Everything else, contiguous inputs, CUDA, and ONNX
+export, goes to ``F.conv3d`` unchanged, so full-size GPU configurations and exported
+graphs see ordinary 3D convolutions.
+
+:class:`Conv3d` is an ``nn.Conv3d`` whose forward calls :func:`conv3d`: same parameters,
+same state-dict keys, so checkpoints and ``isinstance(m, nn.Conv3d)`` checks are unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+#: Set ``THERMAL_ACTION_NATIVE_CONV=1`` to run every convolution as plain ``F.conv3d``
+#: (read once, at import; ``benchmarks/bench_model.py --native-conv`` uses it).
+NATIVE_CONV = os.environ.get("THERMAL_ACTION_NATIVE_CONV", "0") not in ("", "0")
+
+
+def _layout(x: torch.Tensor) -> str | None:
+    """``"cl"`` (channels-last-3d), ``"c"`` (contiguous) or ``None`` (no fast path: not a
+    CPU tensor, one channel, another layout, inside an ONNX export, or switched off)."""
+    if (
+        NATIVE_CONV
+        or x.device.type != "cpu"
+        or x.dim() != 5
+        or x.shape[1] == 1
+        or torch.onnx.is_in_onnx_export()
+    ):
+        return None
+    if x.is_contiguous():
+        return "c"
+    if x.is_contiguous(memory_format=torch.channels_last_3d):
+        return "cl"
+    return None
+
+
+#: Below this many pixels per frame a spatial (1 x k x k) conv on a contiguous input stays a
+#: 3D convolution: the two transposes cost more than they save (measured at 40x60 input).
+MIN_FRAME_PIXELS_FOR_2D = 64
+
+
+#: A temporal or spatial conv whose input positions (N*T*H*W) times this are fewer than
+#: its input channels is computed as one matrix product (see :func:`_temporal_conv`,
+#: :func:`_spatial_conv_matmul`): on such tiny frames the convolution kernels are slower.
+MATMUL_COLUMNS_PER_CHANNEL = 4
+
+def _temporal_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """A ``kt x 1 x 1`` conv (no spatial stride or padding) of a contiguous input.
+
+    A contiguous ``(N, C, T, H, W)`` tensor is ``(N, C, T, H*W)`` as it is, so the conv is
+    a ``(kt x 1)`` 2D convolution. When the frames are small next to the channel count
+    (the slow pathway's res5 on a 40x60 clip: 48 positions, 2048 channels) the convolution
+    kernels spend their time on the weights; one matrix product over ``kt`` shifted copies
+    of the input (im2col) is up to 2x faster there.
+    """
+    n, c, t, h, w = x.shape
+    k = weight.shape[2]
+    x2 = x.reshape(n, c, t, h * w)
+    t_out = (t + 2 * padding[0] - dilation[0] * (k - 1) - 1) // stride[0] + 1
+    if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
+        xp = F.pad(x2, (0, 0, padding[0], padding[0]))
+        span = (t_out - 1) * stride[0] + 1
+        cols = torch.stack(
+            [xp[:, :, j * dilation[0] : j * dilation[0] + span : stride[0]] for j in range(k)], dim=2
+        )  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
+        y = torch.matmul(weight.flatten(1), cols.reshape(n, c * k, t_out * h * w))
+        if bias is not None:
+            y = y + bias[:, None]
+        return y.reshape(n, -1, t_out, h, w)
+    y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
+    return y.reshape(n, -1, y.shape[2], h, w)
+
+
+def _spatial_conv_matmul(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """A ``1 x kh x kw`` conv as im2col (``F.unfold`` over the frames) and one matrix product.
+
+    For weight-bound convs on tiny frames: the dilated ``3 x 3`` convs of res5 on a 40x60
+    clip (3x4 positions, 512 channels) run 1.5x faster so.
+    """
+    n, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+    cols = F.unfold(frames, weight.shape[3:], dilation[1:], padding[1:], stride[1:])  # (N*T, C*kh*kw, L)
+    y = torch.matmul(weight.flatten(1), cols)
+    if bias is not None:
+        y = y + bias[:, None]
+    ho = (h + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
+    wo = (w + 2 * padding[2] - dilation[2] * (weight.shape[4] - 1) - 1) // stride[2] + 1
+    return y.reshape(n, t, -1, ho, wo).transpose(1, 2)
+
+
+def conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: Sequence[int] = (1, 1, 1),
+    padding: Sequence[int] = (0, 0, 0),
+    dilation: Sequence[int] = (1, 1, 1),
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv3d`` with the CPU fast paths described in the module docstring.
+
+    Args:
+        x: ``(N, C, T, H, W)`` input.
+        weight: ``(C_out, C / groups, kt, kh, kw)`` kernel.
+        bias: optional ``(C_out,)`` bias.
+        stride, padding, dilation: three ints each, as for ``F.conv3d`` (string padding
+            is not supported).
+        groups: as for ``F.conv3d``.
+
+    Returns:
+        ``(N, C_out, T', H', W')``, equal to ``F.conv3d(x, weight, bias, stride, padding,
+        dilation, groups)`` up to float rounding, in the memory format of ``x``.
+    """
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    layout = _layout(x) if groups == 1 else None
+    if layout is None:
+        return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+    n, c, t, h, w = x.shape
+    kt, kh, kw = weight.shape[2:]
+    spatial_only = kt == 1 and stride[0] == 1 and padding[0] == 0
+    temporal_only = (kh, kw) == (1, 1) and stride[1:] == (1, 1) and padding[1:] == (0, 0)
+    if spatial_only and (kh, kw) != (1, 1) and MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
+        y = _spatial_conv_matmul(x, weight, bias, stride, padding, dilation)
+        fmt = torch.channels_last_3d if layout == "cl" else torch.contiguous_format
+        return y.contiguous(memory_format=fmt)
+    if layout == "cl":
+        if spatial_only and temporal_only and dilation == (1, 1, 1):
+            # Pointwise: one matrix product over the (N*T*H*W, C) view of the input.
+            y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out)
+            return y.permute(0, 4, 1, 2, 3)
+        if spatial_only and dilation == (1, 1, 1):
+            # A channels-last-3d (N, C, T, H, W) tensor is a channels-last (N*T, C, H, W) one.
+            y = F.conv2d(x.transpose(1, 2).reshape(n * t, c, h, w), weight.squeeze(2), bias,
+                         stride[1:], padding[1:], dilation[1:])
+            y = y.reshape(n, t, *y.shape[1:]).transpose(1, 2)
+        else:
+            y = F.conv3d(x, weight, bias, stride, padding, dilation)
+        # oneDNN returns some of these in the contiguous format (kt x 1 x 1 kernels, for one);
+        # a copy keeps the whole network in one format, which the BatchNorm, ReLU and
+        # residual adds that follow repay many times over. A no-op when already so.
+        return y.contiguous(memory_format=torch.channels_last_3d)
+    # contiguous
+    if temporal_only and kt > 1:
+        return _temporal_conv(x, weight, bias, stride, padding, dilation)
+    if spatial_only and dilation == (1, 1, 1) and (kh, kw) != (1, 1) and h * w >= MIN_FRAME_PIXELS_FOR_2D:
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)  # one copy
+        y = F.conv2d(frames, weight.squeeze(2), bias, stride[1:], padding[1:], dilation[1:])
+        return y.reshape(n, t, *y.shape[1:]).transpose(1, 2).contiguous()
+    return F.conv3d(x, weight, bias, stride, padding, dilation)
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` computed by :func:`conv3d` (same parameters and state-dict keys)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        return conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

@@ -1,0 +1,169 @@
+"""The CPU convolution paths of ``thermal_action.models.conv`` equal ``F.conv3d``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from thermal_action.config import ModelConfig
+from thermal_action.models import build_model, conv
+from thermal_action.models.conv import Conv3d, conv3d
+
+CL = torch.channels_last_3d
+
+# (input shape, weight shape, stride, padding, dilation, path the CPU takes for a contiguous /
+# channels-last-3d input). Kernels are those of SlowFast: pointwise, temporal, spatial, stems.
+CASES = {
+    "pointwise": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
+    "pointwise_stride2": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 2, 2), (0, 0, 0), (1, 1, 1), "conv3d", "conv2d"),
+    "temporal_k3": ((2, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv3d"),
+    "temporal_k5_stride8": ((1, 8, 16, 5, 6), (6, 8, 5, 1, 1), (8, 1, 1), (2, 0, 0), (1, 1, 1), "conv2d", "conv3d"),
+    "temporal_wide_tiny_frames": ((1, 600, 4, 2, 3), (6, 600, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1),
+                                  "matmul", "conv3d"),
+    "spatial_3x3": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
+    "spatial_3x3_stride2": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
+    "spatial_dilated": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), "conv3d", "conv3d"),
+    "spatial_small_frames": ((1, 8, 3, 4, 5), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv3d", "conv2d"),
+    "spatial_dilated_tiny_frames": ((1, 600, 2, 3, 4), (6, 600, 1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2),
+                                    "unfold", "unfold"),
+    "full_kernel": ((2, 8, 6, 9, 10), (6, 8, 3, 3, 3), (1, 2, 2), (1, 1, 1), (1, 1, 1), "conv3d", "conv3d"),
+    "stem_rgb_to_one_channel": ((1, 1, 8, 12, 14), (6, 1, 5, 7, 7), (1, 2, 2), (2, 3, 3), (1, 1, 1),
+                                "conv3d", "conv3d"),
+}
+
+
+class _Spy:
+    """Counts calls of the functions the conv paths end in."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        for mod, name, label in (
+            (F, "conv3d", "conv3d"),
+            (F, "conv2d", "conv2d"),
+            (F, "linear", "linear"),
+            (F, "unfold", "unfold"),
+            (torch, "matmul", "matmul"),
+        ):
+            original = getattr(mod, name)
+
+            def wrapper(*args, _original=original, _label=label, **kwargs):
+                self.calls.append(_label)
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(mod, name, wrapper)
+
+    def path(self) -> str:
+        for label in ("unfold", "linear", "matmul", "conv2d", "conv3d"):  # the most specific wins
+            if label in self.calls:
+                return label
+        raise AssertionError(f"no convolution was called: {self.calls}")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("case", list(CASES))
+def test_conv3d_equals_f_conv3d_in_float64(case, bias, layout, monkeypatch):
+    shape, wshape, stride, padding, dilation, path_c, path_cl = CASES[case]
+    fmt = CL if layout == "channels_last_3d" else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(wshape, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(wshape[0], generator=gen, dtype=torch.float64, requires_grad=True) if bias else None
+
+    spy = _Spy(monkeypatch)
+    y = conv3d(x, w, b, stride, padding, dilation)
+    taken = spy.path()
+    monkeypatch.undo()
+
+    x_ref = x.detach().contiguous().requires_grad_()
+    y_ref = F.conv3d(x_ref, w, b, stride, padding, dilation)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-11)
+    grad = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64)
+    params = [w] + ([b] if bias else [])
+    got = torch.autograd.grad(y, [x, *params], grad.contiguous(memory_format=fmt))
+    want = torch.autograd.grad(y_ref, [x_ref, *params], grad)
+    for g, r in zip(got, want, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-10)
+    # the result keeps the input's memory format (one channel: every layout is contiguous)
+    if shape[1] > 1:
+        assert y.is_contiguous(memory_format=fmt)
+        assert taken == (path_cl if layout == "channels_last_3d" else path_c), taken
+
+
+def test_native_switch_meta_device_and_onnx_export_use_f_conv3d(monkeypatch):
+    x = torch.randn(1, 8, 4, 9, 10).contiguous(memory_format=CL)
+    w = torch.randn(6, 8, 1, 3, 3)
+    spy = _Spy(monkeypatch)
+    monkeypatch.setattr(conv, "NATIVE_CONV", True)
+    conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
+    assert spy.calls == ["conv3d"]
+
+    monkeypatch.setattr(conv, "NATIVE_CONV", False)
+    spy.calls.clear()
+    y = conv3d(torch.empty(1, 8, 4, 9, 10, device="meta").contiguous(memory_format=CL), w.to("meta"), None,
+               (1, 1, 1), (0, 1, 1))
+    assert spy.calls == ["conv3d"] and y.shape == (1, 6, 4, 9, 10)  # CUDA goes this way too
+
+    spy.calls.clear()
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
+    assert spy.calls == ["conv3d"]
+
+
+def test_conv3d_module_is_a_drop_in_nn_conv3d():
+    torch.manual_seed(0)
+    ours = Conv3d(4, 6, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=True)
+    ref = nn.Conv3d(4, 6, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=True)
+    assert isinstance(ours, nn.Conv3d)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 4, 3, 11, 12).contiguous(memory_format=CL)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    circular = Conv3d(4, 6, 3, padding=1, padding_mode="circular")
+    ref_circular = nn.Conv3d(4, 6, 3, padding=1, padding_mode="circular")
+    ref_circular.load_state_dict(circular.state_dict())
+    torch.testing.assert_close(circular(x), ref_circular(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+def test_whole_detector_matches_native_convolutions_in_float64(layout, monkeypatch):
+    """Every conv of a SlowFast detector (stems, laterals, all bottleneck kernels, res5
+    dilation) through the fast paths gives the native output and gradients."""
+    fmt = CL if layout == "channels_last_3d" else torch.contiguous_format
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(variant="slowfast_tiny", dropout=0.0, frozen_bn=True), num_classes=5)
+    model = model.double().to(memory_format=fmt).train()
+    fast = torch.randn(2, 1, 16, 40, 60, dtype=torch.float64).contiguous(memory_format=fmt)
+    slow = fast[:, :, model.alpha // 2 :: model.alpha].contiguous(memory_format=fmt)
+    rois = torch.tensor([[0, 5.0, 5, 18, 20], [1, 20, 10, 40, 30], [1, 2, 3, 12, 14]], dtype=torch.float64)
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        out = model(slow, fast, rois, None)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    fast_out, fast_grads = run()
+    monkeypatch.setattr(conv, "NATIVE_CONV", True)
+    ref_out, ref_grads = run()
+    assert fast_out.shape == (3, 5)
+    torch.testing.assert_close(fast_out, ref_out, rtol=1e-9, atol=1e-11)
+    assert len(fast_grads) == len(ref_grads) > 0
+    for g, r in zip(fast_grads, ref_grads, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-10)
+
+
+def test_bf16_autocast_runs_the_fast_paths_close_to_float32():
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 4, 12, 14).contiguous(memory_format=CL)
+    w = torch.randn(8, 16, 1, 3, 3) * 0.1
+    ref = F.conv3d(x, w, None, 1, (0, 1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref, rtol=0.05, atol=0.05)
