@@ -494,6 +494,12 @@ class SlowFastBackbone(nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward
+    @property
+    def channels_last(self) -> bool:
+        """Whether the model was put in channels-last-3d format (``.to(memory_format=...)``)."""
+        weight = self.s2.pathway0_res0.branch2.b.weight  # (C, C, 1, 3, 3): the format is unambiguous
+        return weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()
+
     def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> list[torch.Tensor]:
         """Runs both pathways.
 
@@ -512,6 +518,12 @@ class SlowFastBackbone(nn.Module):
                 f"fast = alpha * slow"
             )
         slow, fast = self.s1(slow, fast)
+        if self.channels_last:
+            # A one-channel input is contiguous in every format, so the stems' output format
+            # is the backend's choice (oneDNN: channels-last; float64: contiguous). Fix it
+            # here so that every later conv sees the format the model was put in.
+            slow = slow.contiguous(memory_format=torch.channels_last_3d)
+            fast = fast.contiguous(memory_format=torch.channels_last_3d)
         slow = self.s1_fuse(slow, fast)
         for k in range(2, 6):
             slow, fast = getattr(self, f"s{k}")(slow, fast)
