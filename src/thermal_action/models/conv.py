@@ -1,20 +1,36 @@
-"""3D convolution that runs SlowFast's factorised kernels as 2D convolutions on a CPU.
+"""3D convolution that runs SlowFast's factorised kernels as 2D convolutions or matrix products on a CPU.
 
 SlowFast's 3D ResNets almost never use a full ``kt x kh x kw`` kernel: the bottleneck's
 ``b`` conv is ``1 x 3 x 3`` (spatial only), its ``a`` conv ``kt x 1 x 1`` (temporal only)
 or ``1 x 1 x 1``, and so are the shortcuts. PyTorch's CPU backends treat all of them as
-general 3D convolutions, and for some shapes that is very slow: at batch 1 a ``1 x 3 x 3``
-conv with 8 or 64 channels on a 256x384 clip runs at 9-70 GFLOP/s (forward + backward),
-where the same arithmetic as a 2D convolution over ``N*T`` frames runs at 100-300
-(``benchmarks/bench_model.py --conv-table``).
+general 3D convolutions, and at batch 1 some shapes are very slow: a ``1 x 3 x 3`` conv with
+8 or 64 channels on a 256x384 clip runs at 9-70 GFLOP/s (forward + backward, 2 threads),
+where the same arithmetic as a 2D convolution over the ``N*T`` frames runs at 100-300.
 
 :func:`conv3d` computes exactly ``F.conv3d`` (same weight tensor, same result up to float
-rounding) but, on a CPU and for a channels-last-3d input, runs every kernel with
-``kt == 1`` (and no temporal stride or padding) as ``F.conv2d`` on a free view of the
-input: a channels-last-3d ``(N, C, T, H, W)`` tensor is, byte for byte, a channels-last
-``(N*T, C, H, W)`` batch of frames. Everything else, contiguous inputs, CUDA, and ONNX
-export, goes to ``F.conv3d`` unchanged, so full-size GPU configurations and exported
-graphs see ordinary 3D convolutions.
+rounding) and on a CPU picks, by kernel shape and memory format:
+
+- channels-last-3d input of one clip (``trainer.channels_last``, the training default): a
+  ``(N, C, T, H, W)`` tensor is byte for byte a channels-last ``(N*T, C, H, W)`` batch of
+  frames, so every ``1 x kh x kw`` kernel (no temporal stride or padding, no dilation) runs
+  as ``F.conv2d`` on a free view, and a pointwise kernel as one ``F.linear`` over the
+  ``(N*T*H*W, C)`` view; other kernels run as ``F.conv3d``;
+- contiguous input of one clip: ``kt x 1 x 1`` kernels as a ``(kt x 1)`` 2D conv on the free
+  ``(N, C, T, H*W)`` view, ``1 x kh x kw`` kernels on frames of at least 64 pixels as a 2D
+  conv over transposed frames;
+- weight-bound convs of one clip on tiny frames (``4 * T*H*W < C``, e.g. res5 of a 40x60
+  clip: 48 positions, 2048 channels): im2col plus one matrix product (``1 x kh x kw``
+  kernels in either format, ``kt x 1 x 1`` kernels of a contiguous input);
+- anything else, including every batch of two or more clips (there PyTorch's own 3D
+  convolutions are as fast or faster, measured with batches of 2 and 8): ``F.conv3d``.
+
+A channels-last-3d input always gives a channels-last-3d result (oneDNN returns some
+convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
+
+``benchmarks/bench_model.py --native-conv off on`` measures them against plain
+``F.conv3d`` side by side (README, "Model cost"). CUDA tensors, one-channel inputs (the
+stems), ONNX export and ``THERMAL_ACTION_NATIVE_CONV=1`` go to ``F.conv3d`` unchanged, so
+full-size GPU configurations and exported graphs see ordinary 3D convolutions.
 
 :class:`Conv3d` is an ``nn.Conv3d`` whose forward calls :func:`conv3d`: same parameters,
 same state-dict keys, so checkpoints and ``isinstance(m, nn.Conv3d)`` checks are unaffected.
@@ -62,6 +78,7 @@ MIN_FRAME_PIXELS_FOR_2D = 64
 #: its input channels is computed as one matrix product (see :func:`_temporal_conv`,
 #: :func:`_spatial_conv_matmul`): on such tiny frames the convolution kernels are slower.
 MATMUL_COLUMNS_PER_CHANNEL = 4
+
 
 def _temporal_conv(
     x: torch.Tensor,
@@ -149,6 +166,11 @@ def conv3d(
     if layout is None:
         return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
     n, c, t, h, w = x.shape
+    if n > 1:
+        # From two clips on, PyTorch's own 3D convolutions are as fast or faster (measured
+        # with batches of 2 and 8); the paths below are for a single clip.
+        y = F.conv3d(x, weight, bias, stride, padding, dilation)
+        return y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y
     kt, kh, kw = weight.shape[2:]
     spatial_only = kt == 1 and stride[0] == 1 and padding[0] == 0
     temporal_only = (kh, kw) == (1, 1) and stride[1:] == (1, 1) and padding[1:] == (0, 0)
@@ -172,9 +194,6 @@ def conv3d(
         # a copy keeps the whole network in one format, which the BatchNorm, ReLU and
         # residual adds that follow repay many times over. A no-op when already so.
         return y.contiguous(memory_format=torch.channels_last_3d)
-    # Contiguous: only one clip gains (from 8 clips on, F.conv3d is as fast or faster).
-    if n > 1:
-        return F.conv3d(x, weight, bias, stride, padding, dilation)
     if temporal_only and kt > 1:
         return _temporal_conv(x, weight, bias, stride, padding, dilation)
     if spatial_only and dilation == (1, 1, 1) and (kh, kw) != (1, 1) and h * w >= MIN_FRAME_PIXELS_FOR_2D:
