@@ -29,3 +29,66 @@ def test_mini_demo_writes_everything(tmp_path):
     assert 0.0 <= summary["metrics"]["frame_map"] <= 1.0
     text = result.format_text()
     assert "class prior" in text and str(result.picture) in text
+
+
+class _FakeBatch:
+    def __init__(self, clips: int) -> None:
+        self.num_clips = clips
+        self.labels = torch.zeros(clips, dtype=torch.long)
+
+
+class _FakeDataset:
+    def preload(self) -> None:
+        pass
+
+
+class _FakeDatamodule:
+    def __init__(self, batches: int, clips: int = 4) -> None:
+        self.train_dataset = _FakeDataset()
+        self._batches = [_FakeBatch(clips) for _ in range(batches)]
+
+    def train_dataloader(self):
+        return iter(self._batches)
+
+
+class _FakeSystem:
+    def __init__(self) -> None:
+        self.model = torch.nn.Linear(2, 3)
+        self.model.feature_bank = None
+
+    def __call__(self, batch):
+        return self.model(torch.ones(batch.num_clips, 2))
+
+    def loss(self, logits, labels):
+        return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def _clock(step_seconds, monkeypatch):
+    """perf_counter that advances by the given step durations (start and end of each step)."""
+    import thermal_action.demo as demo
+
+    ticks = []
+    t = 0.0
+    for s in step_seconds:
+        ticks += [t, t + s]
+        t += s + 1.0
+    it = iter(ticks)
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: next(it))
+
+
+def test_speed_calibration_is_the_median_after_warmup(monkeypatch):
+    from thermal_action.config import Config
+    from thermal_action.demo import measure_seconds_per_clip
+
+    cfg = Config()
+    system = _FakeSystem()
+    before = {k: v.clone() for k, v in system.model.state_dict().items()}
+    # 3 warm-up steps (slow), then 5 timed ones with one outlier: the median ignores both.
+    _clock([9.0, 9.0, 9.0, 2.0, 2.0, 8.0, 2.0, 2.0], monkeypatch)
+    assert measure_seconds_per_clip(cfg, system, _FakeDatamodule(batches=10)) == 2.0 / 4
+    for k, v in system.model.state_dict().items():  # the model is restored
+        assert torch.equal(v, before[k])
+
+    # fewer batches than the warm-up: the warm-up steps count (a slower estimate, never faster)
+    _clock([6.0, 4.0], monkeypatch)
+    assert measure_seconds_per_clip(cfg, _FakeSystem(), _FakeDatamodule(batches=2)) == 5.0 / 4
