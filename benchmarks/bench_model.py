@@ -161,7 +161,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     fwd_flops = counter.get_total_flops()
 
     return {
-        **{k: spec[k] for k in ("variant", "size", "batch", "precision", "channels_last", "interaction", "frozen_bn")},
+        **{k: spec[k] for k in
+           ("variant", "size", "batch", "precision", "channels_last", "interaction", "frozen_bn")},
         "conv": "native" if conv.NATIVE_CONV else "thermal_action",
         "input": f"{tf}x{h}x{w}",
         "threads": torch.get_num_threads(),
@@ -190,7 +191,8 @@ def _run_worker(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("variant", "variant"), ("input", "input (TxHxW)"), ("batch", "B"), ("precision", "prec"),
-        ("channels_last", "CL3d"), ("frozen_bn", "frozen BN"), ("conv", "conv"), ("fwd_gflops", "fwd GFLOPs/clip"), ("train_gflops", "train GFLOPs/clip"),
+        ("channels_last", "CL3d"), ("frozen_bn", "frozen BN"), ("conv", "conv"),
+        ("fwd_gflops", "fwd GFLOPs/clip"), ("train_gflops", "train GFLOPs/clip"),
         ("fwd_ms", "fwd ms"), ("train_ms", "train ms"), ("train_gflops_per_s", "train GFLOP/s"),
         ("peak_mb", "peak MB"),
     ]

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thermal_action.models.conv import Conv3d, conv3d
+from thermal_action.models.conv import Conv3d, conv3d, is_channels_last_3d
 
 #: Lateral flavours, see the module docstring.
 LATERAL_STYLES = ("conv_bn_relu", "conv_bias", "conv")
@@ -237,7 +237,7 @@ class FuseFastToSlow(nn.Module):
             cols = cols * valid.flatten().to(cols.dtype).view(1, 1, -1, 1, 1)
         # (B, Cf, Ts, k, H, W) -> (B, Cf*k, Ts, H, W), channel index c*k + j as in weight.flatten(1)
         cols = cols.view(b, c, ts, k, h, w).transpose(2, 3).reshape(b, c * k, ts, h, w)
-        if fast.is_contiguous(memory_format=torch.channels_last_3d) and not fast.is_contiguous():
+        if is_channels_last_3d(fast):
             cols = cols.contiguous(memory_format=torch.channels_last_3d)  # keep the network's format
         return conv3d(cols, weight.reshape(weight.shape[0], c * k, 1, 1, 1), self.conv_f2s.bias)
 
@@ -497,8 +497,7 @@ class SlowFastBackbone(nn.Module):
     @property
     def channels_last(self) -> bool:
         """Whether the model was put in channels-last-3d format (``.to(memory_format=...)``)."""
-        weight = self.s2.pathway0_res0.branch2.b.weight  # (C, C, 1, 3, 3): the format is unambiguous
-        return weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()
+        return is_channels_last_3d(self.s2.pathway0_res0.branch2.b.weight)  # (C, C, 1, 3, 3): unambiguous
 
     def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> list[torch.Tensor]:
         """Runs both pathways.

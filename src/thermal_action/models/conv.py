@@ -51,6 +51,11 @@ from torch import nn
 NATIVE_CONV = os.environ.get("THERMAL_ACTION_NATIVE_CONV", "0") not in ("", "0")
 
 
+def is_channels_last_3d(x: torch.Tensor) -> bool:
+    """Whether ``x`` is laid out channels-last-3d and not also contiguous (so not ambiguous)."""
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+
+
 def _layout(x: torch.Tensor) -> str | None:
     """``"cl"`` (channels-last-3d), ``"c"`` (contiguous) or ``None`` (no fast path: not a
     CPU tensor, one channel, another layout, inside an ONNX export, or switched off)."""
@@ -64,9 +69,7 @@ def _layout(x: torch.Tensor) -> str | None:
         return None
     if x.is_contiguous():
         return "c"
-    if x.is_contiguous(memory_format=torch.channels_last_3d):
-        return "cl"
-    return None
+    return "cl" if is_channels_last_3d(x) else None
 
 
 #: Below this many pixels per frame a spatial (1 x k x k) conv on a contiguous input stays a
@@ -78,6 +81,12 @@ MIN_FRAME_PIXELS_FOR_2D = 64
 #: its input channels is computed as one matrix product (see :func:`_temporal_conv`,
 #: :func:`_spatial_conv_matmul`): on such tiny frames the convolution kernels are slower.
 MATMUL_COLUMNS_PER_CHANNEL = 4
+
+
+def _weight_matmul(weight: torch.Tensor, cols: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``(C_out, C*k) @ (..., C*k, L)`` im2col columns, plus the bias: ``(..., C_out, L)``."""
+    y = torch.matmul(weight.flatten(1), cols)
+    return y if bias is None else y + bias[:, None]
 
 
 def _temporal_conv(
@@ -106,9 +115,7 @@ def _temporal_conv(
         cols = torch.stack(
             [xp[:, :, j * dilation[0] : j * dilation[0] + span : stride[0]] for j in range(k)], dim=2
         )  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
-        y = torch.matmul(weight.flatten(1), cols.reshape(n, c * k, t_out * h * w))
-        if bias is not None:
-            y = y + bias[:, None]
+        y = _weight_matmul(weight, cols.reshape(n, c * k, t_out * h * w), bias)
         return y.reshape(n, -1, t_out, h, w)
     y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
     return y.reshape(n, -1, y.shape[2], h, w)
@@ -130,9 +137,7 @@ def _spatial_conv_matmul(
     n, c, t, h, w = x.shape
     frames = x.transpose(1, 2).reshape(n * t, c, h, w)
     cols = F.unfold(frames, weight.shape[3:], dilation[1:], padding[1:], stride[1:])  # (N*T, C*kh*kw, L)
-    y = torch.matmul(weight.flatten(1), cols)
-    if bias is not None:
-        y = y + bias[:, None]
+    y = _weight_matmul(weight, cols, bias)
     ho = (h + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
     wo = (w + 2 * padding[2] - dilation[2] * (weight.shape[4] - 1) - 1) // stride[2] + 1
     return y.reshape(n, t, -1, ho, wo).transpose(1, 2)
