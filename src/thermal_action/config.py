@@ -73,6 +73,9 @@ class ModelConfig:
     frozen_bn: bool = False  # freeze BatchNorm statistics and affine parameters
     interaction_dim: int = 1024  # attention width of the interaction blocks (AlphAction: 1024)
     interaction_dropout: float = 0.2  # dropout inside the interaction structure
+    tube_size: int = 0  # > 0: person tubes of this many pixels a side cut around each box (models/tubes.py); 0: whole frame
+    tube_context: float = 1.5  # tube window side / the box's longer side
+    tube_min_size: float = 12.0  # smallest tube window side, in input pixels
 
 
 @dataclass
@@ -120,7 +123,8 @@ class TrainerConfig:
 class EvalConfig:
     iou_threshold: float = 0.5  # frame-mAP matching threshold
     fall_class: str = "lying down-lying with risk"  # class whose precision/recall is reported
-    fall_threshold: float = 0.5  # operating threshold on the fall-class score
+    fall_threshold: float | None = None  # operating threshold on the fall-class score; null: the one train calibrated (stored in the checkpoint)
+    fall_target_recall: float = 0.95  # train calibrates the fall threshold for this recall on the validation set
     detections: str = ""  # JSON detections file: classify its boxes instead of the annotated ones ("" = annotated)
     detection_min_score: float = 0.0  # detections with a lower box score are dropped (count logged)
     restrict_to_predicted_images: bool = False  # score only keyframes that got a prediction (partial validation runs)

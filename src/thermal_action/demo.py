@@ -122,7 +122,8 @@ def class_prior_metrics(train_counts: list[int], val_dataset, class_names: list[
     boxes_arr = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     records = make_prediction_records(image_ids, boxes_arr, np.tile(prior, (len(image_ids), 1)))
     return compute_metrics(records, val_dataset.keyframes, class_names, iou_threshold=eval_cfg.iou_threshold,
-                           fall_class=eval_cfg.fall_class, fall_threshold=eval_cfg.fall_threshold)
+                           fall_class=eval_cfg.fall_class,
+                           fall_threshold=0.5 if eval_cfg.fall_threshold is None else eval_cfg.fall_threshold)
 
 
 def measure_seconds_per_clip(cfg, system, datamodule, warmup: int = 3, steps: int = 5) -> float:

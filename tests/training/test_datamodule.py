@@ -7,9 +7,14 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import WeightedRandomSampler
 
-from thermal_action.training.datamodule import SetDatasetEpoch, build_datamodule, build_datasets, class_counts
+from thermal_action.training.datamodule import (
+    EpochSampler,
+    SetDatasetEpoch,
+    build_datamodule,
+    build_datasets,
+    class_counts,
+)
 
 
 def test_loaders_give_slowfast_batches(tiny_config):
@@ -44,7 +49,7 @@ def test_class_balanced_sampler_favours_rare_clips(tiny_config):
     train_ds, val_ds = build_datasets(cfg)
     dm = build_datamodule(cfg, 8, train_ds, val_ds)
     loader = dm.train_dataloader()
-    assert isinstance(loader.sampler, WeightedRandomSampler)
+    assert isinstance(loader.sampler, EpochSampler) and loader.sampler.weights is not None
     counts = np.asarray(class_counts(train_ds), dtype=float)
     rare = int(np.argmin(np.where(counts > 0, counts, np.inf)))
     common = int(np.argmax(counts))

@@ -25,6 +25,7 @@ from thermal_action.evaluation.metrics import (
     as_ground_truth,
     average_precision,
     check_prediction,
+    choose_fall_threshold,
     class_report,
     compute_metrics,
     confusion_matrix,
@@ -34,6 +35,7 @@ from thermal_action.evaluation.metrics import (
 )
 
 __all__ = [
+    "choose_fall_threshold",
     "EvaluationFiles",
     "FrameAPResult",
     "GroundTruthFrame",

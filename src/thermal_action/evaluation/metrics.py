@@ -671,3 +671,66 @@ def compute_metrics(
         "class_names": class_names,
         "pr_curves": {class_names[k]: _curve_json(c) for k, c in enumerate(ap_res.curves) if c is not None},
     }
+
+
+# ----------------------------------------------------------------------------- operating threshold
+#: Recall on the validation set that the calibrated fall threshold aims at (``eval.fall_target_recall``).
+DEFAULT_FALL_TARGET_RECALL = 0.95
+
+
+def choose_fall_threshold(
+    predictions: Sequence[Mapping[str, Any]],
+    ground_truth: Iterable[Any],
+    class_names: Sequence[str],
+    fall_class: str = FALL_CLASS_NAME,
+    target_recall: float = DEFAULT_FALL_TARGET_RECALL,
+    iou_threshold: float = 0.5,
+    restrict_to_predicted_images: bool = False,
+) -> dict[str, Any] | None:
+    """The fall operating threshold that reaches ``target_recall`` on this (validation) set.
+
+    Of the thresholds that raise an alarm for at least ``ceil(target_recall * falls)`` of the
+    ground-truth fall boxes, the highest is taken (so precision is the best that recall
+    allows); ties in score keep every tied box above it. Alarms count over every predicted
+    box, as :func:`compute_metrics` does.
+
+    Returns:
+        ``{"threshold", "target_recall", "recall", "precision", "num_falls", "num_boxes"}``
+        measured on this set, or None when it holds no fall box (nothing to calibrate on).
+    """
+    if not 0.0 < target_recall <= 1.0:
+        raise ValueError(f"target recall must be in (0, 1], got {target_recall}")
+    class_names = list(class_names)
+    if fall_class not in class_names:
+        raise ValueError(f"fall class {fall_class!r} is not one of the class names {class_names}")
+    fall_idx = class_names.index(fall_class)
+    gt_frames = as_ground_truth(ground_truth)
+    arr = _to_arrays(predictions, gt_frames, len(class_names), restrict_to_predicted_images)
+    num_falls = int(np.sum(arr.gt_labels == fall_idx))
+    if num_falls == 0 or arr.pred_scores.shape[0] == 0:
+        return None
+    pred_to_gt = match_boxes(
+        arr.pred_image, arr.pred_boxes_xyxy, arr.gt_image, arr.gt_boxes_xyxy,
+        iou_threshold, arr.pred_label_hint, arr.gt_labels,
+    )
+    is_fall = np.zeros(arr.pred_scores.shape[0], dtype=bool)
+    paired = pred_to_gt >= 0
+    is_fall[paired] = arr.gt_labels[pred_to_gt[paired]] == fall_idx
+    scores = arr.pred_scores[:, fall_idx]
+    fall_scores = np.sort(scores[is_fall])[::-1]
+    need = max(1, math.ceil(target_recall * num_falls - 1e-9))
+    if fall_scores.size < need:
+        # Some falls have no paired prediction: the best reachable is every predicted fall.
+        need = fall_scores.size
+    threshold = float(fall_scores[need - 1]) if need else 0.5
+    alarm = scores >= threshold
+    tp = int(np.sum(alarm & is_fall))
+    fp = int(np.sum(alarm & ~is_fall))
+    return {
+        "threshold": threshold,
+        "target_recall": float(target_recall),
+        "recall": tp / num_falls,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "num_falls": num_falls,
+        "num_boxes": int(arr.pred_scores.shape[0]),
+    }

@@ -58,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="PyTorch device (torch backend)")
     p.add_argument("--batch-size", type=int, help="clips per forward pass (default: 4 on CPU, 32 on GPU)")
     p.add_argument("--fall-class", default="lying down-lying with risk")
-    p.add_argument("--fall-threshold", type=float, default=0.5, help="fall-class score that counts as fallen")
+    p.add_argument("--fall-threshold", type=float, default=None,
+                   help="fall-class score that counts as fallen (default: the threshold train calibrated "
+                        "on validation data and stored in the checkpoint)")
     p.add_argument("--fall-alert-seconds", type=float, default=5.0,
                    help="how long the score must stay above the threshold before an alert")
     p.add_argument("--fps", type=float, default=6.0, help="frames per second, to turn frames into seconds")

@@ -300,6 +300,8 @@ def export_onnx(
             "format_version": METADATA_VERSION,
             "class_names": list(class_names),
             "score_activation": info.score_activation,
+            "fall_threshold": info.fall_threshold,
+            "fall_calibration": info.fall_calibration,
             "alpha": alpha,
             "clip_builder": clip_builder_kwargs(builder),
             "input_hw": [h, w],

@@ -268,6 +268,9 @@ class Predictor:
         score_activation: ``"softmax"`` (one class per person) or ``"sigmoid"``.
         max_clips_per_batch: clips per forward pass; more clips are split. 4 suits
             CPUs (a larger batch is no faster per clip there); raise it on a GPU.
+        fall_threshold: the fall operating threshold that came with the model (the one
+            ``train`` calibrated on validation data, or 0.5 for a model without one); fall
+            alerts use it unless the caller gives another.
 
     Example::
 
@@ -282,6 +285,7 @@ class Predictor:
         class_names: Sequence[str],
         score_activation: str = "softmax",
         max_clips_per_batch: int = 4,
+        fall_threshold: float = 0.5,
     ):
         if score_activation not in ("softmax", "sigmoid"):
             raise ValueError(f"score_activation must be 'softmax' or 'sigmoid', got {score_activation!r}")
@@ -292,6 +296,7 @@ class Predictor:
         self.class_names = tuple(str(n) for n in class_names)
         self.score_activation = score_activation
         self.max_clips_per_batch = max_clips_per_batch
+        self.fall_threshold = float(fall_threshold)
         offsets = clip_offsets(clip_builder.num_frames, clip_builder.frame_stride)
         #: Raw frames the window reaches before / after its keyframe.
         self.frames_before = int(-offsets.min())
@@ -335,15 +340,16 @@ class Predictor:
             onnx_backend = OnnxBackend(checkpoint, num_threads=num_threads)
             meta = onnx_backend.metadata
             builder = ClipBuilder(**meta["clip_builder"])
-            return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch)
+            return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch,
+                       fall_threshold=float(meta.get("fall_threshold", 0.5)))
 
         from thermal_action.data.dataset import build_clip_builder
         from thermal_action.training.checkpoint import load_detector, read_checkpoint_info
 
         model, cfg, class_names = load_detector(checkpoint, device=device)
-        activation = read_checkpoint_info(checkpoint).score_activation
-        return cls(TorchBackend(model, device), build_clip_builder(cfg.data), class_names, activation,
-                   max_clips_per_batch)
+        info = read_checkpoint_info(checkpoint)
+        return cls(TorchBackend(model, device), build_clip_builder(cfg.data), class_names, info.score_activation,
+                   max_clips_per_batch, fall_threshold=info.fall_threshold)
 
     # -- properties
 
@@ -1009,7 +1015,7 @@ def predict_recordings(
     device: str = "cpu",
     batch_size: int | None = None,
     fall_class: str = FALL_CLASS_NAME,
-    fall_threshold: float = 0.5,
+    fall_threshold: float | None = None,
     fall_alert_seconds: float = 5.0,
     fps: float = SENSOR_FPS,
 ) -> PredictRun:
@@ -1033,6 +1039,7 @@ def predict_recordings(
             default model, one thread) and 32 on a GPU.
         fall_class, fall_threshold, fall_alert_seconds, fps: fall alerts (see
             :mod:`thermal_action.inference.alerts`); the class must be one of the model's.
+            ``fall_threshold=None`` uses the model's own (calibrated by ``train``).
 
     Returns:
         A :class:`PredictRun`.
@@ -1054,6 +1061,8 @@ def predict_recordings(
         predictor = Predictor.from_checkpoint(checkpoint, device=device, backend=backend,
                                               onnx_path=out_dir / "model.onnx", max_clips_per_batch=batch_size)
     fall_index = predictor.fall_index(fall_class)  # fail before any work when it is missing
+    if fall_threshold is None:
+        fall_threshold = predictor.fall_threshold
     ann = None
     if annotations is not None:
         from thermal_action.data.annotations import load_annotations

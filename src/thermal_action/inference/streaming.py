@@ -150,7 +150,8 @@ class StreamingPredictor:
         tracker_factory: makes a per-sensor tracker (default: the built-in ``Tracker``).
         fall_class: class whose score feeds the fall alerts (None: no alerts).
         fall_threshold, fall_alert_seconds, fps: the alert rule
-            (:class:`~thermal_action.inference.alerts.FallAlertMonitor`).
+            (:class:`~thermal_action.inference.alerts.FallAlertMonitor`); ``fall_threshold``
+            None takes the model's own (calibrated by ``train``).
         backend: for a checkpoint path: ``"torch"`` or ``"onnx"``.
         batch_wait: a completed window may wait this many further ``push_many`` calls
             (ticks) for others to share its forward pass; 0 runs every call's windows
@@ -176,7 +177,7 @@ class StreamingPredictor:
         detector_factory: Any = None,
         tracker_factory: Any = None,
         fall_class: str | None = FALL_CLASS_NAME,
-        fall_threshold: float = 0.5,
+        fall_threshold: float | None = None,
         fall_alert_seconds: float = 5.0,
         fps: float = SENSOR_FPS,
         backend: str = "torch",
@@ -204,6 +205,8 @@ class StreamingPredictor:
         self.tracker_factory = tracker_factory
         self.monitor: FallAlertMonitor | None = None
         if fall_class is not None and fall_class in predictor.class_names:
+            if fall_threshold is None:
+                fall_threshold = predictor.fall_threshold
             self.monitor = FallAlertMonitor(
                 predictor.fall_index(fall_class), threshold=fall_threshold, min_seconds=fall_alert_seconds, fps=fps
             )

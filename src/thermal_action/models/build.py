@@ -8,6 +8,7 @@ from thermal_action.config import ModelConfig
 from thermal_action.models.detector import ActionDetector
 from thermal_action.models.head import ActionHead
 from thermal_action.models.interaction import INTERACTION_MODES, InteractionStructure
+from thermal_action.models.tubes import TUBE_BACKBONES, PersonTubeDetector
 from thermal_action.models.variants import VARIANTS
 
 
@@ -24,16 +25,24 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
     Raises:
         ValueError: unknown variant or interaction mode (naming the closest valid one).
     """
-    if cfg.variant not in VARIANTS:
-        close = difflib.get_close_matches(cfg.variant, list(VARIANTS), n=1)
+    known = [*VARIANTS, *TUBE_BACKBONES]
+    if cfg.variant not in known:
+        close = difflib.get_close_matches(cfg.variant, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown model variant '{cfg.variant}'{hint} (known: {', '.join(VARIANTS)})")
+        raise ValueError(f"unknown model variant '{cfg.variant}'{hint} (known: {', '.join(known)})")
+    if cfg.variant in TUBE_BACKBONES and cfg.tube_size <= 0:
+        raise ValueError(f"model.variant={cfg.variant} works on person tubes only: set model.tube_size > 0")
+    if cfg.tube_size < 0:
+        raise ValueError(f"model.tube_size must be >= 0 (0 = whole frame), got {cfg.tube_size}")
     if cfg.interaction != "none" and cfg.interaction not in INTERACTION_MODES:
         raise ValueError(f"unknown interaction '{cfg.interaction}'; expected 'none' or one of {INTERACTION_MODES}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     overrides = {"alpha": cfg.alpha} if cfg.alpha else {}
-    backbone = VARIANTS[cfg.variant](**overrides)
+    if cfg.variant in TUBE_BACKBONES:
+        backbone = TUBE_BACKBONES[cfg.variant]()
+    else:
+        backbone = VARIANTS[cfg.variant](**overrides)
     dim_person = sum(backbone.out_channels)
     interaction = None
     if cfg.interaction != "none":
@@ -49,8 +58,13 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
         roi_output_size=cfg.roi_output_size,
         roi_sampling_ratio=cfg.roi_sampling_ratio,
         interaction=interaction,
+        extra_dim=2 if cfg.tube_size > 0 else 0,
     )
-    model = ActionDetector(backbone, head, memory_window=cfg.memory_window)
+    if cfg.tube_size > 0:
+        model: ActionDetector = PersonTubeDetector(backbone, head, cfg.tube_size, cfg.tube_context,
+                                                   cfg.tube_min_size)
+    else:
+        model = ActionDetector(backbone, head, memory_window=cfg.memory_window)
     if cfg.frozen_bn:
         model.set_frozen_bn(True)
     if cfg.pretrained:

@@ -54,6 +54,8 @@ class ActionHead(nn.Module):
         roi_sampling_ratio: RoIAlign samples per cell side (0: adaptive).
         interaction: optional :class:`InteractionStructure` (its output is added to the
             pooled person feature, as AlphAction's ``add`` fusion).
+        extra_dim: width of per-box features concatenated to the pooled feature before
+            ``fc1`` (the person-tube models' box size; 0 for whole-frame models).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class ActionHead(nn.Module):
         roi_output_size: int = 7,
         roi_sampling_ratio: int = 2,
         interaction: InteractionStructure | None = None,
+        extra_dim: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -82,7 +85,8 @@ class ActionHead(nn.Module):
                 f"the backbone gives {self.dim_person}"
             )
         self.interaction = interaction
-        self.fc1 = nn.Linear(self.dim_person, head_dim)
+        self.extra_dim = int(extra_dim)
+        self.fc1 = nn.Linear(self.dim_person + self.extra_dim, head_dim)
         self.fc2 = nn.Linear(head_dim, head_dim)
         self.dropout = nn.Dropout(dropout)  # never inplace=True, see the module docstring
         self.classifier = nn.Linear(head_dim, num_classes)
@@ -123,6 +127,7 @@ class ActionHead(nn.Module):
         rois: torch.Tensor,
         memory: MemoryBatch | None = None,
         object_rois: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ) -> HeadOutput:
         """Pools, interacts (if configured) and classifies.
 
@@ -131,6 +136,7 @@ class ActionHead(nn.Module):
             rois: ``(R, 5)`` person RoIs.
             memory: neighbouring keyframes' person features for the M blocks.
             object_rois: ``(S_o, 5)`` object RoIs for the O blocks, or None to skip them.
+            extra: ``(R, extra_dim)`` per-box features for ``fc1`` (required iff ``extra_dim > 0``).
 
         Returns:
             :class:`HeadOutput` with ``(R, K)`` logits and ``(R, D)`` person features.
@@ -143,4 +149,9 @@ class ActionHead(nn.Module):
                 objects = self.pool(features, object_rois)
                 object_clip = object_rois[:, 0].long()
             x = person + self.interaction(person, rois[:, 0].long(), memory, objects, object_clip)
+        if self.extra_dim:
+            if extra is None or extra.shape != (x.shape[0], self.extra_dim):
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(f"the head expects ({x.shape[0]}, {self.extra_dim}) extra features, got {got}")
+            x = torch.cat([x, extra.to(x.dtype)], dim=1)
         return HeadOutput(logits=self.classify(x), person_features=person)

@@ -8,7 +8,8 @@ progress) it holds, under :data:`CHECKPOINT_KEY`::
     {"format_version": 1,
      "config": {...},          # the resolved Config as a plain dict (config_to_dict)
      "class_names": [...],     # K names in category-id order
-     "score_activation": "softmax" | "sigmoid"}
+     "score_activation": "softmax" | "sigmoid",
+     "fall_calibration": {"threshold", "target_recall", "recall", "precision", ...} | None}
 
 so a checkpoint is self-describing: :func:`load_detector` rebuilds the model with the
 same variant, input size and head without the YAML file it was trained from.
@@ -41,6 +42,9 @@ class CheckpointInfo:
         class_names: K class names in category-id order.
         score_activation: ``"softmax"`` or ``"sigmoid"``: how logits become scores.
         epoch, global_step: training progress when it was saved.
+        fall_calibration: the fall operating threshold chosen on the validation set of the
+            epoch these weights are from, with the recall and precision it had there (None:
+            no validation fall box, or a checkpoint from before calibration).
     """
 
     path: Path
@@ -49,15 +53,36 @@ class CheckpointInfo:
     score_activation: str
     epoch: int
     global_step: int
+    fall_calibration: dict[str, Any] | None = None
+
+    @property
+    def fall_threshold(self) -> float:
+        """The operating threshold to use: the config's if set, else the calibrated one, else 0.5."""
+        return resolve_fall_threshold(self.config.eval.fall_threshold, self.fall_calibration)
 
 
-def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_activation: str) -> dict[str, Any]:
+#: Fall threshold when neither the user nor a calibration gives one.
+FALLBACK_FALL_THRESHOLD = 0.5
+
+
+def resolve_fall_threshold(requested: float | None, calibration: dict[str, Any] | None) -> float:
+    """``requested`` if given, else the calibrated threshold, else :data:`FALLBACK_FALL_THRESHOLD`."""
+    if requested is not None:
+        return float(requested)
+    if calibration and calibration.get("threshold") is not None:
+        return float(calibration["threshold"])
+    return FALLBACK_FALL_THRESHOLD
+
+
+def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_activation: str,
+                      fall_calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plain-data entry stored under :data:`CHECKPOINT_KEY` in every checkpoint."""
     return {
         "format_version": FORMAT_VERSION,
         "config": copy.deepcopy(config),
         "class_names": [str(n) for n in class_names],
         "score_activation": score_activation,
+        "fall_calibration": copy.deepcopy(fall_calibration),
     }
 
 
@@ -90,6 +115,7 @@ def _info(path: Path, ckpt: dict[str, Any]) -> CheckpointInfo:
         score_activation=str(extras.get("score_activation", "softmax")),
         epoch=int(ckpt.get("epoch", -1)),
         global_step=int(ckpt.get("global_step", -1)),
+        fall_calibration=extras.get("fall_calibration"),
     )
 
 

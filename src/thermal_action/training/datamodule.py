@@ -2,7 +2,7 @@
 
 Distributed training needs nothing special here: Lightning puts a
 ``DistributedSampler`` on each loader (a custom sampler such as the class-balanced
-:class:`~torch.utils.data.WeightedRandomSampler` is wrapped in Lightning's
+:class:`EpochSampler` is wrapped in Lightning's
 ``DistributedSamplerWrapper``, which gives each rank its own part of the drawn indices;
 the draw is seeded identically on every rank so the parts do not overlap).
 """
@@ -15,16 +15,53 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 log = logging.getLogger(__name__)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One 63-bit seed per (run seed, epoch)."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2, np.uint64)[0] >> 1)
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles (or draws with replacement by ``weights``) ``dataset`` from a seed of
+    (seed, the dataset's epoch).
+
+    Each epoch's order depends only on the run seed and the epoch (which
+    :class:`SetDatasetEpoch` gives the dataset), not on how many epochs this process has
+    run, so a run resumed from ``last.ckpt`` sees exactly the batches the uninterrupted
+    run would have. Under DDP Lightning wraps it and splits each epoch's draw over ranks.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, weights: np.ndarray | None = None):
+        self.dataset = dataset
+        self.num_samples = len(dataset)  # type: ignore[arg-type]
+        self.seed = int(seed)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        epoch = int(getattr(self.dataset, "epoch", 0))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        if self.weights is None:
+            order = torch.randperm(self.num_samples, generator=g)
+        else:
+            order = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
+        return iter(order.tolist())
+
+
 class SetDatasetEpoch(L.Callback):
-    """Tells the training dataset the epoch, which seeds its augmentation.
+    """Tells the training dataset the epoch, which seeds its augmentation, and reseeds
+    torch's global generator (dropout) from (seed, epoch).
 
     Lightning sets the epoch of a loader's sampler but not of its dataset; without
-    this, every epoch would see the same augmentation of each clip.
+    this, every epoch would see the same augmentation of each clip. Reseeding per epoch
+    makes a resumed run repeat the uninterrupted one exactly (with
+    ``trainer.deterministic``).
     """
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -32,6 +69,8 @@ class SetDatasetEpoch(L.Callback):
         dataset = getattr(dm, "train_dataset", None) if dm is not None else None
         if dataset is not None and hasattr(dataset, "set_epoch"):
             dataset.set_epoch(trainer.current_epoch)
+        seed = getattr(dm, "seed", 0) if dm is not None else 0
+        torch.manual_seed(epoch_seed(seed + 7919 * getattr(trainer, "global_rank", 0), trainer.current_epoch))
 
 
 class ThermalDataModule(L.LightningDataModule):
@@ -81,19 +120,16 @@ class ThermalDataModule(L.LightningDataModule):
         return kwargs
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
         if self.class_balanced:
             weights = np.asarray(self.train_dataset.sampling_weights(), dtype=np.float64)
-            sampler = WeightedRandomSampler(
-                torch.from_numpy(weights), num_samples=len(weights), replacement=True, generator=generator
-            )
+            sampler = EpochSampler(self.train_dataset, self.seed, weights)
             return DataLoader(self.train_dataset, sampler=sampler, drop_last=True,
                               collate_fn=self.train_collate, **self._loader_kwargs())
         # drop_last: a last batch of one clip gives BatchNorm a single sample per channel
         # (at 1x1 feature maps it fails); a few hundred clips lose < batch_size per epoch.
         drop_last = len(self.train_dataset) > self.batch_size
-        return DataLoader(self.train_dataset, shuffle=True, generator=generator, drop_last=drop_last,
-                          collate_fn=self.train_collate, **self._loader_kwargs())
+        return DataLoader(self.train_dataset, sampler=EpochSampler(self.train_dataset, self.seed),
+                          drop_last=drop_last, collate_fn=self.train_collate, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None:

@@ -127,7 +127,7 @@ def evaluate_checkpoint(
     """
     from thermal_action.data.dataset import build_collate, build_dataset
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
-    from thermal_action.training.checkpoint import load_detector, read_checkpoint_info
+    from thermal_action.training.checkpoint import load_detector, read_checkpoint_info, resolve_fall_threshold
 
     info = read_checkpoint_info(checkpoint)
     model, cfg, class_names = load_detector(checkpoint, device=device)
@@ -157,7 +157,7 @@ def evaluate_checkpoint(
         class_names,
         iou_threshold=cfg.eval.iou_threshold,
         fall_class=cfg.eval.fall_class,
-        fall_threshold=cfg.eval.fall_threshold,
+        fall_threshold=resolve_fall_threshold(cfg.eval.fall_threshold, info.fall_calibration),
     )
     metrics["evaluated"] = {
         "checkpoint": str(checkpoint),
@@ -167,6 +167,9 @@ def evaluate_checkpoint(
         "ann_file": str(ann_file),
         "boxes": str(detections) if detections else "ground_truth",
         "num_keyframes": len(dataset),
+        "fall_threshold_source": "config" if cfg.eval.fall_threshold is not None
+        else ("calibrated" if info.fall_calibration else "fallback"),
+        "fall_calibration": info.fall_calibration,
     }
     write_evaluation(out_dir, records, metrics, class_names)
     return metrics

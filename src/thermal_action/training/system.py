@@ -135,7 +135,8 @@ class ActionDetectionSystem(L.LightningModule):
         freeze_backbone_epochs: int = 0,
         iou_threshold: float = 0.5,
         fall_class: str = "lying down-lying with risk",
-        fall_threshold: float = 0.5,
+        fall_threshold: float | None = None,
+        fall_target_recall: float = 0.95,
         channels_last: bool = False,
         run_config: dict[str, Any] | None = None,
     ):
@@ -157,7 +158,12 @@ class ActionDetectionSystem(L.LightningModule):
         self.freeze_backbone_epochs = int(freeze_backbone_epochs)
         if self.freeze_backbone_epochs > 0 and not hasattr(model, "backbone"):
             raise ValueError("freeze_backbone_epochs > 0 needs a model with a .backbone")
-        self.eval_args = dict(iou_threshold=iou_threshold, fall_class=fall_class, fall_threshold=fall_threshold)
+        self.eval_args = dict(iou_threshold=iou_threshold, fall_class=fall_class)
+        #: The user's fall threshold (None: calibrate one on every validation epoch).
+        self.fall_threshold = fall_threshold
+        self.fall_target_recall = float(fall_target_recall)
+        #: The fall operating threshold chosen on the latest validation epoch (stored in checkpoints).
+        self.fall_calibration: dict[str, Any] | None = None
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
@@ -302,7 +308,8 @@ class ActionDetectionSystem(L.LightningModule):
         return merge_records_by_image(parts)
 
     def on_validation_epoch_end(self) -> None:
-        from thermal_action.evaluation import compute_metrics
+        from thermal_action.evaluation import choose_fall_threshold, compute_metrics
+        from thermal_action.training.checkpoint import resolve_fall_threshold
 
         records = self._gathered_records()
         self._val_records = {}
@@ -311,11 +318,18 @@ class ActionDetectionSystem(L.LightningModule):
         # Validation classifies the annotated boxes, so every keyframe that was run and
         # has boxes has predictions: scoring only predicted keyframes is exact for a full
         # pass and right for a partial one (sanity check, limit_val_batches).
+        calibration = choose_fall_threshold(
+            records, self.ground_truth, self.class_names, target_recall=self.fall_target_recall,
+            restrict_to_predicted_images=True, **self.eval_args,
+        )
+        if not self.trainer.sanity_checking:
+            self.fall_calibration = calibration
         metrics = compute_metrics(
             records,
             self.ground_truth,
             self.class_names,
             restrict_to_predicted_images=True,
+            fall_threshold=resolve_fall_threshold(self.fall_threshold, calibration),
             **self.eval_args,
         )
         self.last_val_metrics = metrics
@@ -341,4 +355,8 @@ class ActionDetectionSystem(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation)
+        checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation,
+                                                       self.fall_calibration)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.fall_calibration = (checkpoint.get(CHECKPOINT_KEY) or {}).get("fall_calibration")

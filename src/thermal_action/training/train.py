@@ -33,7 +33,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
 from thermal_action.training.datamodule import SetDatasetEpoch, build_datamodule, build_datasets, class_counts
@@ -120,6 +120,8 @@ class ValidationSummary(L.Callback):
             "macro_f1": metrics.get("macro_f1"),
             "fall_precision": metrics.get("fall_precision"),
             "fall_recall": metrics.get("fall_recall"),
+            "fall_ap": metrics.get("fall_ap"),
+            "fall_threshold": (metrics.get("fall") or {}).get("threshold"),
             "lr": lr,
             "clips_per_s": _jsonable(pl_module.epoch_clips_per_s()),
             "time": round(time.perf_counter() - self._start, 2),
@@ -190,6 +192,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         iou_threshold=cfg.eval.iou_threshold,
         fall_class=cfg.eval.fall_class,
         fall_threshold=cfg.eval.fall_threshold,
+        fall_target_recall=cfg.eval.fall_target_recall,
         channels_last=cfg.trainer.channels_last,
         run_config=config_to_dict(cfg),
     )
@@ -238,13 +241,42 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``best.ckpt`` by validation frame-mAP and a ``last.ckpt`` of *every* validated epoch.
+
+    Lightning 2.6's ``save_last`` writes ``last`` only in a step where a top-k checkpoint
+    was saved, so after a best epoch that was not the final one ``last.ckpt`` stayed the
+    best epoch and ``--resume`` lost the epochs after it. Every file is written to a
+    temporary name and renamed, so an interrupted save never leaves a torn checkpoint.
+    """
+
+    _last_written_step = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        skip = self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer)
+        if self.save_last and not skip and self._last_written_step != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_written_step = trainer.global_step
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        tmp = f"{filepath}.tmp"
+        super()._save_checkpoint(trainer, tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, filepath)
+        self._last_checkpoint_saved = filepath
+
+
 def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
     """The Lightning ``Trainer`` of ``cfg.trainer`` / ``cfg.optim`` writing into ``out_dir``."""
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     t, o = cfg.trainer, cfg.optim
-    checkpoint = ModelCheckpoint(
+    checkpoint = RunCheckpoint(
         dirpath=out_dir / "checkpoints",
         filename="best",
         monitor=MONITOR,

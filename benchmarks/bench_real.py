@@ -1,0 +1,342 @@
+"""Accuracy on real recordings: leave-one-recording-out over ``shared/thermal_real``.
+
+Six real recordings (two rooms, 279 keyframes, 392 boxes). Each fold tests on one recording
+and trains on the other five, of which one (the *inner validation* recording, always from a
+session that keeps another recording in training) picks the best epoch and the fall operating
+threshold, exactly as ``thermal-action train`` does with its ``data.val_ann``. Nothing that is
+chosen looks at the test recording. The six test sets' predictions are pooled into one
+frame-mAP, fall AP, top-1 and macro-F1; fall precision and recall count each fold's alarms at
+that fold's own stored threshold.
+
+Runs (``--runs``), each a config plus overrides on the same folds:
+
+- ``class_prior``: every box scored with the fold's training class frequencies (no model);
+- ``default``: ``configs/cpu_default.yaml`` as shipped;
+- ``keyframe_only``: the default given only the keyframe (T=1, alpha 1);
+- ``crop_cnn``: a small person-crop 3D CNN baseline (16x16 crops around each box, ~70k
+  parameters), the simple baseline to beat;
+- ablations of the choices in ``RUNS`` below.
+
+Prints JSON (``--json PATH`` also writes it) and a Markdown table with the mean and the
+spread over seeds, and the CPU seconds of one fold's training.
+
+Usage::
+
+    python benchmarks/bench_real.py                            # default + baselines, 3 seeds
+    python benchmarks/bench_real.py --quick                    # one fold, one seed: a few minutes
+    python benchmarks/bench_real.py --runs default whole_frame_2x --seeds 0 1 2 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "thermal_real"
+DEFAULT_CONFIG = REPO / "configs" / "cpu_default.yaml"
+
+#: name -> (config file, overrides). None as config: the class prior (no model).
+RUNS: dict[str, tuple[Path | None, list[str]]] = {
+    "class_prior": (None, []),
+    "default": (DEFAULT_CONFIG, []),
+    "keyframe_only": (DEFAULT_CONFIG, ["data.num_frames=1", "data.frame_stride=1", "model.alpha=1"]),
+    "crop_cnn": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
+                                  "data.scale=1.0"]),
+    "tube32": (DEFAULT_CONFIG, ["model.tube_size=32", "data.scale=1.0"]),
+    "whole_frame_1x": (REPO / "configs" / "cpu_fast.yaml", []),
+    "whole_frame_2x": (DEFAULT_CONFIG, ["model.tube_size=0", "data.scale=2.0"]),
+}
+HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU's model name and the ISA flags that matter for these kernels."""
+    name, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = sorted(f for f in have if f.startswith(("avx", "amx", "fma")))
+                break
+    except OSError:
+        pass
+    return {"cpu": name, "isa_flags": flags, "logical_cpus": os.cpu_count()}
+
+
+# ---------------------------------------------------------------------------- folds
+def recordings_of(ann: dict) -> list[str]:
+    return sorted({img["sensor_id"] for img in ann["images"]})
+
+
+def session_of(recording: str) -> str:
+    return recording.rsplit("_", 1)[0]
+
+
+def make_folds(recordings: list[str]) -> list[dict[str, Any]]:
+    """One fold per recording: ``test``, inner ``val`` and ``train`` recordings.
+
+    The inner validation recording is the next one (cyclically) whose session keeps at
+    least one other recording in training, so every room stays in every training set.
+    """
+    folds = []
+    n = len(recordings)
+    for i, test in enumerate(recordings):
+        rest = [r for r in recordings if r != test]
+        val = None
+        for k in range(1, n):
+            cand = recordings[(i + k) % n]
+            if cand == test:
+                continue
+            same = [r for r in rest if session_of(r) == session_of(cand) and r != cand]
+            if same:
+                val = cand
+                break
+        if val is None:
+            raise ValueError(f"cannot pick an inner validation recording for fold {test}")
+        folds.append({"test": test, "val": val, "train": [r for r in rest if r != val]})
+    return folds
+
+
+def subset(ann: dict, recordings: list[str]) -> dict:
+    keep = set(recordings)
+    images = [img for img in ann["images"] if img["sensor_id"] in keep]
+    ids = {img["id"] for img in images}
+    out = {k: v for k, v in ann.items() if k not in ("images", "annotations", "context_objects")}
+    out["images"] = images
+    out["annotations"] = [a for a in ann["annotations"] if a["image_id"] in ids]
+    if "context_objects" in ann:
+        out["context_objects"] = [a for a in ann["context_objects"] if a["image_id"] in ids]
+    return out
+
+
+def write_fold_annotations(ann: dict, fold: dict, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in ("train", "val", "test"):
+        recs = fold[split] if isinstance(fold[split], list) else [fold[split]]
+        p = out / f"{split}.json"
+        p.write_text(json.dumps(subset(ann, recs)))
+        paths[split] = p
+    return paths
+
+
+# ---------------------------------------------------------------------------- one fold
+def class_prior_records(train_ann: Path, test_ann: Path) -> tuple[list[dict], list, list[str]]:
+    import numpy as np
+
+    from thermal_action.data.annotations import load_annotations
+    from thermal_action.evaluation import make_prediction_records
+
+    train, test = load_annotations(train_ann), load_annotations(test_ann)
+    counts = np.zeros(len(train.class_names))
+    for kf in train.keyframes:
+        np.add.at(counts, np.asarray(kf.labels, dtype=np.int64), 1)
+    prior = counts / counts.sum()
+    image_ids = [kf.image_id for kf in test.keyframes for _ in range(len(kf.labels))]
+    boxes = np.concatenate([np.asarray(kf.boxes_cxcywh_norm).reshape(-1, 4) for kf in test.keyframes])
+    records = make_prediction_records(image_ids, boxes, np.tile(prior, (len(image_ids), 1)))
+    return records, test.keyframes, list(train.class_names)
+
+
+def run_fold(job: dict[str, Any]) -> dict[str, Any]:
+    """Trains one (run, fold, seed) and returns the test fold's prediction records."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    logging.basicConfig(level=logging.WARNING)
+    from thermal_action.config import load_config
+    from thermal_action.data.annotations import load_annotations
+
+    paths = {k: Path(v) for k, v in job["paths"].items()}
+    config, overrides = job["config"], job["overrides"]
+    t0 = time.perf_counter()
+    if config is None:
+        records, keyframes, class_names = class_prior_records(paths["train"], paths["test"])
+        return {**job, "records": records, "threshold": 0.5, "train_seconds": 0.0, "epochs": 0,
+                "class_names": class_names}
+    from thermal_action.training.evaluate import evaluate_checkpoint
+    from thermal_action.training.train import train
+
+    extra = [f"data.root={job['data_root']}", f"data.train_ann={paths['train']}", f"data.val_ann={paths['val']}",
+             f"seed={job['seed']}", "trainer.progress_bar=false", "trainer.accelerator=cpu"]
+    cfg = load_config(config, list(overrides) + extra + list(job["extra"]))
+    run_dir = Path(job["work"]) / f"{job['run']}_{job['fold']}_s{job['seed']}"
+    result = train(cfg, run_dir)
+    seconds = time.perf_counter() - t0
+    ckpt = result.best_checkpoint if job["checkpoint"] == "best" else result.last_checkpoint
+    metrics = evaluate_checkpoint(ckpt, job["data_root"], paths["test"], run_dir / "eval_test",
+                                  )
+    records = json.loads((run_dir / "eval_test" / "predictions.json").read_text())
+    class_names = list(load_annotations(paths["test"]).class_names)
+    return {**job, "records": records, "threshold": metrics["fall"]["threshold"], "train_seconds": seconds,
+            "epochs": result.epochs, "class_names": class_names,
+            "fold_metrics": {k: metrics.get(k) for k in HEADLINE}}
+
+
+# ---------------------------------------------------------------------------- pooling
+def pool(fold_results: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
+    """Pooled metrics over the test folds of one (run, seed)."""
+    from thermal_action.data.annotations import load_annotations
+    from thermal_action.evaluation import compute_metrics
+
+    records, keyframes = [], []
+    tp = fp = fn = 0
+    class_names = fold_results[0]["class_names"]
+    for r in fold_results:
+        test = load_annotations(Path(r["paths"]["test"]))
+        keyframes.extend(test.keyframes)
+        records.extend(r["records"])
+        m = compute_metrics(r["records"], test.keyframes, class_names, fall_threshold=r["threshold"])
+        tp, fp, fn = tp + m["fall"]["tp"], fp + m["fall"]["fp"], fn + m["fall"]["fn"]
+    m = compute_metrics(records, keyframes, class_names)
+    m["fall_precision"] = tp / (tp + fp) if tp + fp else None
+    m["fall_recall"] = tp / (tp + fn) if tp + fn else None
+    return {**{k: m.get(k) for k in HEADLINE}, "ap_per_class": m["ap_per_class"],
+            "fall_counts": {"tp": tp, "fp": fp, "fn": fn},
+            "thresholds": [r["threshold"] for r in fold_results],
+            "train_seconds_per_fold": statistics.fmean(r["train_seconds"] for r in fold_results),
+            "epochs": [r["epochs"] for r in fold_results]}
+
+
+def summarize(values: list[float | None]) -> dict[str, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "min": None, "max": None}
+    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the thermal_real folder")
+    parser.add_argument("--runs", nargs="*", default=["class_prior", "default", "keyframe_only", "crop_cnn"])
+    parser.add_argument("--config", type=Path, help="add a run 'custom' from this config")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every trained run (e.g. optim.epochs=6)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--folds", nargs="*", help="test recordings (default: all six)")
+    parser.add_argument("--quick", action="store_true", help="one fold (SL14_R2), seed 0")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--jobs", type=int, default=2, help="folds trained at once (processes)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per job (0: cores / jobs)")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--workdir", type=Path, help="keep runs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+
+    runs = dict(RUNS)
+    if args.config:
+        runs["custom"] = (args.config, [])
+        if "custom" not in args.runs:
+            args.runs.append("custom")
+    for name in args.runs:
+        if name not in runs:
+            parser.error(f"unknown run {name!r} (known: {', '.join(runs)})")
+    if args.quick:
+        args.folds, args.seeds = args.folds or ["SL14_R2"], [0]
+    ann_path = args.data / "lofo" / "all.json"
+    if not ann_path.is_file():
+        parser.error(f"{ann_path} not found: pass --data pointing at the thermal_real folder")
+    ann = json.loads(ann_path.read_text())
+    folds = make_folds(recordings_of(ann))
+    if args.folds:
+        folds = [f for f in folds if f["test"] in args.folds]
+    threads = args.threads or max(1, (os.cpu_count() or 2) // max(1, args.jobs))
+
+    with tempfile.TemporaryDirectory(prefix="bench_real_") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        jobs = []
+        for fold in folds:
+            paths = write_fold_annotations(ann, fold, work / "folds" / fold["test"])
+            for name in args.runs:
+                config, overrides = runs[name]
+                for seed in args.seeds if config is not None else [0]:
+                    jobs.append({"run": name, "fold": fold["test"], "seed": seed, "config": config,
+                                 "overrides": overrides, "extra": args.set, "paths": {k: str(v) for k, v in paths.items()},
+                                 "data_root": str(args.data), "work": str(work), "threads": threads,
+                                 "checkpoint": args.checkpoint})
+        t0 = time.perf_counter()
+        done: list[dict[str, Any]] = []
+        if args.jobs > 1:
+            with mp.get_context("spawn").Pool(args.jobs) as pool_:
+                for r in pool_.imap_unordered(run_fold, jobs):
+                    done.append(r)
+                    _progress(r, t0)
+        else:
+            for job in jobs:
+                r = run_fold(job)
+                done.append(r)
+                _progress(r, t0)
+
+        results: dict[str, Any] = {}
+        for name in args.runs:
+            per_seed = []
+            for seed in sorted({r["seed"] for r in done if r["run"] == name}):
+                per_seed.append(pool([r for r in done if r["run"] == name and r["seed"] == seed], ann))
+            results[name] = {k: summarize([p[k] for p in per_seed]) for k in (*HEADLINE, "train_seconds_per_fold")}
+            results[name]["per_seed"] = per_seed
+            results[name]["overrides"] = runs[name][1] + (args.set if runs[name][0] else [])
+            results[name]["config"] = str(runs[name][0].relative_to(REPO)) if runs[name][0] else None
+
+    out = {
+        "benchmark": "leave-one-recording-out on real recordings (thermal_real)",
+        "machine": {**cpu_description(), "threads_per_job": threads, "jobs": args.jobs},
+        "folds": folds,
+        "seeds": args.seeds,
+        "checkpoint": args.checkpoint,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "results": results,
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    print(markdown_table(out))
+    return 0
+
+
+def _progress(r: dict[str, Any], t0: float) -> None:
+    fm = r.get("fold_metrics") or {}
+    mp_ = fm.get("frame_map")
+    print(f"# {r['run']} fold {r['fold']} seed {r['seed']}: fold mAP {mp_ if mp_ is None else round(mp_, 3)}, "
+          f"fall AP {fm.get('fall_ap')}, thr {r['threshold']:.3f}, {r['train_seconds']:.0f} s "
+          f"({time.perf_counter() - t0:.0f} s elapsed)", file=sys.stderr, flush=True)
+
+
+def markdown_table(out: dict[str, Any]) -> str:
+    def fmt(v: dict[str, float | None], digits: int = 3) -> str:
+        if v["mean"] is None:
+            return "-"
+        spread = f" ({v['min']:.{digits}f}-{v['max']:.{digits}f})" if v["min"] != v["max"] else ""
+        return f"{v['mean']:.{digits}f}{spread}"
+
+    lines = [f"\nCPU: {out['machine']['cpu']} ({', '.join(out['machine']['isa_flags'])}); "
+             f"{out['machine']['jobs']} jobs x {out['machine']['threads_per_job']} threads; seeds {out['seeds']}; "
+             f"{len(out['folds'])} folds; {out['wall_seconds']:.0f} s in all",
+             "",
+             "| run | frame-mAP | fall AP | top-1 | macro-F1 | fall P | fall R | CPU s per fold |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in out["results"].items():
+        secs = r["train_seconds_per_fold"]["mean"]
+        lines.append(f"| {name} | " + " | ".join(fmt(r[k]) for k in HEADLINE)
+                     + f" | {'-' if not secs else f'{secs:.0f}'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Person tubes: a SlowFast that looks at each person, not at the whole frame.
+
+People in a 40x60 overhead frame are 7-19 pixels wide. A whole-frame model spends almost
+all of its compute on empty floor, and upscaling the frame to give it more of each person
+costs the square of the factor. A *person tube* is the same square window around one
+person's keyframe box, cut from every frame of the clip and resampled to ``S x S`` pixels
+(bilinear, RoIAlign with two samples per cell side, so small boxes are upsampled and large
+ones smoothed):
+
+::
+
+    fast (B,1,T,H,W) ─ crop each RoI's window, all T frames ─► (R,1,T,S,S) ─┐
+    slow (B,1,T/α,H,W) ─ the same window ───────────────────► (R,1,T/α,S,S) ─┴► SlowFast backbone
+        ─► [(R,Cs,Ts,s,s), (R,Cf,Tf,s,s)] ─► RoIAlign of the person box inside its tube ─► head
+
+The window is ``context`` times the box's longer side (at least ``min_size`` input pixels),
+centred on the box, so the model sees the person at a fixed scale plus the floor, bed or
+couch around them. Cropping loses the absolute size, which separates lying (long) from
+standing (compact) from overhead, so the head also gets the box's log width and height
+(``extra_dim = 2``). Compute grows with the number of people, not with the frame area: a
+32x32 tube is 0.43x the pixels of a native 40x60 frame and 0.11x of the 2x frame.
+
+:class:`CropCNN` is the simple baseline of this family: one pathway, four plain 3D
+convolutions on small tubes (~70k parameters), used by the real-data benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from thermal_action.models.detector import ActionDetector
+from thermal_action.models.feature_bank import ClipKey
+from thermal_action.models.head import ActionHead
+from thermal_action.models.roi_align import roi_align
+
+#: Reference box side (input pixels) of the head's log-size features.
+SIZE_REFERENCE = 10.0
+
+
+def tube_windows(rois: torch.Tensor, context: float, min_size: float) -> torch.Tensor:
+    """``(R, 5)`` square windows ``(batch_index, x1, y1, x2, y2)`` centred on each RoI.
+
+    The side is ``max(context * max(w, h), min_size)``; windows may extend past the frame
+    (RoIAlign samples there read zero, the background level after normalisation).
+    """
+    boxes = rois.detach()
+    cx = (boxes[:, 1] + boxes[:, 3]) / 2
+    cy = (boxes[:, 2] + boxes[:, 4]) / 2
+    side = torch.maximum((boxes[:, 3:5] - boxes[:, 1:3]).amax(dim=1) * context,
+                         torch.full_like(cx, float(min_size)))
+    half = side / 2
+    return torch.stack([boxes[:, 0], cx - half, cy - half, cx + half, cy + half], dim=1)
+
+
+def boxes_in_tubes(rois: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
+    """Each RoI in the pixel coordinates of its own ``size x size`` tube (batch index = RoI index)."""
+    boxes = rois.detach()
+    scale = size / (windows[:, 3] - windows[:, 1])  # (R,)
+    x1 = (boxes[:, 1] - windows[:, 1]) * scale
+    y1 = (boxes[:, 2] - windows[:, 2]) * scale
+    x2 = (boxes[:, 3] - windows[:, 1]) * scale
+    y2 = (boxes[:, 4] - windows[:, 2]) * scale
+    index = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)
+    return torch.stack([index, x1, y1, x2, y2], dim=1)
+
+
+def crop_tubes(clip: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 1, T, H, W)`` clips -> ``(R, 1, T, size, size)`` tubes of the windows."""
+    if clip.shape[1] != 1:
+        raise ValueError(f"person tubes need one-channel clips, got {clip.shape[1]} channels")
+    frames = clip[:, 0]  # (B, T, H, W): frames as channels, one bilinear crop for all of them
+    tubes = roi_align(frames.contiguous(), windows, size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return tubes.unsqueeze(1)
+
+
+def box_size_features(rois: torch.Tensor) -> torch.Tensor:
+    """``(R, 2)`` log width and height of each RoI relative to :data:`SIZE_REFERENCE` pixels."""
+    wh = (rois[:, 3:5] - rois[:, 1:3]).detach().clamp(min=1e-3)
+    return torch.log(wh / SIZE_REFERENCE)
+
+
+class PersonTubeDetector(ActionDetector):
+    """Classifies each person from a tube cut around its box (see the module docstring).
+
+    Args:
+        backbone: a two-pathway backbone (``backbone(slow, fast) -> [features...]``) sized
+            for ``tube_size`` inputs.
+        head: an :class:`ActionHead` with ``extra_dim=2`` (the box size features).
+        tube_size: ``S``, tube side in pixels after resampling.
+        context: window side / the box's longer side.
+        min_size: smallest window side, in input pixels.
+    """
+
+    def __init__(self, backbone: nn.Module, head: ActionHead, tube_size: int = 32, context: float = 1.5,
+                 min_size: float = 12.0) -> None:
+        if head.interaction is not None:
+            raise ValueError("person tubes do not support the interaction structure (model.interaction=none)")
+        if head.extra_dim != 2:
+            raise ValueError(f"the head of a person-tube model needs extra_dim=2 (box size), got {head.extra_dim}")
+        if tube_size < 4 or context <= 0 or min_size <= 0:
+            raise ValueError(f"bad tube settings: size {tube_size}, context {context}, min_size {min_size}")
+        super().__init__(backbone, head)
+        self.tube_size = int(tube_size)
+        self.context = float(context)
+        self.min_size = float(min_size)
+
+    def forward(
+        self,
+        slow: torch.Tensor,
+        fast: torch.Tensor,
+        rois: torch.Tensor,
+        clip_keys: Sequence[ClipKey] | None = None,
+        object_rois: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(R, K)`` logits; the arguments are those of :meth:`ActionDetector.forward`."""
+        if rois.dim() != 2 or rois.shape[1] != 5:
+            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        if rois.shape[0] == 0:
+            # Empty batch norm statistics are undefined: skip the backbone, keep a gradient path.
+            hidden = fast.new_zeros(0, self.head.fc2.out_features) + 0 * self.head.fc2.bias.sum()
+            return self.head.classifier(hidden)
+        windows = tube_windows(rois, self.context, self.min_size)
+        fast_tubes = crop_tubes(fast, windows, self.tube_size)
+        slow_tubes = crop_tubes(slow, windows, self.tube_size)
+        if fast.is_contiguous(memory_format=torch.channels_last_3d) and not fast.is_contiguous():
+            fast_tubes = fast_tubes.contiguous(memory_format=torch.channels_last_3d)
+            slow_tubes = slow_tubes.contiguous(memory_format=torch.channels_last_3d)
+        features = self.backbone(slow_tubes, fast_tubes)
+        inner = boxes_in_tubes(rois, windows, self.tube_size)
+        out = self.head(features, inner, extra=box_size_features(rois))
+        return out.logits
+
+
+class CropCNN(nn.Module):
+    """A plain one-pathway 3D CNN for small person tubes (the benchmark's simple baseline).
+
+    Four 3x3x3 conv + BN + ReLU layers (widths ``widths``), spatial stride 2 in the second
+    and temporal stride 2 in the second and third, so 16x16 tubes of 32 frames end as
+    ``(R, C, 8, 8, 8)``. It takes the backbone call signature ``(slow, fast)`` and reads
+    only ``fast``.
+    """
+
+    def __init__(self, widths: Sequence[int] = (8, 16, 32, 48), in_channels: int = 1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        strides = [(1, 1, 1), (2, 2, 2), (2, 1, 1), (1, 1, 1)]
+        c_in = in_channels
+        for c_out, stride in zip(widths, strides):
+            layers += [nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(c_out),
+                       nn.ReLU()]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.alpha = 1
+        self.out_channels: tuple[int, ...] = (c_in,)
+        self.output_stride = 2
+        self.frozen_stages = 0
+        self._frozen_bn = False
+
+    def freeze(self, num_stages: int, frozen_bn: bool | None = None) -> None:
+        """All-or-nothing freezing (one stage): ``num_stages > 0`` freezes every layer."""
+        self.frozen_stages = min(int(num_stages), 1)
+        if frozen_bn is not None:
+            self._frozen_bn = frozen_bn
+        for p in self.parameters():
+            p.requires_grad_(self.frozen_stages == 0 and not self._frozen_bn)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> CropCNN:
+        super().train(mode)
+        if self.frozen_stages or self._frozen_bn:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm3d):
+                    m.eval()
+        return self
+
+    def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> list[torch.Tensor]:
+        return [self.body(fast)]
+
+
+#: Backbones made for person tubes only (``model.variant`` with ``model.tube_size > 0``).
+TUBE_BACKBONES = {"crop_cnn": CropCNN}
+
+__all__ = ["TUBE_BACKBONES", "CropCNN", "PersonTubeDetector", "box_size_features", "boxes_in_tubes", "crop_tubes", "tube_windows"]
