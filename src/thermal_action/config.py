@@ -76,6 +76,7 @@ class ModelConfig:
     tube_size: int = 0  # > 0: person tubes of this many pixels a side cut around each box (models/tubes.py); 0: whole frame
     tube_context: float = 1.5  # tube window side / the box's longer side
     tube_min_size: float = 12.0  # smallest tube window side, in input pixels
+    test_time_augmentation: int = 1  # evaluation/prediction: average logits over 1, 2, 4 or 8 flips/transpositions
 
 
 @dataclass
@@ -115,6 +116,7 @@ class TrainerConfig:
     num_sanity_val_steps: int = 1  # validation batches run before training, to fail early on val bugs
     accumulate_grad_batches: int = 1  # batches per optimiser step
     max_time_minutes: float = 0.0  # stop training after this wall-clock time (minutes); 0 = no limit
+    min_epochs: int = 1  # epochs trained even when max_time_minutes runs out first
     deterministic: bool = False  # torch deterministic algorithms (CPU results repeat exactly with the seed)
     progress_bar: bool = True  # tqdm bar with loss and clips/s
 

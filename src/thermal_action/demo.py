@@ -265,6 +265,8 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     cfg.optim.epochs = epochs
     # A safety net: a machine slower than measured still stops near the budget.
     cfg.trainer.max_time_minutes = minutes * 1.15
+    # ... but never below the documented two epochs (a busy machine once cut the demo to one).
+    cfg.trainer.min_epochs = 2
     del probe, dm
 
     t_train = time.perf_counter()

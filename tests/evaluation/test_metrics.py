@@ -11,6 +11,7 @@ import pytest
 from thermal_action.evaluation import (
     GroundTruthFrame,
     average_precision,
+    choose_fall_threshold,
     compute_metrics,
     confusion_matrix,
     frame_ap_per_class,
@@ -337,6 +338,40 @@ def test_fall_precision_recall_by_hand():
     # .6 TP (P 2/4, R 2/3), .3 TP (P 3/5, R 1), .1 FP. Envelope: 1 up to R 1/3, then 3/5:
     # AP = 1/3 * 1 + 2/3 * 3/5 = 11/15, the same at every threshold.
     assert m["fall_ap"] == pytest.approx(11 / 15) and m_hi["fall_ap"] == pytest.approx(11 / 15)
+
+
+def test_fall_threshold_for_a_target_recall_by_hand():
+    # The same boxes: fall scores of the three falls .9 .6 .3; non-falls .7 (standing) and .1;
+    # a prediction on nobody at .8.
+    true = [3, 3, 3, 1, 0]
+    fall_scores = [0.9, 0.6, 0.3, 0.7, 0.1]
+    ground = [gt(f"k{i}", [BOX], [t]) for i, t in enumerate(true)]
+
+    def scores(f: float, other: int) -> list[float]:
+        s = [0.0] * 4
+        s[3] = f
+        s[other] += 1 - f
+        return s
+
+    preds = [pred(f"k{i}", BOX, scores(f, t if t != 3 else 0)) for i, (t, f) in enumerate(zip(true, fall_scores))]
+    preds.append(pred("k0", norm(40, 20, 50, 30), scores(0.8, 1)))
+    # Recall 1/3 needs one fall: the highest threshold is .9 (precision 1).
+    c = choose_fall_threshold(preds, ground, NAMES4, target_recall=0.3)
+    assert c["threshold"] == pytest.approx(0.9) and c["recall"] == pytest.approx(1 / 3) and c["precision"] == 1.0
+    # Recall 0.6 needs two of three: threshold .6 (alarms .9 .8 .7 .6: precision 2/4).
+    c = choose_fall_threshold(preds, ground, NAMES4, target_recall=0.6)
+    assert c["threshold"] == pytest.approx(0.6) and c["recall"] == pytest.approx(2 / 3)
+    assert c["precision"] == pytest.approx(0.5)
+    # Every fall: threshold .3, and compute_metrics agrees at that threshold.
+    c = choose_fall_threshold(preds, ground, NAMES4, target_recall=0.95)
+    assert c["threshold"] == pytest.approx(0.3) and c["num_falls"] == 3 and c["num_boxes"] == 6
+    m = compute_metrics(preds, ground, NAMES4, fall_threshold=c["threshold"])
+    assert m["fall_recall"] == pytest.approx(c["recall"]) and m["fall_precision"] == pytest.approx(c["precision"])
+    # No fall in the set: nothing to calibrate on.
+    no_fall = [gt("k3", [BOX], [1])]
+    assert choose_fall_threshold([pred("k3", BOX, scores(0.7, 1))], no_fall, NAMES4) is None
+    with pytest.raises(ValueError, match="target recall"):
+        choose_fall_threshold(preds, ground, NAMES4, target_recall=0.0)
 
 
 def test_unknown_fall_class_is_an_error():

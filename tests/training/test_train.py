@@ -137,3 +137,74 @@ def test_interaction_training_fills_the_bank_before_validation(tmp_path, tiny_co
     assert result.global_step == 2
     # The first pass wrote every validation keyframe, so even the first one has its memory.
     assert len(probe.seen_before_step) == 8 and all(probe.seen_before_step)
+
+
+class _WorseEveryEpoch(L.Callback):
+    """Makes the monitored validation mAP fall every epoch, so the best epoch is the first."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            trainer.callback_metrics["val/mAP"] = torch.tensor(1.0 - 0.1 * trainer.current_epoch)
+
+
+def test_last_checkpoint_is_the_final_epoch_when_the_best_is_earlier(tmp_path, tiny_config):
+    result = train(tiny_config("optim.epochs=3"), tmp_path, callbacks=[_WorseEveryEpoch()])
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    last = torch.load(result.last_checkpoint, weights_only=True)
+    assert best["global_step"] == 2 and best["epoch"] == 0
+    assert last["global_step"] == 6
+    assert not any(torch.equal(best["state_dict"][k], last["state_dict"][k])
+                   for k in best["state_dict"] if k.endswith("classifier.weight"))
+    # No temporary file is left behind by the atomic saves.
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path, tiny_config):
+    cfg = tiny_config("optim.epochs=3", "trainer.deterministic=true", "model.dropout=0.5")
+    full = train(cfg, tmp_path / "full", callbacks=[_WorseEveryEpoch()])
+    with pytest.raises(_Interrupt):
+        train(cfg, tmp_path / "cut", callbacks=[_WorseEveryEpoch(), _StopAtEpoch(2)])
+    resumed = train(cfg, tmp_path / "cut", resume=True, callbacks=[_WorseEveryEpoch()])
+    assert resumed.global_step == full.global_step == 6
+    a, b = _weights(full.last_checkpoint), _weights(resumed.last_checkpoint)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def full_val_run(tmp_path_factory, tiny_config):
+    """A tiny run validated on a whole set that holds falls (the tiny val recording has none)."""
+    return train(tiny_config("trainer.limit_val_batches=1.0", "data.val_ann=annotations/train.json"),
+                 tmp_path_factory.mktemp("full_val"))
+
+
+def test_checkpoints_carry_the_calibrated_fall_threshold(full_val_run):
+    from thermal_action.training.checkpoint import read_checkpoint_info
+
+    trained_run = full_val_run
+    info = read_checkpoint_info(trained_run.best_checkpoint)
+    cal = info.fall_calibration
+    assert cal is not None and cal["target_recall"] == 0.95 and cal["num_falls"] > 0
+    assert 0.0 <= cal["threshold"] <= 1.0 and cal["recall"] >= 0.95
+    assert info.fall_threshold == cal["threshold"]
+    row = json.loads((trained_run.run_dir / "val_summary.jsonl").read_text().splitlines()[-1])
+    assert row["fall_threshold"] == pytest.approx(cal["threshold"])
+    assert row["fall_recall"] >= 0.95
+
+
+def test_evaluate_and_predict_use_the_calibrated_threshold(full_val_run, synth_root, tmp_path):
+    from thermal_action.inference.predictor import Predictor
+    from thermal_action.training.checkpoint import read_checkpoint_info
+    from thermal_action.training.evaluate import evaluate_checkpoint
+
+    ckpt = full_val_run.best_checkpoint
+    calibrated = read_checkpoint_info(ckpt).fall_calibration["threshold"]
+    m = evaluate_checkpoint(ckpt, synth_root, "annotations/train.json", tmp_path / "a")
+    assert m["fall"]["threshold"] == pytest.approx(calibrated)
+    assert m["evaluated"]["fall_threshold_source"] == "calibrated"
+    assert m["fall_recall"] >= 0.95  # the set it was calibrated on
+    m = evaluate_checkpoint(ckpt, synth_root, "annotations/train.json", tmp_path / "b",
+                            overrides=["eval.fall_threshold=0.99"])
+    assert m["fall"]["threshold"] == 0.99 and m["evaluated"]["fall_threshold_source"] == "config"
+    assert Predictor.from_checkpoint(ckpt).fall_threshold == pytest.approx(calibrated)

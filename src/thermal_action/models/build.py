@@ -67,6 +67,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
         model = ActionDetector(backbone, head, memory_window=cfg.memory_window)
     if cfg.frozen_bn:
         model.set_frozen_bn(True)
+    model.set_test_time_augmentation(cfg.test_time_augmentation)
     if cfg.pretrained:
         # Lazy: the importer is only needed (and only imported) when weights are asked for.
         from thermal_action.models.pretrained import load_pretrained

@@ -12,6 +12,44 @@ from thermal_action.models.feature_bank import ClipKey, FeatureBank
 from thermal_action.models.head import ActionHead
 
 
+#: Test-time augmentation sizes: the first n of these flips/transpositions of an overhead
+#: view (the dihedral group of the frame), each valid for a sensor with no "up".
+TTA_TRANSFORMS: tuple[tuple[bool, bool, bool], ...] = (
+    # (transpose, flip rows, flip columns)
+    (False, False, False),
+    (False, True, True),  # 180°
+    (False, False, True),
+    (False, True, False),
+    (True, False, False),
+    (True, True, True),
+    (True, False, True),  # 90°
+    (True, True, False),  # 270°
+)
+TTA_SIZES = (1, 2, 4, 8)
+
+
+def transform_clip(x: torch.Tensor, transpose: bool, flip_rows: bool, flip_cols: bool) -> torch.Tensor:
+    """A flipped and/or transposed ``(B, C, T, H, W)`` clip (transpose first, then flips)."""
+    if transpose:
+        x = x.transpose(-1, -2)
+    dims = [d for d, f in ((-2, flip_rows), (-1, flip_cols)) if f]
+    return x.flip(dims) if dims else x
+
+
+def transform_rois(rois: torch.Tensor, height: int, width: int, transpose: bool, flip_rows: bool,
+                   flip_cols: bool) -> torch.Tensor:
+    """The ``(R, 5)`` RoIs of the untransformed ``height x width`` clip in the transformed one."""
+    b, x1, y1, x2, y2 = rois.unbind(dim=1)
+    if transpose:
+        x1, y1, x2, y2 = y1, x1, y2, x2
+        height, width = width, height
+    if flip_rows:
+        y1, y2 = height - y2, height - y1
+    if flip_cols:
+        x1, x2 = width - x2, width - x1
+    return torch.stack([b, x1, y1, x2, y2], dim=1)
+
+
 class ActionDetector(nn.Module):
     """Classifies the actions of given person boxes in a SlowFast clip pair.
 
@@ -31,6 +69,8 @@ class ActionDetector(nn.Module):
         update_memory: write person features of each forward into the bank (on by
             default, in training and evaluation, so validation and streaming inference
             on new recordings build their own memory).
+        test_time_augmentation: in eval mode, average the logits over this many of
+            :data:`TTA_TRANSFORMS` (1 = off; 2, 4 or 8). Training is never augmented here.
     """
 
     def __init__(self, backbone: SlowFastBackbone, head: ActionHead, memory_window: int = 3) -> None:
@@ -41,6 +81,15 @@ class ActionDetector(nn.Module):
         self.head = head
         self.feature_bank: FeatureBank | None = FeatureBank(memory_window) if head.interaction is not None else None
         self.update_memory = True
+        self.test_time_augmentation = 1
+
+    def set_test_time_augmentation(self, n: int) -> None:
+        """Averages eval-mode logits over ``n`` flips/transpositions (1 = off)."""
+        if n not in TTA_SIZES:
+            raise ValueError(f"test-time augmentation must be one of {TTA_SIZES}, got {n}")
+        if n > 1 and self.feature_bank is not None:
+            raise ValueError("test-time augmentation is not available with the interaction structure's memory")
+        self.test_time_augmentation = int(n)
 
     @property
     def alpha(self) -> int:
@@ -88,6 +137,27 @@ class ActionDetector(nn.Module):
             raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
         if clip_keys is not None and len(clip_keys) != fast.shape[0]:
             raise ValueError(f"got {len(clip_keys)} clip_keys for {fast.shape[0]} clips")
+        n = 1 if self.training else self.test_time_augmentation
+        if n == 1:
+            return self._forward(slow, fast, rois, clip_keys, object_rois)
+        h, w = fast.shape[-2:]
+        total = None
+        for t in TTA_TRANSFORMS[:n]:
+            obj = None if object_rois is None else transform_rois(object_rois, h, w, *t)
+            logits = self._forward(transform_clip(slow, *t), transform_clip(fast, *t), transform_rois(rois, h, w, *t),
+                                   clip_keys, obj)
+            total = logits if total is None else total + logits
+        return total / n
+
+    def _forward(
+        self,
+        slow: torch.Tensor,
+        fast: torch.Tensor,
+        rois: torch.Tensor,
+        clip_keys: Sequence[ClipKey] | None,
+        object_rois: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One forward pass without test-time augmentation."""
         features = self.backbone(slow, fast)
         memory = None
         bank = self.feature_bank

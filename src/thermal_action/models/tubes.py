@@ -107,17 +107,15 @@ class PersonTubeDetector(ActionDetector):
         self.context = float(context)
         self.min_size = float(min_size)
 
-    def forward(
+    def _forward(
         self,
         slow: torch.Tensor,
         fast: torch.Tensor,
         rois: torch.Tensor,
-        clip_keys: Sequence[ClipKey] | None = None,
-        object_rois: torch.Tensor | None = None,
+        clip_keys: Sequence[ClipKey] | None,
+        object_rois: torch.Tensor | None,
     ) -> torch.Tensor:
-        """``(R, K)`` logits; the arguments are those of :meth:`ActionDetector.forward`."""
-        if rois.dim() != 2 or rois.shape[1] != 5:
-            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        """``(R, K)`` logits of one pass; :meth:`ActionDetector.forward` checks the arguments."""
         if rois.shape[0] == 0:
             # Empty batch norm statistics are undefined: skip the backbone, keep a gradient path.
             hidden = fast.new_zeros(0, self.head.fc2.out_features) + 0 * self.head.fc2.bias.sum()

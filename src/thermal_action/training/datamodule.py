@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 log = logging.getLogger(__name__)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """One 63-bit seed per (run seed, epoch)."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2, np.uint64)[0] >> 1)
+def epoch_seed(seed: int, *keys: int) -> int:
+    """One 63-bit seed per (run seed, keys...), e.g. (seed, epoch) or (seed, rank, epoch, batch)."""
+    entropy = [int(seed) & 0xFFFFFFFF, *(int(k) for k in keys)]
+    return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> 1)
 
 
 class EpochSampler(Sampler[int]):
@@ -56,12 +57,13 @@ class EpochSampler(Sampler[int]):
 
 class SetDatasetEpoch(L.Callback):
     """Tells the training dataset the epoch, which seeds its augmentation, and reseeds
-    torch's global generator (dropout) from (seed, epoch).
+    torch's global generator (dropout) from (seed, rank, epoch, batch) before every
+    training batch.
 
     Lightning sets the epoch of a loader's sampler but not of its dataset; without
-    this, every epoch would see the same augmentation of each clip. Reseeding per epoch
-    makes a resumed run repeat the uninterrupted one exactly (with
-    ``trainer.deterministic``).
+    this, every epoch would see the same augmentation of each clip. Reseeding per batch
+    makes a run resumed from ``last.ckpt`` repeat the uninterrupted one exactly (with
+    ``trainer.deterministic``), whatever else drew from the global generator in between.
     """
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -69,8 +71,11 @@ class SetDatasetEpoch(L.Callback):
         dataset = getattr(dm, "train_dataset", None) if dm is not None else None
         if dataset is not None and hasattr(dataset, "set_epoch"):
             dataset.set_epoch(trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        dm = trainer.datamodule
         seed = getattr(dm, "seed", 0) if dm is not None else 0
-        torch.manual_seed(epoch_seed(seed + 7919 * getattr(trainer, "global_rank", 0), trainer.current_epoch))
+        torch.manual_seed(epoch_seed(seed, trainer.global_rank, trainer.current_epoch, batch_idx))
 
 
 class ThermalDataModule(L.LightningDataModule):

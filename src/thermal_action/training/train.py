@@ -252,11 +252,23 @@ class RunCheckpoint(ModelCheckpoint):
 
     _last_written_step = -1
 
+    def _ensure_last(self, trainer: L.Trainer) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking
+                or trainer.state.fn != TrainerFn.FITTING or self._last_written_step == trainer.global_step):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._ensure_last(trainer)
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        skip = self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer)
-        if self.save_last and not skip and self._last_written_step != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._ensure_last(trainer)
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
@@ -306,6 +318,7 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback]) -> L.
         strategy=t.strategy,
         precision=resolve_precision(t.precision, t.accelerator),
         max_epochs=o.epochs,
+        min_epochs=min(t.min_epochs, o.epochs),
         max_time={"seconds": t.max_time_minutes * 60} if t.max_time_minutes > 0 else None,
         gradient_clip_val=o.grad_clip if o.grad_clip > 0 else None,
         gradient_clip_algorithm="norm",
