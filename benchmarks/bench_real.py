@@ -55,6 +55,12 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "crop_cnn": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
                                   "data.scale=1.0"]),
     "tube32": (DEFAULT_CONFIG, ["model.tube_size=32", "data.scale=1.0"]),
+    "crop_cnn_tta": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
+                                      "data.scale=1.0", "model.test_time_augmentation=8"]),
+    "crop_cnn_24": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=24", "model.head_dim=64",
+                                     "data.scale=1.0", "model.tube_context=2.0"]),
+    "crop_cnn_16ep": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
+                                       "data.scale=1.0", "optim.epochs=16"]),
     "whole_frame_1x": (REPO / "configs" / "cpu_fast.yaml", []),
     "whole_frame_2x": (DEFAULT_CONFIG, ["model.tube_size=0", "data.scale=2.0"]),
 }
@@ -178,14 +184,19 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
     run_dir = Path(job["work"]) / f"{job['run']}_{job['fold']}_s{job['seed']}"
     result = train(cfg, run_dir)
     seconds = time.perf_counter() - t0
-    ckpt = result.best_checkpoint if job["checkpoint"] == "best" else result.last_checkpoint
-    metrics = evaluate_checkpoint(ckpt, job["data_root"], paths["test"], run_dir / "eval_test",
-                                  )
-    records = json.loads((run_dir / "eval_test" / "predictions.json").read_text())
     class_names = list(load_annotations(paths["test"]).class_names)
-    return {**job, "records": records, "threshold": metrics["fall"]["threshold"], "train_seconds": seconds,
-            "epochs": result.epochs, "class_names": class_names,
-            "fold_metrics": {k: metrics.get(k) for k in HEADLINE}}
+    out = {}
+    for which in ("best", "last"):
+        ckpt = result.best_checkpoint if which == "best" else result.last_checkpoint
+        metrics = evaluate_checkpoint(ckpt, job["data_root"], paths["test"], run_dir / f"eval_test_{which}")
+        records = json.loads((run_dir / f"eval_test_{which}" / "predictions.json").read_text())
+        out[which] = {**job, "records": records, "threshold": metrics["fall"]["threshold"],
+                      "train_seconds": seconds, "epochs": result.epochs, "class_names": class_names,
+                      "fold_metrics": {k: metrics.get(k) for k in HEADLINE}}
+    chosen = out[job["checkpoint"]]
+    other = "last" if job["checkpoint"] == "best" else "best"
+    chosen["other"] = {"checkpoint": other, "records": out[other]["records"], "threshold": out[other]["threshold"]}
+    return chosen
 
 
 # ---------------------------------------------------------------------------- pooling
@@ -284,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
 
         results: dict[str, Any] = {}
         for name in args.runs:
+            if not any(r["run"] == name for r in done):
+                continue
             per_seed = []
             for seed in sorted({r["seed"] for r in done if r["run"] == name}):
                 per_seed.append(pool([r for r in done if r["run"] == name and r["seed"] == seed], ann))
@@ -291,6 +304,17 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["per_seed"] = per_seed
             results[name]["overrides"] = runs[name][1] + (args.set if runs[name][0] else [])
             results[name]["config"] = str(runs[name][0].relative_to(REPO)) if runs[name][0] else None
+            mine = [r for r in done if r["run"] == name and "other" in r]
+            if mine:
+                other = mine[0]["other"]["checkpoint"]
+                per_seed = []
+                for seed in sorted({r["seed"] for r in mine}):
+                    rs = [{**r, "records": r["other"]["records"], "threshold": r["other"]["threshold"]}
+                          for r in mine if r["seed"] == seed]
+                    per_seed.append(pool(rs, ann))
+                alt = {k: summarize([p[k] for p in per_seed]) for k in (*HEADLINE, "train_seconds_per_fold")}
+                results[f"{name}@{other}"] = {**alt, "per_seed": per_seed, "overrides": results[name]["overrides"],
+                                              "config": results[name]["config"], "checkpoint": other}
 
     out = {
         "benchmark": "leave-one-recording-out on real recordings (thermal_real)",

@@ -76,6 +76,7 @@ class ModelConfig:
     tube_size: int = 0  # > 0: person tubes of this many pixels a side cut around each box (models/tubes.py); 0: whole frame
     tube_context: float = 1.5  # tube window side / the box's longer side
     tube_min_size: float = 12.0  # smallest tube window side, in input pixels
+    ensemble: int = 1  # members of a deep ensemble trained side by side (logits averaged); 1 = one model
     test_time_augmentation: int = 1  # evaluation/prediction: average logits over 1, 2, 4 or 8 flips/transpositions
 
 
@@ -99,6 +100,7 @@ class OptimConfig:
     class_weights: str = "none"  # "none", "inverse" or "inverse_sqrt" (of training box frequency)
     class_weight_max: float = 10.0  # upper clip of a class weight (weights are normalised to mean 1 per box)
     label_smoothing: float = 0.0  # softmax/focal: target mass spread uniformly over the K classes
+    group_smoothing: float = 0.0  # softmax: target mass moved to the other classes of the label's taxonomy group (name before "-")
 
 
 @dataclass

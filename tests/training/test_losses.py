@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from thermal_action.training.losses import (
     ActionLoss,
@@ -135,3 +136,29 @@ def test_bad_inputs_are_clear_errors():
         ActionLoss("softmax", 3)(torch.zeros(1, 3), torch.tensor([3]))
     with pytest.raises(ValueError, match=r"\(R, 3\)"):
         ActionLoss("softmax", 3)(torch.zeros(1, 4), torch.tensor([0]))
+
+
+def test_group_smoothing_targets_and_loss_by_hand():
+    from thermal_action.training.losses import ActionLoss, class_groups, group_target_matrix
+
+    names = ["standing", "lower position-kneeling", "lower position-bending", "lower position-crouching"]
+    assert class_groups(names) == ["standing", "lower position", "lower position", "lower position"]
+    q = group_target_matrix(names, 0.3)
+    torch.testing.assert_close(q[0], torch.tensor([1.0, 0, 0, 0]))  # alone in its group
+    torch.testing.assert_close(q[1], torch.tensor([0.0, 0.7, 0.15, 0.15]))
+    q2 = group_target_matrix(names, 0.3, label_smoothing=0.1)
+    torch.testing.assert_close(q2[1], torch.tensor([0.025, 0.655, 0.16, 0.16]))
+    assert torch.allclose(q2.sum(dim=1), torch.ones(4))
+    # Loss: weighted soft-target cross-entropy, by hand.
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.5, 0.0]])
+    labels = torch.tensor([0, 1])
+    w = torch.tensor([1.0, 2.0, 1.0, 1.0])
+    loss = ActionLoss("softmax", 4, w, target_matrix=q)(logits, labels)
+    log_p = torch.log_softmax(logits, dim=1)
+    ref = (1.0 * -log_p[0, 0] + 2.0 * -(0.7 * log_p[1, 1] + 0.15 * log_p[1, 2] + 0.15 * log_p[1, 3])) / 3.0
+    torch.testing.assert_close(loss, ref)
+    # With group smoothing 0 it is plain weighted cross-entropy.
+    plain = ActionLoss("softmax", 4, w, target_matrix=group_target_matrix(names, 0.0))(logits, labels)
+    torch.testing.assert_close(plain, F.cross_entropy(logits, labels, weight=w))
+    with pytest.raises(ValueError, match="softmax"):
+        ActionLoss("sigmoid", 4, target_matrix=q)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 
 from thermal_action.config import ModelConfig
 from thermal_action.models.detector import ActionDetector
+from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.models.head import ActionHead
 from thermal_action.models.interaction import INTERACTION_MODES, InteractionStructure
 from thermal_action.models.tubes import TUBE_BACKBONES, PersonTubeDetector
 from thermal_action.models.variants import VARIANTS
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
+def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | EnsembleDetector:
     """Builds the detector described by ``cfg`` (and loads ``cfg.pretrained`` if set).
 
     Args:
@@ -20,7 +22,8 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
         num_classes: ``K``, the classifier width.
 
     Returns:
-        An :class:`ActionDetector` in training mode.
+        An :class:`ActionDetector` in training mode, or an :class:`EnsembleDetector` of
+        ``cfg.ensemble`` of them (each initialised from the global generator in turn).
 
     Raises:
         ValueError: unknown variant or interaction mode (naming the closest valid one).
@@ -32,6 +35,15 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector:
         raise ValueError(f"unknown model variant '{cfg.variant}'{hint} (known: {', '.join(known)})")
     if cfg.variant in TUBE_BACKBONES and cfg.tube_size <= 0:
         raise ValueError(f"model.variant={cfg.variant} works on person tubes only: set model.tube_size > 0")
+    if cfg.ensemble < 1:
+        raise ValueError(f"model.ensemble must be >= 1, got {cfg.ensemble}")
+    if cfg.ensemble > 1:
+        if cfg.pretrained:
+            raise ValueError("model.ensemble > 1 with model.pretrained is not supported: train one model from "
+                             "the pretrained weights, or an ensemble from scratch")
+        single = copy.copy(cfg)
+        single.ensemble = 1
+        return EnsembleDetector([build_model(single, num_classes) for _ in range(cfg.ensemble)])
     if cfg.tube_size < 0:
         raise ValueError(f"model.tube_size must be >= 0 (0 = whole frame), got {cfg.tube_size}")
     if cfg.interaction != "none" and cfg.interaction not in INTERACTION_MODES:

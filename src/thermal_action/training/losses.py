@@ -67,6 +67,33 @@ def class_weights_from_counts(
     return raw.clamp(max=max_weight).to(torch.float32)
 
 
+def class_groups(class_names: list[str] | tuple[str, ...]) -> list[str]:
+    """The taxonomy group of each class: the part of its name before the first ``-``
+    (``"lower position-kneeling"`` -> ``"lower position"``), or the whole name."""
+    return [str(n).split("-", 1)[0].strip() for n in class_names]
+
+
+def group_target_matrix(class_names: list[str] | tuple[str, ...], group_smoothing: float,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """``(K, K)`` soft targets: row ``y`` is the target distribution of a box labelled ``y``.
+
+    ``group_smoothing`` of the mass goes, evenly, to the other classes of ``y``'s taxonomy
+    group (:func:`class_groups`; a class alone in its group keeps it), then
+    ``label_smoothing`` is spread over all K classes as usual. A model trained this way
+    scores a kneeling person as partly "crouching" and "bending" too, so a class with a
+    handful of examples (or none in a training fold) still ranks its look-alikes first.
+    """
+    groups = class_groups(class_names)
+    k = len(groups)
+    q = torch.eye(k, dtype=torch.float64)
+    for y in range(k):
+        siblings = [j for j in range(k) if j != y and groups[j] == groups[y]]
+        if siblings and group_smoothing > 0:
+            q[y, y] = 1.0 - group_smoothing
+            q[y, siblings] = group_smoothing / len(siblings)
+    return (q * (1.0 - label_smoothing) + label_smoothing / k).float()
+
+
 def _smoothed_targets(labels: torch.Tensor, num_classes: int, smoothing: float, dtype) -> torch.Tensor:
     onehot = F.one_hot(labels, num_classes).to(dtype)  # (R, K)
     return onehot * (1.0 - smoothing) + smoothing / num_classes
@@ -136,6 +163,8 @@ class ActionLoss(nn.Module):
         class_weights: ``(K,)`` weights (see :func:`class_weights_from_counts`) or ``None``.
         focal_gamma: focal exponent (``focal`` only).
         label_smoothing: softmax and focal only.
+        target_matrix: ``(K, K)`` soft targets per label (:func:`group_target_matrix`;
+            softmax only); replaces ``label_smoothing``.
     """
 
     def __init__(
@@ -145,6 +174,7 @@ class ActionLoss(nn.Module):
         class_weights: torch.Tensor | None = None,
         focal_gamma: float = 2.0,
         label_smoothing: float = 0.0,
+        target_matrix: torch.Tensor | None = None,
     ):
         super().__init__()
         if kind not in LOSS_KINDS:
@@ -164,9 +194,23 @@ class ActionLoss(nn.Module):
             persistent=False,
         )
         self.weighted = class_weights is not None
+        if target_matrix is not None:
+            if kind != "softmax":
+                raise ValueError("group smoothing (a target matrix) needs optim.loss=softmax")
+            if tuple(target_matrix.shape) != (num_classes, num_classes):
+                raise ValueError(f"target matrix has shape {tuple(target_matrix.shape)}, expected ({num_classes},)*2")
+            self.register_buffer("target_matrix", target_matrix.float(), persistent=False)
+        else:
+            self.target_matrix = None
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss of ``(R, K)`` logits against ``(R,)`` class indices (-1 ignored) or ``(R, K)`` multi-hot."""
+        """Loss of ``(R, K)`` logits against ``(R,)`` class indices (-1 ignored) or ``(R, K)`` multi-hot.
+
+        ``(n, R, K)`` logits (an ensemble's members, in training) give the mean of the
+        members' losses, so each member learns on its own.
+        """
+        if logits.ndim == 3:
+            return torch.stack([self(member, labels) for member in logits.unbind(0)]).mean()
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(f"logits must be (R, {self.num_classes}), got {tuple(logits.shape)}")
         weight = self.class_weights if self.weighted else None
@@ -189,6 +233,11 @@ class ActionLoss(nn.Module):
         if self.kind == "softmax":
             if multi_hot:
                 raise ValueError("optim.loss=softmax needs one class per box; use 'sigmoid' for multi-label data")
+            if self.target_matrix is not None:
+                log_p = F.log_softmax(logits.float(), dim=1)  # (R, K)
+                w = weight.to(log_p)[labels] if weight is not None else torch.ones_like(log_p[:, 0])
+                per_box = -(self.target_matrix.to(log_p)[labels] * log_p).sum(dim=1)  # (R,)
+                return (w * per_box).sum() / w.sum()
             return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing)
         if self.kind == "focal" and not multi_hot:
             return softmax_focal_loss(logits, labels, self.focal_gamma, weight, self.label_smoothing)

@@ -37,7 +37,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
 from thermal_action.training.datamodule import SetDatasetEpoch, build_datamodule, build_datasets, class_counts
-from thermal_action.training.losses import ActionLoss, class_weights_from_counts
+from thermal_action.training.losses import ActionLoss, class_weights_from_counts, group_target_matrix
 from thermal_action.training.system import ActionDetectionSystem
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,9 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
     if weights is not None:
         log.info("class weights (%s): %s", o.class_weights,
                  ", ".join(f"{n}={w:.2f}" for n, w in zip(class_names, weights.tolist())))
+    targets = group_target_matrix(class_names, o.group_smoothing, o.label_smoothing) if o.group_smoothing else None
     loss = ActionLoss(o.loss, len(class_names), weights, focal_gamma=o.focal_gamma,
-                      label_smoothing=o.label_smoothing)
+                      label_smoothing=o.label_smoothing, target_matrix=targets)
     return ActionDetectionSystem(
         model,
         loss,
