@@ -43,26 +43,32 @@ import time
 from pathlib import Path
 from typing import Any
 
+from thermal_action.data.annotations import recordings_in, subset_by_recording
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "thermal_real"
 DEFAULT_CONFIG = REPO / "configs" / "cpu_default.yaml"
+FAST_CONFIG = REPO / "configs" / "cpu_fast.yaml"
 
 #: name -> (config file, overrides). None as config: the class prior (no model).
 RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "class_prior": (None, []),
     "default": (DEFAULT_CONFIG, []),
-    "keyframe_only": (DEFAULT_CONFIG, ["data.num_frames=1", "data.frame_stride=1", "model.alpha=1"]),
-    "crop_cnn": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
-                                  "data.scale=1.0"]),
-    "tube32": (DEFAULT_CONFIG, ["model.tube_size=32", "data.scale=1.0"]),
-    "crop_cnn_tta": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
-                                      "data.scale=1.0", "model.test_time_augmentation=8"]),
-    "crop_cnn_24": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=24", "model.head_dim=64",
-                                     "data.scale=1.0", "model.tube_context=2.0"]),
-    "crop_cnn_16ep": (DEFAULT_CONFIG, ["model.variant=crop_cnn", "model.tube_size=16", "model.head_dim=64",
-                                       "data.scale=1.0", "optim.epochs=16"]),
-    "whole_frame_1x": (REPO / "configs" / "cpu_fast.yaml", []),
-    "whole_frame_2x": (DEFAULT_CONFIG, ["model.tube_size=0", "data.scale=2.0"]),
+    "keyframe_only": (DEFAULT_CONFIG, ["data.num_frames=1", "data.frame_stride=1"]),
+    # The simple baseline: the plain person-crop CNN without the default's TTA and group smoothing.
+    "crop_cnn": (DEFAULT_CONFIG, ["model.test_time_augmentation=1", "optim.group_smoothing=0.0"]),
+    # Ablations of the default, one change each.
+    "no_tta": (DEFAULT_CONFIG, ["model.test_time_augmentation=1"]),
+    "no_group_smoothing": (DEFAULT_CONFIG, ["optim.group_smoothing=0.0"]),
+    "target_recall_98": (DEFAULT_CONFIG, ["eval.fall_target_recall=0.98"]),
+    "ensemble_4": (DEFAULT_CONFIG, ["model.ensemble=4"]),
+    "tube_24": (DEFAULT_CONFIG, ["model.tube_size=24", "model.tube_context=2.0"]),
+    "epochs_16": (DEFAULT_CONFIG, ["optim.epochs=16"]),
+    "class_weights_inverse": (DEFAULT_CONFIG, ["optim.class_weights=inverse"]),
+    # Whole-frame and SlowFast alternatives (10-20x the compute).
+    "whole_frame_1x": (FAST_CONFIG, []),
+    "whole_frame_2x": (FAST_CONFIG, ["data.scale=2.0"]),
+    "slowfast_tube32": (FAST_CONFIG, ["model.tube_size=32"]),
 }
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
 
@@ -85,10 +91,6 @@ def cpu_description() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- folds
-def recordings_of(ann: dict) -> list[str]:
-    return sorted({img["sensor_id"] for img in ann["images"]})
-
-
 def session_of(recording: str) -> str:
     return recording.rsplit("_", 1)[0]
 
@@ -118,25 +120,13 @@ def make_folds(recordings: list[str]) -> list[dict[str, Any]]:
     return folds
 
 
-def subset(ann: dict, recordings: list[str]) -> dict:
-    keep = set(recordings)
-    images = [img for img in ann["images"] if img["sensor_id"] in keep]
-    ids = {img["id"] for img in images}
-    out = {k: v for k, v in ann.items() if k not in ("images", "annotations", "context_objects")}
-    out["images"] = images
-    out["annotations"] = [a for a in ann["annotations"] if a["image_id"] in ids]
-    if "context_objects" in ann:
-        out["context_objects"] = [a for a in ann["context_objects"] if a["image_id"] in ids]
-    return out
-
-
 def write_fold_annotations(ann: dict, fold: dict, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split in ("train", "val", "test"):
         recs = fold[split] if isinstance(fold[split], list) else [fold[split]]
         p = out / f"{split}.json"
-        p.write_text(json.dumps(subset(ann, recs)))
+        p.write_text(json.dumps(subset_by_recording(ann, recs)))
         paths[split] = p
     return paths
 
@@ -262,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ann_path.is_file():
         parser.error(f"{ann_path} not found: pass --data pointing at the thermal_real folder")
     ann = json.loads(ann_path.read_text())
-    folds = make_folds(recordings_of(ann))
+    folds = make_folds(recordings_in(ann))
     if args.folds:
         folds = [f for f in folds if f["test"] in args.folds]
     threads = args.threads or max(1, (os.cpu_count() or 2) // max(1, args.jobs))

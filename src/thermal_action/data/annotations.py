@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -437,3 +438,50 @@ def load_annotations(
         extras=extras,
         problems=new_problems,
     )
+
+
+def recordings_in(ann: dict[str, Any]) -> list[str]:
+    """The sorted ``sensor_id`` values of an annotation file's images."""
+    return sorted({str(img["sensor_id"]) for img in ann.get("images", [])})
+
+
+def subset_by_recording(ann: dict[str, Any], recordings: Iterable[str]) -> dict[str, Any]:
+    """The keyframes (with their annotations and context objects) of the given recordings.
+
+    Splitting by whole recordings is the honest way to hold data out: keyframes a second
+    apart share their labels, so a per-keyframe split leaks.
+    """
+    keep = set(recordings)
+    images = [img for img in ann.get("images", []) if str(img["sensor_id"]) in keep]
+    ids = {img["id"] for img in images}
+    out = {k: v for k, v in ann.items() if k not in ("images", "annotations", "context_objects")}
+    out["images"] = images
+    out["annotations"] = [a for a in ann.get("annotations", []) if a["image_id"] in ids]
+    if "context_objects" in ann:
+        out["context_objects"] = [a for a in ann["context_objects"] if a["image_id"] in ids]
+    return out
+
+
+def write_recording_split(src: str | Path, held_out: Iterable[str], train_out: str | Path,
+                          held_out_out: str | Path) -> tuple[list[str], list[str]]:
+    """Splits the annotation file ``src`` by recording into two files.
+
+    Returns:
+        ``(kept recordings, held-out recordings)``.
+
+    Raises:
+        DatasetError: a held-out recording is not in ``src``, or nothing would be kept.
+    """
+    ann = read_json(src)
+    have = recordings_in(ann)
+    held = sorted(set(held_out))
+    missing = [r for r in held if r not in have]
+    if missing:
+        raise DatasetError(f"{src}: no keyframes of recording(s) {missing} (it has {have})")
+    kept = [r for r in have if r not in held]
+    if not kept:
+        raise DatasetError(f"{src}: holding out {held} leaves no recording to train on")
+    for path, recs in ((train_out, kept), (held_out_out, held)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(subset_by_recording(ann, recs)))
+    return kept, held
