@@ -16,7 +16,7 @@ def test_mini_demo_writes_everything(tmp_path):
     from PIL import Image
 
     torch.set_num_threads(1)
-    result = run_demo(tmp_path, minutes=0.02, overrides=TINY, num_recordings=3, val_recordings=1,
+    result = run_demo(tmp_path, minutes=1e-4, overrides=TINY, num_recordings=3, val_recordings=1,
                       frames_per_recording=80)
     assert result.epochs == 2  # the budget is tiny: the minimum of two epochs
     assert (result.eval_dir / "metrics.json").is_file() and (result.eval_dir / "predictions.json").is_file()
