@@ -88,7 +88,7 @@ class DemoResult:
             lines.append(f"  {name:<22}  {f(self.metrics.get(key)):>6}   {f(self.prior_metrics.get(key)):>6}")
         if self.fall_threshold is not None:
             lines.append(f"  (fall threshold {self.fall_threshold:.3f}, calibrated by train on the inner validation "
-                         "recording for 95% recall)")
+                         "recording: eval.fall_target_recall)")
         lines += [
             "",
             f"dataset:      {self.dataset_dir}",
