@@ -38,6 +38,8 @@ DEFAULT_CLASS_NAMES: tuple[str, ...] = (
     "other",
 )
 FALL_CLASS_NAME = "lying down-lying with risk"
+#: Fall operating threshold when neither the user nor a calibration (``train``) gives one.
+FALLBACK_FALL_THRESHOLD = 0.5
 FRAME_HEIGHT = 40
 FRAME_WIDTH = 60
 

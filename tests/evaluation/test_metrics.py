@@ -305,23 +305,29 @@ def test_confusion_matrix_function():
     assert cm.tolist() == [[1, 0, 1], [1, 0, 0], [0, 0, 1]]
 
 
-def test_fall_precision_recall_by_hand():
-    # Fall class index 3. Boxes (true label, fall score): (3, .9) (3, .6) (3, .3) (1, .7) (0, .1)
-    # plus one prediction on nobody with fall score .8.
-    # Threshold .5: alarms on .9 TP, .6 TP, .7 FP (a standing person), .8 FP (nobody); the
-    # .3 fall is a FN. Precision 2/4, recall 2/3.
+def _fall_scores(f: float, other: int) -> list[float]:
+    """Four-class scores with fall score ``f`` and the rest on class ``other``."""
+    s = [0.0] * 4
+    s[3] = f
+    s[other] += 1 - f
+    return s
+
+
+def _fall_case() -> tuple[list[dict], list[GroundTruthFrame]]:
+    """Fall class index 3. Boxes (true label, fall score): (3, .9) (3, .6) (3, .3) (1, .7)
+    (0, .1), plus one prediction on nobody with fall score .8."""
     true = [3, 3, 3, 1, 0]
     fall_scores = [0.9, 0.6, 0.3, 0.7, 0.1]
     ground = [gt(f"k{i}", [BOX], [t]) for i, t in enumerate(true)]
+    preds = [pred(f"k{i}", BOX, _fall_scores(f, t if t != 3 else 0)) for i, (t, f) in enumerate(zip(true, fall_scores))]
+    preds.append(pred("k0", norm(40, 20, 50, 30), _fall_scores(0.8, 1)))
+    return preds, ground
 
-    def scores(f: float, other: int) -> list[float]:
-        s = [0.0] * 4
-        s[3] = f
-        s[other] += 1 - f
-        return s
 
-    preds = [pred(f"k{i}", BOX, scores(f, t if t != 3 else 0)) for i, (t, f) in enumerate(zip(true, fall_scores))]
-    preds.append(pred("k0", norm(40, 20, 50, 30), scores(0.8, 1)))
+def test_fall_precision_recall_by_hand():
+    # Threshold .5: alarms on .9 TP, .6 TP, .7 FP (a standing person), .8 FP (nobody); the
+    # .3 fall is a FN. Precision 2/4, recall 2/3.
+    preds, ground = _fall_case()
     m = compute_metrics(preds, ground, NAMES4, fall_threshold=0.5)
     assert m["fall_precision"] == pytest.approx(2 / 4)
     assert m["fall_recall"] == pytest.approx(2 / 3)
@@ -343,18 +349,7 @@ def test_fall_precision_recall_by_hand():
 def test_fall_threshold_for_a_target_recall_by_hand():
     # The same boxes: fall scores of the three falls .9 .6 .3; non-falls .7 (standing) and .1;
     # a prediction on nobody at .8.
-    true = [3, 3, 3, 1, 0]
-    fall_scores = [0.9, 0.6, 0.3, 0.7, 0.1]
-    ground = [gt(f"k{i}", [BOX], [t]) for i, t in enumerate(true)]
-
-    def scores(f: float, other: int) -> list[float]:
-        s = [0.0] * 4
-        s[3] = f
-        s[other] += 1 - f
-        return s
-
-    preds = [pred(f"k{i}", BOX, scores(f, t if t != 3 else 0)) for i, (t, f) in enumerate(zip(true, fall_scores))]
-    preds.append(pred("k0", norm(40, 20, 50, 30), scores(0.8, 1)))
+    preds, ground = _fall_case()
     # Recall 1/3 needs one fall: the highest threshold is .9 (precision 1).
     c = choose_fall_threshold(preds, ground, NAMES4, target_recall=0.3)
     assert c["threshold"] == pytest.approx(0.9) and c["recall"] == pytest.approx(1 / 3) and c["precision"] == 1.0
@@ -369,7 +364,7 @@ def test_fall_threshold_for_a_target_recall_by_hand():
     assert m["fall_recall"] == pytest.approx(c["recall"]) and m["fall_precision"] == pytest.approx(c["precision"])
     # No fall in the set: nothing to calibrate on.
     no_fall = [gt("k3", [BOX], [1])]
-    assert choose_fall_threshold([pred("k3", BOX, scores(0.7, 1))], no_fall, NAMES4) is None
+    assert choose_fall_threshold([pred("k3", BOX, _fall_scores(0.7, 1))], no_fall, NAMES4) is None
     with pytest.raises(ValueError, match="target recall"):
         choose_fall_threshold(preds, ground, NAMES4, target_recall=0.0)
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from thermal_action.structures import (
     FALL_CLASS_NAME,
+    FALLBACK_FALL_THRESHOLD,
     FRAME_HEIGHT,
     FRAME_WIDTH,
     box_iou_xyxy,
@@ -722,7 +723,7 @@ def choose_fall_threshold(
     if fall_scores.size < need:
         # Some falls have no paired prediction: the best reachable is every predicted fall.
         need = fall_scores.size
-    threshold = float(fall_scores[need - 1]) if need else 0.5
+    threshold = float(fall_scores[need - 1]) if need else FALLBACK_FALL_THRESHOLD
     alarm = scores >= threshold
     tp = int(np.sum(alarm & is_fall))
     fp = int(np.sum(alarm & ~is_fall))

@@ -62,6 +62,7 @@ from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import Recording, read_recording
 from thermal_action.structures import (
     FALL_CLASS_NAME,
+    FALLBACK_FALL_THRESHOLD,
     boxes_cxcywh_norm_to_xyxy,
     boxes_xyxy_to_cxcywh_norm,
     pack_pathways,
@@ -285,7 +286,7 @@ class Predictor:
         class_names: Sequence[str],
         score_activation: str = "softmax",
         max_clips_per_batch: int = 4,
-        fall_threshold: float = 0.5,
+        fall_threshold: float = FALLBACK_FALL_THRESHOLD,
     ):
         if score_activation not in ("softmax", "sigmoid"):
             raise ValueError(f"score_activation must be 'softmax' or 'sigmoid', got {score_activation!r}")
@@ -341,7 +342,7 @@ class Predictor:
             meta = onnx_backend.metadata
             builder = ClipBuilder(**meta["clip_builder"])
             return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch,
-                       fall_threshold=float(meta.get("fall_threshold", 0.5)))
+                       fall_threshold=float(meta.get("fall_threshold", FALLBACK_FALL_THRESHOLD)))
 
         from thermal_action.data.dataset import build_clip_builder
         from thermal_action.training.checkpoint import load_detector, read_checkpoint_info

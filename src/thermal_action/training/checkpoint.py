@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from thermal_action.config import Config, config_from_dict
+from thermal_action.structures import FALLBACK_FALL_THRESHOLD
 
 CHECKPOINT_KEY = "thermal_action"
 FORMAT_VERSION = 1
@@ -59,10 +60,6 @@ class CheckpointInfo:
     def fall_threshold(self) -> float:
         """The operating threshold to use: the config's if set, else the calibrated one, else 0.5."""
         return resolve_fall_threshold(self.config.eval.fall_threshold, self.fall_calibration)
-
-
-#: Fall threshold when neither the user nor a calibration gives one.
-FALLBACK_FALL_THRESHOLD = 0.5
 
 
 def resolve_fall_threshold(requested: float | None, calibration: dict[str, Any] | None) -> float:
