@@ -70,6 +70,13 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "whole_frame_2x": (FAST_CONFIG, ["data.scale=2.0"]),
     "slowfast_tube32": (FAST_CONFIG, ["model.tube_size=32"]),
 }
+#: Runs that first pretrain the model self-supervised (``thermal_action.pretrain``) on the fold's
+#: training and inner-validation recordings (their frames, never their labels; never the test
+#: recording), then train it from those weights: name -> (config, train overrides, pretrain overrides).
+PRETRAIN_RUNS: dict[str, tuple[Path, list[str], list[str]]] = {
+    "ssl_pretrain": (DEFAULT_CONFIG, [], []),
+    "ssl_pretrain_long": (DEFAULT_CONFIG, [], ["pretrain.epochs=12", "pretrain.temporal_jitter=12"]),
+}
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
 
 
@@ -170,8 +177,14 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
 
     extra = [f"data.root={job['data_root']}", f"data.train_ann={paths['train']}", f"data.val_ann={paths['val']}",
              f"seed={job['seed']}", "trainer.progress_bar=false", "trainer.accelerator=cpu"]
-    cfg = load_config(config, list(overrides) + extra + list(job["extra"]))
+    cfg = load_config(config, list(overrides) + extra + list(job["extra"]) + list(job.get("pretrain") or []))
     run_dir = Path(job["work"]) / f"{job['run']}_{job['fold']}_s{job['seed']}"
+    if job.get("pretrain") is not None:
+        from thermal_action.pretrain import pretrain
+
+        frames = Path(job["data_root"]) / cfg.data.frames_dir
+        pre = pretrain(cfg, [frames / f"{r}.h5" for r in job["pretrain_recordings"]], run_dir / "pretrain")
+        cfg.model.pretrained = str(pre.weights)
     result = train(cfg, run_dir)
     seconds = time.perf_counter() - t0
     class_names = list(load_annotations(paths["test"]).class_names)
@@ -239,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     runs = dict(RUNS)
+    runs.update({name: (config, overrides) for name, (config, overrides, _) in PRETRAIN_RUNS.items()})
     if args.config:
         runs["custom"] = (args.config, [])
         if "custom" not in args.runs:
@@ -269,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                     jobs.append({"run": name, "fold": fold["test"], "seed": seed, "config": config,
                                  "overrides": overrides, "extra": args.set, "paths": {k: str(v) for k, v in paths.items()},
                                  "data_root": str(args.data), "work": str(work), "threads": threads,
-                                 "checkpoint": args.checkpoint})
+                                 "checkpoint": args.checkpoint,
+                                 "pretrain": PRETRAIN_RUNS[name][2] if name in PRETRAIN_RUNS else None,
+                                 "pretrain_recordings": [*fold["train"], fold["val"]]})
         t0 = time.perf_counter()
         done: list[dict[str, Any]] = []
         if args.jobs > 1:

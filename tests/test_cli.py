@@ -69,5 +69,5 @@ def test_help_lists_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("train", "evaluate", "demo"):
+    for name in ("train", "evaluate", "pretrain", "demo"):
         assert name in out

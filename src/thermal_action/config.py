@@ -136,6 +136,25 @@ class EvalConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """``thermal-action pretrain``: contrastive self-supervised pretraining on unlabelled recordings."""
+
+    epochs: int = 6  # passes over the unlabelled person tubes
+    batch_size: int = 32  # tubes per step; each is seen in two views, the rest of the batch are its negatives
+    lr: float = 2.0e-3  # AdamW peak learning rate (cosine decay, 5% warmup)
+    weight_decay: float = 1.0e-2
+    temperature: float = 0.2  # InfoNCE softmax temperature
+    projection_dim: int = 64  # output width of the projection MLP (dropped after pretraining)
+    frame_step: int = 2  # every frame_step-th frame's detected people become samples
+    max_samples: int = 0  # tubes per epoch (a seeded random subset); 0 = all
+    min_score: float = 0.3  # person detections with a lower score are not used
+    temporal_jitter: int = 6  # frames each view's window centre moves (uniform in [-j, j])
+    box_jitter: float = 1.0  # pixels, std of each view's box corner noise
+    temp_offset: float = 1.5  # °C, std of each view's global temperature offset
+    temp_gain: float = 0.2  # relative std of each view's gain around the background
+
+
+@dataclass
 class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -143,6 +162,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 def _field_names(cls: type) -> list[str]:

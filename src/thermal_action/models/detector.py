@@ -149,6 +149,16 @@ class ActionDetector(nn.Module):
             total = logits if total is None else total + logits
         return total / n
 
+    def embed(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """``(R, D)`` pooled person features of each RoI (backbone + RoI pooling, no classifier).
+
+        What self-supervised pretraining (:mod:`thermal_action.pretrain`) trains; the
+        arguments are those of :meth:`forward`. No memory, no interaction, no augmentation.
+        """
+        if rois.dim() != 2 or rois.shape[1] != 5:
+            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        return self.head.pool(self.backbone(slow, fast), rois)
+
     def _forward(
         self,
         slow: torch.Tensor,

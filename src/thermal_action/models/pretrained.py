@@ -480,7 +480,8 @@ def detect_format(keys: Iterable[str], top_level_key: str | None = None) -> str:
         return FORMAT_ALPHACTION
     if has(r"(model\.)?blocks\.\d+\.multipathway_(blocks|fusion)\."):
         return FORMAT_PYTORCHVIDEO
-    if has(r"(model\.)?backbone\.s1\.pathway0_stem\.") or has(r"(model\.)?head\.classifier\."):
+    if (has(r"(model\.)?backbone\.s1\.pathway0_stem\.") or has(r"(model\.)?head\.classifier\.")
+            or has(r"(model\.)?backbone\.body\.\d+\.")):  # the last: our person-crop CNN (thermal-action pretrain)
         return FORMAT_OURS
     if has(r"s1\.pathway0_stem\."):
         return FORMAT_PYSLOWFAST

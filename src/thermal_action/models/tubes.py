@@ -120,16 +120,28 @@ class PersonTubeDetector(ActionDetector):
             # Empty batch norm statistics are undefined: skip the backbone, keep a gradient path.
             hidden = fast.new_zeros(0, self.head.fc2.out_features) + 0 * self.head.fc2.bias.sum()
             return self.head.classifier(hidden)
+        features, inner = self._tube_features(slow, fast, rois)
+        out = self.head(features, inner, extra=box_size_features(rois))
+        return out.logits
+
+    def _tube_features(
+        self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Backbone features of every RoI's tube and the RoI inside its tube (``(R, 5)``)."""
         windows = tube_windows(rois, self.context, self.min_size)
         fast_tubes = crop_tubes(fast, windows, self.tube_size)
         slow_tubes = crop_tubes(slow, windows, self.tube_size)
         if fast.is_contiguous(memory_format=torch.channels_last_3d) and not fast.is_contiguous():
             fast_tubes = fast_tubes.contiguous(memory_format=torch.channels_last_3d)
             slow_tubes = slow_tubes.contiguous(memory_format=torch.channels_last_3d)
-        features = self.backbone(slow_tubes, fast_tubes)
-        inner = boxes_in_tubes(rois, windows, self.tube_size)
-        out = self.head(features, inner, extra=box_size_features(rois))
-        return out.logits
+        return self.backbone(slow_tubes, fast_tubes), boxes_in_tubes(rois, windows, self.tube_size)
+
+    def embed(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """``(R, D)`` pooled person features: the box pooled inside its own tube."""
+        if rois.dim() != 2 or rois.shape[1] != 5:
+            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        features, inner = self._tube_features(slow, fast, rois)
+        return self.head.pool(features, inner)
 
 
 class CropCNN(nn.Module):

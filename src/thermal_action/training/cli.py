@@ -1,4 +1,4 @@
-"""``thermal-action train | evaluate | demo``: parse, then call one library function each.
+"""``thermal-action train | evaluate | pretrain | demo``: parse, then call one library function each.
 
 Registered into the main parser by :func:`thermal_action.cli.build_parser`.
 """
@@ -67,6 +67,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from thermal_action.config import load_config
+    from thermal_action.demo import find_config
+    from thermal_action.pretrain import pretrain
+
+    # "--recordings DIR key=value": argparse gives the overrides after the paths to --recordings.
+    recordings = [r for r in args.recordings or [] if "=" not in r or Path(r).exists()]
+    overrides = [r for r in args.recordings or [] if r not in recordings] + list(args.overrides)
+    cfg = load_config(args.config or find_config("cpu_default.yaml"), overrides)
+    if not recordings:
+        if not cfg.data.root:
+            raise ValueError("give --recordings FILE_OR_DIR ... or data.root=DATASET (its frames/ are used)")
+        recordings = [str(Path(cfg.data.root) / cfg.data.frames_dir)]
+    print(pretrain(cfg, recordings, args.out).format_text())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from thermal_action.demo import run_demo
 
@@ -104,6 +121,21 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="data.* / eval.* overrides, e.g. eval.iou_threshold=0.3")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = subparsers.add_parser(
+        "pretrain",
+        help="self-supervised pretraining on unlabelled recordings (contrastive, person tubes)",
+        description="Pretrains the model of --config (default configs/cpu_default.yaml) on the people the "
+        "built-in detector finds in unlabelled recordings; fine-tune with thermal-action train ... "
+        "model.pretrained=OUT/pretrained.safetensors. Example: thermal-action pretrain --out runs/pre "
+        "--recordings /data/unlabelled pretrain.epochs=6",
+    )
+    p.add_argument("--config", help="YAML config of the model to pretrain (default configs/cpu_default.yaml)")
+    p.add_argument("--out", required=True, help="output directory (pretrained.safetensors, config.yaml, log)")
+    p.add_argument("--recordings", nargs="+", metavar="PATH",
+                   help=".h5 files or folders of them (default: DATA_ROOT/frames from data.root=...)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. pretrain.epochs=10")
+    p.set_defaults(func=_cmd_pretrain)
 
     p = subparsers.add_parser(
         "demo",
