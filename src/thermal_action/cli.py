@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-checkpoint", help="map a published SlowFast checkpoint onto our model")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--variant", default="slowfast_r50_4x16")
+    p.add_argument("--variant", help="model variant (default: the only one in VARIANTS that reproduces the file)")
     p.add_argument("--num-classes", type=int, default=14)
     p.add_argument("--interaction", default="none")
     p.set_defaults(func=_cmd_convert_checkpoint)

@@ -672,3 +672,28 @@ def test_mmaction2_r50_4x16_default_layout_converts_to_its_variant(tmp_path):
     report = convert_checkpoint(path, tmp_path / "out.pt", variant="slowfast_r50_4x16", num_classes=14)
     assert any("slowfast_r50_4x16_mmaction2" in n for n in report.notes)
     assert sorted(report.loaded_backbone) == sorted(ours) and report.missing_backbone == []
+
+
+@pytest.mark.parametrize("layout, variant", [("alphaction_r50_4x16_denseserial", "slowfast_r50_4x16_alphaction"),
+                                             ("alphaction_r101_8x8_denseserial", "slowfast_r101_8x8_alphaction")])
+def test_convert_without_variant_uses_the_only_one_that_fits(layout, variant, store, tmp_path, capsys):
+    from thermal_action.cli import main
+
+    out = tmp_path / "out.pt"
+    assert main(["convert-checkpoint", str(store(layout)), str(out), "--interaction", "denseserial"]) == 0
+    assert f"variant '{variant}'" in capsys.readouterr().out
+    assert torch.load(out, weights_only=True)["model_config"]["variant"] == variant
+
+
+def test_convert_without_variant_pyslowfast_and_ambiguity(r50_pyslowfast, tmp_path, monkeypatch):
+    import thermal_action.models.pretrained as pretrained
+
+    ours = _our_backbone_tensors(r50_pyslowfast, seed=5)
+    path = tmp_path / "pyslowfast_r50.pyth"
+    torch.save({"model_state": {to_pyslowfast(k): v for k, v in ours.items()}}, path)
+    report = convert_checkpoint(path, tmp_path / "out.pt", num_classes=14)
+    assert any("'slowfast_r50_4x16'" in n for n in report.notes)
+    # Were two variants to reproduce a file, it must not guess.
+    monkeypatch.setattr(pretrained, "fitting_variants", lambda mapped: ["slowfast_r50_4x16", "slowfast_r50_8x8"])
+    with pytest.raises(CheckpointError, match=r"slowfast_r50_4x16.*slowfast_r50_8x8.*pass --variant"):
+        convert_checkpoint(path, tmp_path / "out2.pt", num_classes=14)

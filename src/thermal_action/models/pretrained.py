@@ -663,6 +663,23 @@ def resolve_variant(mapped: MappedCheckpoint, variant: str, path: str | Path = "
     )
 
 
+def _only_fitting_variant(mapped: MappedCheckpoint, path: str | Path) -> str:
+    """The single variant that reproduces the file (``convert_checkpoint`` without a variant)."""
+    if mapped.format == FORMAT_OURS:
+        raise CheckpointError(path, "already a thermal-action checkpoint: use it as model.pretrained directly, "
+                                    "or pass the variant it was trained with")
+    fits = fitting_variants(mapped)
+    if len(fits) == 1:
+        return fits[0]
+    detail = (f"{FORMAT_TITLES[mapped.format]} backbone (depths {backbone_depths_for(mapped)}, options "
+              f"{backbone_options_for(mapped)})")
+    if not fits:
+        raise CheckpointError(path, f"no model variant reproduces this {detail}; add a variant with these "
+                                    "SlowFastBackbone options to thermal_action.models.VARIANTS")
+    raise CheckpointError(path, f"variants {fits} all reproduce this {detail} (alpha cannot be read from the "
+                                "weights): pass --variant with the one the file was trained as")
+
+
 # --------------------------------------------------------------------------------------
 # Loading into a model
 # --------------------------------------------------------------------------------------
@@ -825,13 +842,16 @@ def _check_backbone(path: str, mapped: MappedCheckpoint, report: LoadReport, lef
 def convert_checkpoint(
     input_path: str | Path,
     output_path: str | Path,
-    variant: str = "slowfast_r50_4x16",
+    variant: str | None = None,
     num_classes: int = 14,
     interaction: str = "none",
 ) -> LoadReport:
     """Maps a published checkpoint onto our detector and saves it in our format.
 
-    The model is built with :func:`thermal_action.models.build_model`; if ``variant``
+    The model is built with :func:`thermal_action.models.build_model`. Without ``variant``
+    the one variant in ``VARIANTS`` that reproduces the file's backbone is used (several
+    fitting, e.g. a PySlowFast R50 that 4x16 and 8x8 both load, is an error naming them:
+    alpha cannot be read from the weights). If a given ``variant``
     cannot reproduce the file's backbone, the fitting variant of the same speed is
     used instead (e.g. ``slowfast_r50_4x16`` -> ``slowfast_r50_4x16_alphaction`` for an
     AlphAction file) and the report says so. The output holds only tensors and plain
@@ -847,7 +867,7 @@ def convert_checkpoint(
     Args:
         input_path: the published checkpoint.
         output_path: where to write ours (parent directories are created).
-        variant: a name in ``VARIANTS``.
+        variant: a name in ``VARIANTS``, or None to use the only one that fits.
         num_classes: ``K`` of our classifier.
         interaction: ``"none"`` or an interaction mode of the head.
 
@@ -862,11 +882,17 @@ def convert_checkpoint(
 
     raw = read_checkpoint(input_path)
     mapped = map_checkpoint(raw)
-    resolved = resolve_variant(mapped, variant, input_path)
+    if variant is None:
+        resolved = _only_fitting_variant(mapped, input_path)
+    else:
+        resolved = resolve_variant(mapped, variant, input_path)
     cfg = ModelConfig(variant=resolved, interaction=interaction)
     model = build_model(cfg, num_classes)
     report = _load_mapped(model, raw, mapped, strict_backbone=True)
-    if resolved != variant:
+    if variant is None:
+        report.notes.append(f"variant '{resolved}': the only one that reproduces this "
+                            f"{FORMAT_TITLES[mapped.format]} backbone")
+    elif resolved != variant:
         report.notes.append(
             f"variant '{variant}' cannot reproduce this {FORMAT_TITLES[mapped.format]} backbone; "
             f"used '{resolved}' ({backbone_options_for(mapped)})"
