@@ -32,9 +32,11 @@ def test_train_resume_evaluate(tmp_path, dataset, capsys, monkeypatch):
     monkeypatch.setenv(RUN_DIR_ENV, "unused")
     monkeypatch.delenv(RUN_DIR_ENV)  # restored (absent) after the test; the CLI sets it
     run = tmp_path / "run"
-    assert main(["train", "--config", str(ROOT / "configs" / "cpu_default.yaml"), "--out", str(run),
-                 f"data.root={dataset}", *TINY]) == 0
+    # No --config: the CPU default, and it says so.
+    assert main(["train", "--out", str(run), f"data.root={dataset}", *TINY]) == 0
     out = capsys.readouterr().out
+    assert "no --config: training the CPU default" in out and "cpu_default.yaml" in out
+    assert "variant: crop_cnn" in (run / "config.yaml").read_text()
     assert "best checkpoint:" in out and str(run / "checkpoints" / "best.ckpt") in out
     assert (run / "config.yaml").is_file() and (run / "val_summary.jsonl").is_file()
 

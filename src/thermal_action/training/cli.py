@@ -28,10 +28,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # environment carries the run directory, so every rank uses the one chosen here.
     os.environ[RUN_DIR_ENV] = str(out)
     config = args.config
-    if config is None:
-        if not args.resume:
-            raise ValueError("--config is required (or --resume --out RUN_DIR to continue a run with its config.yaml)")
+    if config is None and args.resume:
         config = Path(out) / "config.yaml"
+    elif config is None:
+        from thermal_action.demo import find_config
+
+        config = find_config("cpu_default.yaml")
+        print(f"no --config: training the CPU default, {config}")
     cfg = load_config(config, args.overrides)
     result = train(cfg, out, resume=args.resume)
     if result.global_rank != 0:
@@ -100,7 +103,8 @@ def register(subparsers) -> None:
         description="Train on a dataset in the thermal format. Example: thermal-action train "
         "--config configs/cpu_default.yaml data.root=/data/rooms optim.epochs=20",
     )
-    p.add_argument("--config", help="YAML config (configs/*.yaml); with --resume defaults to RUN_DIR/config.yaml")
+    p.add_argument("--config", help="YAML config (configs/*.yaml); default configs/cpu_default.yaml, "
+                   "with --resume RUN_DIR/config.yaml")
     p.add_argument("--out", help="run directory (default runs/<config>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=/data optim.lr=3e-4")
