@@ -78,3 +78,37 @@ def test_override_values_parse_as_yaml():
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
     assert parse_override("a=true") == ("a", True)
     assert parse_override("a=some/path.yaml") == ("a", "some/path.yaml")
+
+
+def test_every_config_field_is_read_somewhere():
+    """A key nothing reads would be accepted and silently ignored: every field of every
+    section must be read somewhere in the package outside config.py, as an attribute of
+    its section (``cfg.eval.plots``) or of a config object (``cfg.plots``, ``eval_cfg.plots``,
+    ``p.plots`` for a section held in a short local)."""
+    import ast
+    import dataclasses
+    import typing
+    from pathlib import Path
+
+    import thermal_action
+    from thermal_action.config import Config
+
+    src = Path(thermal_action.__file__).parent
+    reads: set[tuple[str, str]] = set()  # (what the attribute is read from, attribute)
+    for path in src.rglob("*.py"):
+        if path.name == "config.py" and path.parent == src:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                v = node.value
+                base = v.attr if isinstance(v, ast.Attribute) else v.id if isinstance(v, ast.Name) else ""
+                reads.add((base, node.attr))
+
+    def is_read(section: str, name: str) -> bool:
+        return any(attr == name and (base == section or "cfg" in base or "config" in base or base in ("p", section[0]))
+                   for base, attr in reads)
+
+    hints = typing.get_type_hints(Config)
+    unread = [f"{f.name}.{g.name}" for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])
+              for g in dataclasses.fields(hints[f.name]) if not is_read(f.name, g.name)]
+    assert unread == []

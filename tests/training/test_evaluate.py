@@ -95,3 +95,23 @@ def test_interaction_memory_is_filled_before_predicting(synth_root, tiny_config)
                                        clip_keys=list(zip(batch.sensor_ids, batch.frame_idxs.tolist()))), -1)
     first = np.asarray(two_pass[0]["scores"])
     assert not np.allclose(first, one_pass[0].numpy(), atol=1e-6)
+
+
+def test_eval_config_keys_do_what_they_say(trained_run, synth_root, tmp_path):
+    """eval.detections / detection_min_score / restrict_to_predicted_images / plots, set as config."""
+    val = load_annotations(synth_root / "annotations" / "val.json")
+    detections = [{"image_id": kf.image_id, "bbox": box, "score": 0.9}
+                  for kf in val.keyframes[:3] for box in kf.boxes_cxcywh_norm.tolist()]
+    detections.append({"image_id": val.keyframes[0].image_id, "bbox": [0.05, 0.05, 0.05, 0.05], "score": 0.3})
+    det_path = tmp_path / "detections.json"
+    det_path.write_text(json.dumps(detections))
+    out = tmp_path / "ev"
+    metrics = evaluate_checkpoint(trained_run.best_checkpoint, synth_root, "annotations/val.json", out, overrides=[
+        f"eval.detections={det_path}", "eval.detection_min_score=0.5", "eval.restrict_to_predicted_images=true",
+        "eval.plots=false"])
+    assert metrics["evaluated"]["boxes"] == str(det_path)
+    records = json.loads((out / "predictions.json").read_text())
+    assert len(records) == len(detections) - 1  # the 0.3 box is below eval.detection_min_score
+    assert metrics["matching"]["num_unpaired_predictions"] == 0
+    assert metrics["matching"]["num_missed_gt"] == 0  # only the three keyframes with detections are scored
+    assert not (out / "confusion_matrix.png").exists() and not (out / "pr_curves.png").exists()

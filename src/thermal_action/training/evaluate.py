@@ -108,14 +108,15 @@ def evaluate_checkpoint(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluates a training checkpoint and writes ``metrics.json``, ``predictions.json``
-    and the confusion-matrix and precision-recall plots to ``out_dir``.
+    and (with ``eval.plots``) the confusion-matrix and precision-recall plots to ``out_dir``.
 
     Args:
         checkpoint: a ``.ckpt`` written by ``thermal-action train``.
         data_root: dataset directory (``frames/`` and ``annotations/``).
         ann_file: annotation file to score, relative to ``data_root`` unless absolute.
         out_dir: where the outputs go (created).
-        detections: a detections file; its boxes replace the annotated ones.
+        detections: a detections file; its boxes replace the annotated ones (default
+            ``eval.detections``; boxes scoring below ``eval.detection_min_score`` are dropped).
         overrides: ``key=value`` strings for ``data.*`` / ``eval.*`` (e.g.
             ``eval.iou_threshold=0.3``, ``data.batch_size=16``); the clip settings
             default to the checkpoint's.
@@ -134,8 +135,10 @@ def evaluate_checkpoint(
     cfg = _apply_overrides(cfg, overrides)
     cfg.data.root = str(data_root)
     boxes_override = None
+    if detections is None and cfg.eval.detections:
+        detections = cfg.eval.detections
     if detections is not None:
-        boxes_override = read_detections(detections)
+        boxes_override = read_detections(detections, min_score=cfg.eval.detection_min_score)
         log.info("%s: %d keyframes with detections", detections, len(boxes_override))
     dataset = build_dataset(cfg.data, ann_file, train=False, boxes_override=boxes_override, seed=cfg.seed,
                             override_source=str(detections) if detections else "boxes_override")
@@ -158,6 +161,7 @@ def evaluate_checkpoint(
         iou_threshold=cfg.eval.iou_threshold,
         fall_class=cfg.eval.fall_class,
         fall_threshold=resolve_fall_threshold(cfg.eval.fall_threshold, info.fall_calibration),
+        restrict_to_predicted_images=cfg.eval.restrict_to_predicted_images,
     )
     metrics["evaluated"] = {
         "checkpoint": str(checkpoint),
@@ -171,5 +175,5 @@ def evaluate_checkpoint(
         else ("calibrated" if info.fall_calibration else "fallback"),
         "fall_calibration": info.fall_calibration,
     }
-    write_evaluation(out_dir, records, metrics, class_names)
+    write_evaluation(out_dir, records, metrics, class_names, plots=cfg.eval.plots)
     return metrics
