@@ -208,3 +208,65 @@ def test_evaluate_and_predict_use_the_calibrated_threshold(full_val_run, synth_r
                             overrides=["eval.fall_threshold=0.99"])
     assert m["fall"]["threshold"] == 0.99 and m["evaluated"]["fall_threshold_source"] == "config"
     assert Predictor.from_checkpoint(ckpt).fall_threshold == pytest.approx(calibrated)
+
+
+def _copy_run(run_dir, dest):
+    import shutil
+
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def test_resume_from_a_truncated_last_checkpoint_says_how_to_use_best(trained_run, tmp_path, capsys, monkeypatch):
+    from thermal_action.cli import main
+    from thermal_action.training.train import RUN_DIR_ENV
+
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    run = _copy_run(trained_run.run_dir, tmp_path / "run")
+    last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # a torn file, as a crash mid-copy would leave
+    assert main(["train", "--resume", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert f"{last}: not a readable PyTorch checkpoint" in err
+    assert f"{best} is intact (saved at epoch 0, step 2)" in err
+    assert f"mv {last} {last}.damaged && cp {best} {last}" in err
+    # Nothing was written by the refused resume.
+    assert sorted(p.name for p in (run / "csv").iterdir()) == ["version_0"]
+    # Following the advice resumes from best.ckpt.
+    last.rename(str(last) + ".damaged")
+    best_bytes = best.read_bytes()
+    last.write_bytes(best_bytes)
+    assert main(["train", "--resume", "--out", str(run), "optim.epochs=2"]) == 0
+    capsys.readouterr()
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+
+
+class _TornWrite(Exception):
+    pass
+
+
+def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, tmp_path):
+    from types import SimpleNamespace
+
+    from thermal_action.training.train import RunCheckpoint
+
+    run = _copy_run(trained_run.run_dir, tmp_path / "run")
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def save_checkpoint(filepath, weights_only=False):
+        # The process dies half-way through writing the new checkpoint.
+        with open(filepath, "wb") as f:
+            f.write(before[: len(before) // 3])
+        raise _TornWrite()
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, global_step=99, is_global_zero=True, loggers=[])
+    cb = RunCheckpoint(dirpath=run / "checkpoints", filename="best", save_last=True)
+    with pytest.raises(_TornWrite):
+        cb._save_checkpoint(trainer, str(last))
+    assert last.read_bytes() == before
+    assert torch.load(last, weights_only=True)["global_step"] == trained_run.global_step
+    # The torn temporary file is not a checkpoint name that --resume or the run-directory check would pick up.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "last.ckpt.tmp"]

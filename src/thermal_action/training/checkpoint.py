@@ -91,7 +91,11 @@ def _load(path: str | Path) -> dict[str, Any]:
         # weights_only: a checkpoint is data; never execute pickled code from it.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"{path}: cannot read the checkpoint safely (weights_only=True): {e}") from e
+        from thermal_action.models.pretrained import CheckpointError, explain_load_failure
+
+        # The project's one-line refusal, as for pretrained weights: torch's own text
+        # suggests retrying with weights_only=False, which would run the file's code.
+        raise CheckpointError(path, explain_load_failure(path, e)) from e
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(
             f"{path}: not a thermal-action training checkpoint (no '{CHECKPOINT_KEY}' entry); "

@@ -205,6 +205,7 @@ def _check_run_dir(out_dir: Path, resume: bool) -> Path | None:
     if resume:
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no {last} to continue from (was the run validated at least once?)")
+        _check_resumable(last)
         return last
     ckpts = sorted((out_dir / "checkpoints").glob("*.ckpt")) if (out_dir / "checkpoints").is_dir() else []
     if ckpts:
@@ -213,6 +214,29 @@ def _check_run_dir(out_dir: Path, resume: bool) -> Path | None:
             "or choose another --out"
         )
     return None
+
+
+def _check_resumable(last: Path) -> None:
+    """Reads ``last.ckpt`` safely before anything else; a damaged one is an error that says
+    whether ``best.ckpt`` is intact (and from which epoch) and how to resume from it."""
+    from thermal_action.training.checkpoint import read_checkpoint_info
+
+    try:
+        read_checkpoint_info(last)
+    except ValueError as damaged:
+        best = last.with_name("best.ckpt")
+        try:
+            info = read_checkpoint_info(best)
+        except (ValueError, FileNotFoundError) as e:
+            fallback = f"best.ckpt cannot be used either ({e}); start a new run with another --out"
+        else:
+            fallback = (f"{best} is intact (saved at epoch {info.epoch}, step {info.global_step}); to resume from it: "
+                        f"mv {last} {last}.damaged && cp {best} {last}, then run train --resume again")
+        raise CheckpointDamagedError(f"--resume: {damaged}. {fallback}") from damaged
+
+
+class CheckpointDamagedError(ValueError):
+    """``--resume`` found a ``last.ckpt`` that cannot be read (the message says what to do)."""
 
 
 class ProgressBar(TQDMProgressBar):
