@@ -198,3 +198,13 @@ def test_frames_of_another_size_than_annotated(tmp_path, fmt):
     ds = build_dataset(cfg, cfg.train_ann, train=False)
     with pytest.raises(DatasetError, match=r"Q\.h5 \[image Q_1\]: frames are 30x30 but the annotation says 40x60"):
         ds[0]
+
+
+def test_box_of_negative_size_says_negative(tmp_path, fmt):
+    ann, _ = _one_keyframe(tmp_path, fmt, bbox=[0.5, 0.5, -0.1, 0.205])
+    with pytest.raises(DatasetError, match=r"train\.json \[annotation id 5 \(image Q_1\)\]: box of negative width "
+                                           r"\(-6\.00 x 8\.20 px\)"):
+        load_annotations(ann)
+    ann, _ = _one_keyframe(tmp_path, fmt, bbox=[0.5, 0.5, -0.1, -0.1])
+    with pytest.raises(DatasetError, match=r"box of negative width and height \(-6\.00 x -4\.00 px\)"):
+        load_annotations(ann)

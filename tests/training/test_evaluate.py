@@ -95,3 +95,17 @@ def test_interaction_memory_is_filled_before_predicting(synth_root, tiny_config)
                                        clip_keys=list(zip(batch.sensor_ids, batch.frame_idxs.tolist()))), -1)
     first = np.asarray(two_pass[0]["scores"])
     assert not np.allclose(first, one_pass[0].numpy(), atol=1e-6)
+
+
+def test_an_evaluation_set_without_labelled_boxes_is_an_error(trained_run, synth_root, tmp_path):
+    import shutil
+
+    from thermal_action.data.errors import DatasetError
+
+    root = shutil.copytree(synth_root, tmp_path / "data")
+    val = root / "annotations" / "val.json"
+    val.write_text(json.dumps(dict(json.loads(val.read_text()), annotations=[])))
+    with pytest.raises(DatasetError, match=r"annotations/val\.json: no labelled box in its \d+ keyframes: every "
+                                           r"metric would be undefined"):
+        evaluate_checkpoint(trained_run.best_checkpoint, root, "annotations/val.json", tmp_path / "e")
+    assert not (tmp_path / "e").exists()

@@ -270,3 +270,56 @@ def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, 
     assert torch.load(last, weights_only=True)["global_step"] == trained_run.global_step
     # The torn temporary file is not a checkpoint name that --resume or the run-directory check would pick up.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "last.ckpt.tmp"]
+
+
+@pytest.fixture
+def synth_copy(synth_root, tmp_path):
+    """A private copy of the synthetic dataset, to break."""
+    import shutil
+
+    return shutil.copytree(synth_root, tmp_path / "data")
+
+
+def _empty_annotations(path):
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(data, annotations=[])))
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+@pytest.mark.parametrize("class_weights", ["none", "inverse"])
+def test_a_set_without_labelled_boxes_is_an_error_naming_it(synth_copy, tiny_config, tmp_path, split, class_weights):
+    from thermal_action.data.errors import DatasetError
+
+    _empty_annotations(synth_copy / "annotations" / f"{split}.json")
+    cfg = tiny_config(f"data.root={synth_copy}", f"optim.class_weights={class_weights}")
+    with pytest.raises(DatasetError, match=rf"annotations/{split}\.json: no labelled box in its \d+ keyframes"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["no_frames", "truncated", "other_size"])
+def test_an_unusable_recording_fails_before_the_run_directory_is_made(synth_copy, tiny_config, tmp_path, kind):
+    import h5py
+    import numpy as np
+
+    from thermal_action.data.errors import DatasetError
+
+    path = synth_copy / "frames" / "SYN00_R2.h5"
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:2000])
+    else:
+        with h5py.File(path, "a") as f:
+            n = f["frames"].shape[0]
+            del f["frames"]
+            if kind == "other_size":
+                f["frames"] = np.full((n, 24, 32), 18.0, np.float32)
+    with pytest.raises(DatasetError, match=r"SYN00_R2\.h5"):
+        train(tiny_config(f"data.root={synth_copy}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_record_the_training_frame_size(trained_run):
+    from thermal_action.training.checkpoint import read_checkpoint_info
+
+    assert read_checkpoint_info(trained_run.best_checkpoint).frame_size == (40, 60)
+    assert read_checkpoint_info(trained_run.last_checkpoint).frame_size == (40, 60)
