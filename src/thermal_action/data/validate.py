@@ -55,6 +55,7 @@ class RecordingSummary:
     dead_pixels: int
     converted_from_kelvin: bool
     non_increasing_timestamps: int
+    converted_from_dtype: str | None = None  # integer frames on disk, converted to float32
 
 
 @dataclass
@@ -236,6 +237,7 @@ def _summarise_recording(rec: Recording) -> RecordingSummary:
         dead_pixels=rec.repair.dead_pixels,
         converted_from_kelvin=rec.repair.converted_from_kelvin,
         non_increasing_timestamps=rec.non_increasing_timestamps,
+        converted_from_dtype=rec.repair.converted_from_dtype,
     )
 
 
@@ -463,6 +465,10 @@ def validate_dataset(
                 f"{len(shared)} recordings have keyframes in several splits ({', '.join(sorted(shared)[:5])}): "
                 "neighbouring keyframes share labels, so such a split leaks; hold out whole recordings"
             )
+    ints = [f"{r.sensor_id} ({r.converted_from_dtype})" for r in report.recordings if r.converted_from_dtype]
+    if ints:
+        report.warnings.append(f"{len(ints)} recordings have integer frames, converted to float32 as whole degrees: "
+                               f"{', '.join(ints[:5])}")
     train = next((s for s in report.splits if s.name == "train"), None)
     if train is not None:
         empty = [n for n, c in train.class_counts.items() if c == 0]
