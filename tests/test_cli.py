@@ -73,3 +73,68 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for name in ("train", "evaluate", "pretrain", "demo"):
         assert name in out
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_every_error_is_exit_2_and_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"a run's checkpoint")
+    argv = ["train", "--config", str(ROOT / "configs" / "cpu_default.yaml"), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("thermal-action train: error: ") and "already holds checkpoints" in err and "--resume" in err
+    assert (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == b"a run's checkpoint"
+    assert not (tmp_path / "config.yaml").exists()
+    # --debug (before or after the subcommand) or the environment variable: the traceback.
+    with pytest.raises(FileExistsError):
+        main(["--debug", *argv])
+    with pytest.raises(FileExistsError):
+        main([*argv[:1], "--debug", *argv[1:]])
+    monkeypatch.setenv("THERMAL_ACTION_DEBUG", "1")
+    with pytest.raises(FileExistsError):
+        main(argv)
+
+
+def test_out_of_range_and_unknown_overrides_through_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
+    config = str(ROOT / "configs" / "cpu_fast.yaml")
+    assert main(["train", "--config", config, "--out", str(tmp_path / "r"), "optim.epochs=-1"]) == 2
+    err = _one_line_error(capsys)
+    assert "'optim.epochs' = -1 is out of range: allowed >= 1" in err and "command-line override" in err
+    assert main(["train", "--config", config, "--out", str(tmp_path / "r"), "optim.bogus_key=1"]) == 2
+    err = _one_line_error(capsys)
+    assert "command-line override 'optim.bogus_key=1': unknown config key 'optim.bogus_key'" in err
+    assert "cpu_fast.yaml" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_pickled_checkpoint_gets_the_projects_refusal_everywhere(tmp_path, capsys, monkeypatch):
+    import argparse
+
+    import torch
+
+    from thermal_action.training.checkpoint import CHECKPOINT_KEY
+
+    monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
+    bad = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, CHECKPOINT_KEY: argparse.Namespace(code="x")}, bad)
+    (tmp_path / "rec.h5").write_bytes(b"")
+    commands = [
+        ["evaluate", "--checkpoint", str(bad), "--data", str(tmp_path), "--out", str(tmp_path / "e")],
+        ["predict", str(tmp_path / "rec.h5"), "--checkpoint", str(bad), "--out", str(tmp_path / "p")],
+        ["export", str(tmp_path / "m.onnx"), "--checkpoint", str(bad)],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = _one_line_error(capsys)
+        assert f"{bad}: refused: the file holds pickled Python objects (argparse.Namespace)" in err, err
+        # Not torch's own text, which suggests simply re-running with weights_only=False.
+        assert "Re-running" not in err and "WeightsUnpickler" not in err

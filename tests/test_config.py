@@ -112,3 +112,98 @@ def test_every_config_field_is_read_somewhere():
     unread = [f"{f.name}.{g.name}" for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])
               for g in dataclasses.fields(hints[f.name]) if not is_read(f.name, g.name)]
     assert unread == []
+
+
+# --- ranges: every number has one, declared beside its default, and it is enforced ------
+
+
+def _numeric_fields():
+    """(key, field, is_int, is_tuple) for every int/float field of every section (and the
+    ``Any`` fields whose default is a number)."""
+    import dataclasses
+    import typing
+    from typing import Any
+
+    def walk(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                yield from walk(tp, prefix + f.name + ".")
+                continue
+            args = [a for a in typing.get_args(tp) if a is not type(None) and a is not Ellipsis]
+            origin = typing.get_origin(tp)
+            if tp in (int, float) or (origin is not None and args and all(a in (int, float) for a in args)):
+                yield prefix + f.name, f, (args or [tp])[0] is int, origin is tuple
+            elif tp is Any and isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+                yield prefix + f.name, f, isinstance(f.default, int), False
+
+    return list(walk(Config, ""))
+
+
+def _outside(rng, is_int):
+    """Values just outside the range (and, with choices, one inside the bounds but not a choice)."""
+    step = 1 if is_int else 0.5
+    out = []
+    if rng.low is not None:
+        out.append(rng.low if rng.low_open else rng.low - step)
+    if rng.high is not None:
+        out.append(rng.high if rng.high_open else rng.high + step)
+    if rng.choices is not None:
+        out += [v for v in range(int(rng.low), int(rng.high) + 1) if v not in rng.choices][:1]
+    return [int(v) if is_int else float(v) for v in out if v not in rng.also]
+
+
+def test_every_numeric_field_declares_a_range_and_it_is_enforced():
+    from thermal_action.config import Range
+
+    fields = _numeric_fields()
+    assert len(fields) > 50  # the walk found the numbers (int, float, optional, tuples, Any)
+    keys = {k for k, *_ in fields}
+    assert {"optim.epochs", "optim.lr", "data.batch_size", "data.fixed_range", "eval.fall_threshold",
+            "trainer.limit_train_batches", "seed"} <= keys
+    defaults = Config()
+    for key, f, is_int, is_tuple in fields:
+        rng = f.metadata.get("range")
+        assert isinstance(rng, Range), f"{key} declares no range"
+        assert rng.low is not None or rng.high is not None or rng.choices is not None, f"{key}: unbounded range"
+        section, _, name = key.rpartition(".")
+        default = getattr(getattr(defaults, section) if section else defaults, name)
+        cases = [(rng, is_int)] + ([(rng.int_range, True)] if rng.int_range is not None else [])
+        for r, as_int in cases:
+            bad_values = _outside(r, as_int)
+            assert bad_values, f"{key}: no value outside {r}"
+            for bad in bad_values:
+                text = f"[{bad}, {default[-1] + 1000}]" if is_tuple and len(default) else (
+                    f"[{bad}]" if is_tuple else repr(bad))
+                with pytest.raises(ConfigError, match=rf"'{key}' = .*out of range: allowed") as e:
+                    load_config(None, [f"{key}={text}"])
+                assert str(r) in str(e.value)
+
+
+def test_out_of_range_values_name_key_range_and_source(tmp_path):
+    with pytest.raises(ConfigError, match=r"command-line override 'optim.epochs=-1': .*'optim.epochs' = -1 is out "
+                                          r"of range: allowed >= 1"):
+        load_config(None, ["optim.epochs=-1"])
+    path = tmp_path / "exp.yaml"
+    path.write_text("optim:\n  lr: -0.1\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: config key 'optim.lr' = -0.1 is out of range: allowed > 0"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"'optim.step_milestones' = \[8, 6\]: the values must strictly increase"):
+        load_config(None, ["optim.step_milestones=[8, 6]"])
+    # Bounds themselves, where closed, are fine; so are the extra values a field allows.
+    cfg = load_config(None, ["model.dropout=0", "optim.momentum=1", "trainer.devices=-1",
+                             "trainer.limit_train_batches=7", "eval.fall_threshold=null"])
+    assert cfg.trainer.devices == -1 and cfg.trainer.limit_train_batches == 7 and cfg.eval.fall_threshold is None
+
+
+def test_an_unknown_override_is_blamed_on_the_command_line_not_the_yaml(tmp_path):
+    path = tmp_path / "cpu_fast.yaml"
+    path.write_text("optim:\n  lr: 0.01\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["optim.bogus_key=1"])
+    assert str(e.value).startswith("command-line override 'optim.bogus_key=1': unknown config key 'optim.bogus_key'")
+    assert "cpu_fast.yaml" not in str(e.value)
+    path.write_text("optim:\n  bogus_key: 1\n")
+    with pytest.raises(ConfigError, match=r"cpu_fast\.yaml: unknown config key 'optim.bogus_key'"):
+        load_config(path, ["optim.lr=0.1"])

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+#: Set to 1 (or pass ``--debug``) to see the traceback of an error instead of one line.
+DEBUG_ENV = "THERMAL_ACTION_DEBUG"
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -79,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Spatio-temporal action detection on low-resolution thermal recordings.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the thermal dataset format")
@@ -124,7 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     training_cli.register(sub)
     inference_cli.register(sub)
+    for p in sub.choices.values():
+        # Also after the subcommand (``thermal-action train --debug ...``).
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=f"show the traceback of an error (or set {DEBUG_ENV}=1)")
     return parser
+
+
+def _debug_requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "").strip().lower() in (
+        "1", "true", "yes", "on")
+
+
+def _one_line(e: BaseException) -> str:
+    """The error as one line: library errors already name the file and record."""
+    text = " ".join(str(e).split())
+    if isinstance(e, KeyError) and len(e.args) == 1:
+        text = str(e.args[0])
+    if isinstance(e, (ValueError, OSError, KeyError)):
+        return text or type(e).__name__
+    # Anything else is not one of our messages: say what kind it is and how to see more.
+    return f"{type(e).__name__}: {text} (rerun with --debug for the traceback)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - every error becomes one line and exit code 2
         # Library errors carry the file and record; show them without a traceback.
-        if args.verbose:
+        if _debug_requested(args):
             raise
-        print(f"thermal-action {args.command}: error: {e}", file=sys.stderr)
+        print(f"thermal-action {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

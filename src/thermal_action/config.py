@@ -9,6 +9,10 @@ every checkpoint (:func:`config_to_dict`), so a run can always be reproduced.
 Modules never see this object: ``build_model`` / ``build_datamodule`` turn it into
 explicit constructor arguments.
 
+Every number has its allowed range next to its default (``ranged(default, low, high)``,
+kept in the field's metadata under ``"range"``): a value outside it is an error naming
+the key, where it came from (the YAML file or the command-line override) and the range.
+
 Example::
 
     cfg = load_config("configs/cpu_default.yaml", ["optim.lr=3e-4", "data.root=/data/rooms"])
@@ -32,105 +36,190 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the typed defaults."""
 
 
+_INF = float("inf")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric config field accepts.
+
+    Attributes:
+        low, high: bounds (None: unbounded on that side).
+        low_open, high_open: exclude the bound itself.
+        increasing: a tuple field's values must strictly increase.
+        choices: only these values (within the bounds).
+        also: extra values accepted outside the bounds (e.g. ``devices=-1``: all).
+        int_range: for ``Any`` fields holding an int or a float: the range of an int
+            (``self`` then applies to floats, e.g. a fraction of batches).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    increasing: bool = False
+    choices: tuple[float, ...] | None = None
+    also: tuple[float, ...] = ()
+    int_range: "Range | None" = None
+
+    def contains(self, v: float) -> bool:
+        if v in self.also:
+            return True
+        if v != v:  # NaN
+            return False
+        if self.choices is not None and v not in self.choices:
+            return False
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            return False
+        if self.high is not None and (v > self.high or (self.high_open and v == self.high)):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.choices is not None:
+            text = "one of " + ", ".join(f"{c:g}" for c in self.choices)
+        elif self.low is not None and self.high is not None:
+            text = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = "any finite number"
+        if self.also:
+            text += " or " + ", ".join(f"{a:g}" for a in self.also)
+        return text
+
+
+def ranged(default: Any, low: float | None = None, high: float | None = None, **kw: Any) -> Any:
+    """A dataclass field with its default and its allowed :class:`Range` (see :class:`Range`)."""
+    return field(default=default, metadata={"range": Range(low, high, **kw)})
+
+
+def field_range(cls: type, name: str) -> Range | None:
+    """The declared range of ``cls.name`` (None when it has none)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.metadata.get("range")
+
+
+def check_range(value: Any, rng: Range | None, key: str) -> None:
+    """Raises :class:`ConfigError` when a number in ``value`` lies outside ``rng``."""
+    if rng is None or value is None:
+        return
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue  # e.g. devices="auto" or a list of device ids: Lightning checks those
+        r = rng.int_range if (rng.int_range is not None and isinstance(v, int)) else rng
+        if not r.contains(v):
+            kind = " (an integer count)" if r is rng.int_range else (
+                " (a fraction)" if rng.int_range is not None else "")
+            allowed = str(r) + (f"; or an integer count {rng.int_range}" if rng.int_range is not None
+                                and r is not rng.int_range else "")
+            raise ConfigError(f"config key '{key}' = {v!r}{kind} is out of range: allowed {allowed}")
+    if rng.increasing and any(b <= a for a, b in zip(values, values[1:])):
+        raise ConfigError(f"config key '{key}' = {list(values)!r}: the values must strictly increase")
+
+
 @dataclass
 class DataConfig:
     root: str = ""  # dataset directory (holds frames/ and annotations/)
     train_ann: str = "annotations/train.json"  # relative to root (or absolute)
     val_ann: str = "annotations/val.json"  # relative to root (or absolute)
     frames_dir: str = "frames"  # relative to root
-    valid_range: tuple[float, float] = (-40.0, 200.0)  # °C; pixels outside (dropped packets, NaN) are repaired
-    max_box_overhang: float = 2.0  # pixels a box may poke out of the frame and be clipped; further out is an error
-    num_frames: int = 64  # raw frames in a clip window: num_frames//2 before the keyframe, the keyframe, the rest after
-    frame_stride: int = 2  # fast pathway takes every frame_stride-th frame of the window
-    scale: float = 1.0  # spatial resize factor applied to 40x60 frames (boxes scaled to match)
+    valid_range: tuple[float, float] = ranged((-40.0, 200.0), -273.15, increasing=True)  # °C; pixels outside (dropped packets, NaN) are repaired
+    max_box_overhang: float = ranged(2.0, 0.0)  # pixels a box may poke out of the frame and be clipped; further out is an error
+    num_frames: int = ranged(64, 1)  # raw frames in a clip window: num_frames//2 before the keyframe, the keyframe, the rest after
+    frame_stride: int = ranged(2, 1)  # fast pathway takes every frame_stride-th frame of the window
+    scale: float = ranged(1.0, 0.0, low_open=True)  # spatial resize factor applied to 40x60 frames (boxes scaled to match)
     normalization: str = "background"  # "background" (relative to the clip's background level) or "fixed"
-    fixed_range: tuple[float, float] = (5.0, 45.0)  # °C window mapped to [0, 1] in "fixed" mode
-    background_scale: float = 8.0  # °C; (T - background) / background_scale in "background" mode
+    fixed_range: tuple[float, float] = ranged((5.0, 45.0), -273.15, increasing=True)  # °C window mapped to [0, 1] in "fixed" mode
+    background_scale: float = ranged(8.0, 0.0, low_open=True)  # °C; (T - background) / background_scale in "background" mode
     augment: bool = True  # training-time augmentation on/off
     flip: bool = True  # random horizontal and vertical flips
     rotate: bool = True  # random 90/180/270° rotations (overhead sensors have no "up"); 90/270° per batch for non-square frames
-    temp_offset: float = 1.5  # °C, std of a global temperature offset
-    temp_gain: float = 0.1  # relative std of a temperature gain around the background
-    box_jitter: float = 0.5  # pixels (native resolution), std of box corner jitter
-    temporal_jitter: int = 2  # frames, max shift of the window centre
+    temp_offset: float = ranged(1.5, 0.0)  # °C, std of a global temperature offset
+    temp_gain: float = ranged(0.1, 0.0)  # relative std of a temperature gain around the background
+    box_jitter: float = ranged(0.5, 0.0)  # pixels (native resolution), std of box corner jitter
+    temporal_jitter: int = ranged(2, 0)  # frames, max shift of the window centre
     cache: bool = True  # keep decoded recordings in memory (a 500-frame file is ~5 MB)
-    batch_size: int = 8  # clips per batch (per device)
-    num_workers: int = 0  # DataLoader workers
+    batch_size: int = ranged(8, 1)  # clips per batch (per device)
+    num_workers: int = ranged(0, 0)  # DataLoader workers
     class_balanced_sampler: bool = False  # sample clips inversely to their rarest box class frequency
 
 
 @dataclass
 class ModelConfig:
     variant: str = "slowfast_tiny"  # a name in thermal_action.models.VARIANTS
-    alpha: int = 0  # fast/slow frame-rate ratio; 0 = the variant's own
-    dropout: float = 0.2  # dropout before the classifier
-    head_dim: int = 1024  # width of the two-layer MLP of the RoI head
-    roi_output_size: int = 7  # RoIAlign output size (cells)
-    roi_sampling_ratio: int = 2  # RoIAlign samples per cell side (0 = adaptive)
+    alpha: int = ranged(0, 0)  # fast/slow frame-rate ratio; 0 = the variant's own
+    dropout: float = ranged(0.2, 0.0, 1.0, high_open=True)  # dropout before the classifier
+    head_dim: int = ranged(1024, 1)  # width of the two-layer MLP of the RoI head
+    roi_output_size: int = ranged(7, 1)  # RoIAlign output size (cells)
+    roi_sampling_ratio: int = ranged(2, 0)  # RoIAlign samples per cell side (0 = adaptive)
     interaction: str = "none"  # "none", "parallel", "serial" or "denseserial"
-    memory_window: int = 3  # keyframes on each side read from the feature bank (interaction only)
+    memory_window: int = ranged(3, 0)  # keyframes on each side read from the feature bank (interaction only)
     pretrained: str = ""  # path to a checkpoint file (AlphAction, PySlowFast, MMAction2, or ours)
     frozen_bn: bool = False  # freeze BatchNorm statistics and affine parameters
-    interaction_dim: int = 1024  # attention width of the interaction blocks (AlphAction: 1024)
-    interaction_dropout: float = 0.2  # dropout inside the interaction structure
-    tube_size: int = 0  # > 0: person tubes of this many pixels a side cut around each box (models/tubes.py); 0: whole frame
-    tube_context: float = 1.5  # tube window side / the box's longer side
-    tube_min_size: float = 12.0  # smallest tube window side, in input pixels
-    ensemble: int = 1  # members of a deep ensemble trained side by side (logits averaged); 1 = one model
-    test_time_augmentation: int = 1  # evaluation/prediction: average logits over 1, 2, 4 or 8 flips/transpositions
+    interaction_dim: int = ranged(1024, 1)  # attention width of the interaction blocks (AlphAction: 1024)
+    interaction_dropout: float = ranged(0.2, 0.0, 1.0, high_open=True)  # dropout inside the interaction structure
+    tube_size: int = ranged(0, 0)  # > 0: person tubes of this many pixels a side cut around each box (models/tubes.py); 0: whole frame
+    tube_context: float = ranged(1.5, 0.0, low_open=True)  # tube window side / the box's longer side
+    tube_min_size: float = ranged(12.0, 0.0, low_open=True)  # smallest tube window side, in input pixels
+    ensemble: int = ranged(1, 1)  # members of a deep ensemble trained side by side (logits averaged); 1 = one model
+    test_time_augmentation: int = ranged(1, 1, 8, choices=(1, 2, 4, 8))  # evaluation/prediction: average logits over 1, 2, 4 or 8 flips/transpositions
 
 
 @dataclass
 class OptimConfig:
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = 1e-3  # peak learning rate (per optimiser step, not scaled by the number of devices)
-    weight_decay: float = 1e-4  # decoupled (AdamW) or L2 (SGD); never applied to norm weights and biases
-    momentum: float = 0.9  # SGD only
-    epochs: int = 10
-    warmup_epochs: float = 1.0  # linear warm-up length (epochs, fractional allowed)
-    warmup_start_factor: float = 0.01  # warm-up starts at this fraction of lr
+    lr: float = ranged(1e-3, 0.0, low_open=True)  # peak learning rate (per optimiser step, not scaled by the number of devices)
+    weight_decay: float = ranged(1e-4, 0.0)  # decoupled (AdamW) or L2 (SGD); never applied to norm weights and biases
+    momentum: float = ranged(0.9, 0.0, 1.0)  # SGD only
+    epochs: int = ranged(10, 1)  # training epochs
+    warmup_epochs: float = ranged(1.0, 0.0)  # linear warm-up length (epochs, fractional allowed)
+    warmup_start_factor: float = ranged(0.01, 0.0, 1.0)  # warm-up starts at this fraction of lr
     schedule: str = "cosine"  # "cosine", "step" or "constant" (applied per optimiser step)
-    min_lr_factor: float = 0.0  # cosine floor as a fraction of lr
-    step_milestones: tuple[int, ...] = (6, 8)  # epochs, "step" schedule
-    step_gamma: float = 0.1  # lr factor at each step milestone
-    grad_clip: float = 5.0  # max gradient norm; 0 disables
-    freeze_backbone_epochs: int = 0  # keep the backbone frozen for the first epochs (only with model.pretrained)
+    min_lr_factor: float = ranged(0.0, 0.0, 1.0)  # cosine floor as a fraction of lr
+    step_milestones: tuple[int, ...] = ranged((6, 8), 1, increasing=True)  # epochs, "step" schedule
+    step_gamma: float = ranged(0.1, 0.0, 1.0, low_open=True)  # lr factor at each step milestone
+    grad_clip: float = ranged(5.0, 0.0)  # max gradient norm; 0 disables
+    freeze_backbone_epochs: int = ranged(0, 0)  # keep the backbone frozen for the first epochs (only with model.pretrained)
     loss: str = "softmax"  # "softmax" (one class per box), "sigmoid" (multi-label) or "focal"
-    focal_gamma: float = 2.0  # focusing exponent of the focal loss (0 = cross-entropy)
+    focal_gamma: float = ranged(2.0, 0.0)  # focusing exponent of the focal loss (0 = cross-entropy)
     class_weights: str = "none"  # "none", "inverse" or "inverse_sqrt" (of training box frequency)
-    class_weight_max: float = 10.0  # upper clip of a class weight (weights are normalised to mean 1 per box)
-    label_smoothing: float = 0.0  # softmax/focal: target mass spread uniformly over the K classes
-    group_smoothing: float = 0.0  # softmax: target mass moved to the other classes of the label's taxonomy group (name before "-")
+    class_weight_max: float = ranged(10.0, 0.0, low_open=True)  # upper clip of a class weight (weights are normalised to mean 1 per box)
+    label_smoothing: float = ranged(0.0, 0.0, 1.0, high_open=True)  # softmax/focal: target mass spread uniformly over the K classes
+    group_smoothing: float = ranged(0.0, 0.0, 1.0, high_open=True)  # softmax: target mass moved to the other classes of the label's taxonomy group (name before "-")
 
 
 @dataclass
 class TrainerConfig:
     accelerator: str = "auto"  # "cpu", "gpu", "auto"
-    devices: Any = 1  # int, list of device ids or "auto" (per node)
-    num_nodes: int = 1  # machines; torchrun / SLURM set ranks, Lightning reads them from the environment
+    devices: Any = ranged(1, 1, also=(-1,))  # int, list of device ids or "auto" (per node)
+    num_nodes: int = ranged(1, 1)  # machines; torchrun / SLURM set ranks, Lightning reads them from the environment
     strategy: str = "auto"  # "auto", "ddp", ... ("auto" picks DDP when devices * num_nodes > 1)
     precision: str = "auto"  # "auto" (bf16-mixed on a GPU that has bf16, else 32-true), "32-true", "bf16-mixed", "16-mixed"
     channels_last: bool = True  # channels-last-3d memory format for the 3D convolutions
-    log_every_n_steps: int = 10  # optimiser steps between logged training scalars
-    limit_train_batches: Any = 1.0  # training batches per epoch: a float is a fraction (1.0 = all), an int a count
-    limit_val_batches: Any = 1.0  # validation batches per epoch: a float is a fraction (1.0 = all), an int a count
-    check_val_every_n_epoch: int = 1  # epochs between validation runs (and best/last checkpoints)
-    num_sanity_val_steps: int = 1  # validation batches run before training, to fail early on val bugs
-    accumulate_grad_batches: int = 1  # batches per optimiser step
-    max_time_minutes: float = 0.0  # stop training after this wall-clock time (minutes); 0 = no limit
-    min_epochs: int = 1  # epochs trained even when max_time_minutes runs out first
+    log_every_n_steps: int = ranged(10, 1)  # optimiser steps between logged training scalars
+    limit_train_batches: Any = ranged(1.0, 0.0, 1.0, int_range=Range(0))  # training batches per epoch: a float is a fraction (1.0 = all), an int a count
+    limit_val_batches: Any = ranged(1.0, 0.0, 1.0, int_range=Range(0))  # validation batches per epoch: a float is a fraction (1.0 = all), an int a count
+    check_val_every_n_epoch: int = ranged(1, 1)  # epochs between validation runs (and best/last checkpoints)
+    num_sanity_val_steps: int = ranged(1, -1)  # validation batches run before training, to fail early on val bugs
+    accumulate_grad_batches: int = ranged(1, 1)  # batches per optimiser step
+    max_time_minutes: float = ranged(0.0, 0.0)  # stop training after this wall-clock time (minutes); 0 = no limit
+    min_epochs: int = ranged(1, 0)  # epochs trained even when max_time_minutes runs out first
     deterministic: bool = False  # torch deterministic algorithms (CPU results repeat exactly with the seed)
     progress_bar: bool = True  # tqdm bar with loss and clips/s
 
 
 @dataclass
 class EvalConfig:
-    iou_threshold: float = 0.5  # frame-mAP matching threshold
+    iou_threshold: float = ranged(0.5, 0.0, 1.0, low_open=True)  # frame-mAP matching threshold
     fall_class: str = "lying down-lying with risk"  # class whose precision/recall is reported
-    fall_threshold: float | None = None  # operating threshold on the fall-class score; null: the one train calibrated (stored in the checkpoint)
-    fall_target_recall: float = 0.95  # train calibrates the fall threshold for this recall on the validation set
+    fall_threshold: float | None = ranged(None, 0.0, 1.0)  # operating threshold on the fall-class score; null: the one train calibrated (stored in the checkpoint)
+    fall_target_recall: float = ranged(0.95, 0.0, 1.0, low_open=True)  # train calibrates the fall threshold for this recall on the validation set
     detections: str = ""  # JSON detections file: classify its boxes instead of the annotated ones ("" = annotated)
-    detection_min_score: float = 0.0  # detections with a lower box score are dropped (count logged)
+    detection_min_score: float = ranged(0.0, 0.0, 1.0)  # detections with a lower box score are dropped (count logged)
     restrict_to_predicted_images: bool = False  # score only keyframes that got a prediction (partial validation runs)
     plots: bool = True  # write confusion_matrix.png and pr_curves.png beside metrics.json
 
@@ -139,24 +228,24 @@ class EvalConfig:
 class PretrainConfig:
     """``thermal-action pretrain``: contrastive self-supervised pretraining on unlabelled recordings."""
 
-    epochs: int = 6  # passes over the unlabelled person tubes
-    batch_size: int = 32  # tubes per step; each is seen in two views, the rest of the batch are its negatives
-    lr: float = 2.0e-3  # AdamW peak learning rate (cosine decay, 5% warmup)
-    weight_decay: float = 1.0e-2
-    temperature: float = 0.2  # InfoNCE softmax temperature
-    projection_dim: int = 64  # output width of the projection MLP (dropped after pretraining)
-    frame_step: int = 2  # every frame_step-th frame's detected people become samples
-    max_samples: int = 0  # tubes per epoch (a seeded random subset); 0 = all
-    min_score: float = 0.3  # person detections with a lower score are not used
-    temporal_jitter: int = 6  # frames each view's window centre moves (uniform in [-j, j])
-    box_jitter: float = 1.0  # pixels, std of each view's box corner noise
-    temp_offset: float = 1.5  # °C, std of each view's global temperature offset
-    temp_gain: float = 0.2  # relative std of each view's gain around the background
+    epochs: int = ranged(6, 1)  # passes over the unlabelled person tubes
+    batch_size: int = ranged(32, 2)  # tubes per step; each is seen in two views, the rest of the batch are its negatives
+    lr: float = ranged(2.0e-3, 0.0, low_open=True)  # AdamW peak learning rate (cosine decay, 5% warmup)
+    weight_decay: float = ranged(1.0e-2, 0.0)
+    temperature: float = ranged(0.2, 0.0, low_open=True)  # InfoNCE softmax temperature
+    projection_dim: int = ranged(64, 1)  # output width of the projection MLP (dropped after pretraining)
+    frame_step: int = ranged(2, 1)  # every frame_step-th frame's detected people become samples
+    max_samples: int = ranged(0, 0)  # tubes per epoch (a seeded random subset); 0 = all
+    min_score: float = ranged(0.3, 0.0, 1.0)  # person detections with a lower score are not used
+    temporal_jitter: int = ranged(6, 0)  # frames each view's window centre moves (uniform in [-j, j])
+    box_jitter: float = ranged(1.0, 0.0)  # pixels, std of each view's box corner noise
+    temp_offset: float = ranged(1.5, 0.0)  # °C, std of each view's global temperature offset
+    temp_gain: float = ranged(0.2, 0.0)  # relative std of each view's gain around the background
 
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**32 - 1)  # seeds weights, augmentation and sampling (Lightning takes 0..2^32-1)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -242,6 +331,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
+    fields = {f.name: f for f in dataclasses.fields(obj)}
     for name, value in updates.items():
         key = prefix + str(name)
         if name not in hints:
@@ -252,7 +342,9 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
                 raise ConfigError(f"config key '{key}' is a section; give a mapping, got {value!r}")
             _apply(getattr(obj, name), value, key + ".")
         else:
-            setattr(obj, name, _coerce(value, tp, key))
+            value = _coerce(value, tp, key)
+            check_range(value, fields[name].metadata.get("range"), key)
+            setattr(obj, name, value)
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
@@ -288,8 +380,12 @@ def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = 
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
         _apply(cfg, data)
     for text in overrides or []:
-        key, value = parse_override(text)
-        _apply(cfg, _nest(key, value))
+        try:
+            key, value = parse_override(text)
+            _apply(cfg, _nest(key, value))
+        except ConfigError as e:
+            # Named as the source, so it is not blamed on the YAML file it overrides.
+            raise ConfigError(f"command-line override '{text}': {e}") from e
     return cfg
 
 
@@ -309,9 +405,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         try:
-            return config_from_dict(data, overrides)
+            cfg = config_from_dict(data)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from e
+        return config_from_dict(config_to_dict(cfg), overrides)
     return config_from_dict(data, overrides)
 
 

@@ -198,3 +198,36 @@ def test_frames_of_another_size_than_annotated(tmp_path, fmt):
     ds = build_dataset(cfg, cfg.train_ann, train=False)
     with pytest.raises(DatasetError, match=r"Q\.h5 \[image Q_1\]: frames are 30x30 but the annotation says 40x60"):
         ds[0]
+
+
+def test_box_of_negative_size_says_negative(tmp_path, fmt):
+    ann, _ = _one_keyframe(tmp_path, fmt, bbox=[0.5, 0.5, -0.1, 0.205])
+    with pytest.raises(DatasetError, match=r"train\.json \[annotation id 5 \(image Q_1\)\]: box of negative width "
+                                           r"\(-6\.00 x 8\.20 px\)"):
+        load_annotations(ann)
+    ann, _ = _one_keyframe(tmp_path, fmt, bbox=[0.5, 0.5, -0.1, -0.1])
+    with pytest.raises(DatasetError, match=r"box of negative width and height \(-6\.00 x -4\.00 px\)"):
+        load_annotations(ann)
+
+
+def test_integer_frames_are_converted_with_a_warning(tmp_path, fmt, caplog):
+    import h5py
+
+    from thermal_action.data.validate import validate_dataset
+
+    ann, frames_dir = _one_keyframe(tmp_path, fmt, n_frames=6)
+    whole = np.round(read_recording(frames_dir / "Q.h5").frames)
+    fmt.write_recording(frames_dir / "F.h5", whole)  # the same values as float32
+    with h5py.File(frames_dir / "Q.h5", "a") as f:
+        del f["frames"]
+        f["frames"] = whole.astype(np.int16)
+    with caplog.at_level(logging.WARNING, logger="thermal_action.data.hdf5"):
+        rec = read_recording(frames_dir / "Q.h5")
+    assert "Q.h5: 'frames' are int16, not float32: converted to float32" in caplog.text
+    assert rec.frames.dtype == np.float32 and rec.repair.converted_from_dtype == "int16"
+    as_float = read_recording(frames_dir / "F.h5")
+    assert as_float.repair.converted_from_dtype is None
+    np.testing.assert_array_equal(rec.frames, as_float.frames)
+    report = validate_dataset(tmp_path, contact_sheet=None)
+    assert any("1 recordings have integer frames, converted to float32 as whole degrees: Q (int16)" in w
+               for w in report.warnings), report.warnings

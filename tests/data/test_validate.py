@@ -130,3 +130,51 @@ def test_realigned_frames_are_counted_in_text_and_json(tiny_dataset, fmt):
     assert s1["realigned_frames"] == 1 and s1["repaired_frames"] == 2
     text = report.format_text()
     assert "repaired frames: 2 (" in text and "1 realigned" in text and "2 repaired (1 realigned)" in text
+
+
+def _break_recording(path, kind, fmt):
+    """Turns a good recording file into one of the unusable kinds."""
+    import h5py
+
+    if kind == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    elif kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    else:
+        with h5py.File(path, "a") as f:
+            n = f["frames"].shape[0]
+            if kind == "no_frames":
+                del f["frames"]
+            elif kind == "bad_shape":
+                del f["frames"]
+                f["frames"] = np.zeros((n, 2400), np.float32)
+            elif kind == "all_dropped":
+                f["frames"][...] = -273.2
+
+
+@pytest.mark.parametrize("kind", ["no_frames", "bad_shape", "all_dropped", "truncated", "random_bytes"])
+def test_keyframes_of_an_unusable_recording_are_counted_the_same_way(tiny_dataset, fmt, kind):
+    _break_recording(tiny_dataset.frames_dir / "S1.h5", kind, fmt)  # S1 holds all 3 train keyframes, 3 boxes
+    report = validate_dataset(tiny_dataset.root)
+    d = report.to_dict()
+    train = next(s for s in d["splits"] if s["name"] == "train")
+    assert (train["keyframes"], train["boxes"]) == (0, 0)
+    assert (train["unusable_keyframes"], train["unusable_boxes"]) == (3, 3)
+    assert sum(train["class_counts"].values()) == 0
+    assert (d["keyframes"], d["boxes"], d["unusable_keyframes"], d["unusable_boxes"]) == (2, 2, 3, 3)
+    text = "\n".join(report.problems)
+    # One problem for the file, one per split that uses it, and the split is left without a box.
+    assert sum("S1.h5" in p and "train.json" not in p for p in report.problems) == 1, text
+    assert sum("train.json [images of S1]: recording for sensor 'S1' unusable" in p for p in report.problems) == 1, text
+    assert "train.json [annotations]: no labelled box in its 0 usable keyframes (3 more on unusable recordings)" in text
+    assert len(report.problems) == 3, text
+    assert "on unusable recordings (not counted above): 3 keyframes, 3 boxes" in report.format_text()
+
+
+def test_an_annotation_file_without_boxes_is_a_problem(tiny_dataset, fmt):
+    data = json.loads(tiny_dataset.val.read_text())
+    tiny_dataset.val.write_text(json.dumps(dict(data, annotations=[])))
+    report = validate_dataset(tiny_dataset.root)
+    assert report.problems == [f"{tiny_dataset.val} [annotations]: no labelled box in its 2 usable keyframes: "
+                               "nothing to train or evaluate on"]

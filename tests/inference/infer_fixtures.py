@@ -34,8 +34,9 @@ def tiny_config(**data_overrides) -> Config:
 
 
 def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
-                          score_activation: str = "softmax") -> Path:
-    """Writes a checkpoint in the training format from a seeded, perturbed tiny model."""
+                          score_activation: str = "softmax", frame_size: tuple[int, int] | None = (40, 60)) -> Path:
+    """Writes a checkpoint in the training format from a seeded, perturbed tiny model
+    (trained, as far as the checkpoint says, on ``frame_size`` frames)."""
     from thermal_action.models import build_model
     from thermal_action.training.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 
@@ -69,7 +70,8 @@ def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
         "state_dict": state,
         "epoch": 0,
         "global_step": 0,
-        CHECKPOINT_KEY: checkpoint_extras(config_to_dict(cfg), list(DEFAULT_CLASS_NAMES), score_activation),
+        CHECKPOINT_KEY: checkpoint_extras(config_to_dict(cfg), list(DEFAULT_CLASS_NAMES), score_activation,
+                                          frame_size=frame_size),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, path)

@@ -342,3 +342,61 @@ def test_memory_model_fills_its_bank_before_predicting(tmp_path, rec):
     bank.clear()
     plain = predict_recording(pred, rec, boxes, step=6)
     assert max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(out, plain)) > 1e-4
+
+
+def _small_sensor_recording(path: Path) -> Path:
+    """A 24x32 recording (another sensor) with one warm person; frame 3 has a 0 K tail of 576 pixels."""
+    from infer_fixtures import person_blob
+
+    rng = np.random.default_rng(3)
+    frames = (18.0 + rng.normal(0, 0.3, (20, 24, 32))).astype(np.float32)
+    frames += person_blob(24, 32, 12.0, 10.0).astype(np.float32)
+    frames[3].reshape(-1)[-576:] = -273.2
+    return write_recording(path, frames)
+
+
+def test_a_recording_of_another_frame_size_is_refused_unless_allowed(ckpt, tmp_path, caplog, capsys):
+    from thermal_action.cli import main
+
+    assert Predictor.from_checkpoint(ckpt).frame_size == (40, 60)
+    small = _small_sensor_recording(tmp_path / "small" / "T9.h5")
+    with pytest.raises(DatasetError, match=r"T9\.h5 \[frames\]: frames are 24x32 but the model was trained on "
+                                           r"40x60 frames; pass --allow-frame-size"):
+        predict_recordings(ckpt, [small], tmp_path / "refused")
+    assert not (tmp_path / "refused" / "predictions.json").exists()
+    assert main(["predict", str(small), "--checkpoint", str(ckpt), "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "frames are 24x32 but the model was trained on 40x60" in err
+    # Opted in: predictions, and the 40x60 packet layout is not applied to the 24x32 frames.
+    with caplog.at_level("INFO"):
+        run = predict_recordings(ckpt, [small], tmp_path / "allowed", allow_frame_size=True)
+    assert run.predictions and (tmp_path / "allowed" / "predictions.json").is_file()
+    assert "24x32 frames, not the 40x60 sensor's: dropped packets are filled, not realigned" in caplog.text
+    rec = read_recording(small)
+    assert rec.repair.repaired_frames == 1 and rec.repair.realigned_frames == 0
+    assert np.isfinite(rec.frames).all() and rec.frames.min() > 10
+
+
+def test_a_checkpoint_without_a_frame_size_does_not_refuse(tmp_path):
+    old = write_tiny_checkpoint(tmp_path / "old.ckpt", frame_size=None)
+    small = _small_sensor_recording(tmp_path / "T9.h5")
+    predictor = Predictor.from_checkpoint(old)
+    assert predictor.frame_size is None
+    assert predict_recordings(predictor, [small], tmp_path / "out").predictions
+
+
+def test_integer_frames_predict_like_the_same_values_as_float(predictor, tmp_path):
+    import h5py
+
+    frames, _ = make_frames(30, dropped=(7,))
+    whole = np.round(frames)
+    as_float = write_recording(tmp_path / "F" / "S1.h5", whole)
+    as_int = write_recording(tmp_path / "I" / "S1.h5", whole)
+    with h5py.File(as_int, "a") as f:
+        del f["frames"]
+        f["frames"] = whole.astype(np.int16)
+    a = predict_recordings(predictor, [as_float], tmp_path / "a", step=10)
+    b = predict_recordings(predictor, [as_int], tmp_path / "b", step=10)
+    assert len(a.predictions) == len(b.predictions) > 0
+    for p, q in zip(a.predictions, b.predictions):
+        np.testing.assert_array_equal(p.scores, q.scores)

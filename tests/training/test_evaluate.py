@@ -115,3 +115,17 @@ def test_eval_config_keys_do_what_they_say(trained_run, synth_root, tmp_path):
     assert metrics["matching"]["num_unpaired_predictions"] == 0
     assert metrics["matching"]["num_missed_gt"] == 0  # only the three keyframes with detections are scored
     assert not (out / "confusion_matrix.png").exists() and not (out / "pr_curves.png").exists()
+
+
+def test_an_evaluation_set_without_labelled_boxes_is_an_error(trained_run, synth_root, tmp_path):
+    import shutil
+
+    from thermal_action.data.errors import DatasetError
+
+    root = shutil.copytree(synth_root, tmp_path / "data")
+    val = root / "annotations" / "val.json"
+    val.write_text(json.dumps(dict(json.loads(val.read_text()), annotations=[])))
+    with pytest.raises(DatasetError, match=r"annotations/val\.json: no labelled box in its \d+ keyframes: every "
+                                           r"metric would be undefined"):
+        evaluate_checkpoint(trained_run.best_checkpoint, root, "annotations/val.json", tmp_path / "e")
+    assert not (tmp_path / "e").exists()

@@ -108,8 +108,10 @@ def test_class_weights_inverse_and_sqrt():
     assert class_weights_from_counts(counts, "none") is None
     with pytest.raises(ValueError, match="class_weights"):
         class_weights_from_counts(counts, "log")
-    with pytest.raises(ValueError, match="no labelled boxes"):
+    with pytest.raises(ValueError, match="^cannot compute class weights: the training set has no labelled boxes"):
         class_weights_from_counts([0, 0], "inverse")
+    with pytest.raises(ValueError, match=r"^data/annotations/train\.json: cannot compute class weights: .*no labelled"):
+        class_weights_from_counts([0, 0], "inverse", source="data/annotations/train.json")
 
 
 def test_weighted_cross_entropy_favours_the_rare_class():

@@ -208,3 +208,118 @@ def test_evaluate_and_predict_use_the_calibrated_threshold(full_val_run, synth_r
                             overrides=["eval.fall_threshold=0.99"])
     assert m["fall"]["threshold"] == 0.99 and m["evaluated"]["fall_threshold_source"] == "config"
     assert Predictor.from_checkpoint(ckpt).fall_threshold == pytest.approx(calibrated)
+
+
+def _copy_run(run_dir, dest):
+    import shutil
+
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def test_resume_from_a_truncated_last_checkpoint_says_how_to_use_best(trained_run, tmp_path, capsys, monkeypatch):
+    from thermal_action.cli import main
+    from thermal_action.training.train import RUN_DIR_ENV
+
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    run = _copy_run(trained_run.run_dir, tmp_path / "run")
+    last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # a torn file, as a crash mid-copy would leave
+    assert main(["train", "--resume", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert f"{last}: not a readable PyTorch checkpoint" in err
+    assert f"{best} is intact (saved at epoch 0, step 2)" in err
+    assert f"mv {last} {last}.damaged && cp {best} {last}" in err
+    # Nothing was written by the refused resume.
+    assert sorted(p.name for p in (run / "csv").iterdir()) == ["version_0"]
+    # Following the advice resumes from best.ckpt.
+    last.rename(str(last) + ".damaged")
+    best_bytes = best.read_bytes()
+    last.write_bytes(best_bytes)
+    assert main(["train", "--resume", "--out", str(run), "optim.epochs=2"]) == 0
+    capsys.readouterr()
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+
+
+class _TornWrite(Exception):
+    pass
+
+
+def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, tmp_path):
+    from types import SimpleNamespace
+
+    from thermal_action.training.train import RunCheckpoint
+
+    run = _copy_run(trained_run.run_dir, tmp_path / "run")
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def save_checkpoint(filepath, weights_only=False):
+        # The process dies half-way through writing the new checkpoint.
+        with open(filepath, "wb") as f:
+            f.write(before[: len(before) // 3])
+        raise _TornWrite()
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, global_step=99, is_global_zero=True, loggers=[])
+    cb = RunCheckpoint(dirpath=run / "checkpoints", filename="best", save_last=True)
+    with pytest.raises(_TornWrite):
+        cb._save_checkpoint(trainer, str(last))
+    assert last.read_bytes() == before
+    assert torch.load(last, weights_only=True)["global_step"] == trained_run.global_step
+    # The torn temporary file is not a checkpoint name that --resume or the run-directory check would pick up.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "last.ckpt.tmp"]
+
+
+@pytest.fixture
+def synth_copy(synth_root, tmp_path):
+    """A private copy of the synthetic dataset, to break."""
+    import shutil
+
+    return shutil.copytree(synth_root, tmp_path / "data")
+
+
+def _empty_annotations(path):
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(data, annotations=[])))
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+@pytest.mark.parametrize("class_weights", ["none", "inverse"])
+def test_a_set_without_labelled_boxes_is_an_error_naming_it(synth_copy, tiny_config, tmp_path, split, class_weights):
+    from thermal_action.data.errors import DatasetError
+
+    _empty_annotations(synth_copy / "annotations" / f"{split}.json")
+    cfg = tiny_config(f"data.root={synth_copy}", f"optim.class_weights={class_weights}")
+    with pytest.raises(DatasetError, match=rf"annotations/{split}\.json: no labelled box in its \d+ keyframes"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["no_frames", "truncated", "other_size"])
+def test_an_unusable_recording_fails_before_the_run_directory_is_made(synth_copy, tiny_config, tmp_path, kind):
+    import h5py
+    import numpy as np
+
+    from thermal_action.data.errors import DatasetError
+
+    path = synth_copy / "frames" / "SYN00_R2.h5"
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:2000])
+    else:
+        with h5py.File(path, "a") as f:
+            n = f["frames"].shape[0]
+            del f["frames"]
+            if kind == "other_size":
+                f["frames"] = np.full((n, 24, 32), 18.0, np.float32)
+    with pytest.raises(DatasetError, match=r"SYN00_R2\.h5"):
+        train(tiny_config(f"data.root={synth_copy}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_record_the_training_frame_size(trained_run):
+    from thermal_action.training.checkpoint import read_checkpoint_info
+
+    assert read_checkpoint_info(trained_run.best_checkpoint).frame_size == (40, 60)
+    assert read_checkpoint_info(trained_run.last_checkpoint).frame_size == (40, 60)

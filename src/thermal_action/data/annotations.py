@@ -5,7 +5,7 @@ width, height) to pixel corners with :func:`structures.boxes_cxcywh_norm_to_xyxy
 box 10 pixels wide stays 10 pixels wide. A box that pokes out of the frame by at most
 ``max_box_overhang`` pixels (annotators drag boxes to the border; one real box sits
 0.06 px above the top edge) is clipped to the frame and counted; a box further out, of
-zero size or with non-finite numbers is an error.
+zero or negative size or with non-finite numbers is an error.
 
 Every problem raises :class:`DatasetError` naming the file and the record. When the
 caller passes a ``problems`` list instead, each problem is appended there, the offending
@@ -95,6 +95,16 @@ class ClippedBox:
 
 
 @dataclass
+class LeftOutKeyframe:
+    """A keyframe left out in collect mode because it disagrees with its recording (or the
+    recording is unusable); its problem is in :attr:`AnnotationSet.problems`."""
+
+    image_id: str
+    sensor_id: str
+    num_boxes: int  # annotations of the keyframe, not checked
+
+
+@dataclass
 class AnnotationSet:
     """The keyframes of one annotation file.
 
@@ -105,6 +115,7 @@ class AnnotationSet:
         clipped_boxes: boxes clipped to the frame (counted repairs).
         extras: other top-level keys (``info``, ``objects``...), kept as they are.
         problems: problems met while loading in collect mode (empty otherwise).
+        left_out: keyframes left out in collect mode because of the frames check.
     """
 
     path: Path
@@ -113,6 +124,7 @@ class AnnotationSet:
     clipped_boxes: list[ClippedBox] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     problems: list[DatasetError] = field(default_factory=list)
+    left_out: list[LeftOutKeyframe] = field(default_factory=list)
 
     @property
     def num_boxes(self) -> int:
@@ -211,6 +223,9 @@ def _check_box(
         raise DatasetError(path, f"'bbox' has a non-finite value: {bbox!r}", record=record)
     xyxy = boxes_cxcywh_norm_to_xyxy(b[None], width, height)[0]
     w_px, h_px = xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]
+    if w_px < 0 or h_px < 0:
+        which = " and ".join(n for n, v in (("width", w_px), ("height", h_px)) if v < 0)
+        raise DatasetError(path, f"box of negative {which} ({w_px:.2f} x {h_px:.2f} px): {bbox!r}", record=record)
     if w_px < MIN_BOX_SIZE or h_px < MIN_BOX_SIZE:
         raise DatasetError(path, f"box of zero size ({w_px:.2f} x {h_px:.2f} px): {bbox!r}", record=record)
     overhang = float(max(0.0, -xyxy[0], -xyxy[1], xyxy[2] - width, xyxy[3] - height))
@@ -387,8 +402,10 @@ def load_annotations(
         boxes.setdefault(image_id, []).append((ann["bbox"], int(cat), int(track), int(ann["id"]), extra))
 
     keyframes: list[Keyframe] = []
+    left_out: list[LeftOutKeyframe] = []
     for im in images:
         if im["id"] in failed_images:
+            left_out.append(LeftOutKeyframe(im["id"], im["sensor_id"], len(boxes.get(im["id"], []))))
             continue
         width = int(im.get("width", FRAME_WIDTH))
         height = int(im.get("height", FRAME_HEIGHT))
@@ -437,6 +454,7 @@ def load_annotations(
         clipped_boxes=clipped,
         extras=extras,
         problems=new_problems,
+        left_out=left_out,
     )
 
 

@@ -166,6 +166,34 @@ class ThermalClipDataset(Dataset):
         for sensor in sorted({k.sensor_id for k in self.keyframes}):
             self.cache.get(self.recording_path(sensor))
 
+    def check_recordings(self) -> set[tuple[int, int]]:
+        """Reads every recording now (through the cache) and checks each keyframe against it,
+        so that a broken file fails here rather than in the middle of an epoch.
+
+        Returns:
+            The ``(H, W)`` frame sizes of the recordings.
+
+        Raises:
+            DatasetError: an unusable recording, a ``frame_idx`` out of range, or frames of
+                another size than annotated (naming the file and the keyframe).
+        """
+        sizes: dict[str, tuple[int, int]] = {}
+        lengths: dict[str, int] = {}
+        for sensor in sorted({k.sensor_id for k in self.keyframes}):
+            rec = self.cache.get(self.recording_path(sensor))
+            sizes[sensor] = (rec.height, rec.width)
+            lengths[sensor] = rec.num_frames
+        for kf in self.keyframes:
+            path = self.recording_path(kf.sensor_id)
+            if not 0 <= kf.frame_idx < lengths[kf.sensor_id]:
+                raise DatasetError(path, f"frame_idx {kf.frame_idx} out of range 0..{lengths[kf.sensor_id] - 1}",
+                                   record=f"image {kf.image_id}")
+            h, w = sizes[kf.sensor_id]
+            if (h, w) != (kf.height, kf.width):
+                raise DatasetError(path, f"frames are {h}x{w} but the annotation says {kf.height}x{kf.width}",
+                                   record=f"image {kf.image_id}")
+        return set(sizes.values())
+
     def clip_window(self, index: int) -> ClipWindow:
         """The (unjittered) frames item ``index`` reads; ``num_padded`` counts edge repeats."""
         kf = self.keyframes[index]

@@ -26,6 +26,9 @@ Repair, done once here and before any normalisation:
 - A pixel that is invalid in every frame of the recording (a dead pixel) takes the median
   of its frame's valid pixels.
 - A recording with no valid temperature at all cannot be repaired: :class:`DatasetError`.
+- Integer ``frames`` are converted to float32 (logged as a warning and recorded in
+  :attr:`RepairStats.converted_from_dtype`); the realignment is only applied to 40x60
+  frames, the size whose packet layout it knows.
 
 Every repair is counted in :class:`RepairStats` and logged.
 """
@@ -41,6 +44,7 @@ import numpy as np
 
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.packets import realign_packed_frames
+from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class RepairStats:
         realigned_frame_indices: their indices, ascending.
         dead_pixels: pixel positions invalid in every frame (filled from their frame's median).
         converted_from_kelvin: whether the recording was in Kelvin and converted to °C.
+        converted_from_dtype: the integer dtype ``frames`` had on disk (converted to
+            float32 and logged), None for float frames.
     """
 
     invalid_pixels: int = 0
@@ -77,6 +83,7 @@ class RepairStats:
     realigned_frame_indices: list[int] = field(default_factory=list)
     dead_pixels: int = 0
     converted_from_kelvin: bool = False
+    converted_from_dtype: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +93,7 @@ class RepairStats:
             "realigned_frames": self.realigned_frames,
             "dead_pixels": self.dead_pixels,
             "converted_from_kelvin": self.converted_from_kelvin,
+            "converted_from_dtype": self.converted_from_dtype,
         }
 
 
@@ -304,7 +312,20 @@ def read_recording(
     timestamps = timestamps.astype(np.int64)
     if seqs is None or seqs.shape[0] != n:
         seqs = timestamps.copy()
+    h, w = raw.shape[1:]
+    if realign and (h, w) != (FRAME_HEIGHT, FRAME_WIDTH):
+        # The packet layout (576-pixel packets of a 2400-pixel frame) is the 40x60 sensor's:
+        # for another size a 0 K tail says nothing about where the received pixels belong.
+        realign = False
+        logger.info("%s: %dx%d frames, not the 40x60 sensor's: dropped packets are filled, not realigned", path, h, w)
     frames, stats = repair_frames(raw, valid_range=valid_range, path=path, realign=realign)
+    if np.issubdtype(raw.dtype, np.integer):
+        # Converted, not refused: the values are read as °C (or K) like float ones, and the
+        # same integers stored as float give the very same frames. Said once per file, since
+        # whole degrees lose the 0.1-1 °C detail a person 5-8 °C above the background shows.
+        stats.converted_from_dtype = str(raw.dtype)
+        logger.warning("%s: 'frames' are %s, not float32: converted to float32 and read as whole degrees; the "
+                       "format stores float32 °C, and a quantised recording can score differently", path, raw.dtype)
     non_increasing = int(np.count_nonzero(np.diff(timestamps) <= 0))
     sensor_id = str(attrs.get("sensor_id") or path.stem)
     if stats.converted_from_kelvin:

@@ -4,7 +4,10 @@ Reads every ``frames/*.h5`` and every annotation file, collecting problems inste
 stopping at the first, and reports: recordings, frames, frame-rate statistics, keyframes,
 boxes, class counts per split, persons per keyframe, repaired frames (and of those the
 frames whose packed packets were realigned) and clipped boxes,
-keyframes whose clip window needs edge padding, and every problem found. Optionally
+keyframes whose clip window needs edge padding, and every problem found. Keyframes and
+boxes on a recording that cannot be used (missing, unreadable, no ``frames``, a bad
+shape, nothing valid) are counted apart, as unusable, whatever the damage; an
+annotation file without a single labelled box is a problem. Optionally
 renders a contact sheet of keyframes with their boxes and labels in a thermal colour map.
 
 Problems are things a user must fix (unreadable files, bad records, keyframes that
@@ -52,6 +55,7 @@ class RecordingSummary:
     dead_pixels: int
     converted_from_kelvin: bool
     non_increasing_timestamps: int
+    converted_from_dtype: str | None = None  # integer frames on disk, converted to float32
 
 
 @dataclass
@@ -68,6 +72,8 @@ class SplitSummary:
     padded_keyframes: int
     keyframes_on_repaired_frames: int
     sensors: list[str]
+    unusable_keyframes: int = 0  # on recordings that cannot be read: not in keyframes / boxes / class counts
+    unusable_boxes: int = 0
 
 
 @dataclass
@@ -96,6 +102,14 @@ class ValidationReport:
     @property
     def num_boxes(self) -> int:
         return sum(s.boxes for s in self.splits)
+
+    @property
+    def unusable_keyframes(self) -> int:
+        return sum(s.unusable_keyframes for s in self.splits)
+
+    @property
+    def unusable_boxes(self) -> int:
+        return sum(s.unusable_boxes for s in self.splits)
 
     @property
     def repaired_frames(self) -> int:
@@ -129,6 +143,8 @@ class ValidationReport:
             "frame_rate": self.frame_rate(),
             "keyframes": self.num_keyframes,
             "boxes": self.num_boxes,
+            "unusable_keyframes": self.unusable_keyframes,
+            "unusable_boxes": self.unusable_boxes,
             "class_counts": {s.name: s.class_counts for s in self.splits},
             "persons_per_keyframe": {s.name: {str(k): v for k, v in s.persons_per_keyframe.items()}
                                      for s in self.splits},
@@ -171,6 +187,9 @@ class ValidationReport:
                      f"clipped boxes: {sum(s.clipped_boxes for s in self.splits)}   "
                      f"padded windows ({self.num_frames_window} frames): "
                      f"{sum(s.padded_keyframes for s in self.splits)}")
+        if self.unusable_keyframes:
+            lines.append(f"  on unusable recordings (not counted above): {self.unusable_keyframes} keyframes, "
+                         f"{self.unusable_boxes} boxes")
         if self.splits:
             names = self.class_names
             width = max(len(n) for n in names) if names else 10
@@ -218,6 +237,7 @@ def _summarise_recording(rec: Recording) -> RecordingSummary:
         dead_pixels=rec.repair.dead_pixels,
         converted_from_kelvin=rec.repair.converted_from_kelvin,
         non_increasing_timestamps=rec.non_increasing_timestamps,
+        converted_from_dtype=rec.repair.converted_from_dtype,
     )
 
 
@@ -255,6 +275,24 @@ def _check_sensor_info(path: Path, recordings: dict[str, Recording], problems: l
         elif entry.get("total_frames") is not None and entry["total_frames"] != rec.num_frames:
             problems.append(str(DatasetError(path, f"total_frames {entry['total_frames']} but the file has "
                                                    f"{rec.num_frames}", record=sensor)))
+
+
+def _set_aside_unusable(anns: AnnotationSet, unusable: dict[str, str], readable: set[str],
+                        problems: list[str]) -> tuple[int, int]:
+    """Takes the keyframes of unusable recordings out of ``anns`` and counts them with those
+    the loader already left out for the same reason: ``(keyframes, boxes)``.
+
+    Whether the loader noticed (it reads only timestamps, so a truncated file fails there but
+    a file without ``frames`` does not), such keyframes are counted once, as unusable, and
+    each split names each unusable recording once among its problems.
+    """
+    kfs = [k for k in anns.keyframes if k.sensor_id in unusable]
+    left = [k for k in anns.left_out if k.sensor_id not in readable]  # unreadable or missing file
+    for sensor in sorted({k.sensor_id for k in kfs}):
+        problems.append(str(DatasetError(anns.path, f"recording for sensor '{sensor}' unusable: {unusable[sensor]}",
+                                         record=f"images of {sensor}")))
+    anns.keyframes = [k for k in anns.keyframes if k.sensor_id not in unusable]
+    return len(kfs) + len(left), sum(k.num_boxes for k in kfs) + sum(k.num_boxes for k in left)
 
 
 def _summarise_split(anns: AnnotationSet, recordings: dict[str, Recording], num_frames: int) -> SplitSummary:
@@ -359,11 +397,13 @@ def validate_dataset(
         problems.append(str(DatasetError(fdir, "frames directory not found")))
     elif not h5_files:
         problems.append(str(DatasetError(fdir, "no .h5 recordings")))
+    unusable: dict[str, str] = {}  # sensor (file stem) -> why its recording cannot be used
     for h5 in h5_files:
         try:
             rec = read_recording(h5, valid_range=valid_range)
         except DatasetError as e:
             problems.append(str(e))
+            unusable[h5.stem] = str(e)
             continue
         recordings[h5.stem] = rec
         report.recordings.append(_summarise_recording(rec))
@@ -389,8 +429,16 @@ def validate_dataset(
             problems.append(str(e))
             continue
         problems.extend(str(x) for x in errs)
+        bad_kfs, bad_boxes = _set_aside_unusable(anns, unusable, set(recordings), problems)
         sets.append(anns)
-        report.splits.append(_summarise_split(anns, recordings, num_frames))
+        summary = _summarise_split(anns, recordings, num_frames)
+        summary.unusable_keyframes, summary.unusable_boxes = bad_kfs, bad_boxes
+        report.splits.append(summary)
+        if anns.num_boxes == 0:
+            what = f"{len(anns.keyframes)} usable keyframes" + (
+                f" ({bad_kfs} more on unusable recordings)" if bad_kfs else "")
+            problems.append(str(DatasetError(p, f"no labelled box in its {what}: nothing to train or evaluate on",
+                                             record="annotations")))
         if not report.class_names:
             report.class_names = anns.class_names
         elif anns.class_names != report.class_names:
@@ -417,6 +465,10 @@ def validate_dataset(
                 f"{len(shared)} recordings have keyframes in several splits ({', '.join(sorted(shared)[:5])}): "
                 "neighbouring keyframes share labels, so such a split leaks; hold out whole recordings"
             )
+    ints = [f"{r.sensor_id} ({r.converted_from_dtype})" for r in report.recordings if r.converted_from_dtype]
+    if ints:
+        report.warnings.append(f"{len(ints)} recordings have integer frames, converted to float32 as whole degrees: "
+                               f"{', '.join(ints[:5])}")
     train = next((s for s in report.splits if s.name == "train"), None)
     if train is not None:
         empty = [n for n, c in train.class_counts.items() if c == 0]

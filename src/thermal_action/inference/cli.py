@@ -14,7 +14,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.checkpoint, args.recordings, args.out, step=args.step, boxes=args.boxes, detections=args.detections,
         annotations=args.annotations, backend=args.backend, device=args.device, batch_size=args.batch_size,
         fall_class=args.fall_class, fall_threshold=args.fall_threshold, fall_alert_seconds=args.fall_alert_seconds,
-        fps=args.fps,
+        fps=args.fps, allow_frame_size=args.allow_frame_size,
     )
     print(json.dumps(run.summary(), indent=2))
     return 0
@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fall-alert-seconds", type=float, default=5.0,
                    help="how long the score must stay above the threshold before an alert")
     p.add_argument("--fps", type=float, default=6.0, help="frames per second, to turn frames into seconds")
+    p.add_argument("--allow-frame-size", action="store_true",
+                   help="predict on recordings of another frame size than the model was trained on (their "
+                        "dropped packets are filled, not realigned: the realignment knows only 40x60 frames)")
     p.set_defaults(func=_cmd_predict)
 
     p = subparsers.add_parser("render", help="MP4 (+ GIF) of a recording with predictions and fall alerts")

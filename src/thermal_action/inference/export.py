@@ -305,6 +305,7 @@ def export_onnx(
             "alpha": alpha,
             "clip_builder": clip_builder_kwargs(builder),
             "input_hw": [h, w],
+            "frame_size": list(info.frame_size) if info.frame_size else None,
             "clip_length": t,
             "variant": cfg.model.variant,
             "interaction": cfg.model.interaction,

@@ -272,6 +272,8 @@ class Predictor:
         fall_threshold: the fall operating threshold that came with the model (the one
             ``train`` calibrated on validation data, or 0.5 for a model without one); fall
             alerts use it unless the caller gives another.
+        frame_size: ``(H, W)`` of the frames the model was trained on (None: unknown);
+            :func:`predict_recordings` refuses recordings of another size unless asked.
 
     Example::
 
@@ -287,6 +289,7 @@ class Predictor:
         score_activation: str = "softmax",
         max_clips_per_batch: int = 4,
         fall_threshold: float = FALLBACK_FALL_THRESHOLD,
+        frame_size: tuple[int, int] | None = None,
     ):
         if score_activation not in ("softmax", "sigmoid"):
             raise ValueError(f"score_activation must be 'softmax' or 'sigmoid', got {score_activation!r}")
@@ -298,6 +301,7 @@ class Predictor:
         self.score_activation = score_activation
         self.max_clips_per_batch = max_clips_per_batch
         self.fall_threshold = float(fall_threshold)
+        self.frame_size = tuple(int(v) for v in frame_size) if frame_size else None
         offsets = clip_offsets(clip_builder.num_frames, clip_builder.frame_stride)
         #: Raw frames the window reaches before / after its keyframe.
         self.frames_before = int(-offsets.min())
@@ -342,7 +346,8 @@ class Predictor:
             meta = onnx_backend.metadata
             builder = ClipBuilder(**meta["clip_builder"])
             return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch,
-                       fall_threshold=float(meta.get("fall_threshold", FALLBACK_FALL_THRESHOLD)))
+                       fall_threshold=float(meta.get("fall_threshold", FALLBACK_FALL_THRESHOLD)),
+                       frame_size=meta.get("frame_size"))
 
         from thermal_action.data.dataset import build_clip_builder
         from thermal_action.training.checkpoint import load_detector, read_checkpoint_info
@@ -350,7 +355,7 @@ class Predictor:
         model, cfg, class_names = load_detector(checkpoint, device=device)
         info = read_checkpoint_info(checkpoint)
         return cls(TorchBackend(model, device), build_clip_builder(cfg.data), class_names, info.score_activation,
-                   max_clips_per_batch, fall_threshold=info.fall_threshold)
+                   max_clips_per_batch, fall_threshold=info.fall_threshold, frame_size=info.frame_size)
 
     # -- properties
 
@@ -1019,6 +1024,7 @@ def predict_recordings(
     fall_threshold: float | None = None,
     fall_alert_seconds: float = 5.0,
     fps: float = SENSOR_FPS,
+    allow_frame_size: bool = False,
 ) -> PredictRun:
     """``thermal-action predict``: scores every person of the recordings, writes the files.
 
@@ -1041,9 +1047,17 @@ def predict_recordings(
         fall_class, fall_threshold, fall_alert_seconds, fps: fall alerts (see
             :mod:`thermal_action.inference.alerts`); the class must be one of the model's.
             ``fall_threshold=None`` uses the model's own (calibrated by ``train``).
+        allow_frame_size: predict on recordings whose frame size differs from the one the
+            model was trained on (refused otherwise, naming the file). Dropped packets of
+            such frames are only filled, never realigned (the realignment knows only the
+            40x60 sensor's packets).
 
     Returns:
         A :class:`PredictRun`.
+
+    Raises:
+        DatasetError: an unusable recording, or one of another frame size than the
+            model's without ``allow_frame_size``.
     """
     from thermal_action.evaluation.io import write_predictions
     from thermal_action.inference.alerts import find_fall_alerts, write_alerts
@@ -1077,7 +1091,14 @@ def predict_recordings(
     predictions: list[Prediction] = []
     sources: dict[str, str] = {}
     for path in paths:
-        rec = read_recording(path)
+        rec = read_recording(path)  # realigns dropped packets of 40x60 frames only
+        trained = predictor.frame_size
+        if trained is not None and (rec.height, rec.width) != trained:
+            size = f"frames are {rec.height}x{rec.width} but the model was trained on {trained[0]}x{trained[1]} frames"
+            if not allow_frame_size:
+                raise DatasetError(path, f"{size}; pass --allow-frame-size to predict on them anyway",
+                                   record="frames")
+            logger.warning("%s: %s (--allow-frame-size); dropped packets filled, not realigned", path, size)
         t = time.perf_counter()
         person_boxes = resolve_boxes(rec, boxes, ann, dets, single_recording=len(paths) == 1)
         seconds["boxes"] += time.perf_counter() - t

@@ -269,7 +269,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or others depending on the damage
-        raise CheckpointError(path, _explain_load_failure(path, e)) from e
+        raise CheckpointError(path, explain_load_failure(path, e)) from e
 
     if _is_tensor_dict(obj):
         return RawCheckpoint(str(path), dict(obj), None, [])
@@ -290,8 +290,9 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     )
 
 
-def _explain_load_failure(path: Path, error: Exception) -> str:
-    """The message for a file ``torch.load(weights_only=True)`` refused."""
+def explain_load_failure(path: Path, error: Exception) -> str:
+    """The one-line message for a file ``torch.load(weights_only=True)`` refused (also used for
+    training checkpoints: never torch's own text, which suggests the unsafe ``weights_only=False``)."""
     text = str(error)
     if "Unsupported global" in text or "GLOBAL" in text:
         try:

@@ -9,7 +9,8 @@ progress) it holds, under :data:`CHECKPOINT_KEY`::
      "config": {...},          # the resolved Config as a plain dict (config_to_dict)
      "class_names": [...],     # K names in category-id order
      "score_activation": "softmax" | "sigmoid",
-     "fall_calibration": {"threshold", "target_recall", "recall", "precision", ...} | None}
+     "fall_calibration": {"threshold", "target_recall", "recall", "precision", ...} | None,
+     "frame_size": [H, W] | None}  # of the training recordings (None: older checkpoints)
 
 so a checkpoint is self-describing: :func:`load_detector` rebuilds the model with the
 same variant, input size and head without the YAML file it was trained from.
@@ -46,6 +47,8 @@ class CheckpointInfo:
         fall_calibration: the fall operating threshold chosen on the validation set of the
             epoch these weights are from, with the recall and precision it had there (None:
             no validation fall box, or a checkpoint from before calibration).
+        frame_size: ``(H, W)`` of the frames the model was trained on (None: not recorded,
+            a checkpoint from before frame sizes were stored, or mixed sizes).
     """
 
     path: Path
@@ -55,6 +58,7 @@ class CheckpointInfo:
     epoch: int
     global_step: int
     fall_calibration: dict[str, Any] | None = None
+    frame_size: tuple[int, int] | None = None
 
     @property
     def fall_threshold(self) -> float:
@@ -72,7 +76,8 @@ def resolve_fall_threshold(requested: float | None, calibration: dict[str, Any] 
 
 
 def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_activation: str,
-                      fall_calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+                      fall_calibration: dict[str, Any] | None = None,
+                      frame_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The plain-data entry stored under :data:`CHECKPOINT_KEY` in every checkpoint."""
     return {
         "format_version": FORMAT_VERSION,
@@ -80,6 +85,7 @@ def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_acti
         "class_names": [str(n) for n in class_names],
         "score_activation": score_activation,
         "fall_calibration": copy.deepcopy(fall_calibration),
+        "frame_size": [int(v) for v in frame_size] if frame_size is not None else None,
     }
 
 
@@ -91,7 +97,11 @@ def _load(path: str | Path) -> dict[str, Any]:
         # weights_only: a checkpoint is data; never execute pickled code from it.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"{path}: cannot read the checkpoint safely (weights_only=True): {e}") from e
+        from thermal_action.models.pretrained import CheckpointError, explain_load_failure
+
+        # The project's one-line refusal, as for pretrained weights: torch's own text
+        # suggests retrying with weights_only=False, which would run the file's code.
+        raise CheckpointError(path, explain_load_failure(path, e)) from e
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(
             f"{path}: not a thermal-action training checkpoint (no '{CHECKPOINT_KEY}' entry); "
@@ -113,6 +123,7 @@ def _info(path: Path, ckpt: dict[str, Any]) -> CheckpointInfo:
         epoch=int(ckpt.get("epoch", -1)),
         global_step=int(ckpt.get("global_step", -1)),
         fall_calibration=extras.get("fall_calibration"),
+        frame_size=tuple(int(v) for v in extras["frame_size"]) if extras.get("frame_size") else None,
     )
 
 

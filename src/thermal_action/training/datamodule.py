@@ -160,7 +160,26 @@ def build_datasets(cfg) -> tuple[Dataset, Dataset | None]:
     val_ds = build_dataset(d, d.val_ann, train=False, seed=cfg.seed) if d.val_ann else None
     if val_ds is not None and list(val_ds.class_names) != list(train_ds.class_names):
         raise ValueError(f"{d.val_ann}: its classes differ from those of {d.train_ann}")
+    for ds, ann, why in ((train_ds, d.train_ann, "nothing to train on"),
+                         (val_ds, d.val_ann, "validation frame-mAP, which picks best.ckpt, is undefined")):
+        if ds is not None:
+            require_labelled_boxes(ds, annotation_path(d, ann), why)
     return train_ds, val_ds
+
+
+def annotation_path(d, ann: str | Path) -> Path:
+    """An annotation file of ``DataConfig`` ``d``: relative to ``d.root`` unless absolute."""
+    p = Path(ann)
+    return p if p.is_absolute() or not d.root else Path(d.root) / p
+
+
+def require_labelled_boxes(dataset, path: str | Path, why: str) -> None:
+    """A set without a single labelled box is an error naming its file (training on it
+    learns nothing; scoring on it gives only undefined metrics)."""
+    from thermal_action.data.errors import DatasetError
+
+    if sum(class_counts(dataset)) == 0:
+        raise DatasetError(path, f"no labelled box in its {len(dataset)} keyframes: {why}")
 
 
 def class_counts(dataset) -> list[int]:

@@ -125,10 +125,15 @@ def evaluate_checkpoint(
     Returns:
         The metrics dict (:func:`thermal_action.evaluation.compute_metrics`) plus
         ``"evaluated"``: checkpoint, annotation file, box source.
+
+    Raises:
+        DatasetError: a problem with the annotation file or its recordings; a file
+            without a single labelled box is one (every metric would be undefined).
     """
     from thermal_action.data.dataset import build_collate, build_dataset
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
     from thermal_action.training.checkpoint import load_detector, read_checkpoint_info, resolve_fall_threshold
+    from thermal_action.training.datamodule import annotation_path, require_labelled_boxes
 
     info = read_checkpoint_info(checkpoint)
     model, cfg, class_names = load_detector(checkpoint, device=device)
@@ -144,6 +149,7 @@ def evaluate_checkpoint(
                             override_source=str(detections) if detections else "boxes_override")
     if list(dataset.class_names) != list(class_names):
         raise ValueError(f"{ann_file}: its classes {dataset.class_names} differ from the checkpoint's {class_names}")
+    require_labelled_boxes(dataset, annotation_path(cfg.data, ann_file), "every metric would be undefined")
     loader = DataLoader(
         dataset,
         batch_size=cfg.data.batch_size,

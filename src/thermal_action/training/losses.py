@@ -32,7 +32,7 @@ CLASS_WEIGHT_MODES = ("none", "inverse", "inverse_sqrt")
 
 
 def class_weights_from_counts(
-    counts: torch.Tensor | list[int], mode: str, max_weight: float = 10.0
+    counts: torch.Tensor | list[int], mode: str, max_weight: float = 10.0, source: str | None = None
 ) -> torch.Tensor | None:
     """Per-class loss weights from training box counts.
 
@@ -47,6 +47,7 @@ def class_weights_from_counts(
         counts: ``(K,)`` number of training boxes per class.
         mode: ``"none"``, ``"inverse"`` or ``"inverse_sqrt"``.
         max_weight: upper clip of a weight after normalisation.
+        source: the training annotation file the counts come from (named in errors).
 
     Returns:
         ``(K,)`` float32 weights, or ``None`` for ``mode="none"``.
@@ -59,7 +60,8 @@ def class_weights_from_counts(
     if n.ndim != 1 or (n < 0).any():
         raise ValueError(f"class counts must be a 1-D list of non-negative numbers, got {counts!r}")
     if n.sum() <= 0:
-        raise ValueError("cannot compute class weights: the training set has no labelled boxes")
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}cannot compute class weights: the training set has no labelled boxes")
     safe = n.clamp(min=1.0)
     raw = 1.0 / safe if mode == "inverse" else 1.0 / safe.sqrt()
     # Mean weight per training box = sum_k n_k w_k / sum_k n_k = 1.

@@ -112,6 +112,8 @@ class ActionDetectionSystem(L.LightningModule):
         iou_threshold, fall_class, fall_threshold: evaluation settings.
         channels_last: run the 3D convolutions in channels-last-3d memory format.
         run_config: the resolved config as a plain dict, stored in every checkpoint.
+        frame_size: ``(H, W)`` of the training recordings, stored in every checkpoint
+            (prediction refuses frames of another size unless asked to take them).
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class ActionDetectionSystem(L.LightningModule):
         fall_target_recall: float = 0.95,
         channels_last: bool = False,
         run_config: dict[str, Any] | None = None,
+        frame_size: tuple[int, int] | None = None,
     ):
         super().__init__()
         self.model = model
@@ -168,6 +171,7 @@ class ActionDetectionSystem(L.LightningModule):
         if channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
         self.run_config = run_config or {}
+        self.frame_size = tuple(frame_size) if frame_size is not None else None
         self.score_activation = "sigmoid" if loss.kind == "sigmoid" else "softmax"
         # Per validation epoch: {image_id: records} on this rank.
         self._val_records: dict[str, list[dict]] = {}
@@ -356,7 +360,7 @@ class ActionDetectionSystem(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation,
-                                                       self.fall_calibration)
+                                                       self.fall_calibration, frame_size=self.frame_size)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.fall_calibration = (checkpoint.get(CHECKPOINT_KEY) or {}).get("fall_calibration")

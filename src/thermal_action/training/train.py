@@ -36,7 +36,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
-from thermal_action.training.datamodule import SetDatasetEpoch, build_datamodule, build_datasets, class_counts
+from thermal_action.training.datamodule import (
+    SetDatasetEpoch,
+    annotation_path,
+    build_datamodule,
+    build_datasets,
+    class_counts,
+)
 from thermal_action.training.losses import ActionLoss, class_weights_from_counts, group_target_matrix
 from thermal_action.training.system import ActionDetectionSystem
 
@@ -142,7 +148,7 @@ class ValidationSummary(L.Callback):
 
 
 def build_system(cfg: Config, class_names: list[str], class_counts: list[int], ground_truth, *,
-                 load_pretrained: bool = True) -> ActionDetectionSystem:
+                 load_pretrained: bool = True, frame_size: tuple[int, int] | None = None) -> ActionDetectionSystem:
     """The training system of ``cfg`` (the only place that reads ``cfg.model``/``cfg.optim``
     for training).
 
@@ -153,6 +159,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         ground_truth: validation keyframes for the metrics, or None.
         load_pretrained: read ``model.pretrained`` (not when resuming: the checkpoint
             holds every weight).
+        frame_size: ``(H, W)`` of the training recordings, recorded in the checkpoints.
     """
     from thermal_action.models import build_model
 
@@ -166,7 +173,8 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         log.warning("optim.freeze_backbone_epochs=%d ignored: there are no pretrained weights (model.pretrained "
                     "is empty) and a frozen random backbone learns nothing", freeze_epochs)
         freeze_epochs = 0
-    weights = class_weights_from_counts(class_counts, o.class_weights, o.class_weight_max)
+    weights = class_weights_from_counts(class_counts, o.class_weights, o.class_weight_max,
+                                        source=str(annotation_path(cfg.data, cfg.data.train_ann)))
     if weights is not None:
         log.info("class weights (%s): %s", o.class_weights,
                  ", ".join(f"{n}={w:.2f}" for n, w in zip(class_names, weights.tolist())))
@@ -196,6 +204,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         fall_target_recall=cfg.eval.fall_target_recall,
         channels_last=cfg.trainer.channels_last,
         run_config=config_to_dict(cfg),
+        frame_size=frame_size,
     )
 
 
@@ -205,6 +214,7 @@ def _check_run_dir(out_dir: Path, resume: bool) -> Path | None:
     if resume:
         if not last.is_file():
             raise FileNotFoundError(f"--resume: no {last} to continue from (was the run validated at least once?)")
+        _check_resumable(last)
         return last
     ckpts = sorted((out_dir / "checkpoints").glob("*.ckpt")) if (out_dir / "checkpoints").is_dir() else []
     if ckpts:
@@ -213,6 +223,29 @@ def _check_run_dir(out_dir: Path, resume: bool) -> Path | None:
             "or choose another --out"
         )
     return None
+
+
+def _check_resumable(last: Path) -> None:
+    """Reads ``last.ckpt`` safely before anything else; a damaged one is an error that says
+    whether ``best.ckpt`` is intact (and from which epoch) and how to resume from it."""
+    from thermal_action.training.checkpoint import read_checkpoint_info
+
+    try:
+        read_checkpoint_info(last)
+    except ValueError as damaged:
+        best = last.with_name("best.ckpt")
+        try:
+            info = read_checkpoint_info(best)
+        except (ValueError, FileNotFoundError) as e:
+            fallback = f"best.ckpt cannot be used either ({e}); start a new run with another --out"
+        else:
+            fallback = (f"{best} is intact (saved at epoch {info.epoch}, step {info.global_step}); to resume from it: "
+                        f"mv {last} {last}.damaged && cp {best} {last}, then run train --resume again")
+        raise CheckpointDamagedError(f"--resume: {damaged}. {fallback}") from damaged
+
+
+class CheckpointDamagedError(ValueError):
+    """``--resume`` found a ``last.ckpt`` that cannot be read (the message says what to do)."""
 
 
 class ProgressBar(TQDMProgressBar):
@@ -355,7 +388,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, callbacks: lis
     Raises:
         FileExistsError: ``out_dir`` holds checkpoints of another run and ``resume`` is False.
         FileNotFoundError: ``resume`` without ``checkpoints/last.ckpt``, or a missing dataset.
-        DatasetError: a problem with the dataset (naming the file and record).
+        CheckpointDamagedError: ``resume`` with a ``last.ckpt`` that cannot be read.
+        DatasetError: a problem with the dataset (naming the file and record), found
+            before anything is written; a set without a labelled box is one.
     """
     out_dir = Path(out_dir)
     ckpt_path = _check_run_dir(out_dir, resume)
@@ -368,13 +403,21 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, callbacks: lis
     train_ds, val_ds = build_datasets(cfg)
     if val_ds is None:
         raise ValueError("data.val_ann is empty: training picks its best checkpoint by validation frame-mAP")
+    # Every recording is read (and cached) before anything is written: a broken file is an
+    # error naming it, not a crash in the first epoch after the run directory was made.
+    sizes = train_ds.check_recordings()
+    val_ds.check_recordings()
+    frame_size = next(iter(sizes)) if len(sizes) == 1 else None
+    if frame_size is None:
+        log.warning("training recordings have several frame sizes %s: the checkpoint records none, so "
+                    "predict cannot check the size of new recordings", sorted(sizes))
     class_names = list(train_ds.class_names)
     counts = class_counts(train_ds)
     log.info("training set: %d keyframes, %d boxes (%s); validation set: %d keyframes",
              len(train_ds), sum(counts), ", ".join(f"{n}={c}" for n, c in zip(class_names, counts) if c),
              len(val_ds))
     system = build_system(cfg, class_names, counts, ground_truth=val_ds.keyframes,
-                          load_pretrained=ckpt_path is None)
+                          load_pretrained=ckpt_path is None, frame_size=frame_size)
     # The model's alpha decides how the slow pathway is sampled from the fast one.
     datamodule = build_datamodule(cfg, system.model.alpha, train_ds, val_ds)
 
