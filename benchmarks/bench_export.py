@@ -39,7 +39,7 @@ CPU_DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "cpu_default.yam
 def untrained_checkpoint(cfg: Config, path: Path) -> Path:
     """An untrained model in the training checkpoint format (what ``export`` reads)."""
     from thermal_action.models import build_model
-    from thermal_action.training.checkpoint import CHECKPOINT_KEY, checkpoint_extras
+    from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 
     torch.manual_seed(0)
     model = build_model(cfg.model, len(DEFAULT_CLASS_NAMES))
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report = export_onnx(ckpt, tmp / "model.onnx")
     export_s = time.perf_counter() - t0
-    from thermal_action.training.checkpoint import load_detector
+    from thermal_action.models.checkpoint import load_checkpoint
 
-    model, _, _ = load_detector(ckpt)
+    model = load_checkpoint(ckpt).model
     pt = TorchBackend(model)
     ort = OnnxBackend(report.path, num_threads=args.threads)
     meta = ort.metadata

@@ -121,7 +121,7 @@ def test_a_pickled_checkpoint_gets_the_projects_refusal_everywhere(tmp_path, cap
 
     import torch
 
-    from thermal_action.training.checkpoint import CHECKPOINT_KEY
+    from thermal_action.models.checkpoint import CHECKPOINT_KEY
 
     monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
     bad = tmp_path / "pickled.ckpt"

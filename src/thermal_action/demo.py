@@ -117,7 +117,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 def class_prior_metrics(train_counts: list[int], keyframes, class_names: list[str], eval_cfg) -> dict[str, Any]:
     """Metrics of scoring every validation box with the training class frequencies."""
     from thermal_action.evaluation import compute_metrics, make_prediction_records
-    from thermal_action.training.checkpoint import resolve_fall_threshold
+    from thermal_action.models.checkpoint import resolve_fall_threshold
 
     prior = np.asarray(train_counts, dtype=np.float64)
     prior = prior / prior.sum()

@@ -38,7 +38,7 @@ def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
     """Writes a checkpoint in the training format from a seeded, perturbed tiny model
     (trained, as far as the checkpoint says, on ``frame_size`` frames)."""
     from thermal_action.models import build_model
-    from thermal_action.training.checkpoint import CHECKPOINT_KEY, checkpoint_extras
+    from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 
     cfg = cfg or tiny_config()
     torch.manual_seed(seed)

@@ -180,7 +180,7 @@ def full_val_run(tmp_path_factory, tiny_config):
 
 
 def test_checkpoints_carry_the_calibrated_fall_threshold(full_val_run):
-    from thermal_action.training.checkpoint import read_checkpoint_info
+    from thermal_action.models.checkpoint import read_checkpoint_info
 
     trained_run = full_val_run
     info = read_checkpoint_info(trained_run.best_checkpoint)
@@ -195,7 +195,7 @@ def test_checkpoints_carry_the_calibrated_fall_threshold(full_val_run):
 
 def test_evaluate_and_predict_use_the_calibrated_threshold(full_val_run, synth_root, tmp_path):
     from thermal_action.inference.predictor import Predictor
-    from thermal_action.training.checkpoint import read_checkpoint_info
+    from thermal_action.models.checkpoint import read_checkpoint_info
     from thermal_action.training.evaluate import evaluate_checkpoint
 
     ckpt = full_val_run.best_checkpoint
@@ -319,7 +319,7 @@ def test_an_unusable_recording_fails_before_the_run_directory_is_made(synth_copy
 
 
 def test_checkpoints_record_the_training_frame_size(trained_run):
-    from thermal_action.training.checkpoint import read_checkpoint_info
+    from thermal_action.models.checkpoint import read_checkpoint_info
 
     assert read_checkpoint_info(trained_run.best_checkpoint).frame_size == (40, 60)
     assert read_checkpoint_info(trained_run.last_checkpoint).frame_size == (40, 60)

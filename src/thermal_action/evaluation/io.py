@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.evaluation.metrics import GroundTruthFrame, check_prediction
 
 log = logging.getLogger(__name__)

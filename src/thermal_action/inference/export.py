@@ -263,14 +263,14 @@ def export_onnx(
     import onnx
 
     from thermal_action.data.dataset import build_clip_builder
-    from thermal_action.training.checkpoint import load_detector, read_checkpoint_info
+    from thermal_action.models.checkpoint import load_checkpoint
 
     if exporter not in ("auto", "legacy", "dynamo"):
         raise ValueError(f"exporter must be 'auto', 'legacy' or 'dynamo', got {exporter!r}")
     t0 = time.perf_counter()
     checkpoint, out_path = Path(checkpoint), Path(out_path)
-    model, cfg, class_names = load_detector(checkpoint, device="cpu")
-    info = read_checkpoint_info(checkpoint)
+    loaded = load_checkpoint(checkpoint, device="cpu")
+    model, cfg, class_names, info = loaded.model, loaded.config, loaded.class_names, loaded.info
     has_memory = getattr(model, "feature_bank", None) is not None
     if has_memory and not allow_no_memory:
         raise ValueError(

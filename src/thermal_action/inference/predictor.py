@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from thermal_action.data.clips import BuiltClip, ClipBuilder, clip_offsets
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import Recording, read_recording
 from thermal_action.structures import (
     FALL_CLASS_NAME,
@@ -350,11 +350,12 @@ class Predictor:
                        frame_size=meta.get("frame_size"))
 
         from thermal_action.data.dataset import build_clip_builder
-        from thermal_action.training.checkpoint import load_detector, read_checkpoint_info
+        from thermal_action.models.checkpoint import load_checkpoint
 
-        model, cfg, class_names = load_detector(checkpoint, device=device)
-        info = read_checkpoint_info(checkpoint)
-        return cls(TorchBackend(model, device), build_clip_builder(cfg.data), class_names, info.score_activation,
+        loaded = load_checkpoint(checkpoint, device=device)
+        info = loaded.info
+        return cls(TorchBackend(loaded.model, device), build_clip_builder(info.config.data), info.class_names,
+                   info.score_activation,
                    max_clips_per_batch, fall_threshold=info.fall_threshold, frame_size=info.frame_size)
 
     # -- properties

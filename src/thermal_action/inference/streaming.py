@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, KELVIN_OFFSET, repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
 from thermal_action.inference.predictor import (

@@ -83,6 +83,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from thermal_action.errors import CheckpointError
+
 log = logging.getLogger(__name__)
 
 FORMAT_ALPHACTION = "alphaction"
@@ -105,14 +107,6 @@ _WEIGHT_CONTAINERS = ("state_dict", "model_state", "model")
 
 _STEM_CONV_KEYS = ("backbone.s1.pathway0_stem.conv.weight", "backbone.s1.pathway1_stem.conv.weight")
 _BN_COUNTER = "num_batches_tracked"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not fit the model; names the file."""
-
-    def __init__(self, path: str | Path, message: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {message}")
 
 
 # --------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Training on Lightning: the training system, data module, losses, schedules, checkpoints.
+"""Training on Lightning: the training system, data module, losses, schedules.
 
-Public entry points (imported lazily, so ``import thermal_action.training.checkpoint`` from
-inference code does not pull in Lightning)::
+Public entry points (imported lazily, so importing the package does not pull in Lightning)::
 
     train(cfg, out_dir, resume=False) -> TrainResult
     evaluate_checkpoint(checkpoint, data_root, ann_file, out_dir, detections=None, overrides=None) -> dict
-    load_detector(checkpoint_path, device="cpu") -> (model, cfg, class_names)
+
+Checkpoints are read by :mod:`thermal_action.models.checkpoint` (below training and
+inference, so serving never imports the trainer).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ _EXPORTS = {
     "train": "thermal_action.training.train",
     "TrainResult": "thermal_action.training.train",
     "evaluate_checkpoint": "thermal_action.training.evaluate",
-    "load_detector": "thermal_action.training.checkpoint",
-    "read_checkpoint_info": "thermal_action.training.checkpoint",
     "ActionLoss": "thermal_action.training.losses",
     "class_weights_from_counts": "thermal_action.training.losses",
     "logits_to_scores": "thermal_action.training.losses",

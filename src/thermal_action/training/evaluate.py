@@ -132,11 +132,11 @@ def evaluate_checkpoint(
     """
     from thermal_action.data.dataset import build_collate, build_dataset
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
-    from thermal_action.training.checkpoint import load_detector, read_checkpoint_info, resolve_fall_threshold
+    from thermal_action.models.checkpoint import load_checkpoint, resolve_fall_threshold
     from thermal_action.training.datamodule import annotation_path, require_labelled_boxes
 
-    info = read_checkpoint_info(checkpoint)
-    model, cfg, class_names = load_detector(checkpoint, device=device)
+    loaded = load_checkpoint(checkpoint, device=device)
+    model, cfg, class_names, info = loaded.model, loaded.config, loaded.class_names, loaded.info
     cfg = _apply_overrides(cfg, overrides)
     cfg.data.root = str(data_root)
     boxes_override = None

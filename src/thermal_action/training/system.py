@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from thermal_action.structures import Batch
-from thermal_action.training.checkpoint import CHECKPOINT_KEY, checkpoint_extras
+from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 from thermal_action.training.losses import ActionLoss, logits_to_scores
 from thermal_action.training.schedule import build_optimizer, build_schedule
 
@@ -313,7 +313,7 @@ class ActionDetectionSystem(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         from thermal_action.evaluation import choose_fall_threshold, compute_metrics
-        from thermal_action.training.checkpoint import resolve_fall_threshold
+        from thermal_action.models.checkpoint import resolve_fall_threshold
 
         records = self._gathered_records()
         self._val_records = {}

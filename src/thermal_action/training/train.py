@@ -11,7 +11,7 @@ Run directory::
       csv/version_N/metrics.csv  the same scalars as CSV (+ hparams.yaml)
 
 Every checkpoint loads with ``torch.load(..., weights_only=True)`` and carries the
-resolved config and class names (see :mod:`thermal_action.training.checkpoint`).
+resolved config and class names (see :mod:`thermal_action.models.checkpoint`).
 
 Multi-GPU / multi-node runs are Lightning DDP: ``trainer.devices`` and
 ``trainer.num_nodes`` say how many; started with plain ``thermal-action train``
@@ -228,7 +228,7 @@ def _check_run_dir(out_dir: Path, resume: bool) -> Path | None:
 def _check_resumable(last: Path) -> None:
     """Reads ``last.ckpt`` safely before anything else; a damaged one is an error that says
     whether ``best.ckpt`` is intact (and from which epoch) and how to resume from it."""
-    from thermal_action.training.checkpoint import read_checkpoint_info
+    from thermal_action.models.checkpoint import read_checkpoint_info
 
     try:
         read_checkpoint_info(last)

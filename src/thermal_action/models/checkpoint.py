@@ -12,8 +12,10 @@ progress) it holds, under :data:`CHECKPOINT_KEY`::
      "fall_calibration": {"threshold", "target_recall", "recall", "precision", ...} | None,
      "frame_size": [H, W] | None}  # of the training recordings (None: older checkpoints)
 
-so a checkpoint is self-describing: :func:`load_detector` rebuilds the model with the
-same variant, input size and head without the YAML file it was trained from.
+so a checkpoint is self-describing: :func:`load_checkpoint` rebuilds the model with the
+same variant, input size and head without the YAML file it was trained from, and returns
+it with everything else the file holds (one read). This module sits below training and
+inference: serving reads checkpoints without importing the trainer.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from thermal_action.config import Config, config_from_dict
+from thermal_action.errors import CheckpointError
 from thermal_action.structures import FALLBACK_FALL_THRESHOLD
 
 CHECKPOINT_KEY = "thermal_action"
@@ -97,7 +101,7 @@ def _load(path: str | Path) -> dict[str, Any]:
         # weights_only: a checkpoint is data; never execute pickled code from it.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        from thermal_action.models.pretrained import CheckpointError, explain_load_failure
+        from thermal_action.models.pretrained import explain_load_failure
 
         # The project's one-line refusal, as for pretrained weights: torch's own text
         # suggests retrying with weights_only=False, which would run the file's code.
@@ -140,8 +144,38 @@ def detector_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
-def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuilds the trained detector from a training checkpoint.
+@dataclass
+class LoadedCheckpoint:
+    """A trained detector and everything its checkpoint says about it, from one read.
+
+    Attributes:
+        model: the ``ActionDetector`` (or ensemble), in eval mode, on the requested device.
+        info: the :class:`CheckpointInfo` (config, class names, score activation, epoch,
+            fall calibration, frame size).
+    """
+
+    model: nn.Module
+    info: CheckpointInfo
+
+    @property
+    def config(self) -> Config:
+        return self.info.config
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names
+
+    @property
+    def score_activation(self) -> str:
+        return self.info.score_activation
+
+    @property
+    def fall_threshold(self) -> float:
+        return self.info.fall_threshold
+
+
+def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuilds the trained detector from a training checkpoint, reading the file once.
 
     Used by ``evaluate``, ``predict`` and ``export``. The model is built from the
     checkpoint's own config (``model.pretrained`` is not read again: the checkpoint
@@ -152,15 +186,16 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
         device: where the model goes.
 
     Returns:
-        ``(model, cfg, class_names)``: the ``ActionDetector`` in eval mode, the resolved
-        training :class:`~thermal_action.config.Config`, the K class names.
+        A :class:`LoadedCheckpoint`: ``.model`` and ``.info`` (``.config``,
+        ``.class_names``, ``.score_activation``, ``.fall_threshold`` as shortcuts).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a (safe, readable) thermal-action checkpoint, or weights that do
-            not fit the model its config describes; the message names the file.
+        CheckpointError: an unreadable or unsafe file (the project's one-line refusal).
+        ValueError: not a thermal-action checkpoint, or weights that do not fit the model
+            its config describes; the message names the file.
     """
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
 
     path = Path(checkpoint_path)
     ckpt = _load(path)
@@ -174,4 +209,4 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit model.variant={info.config.model.variant!r}: {e}") from e
     model.to(device).eval()
-    return model, info.config, info.class_names
+    return LoadedCheckpoint(model, info)
