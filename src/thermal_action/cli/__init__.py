@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert_checkpoint)
 
     # Training, evaluation, demo and inference subcommands live beside the code they call.
-    from thermal_action.inference import cli as inference_cli
-    from thermal_action.training import cli as training_cli
+    from thermal_action.cli import infer as inference_cli
+    from thermal_action.cli import train as training_cli
 
     training_cli.register(sub)
     inference_cli.register(sub)
