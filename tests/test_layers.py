@@ -1,0 +1,30 @@
+"""The layer rules of pyproject.toml's ``[tool.importlinter]`` hold (import-linter, run here so
+the test command checks them): models and data import no higher layer, inference never
+imports training, evaluation imports no model code, nothing below the CLI imports it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_required_contracts_are_declared():
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    rules = {(src, bad) for c in contracts if c["type"] == "forbidden"
+             for src in c["source_modules"] for bad in c["forbidden_modules"]}
+    pkg = "thermal_action."
+    required = {("models", "data"), ("models", "training"), ("data", "models"), ("inference", "training"),
+                ("evaluation", "models"), ("training", "cli"), ("inference", "cli"), ("models", "cli")}
+    assert {(pkg + a, pkg + b) for a, b in required} <= rules
+
+
+def test_layer_contracts_hold():
+    exe = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(exe), "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
