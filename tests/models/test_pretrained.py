@@ -23,6 +23,7 @@ from thermal_action.cli import main
 from thermal_action.config import ModelConfig
 from thermal_action.models import ActionDetector, ActionHead, VARIANTS, build_model
 from thermal_action.models.backbone import rgb_stem_to_thermal
+from thermal_action.models.convert import convert_checkpoint
 from thermal_action.models.pretrained import (
     FORMAT_ALPHACTION,
     FORMAT_MMACTION2,
@@ -30,7 +31,6 @@ from thermal_action.models.pretrained import (
     FORMAT_PYSLOWFAST,
     FORMAT_PYTORCHVIDEO,
     CheckpointError,
-    convert_checkpoint,
     detect_format,
     load_pretrained,
     map_key,
@@ -686,7 +686,7 @@ def test_convert_without_variant_uses_the_only_one_that_fits(layout, variant, st
 
 
 def test_convert_without_variant_pyslowfast_and_ambiguity(r50_pyslowfast, tmp_path, monkeypatch):
-    import thermal_action.models.pretrained as pretrained
+    import thermal_action.models.pretrained.fitting as fitting
 
     ours = _our_backbone_tensors(r50_pyslowfast, seed=5)
     path = tmp_path / "pyslowfast_r50.pyth"
@@ -694,6 +694,6 @@ def test_convert_without_variant_pyslowfast_and_ambiguity(r50_pyslowfast, tmp_pa
     report = convert_checkpoint(path, tmp_path / "out.pt", num_classes=14)
     assert any("'slowfast_r50_4x16'" in n for n in report.notes)
     # Were two variants to reproduce a file, it must not guess.
-    monkeypatch.setattr(pretrained, "fitting_variants", lambda mapped: ["slowfast_r50_4x16", "slowfast_r50_8x8"])
+    monkeypatch.setattr(fitting, "fitting_variants", lambda mapped: ["slowfast_r50_4x16", "slowfast_r50_8x8"])
     with pytest.raises(CheckpointError, match=r"slowfast_r50_4x16.*slowfast_r50_8x8.*pass --variant"):
         convert_checkpoint(path, tmp_path / "out2.pt", num_classes=14)

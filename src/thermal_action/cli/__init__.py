@@ -69,7 +69,7 @@ def _cmd_convert_annotations(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert_checkpoint(args: argparse.Namespace) -> int:
-    from thermal_action.models.pretrained import convert_checkpoint
+    from thermal_action.models.convert import convert_checkpoint
 
     report = convert_checkpoint(args.input, args.output, variant=args.variant, num_classes=args.num_classes,
                                 interaction=args.interaction)
