@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -323,3 +324,22 @@ def test_checkpoints_record_the_training_frame_size(trained_run):
 
     assert read_checkpoint_info(trained_run.best_checkpoint).frame_size == (40, 60)
     assert read_checkpoint_info(trained_run.last_checkpoint).frame_size == (40, 60)
+
+
+def test_choose_run_dir_is_one_directory_for_every_process(tmp_path, monkeypatch):
+    from thermal_action.training.train import RUN_DIR_ENV, choose_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    for var in (RUN_DIR_ENV, "WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    first = choose_run_dir(None, "cpu_default")
+    assert first.parent == Path("runs") and first.name.startswith("cpu_default-")
+    # A process DDP launches later (same environment) gets the same directory.
+    assert choose_run_dir(None, "other") == first
+    assert choose_run_dir(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.delenv(RUN_DIR_ENV)
+    with pytest.raises(ValueError, match="resuming needs the run directory"):
+        choose_run_dir(None, resume=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="torchrun"):
+        choose_run_dir(None)

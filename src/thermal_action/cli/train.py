@@ -7,26 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
 from pathlib import Path
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from thermal_action.config import load_config
-    from thermal_action.training.train import RUN_DIR_ENV, train
+    from thermal_action.training.train import choose_run_dir, train
 
-    out = args.out or os.environ.get(RUN_DIR_ENV)
-    if out is None:
-        if args.resume:
-            raise ValueError("--resume needs --out RUN_DIR (the run to continue)")
-        if os.environ.get("WORLD_SIZE", "1") != "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-            raise ValueError("under torchrun / srun every process must be given the same --out RUN_DIR")
-        stem = Path(args.config).stem if args.config else "run"
-        out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    # DDP started by Lightning re-runs this command line once per extra device: the
-    # environment carries the run directory, so every rank uses the one chosen here.
-    os.environ[RUN_DIR_ENV] = str(out)
+    out = choose_run_dir(args.out, Path(args.config).stem if args.config else "cpu_default", args.resume)
     config = args.config
     if config is None and args.resume:
         config = Path(out) / "config.yaml"

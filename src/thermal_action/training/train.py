@@ -53,6 +53,34 @@ MONITOR = "val/mAP"
 RUN_DIR_ENV = "THERMAL_ACTION_RUN_DIR"
 
 
+def _distributed_launch() -> bool:
+    """Whether torchrun or srun started this process as one of several."""
+    return os.environ.get("WORLD_SIZE", "1") != "1" or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
+def choose_run_dir(out_dir: str | Path | None = None, name: str = "run", resume: bool = False) -> Path:
+    """The run directory, the same in every process of a DDP run.
+
+    ``out_dir`` if given, else the one a parent process chose (:data:`RUN_DIR_ENV`), else
+    ``runs/<name>-<YYYYmmdd-HHMMSS>``. The choice is written to :data:`RUN_DIR_ENV`: DDP
+    started by Lightning re-runs the command once per extra device, and those processes
+    must write into the same directory. Under torchrun / srun (several processes started
+    at once, each choosing alone) and with ``resume``, ``out_dir`` is required.
+
+    Raises:
+        ValueError: no ``out_dir`` where one is required.
+    """
+    out = out_dir or os.environ.get(RUN_DIR_ENV)
+    if out is None:
+        if resume:
+            raise ValueError("resuming needs the run directory (--out RUN_DIR: the run to continue)")
+        if _distributed_launch():
+            raise ValueError("under torchrun / srun every process must be given the same run directory (--out)")
+        out = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.environ[RUN_DIR_ENV] = str(out)
+    return Path(out)
+
+
 @dataclass
 class TrainResult:
     """Where a run's outputs are, and how it went.
@@ -371,13 +399,15 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback]) -> L.
     )
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, callbacks: list[L.Callback] | None = None) -> TrainResult:
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
+          callbacks: list[L.Callback] | None = None) -> TrainResult:
     """Trains the detector of ``cfg`` on ``cfg.data`` and writes the run directory.
 
     Args:
         cfg: the resolved config; ``data.root`` must point at a dataset in the thermal
             format (annotation paths are relative to it).
-        out_dir: the run directory (created).
+        out_dir: the run directory (created); None: :func:`choose_run_dir` picks
+            ``runs/<model.variant>-<time>`` (the same in every DDP process).
         resume: continue the interrupted run in ``out_dir`` from ``checkpoints/last.ckpt``
             (epoch, step, optimiser, schedule and best score continue).
         callbacks: extra Lightning callbacks.
@@ -392,7 +422,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, callbacks: lis
         DatasetError: a problem with the dataset (naming the file and record), found
             before anything is written; a set without a labelled box is one.
     """
-    out_dir = Path(out_dir)
+    out_dir = choose_run_dir(out_dir, cfg.model.variant, resume)
     ckpt_path = _check_run_dir(out_dir, resume)
     # Before any model or data is built, so weights and augmentation repeat with the seed.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
