@@ -18,18 +18,11 @@ from thermal_action.data.dataset import build_clip_builder
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.evaluation.io import read_predictions
-from thermal_action.inference.predictor import (
-    ClipRequest,
-    FrameBoxes,
-    PersonBoxes,
-    Predictor,
-    boxes_from_detections,
-    predict_recording,
-    predict_recordings,
-    read_detections_file,
-    read_predictions_file,
-    resolve_boxes,
-)
+from thermal_action.evaluation.detections import read_detections_file
+from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detections, resolve_boxes
+from thermal_action.inference.outputs import read_predictions_file
+from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.inference.recordings import predict_recording, predict_recordings
 from thermal_action.structures import DEFAULT_CLASS_NAMES, box_iou_xyxy, boxes_xyxy_to_cxcywh_norm
 
 K = len(DEFAULT_CLASS_NAMES)

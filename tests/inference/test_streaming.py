@@ -14,13 +14,9 @@ from infer_fixtures import make_frames, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import ClipBuilder
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
-from thermal_action.inference.predictor import (
-    ClipRequest,
-    FrameBoxes,
-    Predictor,
-    boxes_from_detector,
-    predict_recording,
-)
+from thermal_action.inference.boxes import FrameBoxes, boxes_from_detector
+from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.inference.recordings import predict_recording
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 

@@ -51,13 +51,9 @@ import numpy as np
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, KELVIN_OFFSET, repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
-from thermal_action.inference.predictor import (
-    SENSOR_FPS,
-    ClipRequest,
-    FrameBoxes,
-    Prediction,
-    Predictor,
-)
+from thermal_action.inference.boxes import FrameBoxes
+from thermal_action.inference.outputs import Prediction
+from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
 from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
 
 logger = logging.getLogger(__name__)
