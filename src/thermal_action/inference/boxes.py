@@ -96,6 +96,31 @@ class PersonBoxes:
         return out
 
 
+def track_frame(tracker: Any, detections: Any) -> FrameBoxes:
+    """One frame through a tracker: the boxes it reports, with their track ids.
+
+    The one conversion from tracker output to per-frame boxes, for recordings
+    (:func:`track_detections`) and live streams (``StreamingPredictor``) alike.
+
+    Args:
+        tracker: a :class:`~thermal_action.inference.tracker.Tracker` (or one with its
+            ``update``), fed every frame in order.
+        detections: the frame's untracked boxes, a
+            :class:`~thermal_action.inference.detector.Detections`.
+
+    Returns:
+        The reported boxes (empty when it reports none).
+    """
+    tracked = tracker.update(detections)
+    if not tracked:
+        return FrameBoxes.empty()
+    return FrameBoxes(
+        np.asarray([t.box_xyxy for t in tracked], np.float32),
+        np.asarray([t.track_id for t in tracked], np.int64),
+        np.asarray([t.score for t in tracked], np.float32),
+    )
+
+
 def track_detections(
     detections: Sequence[tuple[np.ndarray, np.ndarray]],
     tracker_factory: Callable[[], Any] | None = None,
@@ -120,13 +145,9 @@ def track_detections(
     tracker = tracker_factory()
     out: dict[int, FrameBoxes] = {}
     for f, (boxes, scores) in enumerate(detections):
-        tracked = tracker.update(Detections(boxes, scores))
-        if tracked:
-            out[f] = FrameBoxes(
-                np.asarray([t.box_xyxy for t in tracked], np.float32),
-                np.asarray([t.track_id for t in tracked], np.int64),
-                np.asarray([t.score for t in tracked], np.float32),
-            )
+        tracked = track_frame(tracker, Detections(boxes, scores))
+        if len(tracked):
+            out[f] = tracked
     return out
 
 

@@ -51,7 +51,7 @@ import numpy as np
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, KELVIN_OFFSET, repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
-from thermal_action.inference.boxes import FrameBoxes
+from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
 from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
@@ -277,14 +277,7 @@ class StreamingPredictor:
             dets = st.detector.update(frame_c)
         if st.tracker is None:
             st.tracker = self.tracker_factory()
-        tracked = st.tracker.update(dets)
-        if not tracked:
-            return FrameBoxes.empty()
-        return FrameBoxes(
-            np.asarray([t.box_xyxy for t in tracked], np.float32),
-            np.asarray([t.track_id for t in tracked], np.int64),
-            np.asarray([t.score for t in tracked], np.float32),
-        )
+        return track_frame(st.tracker, dets)
 
     def _due(self, sensor_id: str, st: _Sensor, frame_idx: int) -> _Due:
         """Snapshot of the window of keyframe ``frame_idx`` (which must be in the buffer)."""
