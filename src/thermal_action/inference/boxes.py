@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -188,7 +189,7 @@ def boxes_from_detections(
     """The detections of ``recording`` (None when the file has none for it).
 
     Args:
-        dets: from :func:`read_detections_file`.
+        dets: from :func:`~thermal_action.evaluation.detections.read_detections_file`.
         recording: the recording they are for.
         single_recording: whether only this recording is being predicted (then boxes
             without a sensor id belong to it; otherwise they are ambiguous: an error).
@@ -198,24 +199,26 @@ def boxes_from_detections(
     if dets.has_unnamed() and not single_recording:
         raise DatasetError(dets.path, "detections without a sensor_id (or per-sensor directory) are ambiguous "
                            "when several recordings are predicted; predict one recording at a time or add sensor_id")
-    mine = [r for r in dets.records if r.sensor_id in (None, sensor)]
+    by_image_id = [(r, _split_image_id(dets.path, r)) for r in dets.records if r.image_id is not None]
+    mine = [r for r in dets.records if r.image_id is None and r.sensor_id in (None, sensor)]
     ts_to_frame = None
-    for image_id, bbox, score, track in dets.image_ids:
-        s, ts = image_id.rsplit("_", 1)
+    for r, (s, ts) in by_image_id:
         if s != sensor:
             continue
         if ts_to_frame is None:
             ts_to_frame = {int(t): i for i, t in enumerate(recording.timestamps)}
-        if int(ts) not in ts_to_frame:
-            raise DatasetError(dets.path, f"no frame of {recording.path} has timestamp {ts}", record=image_id)
-        mine.append(RawDetection(ts_to_frame[int(ts)], bbox, score, track, sensor))
+        if ts not in ts_to_frame:
+            raise DatasetError(dets.path, f"no frame of {recording.path} has timestamp {ts}", record=r.record)
+        mine.append(RawDetection(ts_to_frame[ts], r.box_cxcywh_norm, r.score, r.track_id, sensor, r.image_id,
+                                 r.record))
     if not mine:
         return None
     n = recording.num_frames
-    out_of_range = [r.frame_idx for r in mine if r.frame_idx >= n]
+    out_of_range = [r for r in mine if r.frame_idx >= n]
     if out_of_range:
-        raise DatasetError(dets.path, f"frame_idx {out_of_range[0]} out of range for {recording.path} ({n} frames)",
-                           record=f"frame {out_of_range[0]}")
+        bad = out_of_range[0]
+        raise DatasetError(dets.path, f"frame_idx {bad.frame_idx} out of range for {recording.path} ({n} frames)",
+                           record=bad.record or f"frame {bad.frame_idx}")
     with_ids = [r.track_id is not None for r in mine]
     if any(with_ids) and not all(with_ids):
         raise DatasetError(dets.path, f"some boxes of {sensor} have a track_id and some do not; give all or none")
@@ -238,6 +241,15 @@ def boxes_from_detections(
         ]
         frames = track_detections(seq, tracker_factory or _detections_tracker)
     return PersonBoxes("detections", frames)
+
+
+def _split_image_id(path: Path, r: RawDetection) -> tuple[str, int]:
+    """``(sensor_id, timestamp)`` of an ``image_id`` record; predict needs the timestamp."""
+    image_id = str(r.image_id)
+    sensor, _, ts = image_id.rpartition("_")
+    if not sensor or not ts.lstrip("-").isdigit():
+        raise DatasetError(path, f"image_id {image_id!r} is not '<sensor_id>_<timestamp>'", record=r.record)
+    return sensor, int(ts)
 
 
 def _detections_tracker() -> Any:
