@@ -15,6 +15,7 @@ from thermal_action.data.clips import ClipBuilder
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
 from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detector, track_detections
+from thermal_action.inference.detector import Detections
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.inference.recordings import predict_recording
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor
@@ -76,7 +77,7 @@ def test_stream_and_recording_track_the_same_boxes_the_same_way(predictor, recor
     for f in range(N):
         boxes = [tracks[0][f]] if 10 <= f <= 13 else [tracks[0][f], tracks[1][f]] if f >= 5 else [tracks[0][f]]
         per_frame.append(np.asarray(boxes, np.float32))
-    offline_boxes = track_detections([(b, np.ones(len(b))) for b in per_frame])
+    offline_boxes = track_detections([Detections(b, np.ones(len(b))) for b in per_frame])
     offline = predict_recording(predictor, rec, PersonBoxes("detections", offline_boxes), step=1)
     sp = StreamingPredictor(predictor, step=1)
     live = _stream(sp, "S1", raw, rec.timestamps, per_frame) + sp.flush()

@@ -22,6 +22,7 @@ import numpy as np
 from thermal_action.data.hdf5 import Recording
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import DetectionsFile, RawDetection
+from thermal_action.inference.detector import Detections
 from thermal_action.structures import boxes_cxcywh_norm_to_xyxy
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ BOX_SOURCES = ("auto", "annotations", "detections", "detector")
 
 @dataclass
 class FrameBoxes:
-    """Person boxes of one frame.
+    """Person boxes of one frame, tracked (the boxes before tracking are the detector's
+    :class:`~thermal_action.inference.detector.Detections`).
 
     Attributes:
         boxes_xyxy: ``(N, 4)`` float32 native pixels.
@@ -97,7 +99,7 @@ class PersonBoxes:
         return out
 
 
-def track_frame(tracker: Any, detections: Any) -> FrameBoxes:
+def track_frame(tracker: Any, detections: Detections) -> FrameBoxes:
     """One frame through a tracker: the boxes it reports, with their track ids.
 
     The one conversion from tracker output to per-frame boxes, for recordings
@@ -106,8 +108,7 @@ def track_frame(tracker: Any, detections: Any) -> FrameBoxes:
     Args:
         tracker: a :class:`~thermal_action.inference.tracker.Tracker` (or one with its
             ``update``), fed every frame in order.
-        detections: the frame's untracked boxes, a
-            :class:`~thermal_action.inference.detector.Detections`.
+        detections: the frame's untracked boxes.
 
     Returns:
         The reported boxes (empty when it reports none).
@@ -123,30 +124,28 @@ def track_frame(tracker: Any, detections: Any) -> FrameBoxes:
 
 
 def track_detections(
-    detections: Sequence[tuple[np.ndarray, np.ndarray]],
+    detections: Sequence[Detections | tuple[np.ndarray, np.ndarray]],
     tracker_factory: Callable[[], Any] | None = None,
 ) -> dict[int, FrameBoxes]:
     """Gives track ids to per-frame boxes with the built-in tracker.
 
     Args:
-        detections: one ``(boxes_xyxy (N, 4), scores (N,))`` per frame, in order
-            (empty arrays for frames without people: the tracker must see them to age
-            its tracks).
+        detections: the untracked boxes of every frame, in order (empty for frames
+            without people: the tracker must see them to age its tracks); a
+            ``(boxes_xyxy (N, 4), scores (N,))`` pair is taken for a frame too.
         tracker_factory: makes a fresh tracker (default: ``inference.tracker.Tracker``).
 
     Returns:
         frame index -> tracked boxes, for frames with at least one box.
     """
-    from thermal_action.inference.detector import Detections
-
     if tracker_factory is None:
         from thermal_action.inference.tracker import Tracker
 
         tracker_factory = Tracker
     tracker = tracker_factory()
     out: dict[int, FrameBoxes] = {}
-    for f, (boxes, scores) in enumerate(detections):
-        tracked = track_frame(tracker, Detections(boxes, scores))
+    for f, dets in enumerate(detections):
+        tracked = track_frame(tracker, dets if isinstance(dets, Detections) else Detections(*dets))
         if len(tracked):
             out[f] = tracked
     return out
@@ -160,7 +159,7 @@ def boxes_from_detector(recording: Recording, detector: Any | None = None,
 
         detector = PersonDetector()
     dets = detector.detect_recording(recording.frames)
-    tracked = track_detections([(d.boxes_xyxy, d.scores) for d in dets], tracker_factory)
+    tracked = track_detections(dets, tracker_factory)
     return PersonBoxes("detector", tracked)
 
 
@@ -234,9 +233,8 @@ def boxes_from_detections(
             f: FrameBoxes(xyxy(rs), [r.track_id for r in rs], [r.score for r in rs]) for f, rs in per_frame.items()
         }
     else:
-        empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
         seq = [
-            (xyxy(per_frame[f]), np.asarray([r.score for r in per_frame[f]])) if f in per_frame else empty
+            Detections(xyxy(per_frame[f]), [r.score for r in per_frame[f]]) if f in per_frame else Detections.empty()
             for f in range(max(per_frame) + 1)
         ]
         frames = track_detections(seq, tracker_factory or _detections_tracker)

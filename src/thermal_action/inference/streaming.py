@@ -52,6 +52,7 @@ from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, KELVIN_OFFSET, repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
+from thermal_action.inference.detector import Detections
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
 from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
@@ -265,8 +266,6 @@ class StreamingPredictor:
         return out
 
     def _boxes(self, st: _Sensor, frame_c: np.ndarray, given: FrameBoxes | np.ndarray | None) -> FrameBoxes:
-        from thermal_action.inference.detector import Detections
-
         if isinstance(given, FrameBoxes):
             return given
         if given is not None:
