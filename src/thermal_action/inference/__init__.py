@@ -3,7 +3,8 @@
 - :mod:`.predictor`: :class:`Predictor` (model + the training preprocessing).
 - :mod:`.backends`: PyTorch and ONNX Runtime backends of a :class:`Predictor`.
 - :mod:`.boxes`: person boxes of a recording (annotations, detections files,
-  built-in detector and tracker).
+  built-in detector and tracker); detections files are read by
+  :mod:`thermal_action.evaluation.detections`, which ``evaluate`` shares.
 - :mod:`.outputs`: :class:`Prediction` and the ``predictions`` files.
 - :mod:`.recordings`: ``predict`` over recordings (files in, files out).
 - :mod:`.streaming`: :class:`StreamingPredictor`, many live sensors, batched.

@@ -156,7 +156,8 @@ def predict_recordings(
             ``alerts.csv`` and ``run.json`` go.
         step: frames between predictions (6 is about once a second at ~6 fps).
         boxes: ``"auto"``, ``"annotations"``, ``"detections"`` or ``"detector"``.
-        detections: a detections file or YOLO directory (module docstring).
+        detections: a detections file or YOLO directory
+            (:mod:`thermal_action.evaluation.detections`).
         annotations: an annotations JSON; its keyframes (and tracks) are used for
             the recordings it covers.
         backend: ``"torch"`` or ``"onnx"`` (a ``.ckpt`` is exported to
