@@ -30,7 +30,7 @@ import torch
 
 from thermal_action.config import Config, config_to_dict, load_config
 from thermal_action.inference.export import _example_inputs, export_onnx
-from thermal_action.inference.predictor import OnnxBackend, TorchBackend
+from thermal_action.inference.backends import OnnxBackend, TorchBackend
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 CPU_DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "cpu_default.yaml"

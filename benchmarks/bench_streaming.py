@@ -48,7 +48,9 @@ import torch
 from thermal_action.config import Config, load_config
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.data.synth import SynthConfig, simulate_recording
-from thermal_action.inference.predictor import FrameBoxes, Predictor, TorchBackend
+from thermal_action.inference.backends import TorchBackend
+from thermal_action.inference.boxes import FrameBoxes
+from thermal_action.inference.predictor import Predictor
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor
 from thermal_action.models import build_model
 from thermal_action.structures import DEFAULT_CLASS_NAMES

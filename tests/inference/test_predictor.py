@@ -18,18 +18,11 @@ from thermal_action.data.dataset import build_clip_builder
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.evaluation.io import read_predictions
-from thermal_action.inference.predictor import (
-    ClipRequest,
-    FrameBoxes,
-    PersonBoxes,
-    Predictor,
-    boxes_from_detections,
-    predict_recording,
-    predict_recordings,
-    read_detections_file,
-    read_predictions_file,
-    resolve_boxes,
-)
+from thermal_action.evaluation.detections import read_detections, read_detections_file
+from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detections, resolve_boxes
+from thermal_action.inference.outputs import read_predictions_file
+from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.inference.recordings import predict_recording, predict_recordings
 from thermal_action.structures import DEFAULT_CLASS_NAMES, box_iou_xyxy, boxes_xyxy_to_cxcywh_norm
 
 K = len(DEFAULT_CLASS_NAMES)
@@ -211,6 +204,28 @@ def test_detections_json_list_lines_and_image_ids(rec, tmp_path):
         assert boxes.frames[5].track_ids.tolist() == [6]
 
 
+def test_one_detections_file_gives_evaluate_and_predict_the_same_boxes(rec, tmp_path):
+    # evaluate --detections reads boxes per keyframe id, predict --detections per frame;
+    # the same file must give the same boxes and scores to both.
+    ts = [int(rec.timestamps[f]) for f in (4, 9)]
+    recs = [
+        {"image_id": f"S1_{ts[0]}", "bbox": [0.2, 0.3, 0.15, 0.2], "score": 0.9, "track_id": 1},
+        {"image_id": f"S1_{ts[0]}", "bbox": [0.7, 0.6, 0.2, 0.25], "score": 0.4, "track_id": 2},
+        {"image_id": f"S1_{ts[1]}", "bbox": [0.25, 0.3, 0.15, 0.2], "track_id": 1},
+        {"image_id": f"S1_{ts[1]}", "bbox": [0.5, 0.5, 0.1, 0.1], "class": "chair", "track_id": 3},
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs))
+    for_evaluate = read_detections(path)
+    for_predict = boxes_from_detections(read_detections_file(path), rec, single_recording=True)
+    assert sorted(for_predict.frames) == [4, 9] and len(for_evaluate) == 2
+    for f, t in zip((4, 9), ts):
+        ev = for_evaluate[f"S1_{t}"]
+        np.testing.assert_allclose(boxes_xyxy_to_cxcywh_norm(for_predict.frames[f].boxes_xyxy, 60, 40),
+                                   ev.boxes_cxcywh_norm, atol=1e-6)
+        np.testing.assert_allclose(for_predict.frames[f].scores, ev.scores, atol=1e-6)
+
+
 def test_detections_without_track_ids_are_tracked(rec, tmp_path):
     _, tracks = make_frames(40)
     recs = [{"frame_idx": f, "bbox": boxes_xyxy_to_cxcywh_norm(t[f][None], 60, 40)[0].tolist(), "score": 0.8}
@@ -273,6 +288,12 @@ def test_detections_that_do_not_fit_the_recording(rec, tmp_path):
                                 {"frame_idx": 2, "bbox": [0.5, 0.5, 0.1, 0.1]}]))
     with pytest.raises(DatasetError, match="track_id"):
         boxes_from_detections(read_detections_file(path), rec, single_recording=True)
+    # evaluate takes any keyframe id; predict needs '<sensor>_<timestamp>' with a frame of that time.
+    for image_id, match in [("frame7", "is not '<sensor_id>_<timestamp>'"), ("S1_12", "has timestamp 12")]:
+        path.write_text(json.dumps([{"image_id": image_id, "bbox": [0.5, 0.5, 0.1, 0.1]}]))
+        with pytest.raises(DatasetError, match=match) as e:
+            boxes_from_detections(read_detections_file(path), rec, single_recording=True)
+        assert "d.json" in str(e.value) and f"record 0, image_id '{image_id}'" in str(e.value)
     bad = tmp_path / "yolo"
     bad.mkdir()
     (bad / "5.txt").write_text("0 0.5 0.5 0.1\n")

@@ -13,7 +13,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
 from infer_fixtures import make_frames, write_recording
 from thermal_action.data.hdf5 import read_recording
-from thermal_action.inference.predictor import Prediction
+from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.render import GT_COLOR, FrameRenderer, _Shown, probe_video, render_recording
 from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_xyxy_to_cxcywh_norm
 from thermal_action.visualize import HIGHLIGHT_COLOR

@@ -14,13 +14,10 @@ from infer_fixtures import make_frames, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import ClipBuilder
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
-from thermal_action.inference.predictor import (
-    ClipRequest,
-    FrameBoxes,
-    Predictor,
-    boxes_from_detector,
-    predict_recording,
-)
+from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detector, track_detections
+from thermal_action.inference.detector import Detections
+from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.inference.recordings import predict_recording
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
@@ -69,6 +66,24 @@ def test_stream_equals_offline_prediction(predictor, recording):
     _same(offline, live)
     assert sp.stats.repaired_pixels == rec.repair.invalid_pixels
     assert sp.sensors == []  # flushed streams are forgotten
+
+
+def test_stream_and_recording_track_the_same_boxes_the_same_way(predictor, recording):
+    # One person goes unseen on frames 10-13 (the tracker coasts it) and the other
+    # appears at frame 5 (the tracker confirms it): both paths share one conversion.
+    raw, rec = recording
+    _, tracks = make_frames(N)
+    per_frame = []
+    for f in range(N):
+        boxes = [tracks[0][f]] if 10 <= f <= 13 else [tracks[0][f], tracks[1][f]] if f >= 5 else [tracks[0][f]]
+        per_frame.append(np.asarray(boxes, np.float32))
+    offline_boxes = track_detections([Detections(b, np.ones(len(b))) for b in per_frame])
+    offline = predict_recording(predictor, rec, PersonBoxes("detections", offline_boxes), step=1)
+    sp = StreamingPredictor(predictor, step=1)
+    live = _stream(sp, "S1", raw, rec.timestamps, per_frame) + sp.flush()
+    assert len(offline) > N and {p.track_id for p in offline} == {0, 1}
+    _same(offline, live)
+    assert [p.box_score for p in offline] == pytest.approx([p.box_score for p in live])
 
 
 def test_keyframe_is_returned_by_the_frame_that_completes_its_window(predictor, recording):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from thermal_action.inference.predictor import predict_recordings
+    from thermal_action.inference.recordings import predict_recordings
 
     run = predict_recordings(
         args.checkpoint, args.recordings, args.out, step=args.step, boxes=args.boxes, detections=args.detections,

@@ -1,17 +1,22 @@
 """Evaluation: frame-mAP (AVA protocol) and classification metrics, evaluation files, plots.
 
-Works on plain arrays and JSON prediction records, so training, ``thermal-action evaluate``
+Works on plain arrays, JSON prediction records and detections files (:mod:`.detections`), so training, ``thermal-action evaluate``
 and the benchmarks share it. Plots are imported lazily (matplotlib) by
 :func:`write_evaluation` or from :mod:`thermal_action.evaluation.plots`.
 """
 
+from thermal_action.evaluation.detections import (
+    DetectionsFile,
+    ImageDetections,
+    RawDetection,
+    read_detections,
+    read_detections_file,
+)
 from thermal_action.evaluation.io import (
     EvaluationFiles,
-    ImageDetections,
     format_metrics_table,
     load_ground_truth,
     make_prediction_records,
-    read_detections,
     read_metrics,
     read_predictions,
     to_jsonable,
@@ -36,11 +41,13 @@ from thermal_action.evaluation.metrics import (
 
 __all__ = [
     "choose_fall_threshold",
+    "DetectionsFile",
     "EvaluationFiles",
     "FrameAPResult",
     "GroundTruthFrame",
     "ImageDetections",
     "PRCurve",
+    "RawDetection",
     "as_ground_truth",
     "average_precision",
     "check_prediction",
@@ -54,6 +61,7 @@ __all__ = [
     "match_boxes",
     "precision_recall_envelope",
     "read_detections",
+    "read_detections_file",
     "read_metrics",
     "read_predictions",
     "to_jsonable",

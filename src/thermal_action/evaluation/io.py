@@ -1,4 +1,4 @@
-"""Evaluation files: predictions.json, detections files, metrics.json, the terminal table.
+"""Evaluation files: predictions.json, ground truth, metrics.json, the terminal table.
 
 ``predictions.json`` (written by ``thermal-action evaluate``) is a JSON list with one
 record per evaluated box::
@@ -11,14 +11,9 @@ record per evaluated box::
       "box_score": 0.97},                        # optional: detector confidence
      ...]
 
-A detections file (person boxes from another detector, to be classified instead of the
-annotated boxes) is a COCO-results-style JSON list with our box format::
-
-    [{"image_id": "SL14_R1_1760482263581", "bbox": [cx, cy, w, h], "score": 0.97}, ...]
-
-``bbox`` is normalized centre format like the annotations (not COCO's pixel x, y, w, h);
-``score`` is optional (1.0 when absent); other keys (``category_id``...) are ignored. A
-keyframe absent from the file has no detections.
+Detections files (person boxes from another detector, to be classified instead of the
+annotated boxes) are read by :mod:`thermal_action.evaluation.detections`, the one reader
+``evaluate`` and ``predict`` share; ``read_detections`` is importable from here as before.
 """
 
 from __future__ import annotations
@@ -29,11 +24,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from thermal_action.errors import DatasetError
+from thermal_action.evaluation.detections import ImageDetections, read_detections  # noqa: F401  (moved)
 from thermal_action.evaluation.metrics import GroundTruthFrame, check_prediction
 
 log = logging.getLogger(__name__)
@@ -179,80 +175,6 @@ def read_predictions(path: str | Path, num_classes: int | None = None) -> list[d
     records = _read_json_list(path, "predictions")
     _check_all(records, path, num_classes)
     return records
-
-
-# ----------------------------------------------------------------------------- detections
-
-
-class ImageDetections(NamedTuple):
-    """Person boxes of one keyframe from a detections file (unpacks as ``boxes, scores``)."""
-
-    boxes_cxcywh_norm: np.ndarray  # (N, 4) float64
-    scores: np.ndarray  # (N,) float64 detector confidence
-
-
-def read_detections(path: str | Path, min_score: float = 0.0) -> dict[str, ImageDetections]:
-    """Reads a detections file (see the module docstring) into boxes per keyframe.
-
-    Args:
-        path: a JSON list of ``{"image_id", "bbox": [cx, cy, w, h] normalized, "score"?}``.
-        min_score: boxes with a lower ``score`` are dropped (the count is logged).
-
-    Returns:
-        ``{image_id (str): ImageDetections}`` in file order; keyframes absent from the file
-        have no detections.
-
-    Raises:
-        DatasetError: naming the file and the bad record.
-    """
-    path = Path(path)
-    records = _read_json_list(path, "detections")
-    boxes: dict[str, list[list[float]]] = {}
-    scores: dict[str, list[float]] = {}
-    dropped = 0
-    for i, rec in enumerate(records):
-        where = _where(i, rec)
-        if not isinstance(rec, Mapping):
-            raise DatasetError(path, f"a detection must be an object, got {type(rec).__name__}", record=where)
-        if "image_id" not in rec or "bbox" not in rec:
-            raise DatasetError(path, "a detection needs 'image_id' and 'bbox'", record=where)
-        image_id = rec["image_id"]
-        if isinstance(image_id, bool) or not isinstance(image_id, (str, int)):
-            raise DatasetError(path, f"image_id must be a string or an integer, got {image_id!r}", record=where)
-        bbox = rec["bbox"]
-        if (
-            not isinstance(bbox, list)
-            or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-        ):
-            raise DatasetError(path, f"bbox must be 4 finite numbers [cx, cy, w, h], got {bbox!r}", record=where)
-        if max(abs(v) for v in bbox) > 1.5:
-            raise DatasetError(
-                path, f"bbox {bbox} is not normalized: expected [cx, cy, w, h] in [0, 1] of the frame", record=where
-            )
-        if bbox[2] <= 0 or bbox[3] <= 0:
-            raise DatasetError(path, f"bbox {bbox} has a width or height <= 0", record=where)
-        score = rec.get("score", 1.0)
-        if score is None:
-            score = 1.0
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise DatasetError(path, f"score must be a finite number, got {score!r}", record=where)
-        key = str(image_id)
-        boxes.setdefault(key, [])
-        scores.setdefault(key, [])
-        if score < min_score:
-            dropped += 1
-            continue
-        boxes[key].append([float(v) for v in bbox])
-        scores[key].append(float(score))
-    if dropped:
-        log.info("%s: dropped %d of %d detections with score < %g", path, dropped, len(records), min_score)
-    return {
-        k: ImageDetections(
-            np.asarray(boxes[k], dtype=np.float64).reshape(-1, 4), np.asarray(scores[k], dtype=np.float64)
-        )
-        for k in boxes
-    }
 
 
 # ----------------------------------------------------------------------------- ground truth

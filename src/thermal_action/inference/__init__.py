@@ -1,7 +1,12 @@
 """Running trained detectors: recordings, live streams, alerts, videos, ONNX.
 
-- :mod:`.predictor`: :class:`Predictor` (model + the training preprocessing),
-  person boxes (annotations, detections files, built-in detector), ``predict``.
+- :mod:`.predictor`: :class:`Predictor` (model + the training preprocessing).
+- :mod:`.backends`: PyTorch and ONNX Runtime backends of a :class:`Predictor`.
+- :mod:`.boxes`: person boxes of a recording (annotations, detections files,
+  built-in detector and tracker); detections files are read by
+  :mod:`thermal_action.evaluation.detections`, which ``evaluate`` shares.
+- :mod:`.outputs`: :class:`Prediction` and the ``predictions`` files.
+- :mod:`.recordings`: ``predict`` over recordings (files in, files out).
 - :mod:`.streaming`: :class:`StreamingPredictor`, many live sensors, batched.
 - :mod:`.alerts`: fall alerts (a high fall score held for some seconds).
 - :mod:`.render`: MP4 / GIF of a recording with predictions.
@@ -19,9 +24,9 @@ from typing import Any
 
 _LAZY = {
     "Predictor": "predictor",
-    "Prediction": "predictor",
-    "predict_recordings": "predictor",
-    "predict_recording": "predictor",
+    "Prediction": "outputs",
+    "predict_recordings": "recordings",
+    "predict_recording": "recordings",
     "StreamingPredictor": "streaming",
     "StreamFrame": "streaming",
     "FallAlert": "alerts",

@@ -38,7 +38,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from thermal_action.data.hdf5 import Recording, read_recording
 from thermal_action.inference.alerts import FallAlert, fall_class_index, find_fall_alerts
-from thermal_action.inference.predictor import SENSOR_FPS, Prediction, read_predictions_file
+from thermal_action.inference.outputs import Prediction, read_predictions_file
+from thermal_action.inference.predictor import SENSOR_FPS
 from thermal_action.structures import FALL_CLASS_NAME, boxes_cxcywh_norm_to_xyxy
 from thermal_action.visualize import auto_range, draw_boxes, frame_to_rgb, short_name
 

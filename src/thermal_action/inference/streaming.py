@@ -51,13 +51,10 @@ import numpy as np
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, KELVIN_OFFSET, repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
-from thermal_action.inference.predictor import (
-    SENSOR_FPS,
-    ClipRequest,
-    FrameBoxes,
-    Prediction,
-    Predictor,
-)
+from thermal_action.inference.boxes import FrameBoxes, track_frame
+from thermal_action.inference.detector import Detections
+from thermal_action.inference.outputs import Prediction
+from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
 from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
 
 logger = logging.getLogger(__name__)
@@ -269,8 +266,6 @@ class StreamingPredictor:
         return out
 
     def _boxes(self, st: _Sensor, frame_c: np.ndarray, given: FrameBoxes | np.ndarray | None) -> FrameBoxes:
-        from thermal_action.inference.detector import Detections
-
         if isinstance(given, FrameBoxes):
             return given
         if given is not None:
@@ -281,14 +276,7 @@ class StreamingPredictor:
             dets = st.detector.update(frame_c)
         if st.tracker is None:
             st.tracker = self.tracker_factory()
-        tracked = st.tracker.update(dets)
-        if not tracked:
-            return FrameBoxes.empty()
-        return FrameBoxes(
-            np.asarray([t.box_xyxy for t in tracked], np.float32),
-            np.asarray([t.track_id for t in tracked], np.int64),
-            np.asarray([t.score for t in tracked], np.float32),
-        )
+        return track_frame(st.tracker, dets)
 
     def _due(self, sensor_id: str, st: _Sensor, frame_idx: int) -> _Due:
         """Snapshot of the window of keyframe ``frame_idx`` (which must be in the buffer)."""

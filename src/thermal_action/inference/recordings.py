@@ -1,0 +1,261 @@
+"""``thermal-action predict``: every person, every ``step`` frames, every class.
+
+::
+
+    recording.h5 ──read_recording──► frames (N, H, W) °C, repaired
+                                         │
+    person boxes (boxes.py), first of:   │
+      1. annotations (keyframes only)    │
+      2. a detections file  ─(tracker)─┐ │
+      3. built-in detector + tracker ──┴─┼─► keyframes 0, step, 2*step, ... with boxes
+                                         ▼
+                  ClipBuilder (the training preprocessing) ─► clips, batched
+                                         ▼
+                  backend (PyTorch or ONNX Runtime) ─► logits ─► softmax/sigmoid
+                                         ▼
+          predictions.json / .csv  +  fall alerts (alerts.json / .csv)  +  run.json
+
+:func:`predict_recording` scores one recording, :func:`predict_recordings` is the
+``thermal-action predict`` command (files in, files out).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thermal_action.data.hdf5 import Recording, read_recording
+from thermal_action.errors import DatasetError
+from thermal_action.evaluation.detections import read_detections_file
+from thermal_action.inference.boxes import PersonBoxes, resolve_boxes
+from thermal_action.inference.outputs import Prediction, write_predictions_csv
+from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
+from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
+
+logger = logging.getLogger(__name__)
+
+
+def predict_recording(
+    predictor: Predictor,
+    recording: Recording,
+    boxes: PersonBoxes,
+    step: int = 6,
+) -> list[Prediction]:
+    """Scores every person of one recording at the keyframes ``boxes`` gives.
+
+    Args:
+        predictor: the model.
+        recording: from :func:`~thermal_action.data.hdf5.read_recording`.
+        boxes: the people (annotations, detections or the built-in detector).
+        step: frames between predictions on the grid (ignored for annotations).
+
+    Returns:
+        Predictions ordered by frame, then track id.
+    """
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    keyframes = [(f, fb) for f, fb in boxes.keyframes(recording.num_frames, step) if len(fb)]
+    requests = [
+        ClipRequest(recording.frames, f, fb.boxes_xyxy, clip_key=(recording.sensor_id, f)) for f, fb in keyframes
+    ]
+    if predictor.backend.use_memory:
+        # An interaction model reads neighbouring keyframes from its feature bank:
+        # fill it in a first pass (as evaluation does), then predict.
+        predictor.predict_clips(requests)
+    all_scores = predictor.predict_clips(requests)
+    w, h = recording.width, recording.height
+    out = []
+    for (f, fb), scores in zip(keyframes, all_scores):
+        norm = boxes_xyxy_to_cxcywh_norm(fb.boxes_xyxy, w, h)
+        order = np.argsort(fb.track_ids, kind="stable")
+        for i in order:
+            out.append(Prediction(
+                sensor_id=recording.sensor_id, frame_idx=int(f), timestamp=int(recording.timestamps[f]),
+                track_id=int(fb.track_ids[i]), box_xyxy=fb.boxes_xyxy[i].astype(np.float64),
+                box_cxcywh_norm=norm[i], scores=scores[i], class_names=predictor.class_names,
+                box_score=float(fb.scores[i]), box_source=boxes.source, recording=recording.path.name,
+            ))
+    return out
+
+
+
+@dataclass
+class PredictRun:
+    """What :func:`predict_recordings` wrote and found.
+
+    Attributes:
+        out_dir: the output directory.
+        predictions: every prediction.
+        alerts: the fall alerts.
+        box_sources: recording -> box source used.
+        files: name -> path of every file written.
+        seconds: wall-clock time per stage.
+    """
+
+    out_dir: Path
+    predictions: list[Prediction]
+    alerts: list[Any]
+    box_sources: dict[str, str]
+    files: dict[str, Path]
+    seconds: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "predictions": len(self.predictions),
+            "fall_alerts": len(self.alerts),
+            "box_sources": self.box_sources,
+            "files": {k: str(v) for k, v in self.files.items()},
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def _find_recordings(paths: Iterable[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.h5"))
+            if not found:
+                raise DatasetError(p, "no .h5 recordings in this directory")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def predict_recordings(
+    checkpoint: str | Path | Predictor,
+    recordings: Sequence[str | Path],
+    out_dir: str | Path,
+    step: int = 6,
+    boxes: str = "auto",
+    detections: str | Path | None = None,
+    annotations: str | Path | None = None,
+    backend: str = "torch",
+    device: str = "cpu",
+    batch_size: int | None = None,
+    fall_class: str = FALL_CLASS_NAME,
+    fall_threshold: float | None = None,
+    fall_alert_seconds: float = 5.0,
+    fps: float = SENSOR_FPS,
+    allow_frame_size: bool = False,
+) -> PredictRun:
+    """``thermal-action predict``: scores every person of the recordings, writes the files.
+
+    Args:
+        checkpoint: a ``.ckpt``, an exported ``.onnx``, or a ready :class:`Predictor`.
+        recordings: ``.h5`` files (or directories of them).
+        out_dir: where ``predictions.json``, ``predictions.csv``, ``alerts.json``,
+            ``alerts.csv`` and ``run.json`` go.
+        step: frames between predictions (6 is about once a second at ~6 fps).
+        boxes: ``"auto"``, ``"annotations"``, ``"detections"`` or ``"detector"``.
+        detections: a detections file or YOLO directory
+            (:mod:`thermal_action.evaluation.detections`).
+        annotations: an annotations JSON; its keyframes (and tracks) are used for
+            the recordings it covers.
+        backend: ``"torch"`` or ``"onnx"`` (a ``.ckpt`` is exported to
+            ``out_dir/model.onnx`` first).
+        device: PyTorch device.
+        batch_size: clips per forward pass; default 4 on CPU (larger batches are no
+            faster per clip there: 58 / 60 / 99 ms per clip at 1 / 4 / 16 for the CPU
+            default model, one thread) and 32 on a GPU.
+        fall_class, fall_threshold, fall_alert_seconds, fps: fall alerts (see
+            :mod:`thermal_action.inference.alerts`); the class must be one of the model's.
+            ``fall_threshold=None`` uses the model's own (calibrated by ``train``).
+        allow_frame_size: predict on recordings whose frame size differs from the one the
+            model was trained on (refused otherwise, naming the file). Dropped packets of
+            such frames are only filled, never realigned (the realignment knows only the
+            40x60 sensor's packets).
+
+    Returns:
+        A :class:`PredictRun`.
+
+    Raises:
+        DatasetError: an unusable recording, or one of another frame size than the
+            model's without ``allow_frame_size``.
+    """
+    from thermal_action.evaluation.io import write_predictions
+    from thermal_action.inference.alerts import find_fall_alerts, write_alerts
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = _find_recordings(recordings)
+    if not paths:
+        raise ValueError("no recordings given")
+    if isinstance(checkpoint, Predictor):
+        predictor = checkpoint
+    else:
+        if batch_size is None:
+            batch_size = 4 if str(device) == "cpu" else 32
+        predictor = Predictor.from_checkpoint(checkpoint, device=device, backend=backend,
+                                              onnx_path=out_dir / "model.onnx", max_clips_per_batch=batch_size)
+    fall_index = predictor.fall_index(fall_class)  # fail before any work when it is missing
+    if fall_threshold is None:
+        fall_threshold = predictor.fall_threshold
+    ann = None
+    if annotations is not None:
+        from thermal_action.data.annotations import load_annotations
+
+        ann = load_annotations(annotations, class_names=list(predictor.class_names))
+    dets = read_detections_file(detections) if detections is not None else None
+    bank = getattr(getattr(predictor.backend, "model", None), "feature_bank", None)
+    if bank is not None:
+        bank.clear()
+    seconds = {"load": time.perf_counter() - t0, "boxes": 0.0, "model": 0.0}
+    predictions: list[Prediction] = []
+    sources: dict[str, str] = {}
+    for path in paths:
+        rec = read_recording(path)  # realigns dropped packets of 40x60 frames only
+        trained = predictor.frame_size
+        if trained is not None and (rec.height, rec.width) != trained:
+            size = f"frames are {rec.height}x{rec.width} but the model was trained on {trained[0]}x{trained[1]} frames"
+            if not allow_frame_size:
+                raise DatasetError(path, f"{size}; pass --allow-frame-size to predict on them anyway",
+                                   record="frames")
+            logger.warning("%s: %s (--allow-frame-size); dropped packets filled, not realigned", path, size)
+        t = time.perf_counter()
+        person_boxes = resolve_boxes(rec, boxes, ann, dets, single_recording=len(paths) == 1)
+        seconds["boxes"] += time.perf_counter() - t
+        t = time.perf_counter()
+        preds = predict_recording(predictor, rec, person_boxes, step=step)
+        seconds["model"] += time.perf_counter() - t
+        sources[path.name] = person_boxes.source
+        logger.info("%s: %d predictions from %s boxes", path, len(preds), person_boxes.source)
+        predictions.extend(preds)
+    alerts = find_fall_alerts(predictions, fall_index, threshold=fall_threshold, min_seconds=fall_alert_seconds,
+                              fps=fps)
+    files = {
+        "predictions_json": out_dir / "predictions.json",
+        "predictions_csv": out_dir / "predictions.csv",
+        "alerts_json": out_dir / "alerts.json",
+        "alerts_csv": out_dir / "alerts.csv",
+        "run_json": out_dir / "run.json",
+    }
+    write_predictions(files["predictions_json"], [p.to_record() for p in predictions], predictor.num_classes)
+    write_predictions_csv(files["predictions_csv"], predictions, predictor.class_names)
+    write_alerts(alerts, files["alerts_json"], files["alerts_csv"])
+    seconds["total"] = time.perf_counter() - t0
+    run = PredictRun(out_dir, predictions, alerts, sources, files, seconds)
+    meta = {
+        "checkpoint": str(checkpoint) if not isinstance(checkpoint, Predictor) else "",
+        "backend": predictor.backend.name,
+        "class_names": list(predictor.class_names),
+        "score_activation": predictor.score_activation,
+        "step": step,
+        "window_frames_before": predictor.frames_before,
+        "window_frames_after": predictor.frames_after,
+        "fall_alert_rule": {"class": fall_class, "threshold": fall_threshold, "min_seconds": fall_alert_seconds,
+                        "fps": fps},
+        "recordings": [str(p) for p in paths],
+        **run.summary(),
+    }
+    files["run_json"].write_text(json.dumps(meta, indent=2))
+    return run
