@@ -44,12 +44,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the inference subcommands to the ``thermal-action`` parser."""
+    """Adds the inference subcommands to the ``thermal-action`` parser (defaults: ``PREDICTION``)."""
+    from thermal_action.structures import PREDICTION
+
     p = subparsers.add_parser("predict", help="score every person of new recordings; JSON + CSV + fall alerts")
     p.add_argument("recordings", nargs="+", help=".h5 recordings (or directories of them)")
     p.add_argument("--checkpoint", required=True, help="a training .ckpt or an exported .onnx")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--step", type=int, default=6, help="frames between predictions (6 = about once a second)")
+    p.add_argument("--step", type=int, default=PREDICTION.step,
+                   help="frames between predictions (default %(default)s: about once a second)")
     p.add_argument("--boxes", choices=["auto", "annotations", "detections", "detector"], default="auto",
                    help="person boxes: auto = annotations, else detections, else the built-in detector")
     p.add_argument("--detections", help="person detections: JSON / JSON lines, or a directory of YOLO <frame>.txt")
@@ -57,13 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--device", default="cpu", help="PyTorch device (torch backend)")
     p.add_argument("--batch-size", type=int, help="clips per forward pass (default: 4 on CPU, 32 on GPU)")
-    p.add_argument("--fall-class", default="lying down-lying with risk")
-    p.add_argument("--fall-threshold", type=float, default=None,
+    p.add_argument("--fall-class", default=PREDICTION.fall_class)
+    p.add_argument("--fall-threshold", type=float, default=PREDICTION.fall_threshold,
                    help="fall-class score that counts as fallen (default: the threshold train calibrated "
                         "on validation data and stored in the checkpoint)")
-    p.add_argument("--fall-alert-seconds", type=float, default=5.0,
+    p.add_argument("--fall-alert-seconds", type=float, default=PREDICTION.fall_alert_seconds,
                    help="how long the score must stay above the threshold before an alert")
-    p.add_argument("--fps", type=float, default=6.0, help="frames per second, to turn frames into seconds")
+    p.add_argument("--fps", type=float, default=PREDICTION.fps, help="frames per second, to turn frames into seconds")
     p.add_argument("--allow-frame-size", action="store_true",
                    help="predict on recordings of another frame size than the model was trained on (their "
                         "dropped packets are filled, not realigned: the realignment knows only 40x60 frames)")
@@ -77,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", type=Path, help="also write this GIF")
     p.add_argument("--gif-scale", type=int, help="GIF upscaling (default: --scale)")
     p.add_argument("--scale", type=int, default=8, help="integer upscaling of the 40x60 frames")
-    p.add_argument("--fps", type=float, default=6.0)
+    p.add_argument("--fps", type=float, default=PREDICTION.fps)
     p.add_argument("--start", type=int, default=0, help="first frame")
     p.add_argument("--stop", type=int, help="frame after the last one (default: the end)")
     p.add_argument("--fall-threshold", type=float, help="default: from run.json beside the predictions, else 0.5")

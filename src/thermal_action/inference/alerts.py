@@ -37,6 +37,8 @@ from typing import Protocol
 
 import numpy as np
 
+from thermal_action.structures import FALLBACK_FALL_THRESHOLD, PREDICTION
+
 
 class ScoredBox(Protocol):
     """What the monitor needs from a prediction (``Prediction`` has all of it)."""
@@ -110,9 +112,9 @@ class FallAlertMonitor:
     """
 
     fall_index: int
-    threshold: float = 0.5
-    min_seconds: float = 5.0
-    fps: float = 6.0
+    threshold: float = FALLBACK_FALL_THRESHOLD
+    min_seconds: float = PREDICTION.fall_alert_seconds
+    fps: float = PREDICTION.fps
     use_timestamps: bool = False
     max_gap_seconds: float = 2.0
     _runs: dict[tuple[str, int], _Run] = field(default_factory=dict, init=False, repr=False)
@@ -201,9 +203,9 @@ class FallAlertMonitor:
 def find_fall_alerts(
     predictions: Iterable[ScoredBox],
     fall_index: int,
-    threshold: float = 0.5,
-    min_seconds: float = 5.0,
-    fps: float = 6.0,
+    threshold: float = FALLBACK_FALL_THRESHOLD,
+    min_seconds: float = PREDICTION.fall_alert_seconds,
+    fps: float = PREDICTION.fps,
     use_timestamps: bool = False,
     max_gap_seconds: float = 2.0,
 ) -> list[FallAlert]:

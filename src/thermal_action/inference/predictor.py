@@ -26,8 +26,6 @@ from thermal_action.structures import (
     pack_pathways,
 )
 
-#: Frames per second of the sensors (the frame index is the time axis).
-SENSOR_FPS = 6.0
 
 
 @dataclass

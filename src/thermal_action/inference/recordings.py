@@ -36,8 +36,8 @@ from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import read_detections_file
 from thermal_action.inference.boxes import PersonBoxes, resolve_boxes
 from thermal_action.inference.outputs import Prediction, write_predictions_csv
-from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
-from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
+from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.structures import PREDICTION, boxes_xyxy_to_cxcywh_norm
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def predict_recording(
     predictor: Predictor,
     recording: Recording,
     boxes: PersonBoxes,
-    step: int = 6,
+    step: int = PREDICTION.step,
 ) -> list[Prediction]:
     """Scores every person of one recording at the keyframes ``boxes`` gives.
 
@@ -134,17 +134,17 @@ def predict_recordings(
     checkpoint: str | Path | Predictor,
     recordings: Sequence[str | Path],
     out_dir: str | Path,
-    step: int = 6,
+    step: int = PREDICTION.step,
     boxes: str = "auto",
     detections: str | Path | None = None,
     annotations: str | Path | None = None,
     backend: str = "torch",
     device: str = "cpu",
     batch_size: int | None = None,
-    fall_class: str = FALL_CLASS_NAME,
-    fall_threshold: float | None = None,
-    fall_alert_seconds: float = 5.0,
-    fps: float = SENSOR_FPS,
+    fall_class: str = PREDICTION.fall_class,
+    fall_threshold: float | None = PREDICTION.fall_threshold,
+    fall_alert_seconds: float = PREDICTION.fall_alert_seconds,
+    fps: float = PREDICTION.fps,
     allow_frame_size: bool = False,
 ) -> PredictRun:
     """``thermal-action predict``: scores every person of the recordings, writes the files.

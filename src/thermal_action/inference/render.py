@@ -39,8 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 from thermal_action.data.hdf5 import Recording, read_recording
 from thermal_action.inference.alerts import FallAlert, fall_class_index, find_fall_alerts
 from thermal_action.inference.outputs import Prediction, read_predictions_file
-from thermal_action.inference.predictor import SENSOR_FPS
-from thermal_action.structures import FALL_CLASS_NAME, boxes_cxcywh_norm_to_xyxy
+from thermal_action.structures import PREDICTION, boxes_cxcywh_norm_to_xyxy
 from thermal_action.visualize import auto_range, draw_boxes, frame_to_rgb, short_name
 
 logger = logging.getLogger(__name__)
@@ -274,8 +273,8 @@ def render_recording(
     predictions: str | Path | Sequence[Prediction] | None = None,
     annotations: str | Path | Any | None = None,
     scale: int = 8,
-    fps: float = SENSOR_FPS,
-    fall_class: str = FALL_CLASS_NAME,
+    fps: float = PREDICTION.fps,
+    fall_class: str = PREDICTION.fall_class,
     fall_threshold: float | None = None,
     fall_alert_seconds: float | None = None,
     max_hold: int = 13,

@@ -54,8 +54,8 @@ from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.inference.detector import Detections
 from thermal_action.inference.outputs import Prediction
-from thermal_action.inference.predictor import SENSOR_FPS, ClipRequest, Predictor
-from thermal_action.structures import FALL_CLASS_NAME, boxes_xyxy_to_cxcywh_norm
+from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.structures import PREDICTION, boxes_xyxy_to_cxcywh_norm
 
 logger = logging.getLogger(__name__)
 
@@ -169,14 +169,14 @@ class StreamingPredictor:
     def __init__(
         self,
         predictor: Predictor | str | Path,
-        step: int = 6,
+        step: int = PREDICTION.step,
         causal: bool = False,
         detector_factory: Any = None,
         tracker_factory: Any = None,
-        fall_class: str | None = FALL_CLASS_NAME,
+        fall_class: str | None = PREDICTION.fall_class,
         fall_threshold: float | None = None,
-        fall_alert_seconds: float = 5.0,
-        fps: float = SENSOR_FPS,
+        fall_alert_seconds: float = PREDICTION.fall_alert_seconds,
+        fps: float = PREDICTION.fps,
         backend: str = "torch",
         batch_wait: int = 0,
     ):
