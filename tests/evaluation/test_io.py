@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.evaluation import (
+    GroundTruthFrame,
     compute_metrics,
     format_metrics_table,
-    load_ground_truth,
     make_prediction_records,
     read_detections,
     read_metrics,
@@ -143,39 +143,10 @@ def test_read_detections_errors(tmp_path: Path, record, message):
     assert "record 1" in str(info.value) and str(path) in str(info.value)
 
 
-def _annotation_file(tmp_path: Path) -> Path:
-    data = {
-        "images": [{"id": "a"}, {"id": "b"}, {"id": "empty"}],
-        "annotations": [
-            {"id": 0, "image_id": "a", "bbox": BOX, "category_id": 3},
-            {"id": 1, "image_id": "b", "bbox": BOX, "category_id": 1},
-            {"id": 2, "image_id": "b", "bbox": [0.7, 0.5, 0.15, 0.2], "category_id": 0},
-        ],
-        "categories": [{"id": i, "name": n} for i, n in enumerate(NAMES)],
-    }
-    return _write(tmp_path, data, "val.json")
-
-
-def test_load_ground_truth(tmp_path: Path):
-    frames = load_ground_truth(_annotation_file(tmp_path), num_classes=14)
-    assert [f.image_id for f in frames] == ["a", "b", "empty"]
-    assert frames[1].labels.tolist() == [1, 0]
-    assert frames[2].boxes_cxcywh_norm.shape == (0, 4)
-
-
-def test_load_ground_truth_errors(tmp_path: Path):
-    data = json.loads(_annotation_file(tmp_path).read_text())
-    data["annotations"][1]["category_id"] = 20
-    with pytest.raises(DatasetError, match=r"annotations\[1\], id 1.*category_id 20"):
-        load_ground_truth(_write(tmp_path, data, "bad.json"), num_classes=14)
-    data["annotations"][1]["category_id"] = 1
-    data["annotations"][2]["image_id"] = "nope"
-    with pytest.raises(DatasetError, match="'nope' is not in 'images'"):
-        load_ground_truth(_write(tmp_path, data, "bad.json"))
-
-
 def test_write_evaluation_end_to_end(tmp_path: Path):
-    ground = load_ground_truth(_annotation_file(tmp_path))
+    ground = [GroundTruthFrame("a", np.array([BOX]), np.array([3])),
+              GroundTruthFrame("b", np.array([BOX, [0.7, 0.5, 0.15, 0.2]]), np.array([1, 0])),
+              GroundTruthFrame("empty", np.zeros((0, 4)), np.zeros(0, dtype=np.int64))]
     rng = np.random.default_rng(1)
     preds = make_prediction_records(
         ["a", "b", "b", "empty"],

@@ -15,7 +15,6 @@ from thermal_action.evaluation.detections import (
 from thermal_action.evaluation.io import (
     EvaluationFiles,
     format_metrics_table,
-    load_ground_truth,
     make_prediction_records,
     read_metrics,
     read_predictions,
@@ -56,7 +55,6 @@ __all__ = [
     "confusion_matrix",
     "format_metrics_table",
     "frame_ap_per_class",
-    "load_ground_truth",
     "make_prediction_records",
     "match_boxes",
     "precision_recall_envelope",

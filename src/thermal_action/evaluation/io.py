@@ -1,4 +1,5 @@
-"""Evaluation files: predictions.json, ground truth, metrics.json, the terminal table.
+"""Evaluation files: predictions.json, metrics.json, the terminal table (ground truth is read
+by :func:`thermal_action.data.annotations.load_annotations`, the one reader).
 
 ``predictions.json`` (written by ``thermal-action evaluate``) is a JSON list with one
 record per evaluated box::
@@ -30,7 +31,7 @@ import numpy as np
 
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import ImageDetections, read_detections  # noqa: F401  (moved)
-from thermal_action.evaluation.metrics import GroundTruthFrame, check_prediction
+from thermal_action.evaluation.metrics import check_prediction
 
 log = logging.getLogger(__name__)
 
@@ -178,57 +179,6 @@ def read_predictions(path: str | Path, num_classes: int | None = None) -> list[d
 
 
 # ----------------------------------------------------------------------------- ground truth
-
-
-def load_ground_truth(ann_path: str | Path, num_classes: int | None = None) -> list[GroundTruthFrame]:
-    """Keyframe ground truth from a COCO-like annotation file (``annotations/val.json``).
-
-    A light reader for re-scoring a ``predictions.json`` without the dataset code: every
-    entry of ``images`` becomes a keyframe (also those without boxes), ``category_id`` is
-    the label.
-
-    Raises:
-        DatasetError: naming the file and the bad image or annotation.
-    """
-    path = Path(ann_path)
-    if not path.is_file():
-        raise DatasetError(path, "annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(path, f"not valid JSON: {e}") from e
-    if not (
-        isinstance(data, Mapping) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
-    ):
-        raise DatasetError(path, "expected an object with 'images' and 'annotations' lists")
-    boxes: dict[str, list[list[float]]] = {}
-    labels: dict[str, list[int]] = {}
-    for i, img in enumerate(data["images"]):
-        if not isinstance(img, Mapping) or "id" not in img:
-            raise DatasetError(path, "an image needs an 'id'", record=f"images[{i}]")
-        boxes[str(img["id"])] = []
-        labels[str(img["id"])] = []
-    for i, ann in enumerate(data["annotations"]):
-        where = f"annotations[{i}]" + (f", id {ann.get('id')!r}" if isinstance(ann, Mapping) else "")
-        if not isinstance(ann, Mapping):
-            raise DatasetError(path, "an annotation must be an object", record=where)
-        image_id = str(ann.get("image_id"))
-        if image_id not in boxes:
-            raise DatasetError(path, f"image_id {ann.get('image_id')!r} is not in 'images'", record=where)
-        bbox, cat = ann.get("bbox"), ann.get("category_id")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            raise DatasetError(path, f"bbox must be 4 numbers [cx, cy, w, h], got {bbox!r}", record=where)
-        too_big = num_classes is not None and isinstance(cat, int) and cat >= num_classes
-        if isinstance(cat, bool) or not isinstance(cat, int) or cat < 0 or too_big:
-            raise DatasetError(path, f"category_id {cat!r} is not a class index", record=where)
-        boxes[image_id].append([float(v) for v in bbox])
-        labels[image_id].append(cat)
-    return [
-        GroundTruthFrame(
-            k, np.asarray(boxes[k], dtype=np.float64).reshape(-1, 4), np.asarray(labels[k], dtype=np.int64)
-        )
-        for k in boxes
-    ]
 
 
 # ----------------------------------------------------------------------------- outputs
