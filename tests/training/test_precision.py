@@ -10,7 +10,7 @@ import torch
 
 from thermal_action.training import precision as P
 from thermal_action.training.precision import (
-    AUTO_MAX_RATIO,
+    AUTO_MIN_SPEEDUP,
     CpuInfo,
     ProbeResult,
     cpu_has_bf16,
@@ -125,9 +125,9 @@ def test_auto_on_a_bf16_cpu_picks_bf16_when_the_probe_is_clearly_faster(no_cuda,
     assert "bf16-mixed" in line and "0.40x" in line
 
 
-@pytest.mark.parametrize("mixed_ms", [9.0, 10.0, 30.0], ids=["slightly-faster", "equal", "slower"])
+@pytest.mark.parametrize("mixed_ms", [7.0, 10.0, 30.0], ids=["1.4x-faster", "equal", "slower"])
 def test_auto_on_a_bf16_cpu_stays_fp32_unless_the_probe_shows_a_clear_margin(no_cuda, mixed_ms):
-    assert mixed_ms / 10.0 > AUTO_MAX_RATIO
+    assert 10.0 / mixed_ms < AUTO_MIN_SPEEDUP
     choice = resolve_precision("auto", "cpu", flags=AMX, probe=FakeProbe(10.0, mixed_ms))
     assert choice.precision == "32-true" and "not" in choice.reason
     assert choice.warning is None  # auto never warns: it chose the fast one
@@ -218,9 +218,10 @@ def test_probe_result_summary_marks_a_lower_bound():
 
 def test_probe_autocast_runs_and_stops_a_slow_side_early(monkeypatch):
     # Only that it runs and that the cap cuts the mixed side short: no timing is asserted.
-    r = P.probe_autocast(torch.bfloat16, repeats=1, shapes=((1, 16, 2, 4, 4), (2, 16, 2, 4, 4)))
+    r = P.probe_autocast(torch.bfloat16, repeats=1, shapes=((1, 1, 2, 4, 4), (2, 1, 2, 4, 4)))
     assert r.dtype == "bfloat16" and r.fp32_ms > 0 and r.mixed_ms > 0 and r.threads == torch.get_num_threads()
-    stopped = P.probe_autocast(torch.bfloat16, repeats=3, max_seconds=0.0, shapes=((1, 16, 2, 4, 4),))
+    assert not r.capped
+    stopped = P.probe_autocast(torch.bfloat16, repeats=3, max_seconds=0.0, shapes=((1, 1, 2, 4, 4),))
     assert stopped.capped and stopped.mixed_ms > 0
 
 
