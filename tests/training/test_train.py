@@ -58,6 +58,16 @@ class _StopAtEpoch(L.Callback):
             raise _Interrupt()
 
 
+def test_run_info_records_the_resolved_precision(trained_run):
+    lines = (trained_run.run_dir / "run_info.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    info = json.loads(lines[0])
+    assert info["resumed"] is False and info["threads"] >= 1
+    assert info["precision"]["requested"] == "32-true" and info["precision"]["precision"] == "32-true"
+    assert info["precision"]["device"] == "cpu" and info["precision"]["cpu"]["cpu"]
+    assert trained_run.precision == "32-true"
+
+
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
     cfg = tiny_config("optim.epochs=2")
     with pytest.raises(_Interrupt):
@@ -325,13 +335,3 @@ def test_checkpoints_record_the_training_frame_size(trained_run):
 
     assert read_checkpoint_info(trained_run.best_checkpoint).frame_size == (40, 60)
     assert read_checkpoint_info(trained_run.last_checkpoint).frame_size == (40, 60)
-
-
-def test_run_info_records_the_resolved_precision(trained_run):
-    lines = (trained_run.run_dir / "run_info.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    info = json.loads(lines[0])
-    assert info["resumed"] is False and info["threads"] >= 1
-    assert info["precision"]["requested"] == "32-true" and info["precision"]["precision"] == "32-true"
-    assert info["precision"]["device"] == "cpu" and info["precision"]["cpu"]["cpu"]
-    assert trained_run.precision == "32-true"
