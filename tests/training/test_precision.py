@@ -149,6 +149,13 @@ def test_explicit_bf16_on_a_cpu_without_bf16_warns_with_the_slowdown_and_does_it
     assert "no instructions" in warnings[0] and "at least 204.5x" in warnings[0]
 
 
+def test_explicit_bf16_without_bf16_flags_warns_even_when_the_probe_is_not_slower(no_cuda):
+    choice = resolve_precision("bf16-mixed", "cpu", flags=AVX2_ONLY, probe=FakeProbe(10.0, 9.0))
+    assert choice.precision == "bf16-mixed"
+    assert "no instructions" in choice.warning and "usually much slower" in choice.warning
+    assert "as long as" not in choice.warning
+
+
 def test_explicit_bf16_on_a_bf16_cpu_measured_slower_warns(no_cuda, caplog):
     with caplog.at_level(logging.WARNING, logger=P.__name__):
         choice = resolve_precision("bf16-mixed", "cpu", flags=AMX, probe=FakeProbe(10.0, 25.0))

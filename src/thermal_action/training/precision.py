@@ -353,9 +353,12 @@ def resolve_precision(precision: str, accelerator: str, *, flags: Iterable[str] 
     if not has or result.ratio > WARN_RATIO:
         bound = "at least " if result.capped else ""
         why = "this CPU reports no instructions for it" if not has else "the probe measured it slower"
-        warning = (f"trainer.precision={precision} on {info.name}: {why}; the probe's {result.summary()}, so "
-                   f"training may take {bound}{result.ratio:.1f}x as long as trainer.precision=32-true "
-                   "(training continues as asked)")
+        if result.ratio > 1:
+            outlook = f"so training may take {bound}{result.ratio:.1f}x as long as trainer.precision=32-true"
+        else:
+            outlook = "not slower in the probe, but emulated instructions are usually much slower in training"
+        warning = (f"trainer.precision={precision} on {info.name}: {why}; the probe's {result.summary()}, "
+                   f"{outlook} (training continues as asked)")
         log.warning("%s", warning)
     else:
         log.info("trainer.precision=%s on %s: the probe's %s", precision, info.name, result.summary())
