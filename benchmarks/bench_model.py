@@ -11,6 +11,10 @@ autocast) and memory format (contiguous or channels-last-3d) it measures
   cross-entropy loss; no optimizer step); both the median of ``--repeats`` runs after
   ``--warmup`` runs;
 - ``train_gflops_per_s``: ``batch * train_gflops / train_ms``;
+- ``share_of_peak``: ``train_gflops_per_s`` over this run's fp32 conv training peak (the
+  best ``conv train fp32`` rate of ``bench_peak.py``, measured before and after the
+  models on the same threads; the higher of the two counts); bf16 rows also get
+  ``share_of_bf16_peak`` where the CPU has bf16;
 - ``peak_mb``: on CPU, how far the worker process's peak resident memory
   (``getrusage(RUSAGE_SELF).ru_maxrss``) rose above its resident memory just before the
   first training step, model and inputs already allocated: what training needs for
@@ -31,7 +35,7 @@ Usage::
     python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed 1x --precisions fp32 \
         --native-conv off on --frozen-bn            # our conv paths vs plain F.conv3d
 
-Prints one JSON object and a Markdown table.
+Prints one JSON object (with the CPU's name and ISA flags and the peaks) and a Markdown table.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 #: name -> (height, width); "seed" is the earlier implementation's 6.4x upsampled input.
@@ -188,13 +193,32 @@ def _run_worker(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def add_share_of_peak(rows: list[dict[str, Any]], peak: dict[str, float]) -> None:
+    """Adds ``share_of_peak`` (and ``share_of_bf16_peak``) to each measured row, in place."""
+    for r in rows:
+        if "error" in r:
+            continue
+        if peak.get("conv train fp32"):
+            r["share_of_peak"] = round(r["train_gflops_per_s"] / peak["conv train fp32"], 3)
+        if r["precision"] == "bf16" and peak.get("conv train bf16"):
+            r["share_of_bf16_peak"] = round(r["train_gflops_per_s"] / peak["conv train bf16"], 3)
+
+
+def measure_peak(threads: int, bf16: bool, repeats: int) -> dict[str, Any]:
+    """``bench_peak.measure_peaks`` in a fresh subprocess on ``threads`` (as the model rows run)."""
+    cmd = [sys.executable, str(Path(__file__).with_name("bench_peak.py")), "--threads", str(threads),
+           "--bf16", "auto" if bf16 else "off", "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.split("\n\n")[0])
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("variant", "variant"), ("input", "input (TxHxW)"), ("batch", "B"), ("precision", "prec"),
         ("channels_last", "CL3d"), ("frozen_bn", "frozen BN"), ("conv", "conv"),
         ("fwd_gflops", "fwd GFLOPs/clip"), ("train_gflops", "train GFLOPs/clip"),
         ("fwd_ms", "fwd ms"), ("train_ms", "train ms"), ("train_gflops_per_s", "train GFLOP/s"),
-        ("peak_mb", "peak MB"),
+        ("share_of_peak", "share of fp32 conv peak"), ("peak_mb", "peak MB"),
     ]
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -202,7 +226,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['variant']} | {r['size']} | {r['batch']} | {r['precision']} | "
                          f"{r['channels_last']} | error: {r['error']} |")
             continue
-        lines.append("| " + " | ".join(str(r[c[0]]) for c in cols) + " |")
+        cells = [str(r.get(c[0], "-")) for c in cols]
+        if "share_of_peak" in r:
+            cells[[c[0] for c in cols].index("share_of_peak")] = f"{100 * r['share_of_peak']:.0f}%"
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -228,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--in-process", action="store_true", help="no subprocess per row (peak memory then meaningless)")
+    p.add_argument("--no-peak", action="store_true", help="skip bench_peak.py's machine peak (and the share column)")
+    p.add_argument("--peak-repeats", type=int, default=3, help="timed runs per bench_peak.py rate")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -235,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(json.loads(args.worker))))
         return 0
 
+    cpu_peak = args.device == "cpu" and not args.no_peak
+    peaks = [measure_peak(args.threads, "bf16" in args.precisions, args.peak_repeats)] if cpu_peak else []
     rows = []
     for variant, size, batch, precision, fmt, native in itertools.product(
         args.variants, args.sizes, args.batches, args.precisions, args.formats, args.native_conv
@@ -249,7 +280,22 @@ def main(argv: list[str] | None = None) -> int:
         row = _run_worker(spec, args.in_process)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    print(json.dumps({"reference": REFERENCE, "rows": rows}, indent=1))
+    peak: dict[str, float] = {}
+    if cpu_peak:
+        peaks.append(measure_peak(args.threads, "bf16" in args.precisions, args.peak_repeats))
+        peak = {k: max(p["peak"].get(k, 0.0) for p in peaks) for k in peaks[0]["peak"]}
+        add_share_of_peak(rows, peak)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import cpu_description, describe_line  # benchmarks/ is not a package
+
+    machine = cpu_description()
+    print(json.dumps({"reference": REFERENCE, "machine": machine, "threads": args.threads,
+                      "peak": peak, "peak_runs": [p["peak"] for p in peaks], "rows": rows}, indent=1))
+    print()
+    print(describe_line(machine, args.threads or None))
+    if peak:
+        print("Peak GFLOP/s of this run (best of before/after the models): "
+              + ", ".join(f"{k} {v}" for k, v in peak.items()))
     print()
     print(markdown(rows))
     return 0

@@ -35,7 +35,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from thermal_action.data.annotations import recordings_in, subset_by_recording
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_description  # noqa: E402  (benchmarks/ is not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "thermal_real"
@@ -78,23 +80,6 @@ PRETRAIN_RUNS: dict[str, tuple[Path, list[str], list[str]]] = {
     "ssl_pretrain_long": (DEFAULT_CONFIG, [], ["pretrain.epochs=12", "pretrain.temporal_jitter=12"]),
 }
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
-
-
-def cpu_description() -> dict[str, Any]:
-    """The CPU's model name and the ISA flags that matter for these kernels."""
-    name, flags = platform.processor() or platform.machine(), []
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = sorted(f for f in have if f.startswith(("avx", "amx", "fma")))
-                break
-    except OSError:
-        pass
-    return {"cpu": name, "isa_flags": flags, "logical_cpus": os.cpu_count()}
 
 
 # ---------------------------------------------------------------------------- folds

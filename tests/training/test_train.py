@@ -59,6 +59,16 @@ class _StopAtEpoch(L.Callback):
             raise _Interrupt()
 
 
+def test_run_info_records_the_resolved_precision(trained_run):
+    lines = (trained_run.run_dir / "run_info.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    info = json.loads(lines[0])
+    assert info["resumed"] is False and info["threads"] >= 1
+    assert info["precision"]["requested"] == "32-true" and info["precision"]["precision"] == "32-true"
+    assert info["precision"]["device"] == "cpu" and info["precision"]["cpu"]["cpu"]
+    assert trained_run.precision == "32-true"
+
+
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
     cfg = tiny_config("optim.epochs=2")
     with pytest.raises(_Interrupt):
@@ -75,6 +85,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_config):
     assert epochs == [0, 1]
     steps = [json.loads(x)["step"] for x in (tmp_path / "val_summary.jsonl").read_text().splitlines()]
     assert steps == [2, 4]
+    starts = [json.loads(x)["resumed"] for x in (tmp_path / "run_info.jsonl").read_text().splitlines()]
+    assert starts == [False, True]
     # The resumed part logs into a new version, the first part's logs stay.
     assert (tmp_path / "csv" / "version_0" / "metrics.csv").is_file()
     assert (tmp_path / "csv" / "version_1" / "metrics.csv").is_file()

@@ -7,6 +7,8 @@ Run directory::
       checkpoints/best.ckpt    best validation frame-mAP so far
       checkpoints/last.ckpt    end of the latest validated epoch (--resume starts here)
       val_summary.jsonl        one JSON line per validation epoch
+      run_info.jsonl           one JSON line per start (fresh or --resume): torch, threads, the
+                               resolved trainer.precision and why (CPU name, flags, probe timings)
       tensorboard/version_N/   TensorBoard event files (N grows with each resume)
       csv/version_N/metrics.csv  the same scalars as CSV (+ hparams.yaml)
 
@@ -44,6 +46,7 @@ from thermal_action.training.datamodule import (
     class_counts,
 )
 from thermal_action.training.losses import ActionLoss, class_weights_from_counts, group_target_matrix
+from thermal_action.training.precision import PrecisionChoice, resolve_precision
 from thermal_action.training.system import ActionDetectionSystem
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 MONITOR = "val/mAP"
 #: Environment variable that carries the run directory to the processes DDP launches.
 RUN_DIR_ENV = "THERMAL_ACTION_RUN_DIR"
+#: One JSON line per start of ``train`` (fresh or resumed): the machine and the resolved precision.
+RUN_INFO = "run_info.jsonl"
 
 
 def _distributed_launch() -> bool:
@@ -98,6 +103,8 @@ class TrainResult:
         seconds: wall time of this call's ``fit``.
         train_clips_per_s: training throughput of the last epoch (clips/s, all devices).
         global_rank: this process's rank (0 without DDP); only rank 0 writes files.
+        precision: the resolved ``trainer.precision`` Lightning trained in (``run_info.jsonl``
+            says why).
     """
 
     run_dir: Path
@@ -112,6 +119,7 @@ class TrainResult:
     seconds: float
     train_clips_per_s: float | None
     global_rank: int = 0
+    precision: str | None = None
 
 
 def _jsonable(v: Any) -> Any:
@@ -272,6 +280,19 @@ def _check_resumable(last: Path) -> None:
         raise CheckpointDamagedError(f"--resume: {damaged}. {fallback}") from damaged
 
 
+def _append_run_info(path: Path, precision: PrecisionChoice, resumed: bool) -> None:
+    """One line of ``run_info.jsonl`` for this start of ``train``: what it ran on and in which precision."""
+    row = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "resumed": resumed,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "precision": precision.to_dict(),
+    }
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 class CheckpointDamagedError(ValueError):
     """``--resume`` found a ``last.ckpt`` that cannot be read (the message says what to do)."""
 
@@ -283,24 +304,6 @@ class ProgressBar(TQDMProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """``"auto"``: bf16 autocast on a GPU that supports it, full fp32 otherwise.
-
-    On CPUs bf16 autocast is a trap for this model: measured on a 2-core AMX machine,
-    training the CPU default ran at 7.4 then 1.6 clips/s in bf16-mixed against 16.6 and
-    20.6 clips/s in fp32 (epochs 1 and 2). A fixed-shape micro-benchmark is 1.45x faster
-    in bf16, but every new input shape (the number of boxes varies per batch) costs
-    seconds of kernel generation. So "auto" never picks bf16 on a CPU.
-    """
-    if precision != "auto":
-        if precision.startswith(("bf16", "16")) and (accelerator == "cpu" or not torch.cuda.is_available()):
-            log.warning("trainer.precision=%s on a CPU: mixed precision is usually much slower than 32-true "
-                        "here (see resolve_precision)", precision)
-        return precision
-    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -344,12 +347,19 @@ class RunCheckpoint(ModelCheckpoint):
         self._last_checkpoint_saved = filepath
 
 
-def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
-    """The Lightning ``Trainer`` of ``cfg.trainer`` / ``cfg.optim`` writing into ``out_dir``."""
+def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
+                  precision: PrecisionChoice | None = None) -> L.Trainer:
+    """The Lightning ``Trainer`` of ``cfg.trainer`` / ``cfg.optim`` writing into ``out_dir``.
+
+    ``precision``: the resolved ``trainer.precision``; None resolves it here
+    (:func:`~thermal_action.training.precision.resolve_precision`).
+    """
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     t, o = cfg.trainer, cfg.optim
+    if precision is None:
+        precision = resolve_precision(t.precision, t.accelerator)
     checkpoint = RunCheckpoint(
         dirpath=out_dir / "checkpoints",
         filename="best",
@@ -378,7 +388,7 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback]) -> L.
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=resolve_precision(t.precision, t.accelerator),
+        precision=precision.precision,
         max_epochs=o.epochs,
         min_epochs=min(t.min_epochs, o.epochs),
         max_time={"seconds": t.max_time_minutes * 60} if t.max_time_minutes > 0 else None,
@@ -451,11 +461,13 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     # The model's alpha decides how the slow pathway is sampled from the fast one.
     datamodule = build_datamodule(cfg, system.model.alpha, train_ds, val_ds)
 
-    trainer = build_trainer(cfg, out_dir, list(callbacks or []))
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    trainer = build_trainer(cfg, out_dir, list(callbacks or []), precision)
     config_path = out_dir / "config.yaml"
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, config_path)
+        _append_run_info(out_dir / RUN_INFO, precision, resumed=ckpt_path is not None)
         for lg in trainer.loggers:
             lg.log_hyperparams(config_to_dict(cfg))
     log.info("run directory: %s%s", out_dir, f" (resuming from {ckpt_path})" if ckpt_path else "")
@@ -482,4 +494,5 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
         seconds=seconds,
         train_clips_per_s=system.last_epoch_clips_per_s,
         global_rank=trainer.global_rank,
+        precision=precision.precision,
     )
