@@ -198,7 +198,7 @@ class TrainerConfig:
     devices: Any = ranged(1, 1, also=(-1,))  # int, list of device ids or "auto" (per node)
     num_nodes: int = ranged(1, 1)  # machines; torchrun / SLURM set ranks, Lightning reads them from the environment
     strategy: str = "auto"  # "auto", "ddp", ... ("auto" picks DDP when devices * num_nodes > 1)
-    precision: str = "auto"  # "auto" (bf16-mixed on a GPU that has bf16, else 32-true), "32-true", "bf16-mixed", "16-mixed"
+    precision: str = "auto"  # "auto" (bf16-mixed on a GPU with bf16, or a CPU with bf16 flags where a probe measures >= 1.5x; else 32-true), "32-true", "bf16-mixed", "16-mixed"
     channels_last: bool = True  # channels-last-3d memory format for the 3D convolutions
     log_every_n_steps: int = ranged(10, 1)  # optimiser steps between logged training scalars
     limit_train_batches: Any = ranged(1.0, 0.0, 1.0, int_range=Range(0))  # training batches per epoch: a float is a fraction (1.0 = all), an int a count
