@@ -20,6 +20,8 @@ import torch
 
 torch.set_num_threads(1)
 
+pytest_plugins = ["pytester"]  # tests/test_shared_sample.py runs this conftest in a throwaway checkout
+
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "thermal_sample"  # ../shared beside the checkout
 #: The files of the sample the tests read.
 SHARED_SAMPLE_FILES = (
