@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -83,7 +84,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from thermal_action.config import ModelConfig
     from thermal_action.models import build_model, conv
 
-    conv.NATIVE_CONV = spec["native_conv"]  # plain F.conv3d for every conv when set
+    os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"  # plain F.conv3d for every conv when set
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
@@ -168,7 +169,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: spec[k] for k in
            ("variant", "size", "batch", "precision", "channels_last", "interaction", "frozen_bn")},
-        "conv": "native" if conv.NATIVE_CONV else "thermal_action",
+        "conv": "native" if conv.native_conv() else "thermal_action",
         "input": f"{tf}x{h}x{w}",
         "threads": torch.get_num_threads(),
         "device": spec["device"],

@@ -191,17 +191,6 @@ def shared_tiny_dataset(tmp_path_factory) -> TinyDataset:
     return make_tiny_dataset(tmp_path_factory.mktemp("shared") / "ds")
 
 
-SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
-
-
-@pytest.fixture
-def sample_dir() -> Path:
-    """The real sample recording; skips when it is absent."""
-    if not (SAMPLE_DIR / "frames" / "SL14_R1.h5").is_file():
-        pytest.skip(f"real sample {SAMPLE_DIR} not present")
-    return SAMPLE_DIR
-
-
 @pytest.fixture
 def fmt():
     """The format writers above, for tests that build their own (broken) files."""

@@ -103,10 +103,10 @@ def test_collect_mode_gathers_every_problem_and_keeps_the_rest(tmp_path, fmt):
     assert [k.annotation_ids.tolist() for k in out.keyframes] == [[0], [2]]
 
 
-def test_real_sample_annotations(sample_dir):
-    frames = sample_dir / "frames"
-    train = load_annotations(sample_dir / "annotations" / "train.json", frames_dir=frames)
-    val = load_annotations(sample_dir / "annotations" / "val.json", frames_dir=frames)
+def test_real_sample_annotations(shared_sample):
+    frames = shared_sample / "frames"
+    train = load_annotations(shared_sample / "annotations" / "train.json", frames_dir=frames)
+    val = load_annotations(shared_sample / "annotations" / "val.json", frames_dir=frames)
     assert len(train.keyframes) + len(val.keyframes) == 46
     assert train.num_boxes + val.num_boxes == 92
     assert train.class_names == list(DEFAULT_CLASS_NAMES)

@@ -12,7 +12,6 @@ from thermal_action.data.convert import convert_annotations, read_raw_annotation
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.synth import SynthConfig, generate_dataset, write_h5
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 CFG = SynthConfig(num_recordings=3, frames_per_recording=120, val_recordings=1, seed=5)
 
 
@@ -165,10 +164,8 @@ def test_edges_duplicates_and_empty_keyframes_are_counted(tmp_path):
     assert _load(tmp_path / "out" / "val.json")["images"] == []
 
 
-def test_real_sample_converts_to_its_own_annotations(tmp_path):
-    if not (SAMPLE / "raw_annotations" / "SL14_R1_annotation.json").is_file():
-        pytest.skip("real sample not present")
-    s = convert_annotations(SAMPLE / "raw_annotations", SAMPLE / "frames", tmp_path / "out")
+def test_real_sample_converts_to_its_own_annotations(tmp_path, shared_sample):
+    s = convert_annotations(shared_sample / "raw_annotations", shared_sample / "frames", tmp_path / "out")
     assert s["unmatched"]["count"] == 0 and s["keyframes"] == 46
     assert s["split"]["mode"] == "time_block"
 
@@ -182,6 +179,6 @@ def test_real_sample_converts_to_its_own_annotations(tmp_path):
         return out
 
     ours = by_key([tmp_path / "out" / "train.json", tmp_path / "out" / "val.json"])
-    ref = by_key([SAMPLE / "annotations" / "train.json", SAMPLE / "annotations" / "val.json"])
+    ref = by_key([shared_sample / "annotations" / "train.json", shared_sample / "annotations" / "val.json"])
     assert ours == ref
     assert s["context_boxes"] == 98  # 46 kettles, 46 chairs, 6 laptops

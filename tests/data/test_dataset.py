@@ -210,8 +210,8 @@ def test_dataset_constructor_takes_explicit_arguments(shared_tiny_dataset):
     assert len(ds.cache) == 1
 
 
-def test_real_sample_dataset(sample_dir):
-    cfg = DataConfig(root=str(sample_dir))
+def test_real_sample_dataset(shared_sample):
+    cfg = DataConfig(root=str(shared_sample))
     train = build_dataset(cfg, cfg.train_ann, train=True)
     val = build_dataset(cfg, cfg.val_ann, train=False)
     assert len(train) + len(val) == 46

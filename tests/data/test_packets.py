@@ -221,9 +221,9 @@ def test_synthetic_file_with_packed_drops_is_repaired_to_within_noise(tmp_path, 
     np.testing.assert_array_equal(rec.frames[fine], sim.frames[fine])
 
 
-def test_real_sample_frames_fit_their_neighbours_after_realignment(sample_dir):
+def test_real_sample_frames_fit_their_neighbours_after_realignment(shared_sample):
     """Frames 60 (packets 0 and 1 lost) and 430 (packet 0 lost) of the real recording."""
-    path = sample_dir / "frames" / "SL14_R1.h5"
+    path = shared_sample / "frames" / "SL14_R1.h5"
     rec = read_recording(path)
     before = read_recording(path, realign=False)
     assert rec.repair.repaired_frames == 39 and rec.repair.realigned_frames == 39

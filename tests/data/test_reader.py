@@ -137,8 +137,8 @@ def test_wrong_timestamp_count_is_an_error(tmp_path, fmt):
         read_recording(path)
 
 
-def test_real_sample(sample_dir):
-    rec = read_recording(sample_dir / "frames" / "SL14_R1.h5")
+def test_real_sample(shared_sample):
+    rec = read_recording(shared_sample / "frames" / "SL14_R1.h5")
     assert rec.sensor_id == "SL14_R1" and rec.frames.shape == (498, 40, 60)
     assert rec.repair.repaired_frames > 0  # the real file has dropped packets
     assert rec.repair.invalid_pixels % 576 == 0  # whole packets

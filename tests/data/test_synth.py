@@ -27,7 +27,6 @@ from thermal_action.data.synth import (
 from thermal_action.data.packets import pack_frame
 from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_cxcywh_norm_to_xyxy
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 SMALL = SynthConfig(num_recordings=3, frames_per_recording=90, val_recordings=1, seed=3)
 DROPPED = np.float32(-273.2)
 
@@ -145,10 +144,8 @@ def test_json_files_have_the_exact_format(small_ds):
                 assert b["attribute_heat_residual"] in ("yes", "no")
 
 
-def test_structure_matches_the_real_sample(small_ds):
-    if not (SAMPLE / "frames" / "SL14_R1.h5").is_file():
-        pytest.skip("real sample not present")
-    with h5py.File(SAMPLE / "frames" / "SL14_R1.h5", "r") as real, \
+def test_structure_matches_the_real_sample(small_ds, shared_sample):
+    with h5py.File(shared_sample / "frames" / "SL14_R1.h5", "r") as real, \
             h5py.File(small_ds / "frames" / "SYN00_R1.h5", "r") as ours:
         assert set(real.keys()) == set(ours.keys())
         for k in real:
@@ -159,18 +156,18 @@ def test_structure_matches_the_real_sample(small_ds):
         for k in real.attrs:
             assert type(real.attrs[k]) is type(ours.attrs[k]), k
             assert real.attrs.get_id(k).dtype == ours.attrs.get_id(k).dtype, k
-    rt, ot = _load(SAMPLE, "train"), _load(small_ds, "train")
+    rt, ot = _load(shared_sample, "train"), _load(small_ds, "train")
     assert list(rt) == list(ot)
     assert set(rt["images"][0]) == set(ot["images"][0])
     assert set(rt["annotations"][0]) == set(ot["annotations"][0])
     assert rt["categories"] == ot["categories"]
     assert set(rt["info"]) == set(ot["info"])
-    rm = json.loads((SAMPLE / "annotations" / "class_mapping.json").read_text())
+    rm = json.loads((shared_sample / "annotations" / "class_mapping.json").read_text())
     assert rm == json.loads((small_ds / "annotations" / "class_mapping.json").read_text())
-    rinfo = json.loads((SAMPLE / "frames" / "sensor_info.json").read_text())
+    rinfo = json.loads((shared_sample / "frames" / "sensor_info.json").read_text())
     oinfo = json.loads((small_ds / "frames" / "sensor_info.json").read_text())
     assert set(next(iter(rinfo.values()))) == set(next(iter(oinfo.values())))
-    rline = json.loads((SAMPLE / "raw_annotations" / "SL14_R1_annotation.json").read_text().split("\n")[0])
+    rline = json.loads((shared_sample / "raw_annotations" / "SL14_R1_annotation.json").read_text().split("\n")[0])
     oline = json.loads((small_ds / "raw_annotations" / "SYN00_R1_annotation.json").read_text().split("\n")[0])
     assert list(rline) == list(oline)
     assert list(rline["annotations"][0]) == list(oline["annotations"][0])

@@ -102,8 +102,8 @@ def test_missing_directory_is_an_error(tmp_path):
     assert main(["validate", str(tmp_path / "nowhere")]) == 2
 
 
-def test_real_sample(sample_dir, tmp_path):
-    report = validate_dataset(sample_dir, contact_sheet=tmp_path / "sheet.png")
+def test_real_sample(shared_sample, tmp_path):
+    report = validate_dataset(shared_sample, contact_sheet=tmp_path / "sheet.png")
     d = report.to_dict()
     assert report.problems == []
     assert d["recordings"] == 1 and d["frames"] == 498

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,6 @@ H, W = 40, 60
 LEVEL = 17.0  # °C room background
 KETTLE = (52.5, 8.5)  # centre (x, y), a hot static object
 DROPPED = -273.2
-REAL_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
 
 
 def _grid() -> tuple[np.ndarray, np.ndarray]:
@@ -320,15 +318,14 @@ def test_detect_recording_is_repeatable_and_scored():
         assert a.scores.dtype == np.float32 and np.all((a.scores > 0) & (a.scores < 1))
 
 
-@pytest.mark.skipif(not (REAL_SAMPLE / "frames" / "SL14_R1.h5").exists(), reason="real sample not present")
-def test_real_sample_fallen_person_is_found():
+def test_real_sample_fallen_person_is_found(shared_sample):
     h5py = pytest.importorskip("h5py")
-    with h5py.File(REAL_SAMPLE / "frames" / "SL14_R1.h5", "r") as f:
+    with h5py.File(shared_sample / "frames" / "SL14_R1.h5", "r") as f:
         frames = f["frames"][:]
     dets = PersonDetector().detect_recording(frames)
     found = []
     for split in ("train", "val"):
-        doc = json.loads((REAL_SAMPLE / "annotations" / f"{split}.json").read_text())
+        doc = json.loads((shared_sample / "annotations" / f"{split}.json").read_text())
         images = {im["id"]: im for im in doc["images"]}
         for ann in doc["annotations"]:
             if ann["category_id"] != 3:  # the fall class

@@ -329,17 +329,13 @@ def test_cli_predict(ckpt, rec_path, tmp_path, capsys):
     assert rc == 2 and "missing.ckpt" in capsys.readouterr().err
 
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "thermal_sample"  # ../shared beside the checkout
-
-
-@pytest.mark.skipif(not (REAL / "frames" / "SL14_R1.h5").is_file(), reason="real sample not present")
-def test_real_sample_with_its_annotations(predictor, tmp_path):
+def test_real_sample_with_its_annotations(predictor, tmp_path, shared_sample):
     from thermal_action.data.annotations import load_annotations
 
-    ann_path = REAL / "annotations" / "train.json"
+    ann_path = shared_sample / "annotations" / "train.json"
     ann = load_annotations(ann_path)
     want = sorted((k.frame_idx, int(t)) for k in ann.keyframes if k.sensor_id == "SL14_R1" for t in k.track_ids)
-    run = predict_recordings(predictor, [REAL / "frames" / "SL14_R1.h5"], tmp_path, annotations=ann_path)
+    run = predict_recordings(predictor, [shared_sample / "frames" / "SL14_R1.h5"], tmp_path, annotations=ann_path)
     assert sorted((p.frame_idx, p.track_id) for p in run.predictions) == want
     kf = {k.frame_idx: k for k in ann.keyframes if k.sensor_id == "SL14_R1"}
     for p in run.predictions:

@@ -102,11 +102,11 @@ def test_native_switch_meta_device_and_onnx_export_use_f_conv3d(monkeypatch):
     x = torch.randn(1, 8, 4, 9, 10).contiguous(memory_format=CL)
     w = torch.randn(6, 8, 1, 3, 3)
     spy = _Spy(monkeypatch)
-    monkeypatch.setattr(conv, "NATIVE_CONV", True)
+    monkeypatch.setenv(conv.NATIVE_CONV_ENV, "1")
     conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
     assert spy.calls == ["conv3d"]
 
-    monkeypatch.setattr(conv, "NATIVE_CONV", False)
+    monkeypatch.delenv(conv.NATIVE_CONV_ENV)
     spy.calls.clear()
     y = conv3d(torch.empty(1, 8, 4, 9, 10, device="meta").contiguous(memory_format=CL), w.to("meta"), None,
                (1, 1, 1), (0, 1, 1))
@@ -116,6 +116,22 @@ def test_native_switch_meta_device_and_onnx_export_use_f_conv3d(monkeypatch):
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
     conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
     assert spy.calls == ["conv3d"]
+
+
+def test_native_flag_set_after_import_is_honoured(monkeypatch):
+    """The flag is read when a convolution runs, not when the module is imported."""
+    x = torch.randn(1, 8, 3, 9, 10)
+    layer = Conv3d(8, 6, (1, 3, 3), padding=(0, 1, 1), bias=False)
+    spy = _Spy(monkeypatch)
+    for value, path in (("0", "conv2d"), ("1", "conv3d"), ("", "conv2d")):
+        monkeypatch.setenv(conv.NATIVE_CONV_ENV, value)
+        spy.calls.clear()
+        layer(x)
+        assert spy.calls == [path], value
+    monkeypatch.delenv(conv.NATIVE_CONV_ENV)
+    spy.calls.clear()
+    layer(x)
+    assert spy.calls == ["conv2d"]
 
 
 def test_conv3d_module_is_a_drop_in_nn_conv3d():
@@ -138,6 +154,7 @@ def test_whole_detector_matches_native_convolutions_in_float64(layout, monkeypat
     """Every conv of a SlowFast detector (stems, laterals, all bottleneck kernels, res5
     dilation) through the fast paths gives the native output and gradients."""
     fmt = CL if layout == "channels_last_3d" else torch.contiguous_format
+    monkeypatch.delenv(conv.NATIVE_CONV_ENV, raising=False)
     torch.manual_seed(0)
     model = build_model(ModelConfig(variant="slowfast_tiny", dropout=0.0, frozen_bn=True), num_classes=5)
     model = model.double().to(memory_format=fmt).train()
@@ -159,7 +176,7 @@ def test_whole_detector_matches_native_convolutions_in_float64(layout, monkeypat
 
     fast_out, fast_grads = run()
     assert "conv2d" in calls  # the fast paths were taken
-    monkeypatch.setattr(conv, "NATIVE_CONV", True)
+    monkeypatch.setenv(conv.NATIVE_CONV_ENV, "1")
     ref_out, ref_grads = run()
     assert fast_out.shape == (3, 5)
     torch.testing.assert_close(fast_out, ref_out, rtol=1e-9, atol=1e-11)

@@ -1,4 +1,5 @@
-"""The oneDNN ISA cap: set only on AMX CPUs, never over the user's choice; bf16 convs survive."""
+"""The oneDNN ISA cap: set only on AMX CPUs, never over the user's choice, when a model is built and not on
+import; bf16 convs survive."""
 
 from __future__ import annotations
 
@@ -23,11 +24,57 @@ def test_cap_respects_user_choice_and_cpu(monkeypatch):
     assert not cpu_workarounds.cap_onednn_isa() and os.environ["ONEDNN_MAX_CPU_ISA"] == "ALL"
 
 
+def test_building_a_conv_applies_the_cap_once(monkeypatch):
+    from thermal_action.models.conv import Conv3d
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(cpu_workarounds, "_cpu_has_amx", lambda: True)
+    Conv3d(2, 3, 1)
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == cpu_workarounds.SAFE_ISA
+    Conv3d(2, 3, 1)  # a second conv changes nothing
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == cpu_workarounds.SAFE_ISA
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without anything the package reads or writes."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") and not k.startswith("THERMAL_ACTION_")}
+
+
+# Pretends to be an AMX CPU (where the cap applies), imports every module of the package,
+# then builds a model: only the build may set the cap. Lightning sets variables of its own
+# on import (PYTORCH_NVML_BASED_CUDA_CHECK, TORCHINDUCTOR_CACHE_DIR), so it is imported first.
+_IMPORT_SCRIPT = """
+import os, pathlib, pkgutil, importlib
+import lightning, torch
+_read = pathlib.Path.read_text
+pathlib.Path.read_text = lambda self, *a, **k: "flags: amx_bf16" if str(self) == "/proc/cpuinfo" else _read(self, *a, **k)
+before = dict(os.environ)
+import thermal_action
+import thermal_action.models
+for m in pkgutil.walk_packages(thermal_action.__path__, "thermal_action."):
+    importlib.import_module(m.name)
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+assert not changed, changed
+from thermal_action.config import ModelConfig
+thermal_action.models.build_model(ModelConfig(variant="slowfast_tiny"), 3)
+print(os.environ.get("ONEDNN_MAX_CPU_ISA"))
+"""
+
+
+def test_importing_the_package_leaves_the_environment_unchanged():
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_SCRIPT], env=_clean_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == cpu_workarounds.SAFE_ISA  # and building a model applied the cap
+
+
 _CONV_SCRIPT = """
 import torch
-import thermal_action.models  # applies the cap
+from thermal_action.models.conv import Conv3d
 torch.set_num_threads(1)
-conv = torch.nn.Conv3d(24, 16, 1, bias=False)
+conv = Conv3d(24, 16, 1, bias=False)  # constructing it applies the cap
 x = torch.randn(2, 24, 4, 160, 240, requires_grad=True)
 for _ in range(2):
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -41,7 +88,7 @@ print("ok")
 def test_bf16_conv_that_corrupted_the_heap_on_amx_runs_cleanly():
     if not cpu_workarounds._cpu_has_amx():
         pytest.skip("no AMX on this CPU")
-    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+    env = _clean_env()
     env["MALLOC_CHECK_"] = "3"  # glibc aborts at the first sign of heap corruption
     proc = subprocess.run([sys.executable, "-c", _CONV_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]

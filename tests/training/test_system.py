@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from thermal_action.structures import Batch, pack_pathways
-from thermal_action.training.system import batch_prediction_records, merge_records_by_image
+from thermal_action.training.records import batch_prediction_records, merge_records_by_image
 from thermal_action.training.train import build_system
 
 

@@ -2,16 +2,12 @@
 
 from thermal_action.models.backbone import SlowFastBackbone, rgb_stem_to_thermal
 from thermal_action.models.build import build_model
-from thermal_action.models.cpu_workarounds import cap_onednn_isa
 from thermal_action.models.detector import ActionDetector
 from thermal_action.models.feature_bank import FeatureBank, MemoryBatch
 from thermal_action.models.head import ActionHead
 from thermal_action.models.interaction import InteractionStructure
 from thermal_action.models.roi_align import roi_align
 from thermal_action.models.variants import VARIANTS
-
-# Importing the modules above runs no convolution; oneDNN reads its ISA cap at its first one.
-cap_onednn_isa()
 
 __all__ = [
     "VARIANTS",

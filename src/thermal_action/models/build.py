@@ -6,6 +6,7 @@ import copy
 import difflib
 
 from thermal_action.config import ModelConfig
+from thermal_action.models.cpu_workarounds import cap_onednn_isa
 from thermal_action.models.detector import ActionDetector
 from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.models.head import ActionHead
@@ -28,6 +29,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
     Raises:
         ValueError: unknown variant or interaction mode (naming the closest valid one).
     """
+    cap_onednn_isa()  # before the model's first convolution: oneDNN reads the cap only then
     known = [*VARIANTS, *TUBE_BACKBONES]
     if cfg.variant not in known:
         close = difflib.get_close_matches(cfg.variant, known, n=1)

@@ -45,10 +45,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thermal_action.models.cpu_workarounds import cap_onednn_isa
 
-#: Set ``THERMAL_ACTION_NATIVE_CONV=1`` to run every convolution as plain ``F.conv3d``
-#: (read once, at import; ``benchmarks/bench_model.py --native-conv`` uses it).
-NATIVE_CONV = os.environ.get("THERMAL_ACTION_NATIVE_CONV", "0") not in ("", "0")
+
+#: Set this environment variable to ``1`` to run every convolution as plain ``F.conv3d``
+#: (``benchmarks/bench_model.py --native-conv`` uses it).
+NATIVE_CONV_ENV = "THERMAL_ACTION_NATIVE_CONV"
+
+
+def native_conv() -> bool:
+    """Whether :data:`NATIVE_CONV_ENV` asks for plain ``F.conv3d`` everywhere.
+
+    Read at every call (a dictionary lookup), not at import, so that setting the
+    variable after ``thermal_action`` is imported still counts.
+    """
+    return os.environ.get(NATIVE_CONV_ENV, "0") not in ("", "0")
 
 
 def is_channels_last_3d(x: torch.Tensor) -> bool:
@@ -60,11 +71,11 @@ def _layout(x: torch.Tensor) -> str | None:
     """``"cl"`` (channels-last-3d), ``"c"`` (contiguous) or ``None`` (no fast path: not a
     CPU tensor, one channel, another layout, inside an ONNX export, or switched off)."""
     if (
-        NATIVE_CONV
-        or x.device.type != "cpu"
+        x.device.type != "cpu"
         or x.dim() != 5
         or x.shape[1] == 1
         or torch.onnx.is_in_onnx_export()
+        or native_conv()
     ):
         return None
     if x.is_contiguous():
@@ -209,7 +220,16 @@ def conv3d(
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` computed by :func:`conv3d` (same parameters and state-dict keys)."""
+    """``nn.Conv3d`` computed by :func:`conv3d` (same parameters and state-dict keys).
+
+    Constructing one applies :func:`~thermal_action.models.cpu_workarounds.cap_onednn_isa`
+    (a no-op after the first time), so a model built from these modules, by
+    ``build_model`` or by hand, has the oneDNN ISA capped before its first convolution.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        cap_onednn_isa()
+        super().__init__(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros" or isinstance(self.padding, str):

@@ -6,12 +6,16 @@ shapes (e.g. a 1x1x1 conv 24 -> 16 channels on a (2, 24, 4, 160, 240) input, or 
 kernel-5 / stride-8 SlowFast lateral): ``double free or corruption`` aborts and
 segfaults, 4 of 4 runs. Limiting oneDNN to AVX-512 with bf16 instructions (no AMX)
 made every one of them pass (4 of 4) and fp32 is unaffected (oneDNN's fp32 kernels
-never use AMX). So, unless the user chose an ISA, this module caps it before oneDNN
-reads the setting (at its first primitive). ``ONEDNN_MAX_CPU_ISA=ALL`` re-enables AMX.
+never use AMX). So, unless the user chose an ISA, :func:`cap_onednn_isa` caps it before
+oneDNN reads the setting (at its first primitive): ``build_model`` and every
+:class:`~thermal_action.models.conv.Conv3d` constructor call it, so it happens when a
+model is built, before any of its convolutions runs, and importing the package changes
+nothing. ``ONEDNN_MAX_CPU_ISA=ALL`` re-enables AMX.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -21,6 +25,7 @@ log = logging.getLogger(__name__)
 SAFE_ISA = "AVX512_CORE_BF16"
 
 
+@functools.cache
 def _cpu_has_amx() -> bool:
     try:
         return "amx_bf16" in Path("/proc/cpuinfo").read_text()
@@ -30,6 +35,9 @@ def _cpu_has_amx() -> bool:
 
 def cap_onednn_isa() -> bool:
     """Sets ``ONEDNN_MAX_CPU_ISA`` to :data:`SAFE_ISA` on AMX CPUs unless already set.
+
+    Cheap and idempotent (the CPU is looked at once), so it is called whenever a model
+    is built; it must run before the process's first oneDNN convolution to have effect.
 
     Returns:
         True when this call set the variable.

@@ -18,7 +18,7 @@ testing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +28,12 @@ from torch.utils.data import DataLoader
 from thermal_action.config import ConfigError, config_from_dict, config_to_dict
 from thermal_action.structures import Batch
 from thermal_action.training.losses import logits_to_scores
-from thermal_action.training.system import batch_clip_keys, batch_prediction_records
+from thermal_action.training.records import batch_clip_keys, batch_prediction_records, fill_feature_bank
 
 log = logging.getLogger(__name__)
 
 #: Config sections an evaluation may override (the model is fixed by the checkpoint).
 EVAL_OVERRIDABLE = ("data.", "eval.", "seed")
-
-
-@torch.no_grad()
-def fill_feature_bank(model: torch.nn.Module, batches: Iterable[Batch], forward: Callable[[Batch], Any]) -> int:
-    """Runs ``forward`` over ``batches`` only to write every keyframe into the model's bank.
-
-    Returns:
-        The number of keyframes the bank holds afterwards.
-    """
-    bank = getattr(model, "feature_bank", None)
-    if bank is None:
-        return 0
-    model.update_memory = True
-    for batch in batches:
-        forward(batch)
-    return len(bank)
 
 
 def _forward_fn(model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None):

@@ -35,6 +35,12 @@ from torch import nn
 from thermal_action.structures import Batch
 from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 from thermal_action.training.losses import ActionLoss, logits_to_scores
+from thermal_action.training.records import (
+    batch_clip_keys,
+    batch_prediction_records,
+    fill_feature_bank,
+    merge_records_by_image,
+)
 from thermal_action.training.schedule import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
@@ -47,53 +53,6 @@ VAL_METRICS = {
     "fall_precision": "fall_precision",
     "fall_recall": "fall_recall",
 }
-
-
-def batch_clip_keys(batch: Batch) -> list[tuple[str, int]]:
-    """One ``(sensor_id, frame_idx)`` per clip: where a clip sits in its recording.
-
-    The interaction feature bank is keyed by this, so neighbouring keyframes of the
-    same recording can be looked up.
-    """
-    return [(s, int(f)) for s, f in zip(batch.sensor_ids, batch.frame_idxs.tolist())]
-
-
-def batch_prediction_records(
-    batch: Batch, scores: torch.Tensor, box_scores: torch.Tensor | None = None
-) -> list[dict[str, Any]]:
-    """Prediction records (``predictions.json`` format) for every box of a batch.
-
-    Args:
-        batch: the batch the scores were computed on.
-        scores: ``(R, K)`` class probabilities.
-        box_scores: ``(R,)`` detector confidences, if the boxes came from a detector.
-    """
-    from thermal_action.evaluation.io import make_prediction_records
-
-    clip_idx = batch.rois[:, 0].long().tolist()
-    image_ids = [batch.image_ids[i] for i in clip_idx]
-    return make_prediction_records(
-        image_ids,
-        batch.boxes_cxcywh_norm.float().cpu().numpy(),
-        scores.float().cpu().numpy(),
-        labels=batch.labels.cpu().numpy(),
-        track_ids=batch.track_ids.cpu().numpy(),
-        box_scores=None if box_scores is None else box_scores.float().cpu().numpy(),
-    )
-
-
-def merge_records_by_image(parts: Sequence[dict[str, list[dict]]]) -> list[dict[str, Any]]:
-    """Joins per-rank ``{image_id: records}`` maps, each keyframe once.
-
-    A DistributedSampler pads the last batches by repeating clips, so a keyframe can
-    reach two ranks; its records are then identical and kept once (sorted by id so
-    the result does not depend on the rank order).
-    """
-    merged: dict[str, list[dict]] = {}
-    for part in parts:
-        for image_id, records in part.items():
-            merged.setdefault(image_id, records)
-    return [r for image_id in sorted(merged) for r in merged[image_id]]
 
 
 class ActionDetectionSystem(L.LightningModule):
@@ -273,8 +232,6 @@ class ActionDetectionSystem(L.LightningModule):
         whose neighbours went to another rank see a shorter memory (documented limit).
         """
         from torch.utils.data import DataLoader
-
-        from thermal_action.training.evaluate import fill_feature_bank
 
         loader = self.trainer.val_dataloaders
         if isinstance(loader, (list, tuple)):

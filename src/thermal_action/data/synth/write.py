@@ -1,0 +1,170 @@
+"""Writing a dataset in the real on-disk format: HDF5 files, COCO-style and raw annotations."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from thermal_action.data.synth.config import H, W, SynthConfig
+from thermal_action.data.synth.recording import SynthRecording, simulate_recording
+from thermal_action.structures import DEFAULT_CLASS_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def _norm_box(b: np.ndarray) -> list[float]:
+    # Corners on a 1/100 px grid inside the frame, then YOLO normalized like the tool writes.
+    x1, y1, x2, y2 = (round(float(v), 2) for v in b)
+    return [(x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+
+
+def write_h5(path: Path, sensor_id: str, mac_address: str, frames: np.ndarray, timestamps: np.ndarray,
+             created_at_ms: int) -> None:
+    """Writes one recording file exactly like the real pipeline (datasets, chunks, attributes)."""
+    n = len(frames)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", data=frames.astype(np.float32), chunks=(min(64, n), H, W),
+                         compression="gzip", compression_opts=4)
+        f.create_dataset("timestamps", data=timestamps.astype(np.int64))
+        f.create_dataset("frame_seqs", data=timestamps.astype(np.int64))
+        f.attrs["sensor_id"] = sensor_id
+        f.attrs["mac_address"] = mac_address
+        f.attrs["frame_height"] = np.int64(H)
+        f.attrs["frame_width"] = np.int64(W)
+        f.attrs["total_frames"] = np.int64(n)
+        f.attrs["min_timestamp"] = np.int64(timestamps.min())
+        f.attrs["max_timestamp"] = np.int64(timestamps.max())
+        f.attrs["compression"] = "gzip"
+        f.attrs["compression_level"] = np.int64(4)
+        # Real files count 0 here even with dropped packets (only undecodable frames count).
+        f.attrs["corrupted_count"] = np.int64(0)
+        f.attrs["created_at"] = _iso(created_at_ms)
+
+
+def _write_json(path: Path, obj: object, indent: int | None) -> None:
+    # No trailing newline, like the real files.
+    path.write_text(json.dumps(obj, indent=indent), encoding="utf-8")
+
+
+def class_mapping() -> dict:
+    """The ``class_mapping.json`` content for the 14 classes."""
+    return {"classes": list(DEFAULT_CLASS_NAMES), "class_to_id": {c: i for i, c in enumerate(DEFAULT_CLASS_NAMES)}}
+
+
+def _raw_lines(rec: SynthRecording, rng: np.random.Generator, jitter_ms: int) -> list[str]:
+    lines = []
+    ann_time = int(rec.timestamps[-1]) + 20 * 86_400_000 + int(rng.integers(0, 86_400_000))
+    for j, kf in enumerate(rec.keyframes):
+        anns = []
+        for p in rec.people:
+            anns.append({"bbox": _norm_box(p.annotated_boxes_xyxy[j]), "category": "person",
+                         "subcategory": DEFAULT_CLASS_NAMES[int(p.labels[kf])], "attribute_obscured": "0%",
+                         "attribute_heat_residual": None, "object_id": p.object_id})
+        for t in rec.things:
+            anns.append({"bbox": _norm_box(t.box_xyxy), "category": t.category, "subcategory": t.subcategory,
+                         "attribute_obscured": "0%", "attribute_heat_residual": t.heat_residual[j],
+                         "object_id": t.object_id})
+        jitter = 0
+        if jitter_ms > 0:
+            # Stay nearer to this frame than to its neighbours, so that the keyframe is still
+            # the nearest frame (bursts put frames ~37 ms apart).
+            ts = rec.timestamps
+            gaps = [int(ts[kf] - ts[kf - 1])] if kf > 0 else []
+            gaps += [int(ts[kf + 1] - ts[kf])] if kf + 1 < len(ts) else []
+            bound = min([jitter_ms] + [(g - 1) // 2 for g in gaps])
+            jitter = int(rng.integers(-bound, bound + 1))
+        ann_time += int(rng.integers(2_000, 60_000))
+        line = {"data_id": rec.sensor_id, "mac_address": rec.mac_address, "annotator_id": "synth",
+                "annotation_time": ann_time, "data_time": int(rec.timestamps[kf]) + jitter, "annotations": anns}
+        lines.append(json.dumps(line, separators=(",", ":")))
+    return lines
+
+
+def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> dict:
+    """Writes a synthetic dataset in the real on-disk format.
+
+    Args:
+        out_dir: dataset directory (created); gets ``frames/``, ``annotations/`` and
+            ``raw_annotations/``.
+        config: what to generate; defaults to :class:`SynthConfig()`.
+
+    Returns:
+        A JSON-serialisable summary: recordings with their split and counts, boxes per
+        class per split, and classes missing from a split.
+    """
+    config = config or SynthConfig()
+    config.validate()
+    out = Path(out_dir)
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    (out / "raw_annotations").mkdir(parents=True, exist_ok=True)
+
+    categories = [{"id": i, "name": c} for i, c in enumerate(DEFAULT_CLASS_NAMES)]
+    splits: dict[str, dict] = {
+        s: {"images": [], "annotations": [], "categories": categories,
+            "info": {"description": f"Synthetic Thermal Sensor Human Action Detection Dataset ({d}), "
+                                    f"seed {config.seed}", "version": "1.0", "year": 2025}}
+        for s, d in (("train", "Training"), ("val", "Validation"))
+    }
+    sensor_info: dict[str, dict] = {}
+    summary_recs = []
+    ann_id = 0
+    for index in range(config.num_recordings):
+        rec = simulate_recording(config, index)
+        rng = np.random.default_rng([config.seed, 13, index])
+        created_ms = int(rec.timestamps[-1]) + 25 * 86_400_000 + int(rng.integers(0, 86_400_000))
+        write_h5(out / "frames" / f"{rec.sensor_id}.h5", rec.sensor_id, rec.mac_address, rec.frames,
+                 rec.timestamps, created_ms)
+        raw = _raw_lines(rec, rng, config.data_time_jitter_ms)
+        (out / "raw_annotations" / f"{rec.sensor_id}_annotation.json").write_text("\n".join(raw), encoding="utf-8")
+        split = splits[rec.split]
+        for j, kf in enumerate(rec.keyframes):
+            ts = int(rec.timestamps[kf])
+            image_id = f"{rec.sensor_id}_{ts}"
+            split["images"].append({"id": image_id, "sensor_id": rec.sensor_id, "mac_address": rec.mac_address,
+                                    "timestamp": ts, "width": W, "height": H, "frame_idx": int(kf)})
+            for p in rec.people:
+                label = int(p.labels[kf])
+                split["annotations"].append({
+                    "id": ann_id, "image_id": image_id, "bbox": _norm_box(p.annotated_boxes_xyxy[j]),
+                    "category_id": label, "category_name": DEFAULT_CLASS_NAMES[label], "object_id": p.object_id,
+                    "attribute_obscured": "0%"})
+                ann_id += 1
+        sensor_info[rec.sensor_id] = {
+            "hdf5_path": f"{out.name}/frames/{rec.sensor_id}.h5", "mac_address": rec.mac_address,
+            "total_frames": int(len(rec.frames)), "corrupted_frames": 0, "annotation_count": int(len(rec.keyframes)),
+            "min_timestamp": int(rec.timestamps.min()), "max_timestamp": int(rec.timestamps.max())}
+        summary_recs.append({"sensor_id": rec.sensor_id, "split": rec.split, "room": rec.room,
+                             "frames": int(len(rec.frames)), "keyframes": int(len(rec.keyframes)),
+                             "people": len(rec.people), "boxes": int(len(rec.keyframes) * len(rec.people)),
+                             "dropped_frames": int(len(rec.dropped_frames))})
+
+    _write_json(out / "frames" / "sensor_info.json", sensor_info, 2)
+    for s in ("train", "val"):
+        _write_json(out / "annotations" / f"{s}.json", splits[s], 1)
+    _write_json(out / "annotations" / "class_mapping.json", class_mapping(), 2)
+
+    class_counts = {}
+    missing = {}
+    for s in ("train", "val"):
+        counts = {c: 0 for c in DEFAULT_CLASS_NAMES}
+        for a in splits[s]["annotations"]:
+            counts[a["category_name"]] += 1
+        class_counts[s] = counts
+        missing[s] = [c for c, k in counts.items() if k == 0]
+    absent = [c for c in DEFAULT_CLASS_NAMES if class_counts["train"][c] + class_counts["val"][c] == 0]
+    if absent:
+        log.warning("classes without any box in this synthetic dataset: %s", absent)
+    return {"out_dir": str(out), "seed": config.seed, "recordings": summary_recs,
+            "images": {s: len(splits[s]["images"]) for s in splits},
+            "boxes": {s: len(splits[s]["annotations"]) for s in splits},
+            "class_counts": class_counts, "missing_classes": missing}
