@@ -28,3 +28,14 @@ def test_layer_contracts_hold():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def test_no_import_cycles():
+    """No module imports one that (directly or through others) imports it back; function-level
+    imports count (a lazy import hides a circle, it does not remove it)."""
+    import grimp
+
+    graph = grimp.build_graph("thermal_action", include_external_packages=False)
+    cycles = {tuple(sorted((m, n))) for m in graph.modules for n in graph.find_modules_directly_imported_by(m)
+              if graph.chain_exists(importer=n, imported=m)}
+    assert cycles == set()
