@@ -1,7 +1,7 @@
 """Box recall and precision of the built-in person detector on annotated keyframes.
 
-The detector runs over each whole recording in order, as streaming would, and is
-scored at the annotated keyframes: a detection matches an annotated person box at
+The detector runs over each whole recording in order, on the reader's repaired °C frames
+(exactly what ``predict`` and streaming give it), and is scored at the annotated keyframes: a detection matches an annotated person box at
 IoU >= 0.5 (greedy, best IoU first, each box used once). Reported for the raw
 detections and for the tracker's output (confirmed tracks, coasting ones included),
 on a freshly generated synthetic dataset and, when present, on the real sample
@@ -29,48 +29,41 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from thermal_action.data.hdf5 import read_recording
+from thermal_action.inference.boxes import track_detections
 from thermal_action.inference.detector import PersonDetector
-from thermal_action.inference.tracker import Tracker
-from thermal_action.structures import (
-    DEFAULT_CLASS_NAMES,
-    FRAME_HEIGHT,
-    FRAME_WIDTH,
-    box_iou_xyxy,
-    boxes_cxcywh_norm_to_xyxy,
-)
+from thermal_action.structures import DEFAULT_CLASS_NAMES, box_iou_xyxy
 
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "thermal_sample"  # ../shared beside the checkout
 
 
 def load_keyframes(dataset: Path) -> dict[str, dict[int, list[tuple[np.ndarray, int, bool]]]]:
-    """``sensor -> frame_idx -> [(box_xyxy (4,), category_id, carried), ...]`` from train and val.
+    """``sensor -> frame_idx -> [(box_xyxy (4,), category_id, carried), ...]`` from train and val,
+    read with the package's annotation reader.
 
     ``carried`` marks a box identical to the same person's box at their previous
     keyframe: annotators copy boxes forward, so such a box may lag behind the person.
     """
+    from thermal_action.data.annotations import load_annotations
+
     out: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     rows: dict[str, list] = defaultdict(list)
     for split in ("train", "val"):
         path = dataset / "annotations" / f"{split}.json"
         if not path.exists():
             continue
-        doc = json.loads(path.read_text())
-        images = {im["id"]: im for im in doc["images"]}
-        for im in images.values():
-            out[im["sensor_id"]].setdefault(int(im["frame_idx"]), [])
-        for ann in doc["annotations"]:
-            im = images[ann["image_id"]]
-            rows[im["sensor_id"]].append((int(im["frame_idx"]), ann["object_id"], tuple(ann["bbox"]), ann["category_id"]))
+        for kf in load_annotations(path).keyframes:
+            out[kf.sensor_id].setdefault(kf.frame_idx, [])
+            for box, norm, label, track in zip(kf.boxes_xyxy, kf.boxes_cxcywh_norm, kf.labels, kf.track_ids):
+                rows[kf.sensor_id].append((kf.frame_idx, int(track), tuple(np.round(norm, 6)), int(label), box))
     for sensor, anns in rows.items():
         last: dict = {}
-        for frame_idx, object_id, bbox, category in sorted(anns, key=lambda r: (r[0], str(r[1]))):
-            carried = last.get(object_id) == bbox
-            last[object_id] = bbox
-            box = boxes_cxcywh_norm_to_xyxy(np.array([bbox]), FRAME_WIDTH, FRAME_HEIGHT)[0]
-            out[sensor][frame_idx].append((box, int(category), carried))
+        for frame_idx, object_id, norm, category, box in sorted(anns, key=lambda r: (r[0], r[1])):
+            carried = object_id >= 0 and last.get(object_id) == norm
+            last[object_id] = norm
+            out[sensor][frame_idx].append((np.asarray(box, np.float64), category, carried))
     return out
 
 
@@ -132,21 +125,17 @@ def evaluate(dataset: Path, thresholds: tuple[float, ...]) -> dict:
     scores = {(kind, t): Score() for kind in ("detector", "tracker") for t in thresholds}
     frames_total, seconds = 0, 0.0
     for sensor, kfs in sorted(keyframes.items()):
-        with h5py.File(dataset / "frames" / f"{sensor}.h5", "r") as f:
-            frames = f["frames"][:]
+        # What predict and streaming do: the reader's repaired °C frames into the detector.
+        recording = read_recording(dataset / "frames" / f"{sensor}.h5")
         t0 = time.perf_counter()
-        detections = PersonDetector().detect_recording(frames)
+        detections = PersonDetector().detect_recording(recording.frames)
         seconds += time.perf_counter() - t0
-        frames_total += len(frames)
-        tracker = Tracker()
-        tracked = []
-        for d in detections:
-            boxes = [tb.box_xyxy for tb in tracker.update(d)]
-            tracked.append(np.array(boxes, np.float32).reshape(-1, 4))
+        frames_total += recording.num_frames
+        tracked = {f: fb.boxes_xyxy for f, fb in track_detections(detections).items()}
         for idx, gt in kfs.items():
             for t in thresholds:
                 scores[("detector", t)].add(gt, detections[idx].boxes_xyxy, t)
-                scores[("tracker", t)].add(gt, tracked[idx], t)
+                scores[("tracker", t)].add(gt, tracked.get(idx, np.zeros((0, 4), np.float32)), t)
     return {
         "recordings": len(keyframes),
         "keyframes": sum(len(k) for k in keyframes.values()),

@@ -40,3 +40,18 @@ def test_pack_pathways_takes_centred_frames():
         assert float(t // 2) in slow_t[0, :, 0, 0].tolist()
     with pytest.raises(ValueError):
         pack_pathways(clip[:, :4], 8)
+
+
+def test_looks_like_kelvin_is_the_one_kelvin_test():
+    import numpy as np
+
+    from thermal_action.structures import looks_like_kelvin
+
+    room_k = np.full((40, 60), 293.0, np.float32)
+    room_k[:8] = 0.0  # dropped packets of a Kelvin sensor read 0 K
+    assert looks_like_kelvin(room_k)
+    room_c = np.full((40, 60), 20.0, np.float32)
+    room_c[:8] = -273.2  # dropped packets of a °C sensor
+    room_c[8, :5] = np.nan
+    assert not looks_like_kelvin(room_c)
+    assert not looks_like_kelvin(np.full((4, 4), np.nan))

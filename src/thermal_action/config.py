@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from thermal_action.structures import DEFAULT_VALID_RANGE
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the typed defaults."""
@@ -127,7 +129,7 @@ class DataConfig:
     train_ann: str = "annotations/train.json"  # relative to root (or absolute)
     val_ann: str = "annotations/val.json"  # relative to root (or absolute)
     frames_dir: str = "frames"  # relative to root
-    valid_range: tuple[float, float] = ranged((-40.0, 200.0), -273.15, increasing=True)  # °C; pixels outside (dropped packets, NaN) are repaired
+    valid_range: tuple[float, float] = ranged(DEFAULT_VALID_RANGE, -273.15, increasing=True)  # °C; pixels outside (dropped packets, NaN) are repaired
     max_box_overhang: float = ranged(2.0, 0.0)  # pixels a box may poke out of the frame and be clipped; further out is an error
     num_frames: int = ranged(64, 1)  # raw frames in a clip window: num_frames//2 before the keyframe, the keyframe, the rest after
     frame_stride: int = ranged(2, 1)  # fast pathway takes every frame_stride-th frame of the window

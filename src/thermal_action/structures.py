@@ -56,6 +56,25 @@ class PredictionDefaults:
 
 #: The one instance every default refers to.
 PREDICTION = PredictionDefaults()
+#: °C. Readings outside are impossible for an indoor thermopile array (dropped packets read
+#: 0 K = -273.15 °C): the reader repairs them (``data.valid_range``), the person detector
+#: ignores them. The one definition; the config's default is this.
+DEFAULT_VALID_RANGE: tuple[float, float] = (-40.0, 200.0)
+KELVIN_OFFSET = 273.15
+#: Readings whose median is above this are in Kelvin (rooms are ~290 K, ~17 °C).
+KELVIN_MEDIAN_ABOVE = 200.0
+
+
+def looks_like_kelvin(values: np.ndarray) -> bool:
+    """Whether temperatures are in Kelvin: the median of the plausible readings (finite, not
+    a 0 K / -273 °C dropped-packet sentinel, below 1000) is above :data:`KELVIN_MEDIAN_ABOVE`.
+    The one Kelvin test, used by the reader (per recording) and the detector (per frame)."""
+    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        v = v[np.isfinite(v) & (v > 1.0) & (v < 1000.0)]
+    return bool(v.size) and float(np.median(v)) > KELVIN_MEDIAN_ABOVE
+
+
 FRAME_HEIGHT = 40
 FRAME_WIDTH = 60
 

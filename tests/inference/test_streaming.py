@@ -240,3 +240,35 @@ def test_stream_bad_arguments(predictor):
     assert sp.monitor is None
     with pytest.raises(ValueError, match="must be"):
         sp.push("S", np.zeros((2, 40, 60)), 0)
+
+
+def test_prediction_and_streaming_repair_to_the_checkpoints_valid_range(tmp_path, monkeypatch):
+    """A model trained with data.valid_range=(-10, 60) repairs a 80 °C pixel in new recordings
+    and in streams (the default range, -40..200 °C, would keep it)."""
+    from infer_fixtures import tiny_config
+
+    ckpt = write_tiny_checkpoint(tmp_path / "narrow.ckpt", tiny_config(valid_range=(-10.0, 60.0)))
+    predictor = Predictor.from_checkpoint(ckpt)
+    assert predictor.valid_range == (-10.0, 60.0)
+    assert Predictor.from_checkpoint(write_tiny_checkpoint(tmp_path / "d.ckpt")).valid_range == (-40.0, 200.0)
+
+    frames, _ = make_frames(n=20, dropped=())
+    frames[5, 3, 3] = 80.0
+    sp = StreamingPredictor(predictor, step=6)
+    _stream(sp, "s", frames, np.arange(20) * 166)
+    assert sp.stats.repaired_pixels == 1
+
+    import thermal_action.inference.recordings as recordings
+
+    seen = []
+
+    def reading(path, valid_range=None, **kw):
+        seen.append(valid_range)
+        return read_recording(path, valid_range, **kw)
+
+    path = write_recording(tmp_path / "rec.h5", frames)
+    monkeypatch.setattr(recordings, "read_recording", reading)
+    recordings.predict_recordings(predictor, [path], tmp_path / "out", step=6)
+    assert seen == [(-10.0, 60.0)]
+    assert read_recording(path, predictor.valid_range).repair.invalid_pixels == 1
+    assert read_recording(path).repair.invalid_pixels == 0

@@ -7,7 +7,7 @@ so the dataset caches decoded recordings per process (see ``benchmarks/bench_dat
 
 Repair, done once here and before any normalisation:
 
-- Temperatures in Kelvin (median above :data:`KELVIN_MEDIAN_THRESHOLD`) are converted
+- Temperatures in Kelvin (:func:`~thermal_action.structures.looks_like_kelvin`) are converted
   to °C.
 - Frames with dropped packets: the receiver packs the packets that arrived at the start
   of the frame and leaves -273.2 °C in the tail, so everything after a lost packet sits
@@ -44,15 +44,16 @@ import numpy as np
 
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.packets import realign_packed_frames
-from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
+from thermal_action.structures import (
+    DEFAULT_VALID_RANGE,
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    KELVIN_OFFSET,
+    looks_like_kelvin,
+)
 
 logger = logging.getLogger(__name__)
 
-#: A recording whose median temperature is above this is in Kelvin (room air is ~290 K).
-KELVIN_MEDIAN_THRESHOLD = 200.0
-KELVIN_OFFSET = 273.15
-#: °C; temperatures outside are impossible for an indoor thermopile array and are repaired.
-DEFAULT_VALID_RANGE: tuple[float, float] = (-40.0, 200.0)
 #: Frames searched on each side of a repaired frame before the whole-recording fallback.
 _LOCAL_SEARCH = 4
 
@@ -203,8 +204,7 @@ def repair_frames(
     # subsample (~20k values) decides as well as all 1.2M and costs ~50x less.
     flat = x.reshape(-1)
     sub = flat[:: max(1, flat.size // 20000)]
-    sub = sub[np.isfinite(sub) & (np.abs(sub) < 1000.0) & (sub != 0.0) & (sub > -273.0)]
-    if sub.size and float(np.median(sub)) > KELVIN_MEDIAN_THRESHOLD:
+    if looks_like_kelvin(sub):
         x -= KELVIN_OFFSET
         stats.converted_from_kelvin = True
     low, high = valid_range

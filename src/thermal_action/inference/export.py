@@ -306,6 +306,7 @@ def export_onnx(
             "clip_builder": clip_builder_kwargs(builder),
             "input_hw": [h, w],
             "frame_size": list(info.frame_size) if info.frame_size else None,
+            "valid_range": [float(v) for v in cfg.data.valid_range],
             "clip_length": t,
             "variant": cfg.model.variant,
             "interaction": cfg.model.interaction,

@@ -22,6 +22,7 @@ from thermal_action.data.clips import BuiltClip, ClipBuilder, clip_offsets
 from thermal_action.inference.backends import BACKENDS, OnnxBackend, TorchBackend
 from thermal_action.structures import (
     FALL_CLASS_NAME,
+    DEFAULT_VALID_RANGE,
     FALLBACK_FALL_THRESHOLD,
     pack_pathways,
 )
@@ -76,6 +77,7 @@ class Predictor:
         max_clips_per_batch: int = 4,
         fall_threshold: float = FALLBACK_FALL_THRESHOLD,
         frame_size: tuple[int, int] | None = None,
+        valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
     ):
         if score_activation not in ("softmax", "sigmoid"):
             raise ValueError(f"score_activation must be 'softmax' or 'sigmoid', got {score_activation!r}")
@@ -88,6 +90,9 @@ class Predictor:
         self.max_clips_per_batch = max_clips_per_batch
         self.fall_threshold = float(fall_threshold)
         self.frame_size = tuple(int(v) for v in frame_size) if frame_size else None
+        #: °C range the model's training data was repaired to (``data.valid_range``): new
+        #: recordings and streams are repaired the same way.
+        self.valid_range = (float(valid_range[0]), float(valid_range[1]))
         offsets = clip_offsets(clip_builder.num_frames, clip_builder.frame_stride)
         #: Raw frames the window reaches before / after its keyframe.
         self.frames_before = int(-offsets.min())
@@ -133,7 +138,8 @@ class Predictor:
             builder = ClipBuilder(**meta["clip_builder"])
             return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch,
                        fall_threshold=float(meta.get("fall_threshold", FALLBACK_FALL_THRESHOLD)),
-                       frame_size=meta.get("frame_size"))
+                       frame_size=meta.get("frame_size"),
+                       valid_range=tuple(meta.get("valid_range") or DEFAULT_VALID_RANGE))
 
         from thermal_action.data.dataset import build_clip_builder
         from thermal_action.models.checkpoint import load_checkpoint
@@ -142,7 +148,8 @@ class Predictor:
         info = loaded.info
         return cls(TorchBackend(loaded.model, device), build_clip_builder(info.config.data), info.class_names,
                    info.score_activation,
-                   max_clips_per_batch, fall_threshold=info.fall_threshold, frame_size=info.frame_size)
+                   max_clips_per_batch, fall_threshold=info.fall_threshold, frame_size=info.frame_size,
+                   valid_range=tuple(info.config.data.valid_range))
 
     # -- properties
 

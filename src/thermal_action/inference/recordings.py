@@ -213,7 +213,8 @@ def predict_recordings(
     predictions: list[Prediction] = []
     sources: dict[str, str] = {}
     for path in paths:
-        rec = read_recording(path)  # realigns dropped packets of 40x60 frames only
+        # Repaired to the model's data.valid_range; realigns dropped packets of 40x60 frames only.
+        rec = read_recording(path, predictor.valid_range)
         trained = predictor.frame_size
         if trained is not None and (rec.height, rec.width) != trained:
             size = f"frames are {rec.height}x{rec.width} but the model was trained on {trained[0]}x{trained[1]} frames"

@@ -49,13 +49,13 @@ from typing import Any
 import numpy as np
 
 from thermal_action.errors import DatasetError
-from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, KELVIN_OFFSET, repair_frames
+from thermal_action.data.hdf5 import repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.inference.detector import Detections
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.predictor import ClipRequest, Predictor
-from thermal_action.structures import PREDICTION, boxes_xyxy_to_cxcywh_norm
+from thermal_action.structures import KELVIN_OFFSET, PREDICTION, boxes_xyxy_to_cxcywh_norm
 
 logger = logging.getLogger(__name__)
 
@@ -245,18 +245,18 @@ class StreamingPredictor:
         where = f"stream {sensor_id}"
         if st.last is None:
             try:
-                fixed, stats = repair_frames(raw[None], path=where)
+                fixed, stats = repair_frames(raw[None], self.predictor.valid_range, path=where)
             except DatasetError as e:
                 raise DatasetError(where, "the first frame holds no valid temperature", record="frame 0") from e
             st.kelvin = stats.converted_from_kelvin
             out = fixed[0]
         else:
             x = raw - KELVIN_OFFSET if st.kelvin else raw
-            low, high = DEFAULT_VALID_RANGE
+            low, high = self.predictor.valid_range
             if np.isfinite(x).all() and x.min() >= low and x.max() <= high:
                 return x  # the common case: nothing to repair, skip the stack
             prev = st.last + KELVIN_OFFSET if st.kelvin else st.last
-            fixed, stats = repair_frames(np.stack([prev, raw]), path=where)
+            fixed, stats = repair_frames(np.stack([prev, raw]), self.predictor.valid_range, path=where)
             out = fixed[1]
         if stats.invalid_pixels:
             st.repaired_pixels += stats.invalid_pixels

@@ -34,10 +34,6 @@ Design choices and the numbers behind them are in :class:`DetectorParams`.
 from __future__ import annotations
 
 from thermal_action.inference.detector.frame import (
-    KELVIN_MEDIAN_ABOVE,
-    KELVIN_OFFSET,
-    NO_DATA_ABOVE_C,
-    NO_DATA_BELOW_C,
     detect_frame,
     initial_background,
     robust_sigma,
@@ -55,10 +51,6 @@ from thermal_action.inference.detector.person_detector import PersonDetector
 from thermal_action.inference.detector.results import Detections, FrameResult
 
 __all__ = [
-    "KELVIN_MEDIAN_ABOVE",
-    "KELVIN_OFFSET",
-    "NO_DATA_ABOVE_C",
-    "NO_DATA_BELOW_C",
     "DetectorParams",
     "Detections",
     "FrameResult",

@@ -16,14 +16,8 @@ from thermal_action.inference.detector.image_ops import (
 )
 from thermal_action.inference.detector.params import DetectorParams
 from thermal_action.inference.detector.results import Detections, FrameResult
+from thermal_action.structures import DEFAULT_VALID_RANGE, KELVIN_OFFSET, looks_like_kelvin
 
-#: Readings below this are no-data (dropped packets write -273.2 °C, i.e. 0 K).
-NO_DATA_BELOW_C = -60.0
-#: Readings above this are impossible for a room scene and treated as no-data.
-NO_DATA_ABOVE_C = 150.0
-#: A frame whose median is above this is in Kelvin (rooms are ~290 K, ~17 °C).
-KELVIN_MEDIAN_ABOVE = 200.0
-KELVIN_OFFSET = 273.15
 # A MAD of Gaussian noise times this is its standard deviation.
 _MAD_TO_SIGMA = 1.4826
 
@@ -31,8 +25,10 @@ _MAD_TO_SIGMA = 1.4826
 def to_celsius(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Converts a raw frame to °C and finds the pixels that hold data.
 
-    Kelvin input (median above 200) is converted. Dropped-packet pixels (-273.2 °C or
-    0 K), non-finite values and impossible readings are no-data.
+    Predict and streaming give the detector the reader's repaired °C frames, where this
+    changes nothing; for raw frames, Kelvin input is converted and readings outside
+    :data:`~thermal_action.structures.DEFAULT_VALID_RANGE` (dropped-packet sentinels,
+    non-finite values) are no-data: the reader's definitions, not a second set.
 
     Args:
         frame: ``(H, W)`` raw temperatures.
@@ -44,12 +40,11 @@ def to_celsius(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(frame, dtype=np.float32)
     if f.ndim != 2:
         raise ValueError(f"expected one (H, W) frame, got shape {f.shape}")
-    finite = np.isfinite(f)
-    # Dropped packets are 0 K in Kelvin files, so look at the median of non-zero pixels.
-    plausible = finite & (f > 1.0) if finite.any() else finite
-    if plausible.any() and float(np.median(f[plausible])) > KELVIN_MEDIAN_ABOVE:
+    if looks_like_kelvin(f):
         f = f - np.float32(KELVIN_OFFSET)
-    valid = finite & (f > NO_DATA_BELOW_C) & (f < NO_DATA_ABOVE_C)
+    low, high = DEFAULT_VALID_RANGE
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(f) & (f >= low) & (f <= high)
     return np.where(valid, f, np.float32(np.nan)).astype(np.float32), valid
 
 
