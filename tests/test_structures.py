@@ -1,13 +1,18 @@
-"""Box conversions and pathway packing."""
+"""Box conversions, the box validator and pathway packing."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
+from thermal_action.errors import DatasetError
 from thermal_action.structures import (
     box_iou_xyxy,
     boxes_cxcywh_norm_to_xyxy,
     boxes_xyxy_to_cxcywh_norm,
+    check_box_cxcywh_norm,
+    check_boxes_cxcywh_norm,
     pack_pathways,
 )
 
@@ -55,3 +60,76 @@ def test_looks_like_kelvin_is_the_one_kelvin_test():
     room_c[8, :5] = np.nan
     assert not looks_like_kelvin(room_c)
     assert not looks_like_kelvin(np.full((4, 4), np.nan))
+
+
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ([0.5, 0.5, 0.1], r"f\.json \[ann 3\]: 'bbox' must be 4 numbers \[cx, cy, w, h\] normalized"),
+        ([0.5, 0.5, True, 0.1], "must be 4 numbers"),
+        ("0.5 0.5 0.1 0.1", "must be 4 numbers"),
+        ([0.5, float("nan"), 0.1, 0.1], r"f\.json \[ann 3\]: 'bbox' has a non-finite value"),
+        ([0.5, 0.5, float("inf"), 0.1], "non-finite"),
+        ([30, 20, 10, 8], "not normalized"),
+        ([0.5, 0.5, -0.1, 0.205], r"box of negative width \(-6\.00 x 8\.20 px\)"),
+        ([0.5, 0.5, -0.1, -0.1], r"box of negative width and height \(-6\.00 x -4\.00 px\)"),
+        ([0.5, 0.5, 0.0, 0.1], r"box of zero size \(0\.00 x 4\.00 px\)"),
+        ([0.5, 0.5, 0.005, 0.1], r"box of zero size \(0\.30 x 4\.00 px\)"),
+        ([1.5, 0.5, 0.1, 0.1], r"box lies 33\.00 px outside the 60x40 frame \(at most 2 px is clipped\)"),
+        ([1.0, 0.5, 0.015, 0.1], "box has zero size inside the frame"),  # 0.45 px of 0.9 inside
+    ],
+)
+def test_box_validator_errors(box, message):
+    with pytest.raises(DatasetError, match=message) as info:
+        check_box_cxcywh_norm(box, width=60, height=40, source="f.json", record="ann 3")
+    assert info.value.path == "f.json" and info.value.record == "ann 3"
+
+
+def test_box_validator_clips_small_overhangs_and_keeps_the_rest():
+    inside = [0.5, 0.5, 0.2, 0.2]
+    out = boxes_xyxy_to_cxcywh_norm([[-1.5, 30, 8.5, 41]], 60, 40)[0]  # 1.5 px left, 1 px below
+    got = check_boxes_cxcywh_norm(np.array([inside, out]), width=60, height=40, source="f")
+    np.testing.assert_array_equal(got[0], inside)
+    np.testing.assert_allclose(boxes_cxcywh_norm_to_xyxy(got[1:], 60, 40), [[0, 30, 8.5, 40]], atol=1e-9)
+    # None: lying outside is allowed and nothing is clipped (detector and model boxes).
+    np.testing.assert_array_equal(
+        check_boxes_cxcywh_norm([inside, out], source="f", max_overhang_px=None), [inside, out])
+    with pytest.raises(DatasetError, match=r"f \[r\]: box lies 1\.50 px outside"):
+        check_boxes_cxcywh_norm([inside, out], source="f", record="r", max_overhang_px=1.0)
+    # Float noise of normalized corners is not an overhang.
+    edge = [0.1 + 1e-12, 0.5, 0.2, 0.2]
+    np.testing.assert_array_equal(check_box_cxcywh_norm(edge, source="f", max_overhang_px=0.0), edge)
+
+
+def test_box_validator_empty_and_one_box():
+    for empty in ([], np.zeros((0, 4)), np.zeros((0, 4), np.float32)):
+        assert check_boxes_cxcywh_norm(empty, source="f").shape == (0, 4)
+    assert check_boxes_cxcywh_norm([0.5, 0.5, 0.1, 0.1], source="f").shape == (1, 4)
+    assert check_box_cxcywh_norm(np.array([0.5, 0.5, 0.1, 0.1], np.float32), source="f").shape == (4,)
+    with pytest.raises(DatasetError, match="must be 4 numbers"):  # one record, one box
+        check_box_cxcywh_norm([[0.5, 0.5, 0.1, 0.1]], source="f")
+    with pytest.raises(DatasetError, match="must be 4 numbers"):
+        check_boxes_cxcywh_norm(np.zeros((2, 5)), source="f")
+
+
+@pytest.mark.parametrize("bbox", [[0.5, 0.5, -0.1, 0.2], [0.5, 0.5, 0.0, 0.1], [0.5, float("nan"), 0.1, 0.1],
+                                  [30, 20, 10, 8], [0.5, 0.5, 0.1]])
+def test_same_bad_box_same_message_from_annotations_and_detections(tmp_path, bbox):
+    from thermal_action.data.annotations import load_annotations
+    from thermal_action.evaluation.detections import read_detections_file
+
+    ann = tmp_path / "train.json"
+    ann.write_text(json.dumps({
+        "categories": [{"id": 0, "name": "standing"}],
+        "images": [{"id": "Q_1", "sensor_id": "Q", "timestamp": 1, "frame_idx": 0, "width": 60, "height": 40}],
+        "annotations": [{"id": 5, "image_id": "Q_1", "bbox": bbox, "category_id": 0, "object_id": 0}],
+    }))
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": "Q_1", "bbox": bbox, "score": 0.9}]))
+    with pytest.raises(DatasetError) as from_annotations:
+        load_annotations(ann)
+    with pytest.raises(DatasetError) as from_detections:
+        read_detections_file(dets)
+    assert from_annotations.value.message == from_detections.value.message
+    assert str(from_annotations.value).startswith(f"{ann} [annotation id 5 (image Q_1)]: ")
+    assert str(from_detections.value).startswith(f"{dets} [record 0, image_id 'Q_1']: ")

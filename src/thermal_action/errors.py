@@ -20,6 +20,7 @@ class DatasetError(ValueError):
     def __init__(self, path: object, message: str, record: object | None = None):
         self.path = str(path)
         self.record = record
+        self.message = message
         where = self.path if record is None else f"{self.path} [{record}]"
         super().__init__(f"{where}: {message}")
 

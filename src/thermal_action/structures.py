@@ -16,9 +16,12 @@ R boxes in a batch, K classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
+
+from thermal_action.errors import DatasetError
 
 #: The 14 action classes of the format (ids 0-13), in category-id order.
 DEFAULT_CLASS_NAMES: tuple[str, ...] = (
@@ -90,12 +93,156 @@ def boxes_cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) ->
 
 
 def boxes_xyxy_to_cxcywh_norm(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Inverse of :func:`boxes_cxcywh_norm_to_xyxy`."""
+    """Inverse of :func:`boxes_cxcywh_norm_to_xyxy`.
+
+    The centre is ``(x1 + x2) / 2``, one rounding fewer than ``x1 + w / 2``; the synthetic
+    generator's files depend on this exact arithmetic (its output is compared byte for byte).
+    """
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     return np.stack(
-        [(b[:, 0] + w / 2) / width, (b[:, 1] + h / 2) / height, w / width, h / height], axis=1
+        [(b[:, 0] + b[:, 2]) / 2 / width, (b[:, 1] + b[:, 3]) / 2 / height,
+         (b[:, 2] - b[:, 0]) / width, (b[:, 3] - b[:, 1]) / height],
+        axis=1,
     )
+
+
+#: Pixels a box may poke out of the frame and still be clipped rather than rejected
+#: (annotators drag boxes to the border; one real box sits 0.06 px above the top edge).
+DEFAULT_MAX_BOX_OVERHANG = 2.0
+#: Boxes narrower or lower than this (pixels, after clipping) are "of zero size".
+MIN_BOX_SIZE = 0.5
+#: Overhangs below this (pixels) are float noise of normalized corners, not an overhang.
+OVERHANG_NOISE_PX = 1e-6
+#: Any box value beyond this is not normalized (pixel boxes are the usual mistake).
+_NORMALIZED_LIMIT = 1.5
+
+
+def box_overhang_px(boxes_xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """``(N,)`` pixels each corner box pokes out of the ``width x height`` frame (0 inside)."""
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    over = np.max(np.stack([np.zeros(len(b)), -b[:, 0], -b[:, 1], b[:, 2] - width, b[:, 3] - height], 1), 1,
+                  initial=0.0)
+    return np.where(over < OVERHANG_NOISE_PX, 0.0, over)
+
+
+def as_boxes_cxcywh_norm(
+    boxes: Any, *, source: object, record: object | None = None, single: bool = False
+) -> np.ndarray:
+    """Boxes as read (one box of 4 numbers, or ``(N, 4)``; ``single``: exactly one box) ->
+    ``(N, 4)`` float64, checking only that they are finite numbers: the first half of
+    :func:`check_boxes_cxcywh_norm`, for readers that learn the frame size later.
+
+    Raises:
+        DatasetError: naming ``source`` and ``record``: not 4 numbers per box, non-finite.
+    """
+    if not single and isinstance(boxes, np.ndarray) and boxes.dtype.kind in "iuf" and boxes.ndim == 2 \
+            and boxes.shape[1] == 4:
+        b = boxes.astype(np.float64)
+    elif _four_numbers(boxes):
+        b = np.asarray(boxes, dtype=np.float64).reshape(1, 4)
+    elif not single and isinstance(boxes, (list, tuple, np.ndarray)) and all(_four_numbers(v) for v in boxes):
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    else:
+        raise DatasetError(source, f"'bbox' must be 4 numbers [cx, cy, w, h] normalized, got {_show(boxes)}",
+                           record=record)
+    if not np.isfinite(b).all():
+        raise DatasetError(source, f"'bbox' has a non-finite value: {_show(boxes)}", record=record)
+    return b
+
+
+def check_box_cxcywh_norm(
+    box: Any,
+    *,
+    width: float = FRAME_WIDTH,
+    height: float = FRAME_HEIGHT,
+    source: object,
+    record: object | None = None,
+    max_overhang_px: float | None = DEFAULT_MAX_BOX_OVERHANG,
+) -> np.ndarray:
+    """:func:`check_boxes_cxcywh_norm` for a record holding exactly one box -> ``(4,)``."""
+    as_boxes_cxcywh_norm(box, source=source, record=record, single=True)
+    return check_boxes_cxcywh_norm(box, width=width, height=height, source=source, record=record,
+                                   max_overhang_px=max_overhang_px)[0]
+
+
+def check_boxes_cxcywh_norm(
+    boxes: Any,
+    *,
+    width: float = FRAME_WIDTH,
+    height: float = FRAME_HEIGHT,
+    source: object,
+    record: object | None = None,
+    max_overhang_px: float | None = DEFAULT_MAX_BOX_OVERHANG,
+) -> np.ndarray:
+    """The one check of normalized centre boxes read from a file or given by a user.
+
+    Args:
+        boxes: one box ``[cx, cy, w, h]`` or ``(N, 4)``; zero boxes is fine.
+        width, height: the frame the boxes are normalized to (pixels); sizes in messages
+            and the zero-size and overhang limits are in these pixels.
+        source: the file (or argument) the boxes come from, named in errors.
+        record: which record (annotation id, line...), named in errors.
+        max_overhang_px: a box poking out of the frame by at most this is clipped to it,
+            further out is an error; None: boxes may lie anywhere and are not clipped
+            (a detector's or a model's boxes, evaluated as given).
+
+    Returns:
+        ``(N, 4)`` float64, clipped to the frame where they poked out.
+
+    Raises:
+        DatasetError: naming ``source`` and ``record``, for boxes that are not 4 numbers,
+            non-finite, not normalized, of negative size ("negative width"), of zero size
+            (under :data:`MIN_BOX_SIZE` px), or further than ``max_overhang_px`` outside.
+    """
+    b = as_boxes_cxcywh_norm(boxes, source=source, record=record)
+    if len(b) == 0:
+        return b
+    xyxy = boxes_cxcywh_norm_to_xyxy(b, width, height)
+    for i in range(len(b)):
+        def fail(message: str) -> None:
+            raise DatasetError(source, f"{message}: {_show(b[i] if len(b) > 1 else boxes)}", record=record)
+
+        if np.abs(b[i]).max() > _NORMALIZED_LIMIT:
+            fail("box is not normalized: expected [cx, cy, w, h] in [0, 1] of the frame")
+        w_px, h_px = xyxy[i, 2] - xyxy[i, 0], xyxy[i, 3] - xyxy[i, 1]
+        if w_px < 0 or h_px < 0:
+            which = " and ".join(n for n, v in (("width", w_px), ("height", h_px)) if v < 0)
+            fail(f"box of negative {which} ({w_px:.2f} x {h_px:.2f} px)")
+        if w_px < MIN_BOX_SIZE or h_px < MIN_BOX_SIZE:
+            fail(f"box of zero size ({w_px:.2f} x {h_px:.2f} px)")
+    if max_overhang_px is None:
+        return b
+    over = box_overhang_px(xyxy, width, height)
+    for i in np.flatnonzero(over > max_overhang_px):
+        raise DatasetError(
+            source,
+            f"box lies {over[i]:.2f} px outside the {width:g}x{height:g} frame (at most {max_overhang_px:g} px "
+            f"is clipped): {_show(b[i] if len(b) > 1 else boxes)}",
+            record=record,
+        )
+    out = over > 0
+    if out.any():
+        clipped = np.clip(xyxy[out], 0.0, [width, height, width, height])
+        small = (clipped[:, 2] - clipped[:, 0] < MIN_BOX_SIZE) | (clipped[:, 3] - clipped[:, 1] < MIN_BOX_SIZE)
+        if small.any():
+            shown = b[np.flatnonzero(out)[np.argmax(small)]]
+            raise DatasetError(source, f"box has zero size inside the frame: {_show(shown if len(b) > 1 else boxes)}",
+                               record=record)
+        b = b.copy()
+        b[out] = boxes_xyxy_to_cxcywh_norm(clipped, width, height)
+    return b
+
+
+def _four_numbers(box: Any) -> bool:
+    return isinstance(box, (list, tuple, np.ndarray)) and len(box) == 4 and all(
+        isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) for x in box)
+
+
+def _show(boxes: Any) -> str:
+    """A box as the user wrote it (a list), for messages."""
+    if isinstance(boxes, np.ndarray):
+        return repr(boxes.tolist())
+    return repr(boxes)
 
 
 def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -153,7 +153,7 @@ def test_boxes_override_replaces_annotated_boxes(shared_tiny_dataset):
     with pytest.raises(DatasetError, match=r"dets\.json \[nope\].*not keyframes"):
         build_dataset(cfg, cfg.val_ann, train=False, boxes_override={"nope": np.zeros((0, 4))},
                       override_source="dets.json")
-    with pytest.raises(DatasetError, match="zero width"):
+    with pytest.raises(DatasetError, match="box of zero size"):
         build_dataset(cfg, cfg.val_ann, train=False, boxes_override={first: [[0.5, 0.5, 0.0, 0.1]]})
 
 

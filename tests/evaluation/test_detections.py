@@ -67,7 +67,7 @@ def test_evaluate_needs_keyframe_ids(tmp_path: Path):
         ({"bbox": [0.5, 0.5, 0.1, 0.1]}, "needs 'image_id'"),
         ({"image_id": "a"}, "needs 'bbox'"),
         ({"image_id": ["a"], "bbox": [0.5, 0.5, 0.1, 0.1]}, "image_id must be"),
-        ({"image_id": "a", "bbox": [0.5, 0.5, 0.0, 0.1]}, "width or height"),
+        ({"image_id": "a", "bbox": [0.5, 0.5, 0.0, 0.1]}, "box of zero size"),
         ({"image_id": "a", "bbox": [0.5, 0.5, 0.1, 0.1], "track_id": -1}, "track_id must be"),
         ("not an object", "must be an object"),
     ],

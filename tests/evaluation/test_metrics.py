@@ -448,7 +448,7 @@ def test_ground_truth_accepts_dicts_and_objects():
     [
         (pred("a", BOX, [0.5, 0.5]), "expected 4"),
         (pred("a", [30, 20, 10, 8], onehot(0)), "not normalized"),
-        (pred("a", [0.5, 0.5, 0.0, 0.1], onehot(0)), "width or height"),
+        (pred("a", [0.5, 0.5, 0.0, 0.1], onehot(0)), "box of zero size"),
         (pred("a", BOX, [2.0, -1.0, 0, 0]), "probabilities"),
         (pred("a", BOX, [float("nan"), 0, 0, 0]), "non-finite"),
         ({"image_id": "a", "bbox": BOX}, "missing key 'scores'"),

@@ -263,7 +263,7 @@ def test_yolo_directories(rec, tmp_path):
     "content, match",
     [
         ('[{"frame_idx": 1, "bbox": [10, 20, 5, 5]}]', "not normalized"),
-        ('[{"frame_idx": 1, "bbox": [0.5, 0.5, 0.1]}]', "4 finite numbers"),
+        ('[{"frame_idx": 1, "bbox": [0.5, 0.5, 0.1]}]', "4 numbers"),
         ('[{"bbox": [0.5, 0.5, 0.1, 0.1]}]', "frame_idx"),
         ('[{"frame_idx": -1, "bbox": [0.5, 0.5, 0.1, 0.1]}]', "frame_idx must be"),
         ('{"frame_idx": 1, "bbox": [0.5, 0.5, 0.1, 0.1]}\n{oops', "line 2"),

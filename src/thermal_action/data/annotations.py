@@ -28,18 +28,15 @@ from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_timestamps
 from thermal_action.structures import (
     DEFAULT_CLASS_NAMES,
+    DEFAULT_MAX_BOX_OVERHANG,
     FRAME_HEIGHT,
     FRAME_WIDTH,
+    box_overhang_px,
     boxes_cxcywh_norm_to_xyxy,
-    boxes_xyxy_to_cxcywh_norm,
+    check_box_cxcywh_norm,
 )
 
 logger = logging.getLogger(__name__)
-
-#: Pixels a box may poke out of the frame and still be clipped rather than rejected.
-DEFAULT_MAX_BOX_OVERHANG = 2.0
-#: Boxes smaller than this (pixels, after clipping) are "of zero size".
-MIN_BOX_SIZE = 0.5
 
 _IMAGE_KEYS = {"id", "sensor_id", "timestamp", "frame_idx", "width", "height"}
 _ANN_KEYS = {"id", "image_id", "bbox", "category_id", "object_id"}
@@ -214,34 +211,11 @@ def _check_box(
     bbox: Any, width: int, height: int, max_overhang: float, path: Path, record: str
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One YOLO box -> (cxcywh_norm (4,), xyxy (4,), overhang px); raises on a bad box."""
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox
-    ):
-        raise DatasetError(path, f"'bbox' must be 4 numbers (cx, cy, w, h normalized), got {bbox!r}", record=record)
-    b = np.asarray(bbox, dtype=np.float64)
-    if not np.isfinite(b).all():
-        raise DatasetError(path, f"'bbox' has a non-finite value: {bbox!r}", record=record)
-    xyxy = boxes_cxcywh_norm_to_xyxy(b[None], width, height)[0]
-    w_px, h_px = xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]
-    if w_px < 0 or h_px < 0:
-        which = " and ".join(n for n, v in (("width", w_px), ("height", h_px)) if v < 0)
-        raise DatasetError(path, f"box of negative {which} ({w_px:.2f} x {h_px:.2f} px): {bbox!r}", record=record)
-    if w_px < MIN_BOX_SIZE or h_px < MIN_BOX_SIZE:
-        raise DatasetError(path, f"box of zero size ({w_px:.2f} x {h_px:.2f} px): {bbox!r}", record=record)
-    overhang = float(max(0.0, -xyxy[0], -xyxy[1], xyxy[2] - width, xyxy[3] - height))
-    if overhang > 0:
-        if overhang > max_overhang:
-            raise DatasetError(
-                path,
-                f"box lies {overhang:.2f} px outside the {width}x{height} frame "
-                f"(at most {max_overhang:g} px is clipped): {bbox!r}",
-                record=record,
-            )
-        xyxy = np.clip(xyxy, 0.0, [width, height, width, height])
-        if xyxy[2] - xyxy[0] < MIN_BOX_SIZE or xyxy[3] - xyxy[1] < MIN_BOX_SIZE:
-            raise DatasetError(path, f"box has zero size inside the frame: {bbox!r}", record=record)
-        b = boxes_xyxy_to_cxcywh_norm(xyxy[None], width, height)[0]
-    return b, xyxy, overhang
+    b = check_box_cxcywh_norm(bbox, width=width, height=height, source=path, record=record,
+                              max_overhang_px=max_overhang)
+    overhang = float(box_overhang_px(boxes_cxcywh_norm_to_xyxy(np.asarray(bbox, np.float64), width, height),
+                                     width, height)[0])
+    return b, boxes_cxcywh_norm_to_xyxy(b, width, height)[0], overhang
 
 
 def _check_frames(

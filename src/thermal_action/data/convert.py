@@ -46,13 +46,22 @@ import h5py
 import numpy as np
 
 from thermal_action.data.errors import DatasetError
-from thermal_action.structures import DEFAULT_CLASS_NAMES, FRAME_HEIGHT, FRAME_WIDTH
+from thermal_action.structures import (
+    DEFAULT_CLASS_NAMES,
+    DEFAULT_MAX_BOX_OVERHANG,
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    as_boxes_cxcywh_norm,
+    box_overhang_px,
+    boxes_cxcywh_norm_to_xyxy,
+    check_box_cxcywh_norm,
+)
 
 log = logging.getLogger(__name__)
 
 RAW_SUFFIX = "_annotation.json"
 #: Pixels a box may poke out of the frame and still be clipped (not rejected).
-MAX_BOX_OVERHANG = 2.0
+MAX_BOX_OVERHANG = DEFAULT_MAX_BOX_OVERHANG
 _LIST_LIMIT = 200  # entries listed per problem kind in the summary (all are counted)
 
 
@@ -131,8 +140,8 @@ def read_raw_annotations(path: str | Path, sensor_id: str | None = None) -> list
                 if not isinstance(a, dict):
                     raise DatasetError(path, "a box must be a JSON object", where)
                 bbox = a.get("bbox")
-                if not (isinstance(bbox, list) and len(bbox) == 4 and all(_num(v) for v in bbox)):
-                    raise DatasetError(path, f"bbox must be 4 finite numbers, got {bbox!r}", where)
+                # The frame size comes with the recording: the full check is in convert_annotations.
+                as_boxes_cxcywh_norm(bbox, source=path, record=where, single=True)
                 category = a.get("category")
                 sub = a.get("subcategory")
                 if not isinstance(category, str):
@@ -153,17 +162,6 @@ def read_raw_annotations(path: str | Path, sensor_id: str | None = None) -> list
                                        attribute_heat_residual=a.get("attribute_heat_residual")))
             out.append(kf)
     return out
-
-
-def _overhang(bbox: list[float], width: int, height: int) -> float | None:
-    """Pixels a YOLO box pokes out of the frame (0 when inside); ``None`` when it has no size."""
-    cx, cy, w, h = bbox
-    if w <= 0 or h <= 0:
-        return None
-    x1, x2 = (cx - w / 2) * width, (cx + w / 2) * width
-    y1, y2 = (cy - h / 2) * height, (cy + h / 2) * height
-    over = max(-x1, -y1, x2 - width, y2 - height, 0.0)
-    return 0.0 if over < 1e-6 else over  # float noise of normalized corners is not an overhang
 
 
 @dataclass
@@ -315,11 +313,11 @@ def convert_annotations(
                      "timestamp": ts, "width": rec.width, "height": rec.height, "frame_idx": idx}
             anns, ctx, seen_tracks = [], [], set()
             for j, b in enumerate(kf.boxes):
-                over = _overhang(b.bbox, rec.width, rec.height)
-                if over is None or over > MAX_BOX_OVERHANG:
-                    raise DatasetError(kf.path, f"box {b.bbox} has no size or lies more than {MAX_BOX_OVERHANG} "
-                                                f"px outside the {rec.width}x{rec.height} frame",
-                                       f"line {kf.line}, box {j}")
+                # The loader's check (the loader clips the small overhangs; the box is kept as annotated).
+                check_box_cxcywh_norm(b.bbox, width=rec.width, height=rec.height, source=kf.path,
+                                      record=f"line {kf.line}, box {j}", max_overhang_px=MAX_BOX_OVERHANG)
+                xyxy = boxes_cxcywh_norm_to_xyxy(np.asarray(b.bbox), rec.width, rec.height)
+                over = float(box_overhang_px(xyxy, rec.width, rec.height)[0])
                 if over > 0:
                     outside.append({"file": str(kf.path), "line": kf.line, "box": j, "bbox": b.bbox,
                                     "overhang_px": round(over, 3)})

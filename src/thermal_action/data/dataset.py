@@ -37,7 +37,13 @@ from thermal_action.data.clips import ClipBuilder, ClipWindow
 from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, RecordingCache, read_timestamps
 from thermal_action.data.transforms import Augmenter, rot90_boxes
-from thermal_action.structures import Batch, ClipSample, boxes_cxcywh_norm_to_xyxy, pack_pathways
+from thermal_action.structures import (
+    Batch,
+    ClipSample,
+    boxes_cxcywh_norm_to_xyxy,
+    check_boxes_cxcywh_norm,
+    pack_pathways,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +58,10 @@ class _BoxOverride:
         self.scores = scores
 
 
-def _parse_override(image_id: str, value: Any, source: str) -> _BoxOverride:
+def _parse_override(image_id: str, value: Any, source: str, width: int, height: int) -> _BoxOverride:
     """Accepts ``(N, 4)`` boxes, ``(N, 5)`` boxes + score, ``(boxes, scores)`` or an object
-    with ``boxes_cxcywh_norm`` / ``scores`` attributes (like evaluation's ``ImageDetections``)."""
+    with ``boxes_cxcywh_norm`` / ``scores`` attributes (like evaluation's ``ImageDetections``).
+    Boxes may poke out of the ``width x height`` frame (the item clips them)."""
     scores = None
     if hasattr(value, "boxes_cxcywh_norm"):
         boxes, scores = value.boxes_cxcywh_norm, getattr(value, "scores", None)
@@ -75,10 +82,9 @@ def _parse_override(image_id: str, value: Any, source: str) -> _BoxOverride:
     s = np.ones(len(b)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(s) != len(b):
         raise DatasetError(source, f"{len(s)} scores for {len(b)} boxes", record=image_id)
-    if not (np.isfinite(b).all() and np.isfinite(s).all()):
-        raise DatasetError(source, "boxes or scores are not finite", record=image_id)
-    if (b[:, 2:] <= 0).any():
-        raise DatasetError(source, "a box has zero width or height", record=image_id)
+    b = check_boxes_cxcywh_norm(b, width=width, height=height, source=source, record=image_id, max_overhang_px=None)
+    if not np.isfinite(s).all():
+        raise DatasetError(source, "scores are not finite", record=image_id)
     return _BoxOverride(b.astype(np.float32), s.astype(np.float32))
 
 
@@ -131,7 +137,9 @@ class ThermalClipDataset(Dataset):
             if unknown:
                 raise DatasetError(override_source, f"{len(unknown)} image ids are not keyframes of this dataset, "
                                                     f"e.g. {unknown[:3]}", record=unknown[0])
-            self._override = {str(k): _parse_override(str(k), v, override_source) for k, v in boxes_override.items()}
+            size = {k.image_id: (k.width, k.height) for k in self.keyframes}
+            self._override = {str(k): _parse_override(str(k), v, override_source, *size[str(k)])
+                              for k, v in boxes_override.items()}
 
     def __len__(self) -> int:
         return len(self.keyframes)

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from thermal_action.errors import DatasetError
+from thermal_action.structures import check_box_cxcywh_norm
 
 logger = logging.getLogger(__name__)
 
@@ -98,18 +99,9 @@ class ImageDetections(NamedTuple):
 
 
 def _check_bbox(path: Path, bbox: Any, where: str) -> tuple[float, float, float, float]:
-    if (
-        not isinstance(bbox, (list, tuple))
-        or len(bbox) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-    ):
-        raise DatasetError(path, f"bbox must be 4 finite numbers [cx, cy, w, h], got {bbox!r}", record=where)
-    if max(abs(v) for v in bbox) > 1.5:
-        raise DatasetError(path, f"bbox {list(bbox)} is not normalized: expected [cx, cy, w, h] in [0, 1] of the "
-                           "frame", record=where)
-    if bbox[2] <= 0 or bbox[3] <= 0:
-        raise DatasetError(path, f"bbox {list(bbox)} has a width or height <= 0", record=where)
-    return tuple(float(v) for v in bbox)  # type: ignore[return-value]
+    # A detector's boxes are evaluated as given, also where they poke out of the frame.
+    box = check_box_cxcywh_norm(bbox, source=path, record=where, max_overhang_px=None)
+    return tuple(float(v) for v in box)  # type: ignore[return-value]
 
 
 def _is_person(cls: Any) -> bool:

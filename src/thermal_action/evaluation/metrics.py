@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from thermal_action.errors import DatasetError
 from thermal_action.structures import (
     FALL_CLASS_NAME,
     FALLBACK_FALL_THRESHOLD,
@@ -46,6 +47,7 @@ from thermal_action.structures import (
     FRAME_WIDTH,
     box_iou_xyxy,
     boxes_cxcywh_norm_to_xyxy,
+    check_box_cxcywh_norm,
 )
 
 #: Precision-recall curves stored in metrics.json keep at most this many points per class.
@@ -412,13 +414,10 @@ def check_prediction(record: Any, num_classes: int | None = None) -> None:
     image_id = record["image_id"]
     if isinstance(image_id, bool) or not isinstance(image_id, (str, int)):
         raise ValueError(f"image_id must be a string or an integer, got {image_id!r}")
-    bbox = _numbers(record["bbox"], "bbox")
-    if len(bbox) != 4:
-        raise ValueError(f"bbox must have 4 numbers [cx, cy, w, h], got {len(bbox)}")
-    if max(abs(v) for v in bbox) > 1.5:
-        raise ValueError(f"bbox {list(bbox)} is not normalized: expected [cx, cy, w, h] in [0, 1] of the frame")
-    if bbox[2] <= 0 or bbox[3] <= 0:
-        raise ValueError(f"bbox {list(bbox)} has a width or height <= 0")
+    try:  # a model's boxes are evaluated as given, also where they poke out of the frame
+        check_box_cxcywh_norm(record["bbox"], source="prediction", max_overhang_px=None)
+    except DatasetError as e:
+        raise ValueError(e.message) from None
     scores = _numbers(record["scores"], "scores")
     if num_classes is not None and len(scores) != num_classes:
         raise ValueError(

@@ -12,15 +12,16 @@ import numpy as np
 
 from thermal_action.data.synth.config import H, W, SynthConfig
 from thermal_action.data.synth.recording import SynthRecording, simulate_recording
-from thermal_action.structures import DEFAULT_CLASS_NAMES
+from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_xyxy_to_cxcywh_norm
 
 log = logging.getLogger(__name__)
 
 
 def _norm_box(b: np.ndarray) -> list[float]:
-    # Corners on a 1/100 px grid inside the frame, then YOLO normalized like the tool writes.
-    x1, y1, x2, y2 = (round(float(v), 2) for v in b)
-    return [(x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
+    # Corners on a 1/100 px grid inside the frame (the labelling tool's rounding, a pre-step
+    # the converter does not do), then YOLO normalized like the tool writes.
+    corners = [round(float(v), 2) for v in b]
+    return boxes_xyxy_to_cxcywh_norm(np.asarray(corners), W, H)[0].tolist()
 
 
 def _iso(ms: int) -> str:
