@@ -224,10 +224,10 @@ def test_probe_result_summary_marks_a_lower_bound():
 
 
 def test_probe_autocast_runs_and_stops_a_slow_side_early(monkeypatch):
-    # Only that it runs and that the cap cuts the mixed side short: no timing is asserted.
+    # Only that it runs and that the cap cuts the mixed side short: no timing is asserted
+    # (whether the first probe hits its cap depends on the machine: bf16 may be 200x slower).
     r = P.probe_autocast(torch.bfloat16, repeats=1, shapes=((1, 1, 2, 4, 4), (2, 1, 2, 4, 4)))
     assert r.dtype == "bfloat16" and r.fp32_ms > 0 and r.mixed_ms > 0 and r.threads == torch.get_num_threads()
-    assert not r.capped
     stopped = P.probe_autocast(torch.bfloat16, repeats=3, max_seconds=0.0, shapes=((1, 1, 2, 4, 4),))
     assert stopped.capped and stopped.mixed_ms > 0
 
