@@ -16,6 +16,7 @@ R boxes in a batch, K classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,15 @@ def looks_like_kelvin(values: np.ndarray) -> bool:
     with np.errstate(invalid="ignore"):
         v = v[np.isfinite(v) & (v > 1.0) & (v < 1000.0)]
     return bool(v.size) and float(np.median(v)) > KELVIN_MEDIAN_ABOVE
+
+
+class ImageBoxes(NamedTuple):
+    """Person boxes of one keyframe without labels: a detections file's, or boxes given instead
+    of the annotated ones (unpacks as ``boxes, scores``). The one per-keyframe box structure of
+    the data and evaluation layers."""
+
+    boxes_cxcywh_norm: np.ndarray  # (N, 4) normalized cx, cy, w, h
+    scores: np.ndarray  # (N,) detector confidence (1 when unknown)
 
 
 FRAME_HEIGHT = 40

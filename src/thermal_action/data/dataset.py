@@ -40,6 +40,7 @@ from thermal_action.data.transforms import Augmenter, rot90_boxes
 from thermal_action.structures import (
     Batch,
     ClipSample,
+    ImageBoxes,
     boxes_cxcywh_norm_to_xyxy,
     check_boxes_cxcywh_norm,
     pack_pathways,
@@ -48,19 +49,9 @@ from thermal_action.structures import (
 logger = logging.getLogger(__name__)
 
 
-class _BoxOverride:
-    """Boxes used instead of the annotated ones for one keyframe (labels unknown)."""
-
-    __slots__ = ("boxes_cxcywh_norm", "scores")
-
-    def __init__(self, boxes_cxcywh_norm: np.ndarray, scores: np.ndarray):
-        self.boxes_cxcywh_norm = boxes_cxcywh_norm
-        self.scores = scores
-
-
-def _parse_override(image_id: str, value: Any, source: str, width: int, height: int) -> _BoxOverride:
+def _parse_override(image_id: str, value: Any, source: str, width: int, height: int) -> ImageBoxes:
     """Accepts ``(N, 4)`` boxes, ``(N, 5)`` boxes + score, ``(boxes, scores)`` or an object
-    with ``boxes_cxcywh_norm`` / ``scores`` attributes (like evaluation's ``ImageDetections``).
+    with ``boxes_cxcywh_norm`` / ``scores`` attributes (:class:`~thermal_action.structures.ImageBoxes`, what a detections file gives).
     Boxes may poke out of the ``width x height`` frame (the item clips them)."""
     scores = None
     if hasattr(value, "boxes_cxcywh_norm"):
@@ -85,7 +76,7 @@ def _parse_override(image_id: str, value: Any, source: str, width: int, height: 
     b = check_boxes_cxcywh_norm(b, width=width, height=height, source=source, record=image_id, max_overhang_px=None)
     if not np.isfinite(s).all():
         raise DatasetError(source, "scores are not finite", record=image_id)
-    return _BoxOverride(b.astype(np.float32), s.astype(np.float32))
+    return ImageBoxes(b.astype(np.float32), s.astype(np.float32))
 
 
 class ThermalClipDataset(Dataset):
@@ -130,7 +121,7 @@ class ThermalClipDataset(Dataset):
         self.cache = RecordingCache(enabled=cache, valid_range=valid_range)
         # Shared memory: set_epoch in the main process reaches forked/spawned workers.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._override: dict[str, _BoxOverride] | None = None
+        self._override: dict[str, ImageBoxes] | None = None
         if boxes_override is not None:
             known = {k.image_id for k in self.keyframes}
             unknown = [str(k) for k in boxes_override if str(k) not in known]

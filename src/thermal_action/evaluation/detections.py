@@ -34,12 +34,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from thermal_action.errors import DatasetError
-from thermal_action.structures import check_box_cxcywh_norm
+from thermal_action.structures import ImageBoxes, check_box_cxcywh_norm
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,8 @@ class DetectionsFile:
         return any(r.sensor_id is None and r.image_id is None for r in self.records)
 
 
-class ImageDetections(NamedTuple):
-    """Person boxes of one keyframe from a detections file (unpacks as ``boxes, scores``)."""
-
-    boxes_cxcywh_norm: np.ndarray  # (N, 4) float64
-    scores: np.ndarray  # (N,) float64 detector confidence
+#: Person boxes of one keyframe from a detections file (``structures.ImageBoxes``).
+ImageDetections = ImageBoxes
 
 
 def _check_bbox(path: Path, bbox: Any, where: str) -> tuple[float, float, float, float]:
