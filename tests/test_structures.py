@@ -133,3 +133,19 @@ def test_same_bad_box_same_message_from_annotations_and_detections(tmp_path, bbo
     assert from_annotations.value.message == from_detections.value.message
     assert str(from_annotations.value).startswith(f"{ann} [annotation id 5 (image Q_1)]: ")
     assert str(from_detections.value).startswith(f"{dets} [record 0, image_id 'Q_1']: ")
+
+
+def test_frame_boxes_is_the_one_per_frame_pixel_structure():
+    import numpy as np
+    import pytest
+
+    from thermal_action.inference.boxes import FrameBoxes as BoxesFrameBoxes
+    from thermal_action.inference.detector import Detections
+    from thermal_action.structures import FrameBoxes
+
+    assert Detections is FrameBoxes and BoxesFrameBoxes is FrameBoxes
+    fb = FrameBoxes([[1, 2, 5, 6], [8, 8, 12, 14]], [0.9, 0.5])
+    assert fb.track_ids.tolist() == [-1, -1] and fb.boxes_xyxy.dtype == np.float32 and len(fb) == 2
+    assert len(FrameBoxes.empty()) == 0
+    with pytest.raises(ValueError, match="2 boxes but 1 scores"):
+        FrameBoxes([[1, 2, 5, 6], [8, 8, 12, 14]], [0.9])

@@ -79,6 +79,40 @@ def looks_like_kelvin(values: np.ndarray) -> bool:
     return bool(v.size) and float(np.median(v)) > KELVIN_MEDIAN_ABOVE
 
 
+@dataclass
+class FrameBoxes:
+    """Person boxes of one frame in native pixels: what the built-in detector finds (no track
+    ids yet, all -1) and what the tracker reports (with track ids). The one per-frame pixel
+    box structure (:class:`ImageBoxes` is the normalized per-keyframe one).
+
+    Attributes:
+        boxes_xyxy: ``(N, 4)`` float32 pixel corners; pixel ``i`` covers ``[i, i + 1)``.
+        scores: ``(N,)`` float32 box confidence in (0, 1].
+        track_ids: ``(N,)`` int64 (-1: not tracked / unknown); None gives all -1.
+    """
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if self.track_ids is None:
+            self.track_ids = np.full(len(self.boxes_xyxy), -1, np.int64)
+        self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        if not len(self.boxes_xyxy) == len(self.scores) == len(self.track_ids):
+            raise ValueError(f"{len(self.boxes_xyxy)} boxes but {len(self.scores)} scores and "
+                             f"{len(self.track_ids)} track ids")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> "FrameBoxes":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+
 class ImageBoxes(NamedTuple):
     """Person boxes of one keyframe without labels: a detections file's, or boxes given instead
     of the annotated ones (unpacks as ``boxes, scores``). The one per-keyframe box structure of

@@ -98,7 +98,7 @@ def test_batching_matches_single_clips(predictor, rec):
 
 
 def test_keyframe_grid_and_nearest_listed_frame():
-    fb = FrameBoxes(np.array([[1, 1, 5, 5]]), [3], [0.9])
+    fb = FrameBoxes(np.array([[1, 1, 5, 5]]), [0.9], [3])
     pb = PersonBoxes("detections", {0: fb, 7: fb, 20: fb})
     assert [f for f, _ in pb.keyframes(30, 6)] == [0, 6, 18]  # 6 <- 7 (within 3); 12 has none; 18 <- 20
     assert [f for f, _ in pb.keyframes(30, 1)] == [0, 7, 20]
@@ -348,7 +348,7 @@ def test_memory_model_fills_its_bank_before_predicting(tmp_path, rec):
     cfg.model.interaction_dim = 16
     pred = Predictor.from_checkpoint(write_tiny_checkpoint(tmp_path / "m.ckpt", cfg), max_clips_per_batch=8)
     assert pred.backend.use_memory
-    fb = FrameBoxes(BOXES[:2], [0, 1], [1, 1])
+    fb = FrameBoxes(BOXES[:2], [1, 1], [0, 1])
     boxes = PersonBoxes("detections", {f: fb for f in range(0, 40, 6)})
     out = predict_recording(pred, rec, boxes, step=6)
     bank = pred.backend.model.feature_bank

@@ -101,7 +101,7 @@ def test_causal_mode_has_no_lag_and_pads_the_future(predictor, recording):
     raw, rec = recording
     sp = StreamingPredictor(predictor, step=6, causal=True)
     assert sp.lag_frames == 0
-    boxes = FrameBoxes(np.array([[7, 8, 17, 16]]), [0], [1.0])
+    boxes = FrameBoxes(np.array([[7, 8, 17, 16]]), [1.0], [0])
     got_at = {}
     preds = []
     for i, f in enumerate(raw):
@@ -121,7 +121,7 @@ def test_many_sensors_share_one_forward_pass(predictor, recording):
     raw, rec = recording
     sensors = ["A", "B", "C"]
     shifted = {s: np.roll(raw, 3 * i, axis=2) for i, s in enumerate(sensors)}  # different content per sensor
-    given = [FrameBoxes(np.array([[7, 8, 17, 16], [40, 24, 50, 32]]), [0, 1], [1.0, 1.0])] * N
+    given = [FrameBoxes(np.array([[7, 8, 17, 16], [40, 24, 50, 32]]), [1.0, 1.0], [0, 1])] * N
     sp = StreamingPredictor(predictor, step=6)
     together = []
     for i in range(N):
@@ -140,7 +140,7 @@ def test_many_sensors_share_one_forward_pass(predictor, recording):
 
 def test_batch_wait_gathers_staggered_sensors(predictor, recording):
     raw, rec = recording
-    given = FrameBoxes(np.array([[7, 8, 17, 16]]), [0], [1.0])
+    given = FrameBoxes(np.array([[7, 8, 17, 16]]), [1.0], [0])
     # Sensor j joins at tick j: their keyframes complete on three different ticks.
     def ticks(sp):
         out = {}
@@ -217,7 +217,7 @@ def test_online_fall_alerts(recording):
     raw, rec = recording
     fake = Predictor(_FallBackend(), ClipBuilder(num_frames=16, frame_stride=2), DEFAULT_CLASS_NAMES)
     sp = StreamingPredictor(fake, step=6, fall_threshold=0.9, fall_alert_seconds=2.0)
-    boxes = FrameBoxes(np.array([[7, 8, 17, 16], [40, 24, 50, 32]]), [0, 1], [1.0, 1.0])
+    boxes = FrameBoxes(np.array([[7, 8, 17, 16], [40, 24, 50, 32]]), [1.0, 1.0], [0, 1])
     fired_at = None
     for i, f in enumerate(raw):
         sp.push("S1", f, int(rec.timestamps[i]), boxes)
@@ -272,3 +272,12 @@ def test_prediction_and_streaming_repair_to_the_checkpoints_valid_range(tmp_path
     assert seen == [(-10.0, 60.0)]
     assert read_recording(path, predictor.valid_range).repair.invalid_pixels == 1
     assert read_recording(path).repair.invalid_pixels == 0
+
+
+def test_pushed_boxes_without_track_ids_are_tracked_here(predictor):
+    frames, _ = make_frames(n=12, dropped=())
+    sp = StreamingPredictor(predictor, step=6)
+    untracked = FrameBoxes(np.array([[7, 8, 17, 16]]), [1.0])  # track ids -1
+    _stream(sp, "s", frames, np.arange(12) * 166, [untracked] * 12)
+    tracked = sp._state("s").boxes[-1]
+    assert len(tracked) == 1 and tracked.track_ids[0] >= 0

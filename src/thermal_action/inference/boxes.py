@@ -23,41 +23,11 @@ from thermal_action.data.hdf5 import Recording
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import DetectionsFile, RawDetection
 from thermal_action.inference.detector import Detections
-from thermal_action.structures import boxes_cxcywh_norm_to_xyxy
+from thermal_action.structures import FrameBoxes, boxes_cxcywh_norm_to_xyxy
 
 logger = logging.getLogger(__name__)
 
 BOX_SOURCES = ("auto", "annotations", "detections", "detector")
-
-
-@dataclass
-class FrameBoxes:
-    """Person boxes of one frame, tracked (the boxes before tracking are the detector's
-    :class:`~thermal_action.inference.detector.Detections`).
-
-    Attributes:
-        boxes_xyxy: ``(N, 4)`` float32 native pixels.
-        track_ids: ``(N,)`` int64 (-1 unknown).
-        scores: ``(N,)`` float32 box confidence.
-    """
-
-    boxes_xyxy: np.ndarray
-    track_ids: np.ndarray
-    scores: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-        self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        if not len(self.boxes_xyxy) == len(self.track_ids) == len(self.scores):
-            raise ValueError("boxes_xyxy, track_ids and scores must have the same length")
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @classmethod
-    def empty(cls) -> "FrameBoxes":
-        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
 
 
 @dataclass
@@ -118,8 +88,8 @@ def track_frame(tracker: Any, detections: Detections) -> FrameBoxes:
         return FrameBoxes.empty()
     return FrameBoxes(
         np.asarray([t.box_xyxy for t in tracked], np.float32),
-        np.asarray([t.track_id for t in tracked], np.int64),
         np.asarray([t.score for t in tracked], np.float32),
+        np.asarray([t.track_id for t in tracked], np.int64),
     )
 
 
@@ -173,7 +143,7 @@ def boxes_from_annotations(annotations: Any, recording: Recording) -> PersonBoxe
             raise DatasetError(annotations.path, f"frame_idx {kf.frame_idx} out of range for {recording.path} "
                                f"({recording.num_frames} frames)", record=kf.image_id)
         xyxy = boxes_cxcywh_norm_to_xyxy(kf.boxes_cxcywh_norm, recording.width, recording.height)
-        frames[int(kf.frame_idx)] = FrameBoxes(xyxy, kf.track_ids, np.ones(kf.num_boxes))
+        frames[int(kf.frame_idx)] = FrameBoxes(xyxy, np.ones(kf.num_boxes), kf.track_ids)
     if not frames:
         return None
     return PersonBoxes("annotations", frames, keyframes_only=True)
@@ -230,7 +200,7 @@ def boxes_from_detections(
 
     if all(with_ids):
         frames = {
-            f: FrameBoxes(xyxy(rs), [r.track_id for r in rs], [r.score for r in rs]) for f, rs in per_frame.items()
+            f: FrameBoxes(xyxy(rs), [r.score for r in rs], [r.track_id for r in rs]) for f, rs in per_frame.items()
         }
     else:
         seq = [

@@ -266,9 +266,11 @@ class StreamingPredictor:
         return out
 
     def _boxes(self, st: _Sensor, frame_c: np.ndarray, given: FrameBoxes | np.ndarray | None) -> FrameBoxes:
+        if isinstance(given, FrameBoxes) and (given.track_ids >= 0).all():
+            return given  # tracked by the sensor (or its gateway)
         if isinstance(given, FrameBoxes):
-            return given
-        if given is not None:
+            dets = given  # boxes without track ids: tracked here
+        elif given is not None:
             dets = Detections(np.asarray(given, np.float32).reshape(-1, 4), np.ones(len(np.asarray(given).reshape(-1, 4))))
         else:
             if st.detector is None:

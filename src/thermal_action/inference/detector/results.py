@@ -6,31 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from thermal_action.structures import FrameBoxes
 
-@dataclass
-class Detections:
-    """Person boxes of one frame.
 
-    Attributes:
-        boxes_xyxy: ``(N, 4)`` float32 pixel corners; pixel ``i`` covers ``[i, i + 1)``.
-        scores: ``(N,)`` float32 confidence in (0, 1), higher is more person-like.
-    """
-
-    boxes_xyxy: np.ndarray
-    scores: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        if len(self.scores) != len(self.boxes_xyxy):
-            raise ValueError(f"{len(self.boxes_xyxy)} boxes but {len(self.scores)} scores")
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @classmethod
-    def empty(cls) -> "Detections":
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+#: The detector's boxes of one frame: :class:`~thermal_action.structures.FrameBoxes` with no
+#: track ids yet (all -1); the tracker fills them in.
+Detections = FrameBoxes
 
 
 @dataclass
