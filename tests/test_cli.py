@@ -75,6 +75,18 @@ def test_help_lists_the_commands(capsys):
         assert name in out
 
 
+def test_runs_as_a_module():
+    """``python -m thermal_action.cli`` works: the README's torchrun recipe runs it with ``-m``."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "thermal_action.cli", "--help"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "train" in proc.stdout
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err

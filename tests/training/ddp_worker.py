@@ -1,7 +1,10 @@
-"""Run by test_ddp.py: two CPU processes (gloo) train two steps under Lightning DDP.
+"""Run by test_ddp.py and test_torchrun.py: CPU processes (gloo) train two steps under Lightning DDP.
 
-Lightning's launcher re-runs this script once more with ``LOCAL_RANK=1``; at the end each
-rank saves its own copy of the weights to ``OUT/rank{r}.pt`` so the test can compare them.
+Started plainly, Lightning's launcher re-runs this script once more with ``LOCAL_RANK=1``;
+under torchrun each process reads its rank from the environment (overrides such as
+``trainer.devices=1 trainer.num_nodes=2``). At the end each rank saves to ``OUT/rank{r}.pt``
+its weights at the start and at the end, the image ids it trained on and the labelled boxes
+of each batch, so the tests can compare ranks and runs.
 
 Usage: python ddp_worker.py DATA_ROOT OUT_DIR [key=value ...]
 """
@@ -22,14 +25,21 @@ class SaveRankWeights(L.Callback):
     def __init__(self, out: Path):
         self.out = out
         self.image_ids: list[str] = []
+        self.boxes_per_batch: list[int] = []
+        self.initial: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer, pl_module):
+        self.initial = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.image_ids.extend(batch.image_ids)
+        self.boxes_per_batch.append(int((batch.labels >= 0).sum()))
 
     def on_train_end(self, trainer, pl_module):
         state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
         torch.save({"state": state, "world_size": trainer.world_size, "global_step": trainer.global_step,
-                    "image_ids": self.image_ids},
+                    "image_ids": self.image_ids, "boxes_per_batch": self.boxes_per_batch,
+                    "initial": self.initial},
                    self.out / f"rank{trainer.global_rank}.pt")
 
 
