@@ -54,8 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -367,11 +365,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 
-    import torch
+    from machine import cpu_description, describe_line  # benchmarks/ is not a package
 
+    machine = cpu_description()
     out = {
         "benchmark": "train",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": {**machine, "line": describe_line(machine)},
         "threads": args.threads,
         "accelerator": accelerator,
         "dataset": {**dataset, "kind": "synthetic (thermal_action.data.synth), 40x60 frames"},
@@ -389,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(text)
     print()
-    print(f"Training throughput, {out['machine']}, {args.threads} threads, accelerator {accelerator}, "
+    print(f"Training throughput, {out['machine']['line']}, {args.threads} threads, accelerator {accelerator}, "
           f"data.num_workers {'config' if args.num_workers < 0 else args.num_workers}; random weights.\n")
     print(markdown(rows))
     return 0
