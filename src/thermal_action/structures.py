@@ -204,9 +204,8 @@ def check_box_cxcywh_norm(
     max_overhang_px: float | None = DEFAULT_MAX_BOX_OVERHANG,
 ) -> np.ndarray:
     """:func:`check_boxes_cxcywh_norm` for a record holding exactly one box -> ``(4,)``."""
-    as_boxes_cxcywh_norm(box, source=source, record=record, single=True)
     return check_boxes_cxcywh_norm(box, width=width, height=height, source=source, record=record,
-                                   max_overhang_px=max_overhang_px)[0]
+                                   max_overhang_px=max_overhang_px, single=True)[0]
 
 
 def check_boxes_cxcywh_norm(
@@ -217,6 +216,7 @@ def check_boxes_cxcywh_norm(
     source: object,
     record: object | None = None,
     max_overhang_px: float | None = DEFAULT_MAX_BOX_OVERHANG,
+    single: bool = False,
 ) -> np.ndarray:
     """The one check of normalized centre boxes read from a file or given by a user.
 
@@ -229,6 +229,7 @@ def check_boxes_cxcywh_norm(
         max_overhang_px: a box poking out of the frame by at most this is clipped to it,
             further out is an error; None: boxes may lie anywhere and are not clipped
             (a detector's or a model's boxes, evaluated as given).
+        single: ``boxes`` must be exactly one box of 4 numbers.
 
     Returns:
         ``(N, 4)`` float64, clipped to the frame where they poked out.
@@ -238,7 +239,7 @@ def check_boxes_cxcywh_norm(
             non-finite, not normalized, of negative size ("negative width"), of zero size
             (under :data:`MIN_BOX_SIZE` px), or further than ``max_overhang_px`` outside.
     """
-    b = as_boxes_cxcywh_norm(boxes, source=source, record=record)
+    b = as_boxes_cxcywh_norm(boxes, source=source, record=record, single=single)
     if len(b) == 0:
         return b
     xyxy = boxes_cxcywh_norm_to_xyxy(b, width, height)

@@ -108,7 +108,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset directory (frames/ and annotations/)")
     p.add_argument("--ann", default="annotations/val.json", help="annotation file, relative to --data (default %(default)s)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--detections", help="detections JSON ([{image_id, bbox [cx,cy,w,h] normalized, score}])")
+    p.add_argument("--detections", help="detections file: JSON list, JSON lines or {\"detections\": [...]} of "
+                   "{image_id, bbox [cx,cy,w,h] normalized, score} (evaluation/detections.py)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="data.* / eval.* overrides, e.g. eval.iou_threshold=0.3")
