@@ -40,9 +40,9 @@ from torch import nn
 
 from thermal_action.config import Config, save_config
 from thermal_action.data.dataset import build_clip_builder
-from thermal_action.data.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.data.transforms import Augmenter
+from thermal_action.errors import DatasetError
 from thermal_action.structures import pack_pathways
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from thermal_action.data.annotations import load_annotations, load_class_names
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 

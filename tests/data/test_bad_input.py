@@ -12,7 +12,7 @@ import pytest
 from thermal_action.config import DataConfig
 from thermal_action.data.annotations import load_annotations
 from thermal_action.data.dataset import build_dataset
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording
 
 

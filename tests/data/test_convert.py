@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from thermal_action.data.convert import convert_annotations, read_raw_annotations
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.synth import SynthConfig, generate_dataset, write_h5
 
 CFG = SynthConfig(num_recordings=3, frames_per_recording=120, val_recordings=1, seed=5)

@@ -19,7 +19,7 @@ from thermal_action.data.dataset import (
     build_dataset,
     collate_clips,
 )
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.data.transforms import Augmenter
 from thermal_action.structures import Batch

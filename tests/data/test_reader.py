@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import RecordingCache, read_recording, read_timestamps, repair_frames
 
 

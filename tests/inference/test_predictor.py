@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this
 from infer_fixtures import T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import clip_from_recording
 from thermal_action.data.dataset import build_clip_builder
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.evaluation.io import read_predictions
 from thermal_action.evaluation.detections import read_detections, read_detections_file

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
 from infer_fixtures import make_frames, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import ClipBuilder
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
 from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detector, track_detections
 from thermal_action.inference.detector import Detections

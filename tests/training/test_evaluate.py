@@ -120,7 +120,7 @@ def test_eval_config_keys_do_what_they_say(trained_run, synth_root, tmp_path):
 def test_an_evaluation_set_without_labelled_boxes_is_an_error(trained_run, synth_root, tmp_path):
     import shutil
 
-    from thermal_action.data.errors import DatasetError
+    from thermal_action.errors import DatasetError
 
     root = shutil.copytree(synth_root, tmp_path / "data")
     val = root / "annotations" / "val.json"

@@ -301,7 +301,7 @@ def _empty_annotations(path):
 @pytest.mark.parametrize("split", ["train", "val"])
 @pytest.mark.parametrize("class_weights", ["none", "inverse"])
 def test_a_set_without_labelled_boxes_is_an_error_naming_it(synth_copy, tiny_config, tmp_path, split, class_weights):
-    from thermal_action.data.errors import DatasetError
+    from thermal_action.errors import DatasetError
 
     _empty_annotations(synth_copy / "annotations" / f"{split}.json")
     cfg = tiny_config(f"data.root={synth_copy}", f"optim.class_weights={class_weights}")
@@ -315,7 +315,7 @@ def test_an_unusable_recording_fails_before_the_run_directory_is_made(synth_copy
     import h5py
     import numpy as np
 
-    from thermal_action.data.errors import DatasetError
+    from thermal_action.errors import DatasetError
 
     path = synth_copy / "frames" / "SYN00_R2.h5"
     if kind == "truncated":

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_timestamps
 from thermal_action.structures import (
     DEFAULT_CLASS_NAMES,

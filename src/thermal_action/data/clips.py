@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import Recording
 from thermal_action.data.transforms import (
     AugmentParams,

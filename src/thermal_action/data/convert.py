@@ -45,7 +45,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.structures import (
     DEFAULT_CLASS_NAMES,
     DEFAULT_MAX_BOX_OVERHANG,

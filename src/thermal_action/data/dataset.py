@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from thermal_action.data.annotations import Keyframe, load_annotations
 from thermal_action.data.clips import ClipBuilder, ClipWindow
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, RecordingCache, read_timestamps
 from thermal_action.data.transforms import Augmenter, rot90_boxes
 from thermal_action.structures import (

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.packets import realign_packed_frames
 from thermal_action.structures import (
     DEFAULT_VALID_RANGE,

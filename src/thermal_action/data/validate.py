@@ -26,7 +26,7 @@ import numpy as np
 
 from thermal_action.data.annotations import AnnotationSet, load_annotations, read_json
 from thermal_action.data.clips import clip_window
-from thermal_action.data.errors import DatasetError
+from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, Recording, read_recording
 from thermal_action.structures import FALL_CLASS_NAME
 

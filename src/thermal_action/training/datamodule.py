@@ -176,7 +176,7 @@ def annotation_path(d, ann: str | Path) -> Path:
 def require_labelled_boxes(dataset, path: str | Path, why: str) -> None:
     """A set without a single labelled box is an error naming its file (training on it
     learns nothing; scoring on it gives only undefined metrics)."""
-    from thermal_action.data.errors import DatasetError
+    from thermal_action.errors import DatasetError
 
     if sum(class_counts(dataset)) == 0:
         raise DatasetError(path, f"no labelled box in its {len(dataset)} keyframes: {why}")
