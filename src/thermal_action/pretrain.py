@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import zlib
 from collections.abc import Sequence
@@ -38,12 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thermal_action.config import Config, save_config
+from thermal_action.config import Config, config_from_dict, config_to_dict, save_config
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.data.transforms import Augmenter
 from thermal_action.errors import DatasetError
-from thermal_action.structures import pack_pathways
+from thermal_action.models.detector import transform_clip, transform_rois
+from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH, pack_pathways
 
 logger = logging.getLogger(__name__)
 
@@ -154,18 +154,16 @@ def propose_people(frames: np.ndarray, frame_step: int, min_score: float, record
 class TwoViewBatcher:
     """Builds the two augmented views of a list of samples as two model inputs."""
 
-    def __init__(self, cfg: Config, frames: Sequence[np.ndarray]) -> None:
+    def __init__(self, cfg: Config, frames: Sequence[np.ndarray], alpha: int) -> None:
         self.builder = build_clip_builder(cfg.data)
         p = cfg.pretrain
         self.augmenter = Augmenter(flip=True, rotate=True, temp_offset=p.temp_offset, temp_gain=p.temp_gain,
                                    box_jitter=p.box_jitter, temporal_jitter=p.temporal_jitter)
         self.frames = frames
-        self.alpha = 1
+        self.alpha = alpha  # the model's slow/fast ratio
 
     def view(self, samples: Sequence[TubeSample], rng: np.random.Generator, quarter_turn: bool):
         """``(slow, fast, rois)`` of one view of ``samples``: one clip and one RoI per sample."""
-        from thermal_action.models.detector import transform_clip, transform_rois
-
         clips, boxes = [], []
         for s in samples:
             frames = self.frames[s.recording]
@@ -188,13 +186,6 @@ def _seeded(*keys: int) -> np.random.Generator:
     return np.random.default_rng([int(k) & 0xFFFFFFFF for k in keys])
 
 
-def _cosine_lr(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path) -> PretrainResult:
     """Contrastive pretraining of ``cfg.model``'s backbone on unlabelled recordings.
 
@@ -215,13 +206,13 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
     from safetensors.torch import save_file
 
     from thermal_action.models.build import build_model
+    from thermal_action.training.schedule import LrSchedule, build_optimizer
 
     p = cfg.pretrain
     if cfg.model.ensemble > 1:
         raise ValueError("pretrain one model (model.ensemble=1); an ensemble can then be trained from scratch")
-    if p.batch_size < 2 or p.epochs < 1 or p.frame_step < 1 or not p.temperature > 0:
-        raise ValueError(f"bad pretrain settings: batch_size {p.batch_size} (>= 2), epochs {p.epochs} (>= 1), "
-                         f"frame_step {p.frame_step} (>= 1), temperature {p.temperature} (> 0)")
+    # The config's declared ranges (batch_size >= 2, epochs >= 1, ...), also for a Config built in code.
+    config_from_dict(config_to_dict(cfg))
     out = Path(out_dir)
     if (out / WEIGHTS_NAME).exists():
         raise FileExistsError(f"{out} already holds a pretraining run ({WEIGHTS_NAME}); choose another --out")
@@ -233,9 +224,9 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
     people: dict[str, int] = {}
     for i, path in enumerate(files):
         rec = read_recording(path, tuple(cfg.data.valid_range))
-        if rec.height != 40 or rec.width != 60:
-            logger.warning("%s: %dx%d frames; the person detector and the model were designed for 40x60",
-                           path, rec.height, rec.width)
+        if (rec.height, rec.width) != (FRAME_HEIGHT, FRAME_WIDTH):
+            logger.warning("%s: %dx%d frames; the person detector and the model were designed for %dx%d",
+                           path, rec.height, rec.width, FRAME_HEIGHT, FRAME_WIDTH)
         frames.append(rec.frames)
         found = propose_people(rec.frames, p.frame_step, p.min_score, i)
         people[path.name] = len(found)
@@ -256,15 +247,16 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
     model.to(device)
     if cfg.trainer.channels_last:
         model.to(memory_format=torch.channels_last_3d)
-    trainable = [q for q in [*detector.backbone.parameters(), *model.projection.parameters()] if q.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=p.lr, weight_decay=p.weight_decay)
-    batcher = TwoViewBatcher(cfg, frames)
-    batcher.alpha = detector.alpha
+    trained = nn.ModuleList([detector.backbone, model.projection])  # the head's classifier is not pretrained
+    trainable = [q for q in trained.parameters() if q.requires_grad]
+    optimizer = build_optimizer(trained, "adamw", p.lr, p.weight_decay)
+    batcher = TwoViewBatcher(cfg, frames, detector.alpha)
     per_epoch = min(len(samples), p.max_samples) if p.max_samples > 0 else len(samples)
     steps_per_epoch = per_epoch // p.batch_size or 1
     total = steps_per_epoch * p.epochs
+    # Training's own schedule: cosine decay after a 5% linear warm-up, per optimiser step.
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _cosine_lr(s, total, max(1, int(0.05 * total))))
+        optimizer, LrSchedule(total_steps=total, warmup_steps=max(1, int(0.05 * total)), kind="cosine"))
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

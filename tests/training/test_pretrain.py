@@ -61,8 +61,7 @@ def test_contrastive_model_shapes_and_gradients(tiny_config, synth_root, extra):
     frames = read_recording(sorted((synth_root / "frames").glob("*.h5"))[0]).frames
     samples = propose_people(frames, 10, 0.3, 0)[:3]
     assert len(samples) == 3
-    batcher = TwoViewBatcher(cfg, [frames])
-    batcher.alpha = detector.alpha
+    batcher = TwoViewBatcher(cfg, [frames], detector.alpha)
     rng = np.random.default_rng(0)
     za = model(*batcher.view(samples, rng, False))
     zb = model(*batcher.view(samples, rng, True))
@@ -110,6 +109,10 @@ def test_pretrain_refuses_what_it_cannot_do(tiny_config, tmp_path):
         pretrain(tiny_config(*TUBE), [tmp_path], tmp_path / "out")
     with pytest.raises(ValueError, match="batch_size"):
         pretrain(tiny_config(*TUBE, "pretrain.batch_size=1"), [tmp_path], tmp_path / "out")
+    built_in_code = tiny_config(*TUBE)
+    built_in_code.pretrain.batch_size = 1  # past the config loader: pretrain still checks the ranges
+    with pytest.raises(ValueError, match=r"pretrain\.batch_size.*out of range"):
+        pretrain(built_in_code, [tmp_path], tmp_path / "out")
 
 
 def test_pretrain_command(synth_root, tmp_path, capsys):
