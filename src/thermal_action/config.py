@@ -272,8 +272,8 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, _all_keys(Config), n=1, cutoff=0.5)
+def _unknown_key(key: str, root: type) -> ConfigError:
+    close = difflib.get_close_matches(key, _all_keys(root), n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ConfigError(f"unknown config key '{key}'{hint}")
 
@@ -331,18 +331,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "", root: type | None = None) -> None:
+    root = root or type(obj)
     hints = typing.get_type_hints(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for name, value in updates.items():
         key = prefix + str(name)
         if name not in hints:
-            raise _unknown_key(key)
+            raise _unknown_key(key, root)
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{key}' is a section; give a mapping, got {value!r}")
-            _apply(getattr(obj, name), value, key + ".")
+            _apply(getattr(obj, name), value, key + ".", root)
         else:
             value = _coerce(value, tp, key)
             check_range(value, fields[name].metadata.get("range"), key)
@@ -374,9 +375,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = None) -> Config:
-    """Builds a :class:`Config` from defaults, a nested mapping and ``key=value`` strings."""
-    cfg = Config()
+def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = None, cls: type = Config) -> Any:
+    """Builds a :class:`Config` (or another typed config class ``cls``, such as the service's
+    ``ServeConfig``) from defaults, a nested mapping and ``key=value`` strings."""
+    cfg = cls()
     if data:
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
@@ -391,8 +393,9 @@ def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = 
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Loads defaults, then the YAML file at ``path`` (if given), then ``overrides``.
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = Config) -> Any:
+    """Loads defaults (of ``cls``, the training :class:`Config` unless given), then the YAML
+    file at ``path`` (if given), then ``overrides``.
 
     Raises:
         ConfigError: naming the file or override that does not fit.
@@ -407,11 +410,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         try:
-            cfg = config_from_dict(data)
+            cfg = config_from_dict(data, cls=cls)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from e
-        return config_from_dict(config_to_dict(cfg), overrides)
-    return config_from_dict(data, overrides)
+        return config_from_dict(config_to_dict(cfg), overrides, cls=cls)
+    return config_from_dict(data, overrides, cls=cls)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -427,7 +430,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
-def save_config(cfg: Config, path: str | Path) -> Path:
+def save_config(cfg: Any, path: str | Path) -> Path:
     """Writes the resolved config as YAML and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,72 @@
+"""The service's typed configuration: defaults here, a YAML file (``serve --config``) and
+``key=value`` arguments override them, unknown keys are errors, and the resolved config is
+written to the data directory at every start (``serve_config.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from thermal_action.config import ConfigError, load_config, ranged
+from thermal_action.structures import PREDICTION
+
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class ServeConfig:
+    # -- network and security
+    host: str = "127.0.0.1"  # the address to bind: localhost only unless told otherwise (0.0.0.0: all)
+    port: int = ranged(8765, 0, 65535)  # 0: any free port (printed at start)
+    token: str = ""  # access token for ingest and dashboard; empty: $THERMAL_ACTION_TOKEN, else generated and printed
+    data_dir: str = "serve_data"  # SQLite database, resolved config and token file; nothing is written elsewhere
+    # -- compute
+    workers: int = ranged(0, 0, 256)  # worker processes, each owning a share of the sensors; 0: one per available core
+    threads_per_worker: int = ranged(1, 1, 256)  # torch threads in each worker
+    backend: str = "torch"  # "torch" (.ckpt) or "onnx" (an exported .onnx; ONNX Runtime)
+    step: int = ranged(PREDICTION.step, 1, 10_000)  # frames between scored keyframes (6: about once a second)
+    causal: bool = False  # keyframe at the window's end (no lag, lower accuracy) instead of its centre
+    batch_wait: int = ranged(0, 0, 1000)  # rounds a completed window may wait for others to share a forward pass
+    max_batch_frames: int = ranged(512, 1, 1_000_000)  # frames a worker takes from its queue per round at most
+    max_queue_frames: int = ranged(1200, 1, 10_000_000)  # frames waiting per worker; beyond, new frames are dropped (counted)
+    # -- alerts
+    fall_class: str = PREDICTION.fall_class  # the class whose score raises fall alerts
+    fall_threshold: float | None = ranged(None, 0.0, 1.0)  # None: the threshold train calibrated
+    fall_alert_seconds: float = ranged(PREDICTION.fall_alert_seconds, 0.0, 3600.0)  # the score must stay high this long
+    fps: float = ranged(PREDICTION.fps, 0.1, 1000.0)  # sensor frame rate (turns frame counts into seconds)
+    # -- sensors
+    max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond is refused
+    silent_seconds: float = ranged(10.0, 0.1, 86_400.0)  # no frame for this long: the sensor shows as silent
+    end_stream_seconds: float = ranged(30.0, 0.1, 86_400.0)  # ... and after this long its stream is ended (pending keyframes scored, alerts closed)
+    new_stream_gap_seconds: float = ranged(60.0, 0.1, 86_400.0)  # a timestamp jump larger than this (or backwards) starts a new stream
+    # -- storage
+    store_every_seconds: float = ranged(5.0, 0.0, 86_400.0)  # one stored prediction per person per this many seconds (0: all)
+    keep_hours: float = ranged(168.0, 0.01, 87_600.0)  # stored predictions older than this are deleted (alerts are kept)
+    # -- dashboard
+    dashboard_fps: float = ranged(3.0, 0.1, 30.0)  # live images per second per sensor sent to each open dashboard
+    # -- MQTT
+    mqtt_url: str = ""  # e.g. mqtt://127.0.0.1:1883 to subscribe to a broker; empty: no MQTT
+    mqtt_topic: str = "thermal/+/frames"  # subscription; the '+' level is the sensor id
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+
+
+def check_serve_config(cfg: ServeConfig) -> ServeConfig:
+    """The checks ranges cannot express."""
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"config key 'backend': {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    if not cfg.data_dir:
+        raise ConfigError("config key 'data_dir' must name a directory")
+    if cfg.end_stream_seconds < cfg.silent_seconds:
+        raise ConfigError(f"config key 'end_stream_seconds' ({cfg.end_stream_seconds}) must be >= "
+                          f"'silent_seconds' ({cfg.silent_seconds})")
+    if cfg.mqtt_url and not cfg.mqtt_url.startswith(("mqtt://", "tcp://")):
+        raise ConfigError(f"config key 'mqtt_url': {cfg.mqtt_url!r} must look like mqtt://host:port")
+    if cfg.mqtt_url and cfg.mqtt_topic.count("+") != 1:
+        raise ConfigError(f"config key 'mqtt_topic': {cfg.mqtt_topic!r} needs exactly one '+' level (the sensor id)")
+    return cfg
+
+
+def load_serve_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ServeConfig:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
+    return check_serve_config(load_config(path, overrides, cls=ServeConfig))
