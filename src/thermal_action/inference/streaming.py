@@ -230,6 +230,19 @@ class StreamingPredictor:
     def sensors(self) -> list[str]:
         return list(self._sensors)
 
+    def frames_seen(self, sensor_id: str) -> int:
+        """Frames of the sensor's current stream so far (its next frame's index)."""
+        st = self._sensors.get(sensor_id)
+        return st.frames_seen if st is not None else 0
+
+    def latest(self, sensor_id: str) -> tuple[np.ndarray, int, FrameBoxes, int] | None:
+        """The sensor's newest repaired frame (°C), its timestamp, its tracked boxes and the
+        dropped-packet pixels repaired in the stream so far; None before its first frame."""
+        st = self._sensors.get(sensor_id)
+        if st is None or not st.frames:
+            return None
+        return st.frames[-1], int(st.timestamps[-1]), st.boxes[-1], st.repaired_pixels
+
     # -- frames in
 
     def _state(self, sensor_id: str) -> _Sensor:
@@ -345,12 +358,17 @@ class StreamingPredictor:
             self._sensors[p.sensor_id].predictions += 1
         return out
 
-    def push_many(self, frames: Iterable[StreamFrame | tuple]) -> list[Prediction]:
+    def push_many(self, frames: Iterable[StreamFrame | tuple],
+                  errors: list[tuple[StreamFrame, Exception]] | None = None) -> list[Prediction]:
         """Adds frames (any sensors, each sensor's frames in order) and scores the
         keyframes whose windows completed, in one batched forward pass.
 
         Args:
             frames: :class:`StreamFrame` or ``(sensor_id, frame, timestamp[, boxes])`` tuples.
+            errors: when given, a frame that cannot be used (wrong shape, a first frame with
+                no valid temperature) is appended here with its error and skipped, so one
+                sensor's bad frame does not stop the others' (a service's choice); when None,
+                the error is raised.
 
         Returns:
             The new predictions, by sensor and keyframe in completion order, then track id
@@ -363,7 +381,14 @@ class StreamingPredictor:
         for item in frames:
             if not isinstance(item, StreamFrame):
                 item = StreamFrame(*item)
-            self._queue.extend([d, 0] for d in self._add_frame(item))
+            if errors is None:
+                self._queue.extend([d, 0] for d in self._add_frame(item))
+            else:
+                try:
+                    self._queue.extend([d, 0] for d in self._add_frame(item))
+                except (DatasetError, ValueError) as e:
+                    errors.append((item, e))
+                    continue
             n += 1
         self.stats.frames += n
         self.stats.seconds_frames += time.perf_counter() - t

@@ -27,6 +27,7 @@ class ServeConfig:
     step: int = ranged(PREDICTION.step, 1, 10_000)  # frames between scored keyframes (6: about once a second)
     causal: bool = False  # keyframe at the window's end (no lag, lower accuracy) instead of its centre
     batch_wait: int = ranged(0, 0, 1000)  # rounds a completed window may wait for others to share a forward pass
+    batch_clips: int = ranged(16, 1, 4096)  # clips (sensor keyframes) per forward pass at most
     max_batch_frames: int = ranged(512, 1, 1_000_000)  # frames a worker takes from its queue per round at most
     max_queue_frames: int = ranged(1200, 1, 10_000_000)  # frames waiting per worker; beyond, new frames are dropped (counted)
     # -- alerts

@@ -1,0 +1,255 @@
+"""The service's web application (FastAPI): ingest over WebSocket and HTTP, the dashboard and
+its read API, acknowledging alerts, ``/health`` and Prometheus ``/metrics``.
+
+Every endpoint but ``/health`` needs the service's token: ``Authorization: Bearer <token>``,
+``?token=<token>``, or the ``ta_token`` cookie that ``GET /?token=...`` sets for the dashboard
+(HttpOnly, SameSite=Strict). Endpoints and message formats: the README's "Live service".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message
+from thermal_action.serve.store import ALERT_STATES
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "ta_token"
+#: WebSocket close codes: the token is wrong, the sensor id is not valid.
+WS_UNAUTHORIZED = 4401
+WS_BAD_SENSOR = 4400
+#: Bytes one ingest request may carry (about 2,600 binary frames of 40x60).
+MAX_BODY = 25 * 1024 * 1024
+
+
+def _given_token(headers: Any, query: Any, cookies: Any) -> str:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return query.get("token") or cookies.get(COOKIE) or ""
+
+
+def static_dir() -> Any:
+    return resources.files("thermal_action.serve") / "static"
+
+
+def create_app(hub: Hub, token: str) -> FastAPI:
+    """The application for ``hub``, guarded by ``token``."""
+    app = FastAPI(title="thermal-action serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def ok(given: str) -> bool:
+        return bool(given) and secrets.compare_digest(given.encode(), token.encode())
+
+    def require(request: Request) -> None:
+        if not ok(_given_token(request.headers, request.query_params, request.cookies)):
+            raise HTTPException(401, "missing or wrong token (Authorization: Bearer <token>, or ?token=)")
+
+    def known_sensor(sensor_id: str) -> None:
+        try:
+            check_sensor_id(sensor_id)
+        except FrameFormatError as e:
+            raise HTTPException(400, str(e)) from None
+
+    # -- dashboard and static files
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        given = _given_token(request.headers, request.query_params, request.cookies)
+        if not ok(given):
+            return HTMLResponse("<!doctype html><title>thermal-action</title><h1>401</h1><p>Open the address "
+                                "<code>serve</code> printed at start (it carries <code>?token=</code>).</p>",
+                                status_code=401)
+        page = (static_dir() / "index.html").read_text()
+        response = HTMLResponse(page)
+        response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
+        return response
+
+    if (static_dir() / "index.html").is_file():
+        app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
+
+    # -- ingest
+
+    @app.websocket("/ws/sensors/{sensor_id}")
+    async def ws_sensor(ws: WebSocket, sensor_id: str) -> None:
+        await ws.accept()
+        if not ok(_given_token(ws.headers, ws.query_params, ws.cookies)):
+            await ws.close(code=WS_UNAUTHORIZED, reason="missing or wrong token")
+            return
+        try:
+            check_sensor_id(sensor_id)
+        except FrameFormatError as e:
+            await ws.close(code=WS_BAD_SENSOR, reason=str(e)[:120])
+            return
+        hub.connected(sensor_id, "ws")
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                data = msg.get("bytes") if msg.get("bytes") is not None else msg.get("text")
+                try:
+                    frames = decode_message(data)
+                except FrameFormatError as e:
+                    hub.reject(sensor_id, "ws", str(e))
+                    await ws.send_json({"type": "error", "sensor_id": sensor_id, "error": str(e)})
+                    continue
+                result = hub.submit(sensor_id, frames, "ws")
+                for err in result.errors:
+                    await ws.send_json({"type": "error", "sensor_id": sensor_id, "error": err})
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.disconnected(sensor_id, "ws")
+
+    @app.post("/api/sensors/{sensor_id}/frames")
+    async def post_frames(sensor_id: str, request: Request) -> JSONResponse:
+        require(request)
+        known_sensor(sensor_id)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, f"a request may carry {MAX_BODY} bytes; send fewer frames at once")
+        kind = request.headers.get("content-type", "")
+        try:
+            if kind.startswith("application/octet-stream"):
+                frames = decode_binary(body)
+            elif kind.startswith("application/json"):
+                frames = decode_json(body)
+            else:
+                frames = decode_message(body)
+        except FrameFormatError as e:
+            hub.reject(sensor_id, "http", str(e))
+            return JSONResponse({"accepted": 0, "dropped": 0, "errors": [str(e)]}, status_code=422)
+        result = hub.submit(sensor_id, frames, "http")
+        status = 200
+        if not result.accepted and result.dropped:
+            status = 503
+        elif not result.accepted and result.errors:
+            status = 422
+        return JSONResponse({"accepted": result.accepted, "dropped": result.dropped, "errors": result.errors},
+                            status_code=status)
+
+    # -- read API
+
+    @app.get("/api/info")
+    def info(request: Request) -> dict:
+        require(request)
+        from thermal_action.visualize import thermal_lut
+
+        cfg, mi = hub.cfg, hub.info
+        return {"class_names": list(mi.class_names), "fall_class": cfg.fall_class,
+                "fall_threshold": mi.fall_threshold, "frame_size": list(mi.frame_size),
+                "lag_seconds": mi.lag_frames / cfg.fps, "step": cfg.step, "fps": cfg.fps,
+                "workers": hub.n_workers, "lut": thermal_lut().tolist()}
+
+    @app.get("/api/sensors")
+    def sensors(request: Request) -> dict:
+        require(request)
+        return {"sensors": hub.sensors_status()}
+
+    @app.get("/api/sensors/{sensor_id}/live")
+    def live(sensor_id: str, request: Request) -> dict:
+        require(request)
+        out = hub.live(sensor_id)
+        if out is None:
+            raise HTTPException(404, f"no sensor {sensor_id!r}")
+        return out
+
+    @app.get("/api/sensors/{sensor_id}/timeline")
+    def timeline(sensor_id: str, request: Request, seconds: float = 3600.0) -> dict:
+        require(request)
+        known_sensor(sensor_id)
+        since = int((time.time() - max(0.0, min(seconds, 7 * 86400.0))) * 1000)
+        return {"sensor_id": sensor_id, "items": hub.store.timeline(sensor_id, since)}
+
+    @app.get("/api/alerts")
+    def alerts(request: Request, state: str = "all", limit: int = 100, sensor: str | None = None) -> dict:
+        require(request)
+        if state not in (*ALERT_STATES, "unresolved", "all"):
+            raise HTTPException(400, f"state must be one of {', '.join(ALERT_STATES)}, unresolved or all")
+        return {"alerts": hub.store.alerts(state, max(1, min(limit, 10_000)), sensor)}
+
+    async def _set_state(alert_id: int, state: str, request: Request) -> dict:
+        require(request)
+        by = ""
+        if await request.body():
+            try:
+                body = await request.json()
+            except ValueError:
+                raise HTTPException(400, "the body must be JSON like {\"by\": \"name\"}") from None
+            by = str(body.get("by", "")) if isinstance(body, dict) else ""
+        by = by.strip()[:100] or "dashboard"
+        row = hub.set_alert_state(alert_id, state, by)
+        if row is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        return row
+
+    @app.post("/api/alerts/{alert_id}/acknowledge")
+    async def acknowledge(alert_id: int, request: Request) -> dict:
+        return await _set_state(alert_id, "acknowledged", request)
+
+    @app.post("/api/alerts/{alert_id}/resolve")
+    async def resolve(alert_id: int, request: Request) -> dict:
+        return await _set_state(alert_id, "resolved", request)
+
+    @app.websocket("/ws/dashboard")
+    async def ws_dashboard(ws: WebSocket) -> None:
+        await ws.accept()
+        if not ok(_given_token(ws.headers, ws.query_params, ws.cookies)):
+            await ws.close(code=WS_UNAUTHORIZED, reason="missing or wrong token")
+            return
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue(maxsize=2000)
+
+        def put(event: dict) -> None:
+            if events.qsize() < events.maxsize:
+                events.put_nowait(event)
+
+        def listener(event: dict) -> None:  # called on the hub's threads
+            loop.call_soon_threadsafe(put, event)
+
+        hub.add_listener(listener)
+        try:
+            await ws.send_json({"type": "sensors", "sensors": hub.sensors_status()})
+            for st in hub.sensors_status():
+                live_now = hub.live(st["sensor_id"])
+                if live_now is not None:
+                    await ws.send_json(live_now)
+            while True:
+                event = await events.get()
+                await ws.send_json(event)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            hub.remove_listener(listener)
+
+    # -- monitoring
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        h = hub.health()
+        return JSONResponse(h, status_code=200 if h["status"] == "ok" else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics(request: Request) -> PlainTextResponse:
+        require(request)
+        return PlainTextResponse(hub.metrics_text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/api/workers")
+    def workers(request: Request) -> dict:
+        require(request)
+        slots = hub.pool.slots if hub.pool is not None else []
+        return {"workers": [{"index": s.index, "pid": s.pid, "ready": s.ready, "pending": s.pending,
+                             "restarts": s.restarts} for s in slots]}
+
+    return app

@@ -1,0 +1,552 @@
+"""The service's centre: every sensor's state, frames routed to the worker that owns the sensor,
+worker results turned into stored predictions, alerts and dashboard events.
+
+Thread-safe: ingest calls :meth:`Hub.submit` from the web server's event loop and from the
+MQTT client's thread; worker results arrive on one reader thread per worker; a tick thread
+marks silent sensors, ends their streams and sends the dashboards the sensor list.
+
+What a sensor can get wrong, and what happens (never more than that sensor is affected):
+
+==========================  ===============================================================
+frame of another size       refused, ``bad_shape`` counted, the error names the sensor and both sizes
+message that does not parse refused, ``bad_message`` counted (the sender gets the reason)
+NaN / dropped-packet pixels repaired in the worker (``repaired_pixels``)
+a frame with no valid pixel as the stream's first: refused (``invalid_frames``); later: filled from the previous frame
+a burst of many frames      queued; beyond ``max_queue_frames`` per worker dropped (``dropped``)
+silence                     ``silent`` after ``silent_seconds``; stream ended (pending keyframes scored, alerts closed) after ``end_stream_seconds``
+timestamps jump or go back  a new stream starts (``new_streams``), as after a reconnect with a new clock
+worker process dies         restarted; its sensors start new streams; frames it held counted as dropped
+==========================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from thermal_action.serve.config import ServeConfig
+from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
+from thermal_action.serve.store import Store, now_ms
+from thermal_action.serve.workers import Round, WorkerPool, worker_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelInfo:
+    """What the service needs to know of the model (read once, in the main process)."""
+
+    class_names: tuple[str, ...]
+    frame_size: tuple[int, int]
+    fall_index: int | None
+    fall_threshold: float
+    lag_frames: int
+    window_length: int
+
+
+@dataclass
+class SubmitResult:
+    """What became of one ingest message's frames."""
+
+    accepted: int = 0
+    dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SensorState:
+    sensor_id: str
+    worker: int
+    connections: dict[str, int] = field(default_factory=dict)  # transport -> open connections
+    frames: int = 0
+    dropped: int = 0
+    bad_shape: int = 0
+    bad_message: int = 0
+    invalid_frames: int = 0
+    repaired_pixels: int = 0
+    new_streams: int = 0
+    predictions: int = 0
+    last_error: str | None = None
+    last_arrival: float | None = None  # time.time()
+    last_timestamp: int | None = None
+    stream_ended: bool = False
+    recent_timestamps: deque = field(default_factory=lambda: deque(maxlen=64))  # capture ms of the last frames
+    # live view
+    frame: np.ndarray | None = None
+    frame_timestamp: int | None = None
+    boxes: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+    tracks: dict[int, tuple] = field(default_factory=dict)  # track -> (action, score, fall_score, timestamp)
+    active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp)
+    stored_at: dict[int, tuple[int, str]] = field(default_factory=dict)  # track -> (timestamp, action) last stored
+
+    def fps(self, now: float) -> float:
+        """The sensor's frame rate by its own clock (capture timestamps of the last 10 s of
+        frames), so a burst of late frames does not read as a fast sensor; 0 when silent."""
+        if self.last_arrival is None or now - self.last_arrival > 10.0 or len(self.recent_timestamps) < 2:
+            return 0.0
+        last = self.recent_timestamps[-1]
+        recent = [t for t in self.recent_timestamps if last - t <= 10_000]
+        span = (recent[-1] - recent[0]) / 1000.0
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+    def status(self, now: float, cfg: ServeConfig) -> str:
+        if self.last_arrival is None:
+            return "error" if self.last_error else "silent"
+        if self.stream_ended:
+            return "ended"
+        if now - self.last_arrival > cfg.silent_seconds:
+            return "silent"
+        return "live"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class Hub:
+    """Sensors, routing and results (module docstring).
+
+    Args:
+        cfg: the service config.
+        info: the model's classes, frame size and lag.
+        store: the SQLite store.
+        pool: the worker pool (started by :meth:`start`); None for tests that feed
+            :meth:`on_message` themselves.
+    """
+
+    def __init__(self, cfg: ServeConfig, info: ModelInfo, store: Store, pool: WorkerPool | None):
+        self.cfg = cfg
+        self.info = info
+        self.store = store
+        self.pool = pool
+        self.n_workers = len(pool) if pool is not None else 1
+        self.sensors: dict[str, SensorState] = {}
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[dict], None]] = []
+        self.started = time.time()
+        self.frames_total = 0
+        self.dropped_total = 0
+        self.alerts_raised = 0
+        self.worker_restarts = 0
+        self.refused_sensors = 0
+        self._latency: deque = deque(maxlen=5000)  # s, frame arrival -> prediction stored
+        self._model_ms: deque = deque(maxlen=2000)  # per forward pass
+        self._frame_times: deque = deque(maxlen=20_000)  # (arrival, n)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._last_purge = 0.0
+
+    # -- life
+
+    def start(self) -> None:
+        n = self.store.end_all_active()
+        if n:
+            logger.info("%d alerts active at the last stop were ended (their state is kept)", n)
+        if self.pool is not None:
+            self.pool.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="serve-tick", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.pool is not None:
+            self.pool.stop()
+
+    def add_listener(self, fn: Callable[[dict], None]) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[dict], None]) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def _emit(self, event: dict) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event)
+            except Exception:
+                logger.exception("a dashboard listener failed")
+
+    @property
+    def has_listeners(self) -> bool:
+        return bool(self._listeners)
+
+    # -- ingest
+
+    def _sensor(self, sensor_id: str) -> SensorState | None:
+        st = self.sensors.get(sensor_id)
+        if st is None:
+            if len(self.sensors) >= self.cfg.max_sensors:
+                self.refused_sensors += 1
+                return None
+            st = SensorState(sensor_id, worker_for(sensor_id, self.n_workers))
+            self.sensors[sensor_id] = st
+            logger.info("new sensor %s (worker %d)", sensor_id, st.worker)
+        return st
+
+    def connected(self, sensor_id: str, transport: str) -> None:
+        with self._lock:
+            st = self._sensor(sensor_id)
+            if st is not None:
+                st.connections[transport] = st.connections.get(transport, 0) + 1
+
+    def disconnected(self, sensor_id: str, transport: str) -> None:
+        with self._lock:
+            st = self.sensors.get(sensor_id)
+            if st is not None and st.connections.get(transport, 0) > 0:
+                st.connections[transport] -= 1
+
+    def reject(self, sensor_id: str | None, transport: str, reason: str) -> None:
+        """Counts a message that could not be decoded."""
+        logger.warning("sensor %s (%s): message refused: %s", sensor_id, transport, reason)
+        with self._lock:
+            st = self._sensor(sensor_id) if sensor_id else None
+            if st is not None:
+                st.bad_message += 1
+                st.last_error = reason
+
+    def submit(self, sensor_id: str, frames: list[FrameIn], transport: str) -> SubmitResult:
+        """Checks and queues one message's frames for the sensor's worker."""
+        out = SubmitResult()
+        try:
+            check_sensor_id(sensor_id)
+        except FrameFormatError as e:
+            out.errors.append(str(e))
+            return out
+        h, w = self.info.frame_size
+        now = time.time()
+        with self._lock:
+            st = self._sensor(sensor_id)
+            if st is None:
+                out.errors.append(f"sensor {sensor_id}: refused, the service already has max_sensors="
+                                  f"{self.cfg.max_sensors} sensors")
+                return out
+            good: list[tuple] = []
+            bad_shapes: dict[tuple, int] = {}
+            for f in frames:
+                if f.frame.shape != (h, w):
+                    bad_shapes[f.frame.shape] = bad_shapes.get(f.frame.shape, 0) + 1
+                    continue
+                ts = int(now * 1000) if f.timestamp is None else int(f.timestamp)
+                if st.last_timestamp is not None and (
+                        ts < st.last_timestamp or ts - st.last_timestamp > self.cfg.new_stream_gap_seconds * 1000):
+                    # A new clock (the sensor reconnected, or was off for long): a new stream.
+                    if good:
+                        self._queue(st, good, out)
+                        good = []
+                    if self.pool is not None and not st.stream_ended:
+                        self.pool.end_stream(st.worker, sensor_id)
+                    st.new_streams += 1
+                    logger.info("sensor %s: timestamp %d after %d: new stream", sensor_id, ts, st.last_timestamp)
+                    st.recent_timestamps.clear()
+                st.last_timestamp = ts
+                st.recent_timestamps.append(ts)
+                good.append((ts, f.frame, f.boxes))
+            for shape, n in bad_shapes.items():
+                shown = "x".join(str(v) for v in shape)
+                msg = (f"sensor {sensor_id}: {n} frame(s) of shape {shown}; the model takes {h}x{w} "
+                       f"(another sensor model?)")
+                st.bad_shape += n
+                st.last_error = msg
+                out.errors.append(msg)
+            if good:
+                self._queue(st, good, out)
+            if out.accepted:
+                st.last_arrival = now
+                st.stream_ended = False
+                self.frames_total += out.accepted
+                self._frame_times.append((now, out.accepted))
+        if bad_shapes:
+            logger.warning(out.errors[-1])
+        return out
+
+    def _queue(self, st: SensorState, frames: list[tuple], out: SubmitResult) -> None:
+        ok = self.pool is None or self.pool.put_frames(st.worker, st.sensor_id, frames, self.cfg.max_queue_frames)
+        if ok:
+            out.accepted += len(frames)
+            st.frames += len(frames)
+        else:
+            out.dropped += len(frames)
+            st.dropped += len(frames)
+            self.dropped_total += len(frames)
+            msg = (f"sensor {st.sensor_id}: {len(frames)} frame(s) dropped, worker {st.worker} has "
+                   f"{self.cfg.max_queue_frames} frames waiting")
+            st.last_error = msg
+            out.errors.append(msg)
+
+    # -- results
+
+    def on_message(self, worker: int, msg: tuple) -> None:
+        """A worker's message (called on its reader thread)."""
+        if msg[0] == "round":
+            self._on_round(msg[2])
+        elif msg[0] == "failed":
+            logger.error("worker %d could not start: %s", worker, msg[2])
+        elif msg[0] == "ready":
+            logger.info("worker %d ready (pid %d)", worker, msg[2])
+
+    def on_restart(self, worker: int, lost: int) -> None:
+        with self._lock:
+            self.worker_restarts += 1
+            self.dropped_total += lost
+            for st in self.sensors.values():
+                if st.worker == worker and st.last_arrival is not None:
+                    st.new_streams += 1
+                    st.last_error = f"worker {worker} restarted; {lost} queued frame(s) of its sensors lost"
+                    st.last_timestamp = None
+                    st.tracks.clear()
+                    st.active_alerts.clear()
+
+    def _on_round(self, r: Round) -> None:
+        rows = []
+        events = []
+        now = time.time()
+        fi = self.info.fall_index
+        with self._lock:
+            for sensor, kind, message, n in r.errors:
+                st = self.sensors.get(sensor)
+                if st is None:
+                    continue
+                st.invalid_frames += n
+                st.last_error = f"sensor {sensor}: {n} frame(s) refused: {message}"
+                logger.warning(st.last_error)
+            if r.forward_passes:
+                self._model_ms.extend([1000 * r.model_s / r.forward_passes] * r.forward_passes)
+            for sensor, frame_idx, ts, track, box, scores, arrival in r.predictions:
+                st = self.sensors.get(sensor)
+                if st is None:
+                    continue
+                k = int(np.argmax(scores))
+                action = self.info.class_names[k]
+                fall = float(scores[fi]) if fi is not None else None
+                st.predictions += 1
+                st.tracks[track] = (action, float(scores[k]), fall, ts)
+                last = st.stored_at.get(track)
+                every = self.cfg.store_every_seconds * 1000
+                if last is None or ts - last[0] >= every or action != last[1] or ts < last[0]:
+                    rows.append((sensor, ts, frame_idx, track, action, float(scores[k]), fall, *box))
+                    st.stored_at[track] = (ts, action)
+                self._latency.append(now - arrival)
+            for sensor, (frame, ts, boxes, ids, repaired) in r.live.items():
+                st = self.sensors.get(sensor)
+                if st is None:
+                    continue
+                st.frame, st.frame_timestamp, st.boxes, st.track_ids = frame, ts, boxes, ids
+                st.repaired_pixels = max(st.repaired_pixels, repaired)
+                live = set(int(t) for t in ids)
+                for t in [t for t in st.tracks if t not in live and ts - st.tracks[t][3] > 10_000]:
+                    del st.tracks[t]
+        self.store.add_predictions(rows)
+        for a in r.alerts:
+            events.append(self._on_alert(a))
+        if self.has_listeners:
+            for sensor in r.live:
+                events.append(self.live(sensor))
+        for e in events:
+            if e is not None:
+                self._emit(e)
+
+    def _on_alert(self, a: dict) -> dict | None:
+        key = (int(a["track_id"]), int(a["start_timestamp"]))
+        if a["active"]:
+            row = self.store.raise_alert(a["sensor_id"], a["track_id"], a["start_timestamp"], a["end_timestamp"],
+                                         a["peak_score"])
+            with self._lock:
+                self.alerts_raised += 1
+                st = self.sensors.get(a["sensor_id"])
+                if st is not None:
+                    st.active_alerts.add(key)
+            logger.warning("FALL ALERT %d: sensor %s track %d (score %.2f)", row["id"], a["sensor_id"],
+                           a["track_id"], a["peak_score"])
+        else:
+            row = self.store.end_alert(a["sensor_id"], a["track_id"], a["start_timestamp"], a["end_timestamp"],
+                                       a["peak_score"])
+            with self._lock:
+                st = self.sensors.get(a["sensor_id"])
+                if st is not None:
+                    st.active_alerts.discard(key)
+            if row is None:
+                return None
+        return {"type": "alert", "alert": row}
+
+    def set_alert_state(self, alert_id: int, state: str, by: str) -> dict | None:
+        """Acknowledge / resolve (from the API); tells the dashboards."""
+        row = self.store.set_alert_state(alert_id, state, by)
+        if row is not None:
+            logger.info("alert %d %s by %s", alert_id, state, by)
+            self._emit({"type": "alert", "alert": row})
+        return row
+
+    # -- views
+
+    def sensor_status(self, st: SensorState, now: float, open_alerts: dict[str, int]) -> dict:
+        return {
+            "sensor_id": st.sensor_id, "status": st.status(now, self.cfg),
+            "connected": sum(st.connections.values()),
+            "transports": sorted(t for t, n in st.connections.items() if n > 0),
+            "worker": st.worker, "fps": round(st.fps(now), 2),
+            "last_frame_age_s": None if st.last_arrival is None else round(now - st.last_arrival, 2),
+            "frames": st.frames, "dropped": st.dropped, "bad_shape": st.bad_shape, "bad_message": st.bad_message,
+            "invalid_frames": st.invalid_frames, "repaired_pixels": st.repaired_pixels,
+            "new_streams": st.new_streams, "predictions": st.predictions, "last_error": st.last_error,
+            "open_alerts": open_alerts.get(st.sensor_id, 0), "fallen": bool(st.active_alerts),
+        }
+
+    def sensors_status(self) -> list[dict]:
+        now = time.time()
+        counts = self.store.open_alerts_by_sensor()
+        with self._lock:
+            return [self.sensor_status(st, now, counts) for st in sorted(self.sensors.values(), key=lambda s: s.sensor_id)]
+
+    def live(self, sensor_id: str) -> dict | None:
+        """The sensor's newest frame (PNG, the project's colour map), its people and their actions."""
+        from PIL import Image
+
+        from thermal_action.visualize import frame_to_rgb
+
+        with self._lock:
+            st = self.sensors.get(sensor_id)
+            if st is None:
+                return None
+            frame, ts = st.frame, st.frame_timestamp
+            boxes = st.boxes if st.boxes is not None else np.zeros((0, 4), np.float32)
+            ids = st.track_ids if st.track_ids is not None else np.zeros(0, np.int64)
+            tracks = dict(st.tracks)
+            fallen = bool(st.active_alerts)
+            falling = {t for t, _ in st.active_alerts}
+        png = None
+        h, w = self.info.frame_size
+        if frame is not None:
+            buf = io.BytesIO()
+            Image.fromarray(frame_to_rgb(frame)).save(buf, format="PNG")
+            png = base64.b64encode(buf.getvalue()).decode()
+            h, w = frame.shape
+        people = []
+        for box, t in zip(boxes, ids):
+            action, score, fall, _ = tracks.get(int(t), (None, None, None, None))
+            people.append({"track_id": int(t), "box": [round(float(v), 2) for v in box], "action": action,
+                           "score": score, "fall_score": fall, "fallen": int(t) in falling})
+        return {"type": "live", "sensor_id": sensor_id, "timestamp": ts, "frame_png": png, "height": h, "width": w,
+                "tracks": people, "fallen": fallen}
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("service tick failed")
+
+    def tick(self) -> None:
+        """Once a second: silent sensors, ended streams, old predictions, the dashboards' sensor list."""
+        now = time.time()
+        with self._lock:
+            for st in self.sensors.values():
+                if (st.last_arrival is not None and not st.stream_ended
+                        and now - st.last_arrival > self.cfg.end_stream_seconds):
+                    st.stream_ended = True
+                    st.last_timestamp = None
+                    logger.info("sensor %s silent for %.0f s: stream ended", st.sensor_id, now - st.last_arrival)
+                    if self.pool is not None:
+                        self.pool.end_stream(st.worker, st.sensor_id)
+        if now - self._last_purge > 600:
+            self._last_purge = now
+            self.store.purge_predictions(now_ms() - int(self.cfg.keep_hours * 3600 * 1000))
+        if self.has_listeners:
+            self._emit({"type": "sensors", "sensors": self.sensors_status()})
+
+    # -- monitoring
+
+    def health(self) -> dict:
+        alive = self.pool.alive() if self.pool is not None else 1
+        return {"status": "ok" if alive == self.n_workers else "degraded", "workers_alive": alive,
+                "workers": self.n_workers, "uptime_s": round(time.time() - self.started, 1)}
+
+    def frames_per_second(self, window: float = 10.0) -> float:
+        now = time.time()
+        with self._lock:
+            n = sum(k for t, k in self._frame_times if now - t <= window)
+        return n / window
+
+    def stats(self) -> dict[str, Any]:
+        """Numbers for /metrics and benchmarks."""
+        now = time.time()
+        with self._lock:
+            lat = list(self._latency)
+            model = list(self._model_ms)
+            sensors = list(self.sensors.values())
+            statuses = [st.status(now, self.cfg) for st in sensors]
+        queues = [s.pending for s in self.pool.slots] if self.pool is not None else [0]
+        counts = self.store.count_alerts()
+        return {
+            "sensors_total": len(sensors), "sensors_live": statuses.count("live"),
+            "sensors_connected": sum(1 for st in sensors if sum(st.connections.values()) > 0),
+            "frames_total": self.frames_total, "frames_dropped_total": self.dropped_total,
+            "frames_per_second": self.frames_per_second(), "queue_depth": queues,
+            "model_ms_p50": _percentile(model, 50), "model_ms_p95": _percentile(model, 95),
+            "latency_s_p50": _percentile(lat, 50), "latency_s_p95": _percentile(lat, 95),
+            "latency_s_p99": _percentile(lat, 99), "latency_samples": len(lat),
+            "predictions_total": sum(st.predictions for st in sensors),
+            "bad_frames_total": sum(st.bad_shape + st.bad_message + st.invalid_frames for st in sensors),
+            "repaired_pixels_total": sum(st.repaired_pixels for st in sensors),
+            "alerts_raised_total": self.alerts_raised, "alerts_open": counts["open"],
+            "alerts_acknowledged": counts["acknowledged"], "alerts_resolved": counts["resolved"],
+            "worker_restarts_total": self.worker_restarts,
+            "workers_alive": self.pool.alive() if self.pool is not None else 1, "workers": self.n_workers,
+            "refused_sensors_total": self.refused_sensors,
+        }
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of :meth:`stats` and per-sensor counters."""
+        s = self.stats()
+
+        def num(v: float) -> str:
+            return "NaN" if v != v else repr(float(v))
+
+        lines = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help_}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{labels} {num(v)}" for labels, v in samples)
+
+        metric("thermal_sensors_total", "gauge", "Sensors known to the service.", [("", s["sensors_total"])])
+        metric("thermal_sensors_live", "gauge", "Sensors that sent a frame recently.", [("", s["sensors_live"])])
+        metric("thermal_sensors_connected", "gauge", "Sensors with an open connection.", [("", s["sensors_connected"])])
+        with self._lock:
+            per = [(st.sensor_id, st.frames, st.dropped, st.bad_shape + st.bad_message + st.invalid_frames,
+                    st.predictions) for st in self.sensors.values()]
+        metric("thermal_frames_total", "counter", "Frames accepted, per sensor.",
+               [(f'{{sensor="{sid}"}}', f) for sid, f, *_ in per])
+        metric("thermal_frames_dropped_total", "counter", "Frames dropped (queue full or lost in a worker crash).",
+               [("", s["frames_dropped_total"])])
+        metric("thermal_bad_frames_total", "counter", "Frames or messages refused, per sensor.",
+               [(f'{{sensor="{sid}"}}', b) for sid, _, _, b, _ in per])
+        metric("thermal_predictions_total", "counter", "Person predictions, per sensor.",
+               [(f'{{sensor="{sid}"}}', p) for sid, *_, p in per])
+        metric("thermal_frames_per_second", "gauge", "Frames accepted per second, last 10 s.",
+               [("", s["frames_per_second"])])
+        metric("thermal_queue_depth", "gauge", "Frames waiting per worker.",
+               [(f'{{worker="{i}"}}', q) for i, q in enumerate(s["queue_depth"])])
+        metric("thermal_model_ms", "summary", "Milliseconds per batched forward pass.",
+               [('{quantile="0.5"}', s["model_ms_p50"]), ('{quantile="0.95"}', s["model_ms_p95"])])
+        metric("thermal_latency_seconds", "summary",
+               "Arrival of the frame that completed a window to its prediction stored (beyond the window's lag).",
+               [('{quantile="0.5"}', s["latency_s_p50"]), ('{quantile="0.95"}', s["latency_s_p95"]),
+                ('{quantile="0.99"}', s["latency_s_p99"])])
+        metric("thermal_alerts_total", "counter", "Fall alerts raised.", [("", s["alerts_raised_total"])])
+        metric("thermal_alerts_open", "gauge", "Alerts nobody acknowledged yet.", [("", s["alerts_open"])])
+        metric("thermal_worker_restarts_total", "counter", "Worker processes restarted.",
+               [("", s["worker_restarts_total"])])
+        metric("thermal_workers_alive", "gauge", "Worker processes running.", [("", s["workers_alive"])])
+        return "\n".join(lines) + "\n"

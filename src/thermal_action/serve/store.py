@@ -1,0 +1,218 @@
+"""The service's SQLite database: every fall alert with its state, and predictions (one per
+person per ``store_every_seconds``) for the dashboard's timeline.
+
+An alert is raised ``open``; a person acknowledges it (``acknowledged``, by whom and when) and
+resolves it (``resolved``). Whether the fall itself goes on (``active``) is separate: the
+model says so, a person decides the state. Everything is committed as it happens, so a
+restart of the service loses no alert (WAL journal: readers never wait for the writer).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ALERT_STATES = ("open", "acknowledged", "resolved")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sensor_id TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    start_timestamp INTEGER NOT NULL,
+    fired_timestamp INTEGER NOT NULL,
+    end_timestamp INTEGER,
+    peak_score REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    state TEXT NOT NULL DEFAULT 'open',
+    acknowledged_by TEXT,
+    acknowledged_at INTEGER,
+    resolved_by TEXT,
+    resolved_at INTEGER,
+    created_at INTEGER NOT NULL,
+    UNIQUE (sensor_id, track_id, start_timestamp)
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, id);
+CREATE TABLE IF NOT EXISTS predictions (
+    sensor_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    frame_idx INTEGER NOT NULL,
+    track_id INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    score REAL NOT NULL,
+    fall_score REAL,
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+    stored_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_sensor_time ON predictions (sensor_id, timestamp);
+"""
+
+_ALERT_COLUMNS = ("id", "sensor_id", "track_id", "state", "active", "start_timestamp", "fired_timestamp",
+                  "end_timestamp", "peak_score", "acknowledged_by", "acknowledged_at", "resolved_by",
+                  "resolved_at", "created_at")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    """One SQLite file, shared by the service's threads (one connection behind a lock).
+
+    Args:
+        path: the database file (created with its tables if missing).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    # -- alerts
+
+    @staticmethod
+    def _alert(row: dict[str, Any]) -> dict[str, Any]:
+        row["active"] = bool(row["active"])
+        return row
+
+    def raise_alert(self, sensor_id: str, track_id: int, start_timestamp: int, fired_timestamp: int,
+                    peak_score: float) -> dict[str, Any]:
+        """Records a fired alert (``open``, ``active``); the same fall reported again (same
+        sensor, track and start) updates its peak instead. Returns the alert."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, peak_score, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sensor_id, track_id, start_timestamp)"
+                " DO UPDATE SET peak_score = max(peak_score, excluded.peak_score)",
+                (sensor_id, int(track_id), int(start_timestamp), int(fired_timestamp), float(peak_score), now_ms()),
+            )
+        return self.find_alert(sensor_id, track_id, start_timestamp)
+
+    def end_alert(self, sensor_id: str, track_id: int, start_timestamp: int, end_timestamp: int,
+                  peak_score: float) -> dict[str, Any] | None:
+        """The fall of an alert is over (the person's score fell or the stream ended): ``active``
+        becomes false; the state stays what people made it. None if no such alert."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE alerts SET active = 0, end_timestamp = ?, peak_score = max(peak_score, ?)"
+                " WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?",
+                (int(end_timestamp), float(peak_score), sensor_id, int(track_id), int(start_timestamp)),
+            )
+            if cur.rowcount == 0:
+                return None
+        return self.find_alert(sensor_id, track_id, start_timestamp)
+
+    def end_all_active(self) -> int:
+        """At start: alerts still ``active`` from before a stop cannot be followed any more (the
+        model's state is gone); they end (their state is kept). Returns how many."""
+        with self._lock:
+            return self._db.execute(
+                "UPDATE alerts SET active = 0, end_timestamp = coalesce(end_timestamp, fired_timestamp)"
+                " WHERE active = 1").rowcount
+
+    def find_alert(self, sensor_id: str, track_id: int, start_timestamp: int) -> dict[str, Any]:
+        rows = self._rows(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts"
+                          " WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?",
+                          (sensor_id, int(track_id), int(start_timestamp)))
+        return self._alert(rows[0])
+
+    def alert(self, alert_id: int) -> dict[str, Any] | None:
+        rows = self._rows(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts WHERE id = ?", (int(alert_id),))
+        return self._alert(rows[0]) if rows else None
+
+    def alerts(self, state: str = "all", limit: int = 100, sensor_id: str | None = None) -> list[dict[str, Any]]:
+        """Alerts, newest first; ``state`` one of :data:`ALERT_STATES`, ``"unresolved"`` or ``"all"``."""
+        where, args = [], []
+        if state == "unresolved":
+            where.append("state != 'resolved'")
+        elif state != "all":
+            if state not in ALERT_STATES:
+                raise ValueError(f"state must be one of {', '.join(ALERT_STATES)}, unresolved or all; got {state!r}")
+            where.append("state = ?")
+            args.append(state)
+        if sensor_id is not None:
+            where.append("sensor_id = ?")
+            args.append(sensor_id)
+        sql = f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [self._alert(r) for r in self._rows(sql, (*args, int(limit)))]
+
+    def count_alerts(self) -> dict[str, int]:
+        rows = self._rows("SELECT state, count(*) AS n FROM alerts GROUP BY state")
+        out = {s: 0 for s in ALERT_STATES}
+        out.update({r["state"]: r["n"] for r in rows})
+        return out
+
+    def open_alerts_by_sensor(self) -> dict[str, int]:
+        """Sensor id -> alerts in state ``open``."""
+        rows = self._rows("SELECT sensor_id, count(*) AS n FROM alerts WHERE state = 'open' GROUP BY sensor_id")
+        return {r["sensor_id"]: r["n"] for r in rows}
+
+    def set_alert_state(self, alert_id: int, state: str, by: str) -> dict[str, Any] | None:
+        """Acknowledges or resolves an alert (``by``: who). Resolving an unacknowledged alert
+        acknowledges it too. None if there is no such alert."""
+        if state not in ("acknowledged", "resolved"):
+            raise ValueError(f"an alert can be acknowledged or resolved, not {state!r}")
+        t = now_ms()
+        with self._lock:
+            if state == "acknowledged":
+                cur = self._db.execute(
+                    "UPDATE alerts SET state = CASE WHEN state = 'resolved' THEN state ELSE 'acknowledged' END,"
+                    " acknowledged_by = coalesce(acknowledged_by, ?), acknowledged_at = coalesce(acknowledged_at, ?)"
+                    " WHERE id = ?", (by, t, int(alert_id)))
+            else:
+                cur = self._db.execute(
+                    "UPDATE alerts SET state = 'resolved', resolved_by = coalesce(resolved_by, ?),"
+                    " resolved_at = coalesce(resolved_at, ?), acknowledged_by = coalesce(acknowledged_by, ?),"
+                    " acknowledged_at = coalesce(acknowledged_at, ?) WHERE id = ?", (by, t, by, t, int(alert_id)))
+            if cur.rowcount == 0:
+                return None
+        return self.alert(alert_id)
+
+    # -- predictions
+
+    def add_predictions(self, rows: list[tuple]) -> None:
+        """Rows of ``(sensor_id, timestamp, frame_idx, track_id, action, score, fall_score, x1, y1, x2, y2)``."""
+        if not rows:
+            return
+        t = now_ms()
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO predictions (sensor_id, timestamp, frame_idx, track_id, action, score, fall_score,"
+                " x1, y1, x2, y2, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*r, t) for r in rows])
+
+    def timeline(self, sensor_id: str, since_ms: int, limit: int = 20_000) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT timestamp, track_id, action, score, fall_score FROM predictions"
+            " WHERE sensor_id = ? AND timestamp >= ? ORDER BY timestamp LIMIT ?",
+            (sensor_id, int(since_ms), int(limit)))
+
+    def count_predictions(self, sensor_id: str | None = None) -> int:
+        if sensor_id is None:
+            return self._rows("SELECT count(*) AS n FROM predictions")[0]["n"]
+        return self._rows("SELECT count(*) AS n FROM predictions WHERE sensor_id = ?", (sensor_id,))[0]["n"]
+
+    def purge_predictions(self, older_than_ms: int) -> int:
+        """Deletes predictions stored before ``older_than_ms``; alerts are never deleted."""
+        with self._lock:
+            return self._db.execute("DELETE FROM predictions WHERE stored_at < ?", (int(older_than_ms),)).rowcount

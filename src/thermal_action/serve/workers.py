@@ -1,0 +1,373 @@
+"""Worker processes: each owns a share of the sensors and runs the streaming predictor on them.
+
+A sensor always goes to the same worker (a hash of its id), so its ring buffer, detector and
+tracker live in one place. The windows of all sensors that complete in one round go through
+the model in one batched forward pass. Workers talk to the service through two queues each
+(frames in, results out); a worker that dies takes only its own queues with it: the pool
+starts a new one in its place and its sensors begin new streams there.
+
+Messages in (``inbox``)::
+
+    ("frames", sensor_id, arrival_s, [(timestamp_ms, frame, boxes_or_None), ...])
+    ("end", sensor_id)          the stream ended: score what is pending, close its alerts
+    ("stop",)
+
+Messages out (``outbox``)::
+
+    ("ready", worker, pid)
+    ("round", worker, Round)    what one round produced
+    ("failed", worker, text)    the model could not be loaded (the worker then exits)
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def worker_for(sensor_id: str, n_workers: int) -> int:
+    """The worker that owns ``sensor_id`` (stable across restarts and runs)."""
+    return zlib.crc32(sensor_id.encode()) % n_workers
+
+
+@dataclass
+class WorkerOptions:
+    """What a worker needs to build its streaming predictor (picklable)."""
+
+    checkpoint: str
+    backend: str = "torch"
+    onnx_path: str | None = None
+    threads: int = 1
+    step: int = 6
+    causal: bool = False
+    batch_wait: int = 0
+    batch_clips: int = 16
+    fall_class: str | None = None
+    fall_threshold: float | None = None
+    fall_alert_seconds: float = 5.0
+    fps: float = 6.0
+    max_batch_frames: int = 512
+    live_interval_s: float = 1 / 3
+
+
+@dataclass
+class Round:
+    """The results of one worker round, sent back to the service.
+
+    Attributes:
+        frames_done: frames taken from the inbox (accepted or refused).
+        predictions: ``(sensor_id, frame_idx, timestamp, track_id, box_xyxy, scores, arrival_s)``
+            per person; ``arrival_s`` is when the frame that completed the window arrived.
+        alerts: :meth:`FallAlert.to_dict` of alerts that fired or ended.
+        errors: ``(sensor_id, kind, message, count)`` for refused frames.
+        live: sensor -> ``(frame, timestamp, boxes_xyxy, track_ids, repaired_pixels)``, the
+            newest frame of sensors that sent any (at most every ``live_interval_s``).
+        model_s: seconds in the model this round; forward_passes: batched passes.
+    """
+
+    frames_done: int = 0
+    predictions: list[tuple] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
+    errors: list[tuple] = field(default_factory=list)
+    live: dict[str, tuple] = field(default_factory=dict)
+    model_s: float = 0.0
+    forward_passes: int = 0
+
+
+def _build_stream(opts: WorkerOptions) -> Any:
+    import torch
+
+    from thermal_action.inference.predictor import Predictor
+    from thermal_action.inference.streaming import StreamingPredictor
+
+    torch.set_num_threads(opts.threads)
+    predictor = Predictor.from_checkpoint(opts.checkpoint, backend=opts.backend, onnx_path=opts.onnx_path,
+                                          max_clips_per_batch=opts.batch_clips, num_threads=opts.threads)
+    return StreamingPredictor(predictor, step=opts.step, causal=opts.causal, fall_class=opts.fall_class,
+                              fall_threshold=opts.fall_threshold, fall_alert_seconds=opts.fall_alert_seconds,
+                              fps=opts.fps, batch_wait=opts.batch_wait)
+
+
+def _take(inbox: Any, max_frames: int) -> list[tuple]:
+    """Blocks for one message, then takes what else is waiting (up to ``max_frames`` frames)."""
+    try:
+        msgs = [inbox.get(timeout=0.5)]
+    except queue.Empty:
+        return []
+    frames = len(msgs[0][3]) if msgs[0][0] == "frames" else 0
+    while frames < max_frames:
+        try:
+            msg = inbox.get_nowait()
+        except queue.Empty:
+            break
+        msgs.append(msg)
+        if msg[0] == "frames":
+            frames += len(msg[3])
+    return msgs
+
+
+class _Worker:
+    """The loop inside a worker process."""
+
+    def __init__(self, index: int, opts: WorkerOptions, stream: Any):
+        from thermal_action.inference.streaming import StreamFrame
+
+        self.index = index
+        self.opts = opts
+        self.stream = stream
+        self.StreamFrame = StreamFrame
+        self.arrivals: dict[str, dict[int, float]] = {}  # sensor -> stream frame index -> arrival
+        self.live_sent: dict[str, float] = {}
+
+    def _push(self, batch: list[tuple[Any, float]], out: Round) -> None:
+        if not batch:
+            return
+        errors: list[tuple[Any, Exception]] = []
+        seen = {f.sensor_id: self.stream.frames_seen(f.sensor_id) for f, _ in batch}
+        t_model = self.stream.stats.seconds_model
+        passes = self.stream.stats.forward_passes
+        preds = self.stream.push_many([f for f, _ in batch], errors=errors)
+        refused = {id(f) for f, _ in errors}
+        for f, arrival in batch:  # the stream index each accepted frame got
+            if id(f) in refused:
+                continue
+            arr = self.arrivals.setdefault(f.sensor_id, {})
+            arr[seen[f.sensor_id]] = arrival
+            seen[f.sensor_id] += 1
+        by_kind: dict[tuple[str, str], list] = {}
+        for f, e in errors:
+            kind = "invalid_frame" if type(e).__name__ == "DatasetError" else "bad_frame"
+            by_kind.setdefault((f.sensor_id, kind), [0, str(e)])[0] += 1
+        out.errors.extend((s, k, msg, n) for (s, k), (n, msg) in by_kind.items())
+        self._collect(preds, out)
+        out.model_s += self.stream.stats.seconds_model - t_model
+        out.forward_passes += self.stream.stats.forward_passes - passes
+
+    def _collect(self, preds: list, out: Round) -> None:
+        lag = self.stream.lag_frames
+        now = time.time()
+        for p in preds:
+            arr = self.arrivals.get(p.sensor_id, {})
+            arrival = arr.get(p.frame_idx + lag, max(arr.values()) if arr else now)
+            out.predictions.append((p.sensor_id, p.frame_idx, p.timestamp, p.track_id,
+                                    [float(v) for v in p.box_xyxy], np.asarray(p.scores, np.float32), arrival))
+        for sensor, arr in self.arrivals.items():  # forget arrivals no window can complete any more
+            if len(arr) > 2 * self.stream.predictor.window_length:
+                keep = max(arr) - self.stream.predictor.window_length
+                for k in [k for k in arr if k < keep]:
+                    del arr[k]
+        out.alerts.extend(a.to_dict() for a in self.stream.pop_alerts())
+
+    def _live(self, sensors: set[str], out: Round) -> None:
+        now = time.monotonic()
+        for s in sensors:
+            if now - self.live_sent.get(s, -1e9) < self.opts.live_interval_s:
+                continue
+            latest = self.stream.latest(s)
+            if latest is None:
+                continue
+            frame, ts, boxes, repaired = latest
+            out.live[s] = (np.asarray(frame, np.float32), ts, np.asarray(boxes.boxes_xyxy, np.float32),
+                           np.asarray(boxes.track_ids, np.int64), int(repaired))
+            self.live_sent[s] = now
+
+    def round(self, msgs: list[tuple]) -> tuple[Round, bool]:
+        """Runs one round over ``msgs``; returns its results and whether to stop."""
+        out = Round()
+        batch: list[tuple[Any, float]] = []
+        touched: set[str] = set()
+        stop = False
+        for msg in msgs:
+            if msg[0] == "frames":
+                _, sensor, arrival, frames = msg
+                touched.add(sensor)
+                out.frames_done += len(frames)
+                for ts, frame, boxes in frames:
+                    batch.append((self.StreamFrame(sensor, frame, ts, boxes), arrival))
+            elif msg[0] == "end":
+                self._push(batch, out)  # frames before the end first, in order
+                batch = []
+                self._collect(self.stream.flush(msg[1]), out)
+                self.arrivals.pop(msg[1], None)
+                touched.discard(msg[1])
+            elif msg[0] == "stop":
+                stop = True
+        self._push(batch, out)
+        self._live(touched, out)
+        return out, stop
+
+
+def worker_main(index: int, opts: WorkerOptions, inbox: Any, outbox: Any) -> None:
+    """Entry point of a worker process."""
+    logging.basicConfig(level=logging.WARNING, format=f"[worker {index}] %(levelname)s %(message)s")
+    try:
+        stream = _build_stream(opts)
+    except Exception as e:  # the service reports it and stops restarting
+        outbox.put(("failed", index, f"{type(e).__name__}: {e}"))
+        return
+    worker = _Worker(index, opts, stream)
+    outbox.put(("ready", index, os.getpid()))
+    while True:
+        msgs = _take(inbox, opts.max_batch_frames)
+        if not msgs:
+            continue
+        result, stop = worker.round(msgs)
+        outbox.put(("round", index, result))
+        if stop:
+            return
+
+
+@dataclass
+class _Slot:
+    index: int
+    process: Any = None
+    inbox: Any = None
+    outbox: Any = None
+    reader: threading.Thread | None = None
+    pid: int | None = None
+    ready: bool = False
+    pending: int = 0  # frames put and not yet reported done
+    restarts: int = 0
+    generation: int = 0
+    failed: str | None = None
+
+
+class WorkerPool:
+    """Starts ``n`` worker processes, restarts any that dies, and hands their messages to
+    ``on_message(worker, generation, message)`` (called from one reader thread per worker).
+
+    Args:
+        n: worker processes.
+        opts: how each builds its predictor.
+        on_message: receives every message a worker sends.
+        on_restart: ``on_restart(worker)`` after a worker was replaced (its sensors' streams
+            start again from frame 0).
+    """
+
+    def __init__(self, n: int, opts: WorkerOptions, on_message: Callable[[int, tuple], None],
+                 on_restart: Callable[[int, int], None] | None = None):
+        if n < 1:
+            raise ValueError(f"need at least one worker, got {n}")
+        self.opts = opts
+        self.on_message = on_message
+        self.on_restart = on_restart
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self.slots = [_Slot(i) for i in range(n)]
+        self._stopping = False
+        self._supervisor: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def start(self) -> None:
+        for slot in self.slots:
+            self._spawn(slot)
+        self._supervisor = threading.Thread(target=self._supervise, name="serve-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Blocks until every worker has loaded its model; raises if one failed or the time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            failed = [s for s in self.slots if s.failed]
+            if failed:
+                raise RuntimeError(f"worker {failed[0].index} could not load the model: {failed[0].failed}")
+            if all(s.ready for s in self.slots):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"workers not ready after {timeout:.0f} s")
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.generation += 1
+        slot.inbox = self._ctx.Queue()
+        slot.outbox = self._ctx.Queue()
+        slot.ready = False
+        slot.pending = 0
+        slot.process = self._ctx.Process(target=worker_main, args=(slot.index, self.opts, slot.inbox, slot.outbox),
+                                         name=f"thermal-serve-worker-{slot.index}", daemon=True)
+        slot.process.start()
+        slot.pid = slot.process.pid
+        slot.reader = threading.Thread(target=self._read, args=(slot, slot.generation, slot.outbox),
+                                       name=f"serve-reader-{slot.index}", daemon=True)
+        slot.reader.start()
+
+    def _read(self, slot: _Slot, generation: int, outbox: Any) -> None:
+        while not self._stopping and slot.generation == generation:
+            try:
+                msg = outbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            if msg[0] == "ready":
+                slot.ready = True
+            elif msg[0] == "failed":
+                slot.failed = msg[2]
+            elif msg[0] == "round":
+                with self._lock:
+                    slot.pending = max(0, slot.pending - msg[2].frames_done)
+            try:
+                self.on_message(slot.index, msg)
+            except Exception:  # a bug in handling must not kill the reader
+                logger.exception("handling a message of worker %d", slot.index)
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            time.sleep(0.2)
+            for slot in self.slots:
+                p = slot.process
+                if self._stopping or p is None or p.is_alive() or slot.failed:
+                    continue
+                if not slot.ready:  # died before its model loaded: restarting would loop
+                    slot.failed = f"exited with code {p.exitcode} before loading the model"
+                    logger.error("worker %d %s", slot.index, slot.failed)
+                    continue
+                lost = slot.pending
+                logger.warning("worker %d (pid %s) exited with code %s; %d queued frames lost; restarting",
+                               slot.index, slot.pid, p.exitcode, lost)
+                slot.restarts += 1
+                self._spawn(slot)
+                if self.on_restart is not None:
+                    self.on_restart(slot.index, lost)
+
+    def put_frames(self, worker: int, sensor_id: str, frames: list[tuple], max_pending: int) -> bool:
+        """Queues frames for a worker unless it already has ``max_pending`` waiting."""
+        slot = self.slots[worker]
+        with self._lock:
+            if slot.pending + len(frames) > max_pending:
+                return False
+            slot.pending += len(frames)
+        slot.inbox.put(("frames", sensor_id, time.time(), frames))
+        return True
+
+    def end_stream(self, worker: int, sensor_id: str) -> None:
+        self.slots[worker].inbox.put(("end", sensor_id))
+
+    def alive(self) -> int:
+        return sum(1 for s in self.slots if s.process is not None and s.process.is_alive() and s.ready)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        for slot in self.slots:
+            try:
+                slot.inbox.put(("stop",))
+            except (OSError, ValueError):
+                pass
+        for slot in self.slots:
+            if slot.process is not None:
+                slot.process.join(timeout)
+                if slot.process.is_alive():
+                    slot.process.kill()
+                    slot.process.join(1.0)
