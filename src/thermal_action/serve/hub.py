@@ -338,12 +338,16 @@ class Hub:
                     rows.append((sensor, ts, frame_idx, track, action, float(scores[k]), fall, *box))
                     st.stored_at[track] = (ts, action)
                 self._latency.append(now - arrival)
+            for sensor, repaired in r.repaired.items():
+                st = self.sensors.get(sensor)
+                if st is not None:
+                    st.repaired_pixels = repaired
             for sensor, (frame, ts, boxes, ids, repaired) in r.live.items():
                 st = self.sensors.get(sensor)
                 if st is None:
                     continue
                 st.frame, st.frame_timestamp, st.boxes, st.track_ids = frame, ts, boxes, ids
-                st.repaired_pixels = max(st.repaired_pixels, repaired)
+                st.repaired_pixels = repaired
                 live = set(int(t) for t in ids)
                 for t in [t for t in st.tracks if t not in live and ts - st.tracks[t][3] > 10_000]:
                     del st.tracks[t]

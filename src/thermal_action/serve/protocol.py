@@ -115,8 +115,8 @@ def _frame_from_json(obj: Any, i: int) -> FrameIn:
         raise FrameFormatError(f"frame {i}: expected an object with a 'frame' key")
     try:
         frame = np.asarray(obj["frame"], dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise FrameFormatError(f"frame {i}: 'frame' is not a rectangular array of numbers ({e})") from None
+    except (TypeError, ValueError):
+        raise FrameFormatError(f"frame {i}: 'frame' is not a rectangular array of numbers (rows of equal length)") from None
     if frame.ndim != 2 or frame.size == 0:
         raise FrameFormatError(f"frame {i}: 'frame' must be rows of numbers (H, W), got shape {frame.shape}")
     ts = obj.get("timestamp")

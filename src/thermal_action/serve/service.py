@@ -141,8 +141,11 @@ class Service:
                   flush=True)
         try:
             self.server.run(sockets=[self.socket])
+        except KeyboardInterrupt:  # uvicorn shut down gracefully, then re-raises Ctrl-C
+            pass
         finally:
             self.stop_backend()
+        print("stopped", flush=True)
 
 
 def run_service(cfg: ServeConfig, checkpoint: str | Path) -> None:

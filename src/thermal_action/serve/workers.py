@@ -72,7 +72,10 @@ class Round:
         alerts: :meth:`FallAlert.to_dict` of alerts that fired or ended.
         errors: ``(sensor_id, kind, message, count)`` for refused frames.
         live: sensor -> ``(frame, timestamp, boxes_xyxy, track_ids, repaired_pixels)``, the
-            newest frame of sensors that sent any (at most every ``live_interval_s``).
+            newest frame of sensors that sent any (at most every ``live_interval_s``; a frame
+            held back by that limit follows when the worker is next idle).
+        repaired: sensor -> dropped-packet pixels repaired in its stream so far (sensors that
+            sent frames this round).
         model_s: seconds in the model this round; forward_passes: batched passes.
     """
 
@@ -81,6 +84,7 @@ class Round:
     alerts: list[dict] = field(default_factory=list)
     errors: list[tuple] = field(default_factory=list)
     live: dict[str, tuple] = field(default_factory=dict)
+    repaired: dict[str, int] = field(default_factory=dict)
     model_s: float = 0.0
     forward_passes: int = 0
 
@@ -99,10 +103,11 @@ def _build_stream(opts: WorkerOptions) -> Any:
                               fps=opts.fps, batch_wait=opts.batch_wait)
 
 
-def _take(inbox: Any, max_frames: int) -> list[tuple]:
-    """Blocks for one message, then takes what else is waiting (up to ``max_frames`` frames)."""
+def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[tuple]:
+    """Blocks for one message (up to ``wait`` s), then takes what else is waiting (up to
+    ``max_frames`` frames)."""
     try:
-        msgs = [inbox.get(timeout=0.5)]
+        msgs = [inbox.get(timeout=wait)]
     except queue.Empty:
         return []
     frames = len(msgs[0][3]) if msgs[0][0] == "frames" else 0
@@ -129,6 +134,7 @@ class _Worker:
         self.StreamFrame = StreamFrame
         self.arrivals: dict[str, dict[int, float]] = {}  # sensor -> stream frame index -> arrival
         self.live_sent: dict[str, float] = {}
+        self.live_due: set[str] = set()  # sensors with a newer frame than their last live view
 
     def _push(self, batch: list[tuple[Any, float]], out: Round) -> None:
         if not batch:
@@ -171,16 +177,29 @@ class _Worker:
 
     def _live(self, sensors: set[str], out: Round) -> None:
         now = time.monotonic()
-        for s in sensors:
-            if now - self.live_sent.get(s, -1e9) < self.opts.live_interval_s:
-                continue
+        self.live_due |= sensors
+        for s in list(self.live_due):
             latest = self.stream.latest(s)
             if latest is None:
+                self.live_due.discard(s)
                 continue
+            if s in sensors:
+                out.repaired[s] = int(latest[3])
+            if now - self.live_sent.get(s, -1e9) < self.opts.live_interval_s:
+                continue
+            self.live_due.discard(s)
             frame, ts, boxes, repaired = latest
             out.live[s] = (np.asarray(frame, np.float32), ts, np.asarray(boxes.boxes_xyxy, np.float32),
                            np.asarray(boxes.track_ids, np.int64), int(repaired))
             self.live_sent[s] = now
+
+    def idle(self) -> Round | None:
+        """Live views held back by the rate limit, once no frames are waiting."""
+        if not self.live_due:
+            return None
+        out = Round()
+        self._live(set(), out)
+        return out if out.live else None
 
     def round(self, msgs: list[tuple]) -> tuple[Round, bool]:
         """Runs one round over ``msgs``; returns its results and whether to stop."""
@@ -221,6 +240,9 @@ def worker_main(index: int, opts: WorkerOptions, inbox: Any, outbox: Any) -> Non
     while True:
         msgs = _take(inbox, opts.max_batch_frames)
         if not msgs:
+            held = worker.idle()
+            if held is not None:
+                outbox.put(("round", index, held))
             continue
         result, stop = worker.round(msgs)
         outbox.put(("round", index, result))

@@ -1,0 +1,46 @@
+"""Shared helpers for the service tests: a tiny checkpoint, frames, polling."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
+from infer_fixtures import make_frames, write_tiny_checkpoint  # noqa: E402
+
+__all__ = ["make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides"]
+
+
+def now_stamps(n: int, start_ms: int | None = None, step_ms: int = 166) -> list[int]:
+    """``n`` capture timestamps 6 Hz apart, starting now (so the timeline shows them)."""
+    t0 = int(time.time() * 1000) if start_ms is None else start_ms
+    return [t0 + step_ms * i for i in range(n)]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Polls ``check`` until it returns something truthy; fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def serve_overrides(data_dir: Path, **more: Any) -> list[str]:
+    """Service settings for tests: any free port, every person raises an alert at once (the
+    tiny checkpoint is untrained), every prediction stored."""
+    base = {"data_dir": str(data_dir), "port": 0, "workers": 1, "fall_threshold": 0.0, "fall_alert_seconds": 0,
+            "store_every_seconds": 0}
+    base.update(more)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def frames_with_people(n: int, seed: int = 0) -> np.ndarray:
+    return make_frames(n, seed=seed, dropped=())[0]

@@ -1,0 +1,211 @@
+"""The hub without worker processes: what ingest accepts and counts, and what worker results become."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from thermal_action.serve.config import ServeConfig
+from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.protocol import FrameIn
+from thermal_action.serve.store import Store
+from thermal_action.serve.workers import Round, worker_for
+from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
+
+FALL = DEFAULT_CLASS_NAMES.index(FALL_CLASS_NAME)
+T0 = 1_760_000_000_000
+
+
+class FakePool:
+    """Records what the hub queues; ``room`` frames fit before the queue is full."""
+
+    def __init__(self, n: int = 2, room: int = 10**9):
+        self.n, self.room = n, room
+        self.put: list[tuple] = []
+        self.ended: list[tuple] = []
+        self.slots = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def put_frames(self, worker, sensor_id, frames, max_pending):
+        if len(frames) > min(self.room, max_pending):
+            return False
+        self.room -= len(frames)
+        self.put.append((worker, sensor_id, [f[0] for f in frames]))
+        return True
+
+    def end_stream(self, worker, sensor_id):
+        self.ended.append((worker, sensor_id))
+
+    def alive(self):
+        return self.n
+
+
+@pytest.fixture
+def hub(tmp_path):
+    cfg = ServeConfig(data_dir=str(tmp_path), max_sensors=3, new_stream_gap_seconds=60.0, store_every_seconds=5.0)
+    info = ModelInfo(DEFAULT_CLASS_NAMES, (40, 60), FALL, 0.5, lag_frames=7, window_length=16)
+    h = Hub(cfg, info, Store(tmp_path / "serve.db"), FakePool())
+    yield h
+    h.store.close()
+
+
+def frames(n, t0=T0, shape=(40, 60), step=166):
+    return [FrameIn(np.full(shape, 20.0, np.float32), t0 + step * i) for i in range(n)]
+
+
+def test_frames_go_to_the_sensors_worker_in_order(hub):
+    r = hub.submit("S1", frames(5), "http")
+    assert (r.accepted, r.dropped, r.errors) == (5, 0, [])
+    assert hub.pool.put == [(worker_for("S1", 2), "S1", [T0 + 166 * i for i in range(5)])]
+    st = hub.sensors_status()[0]
+    assert st["frames"] == 5 and st["status"] == "live" and st["fps"] == pytest.approx(1000 / 166, rel=1e-3)
+
+
+def test_other_frame_size_is_refused_naming_sensor_and_sizes(hub):
+    r = hub.submit("S2", frames(3, shape=(24, 32)) + frames(1, t0=T0 + 1000), "ws")
+    assert r.accepted == 1
+    assert r.errors == ["sensor S2: 3 frame(s) of shape 24x32; the model takes 40x60 (another sensor model?)"]
+    st = hub.sensors_status()[0]
+    assert st["bad_shape"] == 3 and "24x32" in st["last_error"]
+
+
+def test_timestamps_going_back_or_jumping_start_a_new_stream(hub):
+    hub.submit("S1", frames(3), "ws")
+    hub.submit("S1", frames(2, t0=T0 - 10_000), "ws")  # reconnected with another clock origin
+    hub.submit("S1", frames(2, t0=T0 + 10**7), "ws")  # 3 hours later
+    w = worker_for("S1", 2)
+    assert hub.pool.ended == [(w, "S1"), (w, "S1")]
+    assert hub.sensors_status()[0]["new_streams"] == 2
+    assert hub.sensors_status()[0]["frames"] == 7  # none lost
+
+
+def test_missing_timestamp_is_the_arrival_time(hub):
+    hub.submit("S1", [FrameIn(np.zeros((40, 60), np.float32), None)], "mqtt")
+    (_, _, stamps), = hub.pool.put
+    assert abs(stamps[0] - __import__("time").time() * 1000) < 60_000
+
+
+def test_full_queue_drops_and_counts(hub):
+    hub.pool.room = 4
+    assert hub.submit("S1", frames(3), "ws").accepted == 3
+    r = hub.submit("S1", frames(100, t0=T0 + 1000), "ws")  # a burst beyond the room left
+    assert (r.accepted, r.dropped) == (0, 100) and "dropped" in r.errors[0]
+    assert hub.sensors_status()[0]["dropped"] == 100 and hub.stats()["frames_dropped_total"] == 100
+
+
+def test_sensor_limit_and_bad_ids(hub):
+    for s in ("A", "B", "C"):
+        assert hub.submit(s, frames(1), "ws").accepted == 1
+    r = hub.submit("D", frames(1), "ws")
+    assert r.accepted == 0 and "max_sensors=3" in r.errors[0]
+    assert hub.submit("../x", frames(1), "ws").errors[0].startswith("sensor id")
+    assert hub.stats()["refused_sensors_total"] == 1
+
+
+def test_rejected_messages_and_connections_are_counted(hub):
+    hub.connected("S1", "ws")
+    hub.connected("S1", "mqtt")
+    hub.reject("S1", "ws", "not valid JSON")
+    st = hub.sensors_status()[0]
+    assert st["bad_message"] == 1 and st["connected"] == 2 and st["transports"] == ["mqtt", "ws"]
+    hub.disconnected("S1", "ws")
+    hub.disconnected("S1", "ws")  # one too many: stays at zero
+    assert hub.sensors_status()[0]["transports"] == ["mqtt"]
+
+
+def _scores(top: int, fall: float) -> np.ndarray:
+    s = np.full(len(DEFAULT_CLASS_NAMES), 0.01, np.float32)
+    s[FALL] = fall
+    s[top] = max(s[top], 0.6)
+    return s
+
+
+def test_round_results_become_stored_predictions_alerts_and_events(hub):
+    events = []
+    hub.add_listener(events.append)
+    hub.submit("S1", frames(2), "ws")
+    arrival = __import__("time").time()
+    preds = [("S1", 6 * i, T0 + 1000 * i, 0, [1.0, 2.0, 9.0, 8.0], _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1), arrival) for i in range(8)]
+    preds.append(("S1", 48, T0 + 8000, 0, [1.0, 2.0, 9.0, 8.0], _scores(FALL, 0.9), arrival))
+    alert = dict(sensor_id="S1", track_id=0, start_frame=48, end_frame=48, start_timestamp=T0 + 8000,
+                 end_timestamp=T0 + 8000, peak_score=0.9, peak_frame=48, duration_s=0.0, fired_frame=48, active=True)
+    live = {"S1": (np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
+                   np.array([0]), 12)}
+    hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert], live=live,
+                                         model_s=0.02, forward_passes=2)))
+    # One stored per 5 s per person, plus every change of action: t=0, 5 s, and the fall at 8 s.
+    stored = hub.store.timeline("S1", since_ms=0)
+    assert [(i["timestamp"] - T0, i["action"]) for i in stored] == [
+        (0, "standing"), (5000, "standing"), (8000, FALL_CLASS_NAME)]
+    (row,) = hub.store.alerts()
+    assert row["state"] == "open" and row["active"] and row["peak_score"] == pytest.approx(0.9)
+    st = hub.sensors_status()[0]
+    assert st["fallen"] and st["open_alerts"] == 1 and st["predictions"] == 9 and st["repaired_pixels"] == 12
+    view = hub.live("S1")
+    assert view["tracks"] == [{"track_id": 0, "box": [1.0, 2.0, 9.0, 8.0], "action": FALL_CLASS_NAME,
+                               "score": pytest.approx(0.9), "fall_score": pytest.approx(0.9), "fallen": True}]
+    assert view["frame_png"].startswith("iVBOR")  # base64 of a PNG
+    assert [e["type"] for e in events] == ["alert", "live"]
+    s = hub.stats()
+    assert s["model_ms_p50"] == pytest.approx(10.0) and s["latency_samples"] == 9 and s["alerts_open"] == 1
+
+    # The fall ends (person got up): still open until somebody acknowledges it.
+    hub.on_message(0, ("round", 0, Round(alerts=[{**alert, "active": False, "end_timestamp": T0 + 20_000}])))
+    (row,) = hub.store.alerts()
+    assert not row["active"] and row["end_timestamp"] == T0 + 20_000 and row["state"] == "open"
+    assert not hub.sensors_status()[0]["fallen"]
+    acked = hub.set_alert_state(row["id"], "acknowledged", "nurse")
+    assert acked["state"] == "acknowledged" and events[-1] == {"type": "alert", "alert": acked}
+
+
+def test_worker_errors_are_counted_per_sensor(hub):
+    hub.submit("S1", frames(1), "ws")
+    hub.on_message(0, ("round", 0, Round(frames_done=1, errors=[("S1", "invalid_frame", "no valid temperature", 1)])))
+    st = hub.sensors_status()[0]
+    assert st["invalid_frames"] == 1 and "no valid temperature" in st["last_error"]
+
+
+def test_a_worker_restart_starts_new_streams_for_its_sensors(hub):
+    for s in ("A", "B", "C"):
+        hub.submit(s, frames(2), "ws")
+    w = worker_for("A", 2)
+    hub.on_restart(w, lost=5)
+    restarted = {s["sensor_id"]: s["new_streams"] for s in hub.sensors_status()}
+    assert restarted == {s: int(worker_for(s, 2) == w) for s in ("A", "B", "C")}
+    assert hub.stats()["worker_restarts_total"] == 1 and hub.stats()["frames_dropped_total"] == 5
+    # The next frames, with older timestamps than before the crash, do not count as a new clock again.
+    hub.submit("A", frames(1), "ws")
+    assert hub.sensors_status()[0]["new_streams"] == 1
+
+
+def test_silent_sensor_ends_its_stream_once(hub, monkeypatch):
+    hub.cfg.silent_seconds, hub.cfg.end_stream_seconds = 1.0, 2.0
+    hub.submit("S1", frames(2), "ws")
+    hub.sensors["S1"].last_arrival -= 1.5
+    assert hub.sensors_status()[0]["status"] == "silent"
+    hub.tick()
+    assert hub.pool.ended == []
+    hub.sensors["S1"].last_arrival -= 1.0
+    hub.tick()
+    hub.tick()
+    assert hub.pool.ended == [(worker_for("S1", 2), "S1")]
+    assert hub.sensors_status()[0]["status"] == "ended"
+    hub.submit("S1", frames(1, t0=T0 + 5000), "ws")  # back: a live stream again, not a "new clock"
+    assert hub.sensors_status()[0]["status"] == "live" and hub.sensors_status()[0]["new_streams"] == 0
+
+
+def test_metrics_text_is_prometheus_exposition(hub):
+    hub.submit("S1", frames(3), "ws")
+    text = hub.metrics_text()
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    pattern = re.compile(r'^[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? (NaN|-?[0-9.e+-]+)$')
+    assert all(pattern.match(l) for l in samples), [l for l in samples if not pattern.match(l)]
+    assert 'thermal_frames_total{sensor="S1"} 3.0' in samples
+    for name in ("thermal_sensors_connected", "thermal_frames_per_second", "thermal_queue_depth",
+                 "thermal_model_ms", "thermal_latency_seconds", "thermal_frames_dropped_total",
+                 "thermal_alerts_total", "thermal_worker_restarts_total"):
+        assert f"# TYPE {name} " in text

@@ -1,0 +1,242 @@
+"""The service end to end, with its real worker processes: ingest over HTTP and WebSocket, bad
+sensors, auth, alerts in SQLite across a restart, a worker killed and replaced, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_fixtures import frames_with_people, now_stamps, serve_overrides, wait_for, write_tiny_checkpoint
+from thermal_action.serve.config import load_serve_config
+from thermal_action.serve.protocol import encode_frames
+from thermal_action.serve.service import ServiceThread
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="module")
+def svc(checkpoint, tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve") / "data"
+    with ServiceThread(load_serve_config(None, serve_overrides(data, workers=2)), checkpoint) as s:
+        yield s
+
+
+def _auth(svc) -> dict:
+    return {"Authorization": f"Bearer {svc.token}"}
+
+
+def _sensor(svc, sensor_id: str) -> dict | None:
+    got = httpx.get(f"{svc.url}/api/sensors", headers=_auth(svc)).json()["sensors"]
+    return next((s for s in got if s["sensor_id"] == sensor_id), None)
+
+
+def _post(svc, sensor_id: str, frames, stamps) -> httpx.Response:
+    return httpx.post(f"{svc.url}/api/sensors/{sensor_id}/frames", content=encode_frames(frames, stamps),
+                      headers={**_auth(svc), "content-type": "application/octet-stream"})
+
+
+def test_everything_but_health_needs_the_token(svc):
+    assert httpx.get(f"{svc.url}/health").json()["status"] == "ok"
+    for path in ("/api/sensors", "/api/alerts", "/api/info", "/metrics"):
+        assert httpx.get(svc.url + path).status_code == 401
+        assert httpx.get(svc.url + path, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert httpx.get(svc.url + path, params={"token": svc.token}).status_code == 200
+    assert httpx.post(f"{svc.url}/api/sensors/S9/frames", content=b"x").status_code == 401
+    page = httpx.get(f"{svc.url}/?token=wrong")
+    assert page.status_code == 401 and "token" in page.text
+    ok = httpx.get(f"{svc.url}/?token={svc.token}")
+    assert ok.status_code == 200 and "ta_token" in ok.headers["set-cookie"].lower()
+    assert "httponly" in ok.headers["set-cookie"].lower()
+    with connect(f"{svc.url.replace('http', 'ws')}/ws/sensors/S9?token=wrong") as ws:
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=10)
+    assert e.value.rcvd.code == 4401
+    assert _sensor(svc, "S9") is None  # nothing was registered by refused requests
+
+
+def test_http_binary_and_json_ingest_predict_and_alert(svc):
+    frames = frames_with_people(30)
+    r = _post(svc, "H1", frames, now_stamps(30))
+    assert r.status_code == 200 and r.json() == {"accepted": 30, "dropped": 0, "errors": []}
+    body = {"frames": [{"timestamp": t, "frame": f.tolist()} for f, t in zip(frames, now_stamps(30))]}
+    r = httpx.post(f"{svc.url}/api/sensors/H2/frames", json=body, headers=_auth(svc))
+    assert r.json()["accepted"] == 30
+    for s in ("H1", "H2"):
+        st = wait_for(lambda: (x := _sensor(svc, s)) and x["predictions"] > 0 and x, what=f"{s} predictions")
+        assert st["frames"] == 30 and st["status"] == "live" and st["fps"] > 5
+    alerts = wait_for(lambda: httpx.get(f"{svc.url}/api/alerts", params={"sensor": "H1"},
+                                        headers=_auth(svc)).json()["alerts"], what="an alert")
+    a = alerts[0]
+    assert a["state"] == "open" and a["active"] and a["sensor_id"] == "H1"
+    acked = httpx.post(f"{svc.url}/api/alerts/{a['id']}/acknowledge", json={"by": "nurse Ada"}, headers=_auth(svc))
+    assert acked.json()["state"] == "acknowledged"
+    assert svc.hub.store.alert(a["id"])["acknowledged_by"] == "nurse Ada"  # in SQLite
+    resolved = httpx.post(f"{svc.url}/api/alerts/{a['id']}/resolve", headers=_auth(svc)).json()
+    assert resolved["state"] == "resolved" and resolved["resolved_by"] == "dashboard"
+    assert httpx.post(f"{svc.url}/api/alerts/999999/resolve", headers=_auth(svc)).status_code == 404
+    assert httpx.get(f"{svc.url}/api/alerts", params={"state": "bogus"}, headers=_auth(svc)).status_code == 400
+    timeline = httpx.get(f"{svc.url}/api/sensors/H1/timeline", headers=_auth(svc)).json()["items"]
+    assert timeline and {"timestamp", "track_id", "action", "score", "fall_score"} <= set(timeline[0])
+    live = httpx.get(f"{svc.url}/api/sensors/H1/live", headers=_auth(svc)).json()
+    assert live["height"] == 40 and live["width"] == 60 and live["frame_png"] and live["tracks"]
+    info = httpx.get(f"{svc.url}/api/info", headers=_auth(svc)).json()
+    assert info["frame_size"] == [40, 60] and len(info["lut"]) == 256 and info["fall_threshold"] == 0.0
+
+
+def test_bad_sensors_are_reported_and_do_not_stop_the_others(svc):
+    ws_url = f"{svc.url.replace('http', 'ws')}/ws/sensors"
+    good = frames_with_people(40)
+    stamps = now_stamps(40)
+    with connect(f"{ws_url}/W-good?token={svc.token}") as g, connect(f"{ws_url}/W-bad?token={svc.token}") as b:
+        b.send(b"garbage that is not a frame")
+        assert "not valid JSON" in json.loads(b.recv(timeout=10))["error"]
+        b.send(encode_frames(np.zeros((2, 24, 32), np.float32), stamps[:2]))  # another sensor model
+        err = json.loads(b.recv(timeout=10))
+        assert err["sensor_id"] == "W-bad" and "24x32" in err["error"] and "40x60" in err["error"]
+        b.send(encode_frames(np.full((1, 40, 60), np.nan, np.float32), stamps[:1]))  # no valid pixel at all
+        b.send(json.dumps({"frame": [[1, 2], [3]]}))
+        assert "rectangular" in json.loads(b.recv(timeout=10))["error"]
+        for i in range(0, 40, 10):  # the good sensor streams on, in pieces, and a burst
+            g.send(encode_frames(good[i:i + 10], stamps[i:i + 10]))
+        bad = wait_for(lambda: (x := _sensor(svc, "W-bad")) and x["invalid_frames"] and x, what="invalid frame")
+        assert bad["bad_message"] == 2 and bad["bad_shape"] == 2 and bad["connected"] == 1
+        ok = wait_for(lambda: (x := _sensor(svc, "W-good")) and x["predictions"] > 0 and x, what="predictions")
+        assert ok["bad_message"] == ok["bad_shape"] == ok["invalid_frames"] == 0 and ok["transports"] == ["ws"]
+        # NaN and dropped-packet pixels in a running stream are repaired, not refused.
+        patched = good[:10].copy()
+        patched[:, 5, :] = np.nan
+        patched[:, 6, :10] = -273.2
+        g.send(encode_frames(patched, now_stamps(10, stamps[-1] + 166)))
+        wait_for(lambda: _sensor(svc, "W-good")["repaired_pixels"] >= 600, what="repaired pixels")
+        assert _sensor(svc, "W-good")["invalid_frames"] == 0
+    wait_for(lambda: _sensor(svc, "W-good")["connected"] == 0, what="disconnect")
+
+
+def test_bursts_and_new_clocks(svc):
+    frames = frames_with_people(100)
+    t0 = int(time.time() * 1000)
+    assert _post(svc, "B1", frames, now_stamps(100, t0)).json()["accepted"] == 100  # 100 frames at once
+    before = wait_for(lambda: (x := _sensor(svc, "B1")) and x["predictions"] >= 10 and x, what="predictions")
+    # The sensor reboots: its clock starts again far in the past.
+    assert _post(svc, "B1", frames[:30], now_stamps(30, t0 - 86_400_000)).json()["accepted"] == 30
+    after = wait_for(lambda: (x := _sensor(svc, "B1")) and x["predictions"] > before["predictions"] and x,
+                     what="predictions of the new stream")
+    assert after["new_streams"] == 1 and after["frames"] == 130
+
+
+def test_a_killed_worker_is_replaced_and_its_sensors_resume(svc):
+    workers = httpx.get(f"{svc.url}/api/workers", headers=_auth(svc)).json()["workers"]
+    assert len(workers) == 2 and all(w["ready"] for w in workers)
+    victim = workers[0]
+    # One sensor per worker: find ids the hash gives to each.
+    from thermal_action.serve.workers import worker_for
+
+    ids = {w: next(f"K{i}" for i in range(100) if worker_for(f"K{i}", 2) == w) for w in (0, 1)}
+    frames = frames_with_people(60)
+    for w, s in ids.items():
+        _post(svc, s, frames[:30], now_stamps(30))
+    for s in ids.values():
+        wait_for(lambda: (x := _sensor(svc, s)) and x["predictions"] > 0, what=f"{s} predictions")
+    os.kill(victim["pid"], signal.SIGKILL)
+    replaced = wait_for(lambda: [w for w in httpx.get(f"{svc.url}/api/workers", headers=_auth(svc)).json()["workers"]
+                                 if w["index"] == victim["index"] and w["ready"] and w["pid"] != victim["pid"]],
+                        timeout=60, what="a new worker")
+    assert replaced[0]["restarts"] == 1
+    assert httpx.get(f"{svc.url}/health").json()["status"] == "ok"
+    s_dead, s_other = ids[victim["index"]], ids[1 - victim["index"]]
+    assert _sensor(svc, s_dead)["new_streams"] == 1 and _sensor(svc, s_other)["new_streams"] == 0
+    n = _sensor(svc, s_dead)["predictions"]
+    _post(svc, s_dead, frames[30:], now_stamps(30))
+    wait_for(lambda: _sensor(svc, s_dead)["predictions"] > n, what="predictions after the restart")
+    metrics = httpx.get(f"{svc.url}/metrics", headers=_auth(svc)).text
+    assert "thermal_worker_restarts_total 1.0" in metrics
+
+
+def test_dashboard_socket_sends_sensors_live_and_alert_events(svc):
+    with connect(f"{svc.url.replace('http', 'ws')}/ws/dashboard?token={svc.token}") as ws:
+        first = json.loads(ws.recv(timeout=10))
+        assert first["type"] == "sensors"
+        _post(svc, "D1", frames_with_people(30), now_stamps(30))
+        seen = set()
+        deadline = time.monotonic() + 30
+        while {"live", "alert", "sensors"} - seen and time.monotonic() < deadline:
+            event = json.loads(ws.recv(timeout=30))
+            if event.get("sensor_id", "D1") == "D1" or event["type"] == "sensors":
+                seen.add(event["type"])
+        assert {"live", "alert", "sensors"} <= seen
+
+
+def test_alerts_survive_a_restart_and_files_stay_in_the_data_dir(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    cfg = load_serve_config(None, serve_overrides(data))
+    with ServiceThread(cfg, checkpoint) as s:
+        _post(s, "R1", frames_with_people(30), now_stamps(30))
+        wait_for(lambda: len(httpx.get(f"{s.url}/api/alerts", headers=_auth(s)).json()["alerts"]) == 2,
+                 what="an alert per person")
+        before = httpx.get(f"{s.url}/api/alerts", headers=_auth(s)).json()["alerts"]
+        alert = before[0]
+        token = s.token
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written beside it
+    assert {"serve.db", "serve_config.yaml", "token"} <= {p.name for p in data.iterdir()}
+    assert (data / "token").stat().st_mode & 0o077 == 0
+    with ServiceThread(load_serve_config(None, serve_overrides(data, token=token)), checkpoint) as s:
+        rows = httpx.get(f"{s.url}/api/alerts", headers=_auth(s)).json()["alerts"]
+        assert [r["id"] for r in rows] == [r["id"] for r in before] and {r["state"] for r in rows} == {"open"}
+        assert not any(r["active"] for r in rows)  # the model's state did not survive; the alert did
+        r = httpx.post(f"{s.url}/api/alerts/{alert['id']}/acknowledge", json={"by": "night shift"}, headers=_auth(s))
+        assert r.json()["acknowledged_by"] == "night shift"
+
+
+def test_onnx_backend_exports_into_the_data_dir(checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    cfg = load_serve_config(None, serve_overrides(tmp_path / "data", backend="onnx"))
+    with ServiceThread(cfg, checkpoint) as s:
+        assert (tmp_path / "data" / "model.onnx").is_file() and not checkpoint.with_suffix(".onnx").exists()
+        _post(s, "O1", frames_with_people(30), now_stamps(30))
+        wait_for(lambda: (x := _sensor(s, "O1")) and x["predictions"] > 0, what="onnx predictions")
+
+
+def test_cli_serve_prints_its_address_binds_localhost_and_stops_on_sigint(checkpoint, tmp_path):
+    env = {**os.environ, "THERMAL_ACTION_TOKEN": "s3cret-token"}
+    proc = subprocess.Popen([sys.executable, "-m", "thermal_action.cli", "serve", "--checkpoint", str(checkpoint),
+                             *serve_overrides(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while not line.startswith("serving on ") and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "serve exited early"
+        assert line.startswith("serving on http://127.0.0.1:") and line.strip().endswith("?token=s3cret-token")
+        url = line.split()[2].split("/?")[0]
+        assert httpx.get(f"{url}/health").json()["workers_alive"] == 1
+        assert httpx.get(f"{url}/api/sensors", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert (tmp_path / "data" / "token").read_text().strip() == "s3cret-token"
+
+
+def test_cli_serve_refuses_unknown_keys(checkpoint, tmp_path):
+    from thermal_action.cli import main
+
+    assert main(["serve", "--checkpoint", str(checkpoint), "prot=1"]) == 2

@@ -1,0 +1,67 @@
+"""The service's SQLite store: alert states survive a reopen, predictions are kept and purged."""
+
+from __future__ import annotations
+
+import pytest
+
+from thermal_action.serve.store import Store
+
+
+def test_alert_life_open_acknowledged_resolved_survives_reopen(tmp_path):
+    db = tmp_path / "serve.db"
+    s = Store(db)
+    a = s.raise_alert("S1", 3, 1000, 6000, 0.8)
+    assert (a["state"], a["active"], a["end_timestamp"]) == ("open", True, None)
+    again = s.raise_alert("S1", 3, 1000, 6500, 0.9)  # the same fall reported again
+    assert again["id"] == a["id"] and again["peak_score"] == pytest.approx(0.9)
+    ended = s.end_alert("S1", 3, 1000, 9000, 0.85)
+    assert ended["active"] is False and ended["end_timestamp"] == 9000 and ended["state"] == "open"
+    acked = s.set_alert_state(a["id"], "acknowledged", "nurse A")
+    assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "nurse A" and acked["acknowledged_at"]
+    s.close()
+
+    s = Store(db)  # a restart
+    row = s.alert(a["id"])
+    assert row["state"] == "acknowledged" and row["acknowledged_by"] == "nurse A"
+    done = s.set_alert_state(a["id"], "resolved", "nurse B")
+    assert done["state"] == "resolved" and done["resolved_by"] == "nurse B" and done["acknowledged_by"] == "nurse A"
+    # Acknowledging a resolved alert does not reopen it.
+    assert s.set_alert_state(a["id"], "acknowledged", "late")["state"] == "resolved"
+    assert s.set_alert_state(999, "resolved", "x") is None
+    assert s.count_alerts() == {"open": 0, "acknowledged": 0, "resolved": 1}
+
+
+def test_resolving_an_open_alert_acknowledges_it_too(tmp_path):
+    s = Store(tmp_path / "db")
+    a = s.raise_alert("S2", 0, 5, 5, 0.7)
+    r = s.set_alert_state(a["id"], "resolved", "ops")
+    assert r["acknowledged_by"] == "ops" and r["resolved_by"] == "ops"
+    with pytest.raises(ValueError, match="acknowledged or resolved"):
+        s.set_alert_state(a["id"], "open", "x")
+
+
+def test_active_alerts_end_at_start_and_filters(tmp_path):
+    s = Store(tmp_path / "db")
+    s.raise_alert("S1", 0, 1, 2, 0.6)
+    b = s.raise_alert("S2", 1, 1, 2, 0.6)
+    s.set_alert_state(b["id"], "acknowledged", "x")
+    assert s.end_all_active() == 2
+    assert all(not a["active"] for a in s.alerts())
+    assert [a["sensor_id"] for a in s.alerts("open")] == ["S1"]
+    assert [a["sensor_id"] for a in s.alerts("unresolved")] == ["S2", "S1"]
+    assert [a["sensor_id"] for a in s.alerts(sensor_id="S2")] == ["S2"]
+    assert s.open_alerts_by_sensor() == {"S1": 1}
+    with pytest.raises(ValueError, match="state must be"):
+        s.alerts("gone")
+
+
+def test_predictions_timeline_and_purge(tmp_path):
+    s = Store(tmp_path / "db")
+    s.add_predictions([("S1", 1000 + i, i, 0, "standing", 0.9, 0.05, 1, 2, 3, 4) for i in range(5)]
+                      + [("S2", 1000, 0, 1, "walking", 0.5, 0.1, 1, 2, 3, 4)])
+    items = s.timeline("S1", since_ms=1002)
+    assert [i["timestamp"] for i in items] == [1002, 1003, 1004]
+    assert items[0]["action"] == "standing" and items[0]["fall_score"] == pytest.approx(0.05)
+    assert s.count_predictions() == 6 and s.count_predictions("S2") == 1
+    assert s.purge_predictions(older_than_ms=0) == 0
+    assert s.purge_predictions(older_than_ms=2**62) == 6
