@@ -167,6 +167,8 @@ def test_a_killed_worker_is_replaced_and_its_sensors_resume(svc):
     wait_for(lambda: _sensor(svc, s_dead)["predictions"] > n, what="predictions after the restart")
     metrics = httpx.get(f"{svc.url}/metrics", headers=_auth(svc)).text
     assert "thermal_worker_restarts_total 1.0" in metrics
+    stats = httpx.get(f"{svc.url}/api/stats", headers=_auth(svc)).json()
+    assert stats["worker_restarts_total"] == 1 and stats["workers_alive"] == 2
 
 
 def test_dashboard_socket_sends_sensors_live_and_alert_events(svc):

@@ -245,6 +245,11 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         require(request)
         return PlainTextResponse(hub.metrics_text(), media_type="text/plain; version=0.0.4")
 
+    @app.get("/api/stats")
+    def stats(request: Request) -> dict:
+        require(request)
+        return hub.stats()
+
     @app.get("/api/workers")
     def workers(request: Request) -> dict:
         require(request)

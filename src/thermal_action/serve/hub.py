@@ -109,8 +109,8 @@ class SensorState:
         return "live"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
 
 
 class Hub:
@@ -514,8 +514,8 @@ class Hub:
         """Prometheus text exposition of :meth:`stats` and per-sensor counters."""
         s = self.stats()
 
-        def num(v: float) -> str:
-            return "NaN" if v != v else repr(float(v))
+        def num(v: float | None) -> str:
+            return "NaN" if v is None or v != v else repr(float(v))
 
         lines = []
 
