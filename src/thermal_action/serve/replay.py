@@ -501,17 +501,28 @@ class _MqttTransport:
 # -- the senders ------------------------------------------------------------------------------
 
 
+@dataclass
+class _Clock:
+    """The replay's common start, set once every sender has connected (or tried to)."""
+
+    go: threading.Event = field(default_factory=threading.Event)
+    t0: float = 0.0  # monotonic seconds
+    epoch0_ms: float = 0.0  # the same instant, ms since epoch
+    stop_at: float | None = None  # monotonic seconds
+
+
 class _Sender(threading.Thread):
     """Sends one sensor's frames on schedule over its transport."""
 
-    def __init__(self, report: SensorReport, rec: RawRecording, transport: Any, t0: float, epoch0_ms: float,
-                 delay: float, speed: float, loop: bool, stop_at: float | None, stop: threading.Event,
-                 late_ms: float, linger: float):
+    def __init__(self, report: SensorReport, rec: RawRecording, transport: Any, clock: _Clock, delay: float,
+                 speed: float, loop: bool, stop: threading.Event, late_ms: float, linger: float):
         super().__init__(name=f"replay-{report.sensor_id}", daemon=True)
         self.report, self.rec, self.transport = report, rec, transport
-        self.start_wall = t0 + delay  # monotonic seconds
-        self.epoch0_ms = epoch0_ms + delay * 1000.0
-        self.speed, self.loop, self.stop_at, self.stop_event = speed, loop, stop_at, stop
+        self.clock, self.delay = clock, delay
+        self.ready = threading.Event()
+        self.start_wall = 0.0  # monotonic seconds, once the clock starts
+        self.epoch0_ms = 0.0
+        self.speed, self.loop, self.stop_event = speed, loop, stop
         self.late_s = late_ms / 1000.0
         self.linger = linger
         self.connected = False
@@ -530,6 +541,23 @@ class _Sender(threading.Thread):
             self._server_errors(errors)
 
     def _run(self) -> None:
+        # Connect before the clock starts: the first frames are not late by the handshake.
+        try:
+            self._connect()
+        except ReplayAuthError as e:
+            self._fatal(e, 0)
+        except (OSError, TimeoutError) as e:
+            self._lost(f"cannot connect: {e or type(e).__name__}", 0)
+        finally:
+            self.ready.set()
+        while not self.clock.go.wait(0.1):
+            if self.stop_event.is_set():
+                return
+        if self.report.fatal:
+            return
+        self.start_wall = self.clock.t0 + self.delay
+        self.epoch0_ms = self.clock.epoch0_ms + self.delay * 1000.0
+        self.stop_at = self.clock.stop_at
         items = schedule(self.rec.timestamps, self.speed, self.loop)
         pending = next(items, None)
         while pending is not None and not self.stop_event.is_set():
@@ -569,10 +597,7 @@ class _Sender(threading.Thread):
                 r.frames_failed += len(batch)
                 return True
             try:
-                self.transport.connect()
-                if r.messages_sent or r.frames_failed:
-                    r.reconnects += 1
-                self.connected, self.backoff = True, _BACKOFF[0]
+                self._connect()
             except ReplayAuthError as e:
                 return self._fatal(e, len(batch))
             except (OSError, TimeoutError) as e:
@@ -593,6 +618,12 @@ class _Sender(threading.Thread):
         r.frames_dropped += dropped
         self._server_errors(errors)
         return True
+
+    def _connect(self) -> None:
+        self.transport.connect()
+        if self.report.messages_sent or self.report.frames_failed or self.report.errors:
+            self.report.reconnects += 1
+        self.connected, self.backoff = True, _BACKOFF[0]
 
     def _server_errors(self, errors: list[str]) -> None:
         for e in errors:
@@ -670,8 +701,7 @@ def replay(
     stop = stop or threading.Event()
     summary = ReplaySummary(target=to, speed=speed, loop=loop)
     link = _MqttLink(to, qos, timeout) if scheme in ("mqtt", "tcp") else None
-    t0, epoch0_ms = time.monotonic(), time.time() * 1000.0
-    stop_at = None if duration is None else t0 + duration
+    clock = _Clock()
     threads = []
     try:
         for j, (sid, k) in enumerate(ids):
@@ -684,10 +714,17 @@ def replay(
             else:
                 transport = _HttpTransport(to, sid, token, timeout)
             delay = j / len(ids) * stagger_seconds if len(ids) > 1 else 0.0
-            threads.append(_Sender(report, recs[k], transport, t0, epoch0_ms, delay, speed, loop, stop_at, stop,
-                                   late_ms, linger=min(timeout, 0.5)))
+            threads.append(_Sender(report, recs[k], transport, clock, delay, speed, loop, stop, late_ms,
+                                   linger=min(timeout, 0.5)))
         for th in threads:
             th.start()
+        ready_by = time.monotonic() + timeout + 1.0
+        for th in threads:
+            th.ready.wait(max(0.0, ready_by - time.monotonic()))
+        clock.t0, clock.epoch0_ms = time.monotonic(), time.time() * 1000.0
+        clock.stop_at = None if duration is None else clock.t0 + duration
+        clock.go.set()
+        t0 = clock.t0
         next_progress = t0 + progress_every
         try:
             while True:
