@@ -309,3 +309,48 @@ def test_cli_replay_prints_the_summary(recordings, ws_server, capsys):
     assert out["totals"]["frames_sent"] == len(STEPS) + 1
     assert out["sensors"][0]["sensor_id"] == "ROOM_A"
     assert main(["replay", str(recordings["ROOM_A"][0]), "--to", "ftp://x:1"]) == 2
+
+
+# -- end to end: the real service, fed by replay over WebSocket and over MQTT
+
+
+@pytest.mark.slow
+def test_replay_into_the_service_over_websocket_and_mqtt(tmp_path, mosquitto):
+    import sys
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from serve_fixtures import make_frames, serve_overrides, wait_for, write_tiny_checkpoint
+
+    from thermal_action.data.synth.sensor import bursty_timestamps
+    from thermal_action.serve.config import load_serve_config
+    from thermal_action.serve.service import ServiceThread
+
+    frames = make_frames(30, dropped=(7, 8))[0]  # two frames with lost packets, sent as recorded
+    stamps = bursty_timestamps(np.random.default_rng(0), len(frames), T0)
+    paths = {}
+    for name in ("E2E_WS", "E2E_MQ"):
+        paths[name] = tmp_path / f"{name}.h5"
+        write_h5(paths[name], name, "02:00:00:00:00:02", frames, stamps, int(stamps[0]))
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
+    cfg = load_serve_config(None, serve_overrides(tmp_path / "data", mqtt_url=mosquitto.url))
+    with ServiceThread(cfg, ckpt) as svc:
+        assert svc.service.mqtt.wait_connected(10)
+        ws = replay([paths["E2E_WS"]], svc.url.replace("http://", "ws://"), token=svc.token, speed=4.0)
+        mq = replay([paths["E2E_MQ"]], mosquitto.url, speed=4.0, qos=1)
+        assert ws.sensors[0].frames_sent == mq.sensors[0].frames_sent == len(frames)
+        assert ws.sensors[0].server_errors == 0 and ws.sensors[0].fatal is None
+
+        def sensors():
+            got = httpx.get(f"{svc.url}/api/sensors", headers={"Authorization": f"Bearer {svc.token}"}).json()
+            by_id = {s["sensor_id"]: s for s in got["sensors"]}
+            ok = all(by_id.get(s, {}).get("predictions", 0) > 0 for s in paths)
+            return ok and by_id
+
+        by_id = wait_for(sensors, timeout=60, what="predictions of both replayed sensors")
+    for name in paths:
+        s = by_id[name]
+        assert s["frames"] == len(frames) and s["bad_message"] == 0 and s["bad_shape"] == 0, s
+        assert s["repaired_pixels"] > 0  # the dropped packets arrived as recorded and were repaired there
+    assert by_id["E2E_WS"]["connected"] == 0  # replay closed its WebSocket
