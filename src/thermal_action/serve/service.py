@@ -104,6 +104,7 @@ class Service:
         self.socket = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((cfg.host, cfg.port))
+        self.socket.listen(2048)  # connections wait in the backlog until the server accepts: the banner is true at once
         self.port = self.socket.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, ws_max_size=MAX_WS))
 
