@@ -154,6 +154,50 @@ def _spatial_conv_matmul(
     return y.reshape(n, t, -1, ho, wo).transpose(1, 2)
 
 
+#: The backends of ``F.conv3d`` that are PyTorch's own unvectorised loops (im2col plus a
+#: matrix product per clip). Its CPU heuristic picks them for ``kt x 1 x 1`` and ``1 x 1 x 1``
+#: kernels on one thread (even for batches of clips) and for some dilated ones, where they
+#: run at 15-35 GFLOP/s against oneDNN's 40-90 (``benchmarks/bench_peak.py``).
+_SLOW_BACKENDS = frozenset(
+    getattr(torch._C._ConvBackend, name)
+    for name in ("Slow3d", "SlowDilated3d")
+    if hasattr(torch._C, "_ConvBackend") and hasattr(torch._C._ConvBackend, name)
+)
+
+
+def _plain_conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """``F.conv3d``, but through oneDNN where PyTorch would run its slow native kernels.
+
+    ``torch.mkldnn_convolution`` is the op ``F.conv3d`` itself calls when its heuristic
+    chooses oneDNN (same autograd formula, same results up to float rounding); float32 CPU
+    only, since oneDNN has no float64 convolutions.
+    """
+    if (
+        x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and _SLOW_BACKENDS
+        and torch.backends.mkldnn.is_available()
+        and torch._C._select_conv_backend(x, weight, bias, stride, padding, dilation, False, (0, 0, 0), 1, None)
+        in _SLOW_BACKENDS
+    ):
+        return torch.mkldnn_convolution(x, weight, bias, padding, stride, dilation, 1)
+    return F.conv3d(x, weight, bias, stride, padding, dilation)
+
+
+def _pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A ``1 x 1 x 1`` conv of a channels-last-3d input as one matrix product over its
+    ``(N*T*H*W, C)`` view (a free view; the result is channels-last-3d too)."""
+    y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out)
+    return y.permute(0, 4, 1, 2, 3)
+
+
 def conv3d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -182,30 +226,31 @@ def conv3d(
     if layout is None:
         return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
     n, c, t, h, w = x.shape
-    if n > 1:
-        # From two clips on, PyTorch's own 3D convolutions are as fast or faster (measured
-        # with batches of 2 and 8); the paths below are for a single clip.
-        y = F.conv3d(x, weight, bias, stride, padding, dilation)
-        return y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y
     kt, kh, kw = weight.shape[2:]
     spatial_only = kt == 1 and stride[0] == 1 and padding[0] == 0
     temporal_only = (kh, kw) == (1, 1) and stride[1:] == (1, 1) and padding[1:] == (0, 0)
+    pointwise = spatial_only and temporal_only and dilation == (1, 1, 1)
+    if n > 1:
+        # From two clips on, oneDNN's 3D convolutions are as fast as the 2D paths below
+        # (measured with batches of 2 and 8), but not a pointwise one as one matrix product.
+        if layout == "cl" and pointwise:
+            return _pointwise_channels_last(x, weight, bias)
+        y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
+        return y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y
     if spatial_only and (kh, kw) != (1, 1) and MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
         y = _spatial_conv_matmul(x, weight, bias, stride, padding, dilation)
         fmt = torch.channels_last_3d if layout == "cl" else torch.contiguous_format
         return y.contiguous(memory_format=fmt)
     if layout == "cl":
-        if spatial_only and temporal_only and dilation == (1, 1, 1):
-            # Pointwise: one matrix product over the (N*T*H*W, C) view of the input.
-            y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out)
-            return y.permute(0, 4, 1, 2, 3)
+        if pointwise:
+            return _pointwise_channels_last(x, weight, bias)
         if spatial_only and dilation == (1, 1, 1):
             # A channels-last-3d (N, C, T, H, W) tensor is a channels-last (N*T, C, H, W) one.
             y = F.conv2d(x.transpose(1, 2).reshape(n * t, c, h, w), weight.squeeze(2), bias,
                          stride[1:], padding[1:], dilation[1:])
             y = y.reshape(n, t, *y.shape[1:]).transpose(1, 2)
         else:
-            y = F.conv3d(x, weight, bias, stride, padding, dilation)
+            y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
         # oneDNN returns some of these in the contiguous format (kt x 1 x 1 kernels, for one);
         # a copy keeps the whole network in one format, which the BatchNorm, ReLU and
         # residual adds that follow repay many times over. A no-op when already so.
@@ -216,7 +261,7 @@ def conv3d(
         frames = x.transpose(1, 2).reshape(t, c, h, w)  # one copy
         y = F.conv2d(frames, weight.squeeze(2), bias, stride[1:], padding[1:], dilation[1:])
         return y.reshape(n, t, *y.shape[1:]).transpose(1, 2).contiguous()
-    return F.conv3d(x, weight, bias, stride, padding, dilation)
+    return _plain_conv3d(x, weight, bias, stride, padding, dilation)
 
 
 class Conv3d(nn.Conv3d):
