@@ -19,14 +19,14 @@ CL = torch.channels_last_3d
 CASES = {
     "pointwise": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
     "pointwise_stride2": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 2, 2), (0, 0, 0), (1, 1, 1), "conv3d", "conv2d"),
-    "temporal_k3": ((1, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv3d"),
-    "temporal_k5_stride8": ((1, 8, 16, 5, 6), (6, 8, 5, 1, 1), (8, 1, 1), (2, 0, 0), (1, 1, 1), "conv2d", "conv3d"),
+    "temporal_k3": ((1, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
+    "temporal_k5_stride8": ((1, 8, 16, 5, 6), (6, 8, 5, 1, 1), (8, 1, 1), (2, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
     "temporal_wide_tiny_frames": ((1, 600, 4, 2, 3), (6, 600, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1),
-                                  "matmul", "conv3d"),
+                                  "matmul", "matmul"),
     "spatial_3x3": ((1, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_3x3_two_clips": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv3d", "conv3d"),
     "pointwise_two_clips": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
-    "temporal_k3_two_clips": ((2, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv3d", "conv3d"),
+    "temporal_k3_two_clips": ((2, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_3x3_stride2": ((1, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_dilated": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), "conv3d", "conv3d"),
     "spatial_small_frames": ((1, 8, 3, 4, 5), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv3d", "conv2d"),
@@ -197,18 +197,17 @@ def test_bf16_autocast_runs_the_fast_paths_close_to_float32():
     torch.testing.assert_close(y.float(), ref, rtol=0.05, atol=0.05)
 
 
-# Kernels for which PyTorch's heuristic picks its slow native loops on one thread (the
-# temporal and pointwise convs, dilated spatial ones): in float32 our conv3d sends them to
-# oneDNN (torch.mkldnn_convolution) instead.
+# Kernels for which PyTorch's heuristic picks its slow native loops on one thread (pointwise,
+# dilated spatial and full kernels of one clip, where no 2D path applies): in float32 our
+# conv3d sends them to oneDNN (torch.mkldnn_convolution) instead.
 # name -> (case, whether oneDNN runs it for a contiguous / a channels-last-3d input; the
 # others take the 2D or matmul paths above).
 ONEDNN_CASES = {
-    "temporal_k3_two_clips": (CASES["temporal_k3_two_clips"][:5], True, True),
-    "temporal_k3_one_clip": (CASES["temporal_k3"][:5], False, True),
-    "temporal_k5_stride8": (CASES["temporal_k5_stride8"][:5], False, True),
+    "pointwise_one_clip": (CASES["pointwise"][:5], True, False),
     "spatial_dilated_two_clips": (CASES["spatial_dilated"][:5], False, False),  # PyTorch picks oneDNN itself
-    "spatial_dilated_one_clip": (((1, 8, 3, 9, 10), *CASES["spatial_dilated"][1:5]), True, True),
-    "pointwise_two_clips": (CASES["pointwise_two_clips"][:5], True, False),
+    "spatial_dilated_one_clip": (((1, 8, 3, 9, 10), *CASES["spatial_dilated"][1:5]), True, False),
+    "full_kernel_one_clip": (((1, 8, 6, 9, 10), *CASES["full_kernel"][1:5]), True, True),
+    "pointwise_two_clips": (CASES["pointwise_two_clips"][:5], True, False),  # channels-last: a matmul
 }
 
 
