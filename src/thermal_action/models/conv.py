@@ -10,19 +10,25 @@ where the same arithmetic as a 2D convolution over the ``N*T`` frames runs at 10
 :func:`conv3d` computes exactly ``F.conv3d`` (same weight tensor, same result up to float
 rounding) and on a CPU picks, by kernel shape and memory format:
 
-- channels-last-3d input of one clip (``trainer.channels_last``, the training default): a
+- temporal ``kt x 1 x 1`` kernels (no spatial stride or padding) of any batch: a
+  ``(N, C, T, H, W)`` tensor is ``(N, C, T, H*W)`` as it is, contiguous or channels-last,
+  so the conv is a ``(kt x 1)`` 2D conv of a free view (2-5x faster than the 3D kernels at
+  batches 1 and 4); on tiny frames next to the channel count (``4 * N*T*H*W < C``, e.g.
+  res5 of a 40x60 clip: 48 positions, 2048 channels) one matrix product over ``kt`` shifted
+  copies (im2col) instead;
+- channels-last-3d input (``trainer.channels_last``, the training default): a
   ``(N, C, T, H, W)`` tensor is byte for byte a channels-last ``(N*T, C, H, W)`` batch of
-  frames, so every ``1 x kh x kw`` kernel (no temporal stride or padding, no dilation) runs
-  as ``F.conv2d`` on a free view, and a pointwise kernel as one ``F.linear`` over the
-  ``(N*T*H*W, C)`` view; other kernels run as ``F.conv3d``;
-- contiguous input of one clip: ``kt x 1 x 1`` kernels as a ``(kt x 1)`` 2D conv on the free
-  ``(N, C, T, H*W)`` view, ``1 x kh x kw`` kernels on frames of at least 64 pixels as a 2D
-  conv over transposed frames;
-- weight-bound convs of one clip on tiny frames (``4 * T*H*W < C``, e.g. res5 of a 40x60
-  clip: 48 positions, 2048 channels): im2col plus one matrix product (``1 x kh x kw``
-  kernels in either format, ``kt x 1 x 1`` kernels of a contiguous input);
-- anything else, including every batch of two or more clips (there PyTorch's own 3D
-  convolutions are as fast or faster, measured with batches of 2 and 8): ``F.conv3d``.
+  frames, so a pointwise kernel is one ``F.linear`` over the ``(N*T*H*W, C)`` view (any
+  batch), and for one clip every ``1 x kh x kw`` kernel (no temporal stride or padding,
+  dilated ones too) is ``F.conv2d`` on a free view;
+- contiguous input of one clip: ``1 x kh x kw`` kernels on frames of at least 64 pixels as
+  a 2D conv over transposed frames;
+- weight-bound spatial convs of one clip on tiny frames (``4 * T*H*W < C``): im2col plus
+  one matrix product;
+- anything else: the 3D convolution, but through oneDNN (``torch.mkldnn_convolution``)
+  where ``F.conv3d``'s heuristic would pick PyTorch's unvectorised native kernels
+  (``Slow3d``, ``SlowDilated3d``: on one thread it does so for every kernel with
+  ``kh = kw = 1`` and for small batch-1 convs, at 15-35 GFLOP/s); float32 only.
 
 A channels-last-3d input always gives a channels-last-3d result (oneDNN returns some
 convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
