@@ -15,18 +15,18 @@ CL = torch.channels_last_3d
 
 # (input shape, weight shape, stride, padding, dilation, path the CPU takes for a contiguous /
 # channels-last-3d input). Kernels are those of SlowFast: pointwise, temporal, spatial, stems;
-# batches of two or more clips always take F.conv3d.
+# batches of two or more clips take F.conv3d, but for a channels-last pointwise conv (one matmul).
 CASES = {
     "pointwise": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
     "pointwise_stride2": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 2, 2), (0, 0, 0), (1, 1, 1), "conv3d", "conv2d"),
-    "temporal_k3": ((1, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv3d"),
-    "temporal_k5_stride8": ((1, 8, 16, 5, 6), (6, 8, 5, 1, 1), (8, 1, 1), (2, 0, 0), (1, 1, 1), "conv2d", "conv3d"),
+    "temporal_k3": ((1, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
+    "temporal_k5_stride8": ((1, 8, 16, 5, 6), (6, 8, 5, 1, 1), (8, 1, 1), (2, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
     "temporal_wide_tiny_frames": ((1, 600, 4, 2, 3), (6, 600, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1),
-                                  "matmul", "conv3d"),
+                                  "matmul", "matmul"),
     "spatial_3x3": ((1, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_3x3_two_clips": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv3d", "conv3d"),
-    "pointwise_two_clips": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "conv3d"),
-    "temporal_k3_two_clips": ((2, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv3d", "conv3d"),
+    "pointwise_two_clips": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
+    "temporal_k3_two_clips": ((2, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_3x3_stride2": ((1, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_dilated": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), "conv3d", "conv3d"),
     "spatial_small_frames": ((1, 8, 3, 4, 5), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv3d", "conv2d"),
@@ -195,3 +195,49 @@ def test_bf16_autocast_runs_the_fast_paths_close_to_float32():
         y = conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), ref, rtol=0.05, atol=0.05)
+
+
+# Kernels for which PyTorch's heuristic picks its slow native loops on one thread (pointwise,
+# dilated spatial and full kernels of one clip, where no 2D path applies): in float32 our
+# conv3d sends them to oneDNN (torch.mkldnn_convolution) instead.
+# name -> (case, whether oneDNN runs it for a contiguous / a channels-last-3d input; the
+# others take the 2D or matmul paths above).
+ONEDNN_CASES = {
+    "pointwise_one_clip": (CASES["pointwise"][:5], True, False),
+    "spatial_dilated_two_clips": (CASES["spatial_dilated"][:5], False, False),  # PyTorch picks oneDNN itself
+    "spatial_dilated_one_clip": (((1, 8, 3, 9, 10), *CASES["spatial_dilated"][1:5]), True, False),
+    "full_kernel_one_clip": (((1, 8, 6, 9, 10), *CASES["full_kernel"][1:5]), True, True),
+    "pointwise_two_clips": (CASES["pointwise_two_clips"][:5], True, False),  # channels-last: a matmul
+}
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+@pytest.mark.parametrize("case", list(ONEDNN_CASES))
+def test_float32_convs_that_pytorch_runs_slowly_go_to_onednn_with_the_same_result(case, layout):
+    (shape, wshape, stride, padding, dilation), onednn_c, onednn_cl = ONEDNN_CASES[case]
+    fmt = CL if layout == "channels_last_3d" else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(wshape, generator=gen, requires_grad=True)
+    b = torch.randn(wshape[0], generator=gen, requires_grad=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # PyTorch's heuristic depends on the thread count; one thread is the slow case
+    calls = []
+    original = torch.mkldnn_convolution
+    try:
+        torch.mkldnn_convolution = lambda *a, **k: calls.append(1) or original(*a, **k)
+        y = conv3d(x, w, b, stride, padding, dilation)
+    finally:
+        torch.mkldnn_convolution = original
+        torch.set_num_threads(threads)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    y_ref = F.conv3d(x64, w64, b64, stride, padding, dilation)
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-4)
+    grad = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(y, [x, w, b], grad.float().contiguous(memory_format=fmt))
+    want = torch.autograd.grad(y_ref, [x64, w64, b64], grad)
+    for g, r in zip(got, want, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g.double(), r, rtol=1e-5, atol=1e-3)
+    assert y.is_contiguous(memory_format=fmt)
+    assert bool(calls) == (onednn_cl if layout == "channels_last_3d" else onednn_c), case

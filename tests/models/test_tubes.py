@@ -180,3 +180,34 @@ def test_roi_transform_moves_a_box_with_its_pixels():
         rows, cols = moved.nonzero(as_tuple=True)
         assert (rows.min().item(), rows.max().item() + 1, cols.min().item(), cols.max().item() + 1) == \
             (y1, y2, x1, x2), t
+
+
+@pytest.mark.parametrize("variant", ["crop_cnn", "slowfast_tiny"])
+def test_batched_test_time_augmentation_equals_one_pass_per_view(variant):
+    # The tube model cuts the tubes once and classifies all views in one batch; the generic
+    # path transforms the clip and the boxes and runs one full pass per view. Float64, eval
+    # BatchNorm with non-trivial statistics, boxes at the frame's edges (zero padding).
+    from thermal_action.models.detector import ActionDetector
+
+    model = _model(variant).double()
+    gen = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.3, 0.3, generator=gen)
+            m.running_var.uniform_(0.5, 2.0, generator=gen)
+    torch.nn.init.normal_(model.head.classifier.weight, std=1.0, generator=gen)
+    slow, fast = _clip(alpha=model.alpha)
+    slow, fast = slow.double(), fast.double()
+    rois = torch.tensor([[0, 10.0, 10.0, 22.0, 18.0], [0, 0.5, 5.0, 18.0, 12.0], [1, 40.0, 20.0, 59.5, 39.5]],
+                        dtype=torch.float64)
+    model.eval()
+    for n in (2, 4, 8):
+        model.set_test_time_augmentation(n)
+        with torch.no_grad():
+            batched = model(slow, fast, rois)
+            per_view = ActionDetector._forward_augmented(model, slow, fast, rois, None, None, n)
+        assert batched.shape == (3, K)
+        assert batched.abs().max() > 1e-2
+        torch.testing.assert_close(batched, per_view, atol=1e-10, rtol=1e-10)
+    with torch.no_grad():
+        assert model(slow, fast, rois[:0]).shape == (0, K)

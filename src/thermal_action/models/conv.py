@@ -10,19 +10,25 @@ where the same arithmetic as a 2D convolution over the ``N*T`` frames runs at 10
 :func:`conv3d` computes exactly ``F.conv3d`` (same weight tensor, same result up to float
 rounding) and on a CPU picks, by kernel shape and memory format:
 
-- channels-last-3d input of one clip (``trainer.channels_last``, the training default): a
+- temporal ``kt x 1 x 1`` kernels (no spatial stride or padding) of any batch: a
+  ``(N, C, T, H, W)`` tensor is ``(N, C, T, H*W)`` as it is, contiguous or channels-last,
+  so the conv is a ``(kt x 1)`` 2D conv of a free view (2-5x faster than the 3D kernels at
+  batches 1 and 4); on tiny frames next to the channel count (``4 * N*T*H*W < C``, e.g.
+  res5 of a 40x60 clip: 48 positions, 2048 channels) one matrix product over ``kt`` shifted
+  copies (im2col) instead;
+- channels-last-3d input (``trainer.channels_last``, the training default): a
   ``(N, C, T, H, W)`` tensor is byte for byte a channels-last ``(N*T, C, H, W)`` batch of
-  frames, so every ``1 x kh x kw`` kernel (no temporal stride or padding, no dilation) runs
-  as ``F.conv2d`` on a free view, and a pointwise kernel as one ``F.linear`` over the
-  ``(N*T*H*W, C)`` view; other kernels run as ``F.conv3d``;
-- contiguous input of one clip: ``kt x 1 x 1`` kernels as a ``(kt x 1)`` 2D conv on the free
-  ``(N, C, T, H*W)`` view, ``1 x kh x kw`` kernels on frames of at least 64 pixels as a 2D
-  conv over transposed frames;
-- weight-bound convs of one clip on tiny frames (``4 * T*H*W < C``, e.g. res5 of a 40x60
-  clip: 48 positions, 2048 channels): im2col plus one matrix product (``1 x kh x kw``
-  kernels in either format, ``kt x 1 x 1`` kernels of a contiguous input);
-- anything else, including every batch of two or more clips (there PyTorch's own 3D
-  convolutions are as fast or faster, measured with batches of 2 and 8): ``F.conv3d``.
+  frames, so a pointwise kernel is one ``F.linear`` over the ``(N*T*H*W, C)`` view (any
+  batch), and for one clip every ``1 x kh x kw`` kernel (no temporal stride or padding,
+  dilated ones too) is ``F.conv2d`` on a free view;
+- contiguous input of one clip: ``1 x kh x kw`` kernels on frames of at least 64 pixels as
+  a 2D conv over transposed frames;
+- weight-bound spatial convs of one clip on tiny frames (``4 * T*H*W < C``): im2col plus
+  one matrix product;
+- anything else: the 3D convolution, but through oneDNN (``torch.mkldnn_convolution``)
+  where ``F.conv3d``'s heuristic would pick PyTorch's unvectorised native kernels
+  (``Slow3d``, ``SlowDilated3d``: on one thread it does so for every kernel with
+  ``kh = kw = 1`` and for small batch-1 convs, at 15-35 GFLOP/s); float32 only.
 
 A channels-last-3d input always gives a channels-last-3d result (oneDNN returns some
 convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
@@ -132,6 +138,25 @@ def _temporal_conv(
     return y.reshape(n, -1, y.shape[2], h, w)
 
 
+def _temporal_conv_channels_last(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """A ``kt x 1 x 1`` conv (no spatial stride or padding) of a channels-last-3d input.
+
+    Its ``(N, T, H, W, C)`` memory is a channels-last ``(N, C, T, H*W)`` tensor as it is, so
+    the conv is a ``(kt x 1)`` 2D convolution of a free view, and the result a free view back.
+    """
+    n, c, t, h, w = x.shape
+    x2 = x.permute(0, 2, 3, 4, 1).reshape(n, t, h * w, c).permute(0, 3, 1, 2)  # (N, C, T, H*W), no copy
+    y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
+    return y.reshape(n, -1, y.shape[2], h, w).contiguous(memory_format=torch.channels_last_3d)
+
+
 def _spatial_conv_matmul(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -152,6 +177,50 @@ def _spatial_conv_matmul(
     ho = (h + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
     wo = (w + 2 * padding[2] - dilation[2] * (weight.shape[4] - 1) - 1) // stride[2] + 1
     return y.reshape(n, t, -1, ho, wo).transpose(1, 2)
+
+
+#: The backends of ``F.conv3d`` that are PyTorch's own unvectorised loops (im2col plus a
+#: matrix product per clip). Its CPU heuristic picks them for ``kt x 1 x 1`` and ``1 x 1 x 1``
+#: kernels on one thread (even for batches of clips) and for some dilated ones, where they
+#: run at 15-35 GFLOP/s against oneDNN's 40-90 (``benchmarks/bench_peak.py``).
+_SLOW_BACKENDS = frozenset(
+    getattr(torch._C._ConvBackend, name)
+    for name in ("Slow3d", "SlowDilated3d")
+    if hasattr(torch._C, "_ConvBackend") and hasattr(torch._C._ConvBackend, name)
+)
+
+
+def _plain_conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """``F.conv3d``, but through oneDNN where PyTorch would run its slow native kernels.
+
+    ``torch.mkldnn_convolution`` is the op ``F.conv3d`` itself calls when its heuristic
+    chooses oneDNN (same autograd formula, same results up to float rounding); float32 CPU
+    only, since oneDNN has no float64 convolutions.
+    """
+    if (
+        x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and _SLOW_BACKENDS
+        and torch.backends.mkldnn.is_available()
+        and torch._C._select_conv_backend(x, weight, bias, stride, padding, dilation, False, (0, 0, 0), 1, None)
+        in _SLOW_BACKENDS
+    ):
+        return torch.mkldnn_convolution(x, weight, bias, padding, stride, dilation, 1)
+    return F.conv3d(x, weight, bias, stride, padding, dilation)
+
+
+def _pointwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A ``1 x 1 x 1`` conv of a channels-last-3d input as one matrix product over its
+    ``(N*T*H*W, C)`` view (a free view; the result is channels-last-3d too)."""
+    y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out)
+    return y.permute(0, 4, 1, 2, 3)
 
 
 def conv3d(
@@ -182,41 +251,51 @@ def conv3d(
     if layout is None:
         return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
     n, c, t, h, w = x.shape
-    if n > 1:
-        # From two clips on, PyTorch's own 3D convolutions are as fast or faster (measured
-        # with batches of 2 and 8); the paths below are for a single clip.
-        y = F.conv3d(x, weight, bias, stride, padding, dilation)
-        return y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y
     kt, kh, kw = weight.shape[2:]
     spatial_only = kt == 1 and stride[0] == 1 and padding[0] == 0
     temporal_only = (kh, kw) == (1, 1) and stride[1:] == (1, 1) and padding[1:] == (0, 0)
+    pointwise = spatial_only and temporal_only and dilation == (1, 1, 1)
+    if temporal_only and kt > 1:
+        # Any batch: the (kt x 1) 2D conv of the (N, C, T, H*W) view is 2-5x faster than
+        # oneDNN's or PyTorch's 3D kernels (measured at batches 1 and 4, both layouts).
+        if layout == "c":
+            return _temporal_conv(x, weight, bias, stride, padding, dilation)
+        if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
+            # Tiny frames: the contiguous path's one matrix product; the copies are small.
+            y = _temporal_conv(x.contiguous(), weight, bias, stride, padding, dilation)
+            return y.contiguous(memory_format=torch.channels_last_3d)
+        return _temporal_conv_channels_last(x, weight, bias, stride, padding, dilation)
+    if n > 1:
+        # From two clips on, oneDNN's 3D convolutions are as fast as the 2D paths below
+        # (measured with batches of 2, 4 and 8), but not a pointwise one as one matrix product.
+        if layout == "cl" and pointwise:
+            return _pointwise_channels_last(x, weight, bias)
+        y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
+        return y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y
     if spatial_only and (kh, kw) != (1, 1) and MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
         y = _spatial_conv_matmul(x, weight, bias, stride, padding, dilation)
         fmt = torch.channels_last_3d if layout == "cl" else torch.contiguous_format
         return y.contiguous(memory_format=fmt)
     if layout == "cl":
-        if spatial_only and temporal_only and dilation == (1, 1, 1):
-            # Pointwise: one matrix product over the (N*T*H*W, C) view of the input.
-            y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (N, T, H, W, C_out)
-            return y.permute(0, 4, 1, 2, 3)
-        if spatial_only and dilation == (1, 1, 1):
-            # A channels-last-3d (N, C, T, H, W) tensor is a channels-last (N*T, C, H, W) one.
+        if pointwise:
+            return _pointwise_channels_last(x, weight, bias)
+        if spatial_only:
+            # A channels-last-3d (N, C, T, H, W) tensor is a channels-last (N*T, C, H, W) one;
+            # dilated kernels too (res4-5 of the compact variants: 3-4x faster than in 3D).
             y = F.conv2d(x.transpose(1, 2).reshape(n * t, c, h, w), weight.squeeze(2), bias,
                          stride[1:], padding[1:], dilation[1:])
             y = y.reshape(n, t, *y.shape[1:]).transpose(1, 2)
         else:
-            y = F.conv3d(x, weight, bias, stride, padding, dilation)
+            y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
         # oneDNN returns some of these in the contiguous format (kt x 1 x 1 kernels, for one);
         # a copy keeps the whole network in one format, which the BatchNorm, ReLU and
         # residual adds that follow repay many times over. A no-op when already so.
         return y.contiguous(memory_format=torch.channels_last_3d)
-    if temporal_only and kt > 1:
-        return _temporal_conv(x, weight, bias, stride, padding, dilation)
     if spatial_only and dilation == (1, 1, 1) and (kh, kw) != (1, 1) and h * w >= MIN_FRAME_PIXELS_FOR_2D:
         frames = x.transpose(1, 2).reshape(t, c, h, w)  # one copy
         y = F.conv2d(frames, weight.squeeze(2), bias, stride[1:], padding[1:], dilation[1:])
         return y.reshape(n, t, *y.shape[1:]).transpose(1, 2).contiguous()
-    return F.conv3d(x, weight, bias, stride, padding, dilation)
+    return _plain_conv3d(x, weight, bias, stride, padding, dilation)
 
 
 class Conv3d(nn.Conv3d):

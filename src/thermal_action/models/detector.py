@@ -140,6 +140,18 @@ class ActionDetector(nn.Module):
         n = 1 if self.training else self.test_time_augmentation
         if n == 1:
             return self._forward(slow, fast, rois, clip_keys, object_rois)
+        return self._forward_augmented(slow, fast, rois, clip_keys, object_rois, n)
+
+    def _forward_augmented(
+        self,
+        slow: torch.Tensor,
+        fast: torch.Tensor,
+        rois: torch.Tensor,
+        clip_keys: Sequence[ClipKey] | None,
+        object_rois: torch.Tensor | None,
+        n: int,
+    ) -> torch.Tensor:
+        """``(R, K)`` logits averaged over the first ``n`` of :data:`TTA_TRANSFORMS`, one pass each."""
         h, w = fast.shape[-2:]
         total = None
         for t in TTA_TRANSFORMS[:n]:
