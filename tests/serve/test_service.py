@@ -242,3 +242,13 @@ def test_cli_serve_refuses_unknown_keys(checkpoint, tmp_path):
     from thermal_action.cli import main
 
     assert main(["serve", "--checkpoint", str(checkpoint), "prot=1"]) == 2
+
+
+def test_boxes_a_gateway_sends_are_used_instead_of_the_detector(svc):
+    frames = frames_with_people(30)
+    box = [10.0, 8.0, 20.0, 18.0]  # deliberately not where the detector would put a person
+    body = {"frames": [{"timestamp": t, "frame": f.tolist(), "boxes": [box]} for f, t in zip(frames, now_stamps(30))]}
+    assert httpx.post(f"{svc.url}/api/sensors/G1/frames", json=body, headers=_auth(svc)).json()["accepted"] == 30
+    live = wait_for(lambda: (x := httpx.get(f"{svc.url}/api/sensors/G1/live", headers=_auth(svc)).json())
+                    and x["tracks"] and x["tracks"][0]["action"] and x, what="a scored given box")
+    assert [t["box"] for t in live["tracks"]] == [box]
