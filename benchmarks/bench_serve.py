@@ -187,7 +187,7 @@ def run_one(args: argparse.Namespace, checkpoint: Path, recordings: list[Path], 
         "window_lag_s": round(info["lag_seconds"], 2),
         "model_ms_p50": None if s1["model_ms_p50"] is None else round(s1["model_ms_p50"], 1),
         "cpu_cores_used": round(cpu / wall, 2), "peak_rss_mb": round(peak_rss),
-        "late_sends": summary.totals().get("late", None) if summary is not None else None,
+        "late_sends": summary.totals()["frames_late"] if summary is not None else None,
         "alerts": s1["alerts_raised_total"], "keeps_up": keeps_up,
     }
 
