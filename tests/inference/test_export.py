@@ -105,3 +105,18 @@ def test_cli_export_and_errors(exported, tmp_path, capsys):
         read_onnx_metadata(tmp_path / "plain.onnx")
     with pytest.raises(ValueError, match="exporter"):
         export_onnx(ckpt, tmp_path / "x.onnx", exporter="magic")
+
+
+def test_fast_only_tube_model_exports_without_a_slow_input(tmp_path):
+    """The CPU default's crop CNN reads only the fast pathway, so its graph has no ``slow``
+    input; the export check, the ONNX predictor and the service feed what the graph declares."""
+    cfg = tiny_config()
+    cfg.model.variant, cfg.model.tube_size, cfg.model.test_time_augmentation = "crop_cnn", 8, 8
+    ckpt = write_tiny_checkpoint(tmp_path / "crop.ckpt", cfg)
+    report = export_onnx(ckpt, tmp_path / "crop.onnx")
+    assert report.max_abs_diff_logits < 1e-4
+    frames, _ = make_frames(30)
+    boxes = np.array([[7, 8, 17, 16], [40, 24, 50, 32]], np.float32)
+    want = Predictor.from_checkpoint(ckpt).predict_clips([ClipRequest(frames, 10, boxes)])
+    got = Predictor.from_checkpoint(report.path).predict_clips([ClipRequest(frames, 10, boxes)])
+    np.testing.assert_allclose(got[0], want[0], atol=1e-4)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -73,11 +75,9 @@ class OnnxBackend:
 
     def __call__(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
                  clip_keys: Sequence[tuple[str, int]] | None = None) -> torch.Tensor:
-        feeds = {
-            "slow": slow.detach().cpu().numpy().astype(np.float32, copy=False),
-            "fast": fast.detach().cpu().numpy().astype(np.float32, copy=False),
-            "rois": rois.detach().cpu().numpy().astype(np.float32, copy=False),
-        }
+        from thermal_action.inference.export import session_feeds
+
+        feeds = session_feeds(self.session, slow, fast, rois)
         (logits,) = self.session.run(["logits"], feeds)
         return torch.from_numpy(logits)
 

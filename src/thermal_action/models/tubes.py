@@ -152,15 +152,20 @@ class PersonTubeDetector(ActionDetector):
         for k, t in enumerate(TTA_TRANSFORMS[:n]):
             moved = transform_rois(rois, h, w, *t)
             inner = boxes_in_tubes(moved, tube_windows(moved, self.context, self.min_size), self.tube_size)
-            inners.append(inner + torch.tensor([k * r, 0.0, 0.0, 0.0, 0.0], dtype=inner.dtype, device=inner.device))
+            inners.append(inner)
             extras.append(box_size_features(moved))
             fasts.append(transform_clip(fast_tubes, *t))
             if slow_tubes is not None:
                 slows.append(transform_clip(slow_tubes, *t))
         fast_all = self._as_input(torch.cat(fasts), fast)  # (n*R, 1, T, S, S)
         slow_all = fast_all if slow_tubes is None else self._as_input(torch.cat(slows), fast)
-        out = self.head(self.backbone(slow_all, fast_all), torch.cat(inners), extra=torch.cat(extras))
-        return out.logits.reshape(n, r, -1).mean(dim=0)
+        inner_all = torch.cat(inners)
+        # Tube k*R + i is view k of box i. The index comes from a tensor op, not the Python
+        # int R, so an exported (traced) graph keeps the number of boxes dynamic.
+        index = torch.arange(inner_all.shape[0], device=inner_all.device, dtype=inner_all.dtype)
+        inner_all = torch.cat([index[:, None], inner_all[:, 1:]], dim=1)
+        out = self.head(self.backbone(slow_all, fast_all), inner_all, extra=torch.cat(extras))
+        return out.logits.reshape(n, -1, out.logits.shape[-1]).mean(dim=0)
 
     @staticmethod
     def _as_input(tubes: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
