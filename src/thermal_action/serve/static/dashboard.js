@@ -25,6 +25,7 @@
     sensors: new Map(), // sensor id -> {status, live, tile, els, timeline}
     alerts: new Map(), // alert id -> Alert
     seenAlerts: new Set(), // ids already beeped for
+    alertsLoaded: false,
     ws: null,
     backoff: BACKOFF_MIN_MS,
     lastEvent: 0,
@@ -312,10 +313,15 @@
     try {
       const data = await api("/api/alerts?limit=200&state=" + (showResolved() ? "all" : "unresolved"));
       state.alerts.clear();
+      let fresh = false;
       for (const a of data.alerts) {
         state.alerts.set(a.id, a);
-        state.seenAlerts.add(a.id); // alerts from before this page: no beep
+        // Alerts older than this page do not beep; ones raised while it was disconnected do.
+        if (!state.seenAlerts.has(a.id) && state.alertsLoaded && a.state === "open" && a.active) fresh = true;
+        state.seenAlerts.add(a.id);
       }
+      state.alertsLoaded = true;
+      if (fresh) beep();
       renderAlerts();
     } catch (e) {
       message("could not load alerts: " + e.message, true);
@@ -367,7 +373,8 @@
     const body = $("alerts-body");
     const rows = Array.from(state.alerts.values())
       .filter((a) => showResolved() || a.state !== "resolved")
-      .sort((a, b) => b.id - a.id);
+      .sort((a, b) => b.id - a.id)
+      .slice(0, 200);
     body.replaceChildren();
     for (const a of rows) {
       const where = `sensor ${a.sensor_id}, track ${a.track_id}`;
