@@ -67,6 +67,11 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "tube_24": (DEFAULT_CONFIG, ["model.tube_size=24", "model.tube_context=2.0"]),
     "epochs_16": (DEFAULT_CONFIG, ["optim.epochs=16"]),
     "class_weights_inverse": (DEFAULT_CONFIG, ["optim.class_weights=inverse"]),
+    # The temporal window (the default: 64 frames at stride 2, ~10.8 s, 32 tube frames).
+    "window_16": (DEFAULT_CONFIG, ["data.num_frames=16"]),
+    "window_32": (DEFAULT_CONFIG, ["data.num_frames=32"]),
+    "window_32_stride_1": (DEFAULT_CONFIG, ["data.num_frames=32", "data.frame_stride=1"]),
+    "window_128_stride_4": (DEFAULT_CONFIG, ["data.num_frames=128", "data.frame_stride=4"]),
     # Whole-frame and SlowFast alternatives (10-20x the compute).
     "whole_frame_1x": (FAST_CONFIG, []),
     "whole_frame_2x": (FAST_CONFIG, ["data.scale=2.0"]),
@@ -78,6 +83,18 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
 PRETRAIN_RUNS: dict[str, tuple[Path, list[str], list[str]]] = {
     "ssl_pretrain": (DEFAULT_CONFIG, [], []),
     "ssl_pretrain_long": (DEFAULT_CONFIG, [], ["pretrain.epochs=12", "pretrain.temporal_jitter=12"]),
+}
+#: Runs that mix synthetic rooms into each fold's training batches (``data.extra_train_root``,
+#: ``data.extra_train_share``: that share of every batch is synthetic, each real training clip is
+#: still seen once per epoch); the inner validation and the test recording stay real. The rooms
+#: are generated once per benchmark run (``thermal-action synth`` with ``SYNTH_MIX``; their
+#: background 17.8 °C, people 7.2 °C above it and boxes ~10x8 px match the real ones' 18.0 °C,
+#: 6.8 °C and 10x10 px): name -> (config, overrides).
+SYNTH_MIX = {"num_recordings": 24, "frames_per_recording": 400, "val_recordings": 0, "seed": 7}
+MIX_RUNS: dict[str, tuple[Path, list[str]]] = {
+    "synth_mix_25": (DEFAULT_CONFIG, ["data.extra_train_share=0.25"]),
+    "synth_mix_50": (DEFAULT_CONFIG, ["data.extra_train_share=0.5"]),
+    "synth_mix_75": (DEFAULT_CONFIG, ["data.extra_train_share=0.75"]),
 }
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
 
@@ -238,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = dict(RUNS)
     runs.update({name: (config, overrides) for name, (config, overrides, _) in PRETRAIN_RUNS.items()})
+    runs.update(MIX_RUNS)
     if args.config:
         runs["custom"] = (args.config, [])
         if "custom" not in args.runs:
@@ -259,11 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_real_") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        synth_root = None
+        if any(name in MIX_RUNS for name in args.runs):
+            from thermal_action.data.synth import SynthConfig, generate_dataset
+
+            synth_root = work / "synth"
+            if not (synth_root / "annotations" / "train.json").is_file():
+                generate_dataset(synth_root, SynthConfig(**SYNTH_MIX))
         jobs = []
         for fold in folds:
             paths = write_fold_annotations(ann, fold, work / "folds" / fold["test"])
             for name in args.runs:
                 config, overrides = runs[name]
+                if name in MIX_RUNS:
+                    overrides = [*overrides, f"data.extra_train_root={synth_root}"]
                 for seed in args.seeds if config is not None else [0]:
                     jobs.append({"run": name, "fold": fold["test"], "seed": seed, "config": config,
                                  "overrides": overrides, "extra": args.set, "paths": {k: str(v) for k, v in paths.items()},
@@ -313,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "folds": folds,
         "seeds": args.seeds,
         "checkpoint": args.checkpoint,
+        **({"synthetic_mix": SYNTH_MIX} if any(name in MIX_RUNS for name in args.runs) else {}),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }

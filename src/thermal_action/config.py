@@ -148,6 +148,9 @@ class DataConfig:
     batch_size: int = ranged(8, 1)  # clips per batch (per device)
     num_workers: int = ranged(0, 0)  # DataLoader workers
     class_balanced_sampler: bool = False  # sample clips inversely to their rarest box class frequency
+    extra_train_root: str = ""  # a second dataset (e.g. `thermal-action synth` rooms) mixed into training batches; "" = none
+    extra_train_ann: str = "annotations/train.json"  # relative to extra_train_root (or absolute); never used for validation
+    extra_train_share: float = ranged(0.5, 0.0, 1.0, high_open=True)  # expected fraction of extra clips per batch; every train_ann clip is still seen once per epoch
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Loaders: batches of the right shape, class-balanced sampling, epoch-seeded augmentation."""
+"""Loaders: batches of the right shape, class-balanced sampling, epoch-seeded augmentation,
+an extra (synthetic) training set mixed into the batches."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from thermal_action.data.dataset import MixedClipDataset
 from thermal_action.training.datamodule import (
     EpochSampler,
+    MixedEpochSampler,
     SetDatasetEpoch,
     build_datamodule,
     build_datasets,
@@ -80,3 +83,61 @@ def test_augmentation_changes_with_the_epoch(tiny_config):
     _Trainer.current_epoch = 1
     cb.on_train_epoch_start(_Trainer, None)
     assert train_ds.epoch == 1 and not torch.equal(a, train_ds[0].clip)
+
+
+@pytest.fixture(scope="module")
+def extra_root(tmp_path_factory):
+    """A second tiny synthetic dataset (other rooms), to mix into the training batches."""
+    from thermal_action.data.synth import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("extra")
+    generate_dataset(root, SynthConfig(num_recordings=2, frames_per_recording=80, seed=5, val_recordings=0))
+    return root
+
+
+def test_an_extra_training_set_is_mixed_into_every_epoch(tiny_config, extra_root):
+    plain, _ = build_datasets(tiny_config())
+    cfg = tiny_config(f"data.extra_train_root={extra_root}", "data.extra_train_share=0.25", "data.batch_size=1")
+    train_ds, val_ds = build_datasets(cfg)
+    assert isinstance(train_ds, MixedClipDataset) and len(train_ds.primary) == len(plain)
+    assert [k.image_id for k in val_ds.keyframes] == [k.image_id for k in build_datasets(tiny_config())[1].keyframes]
+    n, m = len(train_ds.primary), train_ds.extra_per_epoch
+    assert m == round(n / 3) and 0 < m < len(train_ds.extra)  # 25% of n + m
+    loader = build_datamodule(cfg, 8, train_ds, val_ds).train_dataloader()
+    sampler = loader.sampler
+    assert isinstance(sampler, MixedEpochSampler) and len(sampler) == n + m
+    order = list(sampler)
+    assert sorted(i for i in order if i < n) == list(range(n))  # every primary clip once
+    extra = [i for i in order if i >= n]
+    assert len(extra) == m == len(set(extra)) and max(extra) < len(train_ds)
+    assert order == list(sampler)  # the epoch decides the draw ...
+    train_ds.set_epoch(1)
+    assert order != list(sampler) and train_ds.extra.epoch == 1  # ... and it changes with it
+    sample = train_ds[extra[0]]
+    assert sample.image_id == train_ds.extra.keyframes[extra[0] - n].image_id
+    assert sample.clip.shape == train_ds.primary[0].clip.shape
+    # Class weights see the boxes an epoch shows: each extra box m / len(extra) times.
+    counts = class_counts(train_ds)
+    expected = sum(k.num_boxes for k in plain.keyframes) + m / len(train_ds.extra) * sum(
+        k.num_boxes for k in train_ds.extra.keyframes)
+    assert abs(sum(counts) - expected) <= len(counts) / 2
+
+
+def test_the_share_sets_the_extra_clips_per_epoch(tiny_config, extra_root):
+    train_ds, _ = build_datasets(tiny_config(f"data.extra_train_root={extra_root}", "data.extra_train_share=0.75"))
+    n = len(train_ds.primary)
+    assert train_ds.extra_per_epoch == 3 * n > len(train_ds.extra)
+    sampler = MixedEpochSampler(train_ds, seed=0)
+    counts = Counter(i for i in sampler if i >= n)
+    # More draws than extra clips: each is drawn once per pass, so counts differ by at most one.
+    assert sum(counts.values()) == 3 * n and max(counts.values()) - min(counts.values()) <= 1
+    assert len(counts) == len(train_ds.extra)
+    off, _ = build_datasets(tiny_config(f"data.extra_train_root={extra_root}", "data.extra_train_share=0"))
+    assert not isinstance(off, MixedClipDataset)
+
+
+def test_extra_training_set_errors(tiny_config, extra_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="extra_train_root"):
+        build_datasets(tiny_config(f"data.extra_train_root={tmp_path / 'nope'}"))
+    with pytest.raises(ValueError, match="cannot be combined"):
+        build_datasets(tiny_config(f"data.extra_train_root={extra_root}", "data.class_balanced_sampler=true"))

@@ -132,6 +132,12 @@ def test_class_weights_and_balanced_sampler_train(tmp_path, tiny_config):
     assert result.global_step == 2 and result.best_checkpoint.is_file()
 
 
+def test_training_with_an_extra_synthetic_set(tmp_path, tiny_config, synth_root):
+    # The tiny set mixed with itself: the path through build_datasets, class counts and the sampler.
+    result = train(tiny_config(f"data.extra_train_root={synth_root}", "data.extra_train_share=0.5"), tmp_path)
+    assert result.global_step == 2 and result.best_checkpoint.is_file()
+
+
 class _BankProbe(L.Callback):
     """Records whether each validation clip's keyframe is already in the bank before its step."""
 

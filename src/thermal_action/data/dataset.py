@@ -270,6 +270,77 @@ class ThermalClipDataset(Dataset):
         return np.array([1.0 / counts[lab].min() if lab.size else floor for lab in labels], dtype=np.float64)
 
 
+class MixedClipDataset(Dataset):
+    """A primary training set (e.g. real recordings) with an extra one (e.g. synthetic rooms)
+    mixed into its batches.
+
+    Items ``0 .. len(primary) - 1`` are the primary clips, the rest the extra ones. Each
+    epoch a sampler (``training.datamodule.MixedEpochSampler``) shows every primary clip
+    once and :attr:`extra_per_epoch` extra clips, so about ``share`` of every batch is
+    extra; the primary set is seen as often as without the mix, the epoch is longer.
+
+    Args:
+        primary: the set the model is for (its class names are the run's).
+        extra: clips with the same class names.
+        share: expected fraction of extra clips per batch, in ``[0, 1)``.
+    """
+
+    def __init__(self, primary: ThermalClipDataset, extra: ThermalClipDataset, share: float):
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"the extra set's share must be in [0, 1), got {share}")
+        if list(extra.class_names) != list(primary.class_names):
+            raise ValueError("the extra training set's classes differ from the primary set's")
+        if len(extra) == 0 and share > 0:
+            raise ValueError("the extra training set has no keyframes")
+        self.primary, self.extra, self.share = primary, extra, float(share)
+        self.class_names = primary.class_names
+        self.keyframes = primary.keyframes + extra.keyframes
+
+    @property
+    def extra_per_epoch(self) -> int:
+        """Extra clips drawn per epoch: ``share`` of the epoch's ``len(primary) + extra_per_epoch``."""
+        return int(round(len(self.primary) * self.share / (1.0 - self.share)))
+
+    def __len__(self) -> int:
+        return len(self.primary) + len(self.extra)
+
+    def __getitem__(self, index: int) -> ClipSample:
+        n = len(self.primary)
+        return self.primary[index] if index < n else self.extra[index - n]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.primary.set_epoch(epoch)
+        self.extra.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return self.primary.epoch
+
+    def preload(self) -> None:
+        self.primary.preload()
+        self.extra.preload()
+
+    def check_recordings(self) -> set[tuple[int, int]]:
+        """:meth:`ThermalClipDataset.check_recordings` of both sets (their frame sizes)."""
+        return self.primary.check_recordings() | self.extra.check_recordings()
+
+    def padding_summary(self) -> dict[str, int]:
+        a, b = self.primary.padding_summary(), self.extra.padding_summary()
+        return {k: a[k] + b[k] for k in a}
+
+    def expected_class_counts(self) -> np.ndarray:
+        """``(K,)`` boxes per class an epoch shows on average: every primary box once, each
+        extra box ``extra_per_epoch / len(extra)`` times (what class weights should see)."""
+        def counts(keyframes: Sequence[Keyframe]) -> np.ndarray:
+            c = np.zeros(len(self.class_names), dtype=np.float64)
+            for kf in keyframes:
+                np.add.at(c, kf.labels[kf.labels >= 0], 1)
+            return c
+
+        rate = self.extra_per_epoch / len(self.extra) if len(self.extra) else 0.0
+        return counts(self.primary.keyframes) + rate * counts(self.extra.keyframes)
+
+
 # --- collation ---------------------------------------------------------------------------
 
 

@@ -55,6 +55,36 @@ class EpochSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+class MixedEpochSampler(Sampler[int]):
+    """The epochs of a :class:`~thermal_action.data.dataset.MixedClipDataset`: every primary
+    clip once and ``extra_per_epoch`` extra clips, shuffled together, from a seed of
+    (seed, the dataset's epoch).
+
+    The extra clips are drawn without replacement (a new permutation each time the extra
+    set runs out), so over a few epochs every extra clip is used about equally often.
+    """
+
+    def __init__(self, dataset, seed: int):
+        self.dataset = dataset
+        self.num_primary = len(dataset.primary)
+        self.num_extra = len(dataset.extra)
+        self.extra_per_epoch = dataset.extra_per_epoch
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.num_primary + self.extra_per_epoch
+
+    def __iter__(self):
+        epoch = int(getattr(self.dataset, "epoch", 0))
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        m = self.extra_per_epoch
+        rounds = -(-m // self.num_extra) if m else 0
+        extra = [torch.randperm(self.num_extra, generator=g) for _ in range(rounds)]
+        extra_idx = torch.cat(extra)[:m] + self.num_primary if extra else torch.zeros(0, dtype=torch.int64)
+        order = torch.cat([torch.arange(self.num_primary), extra_idx])
+        return iter(order[torch.randperm(len(order), generator=g)].tolist())
+
+
 class SetDatasetEpoch(L.Callback):
     """Tells the training dataset the epoch, which seeds its augmentation, and reseeds
     torch's global generator (dropout) from (seed, rank, epoch, batch) before every
@@ -125,6 +155,10 @@ class ThermalDataModule(L.LightningDataModule):
         return kwargs
 
     def train_dataloader(self) -> DataLoader:
+        if hasattr(self.train_dataset, "extra_per_epoch"):  # a MixedClipDataset
+            sampler = MixedEpochSampler(self.train_dataset, self.seed)
+            return DataLoader(self.train_dataset, sampler=sampler, drop_last=len(sampler) > self.batch_size,
+                              collate_fn=self.train_collate, **self._loader_kwargs())
         if self.class_balanced:
             weights = np.asarray(self.train_dataset.sampling_weights(), dtype=np.float64)
             sampler = EpochSampler(self.train_dataset, self.seed, weights)
@@ -164,7 +198,35 @@ def build_datasets(cfg) -> tuple[Dataset, Dataset | None]:
                          (val_ds, d.val_ann, "validation frame-mAP, which picks best.ckpt, is undefined")):
         if ds is not None:
             require_labelled_boxes(ds, annotation_path(d, ann), why)
+    if d.extra_train_root and d.extra_train_share > 0:
+        train_ds = _mix_extra(cfg, train_ds)
     return train_ds, val_ds
+
+
+def _mix_extra(cfg, train_ds):
+    """``train_ds`` with ``data.extra_train_root``'s ``data.extra_train_ann`` mixed in
+    (:class:`~thermal_action.data.dataset.MixedClipDataset`): same preprocessing and
+    augmentation, read from the extra dataset's own ``frames_dir``."""
+    import dataclasses
+
+    from thermal_action.data.dataset import MixedClipDataset, build_dataset
+
+    d = cfg.data
+    if d.class_balanced_sampler:
+        raise ValueError("data.class_balanced_sampler and data.extra_train_root cannot be combined: "
+                         "the mixed sampler decides which clips an epoch sees")
+    if not Path(d.extra_train_root).is_dir():
+        raise FileNotFoundError(f"data.extra_train_root {d.extra_train_root!r} is not a directory")
+    extra_cfg = dataclasses.replace(d, root=d.extra_train_root)
+    # Its own augmentation stream: item i of both sets would otherwise draw the same flips.
+    extra = build_dataset(extra_cfg, d.extra_train_ann, train=True, seed=cfg.seed + 1)
+    require_labelled_boxes(extra, annotation_path(extra_cfg, d.extra_train_ann), "nothing to mix in")
+    if list(extra.class_names) != list(train_ds.class_names):
+        raise ValueError(f"{d.extra_train_ann} of {d.extra_train_root}: its classes differ from those of {d.train_ann}")
+    mixed = MixedClipDataset(train_ds, extra, d.extra_train_share)
+    log.info("mixing %d extra training keyframes from %s: %d per epoch beside the %d of %s (share %.2f)",
+             len(extra), d.extra_train_root, mixed.extra_per_epoch, len(train_ds), d.train_ann, d.extra_train_share)
+    return mixed
 
 
 def annotation_path(d, ann: str | Path) -> Path:
@@ -183,7 +245,10 @@ def require_labelled_boxes(dataset, path: str | Path, why: str) -> None:
 
 
 def class_counts(dataset) -> list[int]:
-    """``(K,)`` labelled boxes per class in a ``ThermalClipDataset``."""
+    """``(K,)`` labelled boxes per class in a ``ThermalClipDataset`` (in a
+    ``MixedClipDataset``: the boxes an epoch shows on average, rounded)."""
+    if hasattr(dataset, "expected_class_counts"):
+        return np.rint(dataset.expected_class_counts()).astype(np.int64).tolist()
     counts = np.zeros(len(dataset.class_names), dtype=np.int64)
     for kf in dataset.keyframes:
         np.add.at(counts, kf.labels[kf.labels >= 0], 1)
