@@ -106,7 +106,7 @@ def recorded_fps(recordings: list[Path]) -> float:
         ts = read_raw_recording(path).timestamps
         if len(ts) > 1 and ts[-1] > ts[0]:
             rates.append((len(ts) - 1) / ((ts[-1] - ts[0]) / 1000.0))
-    return sum(rates) / len(rates) if rates else 6.0
+    return float(sum(rates) / len(rates)) if rates else 6.0
 
 
 def start_service(checkpoint: Path, data_dir: Path, backend: str, workers: int) -> tuple[subprocess.Popen, str, str]:
@@ -175,7 +175,7 @@ def run_one(args: argparse.Namespace, checkpoint: Path, recordings: list[Path], 
     waiting = sum(s1["queue_depth"])
     p95 = s1["latency_s_p95"]
     expected = n * fps
-    keeps_up = (dropped == 0 and frames >= 0.9 * expected * wall and waiting <= expected
+    keeps_up = bool(dropped == 0 and frames >= 0.9 * expected * wall and waiting <= expected
                 and p95 is not None and p95 < P95_TARGET_S)
     return {
         "backend": backend, "sensors": n, "workers": args.workers, "seconds": round(wall, 1),
