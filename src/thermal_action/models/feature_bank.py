@@ -98,6 +98,14 @@ class FeatureBank:
             if pos == len(frames) or frames[pos] != key[1]:
                 frames.insert(pos, key[1])
 
+    def entries(self) -> list[tuple[str, int, torch.Tensor]]:
+        """Every stored keyframe as ``(sensor_id, frame_idx, (N, D) features)``."""
+        return [(k[0], k[1], v) for k, v in self._features.items()]
+
+    def put(self, key: ClipKey, features: torch.Tensor) -> None:
+        """Stores (replaces) one keyframe's ``(N, D)`` person features (e.g. from another rank)."""
+        self.write([key], features, torch.zeros(features.shape[0], dtype=torch.long, device=features.device))
+
     def neighbours(self, key: ClipKey) -> list[tuple[int, int]]:
         """``(frame_idx, offset)`` of the stored neighbours of ``key`` (``key`` excluded)."""
         sensor, frame = str(key[0]), int(key[1])

@@ -76,3 +76,32 @@ def fill_feature_bank(model: torch.nn.Module, batches: Iterable[Batch], forward:
     for batch in batches:
         forward(batch)
     return len(bank)
+
+
+def gather_feature_bank(bank: Any) -> int:
+    """Under DDP, gives every rank the keyframes every other rank wrote into its bank, so a
+    keyframe reads its neighbours from the whole set whichever rank they were dealt to (as in
+    one process). Outside DDP it does nothing. Returns the keyframes each bank then holds.
+
+    The features travel as CPU tensors through ``all_gather_object`` (a few KB per keyframe);
+    they are stored back on the device of the bank's own features.
+    """
+    import torch.distributed as dist
+
+    if bank is None:
+        return 0
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return len(bank)
+    own = bank.entries()
+    device = own[0][2].device if own else torch.device("cpu")
+    mine = [(s, f, t.detach().cpu()) for s, f, t in own]
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, mine)
+    for rank, part in enumerate(parts):
+        if rank == dist.get_rank():
+            continue
+        for sensor, frame, feats in part:
+            if (sensor, frame) not in bank:
+                bank.put((sensor, frame), feats.to(device))
+    return len(bank)
+

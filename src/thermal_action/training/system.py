@@ -39,6 +39,7 @@ from thermal_action.training.records import (
     batch_clip_keys,
     batch_prediction_records,
     fill_feature_bank,
+    gather_feature_bank,
     merge_records_by_image,
 )
 from thermal_action.training.schedule import build_optimizer, build_schedule
@@ -213,6 +214,9 @@ class ActionDetectionSystem(L.LightningModule):
         self._step_clock = now
 
     def on_train_epoch_end(self) -> None:
+        # The keyframes this rank's training steps wrote, shared with the other ranks, so the
+        # next epoch reads memory from the whole training set (no-op in one process).
+        gather_feature_bank(getattr(self.model, "feature_bank", None))
         rate = self.epoch_clips_per_s()
         if rate is not None:
             self.last_epoch_clips_per_s = rate
@@ -228,8 +232,9 @@ class ActionDetectionSystem(L.LightningModule):
         """A first pass over this rank's validation clips that only writes the memory, so
         every validation keyframe then reads neighbours from both sides (as at evaluation).
 
-        Under DDP each rank fills its own bank from its own part of the set: keyframes
-        whose neighbours went to another rank see a shorter memory (documented limit).
+        Under DDP each rank fills its bank from its own part of the set, then the ranks
+        exchange what they wrote (:func:`gather_feature_bank`): every keyframe reads its
+        neighbours from the whole set, as in one process.
         """
         from torch.utils.data import DataLoader
 
@@ -246,6 +251,7 @@ class ActionDetectionSystem(L.LightningModule):
         batches = (b.to(self.device) for b in (fill if math.isinf(limit) else itertools.islice(fill, int(limit))))
         with self.trainer.precision_plugin.forward_context():
             fill_feature_bank(self.model, batches, self)
+        gather_feature_bank(self.model.feature_bank)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self(batch)  # (R, K)
