@@ -267,25 +267,18 @@ def repair_frames(
     return x, stats
 
 
-def read_recording(
-    path: str | Path,
-    valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
-    realign: bool = True,
-) -> Recording:
-    """Reads a whole ``frames/<sensor_id>.h5`` file, repairs it and closes it.
-
-    Args:
-        path: the HDF5 file (format in DATA_FORMAT.md).
-        valid_range: ``(low, high)`` °C; temperatures outside are repaired.
-        realign: put packed packets back in place (see :func:`repair_frames`).
+def read_raw(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """A recording's datasets exactly as stored, checked but not repaired or converted: what
+    :func:`read_recording` repairs, and what ``thermal-action replay`` sends as a live sensor.
 
     Returns:
-        The :class:`Recording`, frames ``(N, H, W)`` float32 °C.
+        ``(frames, timestamps, frame_seqs, attrs)``: frames ``(N, H, W)`` in the stored dtype,
+        timestamps ``(N,)`` int64 ms, ``frame_seqs`` (None when absent), file attributes.
 
     Raises:
-        DatasetError: the file is missing or unreadable, lacks ``frames`` or
-            ``timestamps``, has frames that are not ``(N, H, W)``, timestamps of another
-            length, or cannot be repaired.
+        DatasetError: the file is missing or unreadable, lacks ``frames`` or ``timestamps``,
+            has frames that are not numeric ``(N, H, W)`` or timestamps of another length or
+            not integers.
     """
     path = Path(path)
     with _open(path) as f:
@@ -309,7 +302,32 @@ def read_recording(
         raise DatasetError(path, f"{timestamps.shape[0]} timestamps for {n} frames", record="timestamps")
     if not np.issubdtype(timestamps.dtype, np.integer):
         raise DatasetError(path, f"'timestamps' must be integers (ms), got {timestamps.dtype}", record="timestamps")
-    timestamps = timestamps.astype(np.int64)
+    return raw, timestamps.astype(np.int64), seqs, attrs
+
+
+def read_recording(
+    path: str | Path,
+    valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
+    realign: bool = True,
+) -> Recording:
+    """Reads a whole ``frames/<sensor_id>.h5`` file, repairs it and closes it.
+
+    Args:
+        path: the HDF5 file (format in DATA_FORMAT.md).
+        valid_range: ``(low, high)`` °C; temperatures outside are repaired.
+        realign: put packed packets back in place (see :func:`repair_frames`).
+
+    Returns:
+        The :class:`Recording`, frames ``(N, H, W)`` float32 °C.
+
+    Raises:
+        DatasetError: the file is missing or unreadable, lacks ``frames`` or
+            ``timestamps``, has frames that are not ``(N, H, W)``, timestamps of another
+            length, or cannot be repaired.
+    """
+    path = Path(path)
+    raw, timestamps, seqs, attrs = read_raw(path)
+    n = raw.shape[0]
     if seqs is None or seqs.shape[0] != n:
         seqs = timestamps.copy()
     h, w = raw.shape[1:]

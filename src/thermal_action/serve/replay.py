@@ -96,33 +96,18 @@ class RawRecording:
 def read_raw_recording(path: str | Path) -> RawRecording:
     """Reads the ``frames`` and ``timestamps`` of a recording exactly as stored (DATA_FORMAT.md).
 
-    Unlike :func:`thermal_action.data.hdf5.read_recording` nothing is repaired or converted:
-    a replayed sensor sends what the real one sent.
+    The reader's :func:`~thermal_action.data.hdf5.read_raw` (same checks as
+    ``read_recording``), with nothing repaired: a replayed sensor sends what the real one
+    sent (as float32, the wire format's type).
 
     Raises:
-        DatasetError: the file is missing or unreadable, lacks a dataset, or has frames that
-            are not ``(N, H, W)`` or timestamps of another length.
+        DatasetError: as :func:`~thermal_action.data.hdf5.read_raw`.
     """
-    import h5py
+    from thermal_action.data.hdf5 import read_raw
 
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "recording file not found")
-    try:
-        with h5py.File(path, "r") as f:
-            for name in ("frames", "timestamps"):
-                if name not in f:
-                    raise DatasetError(path, f"no {name!r} dataset (found: {sorted(f.keys())})", record=name)
-            frames = np.asarray(f["frames"][()], dtype=np.float32)
-            timestamps = np.asarray(f["timestamps"][()]).reshape(-1)
-    except OSError as e:
-        raise DatasetError(path, f"not a readable HDF5 file ({e})") from e
-    if frames.ndim != 3 or frames.shape[0] == 0:
-        raise DatasetError(path, f"'frames' must be (N, H, W) with N > 0, got shape {frames.shape}", record="frames")
-    if timestamps.shape[0] != frames.shape[0] or not np.issubdtype(timestamps.dtype, np.integer):
-        raise DatasetError(path, f"'timestamps' must be {frames.shape[0]} integers (ms), got "
-                           f"{timestamps.shape[0]} {timestamps.dtype}", record="timestamps")
-    return RawRecording(path, frames, timestamps.astype(np.int64))
+    frames, timestamps, _, _ = read_raw(path)
+    return RawRecording(path, np.asarray(frames, dtype=np.float32), timestamps)
 
 
 def expand_recordings(paths: Sequence[str | Path]) -> list[Path]:
