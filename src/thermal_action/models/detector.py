@@ -50,6 +50,12 @@ def transform_rois(rois: torch.Tensor, height: int, width: int, transpose: bool,
     return torch.stack([b, x1, y1, x2, y2], dim=1)
 
 
+def check_rois(rois: torch.Tensor) -> None:
+    """Raises ValueError unless ``rois`` is ``(R, 5)`` (batch_index, x1, y1, x2, y2)."""
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+
+
 class ActionDetector(nn.Module):
     """Classifies the actions of given person boxes in a SlowFast clip pair.
 
@@ -133,8 +139,7 @@ class ActionDetector(nn.Module):
         Returns:
             ``(R, K)`` logits.
         """
-        if rois.dim() != 2 or rois.shape[1] != 5:
-            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        check_rois(rois)
         if clip_keys is not None and len(clip_keys) != fast.shape[0]:
             raise ValueError(f"got {len(clip_keys)} clip_keys for {fast.shape[0]} clips")
         n = 1 if self.training else self.test_time_augmentation
@@ -167,8 +172,7 @@ class ActionDetector(nn.Module):
         What self-supervised pretraining (:mod:`thermal_action.pretrain`) trains; the
         arguments are those of :meth:`forward`. No memory, no interaction, no augmentation.
         """
-        if rois.dim() != 2 or rois.shape[1] != 5:
-            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        check_rois(rois)
         return self.head.pool(self.backbone(slow, fast), rois)
 
     def _forward(

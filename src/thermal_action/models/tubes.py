@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, transform_clip, transform_rois
+from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, check_rois, transform_clip, transform_rois
 from thermal_action.models.feature_bank import ClipKey
 from thermal_action.models.head import ActionHead
 from thermal_action.models.roi_align import roi_align
@@ -195,8 +195,7 @@ class PersonTubeDetector(ActionDetector):
 
     def embed(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """``(R, D)`` pooled person features: the box pooled inside its own tube."""
-        if rois.dim() != 2 or rois.shape[1] != 5:
-            raise ValueError(f"rois must be (R, 5) (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        check_rois(rois)
         features, inner = self._tube_features(slow, fast, rois)
         return self.head.pool(features, inner)
 
