@@ -220,8 +220,9 @@ def create_app(hub: Hub, token: str) -> FastAPI:
 
         hub.add_listener(listener)
         try:
-            await ws.send_json({"type": "sensors", "sensors": hub.sensors_status()})
-            for st in hub.sensors_status():
+            statuses = hub.sensors_status()
+            await ws.send_json({"type": "sensors", "sensors": statuses})
+            for st in statuses:
                 live_now = hub.live(st["sensor_id"])
                 if live_now is not None:
                     await ws.send_json(live_now)

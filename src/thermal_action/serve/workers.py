@@ -165,7 +165,9 @@ class _Worker:
         now = time.time()
         for p in preds:
             arr = self.arrivals.get(p.sensor_id, {})
-            arrival = arr.get(p.frame_idx + lag, max(arr.values()) if arr else now)
+            arrival = arr.get(p.frame_idx + lag)
+            if arrival is None:  # completed by a flush (the window repeats the newest frame)
+                arrival = max(arr.values()) if arr else now
             out.predictions.append((p.sensor_id, p.frame_idx, p.timestamp, p.track_id,
                                     [float(v) for v in p.box_xyxy], np.asarray(p.scores, np.float32), arrival))
         for sensor, arr in self.arrivals.items():  # forget arrivals no window can complete any more
