@@ -41,7 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
     """Blocks until ``host:port`` accepts a TCP connection; raises TimeoutError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -156,7 +156,7 @@ class FakeHub:
         with self.lock:
             return [c for c in self.calls if c[0] == kind]
 
-    def wait_for(self, predicate, timeout: float = 5.0) -> bool:
+    def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """Waits until ``predicate(self)`` holds (True) or ``timeout`` passed (False)."""
         deadline = time.monotonic() + timeout
         while not predicate(self):

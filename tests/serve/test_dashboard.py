@@ -169,7 +169,7 @@ def test_reconnects_after_the_socket_drops(service, browser, tmp_path):
     assert "Disconnected" in browser.find_element("id", "disconnected").text
     save_screenshot(browser, tmp_path, "dashboard_disconnected.png")
     wait_for(browser, "document.getElementById('disconnected').hidden && document.body.dataset.connection === 'connected'",
-             "the reconnection", timeout=10)
+             "the reconnection")
 
 
 def test_wrong_token_gets_the_401_page(service, browser, tmp_path):

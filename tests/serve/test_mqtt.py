@@ -41,7 +41,7 @@ def _publisher(port: int):
 
 
 def _publish(client, topic: str, payload: bytes | str) -> None:
-    client.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
+    client.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
 
 
 def _frames(n: int, t0: int = 1_700_000_000_000) -> tuple[np.ndarray, list[int]]:
@@ -53,7 +53,7 @@ def test_mqtt_ingest_end_to_end(mosquitto, fake_hub):
     cfg = ServeConfig(mqtt_url=mosquitto.url)
     frames, stamps = _frames(3)
     with MqttIngest(fake_hub, cfg) as ingest:
-        assert ingest.wait_connected(5)
+        assert ingest.wait_connected(30)
         pub = _publisher(mosquitto.port)
         try:
             _publish(pub, "thermal/bed-1/frames", encode_frames(frames[:2], stamps[:2]))  # binary, 2 frames
@@ -89,7 +89,7 @@ def test_a_raising_hub_does_not_stop_the_ingest(mosquitto, fake_hub):
     hub = Exploding()
     frames, stamps = _frames(1)
     with MqttIngest(hub, ServeConfig(mqtt_url=mosquitto.url)) as ingest:
-        assert ingest.wait_connected(5)
+        assert ingest.wait_connected(30)
         pub = _publisher(mosquitto.port)
         try:
             _publish(pub, "thermal/boom/frames", encode_frames(frames, stamps))
@@ -105,7 +105,7 @@ def test_mqtt_ingest_reconnects_after_a_broker_restart(mosquitto, fake_hub):
     frames, stamps = _frames(2)
     with MqttIngest(fake_hub, ServeConfig(mqtt_url=mosquitto.url), reconnect_min_delay=0.1,
                     reconnect_max_delay=0.5) as ingest:
-        assert ingest.wait_connected(5)
+        assert ingest.wait_connected(30)
         pub = _publisher(mosquitto.port)
         _publish(pub, "thermal/s1/frames", encode_frames(frames[:1], stamps[:1]))
         assert fake_hub.wait_for(lambda h: len(h.of("submit")) == 1)
@@ -116,7 +116,7 @@ def test_mqtt_ingest_reconnects_after_a_broker_restart(mosquitto, fake_hub):
         assert fake_hub.wait_for(lambda h: len(h.of("disconnected")) == 1)  # the link's loss ends presence
         assert not ingest.is_connected
         mosquitto.start()
-        assert ingest.wait_connected(10)
+        assert ingest.wait_connected(30)
 
         pub = _publisher(mosquitto.port)
         try:

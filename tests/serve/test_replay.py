@@ -284,7 +284,7 @@ def test_replay_over_http(recordings):
 def test_replay_over_mqtt_into_the_ingest(recordings, mosquitto, fake_hub):
     path, frames, _ = recordings["ROOM_B"]
     with MqttIngest(fake_hub, ServeConfig(mqtt_url=mosquitto.url)) as ingest:
-        assert ingest.wait_connected(5)
+        assert ingest.wait_connected(30)
         summary = replay([path], mosquitto.url, speed=8.0, sensors=2, stagger_seconds=0.1, qos=1)
         assert fake_hub.wait_for(lambda h: sum(len(c[2]) for c in h.of("submit")) == 2 * len(frames))
     assert [s.frames_sent for s in summary.sensors] == [len(frames)] * 2
@@ -336,7 +336,7 @@ def test_replay_into_the_service_over_websocket_and_mqtt(tmp_path, mosquitto):
     ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
     cfg = load_serve_config(None, serve_overrides(tmp_path / "data", mqtt_url=mosquitto.url))
     with ServiceThread(cfg, ckpt) as svc:
-        assert svc.service.mqtt.wait_connected(10)
+        assert svc.service.mqtt.wait_connected(30)
         ws = replay([paths["E2E_WS"]], svc.url.replace("http://", "ws://"), token=svc.token, speed=4.0)
         mq = replay([paths["E2E_MQ"]], mosquitto.url, speed=4.0, qos=1)
         assert ws.sensors[0].frames_sent == mq.sensors[0].frames_sent == len(frames)
