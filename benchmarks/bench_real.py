@@ -95,6 +95,8 @@ MIX_RUNS: dict[str, tuple[Path, list[str]]] = {
     "synth_mix_25": (DEFAULT_CONFIG, ["data.extra_train_share=0.25"]),
     "synth_mix_50": (DEFAULT_CONFIG, ["data.extra_train_share=0.5"]),
     "synth_mix_75": (DEFAULT_CONFIG, ["data.extra_train_share=0.75"]),
+    "synth_mix_50_ensemble_2": (DEFAULT_CONFIG, ["data.extra_train_share=0.5", "model.ensemble=2"]),
+    "synth_mix_60": (DEFAULT_CONFIG, ["data.extra_train_share=0.6"]),
 }
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
 

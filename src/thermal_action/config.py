@@ -151,6 +151,9 @@ class DataConfig:
     extra_train_root: str = ""  # a second dataset (e.g. `thermal-action synth` rooms) mixed into training batches; "" = none
     extra_train_ann: str = "annotations/train.json"  # relative to extra_train_root (or absolute); never used for validation
     extra_train_share: float = ranged(0.5, 0.0, 1.0, high_open=True)  # expected fraction of extra clips per batch; every train_ann clip is still seen once per epoch
+    synthetic_recordings: int = ranged(0, 0)  # > 0: train generates this many `thermal-action synth` rooms into <run>/synthetic and mixes them in at extra_train_share; 0 = none
+    synthetic_frames: int = ranged(400, 2)  # frames per generated synthetic recording (~68 s at ~6 Hz)
+    synthetic_seed: int = 7  # seed of the generated synthetic rooms (fixed, so every run seed mixes in the same rooms)
 
 
 @dataclass

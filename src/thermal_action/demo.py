@@ -265,7 +265,9 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     log.info("training on %s; inner validation %s; held out for the evaluation: val.json", kept, inner)
     cfg = load_config(find_config("cpu_default.yaml"),
                       [f"data.root={dataset_dir}", f"seed={seed}", "data.train_ann=annotations/train_inner.json",
-                       "data.val_ann=annotations/val_inner.json", *(overrides or [])])
+                       "data.val_ann=annotations/val_inner.json",
+                       # The demo's own rooms are synthetic: no second synthetic set to mix in.
+                       "data.synthetic_recordings=0", *(overrides or [])])
     test_ann = "annotations/val.json"
     train_ds, val_ds = build_datasets(cfg)
     test_keyframes = load_annotations(dataset_dir / test_ann, class_names=list(train_ds.class_names)).keyframes

@@ -3,6 +3,8 @@ an extra (synthetic) training set mixed into the batches."""
 
 from __future__ import annotations
 
+import json
+
 from collections import Counter
 
 import numpy as np
@@ -141,3 +143,68 @@ def test_extra_training_set_errors(tiny_config, extra_root, tmp_path):
         build_datasets(tiny_config(f"data.extra_train_root={tmp_path / 'nope'}"))
     with pytest.raises(ValueError, match="cannot be combined"):
         build_datasets(tiny_config(f"data.extra_train_root={extra_root}", "data.class_balanced_sampler=true"))
+
+
+def test_synthetic_rooms_are_generated_once_and_mixed_in(tiny_config, tmp_path):
+    from thermal_action.training.synthetic import STAMP
+
+    cfg = tiny_config("data.synthetic_recordings=2", "data.synthetic_frames=60", "data.synthetic_seed=3",
+                      "data.extra_train_share=0.5")
+    folder = tmp_path / "run" / "synthetic"
+    train_ds, val_ds = build_datasets(cfg, synthetic_dir=folder)
+    plain, plain_val = build_datasets(tiny_config())
+    assert isinstance(train_ds, MixedClipDataset) and len(train_ds.primary) == len(plain)
+    assert [k.image_id for k in val_ds.keyframes] == [k.image_id for k in plain_val.keyframes]  # validation stays real
+    assert sorted(p.name for p in (folder / "frames").glob("*.h5")) == ["SYN00_R1.h5", "SYN00_R2.h5"]
+    assert {k.sensor_id for k in train_ds.extra.keyframes} == {"SYN00_R1", "SYN00_R2"}
+    assert train_ds.extra_per_epoch == len(plain)  # share 0.5: as many synthetic clips as real ones
+    assert train_ds.extra[0].clip.shape == train_ds.primary[0].clip.shape
+    # A second run (or a resume, or another rank) reuses the folder; other settings regenerate it.
+    stamp = (folder / STAMP).stat().st_mtime_ns
+    build_datasets(cfg, synthetic_dir=folder)
+    assert (folder / STAMP).stat().st_mtime_ns == stamp
+    cfg.data.synthetic_recordings = 3
+    train3, _ = build_datasets(cfg, synthetic_dir=folder)
+    assert len(list((folder / "frames").glob("*.h5"))) == 3 and len(train3.extra) > len(train_ds.extra)
+    assert not list(folder.parent.glob(".synthetic.*"))  # no temporary folder left behind
+
+
+def test_synthetic_rooms_errors(tiny_config, extra_root, tmp_path):
+    cfg = tiny_config("data.synthetic_recordings=2", "data.synthetic_frames=60")
+    with pytest.raises(ValueError, match="needs a folder"):
+        build_datasets(cfg)
+    with pytest.raises(ValueError, match="both name a set"):
+        build_datasets(tiny_config("data.synthetic_recordings=2", f"data.extra_train_root={extra_root}"),
+                       synthetic_dir=tmp_path / "s")
+    with pytest.raises(ValueError, match="synthetic_recordings.*cannot be combined"):
+        build_datasets(tiny_config("data.synthetic_recordings=2", "data.class_balanced_sampler=true"),
+                       synthetic_dir=tmp_path / "s")
+    off, _ = build_datasets(tiny_config("data.synthetic_recordings=2", "data.extra_train_share=0"),
+                            synthetic_dir=tmp_path / "off")
+    assert not isinstance(off, MixedClipDataset) and not (tmp_path / "off").exists()
+
+
+def test_synthetic_rooms_must_match_the_recordings_frame_size(tiny_config, tmp_path):
+    """A user's sensor of another size: a clear error before training, not a collate crash."""
+    import h5py
+
+    from thermal_action.data.synth import SynthConfig, generate_dataset
+
+    root = tmp_path / "small"
+    generate_dataset(root, SynthConfig(num_recordings=2, frames_per_recording=80, seed=1, val_recordings=1))
+    for f in (root / "frames").glob("*.h5"):  # the same recordings cropped to a 32x48 sensor
+        with h5py.File(f, "r+") as h:
+            data = h["frames"][:, :32, :48]
+            del h["frames"]
+            h["frames"] = data
+            h.attrs["frame_height"], h.attrs["frame_width"] = 32, 48
+    for split in ("train", "val"):
+        path = root / "annotations" / f"{split}.json"
+        ann = json.loads(path.read_text())
+        for image in ann["images"]:
+            image["height"], image["width"] = 32, 48
+        path.write_text(json.dumps(ann))
+    cfg = tiny_config(f"data.root={root}", "data.synthetic_recordings=1", "data.synthetic_frames=60",
+                      "data.max_box_overhang=100")
+    with pytest.raises(ValueError, match=r"synthetic rooms are 40x60 pixels.*32x48"):
+        build_datasets(cfg, synthetic_dir=tmp_path / "s")

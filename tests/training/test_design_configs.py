@@ -34,7 +34,7 @@ def test_design_config_is_the_original_setup(name):
 
 
 @pytest.mark.parametrize("name", [*DESIGN, "cpu_default"])
-def test_config_trains_one_step_on_a_tiny_input(name, synth_root):
+def test_config_trains_one_step_on_a_tiny_input(name, synth_root, tmp_path):
     """Config -> datasets -> model, loss, optimiser -> one optimiser step, on native 40x60 clips of
     16 frames (alpha 8: 1 slow frame; alpha 4: 2), batch 2, without the weights file. (The
     Lightning loop itself is covered by test_train.py; a full-size checkpoint would only add
@@ -44,8 +44,9 @@ def test_config_trains_one_step_on_a_tiny_input(name, synth_root):
     cfg = load_config(CONFIGS / f"{name}.yaml", overrides)
     if cfg.model.interaction != "none":
         cfg.model.interaction_dim = 32  # the structure is still built and run, just narrower
+    cfg.data.synthetic_frames = min(cfg.data.synthetic_frames, 60)  # a config's synthetic mix, kept tiny
     torch.manual_seed(0)
-    train_ds, val_ds = build_datasets(cfg)
+    train_ds, val_ds = build_datasets(cfg, synthetic_dir=tmp_path / "synthetic")
     system = build_system(cfg, list(train_ds.class_names), class_counts(train_ds), ground_truth=None)
     dm = build_datamodule(cfg, system.model.alpha, train_ds, val_ds)
     batch = next(iter(dm.train_dataloader()))

@@ -138,6 +138,20 @@ def test_training_with_an_extra_synthetic_set(tmp_path, tiny_config, synth_root)
     assert result.global_step == 2 and result.best_checkpoint.is_file()
 
 
+def test_training_generates_its_synthetic_rooms_in_the_run_directory(tmp_path, tiny_config):
+    from thermal_action.config import load_config
+    from thermal_action.models.checkpoint import read_checkpoint_info
+
+    cfg = tiny_config("data.synthetic_recordings=1", "data.synthetic_frames=60", "data.extra_train_share=0.5")
+    result = train(cfg, tmp_path / "run")
+    assert result.global_step == 2 and result.best_checkpoint.is_file()
+    assert sorted(p.name for p in (tmp_path / "run" / "synthetic" / "frames").glob("*.h5")) == ["SYN00_R1.h5"]
+    # The saved config asks for the same rooms again (not for the generated folder).
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.data.synthetic_recordings == 1 and saved.data.extra_train_root == ""
+    assert read_checkpoint_info(result.best_checkpoint).config.data.synthetic_recordings == 1
+
+
 class _BankProbe(L.Callback):
     """Records whether each validation clip's keyframe is already in the bank before its step."""
 

@@ -176,8 +176,12 @@ class ThermalDataModule(L.LightningDataModule):
         return DataLoader(self.val_dataset, shuffle=False, collate_fn=self.val_collate, **self._loader_kwargs())
 
 
-def build_datasets(cfg) -> tuple[Dataset, Dataset | None]:
+def build_datasets(cfg, synthetic_dir: str | Path | None = None) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets of a :class:`~thermal_action.config.Config`.
+
+    ``synthetic_dir``: where the synthetic rooms of ``data.synthetic_recordings > 0`` are
+    generated (or found, :func:`~thermal_action.training.synthetic.ensure_synthetic_rooms`);
+    ``train`` passes ``<run dir>/synthetic``. Required when that setting is on.
 
     Raises:
         DatasetError: a problem with the dataset files, naming the file and record.
@@ -198,13 +202,35 @@ def build_datasets(cfg) -> tuple[Dataset, Dataset | None]:
                          (val_ds, d.val_ann, "validation frame-mAP, which picks best.ckpt, is undefined")):
         if ds is not None:
             require_labelled_boxes(ds, annotation_path(d, ann), why)
-    if d.extra_train_root and d.extra_train_share > 0:
-        train_ds = _mix_extra(cfg, train_ds)
+    if d.synthetic_recordings > 0 and d.extra_train_root:
+        raise ValueError("data.synthetic_recordings and data.extra_train_root both name a set to mix into training: "
+                         "set one of them (data.synthetic_recordings=0 to mix in your own extra set)")
+    if d.synthetic_recordings > 0 and d.extra_train_share > 0:
+        if synthetic_dir is None:
+            raise ValueError("data.synthetic_recordings > 0 needs a folder to generate the synthetic rooms into "
+                             "(train uses <run dir>/synthetic; build_datasets(cfg, synthetic_dir=...))")
+        from thermal_action.training.synthetic import ensure_synthetic_rooms
+
+        # The user's files are read first: a broken one is an error before anything is written.
+        own_sizes = train_ds.check_recordings() | (val_ds.check_recordings() if val_ds is not None else set())
+        root = ensure_synthetic_rooms(d, synthetic_dir)
+        train_ds = _mix_extra(cfg, train_ds, str(root), "annotations/train.json", synthetic=True)
+        synth_sizes = train_ds.extra.check_recordings()
+        if own_sizes != synth_sizes:
+            raise ValueError(f"data.synthetic_recordings: the synthetic rooms are {_sizes(synth_sizes)} pixels, the "
+                             f"recordings of {d.train_ann} / {d.val_ann} {_sizes(own_sizes)}; clips of different "
+                             "sizes cannot share a batch: set data.synthetic_recordings=0")
+    elif d.extra_train_root and d.extra_train_share > 0:
+        train_ds = _mix_extra(cfg, train_ds, d.extra_train_root, d.extra_train_ann)
     return train_ds, val_ds
 
 
-def _mix_extra(cfg, train_ds):
-    """``train_ds`` with ``data.extra_train_root``'s ``data.extra_train_ann`` mixed in
+def _sizes(sizes: set[tuple[int, int]]) -> str:
+    return ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
+
+
+def _mix_extra(cfg, train_ds, root: str, ann: str, synthetic: bool = False):
+    """``train_ds`` with ``root``'s ``ann`` mixed in
     (:class:`~thermal_action.data.dataset.MixedClipDataset`): same preprocessing and
     augmentation, read from the extra dataset's own ``frames_dir``."""
     import dataclasses
@@ -212,20 +238,24 @@ def _mix_extra(cfg, train_ds):
     from thermal_action.data.dataset import MixedClipDataset, build_dataset
 
     d = cfg.data
+    key = "data.synthetic_recordings" if synthetic else "data.extra_train_root"
     if d.class_balanced_sampler:
-        raise ValueError("data.class_balanced_sampler and data.extra_train_root cannot be combined: "
+        raise ValueError(f"data.class_balanced_sampler and {key} cannot be combined: "
                          "the mixed sampler decides which clips an epoch sees")
-    if not Path(d.extra_train_root).is_dir():
-        raise FileNotFoundError(f"data.extra_train_root {d.extra_train_root!r} is not a directory")
-    extra_cfg = dataclasses.replace(d, root=d.extra_train_root)
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"data.extra_train_root {root!r} is not a directory")
+    extra_cfg = dataclasses.replace(d, root=root, frames_dir="frames" if synthetic else d.frames_dir)
     # Its own augmentation stream: item i of both sets would otherwise draw the same flips.
-    extra = build_dataset(extra_cfg, d.extra_train_ann, train=True, seed=cfg.seed + 1)
-    require_labelled_boxes(extra, annotation_path(extra_cfg, d.extra_train_ann), "nothing to mix in")
+    extra = build_dataset(extra_cfg, ann, train=True, seed=cfg.seed + 1)
+    require_labelled_boxes(extra, annotation_path(extra_cfg, ann), "nothing to mix in")
     if list(extra.class_names) != list(train_ds.class_names):
-        raise ValueError(f"{d.extra_train_ann} of {d.extra_train_root}: its classes differ from those of {d.train_ann}")
+        hint = (" (the synthetic rooms use the 14 classes of the thermal format: set data.synthetic_recordings=0 "
+                "for a set with other classes)") if synthetic else ""
+        raise ValueError(f"{ann} of {root}: its classes differ from those of {d.train_ann}{hint}")
     mixed = MixedClipDataset(train_ds, extra, d.extra_train_share)
-    log.info("mixing %d extra training keyframes from %s: %d per epoch beside the %d of %s (share %.2f)",
-             len(extra), d.extra_train_root, mixed.extra_per_epoch, len(train_ds), d.train_ann, d.extra_train_share)
+    log.info("mixing %d %s training keyframes from %s: %d per epoch beside the %d of %s (share %.2f)",
+             len(extra), "synthetic" if synthetic else "extra", root, mixed.extra_per_epoch, len(train_ds),
+             d.train_ann, d.extra_train_share)
     return mixed
 
 

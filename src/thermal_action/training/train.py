@@ -11,6 +11,8 @@ Run directory::
                                resolved trainer.precision and why (CPU name, flags, probe timings)
       tensorboard/version_N/   TensorBoard event files (N grows with each resume)
       csv/version_N/metrics.csv  the same scalars as CSV (+ hparams.yaml)
+      synthetic/               only with data.synthetic_recordings > 0: the generated rooms
+                               mixed into training (training/synthetic.py)
 
 Every checkpoint loads with ``torch.load(..., weights_only=True)`` and carries the
 resolved config and class names (see :mod:`thermal_action.models.checkpoint`).
@@ -56,6 +58,8 @@ MONITOR = "val/mAP"
 RUN_DIR_ENV = "THERMAL_ACTION_RUN_DIR"
 #: One JSON line per start of ``train`` (fresh or resumed): the machine and the resolved precision.
 RUN_INFO = "run_info.jsonl"
+#: Where ``data.synthetic_recordings`` generates its rooms, in the run directory.
+SYNTHETIC_DIR = "synthetic"
 
 
 def _distributed_launch() -> bool:
@@ -440,7 +444,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
         # cuBLAS needs this for deterministic matmuls on GPUs; harmless on CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-    train_ds, val_ds = build_datasets(cfg)
+    train_ds, val_ds = build_datasets(cfg, synthetic_dir=out_dir / SYNTHETIC_DIR)
     if val_ds is None:
         raise ValueError("data.val_ann is empty: training picks its best checkpoint by validation frame-mAP")
     # Every recording is read (and cached) before anything is written: a broken file is an
