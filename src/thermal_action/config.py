@@ -153,7 +153,7 @@ class DataConfig:
     extra_train_share: float = ranged(0.5, 0.0, 1.0, high_open=True)  # expected fraction of extra clips per batch; every train_ann clip is still seen once per epoch
     synthetic_recordings: int = ranged(0, 0)  # > 0: train generates this many `thermal-action synth` rooms into <run>/synthetic and mixes them in at extra_train_share; 0 = none
     synthetic_frames: int = ranged(400, 2)  # frames per generated synthetic recording (~68 s at ~6 Hz)
-    synthetic_seed: int = 7  # seed of the generated synthetic rooms (fixed, so every run seed mixes in the same rooms)
+    synthetic_seed: int = ranged(7, 0, 2**32 - 1)  # seed of the generated synthetic rooms (fixed, so every run seed mixes in the same rooms)
 
 
 @dataclass
@@ -212,6 +212,7 @@ class TrainerConfig:
     limit_train_batches: Any = ranged(1.0, 0.0, 1.0, int_range=Range(0))  # training batches per epoch: a float is a fraction (1.0 = all), an int a count
     limit_val_batches: Any = ranged(1.0, 0.0, 1.0, int_range=Range(0))  # validation batches per epoch: a float is a fraction (1.0 = all), an int a count
     check_val_every_n_epoch: int = ranged(1, 1)  # epochs between validation runs (and best/last checkpoints)
+    select_checkpoint: str = "best"  # what checkpoints/best.ckpt (the model evaluate/predict/export use) holds: "best" validation frame-mAP epoch, or "last" (the final epoch: a fixed schedule, for validation sets too small to rank epochs); either way its fall threshold is calibrated on its own validation
     num_sanity_val_steps: int = ranged(1, -1)  # validation batches run before training, to fail early on val bugs
     accumulate_grad_batches: int = ranged(1, 1)  # batches per optimiser step
     max_time_minutes: float = ranged(0.0, 0.0)  # stop training after this wall-clock time (minutes); 0 = no limit

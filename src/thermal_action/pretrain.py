@@ -24,6 +24,7 @@ pretrains on its own training recordings only) and quoted in the README.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -200,7 +201,7 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
 
     Raises:
         DatasetError: a recording is unreadable.
-        ValueError: bad settings, an ensemble model, or fewer than two people found.
+        ValueError: bad settings, or fewer than two people found.
         FileExistsError: ``out_dir`` already holds a pretraining run.
     """
     from safetensors.torch import save_file
@@ -210,7 +211,11 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
 
     p = cfg.pretrain
     if cfg.model.ensemble > 1:
-        raise ValueError("pretrain one model (model.ensemble=1); an ensemble can then be trained from scratch")
+        # One backbone is pretrained; an ensemble cannot start from it (models/build.py).
+        logger.info("model.ensemble=%d: pretraining one model; fine-tune it with model.ensemble=1 "
+                    "model.pretrained=<weights>", cfg.model.ensemble)
+        cfg = copy.deepcopy(cfg)
+        cfg.model.ensemble = 1
     # The config's declared ranges (batch_size >= 2, epochs >= 1, ...), also for a Config built in code.
     config_from_dict(config_to_dict(cfg))
     out = Path(out_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ def test_config_trains_one_step_on_a_tiny_input(name, synth_root, tmp_path):
     loss.backward()
     opt.step()
     after = dict(system.model.named_parameters())
-    changed = [k for k in before if not torch.equal(before[k], after[k].detach())]
+    # An ensemble's members are "members.<i>.<the single model's names>".
+    changed = [re.sub(r"^members\.\d+\.", "", k) for k in before if not torch.equal(before[k], after[k].detach())]
     assert any(k.startswith("head.classifier") for k in changed)
     assert any(k.startswith("backbone.") for k in changed)
     assert all(torch.isfinite(after[k]).all() for k in before)

@@ -192,6 +192,22 @@ def test_last_checkpoint_is_the_final_epoch_when_the_best_is_earlier(tmp_path, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+def test_select_checkpoint_last_makes_best_the_final_epoch(tmp_path, tiny_config):
+    """A fixed schedule: with validation getting worse every epoch best.ckpt is still the
+    final epoch, and the reported metric is that epoch's validation mAP."""
+    result = train(tiny_config("optim.epochs=3", "trainer.select_checkpoint=last"), tmp_path,
+                   callbacks=[_WorseEveryEpoch()])
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    last = torch.load(result.last_checkpoint, weights_only=True)
+    assert best["global_step"] == last["global_step"] == 6 and result.monitor == "step"
+    assert all(torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"])
+    rows = [json.loads(line) for line in (tmp_path / "val_summary.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and result.best_metric == rows[-1]["mAP"]
+    with pytest.raises(ValueError, match="select_checkpoint must be one of"):
+        train(tiny_config("trainer.select_checkpoint=final"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path, tiny_config):
     cfg = tiny_config("optim.epochs=3", "trainer.deterministic=true", "model.dropout=0.5")
     full = train(cfg, tmp_path / "full", callbacks=[_WorseEveryEpoch()])

@@ -4,7 +4,8 @@ Run directory::
 
     RUN_DIR/
       config.yaml              the resolved config (defaults + YAML + overrides)
-      checkpoints/best.ckpt    best validation frame-mAP so far
+      checkpoints/best.ckpt    best validation frame-mAP so far (trainer.select_checkpoint=last:
+                               the latest validated epoch, so the final one at the end)
       checkpoints/last.ckpt    end of the latest validated epoch (--resume starts here)
       val_summary.jsonl        one JSON line per validation epoch
       run_info.jsonl           one JSON line per start (fresh or --resume): torch, threads, the
@@ -97,10 +98,12 @@ class TrainResult:
     Attributes:
         run_dir: the run directory.
         config_path: ``config.yaml``.
-        best_checkpoint: ``checkpoints/best.ckpt`` (None if no validation ran).
+        best_checkpoint: ``checkpoints/best.ckpt`` (None if no validation ran): the epoch
+            of best validation frame-mAP, or the final one with ``trainer.select_checkpoint=last``.
         last_checkpoint: ``checkpoints/last.ckpt`` (None if no validation ran).
-        best_metric: best validation frame-mAP (None if never defined).
-        monitor: the metric that picks the best checkpoint.
+        best_metric: validation frame-mAP of ``best_checkpoint`` (None if never defined).
+        monitor: the metric that picks the best checkpoint (``val/mAP``, or ``step`` with
+            ``trainer.select_checkpoint=last``).
         val_summary: ``val_summary.jsonl``.
         epochs: epochs completed.
         global_step: optimiser steps taken.
@@ -124,6 +127,15 @@ class TrainResult:
     train_clips_per_s: float | None
     global_rank: int = 0
     precision: str | None = None
+
+
+def _final_val_map(summary: Path) -> float | None:
+    """frame-mAP of the last line of ``val_summary.jsonl`` (None: no validation ran)."""
+    try:
+        lines = summary.read_text().splitlines()
+    except OSError:
+        return None
+    return json.loads(lines[-1]).get("mAP") if lines else None
 
 
 def _jsonable(v: Any) -> Any:
@@ -351,6 +363,15 @@ class RunCheckpoint(ModelCheckpoint):
         self._last_checkpoint_saved = filepath
 
 
+#: ``trainer.select_checkpoint`` values.
+SELECT_CHOICES = ("best", "last")
+
+
+def _check_select(select: str) -> None:
+    if select not in SELECT_CHOICES:
+        raise ValueError(f"trainer.select_checkpoint must be one of {SELECT_CHOICES}, got {select!r}")
+
+
 def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
                   precision: PrecisionChoice | None = None) -> L.Trainer:
     """The Lightning ``Trainer`` of ``cfg.trainer`` / ``cfg.optim`` writing into ``out_dir``.
@@ -364,10 +385,13 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
     t, o = cfg.trainer, cfg.optim
     if precision is None:
         precision = resolve_precision(t.precision, t.accelerator)
+    _check_select(t.select_checkpoint)
     checkpoint = RunCheckpoint(
         dirpath=out_dir / "checkpoints",
         filename="best",
-        monitor=MONITOR,
+        # "last": best.ckpt follows the newest validated step (Lightning adds "step" to the
+        # metrics it can monitor), so it ends as the final epoch.
+        monitor=MONITOR if t.select_checkpoint == "best" else "step",
         mode="max",
         save_top_k=1,
         save_last=True,
@@ -436,6 +460,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
         DatasetError: a problem with the dataset (naming the file and record), found
             before anything is written; a set without a labelled box is one.
     """
+    _check_select(cfg.trainer.select_checkpoint)
     out_dir = choose_run_dir(out_dir, cfg.model.variant, resume)
     ckpt_path = _check_run_dir(out_dir, resume)
     # Before any model or data is built, so weights and augmentation repeat with the seed.
@@ -485,13 +510,15 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     last = out_dir / "checkpoints" / "last.ckpt"
     best_score = checkpoint_cb.best_model_score if checkpoint_cb else None
     best_metric = _jsonable(best_score) if best_score is not None else None
+    if cfg.trainer.select_checkpoint == "last":  # the score monitored was the step: report the epoch's mAP
+        best_metric = _final_val_map(out_dir / "val_summary.jsonl") if trainer.is_global_zero else None
     return TrainResult(
         run_dir=out_dir,
         config_path=config_path,
         best_checkpoint=best,
         last_checkpoint=last if last.is_file() else None,
         best_metric=best_metric,
-        monitor=MONITOR,
+        monitor=MONITOR if cfg.trainer.select_checkpoint == "best" else "step",
         val_summary=out_dir / "val_summary.jsonl",
         epochs=trainer.current_epoch,
         global_step=trainer.global_step,
