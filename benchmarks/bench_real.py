@@ -101,6 +101,7 @@ MIX_RUNS: dict[str, tuple[Path, list[str]]] = {
     "synth_mix_60": (DEFAULT_CONFIG, [*SYNTH, "data.extra_train_share=0.6"]),
     "synth_mix_75": (DEFAULT_CONFIG, [*SYNTH, "data.extra_train_share=0.75"]),
     "synth_mix_50_ensemble_2": (DEFAULT_CONFIG, [*SYNTH, "data.extra_train_share=0.5", "model.ensemble=2"]),
+    "synth_48": (DEFAULT_CONFIG, ["data.synthetic_recordings=48"]),  # the default with twice the synthetic rooms
 }
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from typing import Any
-
-import numpy as np
 import torch
 
 BACKENDS = ("torch", "onnx")
