@@ -2,8 +2,9 @@
 
 Six real recordings (two rooms, 279 keyframes, 392 boxes). Each fold tests on one recording
 and trains on the other five, of which one (the *inner validation* recording, always from a
-session that keeps another recording in training) picks the best epoch and the fall operating
-threshold, exactly as ``thermal-action train`` does with its ``data.val_ann``. Nothing that is
+session that keeps another recording in training) calibrates the fall operating threshold
+(and picks the best epoch, where ``trainer.select_checkpoint=best``; the default keeps the final
+one), exactly as ``thermal-action train`` does with its ``data.val_ann``. Nothing that is
 chosen looks at the test recording. The six test sets' predictions are pooled into one
 frame-mAP, fall AP, top-1 and macro-F1; fall precision and recall count each fold's alarms at
 that fold's own stored threshold.

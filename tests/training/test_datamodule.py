@@ -208,3 +208,27 @@ def test_synthetic_rooms_must_match_the_recordings_frame_size(tiny_config, tmp_p
                       "data.max_box_overhang=100")
     with pytest.raises(ValueError, match=r"synthetic rooms are 40x60 pixels.*32x48"):
         build_datasets(cfg, synthetic_dir=tmp_path / "s")
+
+
+def _generate_in_child(args):
+    from thermal_action.config import Config
+    from thermal_action.training.synthetic import ensure_synthetic_rooms
+
+    folder, seed = args
+    d = Config().data
+    d.synthetic_recordings, d.synthetic_frames, d.synthetic_seed = 2, 40, seed
+    return str(ensure_synthetic_rooms(d, folder))
+
+
+def test_two_processes_generating_the_same_rooms_end_with_one_folder(tmp_path):
+    """What two DDP ranks starting at once do: both get the same, complete folder."""
+    import multiprocessing as mp
+
+    from thermal_action.training.synthetic import STAMP
+
+    folder = tmp_path / "run" / "synthetic"
+    with mp.get_context("spawn").Pool(2) as pool:
+        got = pool.map(_generate_in_child, [(folder, 3), (folder, 3)])
+    assert got == [str(folder)] * 2 and (folder / STAMP).is_file()
+    assert sorted(p.name for p in (folder / "frames").glob("*.h5")) == ["SYN00_R1.h5", "SYN00_R2.h5"]
+    assert not list(folder.parent.glob(".synthetic.*"))
