@@ -40,7 +40,7 @@ from torch import nn
 
 from thermal_action.config import Config, config_from_dict, config_to_dict, save_config
 from thermal_action.data.dataset import build_clip_builder
-from thermal_action.data.hdf5 import read_recording
+from thermal_action.data.hdf5 import find_recordings, read_recording
 from thermal_action.data.transforms import Augmenter
 from thermal_action.errors import DatasetError
 from thermal_action.models.detector import transform_clip, transform_rois
@@ -121,21 +121,6 @@ class ContrastiveModel(nn.Module):
 
 
 # --------------------------------------------------------------------------- proposals
-def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
-    """``.h5`` files named directly or found (sorted) in the named folders."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(sorted(p.glob("*.h5")))
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise FileNotFoundError(f"no recording or folder at {p}")
-    if not found:
-        raise FileNotFoundError(f"no .h5 recordings in {', '.join(map(str, paths))}")
-    return found
-
-
 def propose_people(frames: np.ndarray, frame_step: int, min_score: float, recording: int) -> list[TubeSample]:
     """Person boxes of every ``frame_step``-th frame from the classical detector (all frames
     are fed to it, in order, so its background model sees the whole recording)."""

@@ -231,3 +231,21 @@ def test_integer_frames_are_converted_with_a_warning(tmp_path, fmt, caplog):
     report = validate_dataset(tmp_path, contact_sheet=None)
     assert any("1 recordings have integer frames, converted to float32 as whole degrees: Q (int16)" in w
                for w in report.warnings), report.warnings
+
+
+def test_find_recordings_names_the_path_that_is_not_there(tmp_path):
+    from thermal_action.data.hdf5 import find_recordings
+
+    (tmp_path / "d").mkdir()
+    for name in ("b.h5", "a.h5", "notes.txt"):
+        (tmp_path / "d" / name).write_bytes(b"")
+    (tmp_path / "one.h5").write_bytes(b"")
+    assert find_recordings([tmp_path / "one.h5", tmp_path / "d"]) == [
+        tmp_path / "one.h5", tmp_path / "d" / "a.h5", tmp_path / "d" / "b.h5"]
+    (tmp_path / "empty").mkdir()
+    for paths, pattern in (([tmp_path / "nope.h5"], r"nope\.h5: recording file not found"),
+                           ([tmp_path / "d", tmp_path / "empty"], r"empty: no \.h5 recordings in this folder"),
+                           ([], "no .h5 recordings given")):
+        with pytest.raises(DatasetError, match=pattern) as info:
+            find_recordings(paths)
+        assert isinstance(info.value, FileNotFoundError)

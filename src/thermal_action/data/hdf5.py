@@ -36,6 +36,7 @@ Every repair is counted in :class:`RepairStats` and logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,35 @@ def repair_frames(
         for i in range(n):
             x[i][dead] = np.median(x[i][live])
     return x, stats
+
+
+class RecordingNotFoundError(DatasetError, FileNotFoundError):
+    """A recording path that does not exist, or a folder without ``.h5`` files (a
+    :class:`~thermal_action.errors.DatasetError` that is also a ``FileNotFoundError``)."""
+
+
+def find_recordings(paths: Iterable[str | Path]) -> list[Path]:
+    """``.h5`` files as given, folders replaced by their ``*.h5`` files (sorted): the
+    recordings ``predict``, ``pretrain`` and ``replay`` are pointed at.
+
+    Raises:
+        RecordingNotFoundError: a path that does not exist, a folder without ``.h5`` files,
+            or no path at all.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.h5"))
+            if not found:
+                raise RecordingNotFoundError(p, "no .h5 recordings in this folder")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise RecordingNotFoundError(p, "recording file not found")
+    if not out:
+        raise RecordingNotFoundError("(none)", "no .h5 recordings given")
+    return out
 
 
 def read_raw(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:

@@ -24,14 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from thermal_action.data.hdf5 import Recording, read_recording
+from thermal_action.data.hdf5 import Recording, find_recordings, read_recording
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import read_detections_file
 from thermal_action.inference.boxes import PersonBoxes, resolve_boxes
@@ -117,19 +117,6 @@ class PredictRun:
         }
 
 
-def _find_recordings(paths: Iterable[str | Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.glob("*.h5"))
-            if not found:
-                raise DatasetError(p, "no .h5 recordings in this directory")
-            out.extend(found)
-        else:
-            out.append(p)
-    return out
-
-
 def predict_recordings(
     checkpoint: str | Path | Predictor,
     recordings: Sequence[str | Path],
@@ -187,7 +174,7 @@ def predict_recordings(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = _find_recordings(recordings)
+    paths = find_recordings(recordings)
     if not paths:
         raise ValueError("no recordings given")
     if isinstance(checkpoint, Predictor):

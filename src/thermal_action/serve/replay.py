@@ -51,7 +51,6 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from thermal_action.errors import DatasetError
 from thermal_action.serve.protocol import check_sensor_id, encode_frames
 
 logger = logging.getLogger(__name__)
@@ -108,26 +107,6 @@ def read_raw_recording(path: str | Path) -> RawRecording:
     path = Path(path)
     frames, timestamps, _, _ = read_raw(path)
     return RawRecording(path, np.asarray(frames, dtype=np.float32), timestamps)
-
-
-def expand_recordings(paths: Sequence[str | Path]) -> list[Path]:
-    """``.h5`` files as given, directories replaced by their ``*.h5`` files (sorted).
-
-    Raises:
-        DatasetError: a path does not exist or a directory holds no ``.h5`` file.
-    """
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.glob("*.h5"))
-            if not found:
-                raise DatasetError(p, "directory holds no .h5 recording")
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise DatasetError(p, "recording file not found")
-    return out
 
 
 def frame_step_ms(timestamps: np.ndarray) -> float:
@@ -680,7 +659,9 @@ def replay(
         raise ValueError(f"speed must be > 0, got {speed}")
     if scheme in ("mqtt", "tcp") and "{sensor}" not in topic:
         raise ValueError(f"MQTT topic {topic!r} must contain {{sensor}} (where the sensor id goes)")
-    paths = expand_recordings(recordings)
+    from thermal_action.data.hdf5 import find_recordings
+
+    paths = find_recordings(recordings)
     recs = [read_raw_recording(p) for p in paths]
     ids = sensor_ids([r.name for r in recs], sensors)
     stop = stop or threading.Event()
