@@ -45,6 +45,9 @@ def test_pack_pathways_takes_centred_frames():
         assert float(t // 2) in slow_t[0, :, 0, 0].tolist()
     with pytest.raises(ValueError):
         pack_pathways(clip[:, :4], 8)
+    # alpha 1 (one-pathway models): both pathways are the clip itself, not a copy.
+    slow_1, fast_1 = pack_pathways(clip, 1)
+    assert slow_1 is clip and fast_1 is clip
 
 
 def test_looks_like_kelvin_is_the_one_kelvin_test():

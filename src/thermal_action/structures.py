@@ -316,10 +316,14 @@ def pack_pathways(clip: torch.Tensor, alpha: int) -> tuple[torch.Tensor, torch.T
         ``(slow, fast)`` with slow ``(..., C, T // alpha, H, W)``. The slow frames are
         ``s, s + alpha, ...`` with ``s = (T // 2) % alpha``, so the keyframe (fast index
         ``T // 2``) is always one of them: the slow pathway sees the annotated frame.
+        With ``alpha == 1`` slow *is* ``clip`` (no copy; one-pathway models such as the
+        crop CNN never read it).
     """
     t = clip.shape[-3]
     if alpha < 1 or t < alpha:
         raise ValueError(f"cannot take every {alpha}-th frame of a {t}-frame clip")
+    if alpha == 1:
+        return clip, clip
     idx = torch.arange((t // 2) % alpha, t, alpha, device=clip.device)[: t // alpha]
     return clip.index_select(-3, idx), clip
 

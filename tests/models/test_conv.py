@@ -15,9 +15,10 @@ CL = torch.channels_last_3d
 
 # (input shape, weight shape, stride, padding, dilation, path the CPU takes for a contiguous /
 # channels-last-3d input). Kernels are those of SlowFast: pointwise, temporal, spatial, stems;
-# batches of two or more clips take F.conv3d, but for a channels-last pointwise conv (one matmul).
+# batches of two or more clips take F.conv3d, but for a channels-last pointwise conv (a 1x1
+# conv2d over the frames, strided too).
 CASES = {
-    "pointwise": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
+    "pointwise": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "conv2d"),
     "pointwise_stride2": ((1, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 2, 2), (0, 0, 0), (1, 1, 1), "conv3d", "conv2d"),
     "temporal_k3": ((1, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
     "temporal_k5_stride8": ((1, 8, 16, 5, 6), (6, 8, 5, 1, 1), (8, 1, 1), (2, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
@@ -25,7 +26,9 @@ CASES = {
                                   "matmul", "matmul"),
     "spatial_3x3": ((1, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_3x3_two_clips": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), "conv3d", "conv3d"),
-    "pointwise_two_clips": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "linear"),
+    "pointwise_two_clips": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), "conv3d", "conv2d"),
+    "pointwise_stride2_two_clips": ((2, 8, 4, 9, 10), (6, 8, 1, 1, 1), (1, 2, 2), (0, 0, 0), (1, 1, 1),
+                                    "conv3d", "conv2d"),
     "temporal_k3_two_clips": ((2, 8, 6, 9, 10), (6, 8, 3, 1, 1), (1, 1, 1), (1, 0, 0), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_3x3_stride2": ((1, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 1, 1), "conv2d", "conv2d"),
     "spatial_dilated": ((2, 8, 3, 9, 10), (6, 8, 1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), "conv3d", "conv3d"),

@@ -93,3 +93,40 @@ def test_bf16_conv_that_corrupted_the_heap_on_amx_runs_cleanly():
     env["MALLOC_CHECK_"] = "3"  # glibc aborts at the first sign of heap corruption
     proc = subprocess.run([sys.executable, "-c", _CONV_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-500:]
+
+
+#: Allocates and frees a 64 MB tensor, then prints the bytes glibc keeps free in its heap
+#: (``mallinfo2().fordblks``), with or without :func:`reuse_freed_memory` first.
+_FREED_PROBE = r"""
+import ctypes, sys
+import torch
+from thermal_action.models import cpu_workarounds
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+if not hasattr(libc, "mallinfo2"):
+    print("no-mallinfo2"); sys.exit(0)
+libc.mallinfo2.restype = MallInfo2
+applied = cpu_workarounds.reuse_freed_memory() if sys.argv[1] == "reuse" else False
+t = torch.ones(16 * 2**20)  # 64 MB: above glibc's largest mmap threshold (32 MB)
+del t
+print(int(applied), libc.mallinfo2().fordblks)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_reuse_freed_memory_keeps_a_freed_activation_in_the_heap():
+    def probe(mode: str) -> tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", _FREED_PROBE, mode], capture_output=True, text=True,
+                             check=True).stdout.split()
+        if out == ["no-mallinfo2"]:
+            pytest.skip("glibc without mallinfo2")
+        return int(out[0]), int(out[1])
+
+    applied, kept = probe("reuse")
+    if not applied:
+        pytest.skip("not glibc: reuse_freed_memory changes nothing")
+    _, kept_default = probe("system")
+    # Kept for the next step's tensors, where by default the block went back to the system.
+    assert kept >= 64 * 2**20 > kept_default

@@ -105,7 +105,7 @@ class Stem(nn.Module):
         self.pool_padding = 1 if pool_padding else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn(self.conv(x)))
+        x = F.relu_(self.bn(self.conv(x)))  # in place: BatchNorm's backward does not read its output
         if self.pool:
             x = F.max_pool3d(x, (1, 3, 3), (1, 2, 2), (0, self.pool_padding, self.pool_padding))
         return x
@@ -144,8 +144,9 @@ class BottleneckTransform(nn.Module):
         self.c_bn = _bn(out_channels, bn_eps, bn_momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.a_bn(self.a(x)))
-        x = F.relu(self.b_bn(self.b(x)))
+        # ReLU in place on BatchNorm outputs (their backward reads the input, not the output).
+        x = F.relu_(self.a_bn(self.a(x)))
+        x = F.relu_(self.b_bn(self.b(x)))
         return self.c_bn(self.c(x))
 
 
@@ -183,8 +184,12 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.branch1 is None else self.branch1_bn(self.branch1(x))
-        # Out-of-place add and ReLU: both inputs are saved by autograd elsewhere.
-        return F.relu(shortcut + self.branch2(x))
+        # The add and the ReLU in place on branch2's BatchNorm output, which no backward
+        # reads (an add's backward reads neither input, a ReLU's only its own output): two
+        # fewer activation-sized tensors per block. The shortcut, possibly ``x``, is unchanged.
+        out = self.branch2(x)
+        out += shortcut
+        return F.relu_(out)
 
 
 class FuseFastToSlow(nn.Module):
@@ -244,7 +249,7 @@ class FuseFastToSlow(nn.Module):
     def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> torch.Tensor:
         lateral = self._time_strided_conv(fast)  # (B, ratio*Cf, Ts, H, W)
         if self.bn is not None:
-            lateral = F.relu(self.bn(lateral))
+            lateral = F.relu_(self.bn(lateral))
         if lateral.shape[2:] != slow.shape[2:]:
             raise ValueError(
                 f"fast->slow lateral gives {tuple(lateral.shape[2:])} (T, H, W) but the slow pathway has "
