@@ -21,6 +21,11 @@ autocast) and memory format (contiguous or channels-last-3d) it measures
   activations and gradients, allocator slack included. Each configuration runs in a fresh
   subprocess so the high-water mark is its own. On CUDA, ``max_memory_allocated``.
 
+``--allocator reuse`` (the default) runs each row as ``thermal-action train`` runs on a CPU,
+glibc keeping freed memory for reuse (``trainer.reuse_freed_memory``); ``system`` leaves
+malloc's defaults, as a plain PyTorch script has them. FLOPs are counted with plain
+``F.conv3d`` for every row (the same architecture, the same count).
+
 The clip has ``--frames`` fast frames (32 = a 64-frame window at frame stride 2) and
 ``--boxes`` person boxes per clip. The CPU of the development machine is shared, so
 absolute times are noisy; compare rows measured side by side in one run.
@@ -34,6 +39,8 @@ Usage::
 
     python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed 1x --precisions fp32 \
         --native-conv off on --frozen-bn            # our conv paths vs plain F.conv3d
+    python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed --precisions fp32 \
+        --formats channels_last contiguous --native-conv off on --allocator reuse system   # the speed issue's 2x
 
 Prints one JSON object (with the CPU's name and ISA flags and the peaks) and a Markdown table.
 """
@@ -83,8 +90,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     from thermal_action.config import ModelConfig
     from thermal_action.models import build_model, conv
+    from thermal_action.models.cpu_workarounds import reuse_freed_memory
 
     os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"  # plain F.conv3d for every conv when set
+    if spec["allocator"] == "reuse":
+        reuse_freed_memory()  # as `thermal-action train` on CPU (trainer.reuse_freed_memory)
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
@@ -156,20 +166,27 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = max(_max_rss_mb() - rss_before, 0.0)
+    # FLOPs of the architecture: counted with plain F.conv3d (the counter does not see
+    # torch.mkldnn_convolution, which some of our paths call), the same for every row.
+    os.environ[conv.NATIVE_CONV_ENV] = "1"
     with FlopCounterMode(display=False) as counter:
         train_step()
     train_flops = counter.get_total_flops()
 
+    os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"
     model.eval()
     fwd_ms = timed(infer)
+    os.environ[conv.NATIVE_CONV_ENV] = "1"
     with FlopCounterMode(display=False) as counter:
         infer()
     fwd_flops = counter.get_total_flops()
+    os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"
 
     return {
         **{k: spec[k] for k in
            ("variant", "size", "batch", "precision", "channels_last", "interaction", "frozen_bn")},
-        "conv": "native" if conv.native_conv() else "thermal_action",
+        "conv": "native" if spec["native_conv"] else "thermal_action",
+        "allocator": spec["allocator"],
         "input": f"{tf}x{h}x{w}",
         "threads": torch.get_num_threads(),
         "device": spec["device"],
@@ -216,7 +233,7 @@ def measure_peak(threads: int, bf16: bool, repeats: int) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]]) -> str:
     cols = [
         ("variant", "variant"), ("input", "input (TxHxW)"), ("batch", "B"), ("precision", "prec"),
-        ("channels_last", "CL3d"), ("frozen_bn", "frozen BN"), ("conv", "conv"),
+        ("channels_last", "CL3d"), ("frozen_bn", "frozen BN"), ("conv", "conv"), ("allocator", "malloc"),
         ("fwd_gflops", "fwd GFLOPs/clip"), ("train_gflops", "train GFLOPs/clip"),
         ("fwd_ms", "fwd ms"), ("train_ms", "train ms"), ("train_gflops_per_s", "train GFLOP/s"),
         ("share_of_peak", "share of fp32 conv peak"), ("peak_mb", "peak MB"),
@@ -248,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--native-conv", nargs="+", default=["off"], choices=["off", "on"],
                    help="'on': every conv as plain F.conv3d (as THERMAL_ACTION_NATIVE_CONV=1 does), to measure "
                         "thermal_action.models.conv's CPU paths side by side; 'off on' runs both")
+    p.add_argument("--allocator", nargs="+", default=["reuse"], choices=["reuse", "system"],
+                   help="'reuse': glibc keeps freed memory (thermal_action.models.cpu_workarounds."
+                        "reuse_freed_memory, as `thermal-action train` on CPU); 'system': malloc's defaults, as a "
+                        "plain PyTorch script; 'reuse system' runs both")
     p.add_argument("--interaction", default="none", choices=["none", "parallel", "serial", "denseserial"])
     p.add_argument("--frames", type=int, default=32, help="fast-pathway frames per clip")
     p.add_argument("--boxes", type=int, default=2, help="person boxes per clip")
@@ -268,15 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     cpu_peak = args.device == "cpu" and not args.no_peak
     peaks = [measure_peak(args.threads, "bf16" in args.precisions, args.peak_repeats)] if cpu_peak else []
     rows = []
-    for variant, size, batch, precision, fmt, native in itertools.product(
-        args.variants, args.sizes, args.batches, args.precisions, args.formats, args.native_conv
+    for variant, size, batch, precision, fmt, native, allocator in itertools.product(
+        args.variants, args.sizes, args.batches, args.precisions, args.formats, args.native_conv, args.allocator
     ):
         spec = {
             "variant": variant, "size": size, "batch": batch, "precision": precision,
             "frozen_bn": args.frozen_bn, "native_conv": native == "on",
             "channels_last": fmt == "channels_last", "interaction": args.interaction, "frames": args.frames,
             "boxes": args.boxes, "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads,
-            "device": args.device,
+            "device": args.device, "allocator": allocator,
         }
         row = _run_worker(spec, args.in_process)
         rows.append(row)

@@ -29,6 +29,8 @@ Measured per config:
 - ``train_gflops``: FLOPs per clip of one whole step, counted on the extra last batch
   with ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls, as
   ``bench_model.py``; 1 multiply-add = 2 FLOPs); ``gflop_per_s`` = achieved rate;
+- ``share_of_peak``: ``gflop_per_s`` over this run's fp32 conv training peak
+  (``bench_peak.py`` on the same threads before and after the configs, the higher);
 - ``peak_mb``: on CPU the peak resident memory of the worker process (model, optimiser
   state, data and activations); on CUDA ``max_memory_allocated``.
 
@@ -54,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -119,6 +122,8 @@ class StepTimer:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
+        from thermal_action.models.conv import NATIVE_CONV_ENV
+
         class _Timer(L.Callback):
             def __init__(self) -> None:
                 self.step_s: list[float] = []
@@ -141,6 +146,9 @@ class StepTimer:
                 if not self.shapes:
                     self.shapes = {"fast": list(batch.fast.shape), "slow": list(batch.slow.shape)}  # (B, C, T, H, W)
                 if batch_idx == warmup + steps and count_flops:
+                    # The architecture's FLOPs: plain F.conv3d for this untimed batch (the
+                    # counter does not see torch.mkldnn_convolution, which our paths call).
+                    os.environ[NATIVE_CONV_ENV] = "1"
                     self._counter = FlopCounterMode(display=False)
                     self._counter.__enter__()
                 self._t0 = self._now()
@@ -149,6 +157,7 @@ class StepTimer:
                 end = self._now()
                 if self._counter is not None:
                     self._counter.__exit__(None, None, None)
+                    os.environ.pop(NATIVE_CONV_ENV, None)
                     self.flops = float(self._counter.get_total_flops())
                     self.flop_clips = batch.num_clips
                     self._counter = None
@@ -294,7 +303,8 @@ def _fmt(v: Any, spec: str = "") -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = ["config", "variant", "input fast TxHxW (slow T)", "B", "precision", "warm-up+timed", "s/step",
-            "clips/s", "clips/s incl. data", "train GFLOPs/clip", "GFLOP/s", "peak MB", "pretrained"]
+            "clips/s", "clips/s incl. data", "train GFLOPs/clip", "GFLOP/s", "share of fp32 conv peak", "peak MB",
+            "pretrained"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
@@ -308,11 +318,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             batch,
             r["precision"],
             f"{r['warmup']}+{r['steps']}",
-            _fmt(r["step_s"], ".2f"),
+            _fmt(r["step_s"], ".3g"),
             _fmt(r["clips_per_s"], ".3g"),
             _fmt(r["loop_clips_per_s"], ".3g"),
             _fmt(r["train_gflops"], ".1f"),
             _fmt(r["gflop_per_s"], ".0f"),
+            f"{100 * r['share_of_peak']:.0f}%" if r.get("share_of_peak") is not None else "-",
             _fmt(r["peak_mb"]),
             "random init (file skipped)" if r["pretrained_skipped"] else "none",
         ]) + " |")
@@ -339,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--json", help="also write the JSON to this path")
     p.add_argument("--in-process", action="store_true", help="no subprocess per config (peak memory then shared)")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip bench_peak.py's machine peak before and after the configs (and the share column)")
+    p.add_argument("--peak-repeats", type=int, default=3, help="timed runs per bench_peak.py rate")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -351,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     clips_needed = max(q["batch"] * (q["warmup"] + q["steps"] + extra + 1) for q in plans)
 
     start = time.perf_counter()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_model import measure_peak  # benchmarks/ is not a package
+
+    cpu_peak = accelerator == "cpu" and not args.no_peak
+    peaks = [measure_peak(args.threads, False, args.peak_repeats)] if cpu_peak else []
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         data_root = Path(tmp) / "dataset"
@@ -366,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 
+    peak: dict[str, float] = {}
+    if cpu_peak:
+        peaks.append(measure_peak(args.threads, False, args.peak_repeats))
+        peak = {k: max(q["peak"].get(k, 0.0) for q in peaks) for k in peaks[0]["peak"]}
+        for r in rows:
+            if r.get("gflop_per_s") is not None and peak.get("conv train fp32"):
+                r["share_of_peak"] = round(r["gflop_per_s"] / peak["conv train fp32"], 3)
     from machine import cpu_description, describe_line  # benchmarks/ is not a package
 
     machine = cpu_description()
@@ -374,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine, "line": describe_line(machine)},
         "threads": args.threads,
         "accelerator": accelerator,
+        "peak": peak,
+        "peak_runs": [q["peak"] for q in peaks],
         "dataset": {**dataset, "kind": "synthetic (thermal_action.data.synth), 40x60 frames"},
         "notes": [
             "model.pretrained is empty for every config: throughput does not depend on the weights",
@@ -390,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(text)
     print()
     print(f"Training throughput, {out['machine']['line']}, {args.threads} threads, accelerator {accelerator}, "
-          f"data.num_workers {'config' if args.num_workers < 0 else args.num_workers}; random weights.\n")
+          f"data.num_workers {'config' if args.num_workers < 0 else args.num_workers}; random weights.")
+    if peak:
+        print(f"fp32 conv training peak of this run (bench_peak.py before and after the configs, the higher): "
+              f"{peak['conv train fp32']} GFLOP/s")
+    print()
     print(markdown(rows))
     return 0
 

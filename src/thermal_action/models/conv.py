@@ -15,14 +15,18 @@ rounding) and on a CPU picks, by kernel shape and memory format:
   so the conv is a ``(kt x 1)`` 2D conv of a free view (2-5x faster than the 3D kernels at
   batches 1 and 4); on tiny frames next to the channel count (``4 * N*T*H*W < C``, e.g.
   res5 of a 40x60 clip: 48 positions, 2048 channels) one matrix product over ``kt`` shifted
-  copies (im2col) instead;
+  copies (im2col) instead; channels-last ones with at least 256 input channels (the slow
+  pathway's res3-5) as one pointwise 2D conv of ``kt`` time-shifted copies stacked as
+  channels (2-3x faster than the ``(kt x 1)`` conv there, measured inside a training step);
 - channels-last-3d input (``trainer.channels_last``, the training default): a
   ``(N, C, T, H, W)`` tensor is byte for byte a channels-last ``(N*T, C, H, W)`` batch of
   frames, so a pointwise kernel (strided too) of any batch, and every ``1 x kh x kw``
   kernel of one clip (no temporal stride or padding, dilated ones too), is ``F.conv2d`` on
   a free view. Not a matrix product: oneDNN's 1x1 2D conv trains 1.5-2.5x faster than
   ``F.linear`` on the AMD EPYC (Zen 5) measured, whose MKL sgemm reaches 220 GFLOP/s on
-  2 threads against oneDNN's 400-590, and 2-5x faster than oneDNN's own 3D 1x1 conv;
+  2 threads against oneDNN's 400-590, and 2-5x faster than oneDNN's own 3D 1x1 conv; a
+  strided pointwise conv subsamples its input first (oneDNN's backward of a strided 1x1
+  conv ran at 10-70 GFLOP/s);
 - contiguous input of one clip: ``1 x kh x kw`` kernels on frames of at least 64 pixels as
   a 2D conv over transposed frames;
 - weight-bound spatial convs of one clip on tiny frames (``4 * T*H*W < C``): im2col plus
@@ -101,6 +105,10 @@ MIN_FRAME_PIXELS_FOR_2D = 64
 #: :func:`_spatial_conv_matmul`): on such tiny frames the convolution kernels are slower.
 MATMUL_COLUMNS_PER_CHANNEL = 4
 
+#: From this many input channels a channels-last ``kt x 1 x 1`` conv runs as a pointwise conv
+#: of ``kt`` time-shifted copies (:func:`_temporal_conv_channels_last_im2col`).
+WIDE_TEMPORAL_CHANNELS = 256
+
 
 def _weight_matmul(weight: torch.Tensor, cols: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``(C_out, C*k) @ (..., C*k, L)`` im2col columns, plus the bias: ``(..., C_out, L)``."""
@@ -157,6 +165,39 @@ def _temporal_conv_channels_last(
     x2 = x.permute(0, 2, 3, 4, 1).reshape(n, t, h * w, c).permute(0, 3, 1, 2)  # (N, C, T, H*W), no copy
     y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
     return y.reshape(n, -1, y.shape[2], h, w).contiguous(memory_format=torch.channels_last_3d)
+
+
+def _temporal_conv_channels_last_im2col(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """A wide ``kt x 1 x 1`` conv of a channels-last-3d input as one 1x1 ``F.conv2d`` over
+    ``kt`` time-shifted copies of the input, stacked as channels (im2col along time).
+
+    The ``(N, T, H, W, C)`` memory padded in time gives each tap a free view; concatenated
+    along channels they are a channels-last ``(N*T', kt*C, H, W)`` batch of frames, and the
+    conv a pointwise one, which oneDNN runs at close to its peak where its ``(kt x 1)`` 2D
+    conv of thousands of channels on a few hundred positions does not (the slow pathway's
+    res4-5: 2-3x faster in a training step).
+    """
+    n, c, t, h, w = x.shape
+    k = weight.shape[2]
+    p = padding[0]
+    xt = x.permute(0, 2, 3, 4, 1)  # (N, T, H, W, C), a free view
+    if p:
+        xt = F.pad(xt, (0, 0, 0, 0, 0, 0, p, p))
+    t_out = (t + 2 * p - dilation[0] * (k - 1) - 1) // stride[0] + 1
+    span = (t_out - 1) * stride[0] + 1
+    cols = torch.cat([xt[:, j * dilation[0] : j * dilation[0] + span : stride[0]] for j in range(k)], dim=4)
+    # column j*C + c is tap j of channel c: the weight's (C_out, kt, C) order
+    w2 = weight.permute(0, 2, 1, 3, 4).reshape(weight.shape[0], k * c, 1, 1)
+    frames = cols.reshape(n * t_out, h, w, k * c).permute(0, 3, 1, 2)  # channels-last (N*T', kt*C, H, W)
+    y = F.conv2d(frames, w2, bias)
+    return y.reshape(n, t_out, *y.shape[1:]).transpose(1, 2)
 
 
 def _spatial_conv_matmul(
@@ -278,7 +319,15 @@ def conv3d(
             # Tiny frames: the contiguous path's one matrix product; the copies are small.
             y = _temporal_conv(x.contiguous(), weight, bias, stride, padding, dilation)
             return y.contiguous(memory_format=torch.channels_last_3d)
+        if c >= WIDE_TEMPORAL_CHANNELS:
+            y = _temporal_conv_channels_last_im2col(x, weight, bias, stride, padding, dilation)
+            return y.contiguous(memory_format=torch.channels_last_3d)
         return _temporal_conv_channels_last(x, weight, bias, stride, padding, dilation)
+    if layout == "cl" and spatial_only and (kh, kw) == (1, 1) and stride[1:] != (1, 1) and padding[1:] == (0, 0):
+        # Strided pointwise: subsample first (a copy of 1/(sh*sw) of the input), then the
+        # unstrided conv; oneDNN's backward of a strided 1x1 conv is 3-6x slower than that.
+        x = x[:, :, :, :: stride[1], :: stride[2]].contiguous(memory_format=torch.channels_last_3d)
+        stride = (1, 1, 1)
     if layout == "cl" and spatial_only and (kh, kw) == (1, 1):
         # Pointwise (strided too), any batch: oneDNN's 2D 1x1 conv of the frames is 2-5x
         # faster than its 3D conv and 1.5-2.5x faster than one matrix product (MKL's sgemm
