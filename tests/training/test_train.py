@@ -391,3 +391,19 @@ def test_choose_run_dir_is_one_directory_for_every_process(tmp_path, monkeypatch
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="torchrun"):
         choose_run_dir(None)
+
+
+@pytest.mark.parametrize(("accelerator", "setting", "applied"),
+                         [("cpu", "true", True), ("cpu", "false", False), ("auto", "true", True)])
+def test_build_trainer_keeps_freed_memory_only_when_asked_on_a_cpu(tmp_path, monkeypatch, accelerator, setting,
+                                                                   applied):
+    from thermal_action.config import load_config
+    from thermal_action.training import train as train_module
+
+    calls = []
+    monkeypatch.setattr(train_module, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = load_config(None, [f"trainer.accelerator={accelerator}", f"trainer.reuse_freed_memory={setting}",
+                             "trainer.precision=32-true", "trainer.progress_bar=false"])
+    train_module.build_trainer(cfg, tmp_path, [])
+    assert bool(calls) is applied

@@ -332,7 +332,8 @@ def conv3d(
         # Pointwise (strided too), any batch: oneDNN's 2D 1x1 conv of the frames is 2-5x
         # faster than its 3D conv and 1.5-2.5x faster than one matrix product (MKL's sgemm
         # runs at 40% of oneDNN's rate on the AMD EPYC measured).
-        return _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation)
+        y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation)
+        return y.contiguous(memory_format=torch.channels_last_3d)  # a no-op where conv2d kept the format
     if n > 1:
         # From two clips on, oneDNN's 3D convolutions are as fast as the 2D paths below
         # (measured with batches of 2, 4 and 8).
