@@ -104,7 +104,7 @@ def test_conv3d_equals_f_conv3d_in_float64(case, bias, layout, monkeypatch):
         assert taken == (path_cl if layout == "channels_last_3d" else path_c), taken
 
 
-def test_native_switch_meta_device_and_onnx_export_use_f_conv3d(monkeypatch):
+def test_native_switch_meta_device_onnx_export_and_compile_use_f_conv3d(monkeypatch):
     x = torch.randn(1, 8, 4, 9, 10).contiguous(memory_format=CL)
     w = torch.randn(6, 8, 1, 3, 3)
     spy = _Spy(monkeypatch)
@@ -120,6 +120,14 @@ def test_native_switch_meta_device_and_onnx_export_use_f_conv3d(monkeypatch):
 
     spy.calls.clear()
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
+    assert spy.calls == ["conv3d"]
+
+    # Under torch.compile the graph gets plain convolutions (its fake tensors cannot run
+    # torch.mkldnn_convolution; inductor picks its own kernels).
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: False)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    spy.calls.clear()
     conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
     assert spy.calls == ["conv3d"]
 

@@ -41,7 +41,7 @@ convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays 
 
 ``benchmarks/bench_model.py --native-conv off on`` measures them against plain
 ``F.conv3d`` side by side (README, "Model cost"). CUDA tensors, one-channel inputs (the
-stems), ONNX export and ``THERMAL_ACTION_NATIVE_CONV=1`` go to ``F.conv3d`` unchanged, so
+stems), ONNX export, ``torch.compile`` and ``THERMAL_ACTION_NATIVE_CONV=1`` go to ``F.conv3d`` unchanged, so
 full-size GPU configurations and exported graphs see ordinary 3D convolutions.
 
 :class:`Conv3d` is an ``nn.Conv3d`` whose forward calls :func:`conv3d`: same parameters,
@@ -81,12 +81,14 @@ def is_channels_last_3d(x: torch.Tensor) -> bool:
 
 def _layout(x: torch.Tensor) -> str | None:
     """``"cl"`` (channels-last-3d), ``"c"`` (contiguous) or ``None`` (no fast path: not a
-    CPU tensor, one channel, another layout, inside an ONNX export, or switched off)."""
+    CPU tensor, one channel, another layout, inside an ONNX export or a ``torch.compile``
+    trace, or switched off)."""
     if (
         x.device.type != "cpu"
         or x.dim() != 5
         or x.shape[1] == 1
         or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
         or native_conv()
     ):
         return None
