@@ -166,21 +166,22 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = max(_max_rss_mb() - rss_before, 0.0)
-    # FLOPs of the architecture: counted with plain F.conv3d (the counter does not see
-    # torch.mkldnn_convolution, which some of our paths call), the same for every row.
-    os.environ[conv.NATIVE_CONV_ENV] = "1"
-    with FlopCounterMode(display=False) as counter:
-        train_step()
-    train_flops = counter.get_total_flops()
+    def architecture_flops(fn) -> int:
+        """FLOPs of one ``fn()`` counted with plain F.conv3d (the counter does not see
+        torch.mkldnn_convolution, which some of our paths call): the same for every row."""
+        before = os.environ[conv.NATIVE_CONV_ENV]
+        os.environ[conv.NATIVE_CONV_ENV] = "1"
+        try:
+            with FlopCounterMode(display=False) as counter:
+                fn()
+        finally:
+            os.environ[conv.NATIVE_CONV_ENV] = before
+        return counter.get_total_flops()
 
-    os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"
+    train_flops = architecture_flops(train_step)
     model.eval()
     fwd_ms = timed(infer)
-    os.environ[conv.NATIVE_CONV_ENV] = "1"
-    with FlopCounterMode(display=False) as counter:
-        infer()
-    fwd_flops = counter.get_total_flops()
-    os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"
+    fwd_flops = architecture_flops(infer)
 
     return {
         **{k: spec[k] for k in

@@ -136,6 +136,7 @@ class StepTimer:
                 self._t0 = 0.0
                 self._prev_end: float | None = None
                 self._counter: FlopCounterMode | None = None
+                self._native_before: str | None = None
 
             def _now(self) -> float:
                 if cuda:
@@ -148,6 +149,7 @@ class StepTimer:
                 if batch_idx == warmup + steps and count_flops:
                     # The architecture's FLOPs: plain F.conv3d for this untimed batch (the
                     # counter does not see torch.mkldnn_convolution, which our paths call).
+                    self._native_before = os.environ.get(NATIVE_CONV_ENV)
                     os.environ[NATIVE_CONV_ENV] = "1"
                     self._counter = FlopCounterMode(display=False)
                     self._counter.__enter__()
@@ -157,7 +159,10 @@ class StepTimer:
                 end = self._now()
                 if self._counter is not None:
                     self._counter.__exit__(None, None, None)
-                    os.environ.pop(NATIVE_CONV_ENV, None)
+                    if self._native_before is None:
+                        os.environ.pop(NATIVE_CONV_ENV, None)
+                    else:
+                        os.environ[NATIVE_CONV_ENV] = self._native_before
                     self.flops = float(self._counter.get_total_flops())
                     self.flop_clips = batch.num_clips
                     self._counter = None

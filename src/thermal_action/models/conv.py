@@ -118,6 +118,20 @@ def _weight_matmul(weight: torch.Tensor, cols: torch.Tensor, bias: torch.Tensor 
     return y if bias is None else y + bias[:, None]
 
 
+def _time_taps(
+    x: torch.Tensor, dim: int, k: int, stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...]
+) -> list[torch.Tensor]:
+    """The ``k`` taps of a temporal kernel: views of ``x``, zero-padded along ``dim`` (time),
+    where tap ``j`` at output time ``t'`` is input time ``t' * stride + j * dilation - padding``."""
+    p, s, d = padding[0], stride[0], dilation[0]
+    if p:
+        pad = [0, 0] * (x.dim() - 1 - dim) + [p, p]
+        x = F.pad(x, pad)
+    t_out = (x.shape[dim] - d * (k - 1) - 1) // s + 1
+    span = (t_out - 1) * s + 1
+    return [x.narrow(dim, j * d, span)[(slice(None),) * dim + (slice(None, None, s),)] for j in range(k)]
+
+
 def _temporal_conv(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -137,13 +151,10 @@ def _temporal_conv(
     n, c, t, h, w = x.shape
     k = weight.shape[2]
     x2 = x.reshape(n, c, t, h * w)
-    t_out = (t + 2 * padding[0] - dilation[0] * (k - 1) - 1) // stride[0] + 1
     if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
-        xp = F.pad(x2, (0, 0, padding[0], padding[0]))
-        span = (t_out - 1) * stride[0] + 1
-        cols = torch.stack(
-            [xp[:, :, j * dilation[0] : j * dilation[0] + span : stride[0]] for j in range(k)], dim=2
-        )  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
+        taps = _time_taps(x2, 2, k, stride, padding, dilation)
+        t_out = taps[0].shape[2]
+        cols = torch.stack(taps, dim=2)  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
         y = _weight_matmul(weight, cols.reshape(n, c * k, t_out * h * w), bias)
         return y.reshape(n, -1, t_out, h, w)
     y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
@@ -188,13 +199,9 @@ def _temporal_conv_channels_last_im2col(
     """
     n, c, t, h, w = x.shape
     k = weight.shape[2]
-    p = padding[0]
-    xt = x.permute(0, 2, 3, 4, 1)  # (N, T, H, W, C), a free view
-    if p:
-        xt = F.pad(xt, (0, 0, 0, 0, 0, 0, p, p))
-    t_out = (t + 2 * p - dilation[0] * (k - 1) - 1) // stride[0] + 1
-    span = (t_out - 1) * stride[0] + 1
-    cols = torch.cat([xt[:, j * dilation[0] : j * dilation[0] + span : stride[0]] for j in range(k)], dim=4)
+    taps = _time_taps(x.permute(0, 2, 3, 4, 1), 1, k, stride, padding, dilation)  # of the (N, T, H, W, C) view
+    t_out = taps[0].shape[1]
+    cols = torch.cat(taps, dim=4)
     # column j*C + c is tap j of channel c: the weight's (C_out, kt, C) order
     w2 = weight.permute(0, 2, 1, 3, 4).reshape(weight.shape[0], k * c, 1, 1)
     frames = cols.reshape(n * t_out, h, w, k * c).permute(0, 3, 1, 2)  # channels-last (N*T', kt*C, H, W)
@@ -325,15 +332,15 @@ def conv3d(
             y = _temporal_conv_channels_last_im2col(x, weight, bias, stride, padding, dilation)
             return y.contiguous(memory_format=torch.channels_last_3d)
         return _temporal_conv_channels_last(x, weight, bias, stride, padding, dilation)
-    if layout == "cl" and spatial_only and (kh, kw) == (1, 1) and stride[1:] != (1, 1) and padding[1:] == (0, 0):
-        # Strided pointwise: subsample first (a copy of 1/(sh*sw) of the input), then the
-        # unstrided conv; oneDNN's backward of a strided 1x1 conv is 3-6x slower than that.
-        x = x[:, :, :, :: stride[1], :: stride[2]].contiguous(memory_format=torch.channels_last_3d)
-        stride = (1, 1, 1)
     if layout == "cl" and spatial_only and (kh, kw) == (1, 1):
         # Pointwise (strided too), any batch: oneDNN's 2D 1x1 conv of the frames is 2-5x
         # faster than its 3D conv and 1.5-2.5x faster than one matrix product (MKL's sgemm
         # runs at 40% of oneDNN's rate on the AMD EPYC measured).
+        if stride[1:] != (1, 1) and padding[1:] == (0, 0):
+            # Subsample first (a copy of 1/(sh*sw) of the input), then the unstrided conv:
+            # oneDNN's backward of a strided 1x1 conv is 3-6x slower than that.
+            x = x[:, :, :, :: stride[1], :: stride[2]].contiguous(memory_format=torch.channels_last_3d)
+            stride = (1, 1, 1)
         y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation)
         return y.contiguous(memory_format=torch.channels_last_3d)  # a no-op where conv2d kept the format
     if n > 1:

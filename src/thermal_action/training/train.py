@@ -373,10 +373,6 @@ def _check_select(select: str) -> None:
         raise ValueError(f"trainer.select_checkpoint must be one of {SELECT_CHOICES}, got {select!r}")
 
 
-def _trains_on_cpu(accelerator: str) -> bool:
-    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-
-
 def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
                   precision: PrecisionChoice | None = None) -> L.Trainer:
     """The Lightning ``Trainer`` of ``cfg.trainer`` / ``cfg.optim`` writing into ``out_dir``.
@@ -391,7 +387,7 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
     if precision is None:
         precision = resolve_precision(t.precision, t.accelerator)
     _check_select(t.select_checkpoint)
-    if t.reuse_freed_memory and _trains_on_cpu(t.accelerator):
+    if t.reuse_freed_memory and precision.device == "cpu":
         reuse_freed_memory()
     checkpoint = RunCheckpoint(
         dirpath=out_dir / "checkpoints",
