@@ -38,9 +38,10 @@ Usage::
     python benchmarks/bench_model.py --device cuda --sizes 4x seed
 
     python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed 1x --precisions fp32 \
-        --native-conv off on --frozen-bn            # our conv paths vs plain F.conv3d
+        --native-conv off on --bn frozen            # our conv paths vs plain F.conv3d
     python benchmarks/bench_model.py --variants slowfast_r50_4x16 --sizes seed --precisions fp32 \
-        --formats channels_last contiguous --native-conv off on --allocator reuse system   # the speed issue's 2x
+        --formats channels_last contiguous --native-conv off on --allocator reuse system --bn train frozen
+                                                                       # the speed issue's 2x
 
 Prints one JSON object (with the CPU's name and ISA flags and the peaks) and a Markdown table.
 """
@@ -260,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--formats", nargs="+", default=["contiguous", "channels_last"],
                    choices=["contiguous", "channels_last"])
-    p.add_argument("--frozen-bn", action="store_true",
-                   help="BatchNorm frozen (eval statistics, no affine gradients), as AlphAction's FROZEN_BN and "
-                        "configs/slowfast_r50_4x16.yaml")
+    p.add_argument("--bn", nargs="+", default=["train"], choices=["train", "frozen"],
+                   help="'frozen': BatchNorm frozen (running statistics, no affine gradients), as AlphAction's "
+                        "FROZEN_BN and configs/slowfast_r50_4x16.yaml, which our convs fold into the conv and its "
+                        "fused ReLU; 'train frozen' runs both")
+    p.add_argument("--frozen-bn", action="store_true", help="the same as --bn frozen")
     p.add_argument("--native-conv", nargs="+", default=["off"], choices=["off", "on"],
                    help="'on': every conv as plain F.conv3d (as THERMAL_ACTION_NATIVE_CONV=1 does), to measure "
                         "thermal_action.models.conv's CPU paths side by side; 'off on' runs both")
@@ -290,12 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_peak = args.device == "cpu" and not args.no_peak
     peaks = [measure_peak(args.threads, "bf16" in args.precisions, args.peak_repeats)] if cpu_peak else []
     rows = []
-    for variant, size, batch, precision, fmt, native, allocator in itertools.product(
-        args.variants, args.sizes, args.batches, args.precisions, args.formats, args.native_conv, args.allocator
+    bn_modes = ["frozen"] if args.frozen_bn else args.bn
+    for variant, size, batch, precision, bn, fmt, native, allocator in itertools.product(
+        args.variants, args.sizes, args.batches, args.precisions, bn_modes, args.formats, args.native_conv,
+        args.allocator,
     ):
         spec = {
             "variant": variant, "size": size, "batch": batch, "precision": precision,
-            "frozen_bn": args.frozen_bn, "native_conv": native == "on",
+            "frozen_bn": bn == "frozen", "native_conv": native == "on",
             "channels_last": fmt == "channels_last", "interaction": args.interaction, "frames": args.frames,
             "boxes": args.boxes, "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads,
             "device": args.device, "allocator": allocator,

@@ -190,3 +190,102 @@ def test_lateral_under_bf16_autocast_matches_float32():
         (grad,) = torch.autograd.grad(got.float().square().sum(), fast)
     assert (got.float() - ref).norm() <= 0.02 * ref.norm()
     assert (grad - grad_ref).norm() <= 0.03 * grad_ref.norm()
+
+
+def _random_bn_statistics(model: torch.nn.Module, seed: int = 0) -> None:
+    """Running statistics and affine parameters away from their init, so folding them matters."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) * 0.4 - 0.2)
+
+
+def _fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from thermal_action.models import conv
+
+    calls: list[int] = []
+    original = conv._ConvReLU.apply
+    monkeypatch.setattr(conv._ConvReLU, "apply", lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+def _run_backbone(backbone, slow, fast, threads: int = 1):
+    backbone.zero_grad(set_to_none=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # on one thread PyTorch sends the small 2D convs to its own kernels
+    try:
+        out = backbone(slow, fast)
+        weights = [torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o) for o in out]
+        sum((o * w).sum() for o, w in zip(out, weights)).backward()
+    finally:
+        torch.set_num_threads(before)
+    grads = {n: p.grad for n, p in backbone.named_parameters() if p.grad is not None}
+    return [o.detach() for o in out], grads
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+def test_frozen_bn_folded_into_fused_convs_matches_float64(layout, batch, clip_pair, monkeypatch):
+    """With frozen BN every conv -> BN (-> add) -> ReLU may run as one oneDNN kernel with the
+    BN folded into the conv: outputs and every trainable gradient as the float64 modules give."""
+    import copy
+
+    monkeypatch.delenv("THERMAL_ACTION_NATIVE_CONV", raising=False)
+    fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+    backbone = VARIANTS["slowfast_tiny"](zero_init_residual=False)
+    _random_bn_statistics(backbone)
+    backbone.freeze(0, frozen_bn=True)
+    backbone = backbone.to(memory_format=fmt).train()
+    slow, fast = (t.contiguous(memory_format=fmt) for t in clip_pair(backbone.alpha, batch, 2, 40, 60))
+    ref_out, ref_grads = _run_backbone(copy.deepcopy(backbone).double(), slow.double(), fast.double())
+    calls = _fused_calls(monkeypatch)
+    out, grads = _run_backbone(backbone, slow, fast, threads=2)
+    assert len(calls) >= 20  # stems, bottleneck a/b/c convs, projections of both pathways
+    assert [o.shape for o in out] == [o.shape for o in ref_out]
+    for o, r in zip(out, ref_out, strict=True):
+        torch.testing.assert_close(o.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+    assert grads.keys() == ref_grads.keys() and len(grads) == 38  # the convs' weights, lateral biases none
+    for name, g in grads.items():
+        r = ref_grads[name]
+        assert torch.isfinite(g).all(), name
+        torch.testing.assert_close(g.double(), r, rtol=1e-3, atol=1e-3 * r.abs().max().item(), msg=name)
+
+    # Training-mode BN needs the batch statistics: nothing is folded or fused then.
+    calls.clear()
+    backbone.freeze(0, frozen_bn=False)
+    backbone.train()
+    _run_backbone(backbone, slow, fast, threads=2)
+    assert not calls
+
+
+def test_eval_bn_with_trainable_affine_gets_its_gradients_through_the_folding(monkeypatch):
+    """A BN in eval mode whose weight and bias still train (fine-tuning the affine part only):
+    folded, its gradients equal the plain modules' in float64."""
+    from thermal_action.models.backbone import conv_bn
+    from thermal_action.models.conv import Conv3d
+
+    monkeypatch.delenv("THERMAL_ACTION_NATIVE_CONV", raising=False)
+    conv = Conv3d(16, 24, (1, 1, 1), bias=False)
+    bn = torch.nn.BatchNorm3d(24)
+    _random_bn_statistics(bn)
+    bn.eval()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 16, 4, 12, 14, generator=gen).contiguous(memory_format=torch.channels_last_3d)
+    residual = torch.randn(1, 24, 4, 12, 14, generator=gen).contiguous(memory_format=torch.channels_last_3d)
+    params = [conv.weight, bn.weight, bn.bias]
+    calls = _fused_calls(monkeypatch)
+    torch.set_num_threads(2)  # oneDNN's, not PyTorch's own kernel, for a conv this small (the fixture restores it)
+    y = conv_bn(conv, bn, x.requires_grad_(), relu=True, residual=residual.requires_grad_())
+    assert len(calls) == 1
+    got = torch.autograd.grad(y.square().sum(), [x, residual, *params])
+
+    conv64, bn64 = conv.double(), bn.double()
+    x64, r64 = x.detach().double().requires_grad_(), residual.detach().double().requires_grad_()
+    y64 = F.relu(bn64(F.conv3d(x64, conv64.weight)) + r64)
+    want = torch.autograd.grad(y64.square().sum(), [x64, r64, conv64.weight, bn64.weight, bn64.bias])
+    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())

@@ -255,3 +255,97 @@ def test_float32_convs_that_pytorch_runs_slowly_go_to_onednn_with_the_same_resul
         torch.testing.assert_close(g.double(), r, rtol=1e-5, atol=1e-3)
     assert y.is_contiguous(memory_format=fmt)
     assert bool(calls) == (onednn_cl if layout == "channels_last_3d" else onednn_c), case
+
+
+class _FusedSpy:
+    """Counts the convolutions that ran as one oneDNN kernel with their ReLU (``_ConvReLU``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = conv._ConvReLU.apply
+
+        def apply(*args):
+            self.calls += 1
+            return original(*args)
+
+        monkeypatch.setattr(conv._ConvReLU, "apply", apply)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+@pytest.mark.parametrize("with_residual", [False, True])
+@pytest.mark.parametrize("case", list(CASES))
+def test_conv3d_relu_and_residual_in_float32_match_float64(case, with_residual, layout, monkeypatch):
+    """``conv3d(relu=True, residual=r)`` is ``relu(F.conv3d(...) + r)`` with every gradient,
+    fused into oneDNN's kernel (float32) or by plain ops after the path."""
+    shape, wshape, stride, padding, dilation, _, _ = CASES[case]
+    fmt = CL if layout == "channels_last_3d" else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(wshape, generator=gen, requires_grad=True)
+    b = torch.randn(wshape[0], generator=gen, requires_grad=True)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    ref = F.conv3d(x64, w64, b64, stride, padding, dilation)
+    r = torch.randn(ref.shape, generator=gen).contiguous(memory_format=fmt).requires_grad_() if with_residual else None
+    r64 = r.detach().double().requires_grad_() if with_residual else None
+    if with_residual:
+        ref = ref + r64
+    ref = F.relu(ref)
+
+    monkeypatch.delenv(conv.NATIVE_CONV_ENV, raising=False)
+    spy = _FusedSpy(monkeypatch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # on one thread PyTorch sends small 2D convs to its own kernels, not oneDNN
+    try:
+        y = conv3d(x, w, b, stride, padding, dilation, relu=True, residual=r)
+    finally:
+        torch.set_num_threads(threads)
+    assert y.shape == ref.shape and y.dtype == torch.float32
+    if shape[1] > 1:
+        assert y.is_contiguous(memory_format=fmt)
+    # The fused kernel runs for every 3D conv and every channels-last pointwise conv, with
+    # or without a residual. (The 2D paths fuse the ReLU where PyTorch itself would pick
+    # oneDNN, which it does not for convs as small as these: the backbone test covers them.)
+    path = CASES[case][6] if layout == "channels_last_3d" else CASES[case][5]
+    if path == "conv3d" or (case.startswith("pointwise") and layout == "channels_last_3d"):
+        assert spy.calls == 1, case
+    elif path in ("matmul", "unfold"):
+        assert spy.calls == 0, case
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5 * scale)
+    grad = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    inputs = [x, w, b] + ([r] if with_residual else [])
+    got = torch.autograd.grad(y, inputs, grad.float().contiguous(memory_format=fmt))
+    want = torch.autograd.grad(ref, [x64, w64, b64] + ([r64] if with_residual else []), grad)
+    for g, ref_g in zip(got, want, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g.double(), ref_g, rtol=1e-4, atol=1e-4 * ref_g.abs().max().item())
+
+
+def test_conv3d_relu_is_not_fused_outside_plain_float32_cpu(monkeypatch):
+    """float64, bf16 autocast and the native switch compute relu(conv + residual) with plain
+    ops (oneDNN's fused kernel is float32 only; ONNX and compile traces see plain ops)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, 4, 9, 10, generator=gen).contiguous(memory_format=CL)
+    w = torch.randn(6, 8, 1, 1, 1, generator=gen)
+    r = torch.randn(1, 6, 4, 9, 10, generator=gen).contiguous(memory_format=CL)
+    want = F.relu(F.conv3d(x.double(), w.double()) + r.double())
+    spy = _FusedSpy(monkeypatch)
+    got = conv3d(x.double(), w.double(), relu=True, residual=r.double())
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = conv3d(x, w, relu=True, residual=r)
+    torch.testing.assert_close(got.double(), want, rtol=0.05, atol=0.05)
+    monkeypatch.setenv(conv.NATIVE_CONV_ENV, "1")
+    got = conv3d(x, w, relu=True, residual=r)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    assert spy.calls == 0
+    monkeypatch.delenv(conv.NATIVE_CONV_ENV)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # on one thread PyTorch sends small 2D convs to its own kernels, not oneDNN
+    try:
+        conv3d(x, w, relu=True, residual=r)
+    finally:
+        torch.set_num_threads(threads)
+    assert spy.calls == 1
+    with pytest.raises(ValueError, match="relu=True"):
+        conv3d(x, w, residual=r)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thermal_action.models.conv import Conv3d, conv3d, is_channels_last_3d
+from thermal_action.models.conv import Conv3d, can_fuse_relu, conv3d, is_channels_last_3d
 
 #: Lateral flavours, see the module docstring.
 LATERAL_STYLES = ("conv_bn_relu", "conv_bias", "conv")
@@ -70,6 +70,51 @@ def rgb_stem_to_thermal(weight: torch.Tensor) -> torch.Tensor:
 
 def _bn(channels: int, eps: float, momentum: float) -> nn.BatchNorm3d:
     return nn.BatchNorm3d(channels, eps=eps, momentum=momentum)
+
+
+def _frozen_bn_affine(bn: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(scale, shift)`` with ``bn(y) == y * scale + shift`` per channel, for a BatchNorm that
+    normalises with its running statistics (eval mode: frozen BN, frozen stages, inference);
+    ``None`` in training mode, where the batch statistics are needed."""
+    if bn.training or not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        return None
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
+
+
+def conv_bn(
+    conv: nn.Conv3d,
+    bn: nn.BatchNorm3d,
+    x: torch.Tensor,
+    relu: bool = False,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``bn(conv(x))``, plus ``residual`` and ReLU'd if asked (``residual`` only with ``relu``).
+
+    A BatchNorm with running statistics is a per-channel affine map, so where oneDNN runs
+    the conv (:func:`~thermal_action.models.conv.can_fuse_relu`) it is folded into the conv
+    (weight times scale, shift as bias) and the residual add and ReLU go into the same
+    kernel: no pass over the activation for BN, add or ReLU, forward or backward (the frozen
+    BN of ``configs/slowfast_r50_4x16.yaml``; inference). Gradients reach the conv weight
+    (and BN affine parameters that require them) through the folding. Otherwise, and in
+    training-mode BN, the plain modules, ReLU and add in place on BatchNorm's output (its
+    backward reads its input, not its output).
+    """
+    affine = _frozen_bn_affine(bn) if can_fuse_relu(x, conv.weight) and conv.padding_mode == "zeros" else None
+    if affine is None:
+        y = bn(conv(x))
+        if residual is not None:
+            y += residual
+        return F.relu_(y) if relu else y
+    scale, shift = affine
+    weight = conv.weight * scale.view(-1, 1, 1, 1, 1)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return conv3d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups, relu=relu, residual=residual)
 
 
 class Stem(nn.Module):
@@ -105,7 +150,7 @@ class Stem(nn.Module):
         self.pool_padding = 1 if pool_padding else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu_(self.bn(self.conv(x)))  # in place: BatchNorm's backward does not read its output
+        x = conv_bn(self.conv, self.bn, x, relu=True)
         if self.pool:
             x = F.max_pool3d(x, (1, 3, 3), (1, 2, 2), (0, self.pool_padding, self.pool_padding))
         return x
@@ -143,11 +188,11 @@ class BottleneckTransform(nn.Module):
         self.c = Conv3d(inner_channels, out_channels, 1, bias=False)
         self.c_bn = _bn(out_channels, bn_eps, bn_momentum)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # ReLU in place on BatchNorm outputs (their backward reads the input, not the output).
-        x = F.relu_(self.a_bn(self.a(x)))
-        x = F.relu_(self.b_bn(self.b(x)))
-        return self.c_bn(self.c(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``c_bn(c(...))``; with ``residual``, ``relu(c_bn(c(...)) + residual)`` (a ResBlock's end)."""
+        x = conv_bn(self.a, self.a_bn, x, relu=True)
+        x = conv_bn(self.b, self.b_bn, x, relu=True)
+        return conv_bn(self.c, self.c_bn, x, relu=residual is not None, residual=residual)
 
 
 class ResBlock(nn.Module):
@@ -183,13 +228,11 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.branch1 is None else self.branch1_bn(self.branch1(x))
+        shortcut = x if self.branch1 is None else conv_bn(self.branch1, self.branch1_bn, x)
         # The add and the ReLU in place on branch2's BatchNorm output, which no backward
-        # reads (an add's backward reads neither input, a ReLU's only its own output): two
-        # fewer activation-sized tensors per block. The shortcut, possibly ``x``, is unchanged.
-        out = self.branch2(x)
-        out += shortcut
-        return F.relu_(out)
+        # reads (an add's backward reads neither input, a ReLU's only its own output), or
+        # inside the last conv with a frozen BN (conv_bn). The shortcut, possibly ``x``, is unchanged.
+        return self.branch2(x, residual=shortcut)
 
 
 class FuseFastToSlow(nn.Module):

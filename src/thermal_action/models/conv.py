@@ -36,6 +36,14 @@ rounding) and on a CPU picks, by kernel shape and memory format:
   (``Slow3d``, ``SlowDilated3d``: on one thread it does so for every kernel with
   ``kh = kw = 1`` and for small batch-1 convs, at 15-35 GFLOP/s); float32 only.
 
+``conv3d(..., relu=True, residual=r)`` is ``relu(conv + r)``. Where the path ends in a oneDNN
+convolution of float32 CPU tensors, the bias, the residual add and the ReLU are post-ops of
+that kernel (:func:`conv_relu`, ``mkldnn::_convolution_pointwise``; its backward is the ReLU
+mask and ``aten::convolution_backward``), so a conv whose frozen BatchNorm is folded into its
+weight and bias (:func:`thermal_action.models.backbone.conv_bn`) costs no pass over its
+output for BN, add or ReLU, forward or backward: a training step of the frozen-BN R50 4x16
+at 256x384 is ~10% faster so (``benchmarks/bench_model.py --bn frozen``).
+
 A channels-last-3d input always gives a channels-last-3d result (oneDNN returns some
 convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
 
@@ -51,7 +59,7 @@ same state-dict keys, so checkpoints and ``isinstance(m, nn.Conv3d)`` checks are
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -139,6 +147,7 @@ def _temporal_conv(
     stride: tuple[int, ...],
     padding: tuple[int, ...],
     dilation: tuple[int, ...],
+    conv2d: Callable[..., torch.Tensor] = F.conv2d,
 ) -> torch.Tensor:
     """A ``kt x 1 x 1`` conv (no spatial stride or padding) of a contiguous input.
 
@@ -157,7 +166,7 @@ def _temporal_conv(
         cols = torch.stack(taps, dim=2)  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
         y = _weight_matmul(weight, cols.reshape(n, c * k, t_out * h * w), bias)
         return y.reshape(n, -1, t_out, h, w)
-    y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
+    y = conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
     return y.reshape(n, -1, y.shape[2], h, w)
 
 
@@ -168,6 +177,7 @@ def _temporal_conv_channels_last(
     stride: tuple[int, ...],
     padding: tuple[int, ...],
     dilation: tuple[int, ...],
+    conv2d: Callable[..., torch.Tensor] = F.conv2d,
 ) -> torch.Tensor:
     """A ``kt x 1 x 1`` conv (no spatial stride or padding) of a channels-last-3d input.
 
@@ -176,7 +186,7 @@ def _temporal_conv_channels_last(
     """
     n, c, t, h, w = x.shape
     x2 = x.permute(0, 2, 3, 4, 1).reshape(n, t, h * w, c).permute(0, 3, 1, 2)  # (N, C, T, H*W), no copy
-    y = F.conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
+    y = conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
     return y.reshape(n, -1, y.shape[2], h, w).contiguous(memory_format=torch.channels_last_3d)
 
 
@@ -187,6 +197,7 @@ def _temporal_conv_channels_last_im2col(
     stride: tuple[int, ...],
     padding: tuple[int, ...],
     dilation: tuple[int, ...],
+    conv2d: Callable[..., torch.Tensor] = F.conv2d,
 ) -> torch.Tensor:
     """A wide ``kt x 1 x 1`` conv of a channels-last-3d input as one 1x1 ``F.conv2d`` over
     ``kt`` time-shifted copies of the input, stacked as channels (im2col along time).
@@ -205,7 +216,7 @@ def _temporal_conv_channels_last_im2col(
     # column j*C + c is tap j of channel c: the weight's (C_out, kt, C) order
     w2 = weight.permute(0, 2, 1, 3, 4).reshape(weight.shape[0], k * c, 1, 1)
     frames = cols.reshape(n * t_out, h, w, k * c).permute(0, 3, 1, 2)  # channels-last (N*T', kt*C, H, W)
-    y = F.conv2d(frames, w2, bias)
+    y = conv2d(frames, w2, bias, (1, 1), (0, 0), (1, 1))
     return y.reshape(n, t_out, *y.shape[1:]).transpose(1, 2)
 
 
@@ -268,6 +279,97 @@ def _plain_conv3d(
     return F.conv3d(x, weight, bias, stride, padding, dilation)
 
 
+def can_fuse_relu(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a conv of ``x`` with ``weight`` may run with its bias, residual add and ReLU
+    inside oneDNN's kernel (:func:`conv_relu`): a float32 CPU tensor outside autocast, an
+    ONNX export, a ``torch.compile`` trace and ``THERMAL_ACTION_NATIVE_CONV=1``."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.onnx.is_in_onnx_export()
+        and not torch.compiler.is_compiling()
+        and not native_conv()
+    )
+
+
+#: Backends whose convolutions :func:`conv_relu` runs fused: oneDNN, and the 3D ones that
+#: :func:`_plain_conv3d` replaces by oneDNN's forward anyway (the backward is PyTorch's choice
+#: either way: ``aten::convolution_backward``).
+_FUSABLE_BACKENDS = _SLOW_BACKENDS | {torch._C._ConvBackend.Mkldnn} if hasattr(torch._C, "_ConvBackend") else frozenset()
+
+
+class _ConvReLU(torch.autograd.Function):
+    """``relu(conv(x, weight, bias) [+ residual])`` as one oneDNN convolution with post-ops.
+
+    Forward: ``mkldnn::_convolution_pointwise`` (the fused kernel inductor uses for
+    inference), so the bias, the residual add and the ReLU cost no pass over the output.
+    Backward: the ReLU's mask from the saved output, then ``aten::convolution_backward``
+    (what ``F.conv2d`` / ``F.conv3d`` run); the residual's gradient is the masked one.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual, stride, padding, dilation):  # type: ignore[override]
+        if residual is None:
+            y = torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, padding, stride, dilation, 1, "relu", [None], ""
+            )
+        else:
+            y = torch.ops.mkldnn._convolution_pointwise.binary(
+                x, residual, weight, bias, padding, stride, dilation, 1, "add", 1.0, "relu", [None], ""
+            )
+        ctx.save_for_backward(x, weight, y)
+        ctx.conv = (stride, padding, dilation, None if bias is None else list(bias.shape))
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight, y = ctx.saved_tensors
+        stride, padding, dilation, bias_sizes = ctx.conv
+        grad = torch.ops.aten.threshold_backward(grad, y, 0)
+        need = ctx.needs_input_grad
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad, x, weight, bias_sizes, stride, padding, dilation, False, [0] * len(stride), 1,
+            [need[0], need[1], need[2] and bias_sizes is not None],
+        )
+        return gx, gw, gb, grad if need[3] else None, None, None, None
+
+
+def conv_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``relu(F.conv{2,3}d(x, weight, bias, stride, padding, dilation) + residual)``.
+
+    One fused oneDNN kernel (:class:`_ConvReLU`) where :func:`can_fuse_relu` allows it and
+    PyTorch would run this conv through oneDNN anyway (its backward is then oneDNN's too);
+    otherwise the plain ops. ``residual``, if given, has the conv output's shape.
+    """
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    if (
+        can_fuse_relu(x, weight)
+        and (bias is None or bias.dtype == torch.float32)
+        and (residual is None or (residual.dtype == torch.float32 and residual.device.type == "cpu"))
+        and torch._C._select_conv_backend(x, weight, bias, stride, padding, dilation, False, (0,) * len(stride), 1, None)
+        in _FUSABLE_BACKENDS
+    ):
+        return _ConvReLU.apply(x, weight, bias, residual, list(stride), list(padding), list(dilation))
+    if x.dim() == 4:
+        y = F.conv2d(x, weight, bias, stride, padding, dilation)
+    else:
+        y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
+    if residual is not None:
+        y = y + residual
+    return F.relu_(y)
+
+
 def _frames_conv2d_channels_last(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -275,16 +377,23 @@ def _frames_conv2d_channels_last(
     stride: tuple[int, ...],
     padding: tuple[int, ...],
     dilation: tuple[int, ...],
+    conv2d: Callable[..., torch.Tensor] = F.conv2d,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A ``1 x kh x kw`` conv (no temporal stride or padding) of a channels-last-3d input as
     one ``F.conv2d`` over its frames.
 
     A channels-last-3d ``(N, C, T, H, W)`` tensor is byte for byte a channels-last
     ``(N*T, C, H, W)`` batch of frames, so both the input and the result are free views.
+    A ``residual`` (only with ``conv2d=conv_relu``), shaped as the result, is viewed so too.
     """
     n, c, t, h, w = x.shape
-    y = F.conv2d(x.transpose(1, 2).reshape(n * t, c, h, w), weight.squeeze(2), bias,
-                 stride[1:], padding[1:], dilation[1:])
+    frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+    args = (frames, weight.squeeze(2), bias, stride[1:], padding[1:], dilation[1:])
+    if residual is None:
+        y = conv2d(*args)
+    else:
+        y = conv2d(*args, residual.transpose(1, 2).reshape(n * t, *residual.shape[1:2], *residual.shape[3:]))
     return y.reshape(n, t, *y.shape[1:]).transpose(1, 2)
 
 
@@ -296,6 +405,9 @@ def conv3d(
     padding: Sequence[int] = (0, 0, 0),
     dilation: Sequence[int] = (1, 1, 1),
     groups: int = 1,
+    *,
+    relu: bool = False,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``F.conv3d`` with the CPU fast paths described in the module docstring.
 
@@ -306,15 +418,50 @@ def conv3d(
         stride, padding, dilation: three ints each, as for ``F.conv3d`` (string padding
             is not supported).
         groups: as for ``F.conv3d``.
+        relu: return ``relu(conv + residual)``, computed inside oneDNN's convolution kernel
+            (:func:`conv_relu`) where the path ends in one; else by the plain ops after it.
+        residual: optional tensor shaped as the result, added before the ReLU (only with
+            ``relu``); fused into channels-last pointwise and 3D convolutions.
 
     Returns:
         ``(N, C_out, T', H', W')``, equal to ``F.conv3d(x, weight, bias, stride, padding,
-        dilation, groups)`` up to float rounding, in the memory format of ``x``.
+        dilation, groups)`` (plus ``residual``, then ReLU, if asked) up to float rounding, in
+        the memory format of ``x``.
     """
+    if residual is not None and not relu:
+        raise ValueError("conv3d: a residual is only added together with relu=True")
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    fuse = relu and groups == 1 and can_fuse_relu(x, weight)
+    y, done = _conv3d_paths(x, weight, bias, stride, padding, dilation, groups, fuse, residual)
+    if relu and not done:
+        if residual is not None:
+            y = y + residual
+        y = F.relu_(y)
+    return y
+
+
+def _conv3d_paths(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+    fuse: bool,
+    residual: torch.Tensor | None,
+) -> tuple[torch.Tensor, bool]:
+    """:func:`conv3d`'s choice of path; returns the result and whether the ReLU (and the
+    residual) are in it already (``fuse`` and the path ends in a fusable convolution)."""
+    # 2D paths take the ReLU into their convolution; the residual only where the path
+    # views it as its 2D result (channels-last pointwise convs).
+    conv2d = conv_relu if fuse and residual is None else F.conv2d
+    fused_2d = conv2d is conv_relu
     layout = _layout(x) if groups == 1 else None
     if layout is None:
-        return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+        if fuse:  # the one-channel stems: a fused 3D conv (conv_relu falls back by itself)
+            return conv_relu(x, weight, bias, stride, padding, dilation, residual), True
+        return F.conv3d(x, weight, bias, stride, padding, dilation, groups), False
     n, c, t, h, w = x.shape
     kt, kh, kw = weight.shape[2:]
     spatial_only = kt == 1 and stride[0] == 1 and padding[0] == 0
@@ -323,15 +470,17 @@ def conv3d(
         # Any batch: the (kt x 1) 2D conv of the (N, C, T, H*W) view is 2-5x faster than
         # oneDNN's or PyTorch's 3D kernels (measured at batches 1 and 4, both layouts).
         if layout == "c":
-            return _temporal_conv(x, weight, bias, stride, padding, dilation)
+            if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
+                return _temporal_conv(x, weight, bias, stride, padding, dilation), False
+            return _temporal_conv(x, weight, bias, stride, padding, dilation, conv2d), fused_2d
         if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
             # Tiny frames: the contiguous path's one matrix product; the copies are small.
             y = _temporal_conv(x.contiguous(), weight, bias, stride, padding, dilation)
-            return y.contiguous(memory_format=torch.channels_last_3d)
+            return y.contiguous(memory_format=torch.channels_last_3d), False
         if c >= WIDE_TEMPORAL_CHANNELS:
-            y = _temporal_conv_channels_last_im2col(x, weight, bias, stride, padding, dilation)
-            return y.contiguous(memory_format=torch.channels_last_3d)
-        return _temporal_conv_channels_last(x, weight, bias, stride, padding, dilation)
+            y = _temporal_conv_channels_last_im2col(x, weight, bias, stride, padding, dilation, conv2d)
+            return y.contiguous(memory_format=torch.channels_last_3d), fused_2d
+        return _temporal_conv_channels_last(x, weight, bias, stride, padding, dilation, conv2d), fused_2d
     if layout == "cl" and spatial_only and (kh, kw) == (1, 1):
         # Pointwise (strided too), any batch: oneDNN's 2D 1x1 conv of the frames is 2-5x
         # faster than its 3D conv and 1.5-2.5x faster than one matrix product (MKL's sgemm
@@ -341,32 +490,45 @@ def conv3d(
             # oneDNN's backward of a strided 1x1 conv is 3-6x slower than that.
             x = x[:, :, :, :: stride[1], :: stride[2]].contiguous(memory_format=torch.channels_last_3d)
             stride = (1, 1, 1)
-        y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation)
-        return y.contiguous(memory_format=torch.channels_last_3d)  # a no-op where conv2d kept the format
+        if fuse and residual is not None:
+            y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation, conv_relu, residual)
+            done = True
+        else:
+            y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation, conv2d)
+            done = fused_2d
+        return y.contiguous(memory_format=torch.channels_last_3d), done  # a no-op where conv2d kept the format
     if n > 1:
         # From two clips on, oneDNN's 3D convolutions are as fast as the 2D paths below
         # (measured with batches of 2, 4 and 8).
-        y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
-        return y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y
+        if fuse:
+            y = conv_relu(x, weight, bias, stride, padding, dilation, residual)
+        else:
+            y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
+        return (y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y), fuse
     if spatial_only and (kh, kw) != (1, 1) and MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
         y = _spatial_conv_matmul(x, weight, bias, stride, padding, dilation)
         fmt = torch.channels_last_3d if layout == "cl" else torch.contiguous_format
-        return y.contiguous(memory_format=fmt)
+        return y.contiguous(memory_format=fmt), False
     if layout == "cl":
         if spatial_only:
             # Dilated kernels too (res4-5 of the compact variants: 3-4x faster than in 3D).
-            y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation)
+            y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation, conv2d)
+            done = fused_2d
+        elif fuse:
+            y, done = conv_relu(x, weight, bias, stride, padding, dilation, residual), True
         else:
-            y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
+            y, done = _plain_conv3d(x, weight, bias, stride, padding, dilation), False
         # oneDNN returns some of these in the contiguous format (kt x 1 x 1 kernels, for one);
         # a copy keeps the whole network in one format, which the BatchNorm, ReLU and
         # residual adds that follow repay many times over. A no-op when already so.
-        return y.contiguous(memory_format=torch.channels_last_3d)
+        return y.contiguous(memory_format=torch.channels_last_3d), done
     if spatial_only and dilation == (1, 1, 1) and (kh, kw) != (1, 1) and h * w >= MIN_FRAME_PIXELS_FOR_2D:
         frames = x.transpose(1, 2).reshape(t, c, h, w)  # one copy
-        y = F.conv2d(frames, weight.squeeze(2), bias, stride[1:], padding[1:], dilation[1:])
-        return y.reshape(n, t, *y.shape[1:]).transpose(1, 2).contiguous()
-    return _plain_conv3d(x, weight, bias, stride, padding, dilation)
+        y = conv2d(frames, weight.squeeze(2), bias, stride[1:], padding[1:], dilation[1:])
+        return y.reshape(n, t, *y.shape[1:]).transpose(1, 2).contiguous(), fused_2d
+    if fuse:
+        return conv_relu(x, weight, bias, stride, padding, dilation, residual), True
+    return _plain_conv3d(x, weight, bias, stride, padding, dilation), False
 
 
 class Conv3d(nn.Conv3d):
