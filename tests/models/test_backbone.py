@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from thermal_action.models import VARIANTS, rgb_stem_to_thermal
+from thermal_action.models import backbone as backbone_module
 
 LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"  # a copy of ../shared/checkpoint_layouts
 
@@ -242,6 +243,10 @@ def test_frozen_bn_folded_into_fused_convs_matches_float64(layout, batch, clip_p
     slow, fast = (t.contiguous(memory_format=fmt) for t in clip_pair(backbone.alpha, batch, 2, 40, 60))
     ref_out, ref_grads = _run_backbone(copy.deepcopy(backbone).double(), slow.double(), fast.double())
     calls = _fused_calls(monkeypatch)
+    _run_backbone(backbone, slow, fast, threads=2)
+    assert len(calls) <= 4  # on a 40x60 clip only the stems' outputs are large enough to gain from folding
+    calls.clear()
+    monkeypatch.setattr(backbone_module, "FOLD_MIN_OUTPUT", 0)  # fold wherever the output outnumbers the weights
     out, grads = _run_backbone(backbone, slow, fast, threads=2)
     assert len(calls) >= 20  # stems, bottleneck a/b/c convs, projections of both pathways
     assert [o.shape for o in out] == [o.shape for o in ref_out]
@@ -277,6 +282,7 @@ def test_eval_bn_with_trainable_affine_gets_its_gradients_through_the_folding(mo
     residual = torch.randn(1, 24, 4, 12, 14, generator=gen).contiguous(memory_format=torch.channels_last_3d)
     params = [conv.weight, bn.weight, bn.bias]
     calls = _fused_calls(monkeypatch)
+    monkeypatch.setattr(backbone_module, "FOLD_MIN_OUTPUT", 0)  # a conv this small is not folded otherwise
     torch.set_num_threads(2)  # oneDNN's, not PyTorch's own kernel, for a conv this small (the fixture restores it)
     y = conv_bn(conv, bn, x.requires_grad_(), relu=True, residual=residual.requires_grad_())
     assert len(calls) == 1
@@ -289,3 +295,34 @@ def test_eval_bn_with_trainable_affine_gets_its_gradients_through_the_folding(mo
     torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
     for g, r in zip(got, want, strict=True):
         torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+
+
+def test_inference_reuses_the_folded_weight_until_the_weight_or_bn_changes(monkeypatch):
+    from thermal_action.models.backbone import conv_bn
+    from thermal_action.models.conv import Conv3d
+
+    monkeypatch.delenv("THERMAL_ACTION_NATIVE_CONV", raising=False)
+    monkeypatch.setattr(backbone_module, "FOLD_MIN_OUTPUT", 0)
+    torch.set_num_threads(2)  # oneDNN's kernel for a conv this small (the fixture restores the threads)
+    conv = Conv3d(16, 24, (1, 3, 3), padding=(0, 1, 1), bias=False)
+    bn = torch.nn.BatchNorm3d(24)
+    _random_bn_statistics(bn)
+    bn.eval()
+    x = torch.randn(1, 16, 4, 12, 14).contiguous(memory_format=torch.channels_last_3d)
+
+    def check() -> None:
+        with torch.inference_mode():
+            got = conv_bn(conv, bn, x, relu=True)
+        want = F.relu(bn(F.conv3d(x, conv.weight, None, 1, (0, 1, 1))))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+    check()
+    first = conv._folded_weight[1]
+    check()
+    assert conv._folded_weight[1] is first  # reused
+    with torch.no_grad():
+        conv.weight.mul_(2)  # an optimiser step
+    check()
+    bn.running_var.mul_(3)  # statistics updated in training mode
+    check()
+    assert "_folded_weight" not in conv.state_dict()

@@ -42,7 +42,7 @@ that kernel (:func:`conv_relu`, ``mkldnn::_convolution_pointwise``; its backward
 mask and ``aten::convolution_backward``), so a conv whose frozen BatchNorm is folded into its
 weight and bias (:func:`thermal_action.models.backbone.conv_bn`) costs no pass over its
 output for BN, add or ReLU, forward or backward: a training step of the frozen-BN R50 4x16
-at 256x384 is ~10% faster so (``benchmarks/bench_model.py --bn frozen``).
+at 256x384 takes 3-10% less time so (``benchmarks/bench_model.py --bn frozen``).
 
 A channels-last-3d input always gives a channels-last-3d result (oneDNN returns some
 convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
