@@ -47,6 +47,7 @@ Usage::
     python benchmarks/bench_train.py --configs cpu_default slowfast_r50_4x16 --steps 5
     python benchmarks/bench_train.py --accelerator gpu --large-batch-size 0 --warmup 3 --steps 10
     python benchmarks/bench_train.py --configs slowfast_r50_4x16 --precision bf16-mixed --batch-size 4
+    python benchmarks/bench_train.py --configs slowfast_r50_scratch --set model.frozen_bn=true   # what one setting costs
 
 Prints one JSON object and a Markdown table.
 """
@@ -214,6 +215,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         overrides.append(f"data.num_workers={spec['num_workers']}")
     if spec["precision"]:
         overrides.append(f"trainer.precision={spec['precision']}")
+    overrides.extend(spec.get("overrides", []))
     cfg = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
 
     torch.manual_seed(cfg.seed)
@@ -252,6 +254,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     fast, slow = timer.shapes["fast"], timer.shapes["slow"]
     return {
         "config": name,
+        "overrides": list(spec.get("overrides", [])),
         "variant": cfg.model.variant,
         "interaction": cfg.model.interaction,
         "params_m": round(sum(p.numel() for p in system.model.parameters()) / 1e6, 2),
@@ -353,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-workers", type=int, default=0, help="data.num_workers (-1: the config's)")
     p.add_argument("--no-flops", action="store_true", help="skip the extra FLOP-counting step")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every config, as on the train command line (e.g. model.frozen_bn=true)")
     p.add_argument("--json", help="also write the JSON to this path")
     p.add_argument("--in-process", action="store_true", help="no subprocess per config (peak memory then shared)")
     p.add_argument("--no-peak", action="store_true",
@@ -383,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         for q in plans:
             spec = {**q, "data_root": str(data_root), "work_dir": str(Path(tmp) / "runs"), "threads": args.threads,
                     "accelerator": accelerator, "precision": args.precision, "num_workers": args.num_workers,
-                    "flops": not args.no_flops}
+                    "flops": not args.no_flops, "overrides": args.set}
             t0 = time.perf_counter()
             row = _run_worker(spec, args.in_process)
             row["wall_s"] = round(time.perf_counter() - t0, 1)
