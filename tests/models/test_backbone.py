@@ -317,12 +317,12 @@ def test_inference_reuses_the_folded_weight_until_the_weight_or_bn_changes(monke
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
     check()
-    first = conv._folded_weight[1]
+    first = conv._folded[1]
     check()
-    assert conv._folded_weight[1] is first  # reused
+    assert conv._folded[1] is first  # reused
     with torch.no_grad():
         conv.weight.mul_(2)  # an optimiser step
     check()
     bn.running_var.mul_(3)  # statistics updated in training mode
     check()
-    assert "_folded_weight" not in conv.state_dict()
+    assert not any("_folded" in k for k in conv.state_dict())

@@ -117,42 +117,51 @@ def conv_bn(
     # every conv folded, an R50 4x16 at 40x60 ran 8% (training) and 15% (inference) slower;
     # at 256x384 it trains 3-10% faster.
     positions = x.numel() // max(x.shape[1], 1) // (conv.stride[1] * conv.stride[2])
-    affine = None
+    folded = None
     if (
         not bn.training
         and positions * conv.out_channels >= max(FOLD_MIN_OUTPUT, conv.weight.numel())
         and conv.padding_mode == "zeros"
         and can_fuse_relu(x, conv.weight)
     ):
-        affine = _frozen_bn_affine(bn)
-    if affine is None:
+        folded = _folded_parameters(conv, bn)
+    if folded is None:
         y = bn(conv(x))
         if residual is not None:
             y += residual
         return F.relu_(y) if relu else y
-    weight, bias = _folded_parameters(conv, bn, *affine)
+    weight, bias = folded
     return conv3d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups, relu=relu, residual=residual)
 
 
-def _folded_parameters(
-    conv: nn.Conv3d, bn: nn.BatchNorm3d, scale: torch.Tensor, shift: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``conv.weight * scale`` and ``conv.bias * scale + shift`` (``shift`` without a bias).
+def _folded_parameters(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(conv.weight * scale, conv.bias * scale + shift)`` of ``bn``'s affine map
+    (:func:`_frozen_bn_affine`; ``shift`` alone without a conv bias), ``None`` where ``bn``
+    has none.
 
-    Without autograd (inference) the product is kept on the conv and reused until the
-    weight or the BN's tensors change (their in-place version counters: optimiser steps,
-    ``load_state_dict``) or move, so repeated inference pays no pass over the weights.
+    Without autograd (inference) both are kept on the conv and reused until the conv's or
+    the BN's tensors change (their in-place version counters: optimiser steps,
+    ``load_state_dict``, running statistics) or move, or the BN's ``eps`` changes, so
+    repeated inference pays no pass over the weights.
     """
-    bias = shift if conv.bias is None else conv.bias * scale + shift
-    if torch.is_grad_enabled():
-        return conv.weight * scale.view(-1, 1, 1, 1, 1), bias
-    tensors = [conv.weight, bn.running_mean, bn.running_var, bn.weight, bn.bias, conv.bias]
-    key = tuple((t.data_ptr(), t._version) if t is not None else None for t in tensors)
-    cached = getattr(conv, "_folded_weight", None)
-    if cached is None or cached[0] != key:
-        cached = (key, conv.weight * scale.view(-1, 1, 1, 1, 1))
-        conv._folded_weight = cached  # a plain attribute: not a parameter, buffer or state-dict entry
-    return cached[1], bias
+    cache = not torch.is_grad_enabled()
+    if cache:
+        tensors = [conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias]
+        key = (bn.eps, *((t.data_ptr(), t._version) if t is not None else None for t in tensors))
+        cached = getattr(conv, "_folded", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    affine = _frozen_bn_affine(bn)
+    if affine is None:
+        return None
+    scale, shift = affine
+    folded = (
+        conv.weight * scale.view(-1, 1, 1, 1, 1),
+        shift if conv.bias is None else conv.bias * scale + shift,
+    )
+    if cache:
+        conv._folded = (key, folded)  # a plain attribute: not a parameter, buffer or state-dict entry
+    return folded
 
 
 class Stem(nn.Module):

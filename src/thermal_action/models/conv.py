@@ -87,18 +87,18 @@ def is_channels_last_3d(x: torch.Tensor) -> bool:
     return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
 
+def _plain_ops_only(x: torch.Tensor) -> bool:
+    """Whether ``x`` must see plain PyTorch convolutions: not a CPU tensor, inside an ONNX
+    export or a ``torch.compile`` trace, or ``THERMAL_ACTION_NATIVE_CONV=1``."""
+    return (
+        x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or native_conv()
+    )
+
+
 def _layout(x: torch.Tensor) -> str | None:
-    """``"cl"`` (channels-last-3d), ``"c"`` (contiguous) or ``None`` (no fast path: not a
-    CPU tensor, one channel, another layout, inside an ONNX export or a ``torch.compile``
-    trace, or switched off)."""
-    if (
-        x.device.type != "cpu"
-        or x.dim() != 5
-        or x.shape[1] == 1
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_compiling()
-        or native_conv()
-    ):
+    """``"cl"`` (channels-last-3d), ``"c"`` (contiguous) or ``None`` (no fast path: one
+    channel, another layout, or :func:`_plain_ops_only`)."""
+    if x.dim() != 5 or x.shape[1] == 1 or _plain_ops_only(x):
         return None
     if x.is_contiguous():
         return "c"
@@ -111,7 +111,7 @@ MIN_FRAME_PIXELS_FOR_2D = 64
 
 
 #: A temporal or spatial conv whose input positions (N*T*H*W) times this are fewer than
-#: its input channels is computed as one matrix product (see :func:`_temporal_conv`,
+#: its input channels is computed as one matrix product (see :func:`_temporal_conv_matmul`,
 #: :func:`_spatial_conv_matmul`): on such tiny frames the convolution kernels are slower.
 MATMUL_COLUMNS_PER_CHANNEL = 4
 
@@ -152,22 +152,35 @@ def _temporal_conv(
     """A ``kt x 1 x 1`` conv (no spatial stride or padding) of a contiguous input.
 
     A contiguous ``(N, C, T, H, W)`` tensor is ``(N, C, T, H*W)`` as it is, so the conv is
-    a ``(kt x 1)`` 2D convolution. When the frames are small next to the channel count
-    (the slow pathway's res5 on a 40x60 clip: 48 positions, 2048 channels) the convolution
-    kernels spend their time on the weights; one matrix product over ``kt`` shifted copies
-    of the input (im2col) is up to 2x faster there.
+    a ``(kt x 1)`` 2D convolution.
+    """
+    n, c, t, h, w = x.shape
+    y = conv2d(x.reshape(n, c, t, h * w), weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
+    return y.reshape(n, -1, y.shape[2], h, w)
+
+
+def _temporal_conv_matmul(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """A ``kt x 1 x 1`` conv of a contiguous input as one matrix product over ``kt`` shifted
+    copies of it (im2col).
+
+    For frames small next to the channel count (the slow pathway's res5 on a 40x60 clip:
+    48 positions, 2048 channels), where the convolution kernels spend their time on the
+    weights: up to 2x faster than :func:`_temporal_conv` there.
     """
     n, c, t, h, w = x.shape
     k = weight.shape[2]
-    x2 = x.reshape(n, c, t, h * w)
-    if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
-        taps = _time_taps(x2, 2, k, stride, padding, dilation)
-        t_out = taps[0].shape[2]
-        cols = torch.stack(taps, dim=2)  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
-        y = _weight_matmul(weight, cols.reshape(n, c * k, t_out * h * w), bias)
-        return y.reshape(n, -1, t_out, h, w)
-    y = conv2d(x2, weight.flatten(3), bias, (stride[0], 1), (padding[0], 0), (dilation[0], 1))
-    return y.reshape(n, -1, y.shape[2], h, w)
+    taps = _time_taps(x.reshape(n, c, t, h * w), 2, k, stride, padding, dilation)
+    t_out = taps[0].shape[2]
+    cols = torch.stack(taps, dim=2)  # (N, C, kt, T', H*W): row c*kt + j matches weight.flatten(1)
+    y = _weight_matmul(weight, cols.reshape(n, c * k, t_out * h * w), bias)
+    return y.reshape(n, -1, t_out, h, w)
 
 
 def _temporal_conv_channels_last(
@@ -284,14 +297,11 @@ def can_fuse_relu(x: torch.Tensor, weight: torch.Tensor) -> bool:
     inside oneDNN's kernel (:func:`conv_relu`): a float32 CPU tensor outside autocast, an
     ONNX export, a ``torch.compile`` trace and ``THERMAL_ACTION_NATIVE_CONV=1``."""
     return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
+        x.dtype == torch.float32
         and weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
-        and not torch.onnx.is_in_onnx_export()
-        and not torch.compiler.is_compiling()
-        and not native_conv()
+        and not _plain_ops_only(x)
     )
 
 
@@ -365,6 +375,11 @@ def conv_relu(
         y = F.conv2d(x, weight, bias, stride, padding, dilation)
     else:
         y = _plain_conv3d(x, weight, bias, stride, padding, dilation)
+    return _add_relu(y, residual)
+
+
+def _add_relu(y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    """``relu(y + residual)`` by plain ops (out of place add, in-place ReLU on its result)."""
     if residual is not None:
         y = y + residual
     return F.relu_(y)
@@ -433,11 +448,7 @@ def conv3d(
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     fuse = relu and groups == 1 and can_fuse_relu(x, weight)
     y, done = _conv3d_paths(x, weight, bias, stride, padding, dilation, groups, fuse, residual)
-    if relu and not done:
-        if residual is not None:
-            y = y + residual
-        y = F.relu_(y)
-    return y
+    return _add_relu(y, residual) if relu and not done else y
 
 
 def _conv3d_paths(
@@ -469,14 +480,12 @@ def _conv3d_paths(
     if temporal_only and kt > 1:
         # Any batch: the (kt x 1) 2D conv of the (N, C, T, H*W) view is 2-5x faster than
         # oneDNN's or PyTorch's 3D kernels (measured at batches 1 and 4, both layouts).
-        if layout == "c":
-            if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
-                return _temporal_conv(x, weight, bias, stride, padding, dilation), False
-            return _temporal_conv(x, weight, bias, stride, padding, dilation, conv2d), fused_2d
         if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
-            # Tiny frames: the contiguous path's one matrix product; the copies are small.
-            y = _temporal_conv(x.contiguous(), weight, bias, stride, padding, dilation)
-            return y.contiguous(memory_format=torch.channels_last_3d), False
+            # Tiny frames: one matrix product (of a contiguous copy: the copies are small).
+            y = _temporal_conv_matmul(x.contiguous(), weight, bias, stride, padding, dilation)
+            return (y.contiguous(memory_format=torch.channels_last_3d) if layout == "cl" else y), False
+        if layout == "c":
+            return _temporal_conv(x, weight, bias, stride, padding, dilation, conv2d), fused_2d
         if c >= WIDE_TEMPORAL_CHANNELS:
             y = _temporal_conv_channels_last_im2col(x, weight, bias, stride, padding, dilation, conv2d)
             return y.contiguous(memory_format=torch.channels_last_3d), fused_2d
