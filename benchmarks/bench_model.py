@@ -168,15 +168,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         peak_mb = max(_max_rss_mb() - rss_before, 0.0)
     def architecture_flops(fn) -> int:
-        """FLOPs of one ``fn()`` counted with plain F.conv3d (the counter does not see
-        torch.mkldnn_convolution, which some of our paths call): the same for every row."""
-        before = os.environ[conv.NATIVE_CONV_ENV]
-        os.environ[conv.NATIVE_CONV_ENV] = "1"
-        try:
-            with FlopCounterMode(display=False) as counter:
-                fn()
-        finally:
-            os.environ[conv.NATIVE_CONV_ENV] = before
+        """FLOPs of one ``fn()`` counted with plain F.conv3d: the same for every row."""
+        with conv.native_convolutions(), FlopCounterMode(display=False) as counter:
+            fn()
         return counter.get_total_flops()
 
     train_flops = architecture_flops(train_step)

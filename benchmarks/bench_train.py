@@ -55,9 +55,9 @@ Prints one JSON object and a Markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-import os
 import resource
 import subprocess
 import sys
@@ -123,7 +123,7 @@ class StepTimer:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
-        from thermal_action.models.conv import NATIVE_CONV_ENV
+        from thermal_action.models.conv import native_convolutions
 
         class _Timer(L.Callback):
             def __init__(self) -> None:
@@ -137,7 +137,7 @@ class StepTimer:
                 self._t0 = 0.0
                 self._prev_end: float | None = None
                 self._counter: FlopCounterMode | None = None
-                self._native_before: str | None = None
+                self._native: contextlib.AbstractContextManager | None = None
 
             def _now(self) -> float:
                 if cuda:
@@ -148,10 +148,9 @@ class StepTimer:
                 if not self.shapes:
                     self.shapes = {"fast": list(batch.fast.shape), "slow": list(batch.slow.shape)}  # (B, C, T, H, W)
                 if batch_idx == warmup + steps and count_flops:
-                    # The architecture's FLOPs: plain F.conv3d for this untimed batch (the
-                    # counter does not see torch.mkldnn_convolution, which our paths call).
-                    self._native_before = os.environ.get(NATIVE_CONV_ENV)
-                    os.environ[NATIVE_CONV_ENV] = "1"
+                    # The architecture's FLOPs: plain F.conv3d for this untimed batch.
+                    self._native = native_convolutions()
+                    self._native.__enter__()
                     self._counter = FlopCounterMode(display=False)
                     self._counter.__enter__()
                 self._t0 = self._now()
@@ -160,10 +159,8 @@ class StepTimer:
                 end = self._now()
                 if self._counter is not None:
                     self._counter.__exit__(None, None, None)
-                    if self._native_before is None:
-                        os.environ.pop(NATIVE_CONV_ENV, None)
-                    else:
-                        os.environ[NATIVE_CONV_ENV] = self._native_before
+                    self._native.__exit__(None, None, None)
+                    self._native = None
                     self.flops = float(self._counter.get_total_flops())
                     self.flop_clips = batch.num_clips
                     self._counter = None

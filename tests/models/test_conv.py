@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -349,3 +351,25 @@ def test_conv3d_relu_is_not_fused_outside_plain_float32_cpu(monkeypatch):
     assert spy.calls == 1
     with pytest.raises(ValueError, match="relu=True"):
         conv3d(x, w, residual=r)
+
+
+def test_native_convolutions_block_runs_plain_conv3d_and_restores_the_switch(monkeypatch):
+    x = torch.randn(1, 8, 4, 9, 10).contiguous(memory_format=CL)
+    w = torch.randn(6, 8, 1, 3, 3)
+    spy = _Spy(monkeypatch)
+    for before in (None, "0"):
+        if before is None:
+            monkeypatch.delenv(conv.NATIVE_CONV_ENV, raising=False)
+        else:
+            monkeypatch.setenv(conv.NATIVE_CONV_ENV, before)
+        spy.calls.clear()
+        with conv.native_convolutions():
+            conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
+        assert spy.calls == ["conv3d"]
+        assert os.environ.get(conv.NATIVE_CONV_ENV) == before
+        spy.calls.clear()
+        conv3d(x, w, None, (1, 1, 1), (0, 1, 1))
+        assert spy.calls == ["conv2d"]
+    with pytest.raises(RuntimeError), conv.native_convolutions():
+        raise RuntimeError("restored on errors too")
+    assert os.environ.get(conv.NATIVE_CONV_ENV) == "0"

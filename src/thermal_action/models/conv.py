@@ -58,8 +58,9 @@ same state-dict keys, so checkpoints and ``isinstance(m, nn.Conv3d)`` checks are
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,23 @@ def native_conv() -> bool:
     variable after ``thermal_action`` is imported still counts.
     """
     return os.environ.get(NATIVE_CONV_ENV, "0") not in ("", "0")
+
+
+@contextlib.contextmanager
+def native_convolutions() -> Iterator[None]:
+    """Every convolution as plain ``F.conv3d`` inside the block (sets :data:`NATIVE_CONV_ENV`
+    to ``1``, then restores it as it was, unset included). The benchmarks count a model's
+    FLOPs so: ``FlopCounterMode`` does not see ``torch.mkldnn_convolution``, which some of
+    the fast paths call, and the plain convolutions have the same arithmetic."""
+    before = os.environ.get(NATIVE_CONV_ENV)
+    os.environ[NATIVE_CONV_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NATIVE_CONV_ENV, None)
+        else:
+            os.environ[NATIVE_CONV_ENV] = before
 
 
 def is_channels_last_3d(x: torch.Tensor) -> bool:
