@@ -33,7 +33,7 @@ import numpy as np
 
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.inference.boxes import track_detections
-from thermal_action.inference.detector import PersonDetector
+from thermal_action.people import PersonDetector
 from thermal_action.structures import DEFAULT_CLASS_NAMES, box_iou_xyxy
 
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "thermal_sample"  # ../shared beside the checkout

@@ -90,8 +90,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from thermal_action.config import ModelConfig
-    from thermal_action.models import build_model, conv
-    from thermal_action.models.cpu_workarounds import reuse_freed_memory
+    from thermal_action.models import build_model
+    from thermal_action.models.ops import conv
+    from thermal_action.models.ops.cpu_workarounds import reuse_freed_memory
 
     os.environ[conv.NATIVE_CONV_ENV] = "1" if spec["native_conv"] else "0"  # plain F.conv3d for every conv when set
     if spec["allocator"] == "reuse":
@@ -262,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frozen-bn", action="store_true", help="the same as --bn frozen")
     p.add_argument("--native-conv", nargs="+", default=["off"], choices=["off", "on"],
                    help="'on': every conv as plain F.conv3d (as THERMAL_ACTION_NATIVE_CONV=1 does), to measure "
-                        "thermal_action.models.conv's CPU paths side by side; 'off on' runs both")
+                        "thermal_action.models.ops.conv's CPU paths side by side; 'off on' runs both")
     p.add_argument("--allocator", nargs="+", default=["reuse"], choices=["reuse", "system"],
-                   help="'reuse': glibc keeps freed memory (thermal_action.models.cpu_workarounds."
+                   help="'reuse': glibc keeps freed memory (thermal_action.models.ops.cpu_workarounds."
                         "reuse_freed_memory, as `thermal-action train` on CPU); 'system': malloc's defaults, as a "
                         "plain PyTorch script; 'reuse system' runs both")
     p.add_argument("--interaction", default="none", choices=["none", "parallel", "serial", "denseserial"])

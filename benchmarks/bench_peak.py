@@ -146,7 +146,7 @@ def measure_peaks(threads: int = 0, bf16: str = "auto", repeats: int = 3, matmul
     """
     import torch
 
-    from thermal_action.models.cpu_workarounds import cap_onednn_isa
+    from thermal_action.models.ops.cpu_workarounds import cap_onednn_isa
     from thermal_action.training.precision import cpu_has_bf16, cpu_info
 
     cap_onednn_isa()  # the kernels training would run (and not the AMX bf16 ones that corrupt memory)

@@ -79,7 +79,7 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "whole_frame_2x": (FAST_CONFIG, ["data.scale=2.0"]),
     "slowfast_tube32": (FAST_CONFIG, ["model.tube_size=32"]),
 }
-#: Runs that first pretrain the model self-supervised (``thermal_action.pretrain``) on the fold's
+#: Runs that first pretrain the model self-supervised (``thermal_action.training.pretrain``) on the fold's
 #: training and inner-validation recordings (their frames, never their labels; never the test
 #: recording), then train it from those weights: name -> (config, train overrides, pretrain overrides).
 #: They start from the default before its synthetic mix, ensemble and final-epoch choice (what
@@ -190,7 +190,7 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
     cfg = load_config(config, list(overrides) + extra + list(job["extra"]) + list(job.get("pretrain") or []))
     run_dir = Path(job["work"]) / f"{job['run']}_{job['fold']}_s{job['seed']}"
     if job.get("pretrain") is not None:
-        from thermal_action.pretrain import pretrain
+        from thermal_action.training.pretrain import pretrain
 
         frames = Path(job["data_root"]) / cfg.data.frames_dir
         pre = pretrain(cfg, [frames / f"{r}.h5" for r in job["pretrain_recordings"]], run_dir / "pretrain")

@@ -169,8 +169,8 @@ def component_costs(predictor: Predictor, recordings: list[np.ndarray], batches:
     CPU time, not wall time: on a shared machine it is what the work costs a
     dedicated core (with one thread); the end-to-end runs show both.
     """
-    from thermal_action.inference.detector import PersonDetector
-    from thermal_action.inference.tracker import Tracker
+    from thermal_action.people import PersonDetector
+    from thermal_action.people.tracker import Tracker
 
     frames = recordings[0]
     det, trk = PersonDetector(), Tracker()

@@ -123,7 +123,7 @@ class StepTimer:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
-        from thermal_action.models.conv import native_convolutions
+        from thermal_action.models.ops.conv import native_convolutions
 
         class _Timer(L.Callback):
             def __init__(self) -> None:

@@ -1,6 +1,7 @@
 """The layer rules of pyproject.toml's ``[tool.importlinter]`` hold (import-linter, run here so
 the test command checks them): models and data import no higher layer, inference never
-imports training, evaluation imports no model code, nothing below the CLI imports it."""
+imports training, people (person detector, tracker) sit below inference and training,
+models never import people, the service never imports training, evaluation imports no model code, nothing below the CLI imports it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_the_required_contracts_are_declared():
              for src in c["source_modules"] for bad in c["forbidden_modules"]}
     pkg = "thermal_action."
     required = {("models", "data"), ("models", "training"), ("data", "models"), ("inference", "training"),
-                ("evaluation", "models"), ("training", "cli"), ("inference", "cli"), ("models", "cli")}
+                ("evaluation", "models"), ("training", "cli"), ("inference", "cli"), ("models", "cli"),
+                ("people", "inference"), ("people", "training"), ("models", "people"), ("serve", "training")}
     assert {(pkg + a, pkg + b) for a, b in required} <= rules
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
-from infer_fixtures import make_frames, tiny_config, write_recording, write_tiny_checkpoint
+from helpers.infer import make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.inference.export import _example_inputs, clip_builder_kwargs, export_onnx, read_onnx_metadata
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.inference.recordings import predict_recordings

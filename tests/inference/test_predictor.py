@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
-from infer_fixtures import T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
+from helpers.infer import T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import clip_from_recording
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.errors import DatasetError
@@ -363,7 +361,7 @@ def test_memory_model_fills_its_bank_before_predicting(tmp_path, rec):
 
 def _small_sensor_recording(path: Path) -> Path:
     """A 24x32 recording (another sensor) with one warm person; frame 3 has a 0 K tail of 576 pixels."""
-    from infer_fixtures import person_blob
+    from helpers.infer import person_blob
 
     rng = np.random.default_rng(3)
     frames = (18.0 + rng.normal(0, 0.3, (20, 24, 32))).astype(np.float32)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
-from infer_fixtures import make_frames, write_recording
+from helpers.infer import make_frames, write_recording
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.render import GT_COLOR, FrameRenderer, _Shown, probe_video, render_recording

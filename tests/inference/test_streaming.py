@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # the shared helpers beside this file, in any import mode
-from infer_fixtures import make_frames, write_recording, write_tiny_checkpoint
+from helpers.infer import make_frames, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import ClipBuilder
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
 from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detector, track_detections
-from thermal_action.inference.detector import Detections
+from thermal_action.people import Detections
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.inference.recordings import predict_recording
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor
@@ -245,9 +242,9 @@ def test_stream_bad_arguments(predictor):
 def test_prediction_and_streaming_repair_to_the_checkpoints_valid_range(tmp_path, monkeypatch):
     """A model trained with data.valid_range=(-10, 60) repairs a 80 °C pixel in new recordings
     and in streams (the default range, -40..200 °C, would keep it)."""
-    from infer_fixtures import tiny_config
+    from helpers.infer import tiny_config
 
-    ckpt = write_tiny_checkpoint(tmp_path / "narrow.ckpt", tiny_config(valid_range=(-10.0, 60.0)))
+    ckpt = write_tiny_checkpoint(tmp_path / "narrow.ckpt", tiny_config("data.valid_range=[-10.0, 60.0]"))
     predictor = Predictor.from_checkpoint(ckpt)
     assert predictor.valid_range == (-10.0, 60.0)
     assert Predictor.from_checkpoint(write_tiny_checkpoint(tmp_path / "d.ckpt")).valid_range == (-40.0, 200.0)

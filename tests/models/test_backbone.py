@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from thermal_action.models import VARIANTS, rgb_stem_to_thermal
-from thermal_action.models import backbone as backbone_module
+from thermal_action.models.ops import bn_fold
 
 LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"  # a copy of ../shared/checkpoint_layouts
 
@@ -205,7 +205,7 @@ def _random_bn_statistics(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 def _fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from thermal_action.models import conv
+    from thermal_action.models.ops import conv
 
     calls: list[int] = []
     original = conv._ConvReLU.apply
@@ -246,7 +246,7 @@ def test_frozen_bn_folded_into_fused_convs_matches_float64(layout, batch, clip_p
     _run_backbone(backbone, slow, fast, threads=2)
     assert len(calls) <= 4  # on a 40x60 clip only the stems' outputs are large enough to gain from folding
     calls.clear()
-    monkeypatch.setattr(backbone_module, "FOLD_MIN_OUTPUT", 0)  # fold wherever the output outnumbers the weights
+    monkeypatch.setattr(bn_fold, "FOLD_MIN_OUTPUT", 0)  # fold wherever the output outnumbers the weights
     out, grads = _run_backbone(backbone, slow, fast, threads=2)
     assert len(calls) >= 20  # stems, bottleneck a/b/c convs, projections of both pathways
     assert [o.shape for o in out] == [o.shape for o in ref_out]
@@ -269,8 +269,8 @@ def test_frozen_bn_folded_into_fused_convs_matches_float64(layout, batch, clip_p
 def test_eval_bn_with_trainable_affine_gets_its_gradients_through_the_folding(monkeypatch):
     """A BN in eval mode whose weight and bias still train (fine-tuning the affine part only):
     folded, its gradients equal the plain modules' in float64."""
-    from thermal_action.models.backbone import conv_bn
-    from thermal_action.models.conv import Conv3d
+    from thermal_action.models.ops.bn_fold import conv_bn
+    from thermal_action.models.ops.conv import Conv3d
 
     monkeypatch.delenv("THERMAL_ACTION_NATIVE_CONV", raising=False)
     conv = Conv3d(16, 24, (1, 1, 1), bias=False)
@@ -282,7 +282,7 @@ def test_eval_bn_with_trainable_affine_gets_its_gradients_through_the_folding(mo
     residual = torch.randn(1, 24, 4, 12, 14, generator=gen).contiguous(memory_format=torch.channels_last_3d)
     params = [conv.weight, bn.weight, bn.bias]
     calls = _fused_calls(monkeypatch)
-    monkeypatch.setattr(backbone_module, "FOLD_MIN_OUTPUT", 0)  # a conv this small is not folded otherwise
+    monkeypatch.setattr(bn_fold, "FOLD_MIN_OUTPUT", 0)  # a conv this small is not folded otherwise
     torch.set_num_threads(2)  # oneDNN's, not PyTorch's own kernel, for a conv this small (the fixture restores it)
     y = conv_bn(conv, bn, x.requires_grad_(), relu=True, residual=residual.requires_grad_())
     assert len(calls) == 1
@@ -298,11 +298,11 @@ def test_eval_bn_with_trainable_affine_gets_its_gradients_through_the_folding(mo
 
 
 def test_inference_reuses_the_folded_weight_until_the_weight_or_bn_changes(monkeypatch):
-    from thermal_action.models.backbone import conv_bn
-    from thermal_action.models.conv import Conv3d
+    from thermal_action.models.ops.bn_fold import conv_bn
+    from thermal_action.models.ops.conv import Conv3d
 
     monkeypatch.delenv("THERMAL_ACTION_NATIVE_CONV", raising=False)
-    monkeypatch.setattr(backbone_module, "FOLD_MIN_OUTPUT", 0)
+    monkeypatch.setattr(bn_fold, "FOLD_MIN_OUTPUT", 0)
     torch.set_num_threads(2)  # oneDNN's kernel for a conv this small (the fixture restores the threads)
     conv = Conv3d(16, 24, (1, 3, 3), padding=(0, 1, 1), bias=False)
     bn = torch.nn.BatchNorm3d(24)

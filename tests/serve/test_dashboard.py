@@ -9,17 +9,13 @@ Screenshots: ``tmp_path`` and ``$THERMAL_ACTION_SCREENSHOTS``.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the helpers beside this file, in any import mode
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from browser_fixtures import require_browser, save_screenshot, start_chromium  # noqa: E402
-from infer_fixtures import make_frames, write_tiny_checkpoint  # noqa: E402
+from helpers.browser import require_browser, save_screenshot, start_chromium
+from helpers.infer import make_frames, write_tiny_checkpoint
 
 from thermal_action.serve.config import load_serve_config  # noqa: E402
 from thermal_action.serve.protocol import encode_frames  # noqa: E402

@@ -316,12 +316,9 @@ def test_cli_replay_prints_the_summary(recordings, ws_server, capsys):
 
 @pytest.mark.slow
 def test_replay_into_the_service_over_websocket_and_mqtt(tmp_path, mosquitto):
-    import sys
-
     import httpx
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from serve_fixtures import make_frames, serve_overrides, wait_for, write_tiny_checkpoint
+    from helpers.serve import make_frames, serve_overrides, wait_for, write_tiny_checkpoint
 
     from thermal_action.data.synth.sensor import bursty_timestamps
     from thermal_action.serve.config import load_serve_config

@@ -17,8 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-sys.path.insert(0, str(Path(__file__).parent))
-from serve_fixtures import frames_with_people, now_stamps, serve_overrides, wait_for, write_tiny_checkpoint
+from helpers.serve import frames_with_people, now_stamps, serve_overrides, wait_for, write_tiny_checkpoint
 from thermal_action.serve.config import load_serve_config
 from thermal_action.serve.protocol import encode_frames
 from thermal_action.serve.service import ServiceThread

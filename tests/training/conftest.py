@@ -1,7 +1,6 @@
 """Fixtures for the training tests: one tiny synthetic dataset and one trained run, shared.
 
-Helpers are fixtures (not an importable module) because the suite runs with
-``--import-mode=importlib``, where test directories are not on ``sys.path``.
+The tiny settings themselves are :mod:`helpers.configs`.
 """
 
 from __future__ import annotations
@@ -10,25 +9,7 @@ import logging
 
 import pytest
 
-from thermal_action.config import load_config
-
-#: A clip of 16 raw frames at stride 2: 8 fast frames, 1 slow frame (alpha 8); 40x60 input.
-TINY_OVERRIDES = [
-    "model.variant=slowfast_tiny",
-    "model.head_dim=32",
-    "data.num_frames=16",
-    "data.frame_stride=2",
-    "data.batch_size=4",
-    "optim.epochs=1",
-    "optim.warmup_epochs=0.5",
-    "trainer.accelerator=cpu",
-    "trainer.precision=32-true",
-    "trainer.progress_bar=false",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=2",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.log_every_n_steps=1",
-]
+from helpers import configs
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,7 +39,7 @@ def tiny_config(synth_root):
     """``tiny_config(*overrides)`` -> a Config that trains in about a second on the synthetic set."""
 
     def make(*overrides: str, config_file=None):
-        return load_config(config_file, [f"data.root={synth_root}", *TINY_OVERRIDES, *overrides])
+        return configs.tiny_config(f"data.root={synth_root}", *overrides, config_file=config_file)
 
     return make
 

@@ -1,4 +1,4 @@
-"""Self-supervised pretraining (``thermal_action.pretrain``, ``thermal-action pretrain``)."""
+"""Self-supervised pretraining (``thermal_action.training.pretrain``, ``thermal-action pretrain``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from thermal_action.models.build import build_model
-from thermal_action.pretrain import ContrastiveModel, TwoViewBatcher, info_nce, pretrain, propose_people
+from thermal_action.training.pretrain import ContrastiveModel, TwoViewBatcher, info_nce, pretrain, propose_people
 
 #: Person-crop CNN on small tubes: what configs/cpu_default.yaml pretrains, at test size.
 TUBE = ["model.variant=crop_cnn", "model.tube_size=8", "model.head_dim=16", "pretrain.epochs=1",

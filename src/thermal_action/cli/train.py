@@ -61,7 +61,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from thermal_action.config import load_config
     from thermal_action.demo import find_config
-    from thermal_action.pretrain import pretrain
+    from thermal_action.training.pretrain import pretrain
 
     # "--recordings DIR key=value": argparse gives the overrides after the paths to --recordings.
     recordings = [r for r in args.recordings or [] if "=" not in r or Path(r).exists()]

@@ -11,7 +11,8 @@
 - :mod:`.alerts`: fall alerts (a high fall score held for some seconds).
 - :mod:`.render`: MP4 / GIF of a recording with predictions.
 - :mod:`.export`: ONNX export with a dynamic number of boxes.
-- :mod:`.detector`, :mod:`.tracker`: the built-in person detector and tracker.
+
+The built-in person detector and tracker are :mod:`thermal_action.people`.
 
 Names are imported lazily (``from thermal_action.inference import Predictor``) so
 that importing the package, as the CLI does for ``--help``, stays cheap.

@@ -22,7 +22,7 @@ import numpy as np
 from thermal_action.data.hdf5 import Recording
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import DetectionsFile, RawDetection
-from thermal_action.inference.detector import Detections
+from thermal_action.people import Detections
 from thermal_action.structures import FrameBoxes, boxes_cxcywh_norm_to_xyxy
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def track_frame(tracker: Any, detections: Detections) -> FrameBoxes:
     (:func:`track_detections`) and live streams (``StreamingPredictor``) alike.
 
     Args:
-        tracker: a :class:`~thermal_action.inference.tracker.Tracker` (or one with its
+        tracker: a :class:`~thermal_action.people.tracker.Tracker` (or one with its
             ``update``), fed every frame in order.
         detections: the frame's untracked boxes.
 
@@ -109,7 +109,7 @@ def track_detections(
         frame index -> tracked boxes, for frames with at least one box.
     """
     if tracker_factory is None:
-        from thermal_action.inference.tracker import Tracker
+        from thermal_action.people.tracker import Tracker
 
         tracker_factory = Tracker
     tracker = tracker_factory()
@@ -125,7 +125,7 @@ def boxes_from_detector(recording: Recording, detector: Any | None = None,
                         tracker_factory: Callable[[], Any] | None = None) -> PersonBoxes:
     """Runs the built-in person detector and tracker over a whole recording."""
     if detector is None:
-        from thermal_action.inference.detector import PersonDetector
+        from thermal_action.people import PersonDetector
 
         detector = PersonDetector()
     dets = detector.detect_recording(recording.frames)
@@ -223,7 +223,7 @@ def _split_image_id(path: Path, r: RawDetection) -> tuple[str, int]:
 def _detections_tracker() -> Any:
     """The tracker for a user's detections: every box is reported from its first frame
     (no confirmation delay) and no box is invented on frames the file leaves empty."""
-    from thermal_action.inference.tracker import Tracker
+    from thermal_action.people.tracker import Tracker
 
     return Tracker(min_hits=1, report_coasting=False)
 

@@ -52,7 +52,7 @@ from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import repair_frames
 from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
-from thermal_action.inference.detector import Detections
+from thermal_action.people import Detections
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.structures import KELVIN_OFFSET, PREDICTION, boxes_xyxy_to_cxcywh_norm
@@ -191,11 +191,11 @@ class StreamingPredictor:
         self.causal = causal
         self.fps = fps
         if detector_factory is None:
-            from thermal_action.inference.detector import PersonDetector
+            from thermal_action.people import PersonDetector
 
             detector_factory = PersonDetector
         if tracker_factory is None:
-            from thermal_action.inference.tracker import Tracker
+            from thermal_action.people.tracker import Tracker
 
             tracker_factory = Tracker
         self.detector_factory = detector_factory

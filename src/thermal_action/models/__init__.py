@@ -6,7 +6,7 @@ from thermal_action.models.detector import ActionDetector
 from thermal_action.models.feature_bank import FeatureBank, MemoryBatch
 from thermal_action.models.head import ActionHead
 from thermal_action.models.interaction import InteractionStructure
-from thermal_action.models.roi_align import roi_align
+from thermal_action.models.ops.roi_align import roi_align
 from thermal_action.models.variants import VARIANTS
 
 __all__ = [

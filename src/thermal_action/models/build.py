@@ -6,7 +6,7 @@ import copy
 import difflib
 
 from thermal_action.config import ModelConfig
-from thermal_action.models.cpu_workarounds import cap_onednn_isa
+from thermal_action.models.ops.cpu_workarounds import cap_onednn_isa
 from thermal_action.models.detector import ActionDetector
 from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.models.head import ActionHead

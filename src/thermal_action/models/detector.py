@@ -169,7 +169,7 @@ class ActionDetector(nn.Module):
     def embed(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """``(R, D)`` pooled person features of each RoI (backbone + RoI pooling, no classifier).
 
-        What self-supervised pretraining (:mod:`thermal_action.pretrain`) trains; the
+        What self-supervised pretraining (:mod:`thermal_action.training.pretrain`) trains; the
         arguments are those of :meth:`forward`. No memory, no interaction, no augmentation.
         """
         check_rois(rois)

@@ -24,7 +24,7 @@ from torch import nn
 
 from thermal_action.models.feature_bank import MemoryBatch
 from thermal_action.models.interaction import InteractionStructure
-from thermal_action.models.roi_align import roi_align
+from thermal_action.models.ops.roi_align import roi_align
 
 
 @dataclass

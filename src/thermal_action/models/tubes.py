@@ -34,7 +34,7 @@ from torch import nn
 from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, check_rois, transform_clip, transform_rois
 from thermal_action.models.feature_bank import ClipKey
 from thermal_action.models.head import ActionHead
-from thermal_action.models.roi_align import roi_align
+from thermal_action.models.ops.roi_align import roi_align
 
 #: Reference box side (input pixels) of the head's log-size features.
 SIZE_REFERENCE = 10.0

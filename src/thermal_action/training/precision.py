@@ -220,7 +220,7 @@ def probe_autocast(dtype: torch.dtype = torch.bfloat16, *, repeats: int = 4, cha
     Returns:
         The mean milliseconds per step of each side.
     """
-    from thermal_action.models.cpu_workarounds import cap_onednn_isa
+    from thermal_action.models.ops.cpu_workarounds import cap_onednn_isa
 
     cap_onednn_isa()  # the probe must run the kernels training will run (and not the unsafe AMX ones)
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format

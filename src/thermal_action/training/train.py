@@ -41,7 +41,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
-from thermal_action.models.cpu_workarounds import reuse_freed_memory
+from thermal_action.models.ops.cpu_workarounds import reuse_freed_memory
 from thermal_action.training.datamodule import (
     SetDatasetEpoch,
     annotation_path,

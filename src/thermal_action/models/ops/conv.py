@@ -40,7 +40,7 @@ rounding) and on a CPU picks, by kernel shape and memory format:
 convolution of float32 CPU tensors, the bias, the residual add and the ReLU are post-ops of
 that kernel (:func:`conv_relu`, ``mkldnn::_convolution_pointwise``; its backward is the ReLU
 mask and ``aten::convolution_backward``), so a conv whose frozen BatchNorm is folded into its
-weight and bias (:func:`thermal_action.models.backbone.conv_bn`) costs no pass over its
+weight and bias (:func:`thermal_action.models.ops.bn_fold.conv_bn`) costs no pass over its
 output for BN, add or ReLU, forward or backward: a training step of the frozen-BN R50 4x16
 at 256x384 takes 3-10% less time so (``benchmarks/bench_model.py --bn frozen``).
 
@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thermal_action.models.cpu_workarounds import cap_onednn_isa
+from thermal_action.models.ops.cpu_workarounds import cap_onednn_isa
 
 
 #: Set this environment variable to ``1`` to run every convolution as plain ``F.conv3d``
@@ -561,7 +561,7 @@ def _conv3d_paths(
 class Conv3d(nn.Conv3d):
     """``nn.Conv3d`` computed by :func:`conv3d` (same parameters and state-dict keys).
 
-    Constructing one applies :func:`~thermal_action.models.cpu_workarounds.cap_onednn_isa`
+    Constructing one applies :func:`~thermal_action.models.ops.cpu_workarounds.cap_onednn_isa`
     (a no-op after the first time), so a model built from these modules, by
     ``build_model`` or by hand, has the oneDNN ISA capped before its first convolution.
     """

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from thermal_action.models import cpu_workarounds
+from thermal_action.models.ops import cpu_workarounds
 
 
 def test_cap_respects_user_choice_and_cpu(monkeypatch):
@@ -25,7 +25,7 @@ def test_cap_respects_user_choice_and_cpu(monkeypatch):
 
 
 def test_building_a_conv_applies_the_cap_once(monkeypatch):
-    from thermal_action.models.conv import Conv3d
+    from thermal_action.models.ops.conv import Conv3d
 
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
@@ -73,7 +73,7 @@ def test_importing_the_package_leaves_the_environment_unchanged():
 
 _CONV_SCRIPT = """
 import torch
-from thermal_action.models.conv import Conv3d
+from thermal_action.models.ops.conv import Conv3d
 torch.set_num_threads(1)
 conv = Conv3d(24, 16, 1, bias=False)  # constructing it applies the cap
 x = torch.randn(2, 24, 4, 160, 240, requires_grad=True)
@@ -100,7 +100,7 @@ def test_bf16_conv_that_corrupted_the_heap_on_amx_runs_cleanly():
 _FREED_PROBE = r"""
 import ctypes, sys
 import torch
-from thermal_action.models import cpu_workarounds
+from thermal_action.models.ops import cpu_workarounds
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]

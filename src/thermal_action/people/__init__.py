@@ -33,22 +33,22 @@ Design choices and the numbers behind them are in :class:`DetectorParams`.
 
 from __future__ import annotations
 
-from thermal_action.inference.detector.frame import (
+from thermal_action.people.frame import (
     detect_frame,
     initial_background,
     robust_sigma,
     to_celsius,
 )
-from thermal_action.inference.detector.image_ops import (
+from thermal_action.people.image_ops import (
     binary_dilate,
     box_mean,
     fill_pinholes,
     percentile_filter,
     segment_regions,
 )
-from thermal_action.inference.detector.params import DetectorParams
-from thermal_action.inference.detector.person_detector import PersonDetector
-from thermal_action.inference.detector.results import Detections, FrameResult
+from thermal_action.people.params import DetectorParams
+from thermal_action.people.person_detector import PersonDetector
+from thermal_action.people.results import Detections, FrameResult
 
 __all__ = [
     "DetectorParams",

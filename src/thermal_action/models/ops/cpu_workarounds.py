@@ -8,7 +8,7 @@ segfaults, 4 of 4 runs. Limiting oneDNN to AVX-512 with bf16 instructions (no AM
 made every one of them pass (4 of 4) and fp32 is unaffected (oneDNN's fp32 kernels
 never use AMX). So, unless the user chose an ISA, :func:`cap_onednn_isa` caps it before
 oneDNN reads the setting (at its first primitive): ``build_model`` and every
-:class:`~thermal_action.models.conv.Conv3d` constructor call it, so it happens when a
+:class:`~thermal_action.models.ops.conv.Conv3d` constructor call it, so it happens when a
 model is built, before any of its convolutions runs, and importing the package changes
 nothing. ``ONEDNN_MAX_CPU_ISA=ALL`` re-enables AMX.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thermal_action.inference.detector import Detections
-from thermal_action.inference.tracker import Tracker
+from thermal_action.people import Detections
+from thermal_action.people.tracker import Tracker
 
 
 def _box(cx: float, cy: float, w: float = 8.0, h: float = 6.0) -> list[float]:

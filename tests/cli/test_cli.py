@@ -10,7 +10,7 @@ import pytest
 from thermal_action.cli import main
 from thermal_action.training.train import RUN_DIR_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.head_dim=32", "data.num_frames=16", "data.batch_size=4", "optim.epochs=1",
         "trainer.limit_train_batches=2", "trainer.limit_val_batches=2", "trainer.num_sanity_val_steps=0",
         "trainer.progress_bar=false"]

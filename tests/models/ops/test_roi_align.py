@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from thermal_action.models.roi_align import roi_align
+from thermal_action.models.ops.roi_align import roi_align
 
 
 def _rois(gen: torch.Generator, n: int, batch: int, height: float, width: float) -> torch.Tensor:

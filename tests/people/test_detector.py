@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from thermal_action.data.packets import PACKET_PX, repair_dropped_packets
-from thermal_action.inference.detector import (
+from thermal_action.people import (
     Detections,
     DetectorParams,
     PersonDetector,

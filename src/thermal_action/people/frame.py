@@ -7,15 +7,15 @@ import numpy as np
 # Frames whose packets the receiver packed at the start are repaired with the dataset
 # reader's code: the reader needs the same repair.
 from thermal_action.data.packets import repair_dropped_packets
-from thermal_action.inference.detector.image_ops import (
+from thermal_action.people.image_ops import (
     binary_dilate,
     box_mean,
     fill_pinholes,
     percentile_filter,
     segment_regions,
 )
-from thermal_action.inference.detector.params import DetectorParams
-from thermal_action.inference.detector.results import Detections, FrameResult
+from thermal_action.people.params import DetectorParams
+from thermal_action.people.results import Detections, FrameResult
 from thermal_action.structures import DEFAULT_VALID_RANGE, KELVIN_OFFSET, looks_like_kelvin
 
 # A MAD of Gaussian noise times this is its standard deviation.

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thermal_action.inference.detector.frame import detect_frame, initial_background, robust_sigma, to_celsius
-from thermal_action.inference.detector.image_ops import binary_dilate
-from thermal_action.inference.detector.params import DetectorParams
-from thermal_action.inference.detector.results import Detections, FrameResult
+from thermal_action.people.frame import detect_frame, initial_background, robust_sigma, to_celsius
+from thermal_action.people.image_ops import binary_dilate
+from thermal_action.people.params import DetectorParams
+from thermal_action.people.results import Detections, FrameResult
 
 
 @dataclass

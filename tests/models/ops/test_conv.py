@@ -1,4 +1,4 @@
-"""The CPU convolution paths of ``thermal_action.models.conv`` equal ``F.conv3d``."""
+"""The CPU convolution paths of ``thermal_action.models.ops.conv`` equal ``F.conv3d``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from thermal_action.config import ModelConfig
-from thermal_action.models import build_model, conv
-from thermal_action.models.conv import Conv3d, conv3d
+from thermal_action.models import build_model
+from thermal_action.models.ops import conv
+from thermal_action.models.ops.conv import Conv3d, conv3d
 
 CL = torch.channels_last_3d
 

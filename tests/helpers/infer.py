@@ -13,24 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from helpers import configs
 from thermal_action.config import Config, config_to_dict
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 T0 = 1_760_482_247_375
-NUM_FRAMES = 16  # raw frames per window: tiny, so the tests stay fast
-FRAME_STRIDE = 2
 
 
-def tiny_config(**data_overrides) -> Config:
-    cfg = Config()
-    cfg.model.variant = "slowfast_tiny"
-    cfg.model.head_dim = 32
-    cfg.model.dropout = 0.0
-    cfg.data.num_frames = NUM_FRAMES
-    cfg.data.frame_stride = FRAME_STRIDE
-    for k, v in data_overrides.items():
-        setattr(cfg.data, k, v)
-    return cfg
+def tiny_config(*overrides: str) -> Config:
+    """The tiny configuration with no dropout (the checkpoints here are not trained)."""
+    return configs.tiny_config("model.dropout=0.0", *overrides)
 
 
 def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,

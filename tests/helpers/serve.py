@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from infer_fixtures import make_frames, write_tiny_checkpoint  # noqa: E402
+from helpers.infer import make_frames, write_tiny_checkpoint
 
 __all__ = ["make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides"]
 
