@@ -33,4 +33,9 @@ class CheckpointError(ValueError):
         super().__init__(f"{path}: {message}")
 
 
-__all__ = ["CheckpointError", "DatasetError"]
+class RoomsError(ValueError):
+    """A room layout (``rooms.json``, an API request, annotations' furniture) that cannot be
+    used; the message names the file or request, the sensor and the zone."""
+
+
+__all__ = ["CheckpointError", "DatasetError", "RoomsError"]

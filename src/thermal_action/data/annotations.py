@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_timestamps
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, layouts_by_image
+from thermal_action.errors import DatasetError
 from thermal_action.structures import (
     DEFAULT_CLASS_NAMES,
     DEFAULT_MAX_BOX_OVERHANG,
@@ -61,6 +62,9 @@ class Keyframe:
         extras: the image's other keys (``mac_address``...), kept as they are.
         box_extras: per box, the annotation's other keys (``category_name``,
             ``attribute_obscured``...).
+        layout: the room as the annotator saw it (furniture of the file's
+            ``context_objects`` for this image); :data:`~thermal_action.data.rooms.NO_LAYOUT`
+            when the file has none for it.
     """
 
     image_id: str
@@ -76,6 +80,7 @@ class Keyframe:
     annotation_ids: np.ndarray
     extras: dict[str, Any] = field(default_factory=dict)
     box_extras: list[dict[str, Any]] = field(default_factory=list)
+    layout: RoomLayout = NO_LAYOUT
 
     @property
     def num_boxes(self) -> int:
@@ -250,6 +255,29 @@ def _check_frames(
     return failed
 
 
+def _context_layouts(objects: Any, path: Path, report: _Reporter) -> dict[str, RoomLayout]:
+    """Image id -> the room its ``context_objects`` give; a malformed object is a problem
+    naming the file and its index (left out in collect mode)."""
+    if objects is None:
+        return {}
+    if not isinstance(objects, list):
+        raise DatasetError(path, "'context_objects' must be a list")
+    good = []
+    for i, obj in enumerate(objects):
+        try:
+            if not isinstance(obj, dict) or "image_id" not in obj:
+                raise ValueError("expected an object with 'image_id', 'bbox' and 'category'")
+            bbox = obj.get("bbox")
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in bbox)):
+                raise ValueError(f"bbox must be four finite numbers, got {bbox!r}")
+        except ValueError as e:
+            report(DatasetError(path, str(e), f"context_objects[{i}]"))
+            continue
+        good.append(obj)
+    return layouts_by_image(good)
+
+
 def load_annotations(
     path: str | Path,
     frames_dir: str | Path | None = None,
@@ -377,6 +405,7 @@ def load_annotations(
 
     keyframes: list[Keyframe] = []
     left_out: list[LeftOutKeyframe] = []
+    layouts = _context_layouts(data.get("context_objects"), path, report)
     for im in images:
         if im["id"] in failed_images:
             left_out.append(LeftOutKeyframe(im["id"], im["sensor_id"], len(boxes.get(im["id"], []))))
@@ -415,6 +444,7 @@ def load_annotations(
                 annotation_ids=np.asarray(ann_ids, dtype=np.int64),
                 extras={k: v for k, v in im.items() if k not in _IMAGE_KEYS},
                 box_extras=box_extras,
+                layout=layouts.get(im["id"], NO_LAYOUT),
             )
         )
     extras = {k: v for k, v in data.items() if k not in ("images", "annotations", "categories")}
