@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,8 +409,11 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
         ValidationSummary(out_dir / "val_summary.jsonl"),
         *callbacks,
     ]
-    if t.progress_bar:
+    # A progress bar is for a person at a terminal: in a log file it is hundreds of redraws.
+    show_bar = t.progress_bar and sys.stderr.isatty()
+    if show_bar:
         all_callbacks.append(ProgressBar(refresh_rate=1))
+    one_line_per_lightning_record()
     loggers = [
         TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False),
         CSVLogger(save_dir=str(out_dir), name="csv"),
@@ -432,12 +436,35 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         num_sanity_val_steps=t.num_sanity_val_steps,
         deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=show_bar,
         enable_model_summary=False,
         callbacks=all_callbacks,
         logger=loggers,
         default_root_dir=str(out_dir),
     )
+
+
+class _DropAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+def one_line_per_lightning_record() -> None:
+    """Lightning gives the ``lightning`` logger a handler of its own and lets its records
+    propagate to the root logger as well, so under the CLI (which configures the root) every
+    Lightning line came out twice. Where the root logger has handlers, Lightning's own go;
+    its advertisements ("Tip: ... try installing ...") are dropped."""
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
+        lightning_logger.propagate = True
+    # Logger filters see only records logged on that very logger: Lightning's messages come
+    # from its rank-zero helpers' loggers.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdvertisements) for f in target.filters):
+            target.addFilter(_DropAdvertisements())
 
 
 def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
