@@ -49,3 +49,11 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tiny_config, tmp_path, mo
     assert build_trainer(cfg, tmp_path, []).progress_bar_callback is None
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert build_trainer(cfg, tmp_path, []).progress_bar_callback is not None
+
+
+def test_the_end_of_training_summary_names_the_metric_and_the_fall_alarm(trained_run):
+    text = trained_run.summary()
+    assert "validation frame-mAP" in text and "step =" not in text
+    assert "fall alarm:      threshold" in text and "validation fall boxes" in text
+    rows = [__import__("json").loads(line) for line in trained_run.val_summary.read_text().splitlines()]
+    assert rows[-1]["fall_boxes"] is not None

@@ -27,12 +27,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, out, resume=args.resume)
     if result.global_rank != 0:
         return 0
-    best = "-" if result.best_metric is None else f"{result.best_metric:.4f}"
-    print(f"run directory:   {result.run_dir}")
-    print(f"best checkpoint: {result.best_checkpoint}  ({result.monitor} = {best})")
-    print(f"last checkpoint: {result.last_checkpoint}")
-    print(f"validation log:  {result.val_summary}")
-    print(f"TensorBoard:     tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    print(result.summary())
     return 0
 
 

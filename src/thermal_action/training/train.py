@@ -130,6 +130,38 @@ class TrainResult:
     global_rank: int = 0
     precision: str | None = None
 
+    def summary(self) -> str:
+        """What a user needs at the end of a run: where things are, the checkpoint's validation
+        frame-mAP, and the fall alarm it calibrated (threshold, precision and recall on how many
+        validation falls)."""
+        best = "-" if self.best_metric is None else f"{self.best_metric:.4f}"
+        chosen = "final epoch" if self.monitor == "step" else "best epoch"
+        lines = [f"run directory:   {self.run_dir}",
+                 f"best checkpoint: {self.best_checkpoint}  ({chosen}, validation frame-mAP {best})"]
+        row = _chosen_val_row(self.val_summary, self.monitor == "step")
+        if row is not None and row.get("fall_threshold") is not None:
+            def fmt(v: Any) -> str:
+                return "-" if v is None else f"{v:.3f}"
+            falls = row.get("fall_boxes")
+            lines.append(f"fall alarm:      threshold {row['fall_threshold']:.3f}: precision "
+                         f"{fmt(row.get('fall_precision'))}, recall {fmt(row.get('fall_recall'))} on "
+                         f"{'?' if falls is None else falls} validation fall boxes")
+        lines += [f"last checkpoint: {self.last_checkpoint}",
+                  f"validation log:  {self.val_summary}",
+                  f"TensorBoard:     tensorboard --logdir {self.run_dir / 'tensorboard'}"]
+        return "\n".join(lines)
+
+
+def _chosen_val_row(summary: Path, last: bool) -> dict[str, Any] | None:
+    """The ``val_summary.jsonl`` row of the chosen checkpoint: the last, or the best frame-mAP."""
+    try:
+        rows = [json.loads(line) for line in summary.read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    if not rows:
+        return None
+    return rows[-1] if last else max(rows, key=lambda r: -1.0 if r.get("mAP") is None else r["mAP"])
+
 
 def _final_val_map(summary: Path) -> float | None:
     """frame-mAP of the last line of ``val_summary.jsonl`` (None: no validation ran)."""
@@ -182,6 +214,7 @@ class ValidationSummary(L.Callback):
             "fall_recall": metrics.get("fall_recall"),
             "fall_ap": metrics.get("fall_ap"),
             "fall_threshold": (metrics.get("fall") or {}).get("threshold"),
+            "fall_boxes": (metrics.get("fall") or {}).get("support"),
             "lr": lr,
             "clips_per_s": _jsonable(pl_module.epoch_clips_per_s()),
             "time": round(time.perf_counter() - self._start, 2),
@@ -194,9 +227,11 @@ class ValidationSummary(L.Callback):
             return "-" if v is None else f"{v:.3f}"
 
         log.info(
-            "epoch %d: train loss %s, val loss %s, mAP %s, top1 %s, macro-F1 %s, fall P/R %s/%s, %s clips/s",
+            "epoch %d: train loss %s, val loss %s, mAP %s, top1 %s, macro-F1 %s, fall alarm P/R %s/%s at threshold "
+            "%s (%s fall boxes), %s clips/s",
             row["epoch"], fmt(row["train_loss"]), fmt(row["val_loss"]), fmt(row["mAP"]), fmt(row["top1"]),
-            fmt(row["macro_f1"]), fmt(row["fall_precision"]), fmt(row["fall_recall"]),
+            fmt(row["macro_f1"]), fmt(row["fall_precision"]), fmt(row["fall_recall"]), fmt(row["fall_threshold"]),
+            "-" if row["fall_boxes"] is None else row["fall_boxes"],
             "-" if row["clips_per_s"] is None else f"{row['clips_per_s']:.1f}",
         )
 
