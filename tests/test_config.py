@@ -187,7 +187,7 @@ def test_out_of_range_values_name_key_range_and_source(tmp_path):
         load_config(None, ["optim.epochs=-1"])
     path = tmp_path / "exp.yaml"
     path.write_text("optim:\n  lr: -0.1\n")
-    with pytest.raises(ConfigError, match=r"exp\.yaml: config key 'optim.lr' = -0.1 is out of range: allowed > 0"):
+    with pytest.raises(ConfigError, match=r"exp\.yaml: config key 'optim.lr' = -0.1 is out of range: allowed \(0, 1\]"):
         load_config(path)
     with pytest.raises(ConfigError, match=r"'optim.step_milestones' = \[8, 6\]: the values must strictly increase"):
         load_config(None, ["optim.step_milestones=[8, 6]"])
@@ -207,3 +207,14 @@ def test_an_unknown_override_is_blamed_on_the_command_line_not_the_yaml(tmp_path
     path.write_text("optim:\n  bogus_key: 1\n")
     with pytest.raises(ConfigError, match=r"cpu_fast\.yaml: unknown config key 'optim.bogus_key'"):
         load_config(path, ["optim.lr=0.1"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.scale=0.01", "'data.scale' = 0.01 is out of range"),
+    ("optim.lr=inf", "'optim.lr' = inf must be a finite number"),
+    ("optim.lr=nan", "'optim.lr' = nan must be a finite number"),
+    ("data.num_frames=100000000", "'data.num_frames' = 100000000 is out of range"),
+])
+def test_values_that_would_fail_later_are_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(None, [override])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -112,6 +113,8 @@ def check_range(value: Any, rng: Range | None, key: str) -> None:
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue  # e.g. devices="auto" or a list of device ids: Lightning checks those
+        if not math.isfinite(v):
+            raise ConfigError(f"config key '{key}' = {v!r} must be a finite number")
         r = rng.int_range if (rng.int_range is not None and isinstance(v, int)) else rng
         if not r.contains(v):
             kind = " (an integer count)" if r is rng.int_range else (
@@ -131,9 +134,9 @@ class DataConfig:
     frames_dir: str = "frames"  # relative to root
     valid_range: tuple[float, float] = ranged(DEFAULT_VALID_RANGE, -273.15, increasing=True)  # °C; pixels outside (dropped packets, NaN) are repaired
     max_box_overhang: float = ranged(2.0, 0.0)  # pixels a box may poke out of the frame and be clipped; further out is an error
-    num_frames: int = ranged(64, 1)  # raw frames in a clip window: num_frames//2 before the keyframe, the keyframe, the rest after
-    frame_stride: int = ranged(2, 1)  # fast pathway takes every frame_stride-th frame of the window
-    scale: float = ranged(1.0, 0.0, low_open=True)  # spatial resize factor applied to 40x60 frames (boxes scaled to match)
+    num_frames: int = ranged(64, 1, 1024)  # raw frames in a clip window: num_frames//2 before the keyframe, the keyframe, the rest after
+    frame_stride: int = ranged(2, 1, 64)  # fast pathway takes every frame_stride-th frame of the window
+    scale: float = ranged(1.0, 0.25, 8.0)  # spatial resize factor applied to 40x60 frames (boxes scaled to match); below 0.25 a person is under 2 px
     normalization: str = "background"  # "background" (relative to the clip's background level) or "fixed"
     fixed_range: tuple[float, float] = ranged((5.0, 45.0), -273.15, increasing=True)  # °C window mapped to [0, 1] in "fixed" mode
     background_scale: float = ranged(8.0, 0.0, low_open=True)  # °C; (T - background) / background_scale in "background" mode
@@ -180,7 +183,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = "adamw"  # "adamw" or "sgd"
-    lr: float = ranged(1e-3, 0.0, low_open=True)  # peak learning rate (per optimiser step, not scaled by the number of devices)
+    lr: float = ranged(1e-3, 0.0, 1.0, low_open=True)  # peak learning rate (per optimiser step, not scaled by the number of devices)
     weight_decay: float = ranged(1e-4, 0.0)  # decoupled (AdamW) or L2 (SGD); never applied to norm weights and biases
     momentum: float = ranged(0.9, 0.0, 1.0)  # SGD only
     epochs: int = ranged(10, 1)  # training epochs
