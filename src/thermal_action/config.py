@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import types
 import typing
@@ -40,6 +41,11 @@ class ConfigError(ValueError):
 
 
 _INF = float("inf")
+
+
+def _fmt(v: float) -> str:
+    """A bound as a person writes it: 4294967295, 0.5, 1e-08."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
 
 
 @dataclass(frozen=True)
@@ -80,17 +86,17 @@ class Range:
 
     def __str__(self) -> str:
         if self.choices is not None:
-            text = "one of " + ", ".join(f"{c:g}" for c in self.choices)
+            text = "one of " + ", ".join(_fmt(c) for c in self.choices)
         elif self.low is not None and self.high is not None:
-            text = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            text = f"{'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
         elif self.low is not None:
-            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+            text = f"{'>' if self.low_open else '>='} {_fmt(self.low)}"
         elif self.high is not None:
-            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+            text = f"{'<' if self.high_open else '<='} {_fmt(self.high)}"
         else:
             text = "any finite number"
         if self.also:
-            text += " or " + ", ".join(f"{a:g}" for a in self.also)
+            text += " or " + ", ".join(_fmt(a) for a in self.also)
         return text
 
 
@@ -281,6 +287,46 @@ def _all_keys(cls: type, prefix: str = "") -> list[str]:
         else:
             keys.append(prefix + f.name)
     return keys
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> the comment beside it in ``cls``'s source: each field's documentation."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[str, str] = {}
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return comments
+    last_name, line_of_name = None, -1
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.start[0] != line_of_name:
+            last_name, line_of_name = tok.string, tok.start[0]
+        elif tok.type == tokenize.COMMENT and tok.start[0] == line_of_name and last_name is not None:
+            comments[last_name] = tok.string.lstrip("#").strip()
+    return comments
+
+
+def describe_config(cls: type = Config, prefix: str = "") -> list[dict[str, str]]:
+    """Every key of the config class ``cls``: ``key``, ``type``, ``default``, ``range`` and
+    ``meaning`` (the comment beside the field), in declaration order (``thermal-action config``)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe_config(tp, prefix + f.name + "."))
+            continue
+        rng = f.metadata.get("range")
+        default = getattr(defaults, f.name)
+        rows.append({"key": prefix + f.name, "type": getattr(tp, "__name__", str(tp)).replace("typing.", ""),
+                     "default": json.dumps(list(default) if isinstance(default, tuple) else default),
+                     "range": "" if rng is None else str(rng), "meaning": comments.get(f.name, "")})
+    return rows
 
 
 def _unknown_key(key: str, root: type) -> ConfigError:

@@ -150,3 +150,17 @@ def test_a_pickled_checkpoint_gets_the_projects_refusal_everywhere(tmp_path, cap
         assert f"{bad}: refused: the file holds pickled Python objects (argparse.Namespace)" in err, err
         # Not torch's own text, which suggests simply re-running with weights_only=False.
         assert "Re-running" not in err and "WeightsUnpickler" not in err
+
+
+def test_config_lists_every_key_with_default_range_and_meaning(capsys):
+    from thermal_action.config import Config, _all_keys
+
+    assert main(["config", "train", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["key"] for r in rows] == _all_keys(Config)
+    lr = next(r for r in rows if r["key"] == "optim.lr")
+    assert lr["range"] == "(0, 1]" and "learning rate" in lr["meaning"]
+    assert sum(1 for r in rows if r["meaning"]) >= len(rows) - 2
+    assert main(["config", "serve"]) == 0
+    text = capsys.readouterr().out
+    assert "fall_alert_seconds" in text and "the score must stay high this long" in text

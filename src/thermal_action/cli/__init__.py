@@ -51,6 +51,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if (args.strict and report.problems) else 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from thermal_action.config import Config, describe_config
+
+    if args.which == "serve":
+        from thermal_action.serve.config import ServeConfig as cls
+    else:
+        cls = Config
+    rows = describe_config(cls)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len(r["key"]) for r in rows)
+    for r in rows:
+        allowed = f"  (allowed {r['range']})" if r["range"] else ""
+        print(f"{r['key']:<{width}}  {r['default']}{allowed}\n{'':<{width}}  {r['meaning']}")
+    return 0
+
+
 def _cmd_convert_annotations(args: argparse.Namespace) -> int:
     from thermal_action.data.convert import convert_annotations
 
@@ -123,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=14)
     p.add_argument("--interaction", default="none")
     p.set_defaults(func=_cmd_convert_checkpoint)
+
+    p = sub.add_parser("config", help="list every config key with its default, range and meaning")
+    p.add_argument("which", choices=("train", "serve"), help="train: train/evaluate/predict's config; serve: serve's")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=_cmd_config)
 
     # Training, evaluation, demo and inference subcommands live beside the code they call.
     from thermal_action.cli import infer as inference_cli
