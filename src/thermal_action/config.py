@@ -105,11 +105,6 @@ def ranged(default: Any, low: float | None = None, high: float | None = None, **
     return field(default=default, metadata={"range": Range(low, high, **kw)})
 
 
-def field_range(cls: type, name: str) -> Range | None:
-    """The declared range of ``cls.name`` (None when it has none)."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return f.metadata.get("range")
-
 
 def check_range(value: Any, rng: Range | None, key: str) -> None:
     """Raises :class:`ConfigError` when a number in ``value`` lies outside ``rng``."""
@@ -272,9 +267,6 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
-
-def _field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _all_keys(cls: type, prefix: str = "") -> list[str]:

@@ -17,9 +17,6 @@ from pathlib import Path
 DEBUG_ENV = "THERMAL_ACTION_DEBUG"
 
 
-def _add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
-
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from thermal_action.data.synth import SynthConfig, generate_dataset

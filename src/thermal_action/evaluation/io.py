@@ -14,7 +14,7 @@ record per evaluated box::
 
 Detections files (person boxes from another detector, to be classified instead of the
 annotated boxes) are read by :mod:`thermal_action.evaluation.detections`, the one reader
-``evaluate`` and ``predict`` share; ``read_detections`` is importable from here as before.
+``evaluate`` and ``predict`` share.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from thermal_action.errors import DatasetError
-from thermal_action.evaluation.detections import ImageDetections, read_detections  # noqa: F401  (moved)
 from thermal_action.evaluation.metrics import check_prediction
 
 log = logging.getLogger(__name__)
