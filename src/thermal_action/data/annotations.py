@@ -285,7 +285,7 @@ def load_annotations(
     max_box_overhang: float = DEFAULT_MAX_BOX_OVERHANG,
     problems: list[DatasetError] | None = None,
 ) -> AnnotationSet:
-    """Loads one annotation file (format in DATA_FORMAT.md).
+    """Loads one annotation file (format in ``docs/data-format.md``).
 
     Args:
         path: ``annotations/<split>.json``.

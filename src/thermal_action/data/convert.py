@@ -1,7 +1,7 @@
 """Raw labelling-tool annotations -> ``train.json`` / ``val.json`` / ``class_mapping.json``.
 
 The labelling tool writes one JSON object per line per sensor
-(``raw_annotations/<sensor>_annotation.json``, see DATA_FORMAT.md). This module turns
+(``raw_annotations/<sensor>_annotation.json``, see ``docs/data-format.md``). This module turns
 those lines plus the recordings' timestamps (``frames/<sensor>.h5``) into the COCO-like
 keyframe files the rest of the project reads:
 

@@ -343,7 +343,7 @@ def read_recording(
     """Reads a whole ``frames/<sensor_id>.h5`` file, repairs it and closes it.
 
     Args:
-        path: the HDF5 file (format in DATA_FORMAT.md).
+        path: the HDF5 file (format in ``docs/data-format.md``).
         valid_range: ``(low, high)`` °C; temperatures outside are repaired.
         realign: put packed packets back in place (see :func:`repair_frames`).
 

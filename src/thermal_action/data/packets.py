@@ -134,7 +134,7 @@ def repair_dropped_packets(
     (as many whole packets as the no-data tail holds) is a candidate placement of the
     received pixels; the one closest to ``reference_c`` (mean absolute difference
     over the placed pixels) is kept when it beats the frame as written (data in place,
-    tail lost: what DATA_FORMAT.md describes and some pipelines write) clearly: of the
+    tail lost: what ``docs/data-format.md`` describes and some pipelines write) clearly: of the
     received pixels that move, more must get closer to the reference than farther from
     it, by ``min_z`` standard deviations of a fair coin (a sign test: robust to a person
     who is in the reference but not in this frame). On the real sample the right

@@ -2,7 +2,7 @@
 
 Parameter names follow PySlowFast, so a PySlowFast checkpoint loads by prefixing
 ``backbone.`` and AlphAction / MMAction2 / PyTorchVideo checkpoints by a key rename
-(see the shared ``checkpoint_layouts/NAMING.md``)::
+(see ``docs/checkpoint-naming.md``)::
 
     s1.pathway{0,1}_stem.{conv,bn}                      stem of slow (0) / fast (1)
     s1_fuse.{conv_f2s,bn}                               fast -> slow lateral after the stem

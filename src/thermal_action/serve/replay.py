@@ -93,7 +93,7 @@ class RawRecording:
 
 
 def read_raw_recording(path: str | Path) -> RawRecording:
-    """Reads the ``frames`` and ``timestamps`` of a recording exactly as stored (DATA_FORMAT.md).
+    """Reads the ``frames`` and ``timestamps`` of a recording exactly as stored (``docs/data-format.md``).
 
     The reader's :func:`~thermal_action.data.hdf5.read_raw` (same checks as
     ``read_recording``), with nothing repaired: a replayed sensor sends what the real one

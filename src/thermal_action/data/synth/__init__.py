@@ -2,7 +2,7 @@
 
 ``generate_dataset(out_dir, SynthConfig(...))`` writes ``frames/<sensor>.h5``,
 ``frames/sensor_info.json``, ``annotations/{train,val,class_mapping}.json`` and the
-labelling tool's ``raw_annotations/<sensor>_annotation.json`` (see DATA_FORMAT.md).
+labelling tool's ``raw_annotations/<sensor>_annotation.json`` (see ``docs/data-format.md``).
 Everything is drawn from ``numpy.random.default_rng`` streams keyed by the seed, so
 the same config gives byte-identical files.
 

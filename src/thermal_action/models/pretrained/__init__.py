@@ -18,7 +18,7 @@ format                  top-level key   tensor names
 A ``.safetensors`` file (flat tensor names) is recognised by its names alone. Every
 name is first mapped onto our PySlowFast-style names (``backbone.s{1..5}...``,
 ``backbone.s{1..4}_fuse...``, ``head.fc1/fc2/classifier``, ``head.interaction...``);
-the rules are those of the shared ``checkpoint_layouts/NAMING.md``.
+the rules are those of ``docs/checkpoint-naming.md``.
 
 What is converted on the way:
 
