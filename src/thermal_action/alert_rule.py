@@ -2,20 +2,22 @@
 
 An :class:`AlertRule` is made where it is decided and every user takes it from there::
 
-    train ─ calibrates the threshold on validation data ─► AlertRule ─► checkpoint ("alert_rule")
-                                                                             │
-    overrides: predict/render --fall-*, serve fall_* keys,                    ▼
-    evaluate eval.fall_threshold ───────────────► resolve_alert_rule(checkpoint's rule, overrides)
-                                                                             │
-          predict, evaluate, render, streaming, serve (one FallAlertMonitor) ◄┘
+    train: calibrates the threshold on validation data
+      └─► AlertRule ─► checkpoint ("alert_rule"; the ONNX metadata on export)
+                              │
+                              ▼
+    resolve_alert_rule(checkpoint's rule, overrides) ◄── predict/render --fall-*, serve fall_*
+                              │                           keys, evaluate eval.fall_threshold
+                              ▼
+    the rule in force ─► predict, evaluate, render, streaming, serve (one FallAlertMonitor)
 
 The rule (all durations in seconds of the monitor's clock, frames / fps by default)::
 
     fall score >= threshold    o o o o o . o o x x x x o o o x x x x x x x x x x x x
-                               |-- run --------|       |-run-|
+                               |-- run ------|         |run|
                                min_seconds: the alert is raised once a run lasts this long
                                '.' (no prediction) up to max_gap_seconds keeps a run going
-                                               |<- cooldown_seconds ->|
+                                             |<- cooldown_seconds ->|
                                a new run of the same person inside the cooldown continues
                                the same alert (one alert per fall); after it, the alert ends
 
@@ -72,11 +74,17 @@ class AlertRule:
     refused at construction, so every rule in use is a valid one."""
 
     fall_class: str = FALL_CLASS_NAME  # the class whose score raises alerts
-    threshold: float = FALLBACK_FALL_THRESHOLD  # fall score >= this counts as fallen; train calibrates it (the default only for a model without one)
-    min_seconds: float = 5.0  # s the score must stay at or above the threshold before the alert is raised (0: at the first high score)
-    max_gap_seconds: float = 2.0  # s a run survives without any prediction of the person (the detector may lose someone lying still on a warm floor)
-    cooldown_seconds: float = 30.0  # s after an alert's latest high score in which a new run of the same person continues it (no second alert); the alert ends when it passes
-    bed_threshold: float | None = None  # threshold for a person mostly on a bed/couch zone (the higher of it and threshold applies); None: threshold everywhere
+    # Fall score >= this counts as fallen, in (0, 1]; train calibrates it (the default: a model without one).
+    threshold: float = FALLBACK_FALL_THRESHOLD
+    # s the score must stay at or above the threshold before the alert is raised (0: at the first high score).
+    min_seconds: float = 5.0
+    # s a run survives without any prediction of the person (the detector may lose someone lying still).
+    max_gap_seconds: float = 2.0
+    # s after an alert's latest high score in which a new run of the same person continues that alert
+    # (one fall, one alert); the alert ends when it has passed. 0: it ends with its run.
+    cooldown_seconds: float = 30.0
+    # Threshold for a person mostly on a bed/couch zone (the higher of it and threshold applies); None: none.
+    bed_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):

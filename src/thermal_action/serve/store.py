@@ -109,8 +109,8 @@ class Store:
         ended = not event.active
         key = (event.sensor_id, int(event.track_id), int(event.start_timestamp))
         with self._lock:
-            found = self._db.execute("SELECT id FROM alerts WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?",
-                                     key).fetchone()
+            found = self._db.execute(
+                "SELECT id FROM alerts WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?", key).fetchone()
             if found is None:
                 self._db.execute(
                     "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp,"
