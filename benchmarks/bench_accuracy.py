@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
 from thermal_action.config import load_config
 from thermal_action.data.annotations import load_annotations
 from thermal_action.data.synth import SynthConfig, generate_dataset
@@ -69,8 +70,11 @@ def class_prior(root: Path, cfg) -> dict:
     image_ids = [kf.image_id for kf in val.keyframes for _ in range(len(kf.labels))]
     boxes = np.concatenate([np.asarray(kf.boxes_cxcywh_norm).reshape(-1, 4) for kf in val.keyframes])
     records = make_prediction_records(image_ids, boxes, np.tile(prior, (len(image_ids), 1)))
+    # A prior is not trained, so nothing calibrated its threshold: the config's, else the default rule's
+    # (eval.fall_threshold is null by default, which compute_metrics cannot take).
+    threshold = resolve_alert_rule(None, AlertOverrides(threshold=cfg.eval.fall_threshold)).threshold
     return compute_metrics(records, val.keyframes, val.class_names, iou_threshold=cfg.eval.iou_threshold,
-                           fall_class=cfg.eval.fall_class, fall_threshold=cfg.eval.fall_threshold)
+                           fall_class=cfg.eval.fall_class, fall_threshold=threshold)
 
 
 def train_and_evaluate(root: Path, work: Path, name: str, overrides: list[str], seed: int, epochs: int | None) -> dict:

@@ -107,7 +107,7 @@ def replay_latency(tick_seconds: list[float], completed: list[list[int]], first_
 
 def run(predictor: Predictor, recordings: list[np.ndarray], num_sensors: int, ticks: int, step: int,
         causal: bool, batch_wait: int) -> dict:
-    sp = StreamingPredictor(predictor, step=step, causal=causal, fall_class=None, batch_wait=batch_wait)
+    sp = StreamingPredictor(predictor, step=step, causal=causal, alerts=False, batch_wait=batch_wait)
     warm = predictor.window_length
     rng = np.random.default_rng(num_sensors)
     # Staggered starts: sensor s joins at tick s % step, so the sensors' keyframes (every

@@ -230,7 +230,7 @@ class TrainerConfig:
 class EvalConfig:
     iou_threshold: float = ranged(0.5, 0.0, 1.0, low_open=True)  # frame-mAP matching threshold
     fall_class: str = "lying down-lying with risk"  # class whose precision/recall is reported
-    fall_threshold: float | None = ranged(None, 0.0, 1.0)  # operating threshold on the fall-class score; null: the one train calibrated (stored in the checkpoint)
+    fall_threshold: float | None = ranged(None, 0.0, 1.0, low_open=True)  # operating threshold on the fall-class score, the alert rule's; null: the one train calibrated (stored in the checkpoint's alert rule)
     fall_target_recall: float = ranged(0.95, 0.0, 1.0, low_open=True)  # train calibrates the fall threshold for this recall on the validation set
     detections: str = ""  # JSON detections file: classify its boxes instead of the annotated ones ("" = annotated)
     detection_min_score: float = ranged(0.0, 0.0, 1.0)  # detections with a lower box score are dropped (count logged)

@@ -116,8 +116,8 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def class_prior_metrics(train_counts: list[int], keyframes, class_names: list[str], eval_cfg) -> dict[str, Any]:
     """Metrics of scoring every validation box with the training class frequencies."""
+    from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
     from thermal_action.evaluation import compute_metrics, make_prediction_records
-    from thermal_action.models.checkpoint import resolve_fall_threshold
 
     prior = np.asarray(train_counts, dtype=np.float64)
     prior = prior / prior.sum()
@@ -129,7 +129,8 @@ def class_prior_metrics(train_counts: list[int], keyframes, class_names: list[st
     records = make_prediction_records(image_ids, boxes_arr, np.tile(prior, (len(image_ids), 1)))
     return compute_metrics(records, keyframes, class_names, iou_threshold=eval_cfg.iou_threshold,
                            fall_class=eval_cfg.fall_class,
-                           fall_threshold=resolve_fall_threshold(eval_cfg.fall_threshold, None))
+                           fall_threshold=resolve_alert_rule(None, AlertOverrides(threshold=eval_cfg.fall_threshold))
+                           .threshold)
 
 
 def measure_seconds_per_clip(cfg, system, datamodule, warmup: int = 3, steps: int = 5) -> float:

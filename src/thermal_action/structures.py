@@ -42,18 +42,17 @@ DEFAULT_CLASS_NAMES: tuple[str, ...] = (
     "other",
 )
 FALL_CLASS_NAME = "lying down-lying with risk"
-#: Fall operating threshold when neither the user nor a calibration (``train``) gives one.
+#: Fall operating threshold when neither the user nor a calibration (``train``) gives one
+#: (the default :class:`~thermal_action.alert_rule.AlertRule`'s).
 FALLBACK_FALL_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
 class PredictionDefaults:
     """The defaults of prediction, streaming, alerts and rendering, in one place (the CLI reads
-    them too): change one here and every entry point follows."""
+    them too): change one here and every entry point follows. The alert rule's defaults are
+    :class:`~thermal_action.alert_rule.AlertRule`'s."""
 
-    fall_class: str = FALL_CLASS_NAME  # the class whose score raises fall alerts
-    fall_threshold: float | None = None  # None: the threshold train calibrated (else FALLBACK_FALL_THRESHOLD)
-    fall_alert_seconds: float = 5.0  # the fall score must stay above the threshold this long
     fps: float = 6.0  # sensor frames per second (turns frame counts into seconds)
     step: int = 6  # frames between predictions (about once a second at 6 fps)
 

@@ -128,6 +128,19 @@ def test_out_of_range_and_unknown_overrides_through_the_cli(tmp_path, capsys, mo
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "render"])
+@pytest.mark.parametrize("option, value", [("--fall-threshold", "2"), ("--fall-threshold", "nan"),
+                                           ("--fall-threshold", "0"), ("--fall-bed-threshold", "1.5"),
+                                           ("--fall-alert-seconds", "-1"), ("--fall-alert-cooldown-seconds", "inf")])
+def test_a_bad_alert_rule_option_is_refused_before_any_work(command, option, value, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
+    where = ["--checkpoint", str(tmp_path / "missing.ckpt")] if command == "predict" else []
+    assert main([command, str(tmp_path / "missing.h5"), *where, "--out", str(tmp_path / "o"), option, value]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"thermal-action {command}: error: fall alert rule: ") and "missing" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_pickled_checkpoint_gets_the_projects_refusal_everywhere(tmp_path, capsys, monkeypatch):
     import argparse
 

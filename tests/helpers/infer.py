@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from helpers import configs
+from thermal_action.alert_rule import AlertRule
 from thermal_action.config import Config, config_to_dict
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
@@ -26,9 +27,11 @@ def tiny_config(*overrides: str) -> Config:
 
 
 def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
-                          score_activation: str = "softmax", frame_size: tuple[int, int] | None = (40, 60)) -> Path:
+                          score_activation: str = "softmax", frame_size: tuple[int, int] | None = (40, 60),
+                          alert_rule: AlertRule | None = None) -> Path:
     """Writes a checkpoint in the training format from a seeded, perturbed tiny model
-    (trained, as far as the checkpoint says, on ``frame_size`` frames)."""
+    (trained, as far as the checkpoint says, on ``frame_size`` frames, its fall alert rule
+    ``alert_rule``: None writes none, as checkpoints from before rules)."""
     from thermal_action.models import build_model
     from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 
@@ -63,7 +66,7 @@ def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
         "epoch": 0,
         "global_step": 0,
         CHECKPOINT_KEY: checkpoint_extras(config_to_dict(cfg), list(DEFAULT_CLASS_NAMES), score_activation,
-                                          frame_size=frame_size),
+                                          alert_rule=alert_rule, frame_size=frame_size),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, path)

@@ -10,7 +10,7 @@ import numpy as np
 
 from helpers.infer import make_frames, write_tiny_checkpoint
 
-__all__ = ["make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides"]
+__all__ = ["make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides", "alert_event"]
 
 
 def now_stamps(n: int, start_ms: int | None = None, step_ms: int = 166) -> list[int]:
@@ -33,11 +33,26 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
 
 def serve_overrides(data_dir: Path, **more: Any) -> list[str]:
     """Service settings for tests: any free port, every person raises an alert at once (the
-    tiny checkpoint is untrained), every prediction stored."""
-    base = {"data_dir": str(data_dir), "port": 0, "workers": 1, "fall_threshold": 0.0, "fall_alert_seconds": 0,
+    tiny checkpoint is untrained: threshold 1e-6, 0 s), every prediction stored; a key given
+    as None is left out (the checkpoint's alert rule then decides it)."""
+    base = {"data_dir": str(data_dir), "port": 0, "workers": 1, "fall_threshold": 1e-6, "fall_alert_seconds": 0,
             "store_every_seconds": 0}
     base.update(more)
-    return [f"{k}={v}" for k, v in base.items()]
+    return [f"{k}={v}" for k, v in base.items() if v is not None]
+
+
+def alert_event(kind: str, sensor_id: str, track_id: int, start_timestamp: int, end_timestamp: int,
+                peak_score: float, fired_timestamp: int | None = None, frame_ms: int = 166):
+    """An :class:`AlertEvent` as a worker sends it (frames from the timestamps, 166 ms apart);
+    ``fired_timestamp`` defaults to the end of a "raised" and the start of an "ended"."""
+    from thermal_action.inference.alerts import AlertEvent
+
+    if fired_timestamp is None:
+        fired_timestamp = end_timestamp if kind == "raised" else start_timestamp
+    frame = lambda ts: (ts - start_timestamp) // frame_ms  # noqa: E731
+    return AlertEvent(kind, sensor_id, track_id, 0, frame(end_timestamp), start_timestamp, end_timestamp,
+                      frame(fired_timestamp), fired_timestamp, peak_score, frame(end_timestamp),
+                      (end_timestamp - start_timestamp) / 1000)
 
 
 def frames_with_people(n: int, seed: int = 0) -> np.ndarray:

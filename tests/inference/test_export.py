@@ -42,6 +42,7 @@ def test_onnx_predictor_matches_torch(exported, tmp_path):
     torch_pred = Predictor.from_checkpoint(ckpt)
     onnx_pred = Predictor.from_checkpoint(report.path)  # the .onnx alone: preprocessing from its metadata
     assert onnx_pred.backend.name == "onnx" and onnx_pred.score_activation == "sigmoid"
+    assert onnx_pred.alert_rule == torch_pred.alert_rule  # the checkpoint's rule, in the metadata
     assert clip_builder_kwargs(onnx_pred.clip_builder) == clip_builder_kwargs(torch_pred.clip_builder)
     frames, _ = make_frames(30)
     boxes = np.array([[7, 8, 17, 16], [40, 24, 50, 32], [0, 0, 6, 5], [20, 20, 30, 28]], np.float32)

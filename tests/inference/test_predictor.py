@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from helpers.infer import T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
+from thermal_action.alert_rule import AlertOverrides, AlertRule
 from thermal_action.data.clips import clip_from_recording
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.errors import DatasetError
@@ -146,8 +147,8 @@ def test_predict_recordings_with_annotations(predictor, rec, rec_path, tmp_path)
 
 
 def test_predict_recordings_files(predictor, rec_path, tmp_path):
-    run = predict_recordings(predictor, [rec_path], tmp_path / "out", step=12, fall_threshold=0.0,
-                             fall_alert_seconds=0.0)
+    run = predict_recordings(predictor, [rec_path], tmp_path / "out", step=12,
+                             alert_rule=AlertOverrides(threshold=1e-6, min_seconds=0.0))
     out = tmp_path / "out"
     records = read_predictions(out / "predictions.json", num_classes=K)  # the evaluate format checks pass
     assert len(records) == len(run.predictions) > 0
@@ -161,7 +162,9 @@ def test_predict_recordings_files(predictor, rec_path, tmp_path):
     assert float(rows[0]["score:" + DEFAULT_CLASS_NAMES[3]]) == pytest.approx(r["scores"][3], abs=1e-6)
     meta = json.loads((out / "run.json").read_text())
     assert meta["class_names"] == list(DEFAULT_CLASS_NAMES) and meta["step"] == 12
-    # Threshold 0 and 0 s: every track is "fallen" from its first prediction: one alert per track.
+    assert meta["alert_rule"] == {**predictor.alert_rule.to_dict(), "threshold": 1e-6, "min_seconds": 0.0}
+    assert run.alert_rule == AlertRule.from_dict(meta["alert_rule"])
+    # Threshold 1e-6 and 0 s: every track is "fallen" from its first prediction: one alert per track.
     alerts = json.loads((out / "alerts.json").read_text())
     assert sorted(a["track_id"] for a in alerts) == [0, 1]
     back, names = read_predictions_file(out / "predictions.json")
@@ -172,7 +175,7 @@ def test_predict_recordings_files(predictor, rec_path, tmp_path):
 
 def test_missing_fall_class_fails_before_work(predictor, rec_path, tmp_path):
     with pytest.raises(ValueError, match="fall class"):
-        predict_recordings(predictor, [rec_path], tmp_path / "o", fall_class="tumbling")
+        predict_recordings(predictor, [rec_path], tmp_path / "o", alert_rule=AlertOverrides(fall_class="tumbling"))
 
 
 # ----------------------------------------------------------------------------- detections files
@@ -415,3 +418,12 @@ def test_integer_frames_predict_like_the_same_values_as_float(predictor, tmp_pat
     assert len(a.predictions) == len(b.predictions) > 0
     for p, q in zip(a.predictions, b.predictions):
         np.testing.assert_array_equal(p.scores, q.scores)
+
+
+def test_an_exported_model_carries_its_alert_rule_and_old_exports_their_threshold():
+    from thermal_action.inference.predictor import _onnx_alert_rule
+
+    rule = AlertRule(threshold=0.4, cooldown_seconds=7.0)
+    assert _onnx_alert_rule({"alert_rule": rule.to_dict()}) == rule
+    assert _onnx_alert_rule({"fall_threshold": 0.45}) == AlertRule(threshold=0.45)
+    assert _onnx_alert_rule({}) == AlertRule()

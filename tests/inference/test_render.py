@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from helpers.infer import make_frames, write_recording
+from thermal_action.alert_rule import AlertRule
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.render import GT_COLOR, FrameRenderer, _Shown, probe_video, render_recording
@@ -43,7 +44,7 @@ def _red(img: np.ndarray) -> int:
 
 def test_mp4_is_h264_yuv420p_with_every_frame_and_gif(rec, tmp_path):
     result = render_recording(rec, tmp_path / "v.mp4", gif=tmp_path / "v.gif", predictions=_preds(rec),
-                              scale=4, fall_threshold=0.5, fall_alert_seconds=1.0)
+                              scale=4, alert_rule=AlertRule(threshold=0.5, min_seconds=1.0))
     info = probe_video(tmp_path / "v.mp4")
     assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
     assert info.frames == N == result.frames
@@ -66,7 +67,7 @@ def test_fall_alert_is_highlighted_only_inside_the_alert(rec):
     from thermal_action.inference.alerts import find_fall_alerts
 
     preds = _preds(rec)
-    alerts = find_fall_alerts(preds, 3, threshold=0.5, min_seconds=1.0)
+    alerts = find_fall_alerts(preds, 3, AlertRule(threshold=0.5, min_seconds=1.0))
     by_frame = {}
     for p in preds:
         by_frame.setdefault(p.frame_idx, []).append(p)
@@ -109,13 +110,26 @@ def test_annotations_and_prediction_file(rec, tmp_path):
     pred_dir.mkdir()
     (pred_dir / "predictions.json").write_text(json.dumps([p.to_record() for p in _preds(rec)]))
     (pred_dir / "run.json").write_text(json.dumps({"class_names": list(DEFAULT_CLASS_NAMES),
-                                                   "fall_alert_rule": {"threshold": 0.5, "min_seconds": 1.0}}))
+                                                   "alert_rule": {"threshold": 0.5, "min_seconds": 1.0}}))
     from thermal_action.cli import main
 
     rc = main(["render", str(rec.path), "--predictions", str(pred_dir / "predictions.json"), "--annotations",
                str(tmp_path / "val.json"), "--out", str(tmp_path / "c.mp4"), "--scale", "2", "--stop", "8"])
     assert rc == 0 and probe_video(tmp_path / "c.mp4").frames == 8
     assert loaded.keyframes[0].frame_idx == 6
+
+
+def test_the_alert_rule_comes_from_run_json(tmp_path):
+    from thermal_action.inference.render import _run_rule
+
+    run = tmp_path / "run.json"
+    assert _run_rule(run) is None
+    run.write_text(json.dumps({"alert_rule": AlertRule(threshold=0.3, cooldown_seconds=9.0).to_dict()}))
+    assert _run_rule(run) == AlertRule(threshold=0.3, cooldown_seconds=9.0)
+    # A run.json of a predict from before alert rules: its threshold and duration, no cooldown.
+    run.write_text(json.dumps({"fall_alert_rule": {"class": "other", "threshold": 0.4, "min_seconds": 2.0,
+                                                   "fps": 6.0}}))
+    assert _run_rule(run) == AlertRule(fall_class="other", threshold=0.4, min_seconds=2.0, cooldown_seconds=0.0)
 
 
 def test_bad_render_arguments(rec, tmp_path):

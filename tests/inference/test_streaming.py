@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from helpers.infer import make_frames, write_recording, write_tiny_checkpoint
+from thermal_action.alert_rule import AlertOverrides
 from thermal_action.data.clips import ClipBuilder
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
@@ -213,28 +214,30 @@ class _FallBackend:
 def test_online_fall_alerts(recording):
     raw, rec = recording
     fake = Predictor(_FallBackend(), ClipBuilder(num_frames=16, frame_stride=2), DEFAULT_CLASS_NAMES)
-    sp = StreamingPredictor(fake, step=6, fall_threshold=0.9, fall_alert_seconds=2.0)
+    sp = StreamingPredictor(fake, step=6, alert_rule=AlertOverrides(threshold=0.9, min_seconds=2.0))
     boxes = FrameBoxes(np.array([[7, 8, 17, 16], [40, 24, 50, 32]]), [1.0, 1.0], [0, 1])
     fired_at = None
     for i, f in enumerate(raw):
         sp.push("S1", f, int(rec.timestamps[i]), boxes)
         for a in sp.pop_alerts():
-            assert a.active and a.track_id == 0 and a.sensor_id == "S1"
+            assert a.kind == "raised" and a.track_id == 0 and a.sensor_id == "S1"
             fired_at = i
     # Keyframes 0, 6, 12 high: 2 s at frame 12, which is scored when frame 18 arrives.
     assert fired_at == 18
     assert [a.track_id for a in sp.active_alerts] == [0]
     sp.flush()
     (ended,) = sp.pop_alerts()
-    assert not ended.active and (ended.start_frame, ended.end_frame) == (0, 36)
+    assert ended.kind == "ended" and (ended.start_frame, ended.end_frame) == (0, 36)
     assert ended.peak_score > 0.9
 
 
 def test_stream_bad_arguments(predictor):
     with pytest.raises(ValueError, match="step"):
         StreamingPredictor(predictor, step=0)
-    sp = StreamingPredictor(predictor, fall_class="tumbling")  # no such class: no alerts, no error
+    sp = StreamingPredictor(predictor, alert_rule=AlertOverrides(fall_class="tumbling"))  # no alerts, no error
     assert sp.monitor is None
+    assert StreamingPredictor(predictor, alerts=False).monitor is None
+    assert StreamingPredictor(predictor).alert_rule == predictor.alert_rule
     with pytest.raises(ValueError, match="must be"):
         sp.push("S", np.zeros((2, 40, 60)), 0)
 

@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium against the service running in this process.
 
-Two sensors send frames of two warm people; with ``fall_threshold=0`` every person raises a fall
+Two sensors send frames of two warm people; with ``fall_threshold=1e-6`` every person raises a fall
 alert at once. The page must show both tiles (image, boxes), the alert (red tile, listed), an
 acknowledgement typed in the page must reach SQLite, the timeline must fill, a dropped socket
 must show the "disconnected" banner and reconnect, and a wrong token gets the 401 page.
@@ -33,7 +33,7 @@ def service(tmp_path_factory):
     require_browser()  # skip before paying for the service's start
     tmp = tmp_path_factory.mktemp("serve")
     ckpt = write_tiny_checkpoint(tmp / "tiny.ckpt")
-    cfg = load_serve_config(None, [f"data_dir={tmp}/data", "port=0", "workers=1", "fall_threshold=0.0",
+    cfg = load_serve_config(None, [f"data_dir={tmp}/data", "port=0", "workers=1", "fall_threshold=1e-6",
                                    "fall_alert_seconds=0", "store_every_seconds=1"])
     with ServiceThread(cfg, ckpt) as svc:
         yield svc

@@ -7,6 +7,8 @@ import re
 import numpy as np
 import pytest
 
+from helpers.serve import alert_event
+from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.protocol import FrameIn
@@ -47,7 +49,7 @@ class FakePool:
 @pytest.fixture
 def hub(tmp_path):
     cfg = ServeConfig(data_dir=str(tmp_path), max_sensors=3, new_stream_gap_seconds=60.0, store_every_seconds=5.0)
-    info = ModelInfo(DEFAULT_CLASS_NAMES, (40, 60), FALL, 0.5, lag_frames=7, window_length=16)
+    info = ModelInfo(DEFAULT_CLASS_NAMES, (40, 60), FALL, AlertRule(), lag_frames=7, window_length=16)
     h = Hub(cfg, info, Store(tmp_path / "serve.db"), FakePool())
     yield h
     h.store.close()
@@ -131,8 +133,7 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     arrival = __import__("time").time()
     preds = [("S1", 6 * i, T0 + 1000 * i, 0, [1.0, 2.0, 9.0, 8.0], _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1), arrival) for i in range(8)]
     preds.append(("S1", 48, T0 + 8000, 0, [1.0, 2.0, 9.0, 8.0], _scores(FALL, 0.9), arrival))
-    alert = dict(sensor_id="S1", track_id=0, start_frame=48, end_frame=48, start_timestamp=T0 + 8000,
-                 end_timestamp=T0 + 8000, peak_score=0.9, peak_frame=48, duration_s=0.0, fired_frame=48, active=True)
+    alert = alert_event("raised", "S1", 0, T0 + 8000, T0 + 8000, 0.9)
     live = {"S1": (np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
                    np.array([0]), 12)}
     hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert], live=live,
@@ -154,12 +155,32 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     assert s["model_ms_p50"] == pytest.approx(10.0) and s["latency_samples"] == 9 and s["alerts_open"] == 1
 
     # The fall ends (person got up): still open until somebody acknowledges it.
-    hub.on_message(0, ("round", 0, Round(alerts=[{**alert, "active": False, "end_timestamp": T0 + 20_000}])))
+    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
+                                                             fired_timestamp=T0 + 8000)])))
     (row,) = hub.store.alerts()
     assert not row["active"] and row["end_timestamp"] == T0 + 20_000 and row["state"] == "open"
     assert not hub.sensors_status()[0]["fallen"]
     acked = hub.set_alert_state(row["id"], "acknowledged", "nurse")
     assert acked["state"] == "acknowledged" and events[-1] == {"type": "alert", "alert": acked}
+
+
+def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
+    events = []
+    hub.add_listener(events.append)
+    hub.submit("S1", frames(2), "ws")
+    raised = alert_event("raised", "S1", 4, T0, T0 + 1000, 0.7)
+    ended = alert_event("ended", "S1", 4, T0, T0 + 2000, 0.8, fired_timestamp=T0 + 1000)
+    again = alert_event("raised", "S1", 4, T0 + 9000, T0 + 9000, 0.75)  # the person falls again
+    hub.on_message(0, ("round", 0, Round(alerts=[raised, ended, again])))
+    rows = sorted(hub.store.alerts(), key=lambda r: r["start_timestamp"])
+    assert [(r["track_id"], r["start_timestamp"] - T0, r["fired_timestamp"] - T0, r["active"]) for r in rows] == [
+        (4, 0, 1000, False), (4, 9000, 9000, True)]
+    assert rows[0]["end_timestamp"] == T0 + 2000 and rows[0]["peak_score"] == pytest.approx(0.8)
+    assert hub.stats()["alerts_raised_total"] == 2 and hub.sensors_status()[0]["fallen"]
+    assert [e["alert"]["id"] for e in events] == [rows[0]["id"], rows[0]["id"], rows[1]["id"]]
+    # An end whose raise was lost (or never sent) still stores the alert.
+    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 5, T0, T0 + 3000, 0.9)])))
+    assert len(hub.store.alerts()) == 3 and hub.stats()["alerts_raised_total"] == 3
 
 
 def test_worker_errors_are_counted_per_sensor(hub):
@@ -173,8 +194,11 @@ def test_a_worker_restart_starts_new_streams_for_its_sensors(hub):
     for s in ("A", "B", "C"):
         hub.submit(s, frames(2), "ws")
     w = worker_for("A", 2)
+    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("raised", s, 0, T0, T0, 0.9) for s in ("A", "B", "C")])))
     hub.on_restart(w, lost=5)
     restarted = {s["sensor_id"]: s["new_streams"] for s in hub.sensors_status()}
+    # The dead worker's monitor took its alerts along: they end; the other worker's go on.
+    assert {a["sensor_id"]: a["active"] for a in hub.store.alerts()} == {s: worker_for(s, 2) != w for s in "ABC"}
     assert restarted == {s: int(worker_for(s, 2) == w) for s in ("A", "B", "C")}
     assert hub.stats()["worker_restarts_total"] == 1 and hub.stats()["frames_dropped_total"] == 5
     # The next frames, with older timestamps than before the crash, do not count as a new clock again.

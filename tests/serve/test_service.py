@@ -96,7 +96,8 @@ def test_http_binary_and_json_ingest_predict_and_alert(svc):
     live = httpx.get(f"{svc.url}/api/sensors/H1/live", headers=_auth(svc)).json()
     assert live["height"] == 40 and live["width"] == 60 and live["frame_png"] and live["tracks"]
     info = httpx.get(f"{svc.url}/api/info", headers=_auth(svc)).json()
-    assert info["frame_size"] == [40, 60] and len(info["lut"]) == 256 and info["fall_threshold"] == 0.0
+    assert info["frame_size"] == [40, 60] and len(info["lut"]) == 256
+    assert info["fall_threshold"] == info["alert_rule"]["threshold"] == 1e-6  # the config's override
 
 
 def test_bad_sensors_are_reported_and_do_not_stop_the_others(svc):

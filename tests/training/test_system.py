@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from thermal_action.structures import Batch, pack_pathways
@@ -44,3 +45,25 @@ def test_prediction_records_and_rank_merge():
     part1 = {"S_1": records[1:]}
     merged = merge_records_by_image([part0, part1])
     assert len(merged) == 3
+
+
+def test_the_system_makes_the_alert_rule_from_the_calibration_unless_the_user_fixed_one(tiny_config):
+    from thermal_action.alert_rule import AlertRule
+    from thermal_action.models.checkpoint import CHECKPOINT_KEY
+    from thermal_action.structures import DEFAULT_CLASS_NAMES
+
+    names, fall = list(DEFAULT_CLASS_NAMES), "lying down-lying with risk"
+    system = build_system(tiny_config(), names, [1] * 14, ground_truth=None)
+    assert system.alert_rule == AlertRule()  # before any validation: the default rule
+    assert system._alert_rule(fall, {"threshold": 0.23}) == AlertRule(threshold=0.23)
+    assert system._alert_rule(fall, {"threshold": 0.0}).threshold == pytest.approx(1e-6)  # an underflowed score
+    assert system._alert_rule(fall, None) == AlertRule()
+    system.fall_calibration, system.alert_rule = {"threshold": 0.23}, AlertRule(threshold=0.23)
+    saved: dict = {}
+    system.on_save_checkpoint(saved)
+    assert saved[CHECKPOINT_KEY]["alert_rule"] == AlertRule(threshold=0.23).to_dict()
+    resumed = build_system(tiny_config(), names, [1] * 14, ground_truth=None)
+    resumed.on_load_checkpoint(saved)
+    assert resumed.alert_rule == AlertRule(threshold=0.23)
+    fixed = build_system(tiny_config("eval.fall_threshold=0.7"), names, [1] * 14, ground_truth=None)
+    assert fixed.alert_rule.threshold == 0.7 and fixed._alert_rule(fall, {"threshold": 0.23}).threshold == 0.7

@@ -228,15 +228,20 @@ def full_val_run(tmp_path_factory, tiny_config):
                  tmp_path_factory.mktemp("full_val"))
 
 
-def test_checkpoints_carry_the_calibrated_fall_threshold(full_val_run):
-    from thermal_action.models.checkpoint import read_checkpoint_info
+def test_checkpoints_carry_an_alert_rule_with_the_calibrated_threshold(full_val_run):
+    import torch
+
+    from thermal_action.alert_rule import AlertRule
+    from thermal_action.models.checkpoint import CHECKPOINT_KEY, read_checkpoint_info
 
     trained_run = full_val_run
     info = read_checkpoint_info(trained_run.best_checkpoint)
     cal = info.fall_calibration
     assert cal is not None and cal["target_recall"] == 0.95 and cal["num_falls"] > 0
-    assert 0.0 <= cal["threshold"] <= 1.0 and cal["recall"] >= 0.95
-    assert info.fall_threshold == cal["threshold"]
+    assert 0.0 < cal["threshold"] <= 1.0 and cal["recall"] >= 0.95
+    assert info.alert_rule == AlertRule(threshold=cal["threshold"])  # the rest: the defaults
+    stored = torch.load(trained_run.best_checkpoint, map_location="cpu", weights_only=True)[CHECKPOINT_KEY]
+    assert stored["alert_rule"] == info.alert_rule.to_dict()
     row = json.loads((trained_run.run_dir / "val_summary.jsonl").read_text().splitlines()[-1])
     assert row["fall_threshold"] == pytest.approx(cal["threshold"])
     assert row["fall_recall"] >= 0.95
@@ -252,11 +257,12 @@ def test_evaluate_and_predict_use_the_calibrated_threshold(full_val_run, synth_r
     m = evaluate_checkpoint(ckpt, synth_root, "annotations/train.json", tmp_path / "a")
     assert m["fall"]["threshold"] == pytest.approx(calibrated)
     assert m["evaluated"]["fall_threshold_source"] == "calibrated"
+    assert m["evaluated"]["alert_rule"]["threshold"] == pytest.approx(calibrated)
     assert m["fall_recall"] >= 0.95  # the set it was calibrated on
     m = evaluate_checkpoint(ckpt, synth_root, "annotations/train.json", tmp_path / "b",
                             overrides=["eval.fall_threshold=0.99"])
     assert m["fall"]["threshold"] == 0.99 and m["evaluated"]["fall_threshold_source"] == "config"
-    assert Predictor.from_checkpoint(ckpt).fall_threshold == pytest.approx(calibrated)
+    assert Predictor.from_checkpoint(ckpt).alert_rule.threshold == pytest.approx(calibrated)
 
 
 def _copy_run(run_dir, dest):

@@ -7,14 +7,41 @@ import json
 from pathlib import Path
 
 
+def _alert_overrides(args: argparse.Namespace):
+    """The ``--fall-*`` options as :class:`AlertOverrides` (checked here, before any model loads)."""
+    from thermal_action.alert_rule import AlertOverrides
+
+    return AlertOverrides(
+        fall_class=args.fall_class, threshold=args.fall_threshold, min_seconds=args.fall_alert_seconds,
+        max_gap_seconds=args.fall_alert_gap_seconds, cooldown_seconds=args.fall_alert_cooldown_seconds,
+        bed_threshold=args.fall_bed_threshold,
+    )
+
+
+def _add_alert_options(p: argparse.ArgumentParser, base: str) -> None:
+    """``--fall-*``: overrides of the fall alert rule; every default is ``base``'s."""
+    p.add_argument("--fall-class", help=f"the class whose score raises fall alerts (default: {base})")
+    p.add_argument("--fall-threshold", type=float,
+                   help=f"fall score in (0, 1] that counts as fallen (default: {base}; a checkpoint's is the "
+                        "threshold train calibrated on validation data)")
+    p.add_argument("--fall-alert-seconds", type=float,
+                   help=f"how long the score must stay at or above the threshold before an alert (default: {base})")
+    p.add_argument("--fall-alert-gap-seconds", type=float,
+                   help=f"seconds without a prediction of the person that do not break a run (default: {base})")
+    p.add_argument("--fall-alert-cooldown-seconds", type=float,
+                   help=f"a new run of the person this soon after an alert continues it (default: {base})")
+    p.add_argument("--fall-bed-threshold", type=float,
+                   help=f"stricter threshold for a person mostly on a bed/couch zone (default: {base})")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from thermal_action.inference.recordings import predict_recordings
 
+    rule = _alert_overrides(args)
     run = predict_recordings(
         args.checkpoint, args.recordings, args.out, step=args.step, boxes=args.boxes, detections=args.detections,
         annotations=args.annotations, backend=args.backend, device=args.device, batch_size=args.batch_size,
-        fall_class=args.fall_class, fall_threshold=args.fall_threshold, fall_alert_seconds=args.fall_alert_seconds,
-        fps=args.fps, allow_frame_size=args.allow_frame_size,
+        alert_rule=rule, fps=args.fps, allow_frame_size=args.allow_frame_size,
     )
     print(json.dumps(run.summary(), indent=2))
     return 0
@@ -23,10 +50,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from thermal_action.inference.render import render_recording
 
+    rule = _alert_overrides(args)
     result = render_recording(
         args.recording, args.out, gif=args.gif, predictions=args.predictions, annotations=args.annotations,
-        scale=args.scale, fps=args.fps, fall_threshold=args.fall_threshold, fall_alert_seconds=args.fall_alert_seconds,
-        start=args.start, stop=args.stop, gif_scale=args.gif_scale,
+        scale=args.scale, fps=args.fps, alert_rule=rule, start=args.start, stop=args.stop, gif_scale=args.gif_scale,
     )
     print(json.dumps(result.summary(), indent=2))
     return 0
@@ -60,12 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--device", default="cpu", help="PyTorch device (torch backend)")
     p.add_argument("--batch-size", type=int, help="clips per forward pass (default: 4 on CPU, 32 on GPU)")
-    p.add_argument("--fall-class", default=PREDICTION.fall_class)
-    p.add_argument("--fall-threshold", type=float, default=PREDICTION.fall_threshold,
-                   help="fall-class score that counts as fallen (default: the threshold train calibrated "
-                        "on validation data and stored in the checkpoint)")
-    p.add_argument("--fall-alert-seconds", type=float, default=PREDICTION.fall_alert_seconds,
-                   help="how long the score must stay above the threshold before an alert")
+    _add_alert_options(p, "the checkpoint's alert rule")
     p.add_argument("--fps", type=float, default=PREDICTION.fps, help="frames per second, to turn frames into seconds")
     p.add_argument("--allow-frame-size", action="store_true",
                    help="predict on recordings of another frame size than the model was trained on (their "
@@ -83,8 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=PREDICTION.fps)
     p.add_argument("--start", type=int, default=0, help="first frame")
     p.add_argument("--stop", type=int, help="frame after the last one (default: the end)")
-    p.add_argument("--fall-threshold", type=float, help="default: from run.json beside the predictions, else 0.5")
-    p.add_argument("--fall-alert-seconds", type=float, help="default: from run.json beside the predictions, else 5")
+    _add_alert_options(p, "the rule in run.json beside the predictions, else the default rule")
     p.set_defaults(func=_cmd_render)
 
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (dynamic number of boxes)")

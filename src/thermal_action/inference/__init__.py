@@ -8,7 +8,8 @@
 - :mod:`.outputs`: :class:`Prediction` and the ``predictions`` files.
 - :mod:`.recordings`: ``predict`` over recordings (files in, files out).
 - :mod:`.streaming`: :class:`StreamingPredictor`, many live sensors, batched.
-- :mod:`.alerts`: fall alerts (a high fall score held for some seconds).
+- :mod:`.alerts`: fall alerts as events (a high fall score held for some seconds; the rule is
+  :class:`thermal_action.alert_rule.AlertRule`).
 - :mod:`.render`: MP4 / GIF of a recording with predictions.
 - :mod:`.export`: ONNX export with a dynamic number of boxes.
 
@@ -30,7 +31,7 @@ _LAZY = {
     "predict_recording": "recordings",
     "StreamingPredictor": "streaming",
     "StreamFrame": "streaming",
-    "FallAlert": "alerts",
+    "AlertEvent": "alerts",
     "FallAlertMonitor": "alerts",
     "find_fall_alerts": "alerts",
     "render_recording": "render",

@@ -1,14 +1,16 @@
-"""Fall alerts: a person whose fall-class score stays high for long enough.
+"""Fall alerts: a person whose fall-class score stays high for long enough, as immutable events.
 
 One state machine serves both uses, so offline reports and live alerts always agree:
 
 - online, :class:`FallAlertMonitor` takes predictions one at a time (as
-  :class:`~thermal_action.inference.streaming.StreamingPredictor` makes them) and
-  says when an alert starts and when it ends;
+  :class:`~thermal_action.inference.streaming.StreamingPredictor` makes them) and emits an
+  :class:`AlertEvent` when an alert is raised and when it ends;
 - offline, :func:`find_fall_alerts` feeds a recording's predictions through the same
-  monitor in time order and returns the finished alerts.
+  monitor in time order and returns each alert's final ("ended") event.
 
-How a run is measured::
+The rule is an :class:`~thermal_action.alert_rule.AlertRule` (threshold, min_seconds,
+max_gap_seconds, cooldown_seconds, bed_threshold; its docstring draws it). How a run is
+measured::
 
     score >= threshold:   o   o   o   .   o   o   o   o   x
     time (s):             0   1   2   3   4   5   6   7   8
@@ -16,14 +18,20 @@ How a run is measured::
                                                              (person not detected);
                                                              a gap up to max_gap_seconds
                                                              does not break a run
-                                              alert fires at 5 s when min_seconds=5;
-                                              the 'x' (score < threshold) ends it at 7 s
+                                              the alert is raised at 5 s when min_seconds=5;
+                                              the 'x' (score < threshold) breaks the run at 7 s:
+                                              a new run of the person before 6 + cooldown_seconds
+                                              continues the alert, else it ends (end frame: 6 s)
 
 The duration of a run is the time from its first to its latest above-threshold
 prediction. Time is the frame index divided by ``fps`` by default: sensor
 timestamps are bursty receive times (steps of 37-510 ms for a steady ~6 Hz
 sensor), so the frame index is the better clock. ``use_timestamps=True`` uses the
 timestamps (ms) instead, e.g. for a stream with dropped frames.
+
+Events are frozen: an event once emitted never changes, so a "raised" and an "ended" of the
+same alert that leave in one batch (one service worker round, a burst, a backlog) arrive as
+two events, in order.
 """
 
 from __future__ import annotations
@@ -37,11 +45,18 @@ from typing import Protocol
 
 import numpy as np
 
-from thermal_action.structures import FALLBACK_FALL_THRESHOLD, PREDICTION
+from thermal_action.alert_rule import AlertRule
+from thermal_action.structures import PREDICTION
+
+#: "raised": the alert starts; "ended": its final state; "active": a snapshot of an alert
+#: still going on (:attr:`FallAlertMonitor.active_alerts`, never emitted).
+ALERT_EVENT_KINDS = ("raised", "active", "ended")
 
 
 class ScoredBox(Protocol):
-    """What the monitor needs from a prediction (``Prediction`` has all of it)."""
+    """What the monitor needs from a prediction (``Prediction`` has all of it). An optional
+    ``bed_share`` attribute (share of the box on a bed/couch zone, None unknown) selects the
+    rule's ``bed_threshold``."""
 
     sensor_id: str
     frame_idx: int
@@ -50,40 +65,58 @@ class ScoredBox(Protocol):
     scores: np.ndarray
 
 
-@dataclass
-class FallAlert:
-    """A person whose fall score stayed at or above the threshold for ``min_seconds``.
+@dataclass(frozen=True)
+class AlertEvent:
+    """A fall alert as it stood when something happened to it (immutable).
 
     Attributes:
-        sensor_id: the recording / sensor.
-        track_id: the person.
-        start_frame, end_frame: frame indices of the first and latest
-            above-threshold prediction of the run (inclusive).
+        kind: one of :data:`ALERT_EVENT_KINDS`.
+        sensor_id, track_id: the sensor (recording) and the person.
+        start_frame, end_frame: frame indices of the first and latest above-threshold
+            prediction of the alert (inclusive); ``(sensor_id, track_id, start_frame)`` is
+            the alert's :attr:`key`.
         start_timestamp, end_timestamp: their timestamps (ms since epoch).
-        peak_score: the highest fall score in the run; ``peak_frame`` where it was.
+        fired_frame, fired_timestamp: where the alert was raised (its run reached min_seconds).
+        peak_score: the highest fall score so far; ``peak_frame`` where it was.
         duration_s: ``end - start`` in the monitor's clock (frames / fps or timestamps).
-        fired_frame: the frame at which the alert fired (the run reached min_seconds).
-        active: True while the run goes on (online only); False once it has ended.
     """
 
+    kind: str
     sensor_id: str
     track_id: int
     start_frame: int
     end_frame: int
     start_timestamp: int
     end_timestamp: int
+    fired_frame: int
+    fired_timestamp: int
     peak_score: float
     peak_frame: int
     duration_s: float
-    fired_frame: int
-    active: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ALERT_EVENT_KINDS:
+            raise ValueError(f"alert event kind must be one of {ALERT_EVENT_KINDS}, got {self.kind!r}")
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """``(sensor_id, track_id, start_frame)``: the same for every event of one alert."""
+        return self.sensor_id, self.track_id, self.start_frame
+
+    @property
+    def active(self) -> bool:
+        """Whether the alert was still going on (every kind but "ended")."""
+        return self.kind != "ended"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data (``alerts.json``): the fields and ``active``."""
+        return {**asdict(self), "active": self.active}
 
 
 @dataclass
 class _Run:
+    """One person's high scores; ``fired`` once an alert was raised for them."""
+
     start_frame: int
     start_ts: int
     start_t: float
@@ -92,7 +125,8 @@ class _Run:
     last_t: float
     peak_score: float
     peak_frame: int
-    alert: FallAlert | None = None
+    fired: tuple[int, int] | None = None  # (frame, timestamp) the alert was raised at
+    broken: bool = False  # a low score or a gap broke it; an alert waits out the cooldown
 
 
 @dataclass
@@ -100,125 +134,125 @@ class FallAlertMonitor:
     """Online fall-alert state machine, one run per ``(sensor_id, track_id)``.
 
     Args:
-        fall_index: index of the fall class in the score vectors.
-        threshold: a prediction counts as "fallen" when its fall score is >= this.
-        min_seconds: how long the score must stay high before the alert fires
-            (0 fires on the first high score).
+        fall_index: index of the rule's fall class in the score vectors.
+        rule: the alert rule (:class:`~thermal_action.alert_rule.AlertRule`).
         fps: frames per second for the frame-index clock (the sensors run at ~6 Hz).
         use_timestamps: measure time with the timestamps (ms) instead of frame / fps.
-        max_gap_seconds: a run survives this long without any prediction for the
-            track (the detector may lose a person lying still on a warm floor); a
-            score below the threshold always ends it.
     """
 
     fall_index: int
-    threshold: float = FALLBACK_FALL_THRESHOLD
-    min_seconds: float = PREDICTION.fall_alert_seconds
+    rule: AlertRule = field(default_factory=AlertRule)
     fps: float = PREDICTION.fps
     use_timestamps: bool = False
-    max_gap_seconds: float = 2.0
     _runs: dict[tuple[str, int], _Run] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
-        if self.min_seconds < 0 or self.max_gap_seconds < 0:
-            raise ValueError("min_seconds and max_gap_seconds must be >= 0")
 
     def _time(self, frame_idx: int, timestamp: int) -> float:
         return timestamp / 1000.0 if self.use_timestamps else frame_idx / self.fps
 
-    def _close(self, key: tuple[str, int]) -> FallAlert | None:
-        run = self._runs.pop(key)
-        if run.alert is None:
-            return None
-        run.alert.active = False
-        return run.alert
+    def _event(self, kind: str, key: tuple[str, int], run: _Run) -> AlertEvent:
+        assert run.fired is not None
+        return AlertEvent(
+            kind=kind, sensor_id=key[0], track_id=key[1], start_frame=run.start_frame, end_frame=run.last_frame,
+            start_timestamp=run.start_ts, end_timestamp=run.last_ts, fired_frame=run.fired[0],
+            fired_timestamp=run.fired[1], peak_score=run.peak_score, peak_frame=run.peak_frame,
+            duration_s=run.last_t - run.start_t,
+        )
 
-    def update(self, pred: ScoredBox) -> list[FallAlert]:
+    def _settle(self, key: tuple[str, int], run: _Run, t: float, high: bool) -> list[AlertEvent]:
+        """Breaks the run at time ``t`` on a low score (``high`` False) or a gap, and ends it
+        once broken and (without an alert, or with the cooldown over); returns the "ended"."""
+        gap = t - run.last_t
+        if not run.broken and (not high or gap > self.rule.max_gap_seconds):
+            run.broken = True
+        if run.broken and (run.fired is None or gap >= self.rule.cooldown_seconds):
+            del self._runs[key]
+            return [self._event("ended", key, run)] if run.fired is not None else []
+        return []
+
+    def update(self, pred: ScoredBox) -> list[AlertEvent]:
         """Takes one prediction (in time order per track).
 
         Returns:
-            Alerts whose state changed: a newly fired one (``active=True``) and/or
-            one that just ended (``active=False``, final frame range).
+            The events it caused, in order: an "ended" of the person's previous alert
+            and/or a "raised" of a new one.
         """
         key = (str(pred.sensor_id), int(pred.track_id))
         frame, ts = int(pred.frame_idx), int(pred.timestamp)
         t = self._time(frame, ts)
         score = float(pred.scores[self.fall_index])
-        changed: list[FallAlert] = []
+        high = score >= self.rule.threshold_for(getattr(pred, "bed_share", None))
+        events: list[AlertEvent] = []
         run = self._runs.get(key)
-        if run is not None and (score < self.threshold or t - run.last_t > self.max_gap_seconds):
-            ended = self._close(key)
-            if ended is not None:
-                changed.append(ended)
-            run = None
-        if score < self.threshold:
-            return changed
+        if run is not None:
+            events += self._settle(key, run, t, high)
+            run = self._runs.get(key)
+        if not high:
+            return events
         if run is None:
             run = _Run(frame, ts, t, frame, ts, t, score, frame)
             self._runs[key] = run
-        else:
+        else:  # the run goes on, or a new run inside the cooldown continues its alert
+            run.broken = False
             run.last_frame, run.last_ts, run.last_t = frame, ts, t
             if score > run.peak_score:
                 run.peak_score, run.peak_frame = score, frame
-        duration = run.last_t - run.start_t
-        if run.alert is None and duration >= self.min_seconds - 1e-9:
-            run.alert = FallAlert(
-                sensor_id=key[0], track_id=key[1], start_frame=run.start_frame, end_frame=frame,
-                start_timestamp=run.start_ts, end_timestamp=ts, peak_score=run.peak_score,
-                peak_frame=run.peak_frame, duration_s=duration, fired_frame=frame,
-            )
-            changed.append(run.alert)
-        elif run.alert is not None:
-            a = run.alert
-            a.end_frame, a.end_timestamp, a.duration_s = frame, ts, duration
-            a.peak_score, a.peak_frame = run.peak_score, run.peak_frame
-        return changed
+        if run.fired is None and run.last_t - run.start_t >= self.rule.min_seconds - 1e-9:
+            run.fired = (frame, ts)
+            events.append(self._event("raised", key, run))
+        return events
 
-    def advance(self, sensor_id: str, frame_idx: int, timestamp: int) -> list[FallAlert]:
-        """Ends the runs of ``sensor_id`` that have had no prediction for longer than the gap.
+    def advance(self, sensor_id: str, frame_idx: int, timestamp: int) -> list[AlertEvent]:
+        """Ends the alerts of ``sensor_id`` whose person has had no prediction for longer than
+        the gap and the cooldown ("ended" events).
 
-        Streaming calls this as frames arrive, so a person who vanishes does not
-        keep an alert open forever.
+        Streaming calls this as frames arrive, so a person who vanishes does not keep an
+        alert open forever.
         """
         t = self._time(frame_idx, timestamp)
-        ended = []
-        for key in [k for k, r in self._runs.items() if k[0] == sensor_id and t - r.last_t > self.max_gap_seconds]:
-            alert = self._close(key)
-            if alert is not None:
-                ended.append(alert)
-        return ended
+        events: list[AlertEvent] = []
+        for key in [k for k in self._runs if k[0] == sensor_id]:
+            events += self._settle(key, self._runs[key], t, high=True)
+        return events
 
-    def finish(self, sensor_id: str | None = None) -> list[FallAlert]:
-        """Ends all runs (of one sensor, or all); returns the alerts among them."""
+    def finish(self, sensor_id: str | None = None) -> list[AlertEvent]:
+        """Ends all runs (of one sensor, or all); returns the "ended" events of their alerts."""
         keys = [k for k in self._runs if sensor_id is None or k[0] == sensor_id]
-        return [a for a in (self._close(k) for k in keys) if a is not None]
+        runs = [(k, self._runs.pop(k)) for k in keys]
+        return [self._event("ended", k, r) for k, r in runs if r.fired is not None]
 
     @property
-    def active_alerts(self) -> list[FallAlert]:
-        return [r.alert for r in self._runs.values() if r.alert is not None]
+    def active_alerts(self) -> list[AlertEvent]:
+        """Snapshots (kind "active") of the alerts still going on, cooling down ones included."""
+        return [self._event("active", k, r) for k, r in self._runs.items() if r.fired is not None]
 
 
 def find_fall_alerts(
     predictions: Iterable[ScoredBox],
     fall_index: int,
-    threshold: float = FALLBACK_FALL_THRESHOLD,
-    min_seconds: float = PREDICTION.fall_alert_seconds,
+    rule: AlertRule | None = None,
     fps: float = PREDICTION.fps,
     use_timestamps: bool = False,
-    max_gap_seconds: float = 2.0,
-) -> list[FallAlert]:
+) -> list[AlertEvent]:
     """Offline fall alerts over a set of predictions (any order, any recordings).
 
+    Args:
+        predictions: scored people.
+        fall_index: index of the rule's fall class in the score vectors.
+        rule: the alert rule (None: the defaults).
+        fps, use_timestamps: the clock (:class:`FallAlertMonitor`).
+
     Returns:
-        Finished alerts, sorted by sensor, start frame and track.
+        The final ("ended") event of every alert, sorted by sensor, start frame and track.
     """
-    monitor = FallAlertMonitor(fall_index, threshold, min_seconds, fps, use_timestamps, max_gap_seconds)
+    monitor = FallAlertMonitor(fall_index, rule if rule is not None else AlertRule(), fps, use_timestamps)
     ordered = sorted(predictions, key=lambda p: (str(p.sensor_id), int(p.track_id), int(p.frame_idx)))
-    alerts: list[FallAlert] = []
+    alerts: list[AlertEvent] = []
     for pred in ordered:
-        alerts.extend(a for a in monitor.update(pred) if not a.active)
+        alerts.extend(e for e in monitor.update(pred) if not e.active)
     alerts.extend(monitor.finish())
     return sorted(alerts, key=lambda a: (a.sensor_id, a.start_frame, a.track_id))
 
@@ -233,11 +267,11 @@ def fall_class_index(class_names: Sequence[str], fall_class: str) -> int:
 
 ALERT_CSV_FIELDS = (
     "sensor_id", "track_id", "start_frame", "end_frame", "start_timestamp", "end_timestamp",
-    "duration_s", "peak_score", "peak_frame", "fired_frame",
+    "duration_s", "peak_score", "peak_frame", "fired_frame", "fired_timestamp",
 )
 
 
-def write_alerts(alerts: Sequence[FallAlert], json_path: str | Path, csv_path: str | Path | None = None) -> None:
+def write_alerts(alerts: Sequence[AlertEvent], json_path: str | Path, csv_path: str | Path | None = None) -> None:
     """Writes alerts as a JSON list (and optionally CSV)."""
     Path(json_path).write_text(json.dumps([a.to_dict() for a in alerts], indent=1))
     if csv_path is not None:

@@ -12,9 +12,9 @@ dynamic; ``T``, ``H`` and ``W`` are fixed by the checkpoint's ``data`` config
 ``scores`` is the softmax (or sigmoid, if trained so) of ``logits``.
 
 The file carries everything a predictor needs besides the weights, as JSON in the
-model's metadata (key ``thermal_action``): class names, score activation, alpha and
-the clip preprocessing (:class:`~thermal_action.data.clips.ClipBuilder` arguments),
-so ``thermal-action predict --checkpoint model.onnx`` needs no ``.ckpt``.
+model's metadata (key ``thermal_action``): class names, score activation, the fall alert
+rule, alpha and the clip preprocessing (:class:`~thermal_action.data.clips.ClipBuilder`
+arguments), so ``thermal-action predict --checkpoint model.onnx`` needs no ``.ckpt``.
 
 Which exporter: the legacy TorchScript-based one (``dynamo=False``) is tried first
 (it needs only ``onnx``); when it fails, or when its graph does not reproduce
@@ -309,7 +309,7 @@ def export_onnx(
             "format_version": METADATA_VERSION,
             "class_names": list(class_names),
             "score_activation": info.score_activation,
-            "fall_threshold": info.fall_threshold,
+            "alert_rule": info.alert_rule.to_dict(),
             "fall_calibration": info.fall_calibration,
             "alpha": alpha,
             "clip_builder": clip_builder_kwargs(builder),

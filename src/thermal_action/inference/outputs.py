@@ -36,6 +36,9 @@ class Prediction:
         box_score: detector confidence (1 for annotated boxes).
         box_source: ``"annotations"``, ``"detections"``, ``"detector"`` or ``"given"``.
         recording: the recording file name (empty for streams).
+        bed_share: share (0-1) of the box on a bed/couch zone of the room, None when the
+            room is not known; a fall alert rule may hold such a person to its stricter
+            ``bed_threshold`` (:class:`~thermal_action.alert_rule.AlertRule`).
     """
 
     sensor_id: str
@@ -49,6 +52,7 @@ class Prediction:
     box_score: float = 1.0
     box_source: str = ""
     recording: str = ""
+    bed_share: float | None = None
 
     @property
     def top_index(self) -> int:
@@ -84,6 +88,7 @@ class Prediction:
             "top_class_id": self.top_index,
             "top_score": self.top_score,
             "box_source": self.box_source,
+            "bed_share": None if self.bed_share is None else float(self.bed_share),
         }
 
     @classmethod
@@ -104,6 +109,7 @@ class Prediction:
             box_score=float(rec.get("box_score") if rec.get("box_score") is not None else 1.0),
             box_source=str(rec.get("box_source", "")),
             recording=str(rec.get("recording", "")),
+            bed_share=None if rec.get("bed_share") is None else float(rec["bed_share"]),
         )
 
 

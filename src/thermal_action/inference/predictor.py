@@ -18,14 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from thermal_action.alert_rule import AlertRule
 from thermal_action.data.clips import BuiltClip, ClipBuilder, clip_offsets
 from thermal_action.inference.backends import BACKENDS, OnnxBackend, TorchBackend
-from thermal_action.structures import (
-    FALL_CLASS_NAME,
-    DEFAULT_VALID_RANGE,
-    FALLBACK_FALL_THRESHOLD,
-    pack_pathways,
-)
+from thermal_action.structures import DEFAULT_VALID_RANGE, pack_pathways
 
 
 
@@ -56,9 +52,9 @@ class Predictor:
         score_activation: ``"softmax"`` (one class per person) or ``"sigmoid"``.
         max_clips_per_batch: clips per forward pass; more clips are split. 4 suits
             CPUs (a larger batch is no faster per clip there); raise it on a GPU.
-        fall_threshold: the fall operating threshold that came with the model (the one
-            ``train`` calibrated on validation data, or 0.5 for a model without one); fall
-            alerts use it unless the caller gives another.
+        alert_rule: the fall alert rule that came with the model (its threshold the one
+            ``train`` calibrated on validation data); fall alerts use it unless the caller
+            overrides it (:func:`~thermal_action.alert_rule.resolve_alert_rule`).
         frame_size: ``(H, W)`` of the frames the model was trained on (None: unknown);
             :func:`predict_recordings` refuses recordings of another size unless asked.
 
@@ -75,7 +71,7 @@ class Predictor:
         class_names: Sequence[str],
         score_activation: str = "softmax",
         max_clips_per_batch: int = 4,
-        fall_threshold: float = FALLBACK_FALL_THRESHOLD,
+        alert_rule: AlertRule = AlertRule(),
         frame_size: tuple[int, int] | None = None,
         valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
     ):
@@ -88,7 +84,7 @@ class Predictor:
         self.class_names = tuple(str(n) for n in class_names)
         self.score_activation = score_activation
         self.max_clips_per_batch = max_clips_per_batch
-        self.fall_threshold = float(fall_threshold)
+        self.alert_rule = alert_rule
         self.frame_size = tuple(int(v) for v in frame_size) if frame_size else None
         #: °C range the model's training data was repaired to (``data.valid_range``): new
         #: recordings and streams are repaired the same way.
@@ -137,7 +133,7 @@ class Predictor:
             meta = onnx_backend.metadata
             builder = ClipBuilder(**meta["clip_builder"])
             return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch,
-                       fall_threshold=float(meta.get("fall_threshold", FALLBACK_FALL_THRESHOLD)),
+                       alert_rule=_onnx_alert_rule(meta),
                        frame_size=meta.get("frame_size"),
                        valid_range=tuple(meta.get("valid_range") or DEFAULT_VALID_RANGE))
 
@@ -148,7 +144,7 @@ class Predictor:
         info = loaded.info
         return cls(TorchBackend(loaded.model, device), build_clip_builder(info.config.data), info.class_names,
                    info.score_activation,
-                   max_clips_per_batch, fall_threshold=info.fall_threshold, frame_size=info.frame_size,
+                   max_clips_per_batch, alert_rule=info.alert_rule, frame_size=info.frame_size,
                    valid_range=tuple(info.config.data.valid_range))
 
     # -- properties
@@ -166,10 +162,11 @@ class Predictor:
         """Raw frames a window spans, keyframe included."""
         return self.frames_before + self.frames_after + 1
 
-    def fall_index(self, fall_class: str = FALL_CLASS_NAME) -> int:
+    def fall_index(self, fall_class: str | None = None) -> int:
+        """Index of ``fall_class`` (default: the alert rule's) in the scores."""
         from thermal_action.inference.alerts import fall_class_index
 
-        return fall_class_index(self.class_names, fall_class)
+        return fall_class_index(self.class_names, fall_class or self.alert_rule.fall_class)
 
     # -- prediction
 
@@ -237,6 +234,15 @@ class Predictor:
 
 # Names that lived here before the split: importable from here as before, without
 # importing the modules that import this one (recordings) at import time.
+def _onnx_alert_rule(meta: dict[str, Any]) -> AlertRule:
+    """The rule an exported model carries (files from before rules: their threshold)."""
+    if meta.get("alert_rule") is not None:
+        return AlertRule.from_dict(meta["alert_rule"])
+    if meta.get("fall_threshold") is not None:
+        return AlertRule(threshold=float(meta["fall_threshold"]))
+    return AlertRule()
+
+
 _MOVED = {
     "Prediction": "thermal_action.inference.outputs",
     "write_predictions_csv": "thermal_action.inference.outputs",

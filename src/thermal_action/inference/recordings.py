@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.data.hdf5 import Recording, find_recordings, read_recording
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import read_detections_file
+from thermal_action.inference.alerts import AlertEvent, find_fall_alerts, write_alerts
 from thermal_action.inference.boxes import PersonBoxes, resolve_boxes
 from thermal_action.inference.outputs import Prediction, write_predictions_csv
 from thermal_action.inference.predictor import ClipRequest, Predictor
@@ -93,7 +95,8 @@ class PredictRun:
     Attributes:
         out_dir: the output directory.
         predictions: every prediction.
-        alerts: the fall alerts.
+        alerts: the fall alerts (each one's final ``AlertEvent``).
+        alert_rule: the rule they were found with.
         box_sources: recording -> box source used.
         files: name -> path of every file written.
         seconds: wall-clock time per stage.
@@ -101,7 +104,8 @@ class PredictRun:
 
     out_dir: Path
     predictions: list[Prediction]
-    alerts: list[Any]
+    alerts: list[AlertEvent]
+    alert_rule: AlertRule
     box_sources: dict[str, str]
     files: dict[str, Path]
     seconds: dict[str, float]
@@ -111,6 +115,7 @@ class PredictRun:
             "out_dir": str(self.out_dir),
             "predictions": len(self.predictions),
             "fall_alerts": len(self.alerts),
+            "alert_rule": self.alert_rule.to_dict(),
             "box_sources": self.box_sources,
             "files": {k: str(v) for k, v in self.files.items()},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -128,9 +133,7 @@ def predict_recordings(
     backend: str = "torch",
     device: str = "cpu",
     batch_size: int | None = None,
-    fall_class: str = PREDICTION.fall_class,
-    fall_threshold: float | None = PREDICTION.fall_threshold,
-    fall_alert_seconds: float = PREDICTION.fall_alert_seconds,
+    alert_rule: AlertRule | AlertOverrides | None = None,
     fps: float = PREDICTION.fps,
     allow_frame_size: bool = False,
 ) -> PredictRun:
@@ -153,9 +156,11 @@ def predict_recordings(
         batch_size: clips per forward pass; default 4 on CPU (larger batches are no
             faster per clip there: 58 / 60 / 99 ms per clip at 1 / 4 / 16 for the CPU
             default model, one thread) and 32 on a GPU.
-        fall_class, fall_threshold, fall_alert_seconds, fps: fall alerts (see
-            :mod:`thermal_action.inference.alerts`); the class must be one of the model's.
-            ``fall_threshold=None`` uses the model's own (calibrated by ``train``).
+        alert_rule: the fall alert rule: None uses the model's own (its threshold calibrated
+            by ``train``), :class:`~thermal_action.alert_rule.AlertOverrides` change it
+            (``predict --fall-threshold`` ...), an :class:`~thermal_action.alert_rule.AlertRule`
+            replaces it; its fall class must be one of the model's.
+        fps: frames per second of the alerts' clock (:mod:`thermal_action.inference.alerts`).
         allow_frame_size: predict on recordings whose frame size differs from the one the
             model was trained on (refused otherwise, naming the file). Dropped packets of
             such frames are only filled, never realigned (the realignment knows only the
@@ -169,7 +174,6 @@ def predict_recordings(
             model's without ``allow_frame_size``.
     """
     from thermal_action.evaluation.io import write_predictions
-    from thermal_action.inference.alerts import find_fall_alerts, write_alerts
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -184,9 +188,8 @@ def predict_recordings(
             batch_size = 4 if str(device) == "cpu" else 32
         predictor = Predictor.from_checkpoint(checkpoint, device=device, backend=backend,
                                               onnx_path=out_dir / "model.onnx", max_clips_per_batch=batch_size)
-    fall_index = predictor.fall_index(fall_class)  # fail before any work when it is missing
-    if fall_threshold is None:
-        fall_threshold = predictor.fall_threshold
+    rule = resolve_alert_rule(predictor.alert_rule, alert_rule)
+    fall_index = predictor.fall_index(rule.fall_class)  # fail before any work when it is missing
     ann = None
     if annotations is not None:
         from thermal_action.data.annotations import load_annotations
@@ -218,8 +221,7 @@ def predict_recordings(
         sources[path.name] = person_boxes.source
         logger.info("%s: %d predictions from %s boxes", path, len(preds), person_boxes.source)
         predictions.extend(preds)
-    alerts = find_fall_alerts(predictions, fall_index, threshold=fall_threshold, min_seconds=fall_alert_seconds,
-                              fps=fps)
+    alerts = find_fall_alerts(predictions, fall_index, rule, fps=fps)
     files = {
         "predictions_json": out_dir / "predictions.json",
         "predictions_csv": out_dir / "predictions.csv",
@@ -231,7 +233,7 @@ def predict_recordings(
     write_predictions_csv(files["predictions_csv"], predictions, predictor.class_names)
     write_alerts(alerts, files["alerts_json"], files["alerts_csv"])
     seconds["total"] = time.perf_counter() - t0
-    run = PredictRun(out_dir, predictions, alerts, sources, files, seconds)
+    run = PredictRun(out_dir, predictions, alerts, rule, sources, files, seconds)
     meta = {
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, Predictor) else "",
         "backend": predictor.backend.name,
@@ -240,8 +242,7 @@ def predict_recordings(
         "step": step,
         "window_frames_before": predictor.frames_before,
         "window_frames_after": predictor.frames_after,
-        "fall_alert_rule": {"class": fall_class, "threshold": fall_threshold, "min_seconds": fall_alert_seconds,
-                        "fps": fps},
+        "fps": fps,
         "recordings": [str(p) for p in paths],
         **run.summary(),
     }

@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.data.hdf5 import Recording, read_recording
-from thermal_action.inference.alerts import FallAlert, fall_class_index, find_fall_alerts
+from thermal_action.inference.alerts import AlertEvent, fall_class_index, find_fall_alerts
 from thermal_action.inference.outputs import Prediction, read_predictions_file
 from thermal_action.structures import PREDICTION, boxes_cxcywh_norm_to_xyxy
 from thermal_action.visualize import auto_range, draw_boxes, frame_to_rgb, short_name
@@ -187,7 +188,7 @@ class RenderResult:
     frames: int
     width: int
     height: int
-    alerts: list[FallAlert] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"mp4": str(self.mp4), "gif": str(self.gif) if self.gif else None, "frames": self.frames,
@@ -227,7 +228,7 @@ class FrameRenderer:
             whole video, so colours do not flicker).
     """
 
-    def __init__(self, rec: Recording, predictions: "_Shown", annotations: "_Shown", alerts: Sequence[FallAlert],
+    def __init__(self, rec: Recording, predictions: "_Shown", annotations: "_Shown", alerts: Sequence[AlertEvent],
                  scale: int, font_size: int, range_frames: np.ndarray):
         self.rec = rec
         self.predictions = predictions
@@ -266,6 +267,20 @@ class FrameRenderer:
         return even_size(np.concatenate([rgb, caption], axis=0))
 
 
+def _run_rule(run_json: Path) -> AlertRule | None:
+    """The alert rule ``predict`` wrote into its ``run.json`` (None: no such file or rule)."""
+    if not run_json.is_file():
+        return None
+    meta = json.loads(run_json.read_text())
+    if meta.get("alert_rule") is not None:
+        return AlertRule.from_dict(meta["alert_rule"])
+    old = meta.get("fall_alert_rule")  # a predict from before alert rules: no cooldown then
+    if not old:
+        return None
+    given = {"fall_class": old.get("class"), "threshold": old.get("threshold"), "min_seconds": old.get("min_seconds")}
+    return AlertRule(cooldown_seconds=0.0, **{k: v for k, v in given.items() if v is not None})
+
+
 def render_recording(
     recording: str | Path | Recording,
     out_mp4: str | Path,
@@ -274,9 +289,7 @@ def render_recording(
     annotations: str | Path | Any | None = None,
     scale: int = 8,
     fps: float = PREDICTION.fps,
-    fall_class: str = PREDICTION.fall_class,
-    fall_threshold: float | None = None,
-    fall_alert_seconds: float | None = None,
+    alert_rule: AlertRule | AlertOverrides | None = None,
     max_hold: int = 13,
     start: int = 0,
     stop: int | None = None,
@@ -295,9 +308,11 @@ def render_recording(
             this sensor are drawn in grey with their labels.
         scale: integer upscaling (8 turns 40x60 into 320x480).
         fps: frames per second of the video (the sensors run at ~6).
-        fall_class, fall_threshold, fall_alert_seconds: the alert rule whose alerts are
-            highlighted; thresholds default to the ``run.json`` beside the predictions
-            file, else 0.5 and 5 s.
+        alert_rule: the fall alert rule whose alerts are highlighted: the one in the
+            ``run.json`` beside the predictions file (what ``predict`` used), else the
+            default :class:`~thermal_action.alert_rule.AlertRule`;
+            :class:`~thermal_action.alert_rule.AlertOverrides` change it, an ``AlertRule``
+            replaces it.
         max_hold: frames a keyframe's boxes stay on screen at most.
         start, stop: frame range to render (``stop`` exclusive; None = the end).
         gif_scale: upscaling of the GIF (default ``scale``); smaller keeps it light.
@@ -319,28 +334,22 @@ def render_recording(
 
     preds: list[Prediction] = []
     class_names: list[str] | None = None
+    used_rule: AlertRule | None = None
     if predictions is not None:
         if isinstance(predictions, (str, Path)):
             path = Path(predictions)
             preds, class_names = read_predictions_file(path)
-            run = path.with_name("run.json")
-            if run.is_file():
-                rule = json.loads(run.read_text()).get("fall_alert_rule", {})
-                fall_threshold = rule.get("threshold") if fall_threshold is None else fall_threshold
-                fall_alert_seconds = rule.get("min_seconds") if fall_alert_seconds is None else fall_alert_seconds
+            used_rule = _run_rule(path.with_name("run.json"))
         else:
             preds = list(predictions)
             class_names = list(preds[0].class_names) if preds else None
         preds = [p for p in preds if p.sensor_id == rec.sensor_id]
         if not preds:
             logger.warning("no predictions for sensor %s in %s", rec.sensor_id, predictions)
-    alerts: list[FallAlert] = []
-    if preds and class_names is not None and fall_class in class_names:
-        alerts = find_fall_alerts(
-            preds, fall_class_index(class_names, fall_class),
-            threshold=0.5 if fall_threshold is None else fall_threshold,
-            min_seconds=5.0 if fall_alert_seconds is None else fall_alert_seconds, fps=fps,
-        )
+    rule = resolve_alert_rule(used_rule, alert_rule)
+    alerts: list[AlertEvent] = []
+    if preds and class_names is not None and rule.fall_class in class_names:
+        alerts = find_fall_alerts(preds, fall_class_index(class_names, rule.fall_class), rule, fps=fps)
     by_frame: dict[int, list[Prediction]] = {}
     for p in preds:
         by_frame.setdefault(p.frame_idx, []).append(p)

@@ -48,9 +48,10 @@ from typing import Any
 
 import numpy as np
 
+from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import repair_frames
-from thermal_action.inference.alerts import FallAlert, FallAlertMonitor
+from thermal_action.inference.alerts import AlertEvent, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.people import Detections
 from thermal_action.inference.outputs import Prediction
@@ -145,10 +146,14 @@ class StreamingPredictor:
         detector_factory: makes a per-sensor person detector (default: the built-in
             ``PersonDetector``); used for frames pushed without boxes.
         tracker_factory: makes a per-sensor tracker (default: the built-in ``Tracker``).
-        fall_class: class whose score feeds the fall alerts (None: no alerts).
-        fall_threshold, fall_alert_seconds, fps: the alert rule
-            (:class:`~thermal_action.inference.alerts.FallAlertMonitor`); ``fall_threshold``
-            None takes the model's own (calibrated by ``train``).
+        alert_rule: the fall alert rule: None takes the model's own (its threshold
+            calibrated by ``train``), :class:`~thermal_action.alert_rule.AlertOverrides`
+            change it, an :class:`~thermal_action.alert_rule.AlertRule` replaces it
+            (:func:`~thermal_action.alert_rule.resolve_alert_rule`). A rule whose fall class
+            the model lacks gives no alerts (a warning).
+        alerts: False: no fall alerts at all.
+        fps: frames per second of the alerts' clock
+            (:class:`~thermal_action.inference.alerts.FallAlertMonitor`).
         backend: for a checkpoint path: ``"torch"`` or ``"onnx"``.
         batch_wait: a completed window may wait this many further ``push_many`` calls
             (ticks) for others to share its forward pass; 0 runs every call's windows
@@ -162,8 +167,8 @@ class StreamingPredictor:
         for sensor_id, frame, ts in source:             # any order of sensors
             for p in stream.push(sensor_id, frame, ts):
                 print(p.sensor_id, p.frame_idx, p.track_id, p.top_class, p.top_score)
-            for alert in stream.pop_alerts():
-                notify(alert)
+            for event in stream.pop_alerts():           # AlertEvent: "raised" / "ended"
+                notify(event)
     """
 
     def __init__(
@@ -173,9 +178,8 @@ class StreamingPredictor:
         causal: bool = False,
         detector_factory: Any = None,
         tracker_factory: Any = None,
-        fall_class: str | None = PREDICTION.fall_class,
-        fall_threshold: float | None = None,
-        fall_alert_seconds: float = PREDICTION.fall_alert_seconds,
+        alert_rule: AlertRule | AlertOverrides | None = None,
+        alerts: bool = True,
         fps: float = PREDICTION.fps,
         backend: str = "torch",
         batch_wait: int = 0,
@@ -200,19 +204,16 @@ class StreamingPredictor:
             tracker_factory = Tracker
         self.detector_factory = detector_factory
         self.tracker_factory = tracker_factory
+        self.alert_rule = resolve_alert_rule(predictor.alert_rule, alert_rule)
         self.monitor: FallAlertMonitor | None = None
-        if fall_class is not None and fall_class in predictor.class_names:
-            if fall_threshold is None:
-                fall_threshold = predictor.fall_threshold
-            self.monitor = FallAlertMonitor(
-                predictor.fall_index(fall_class), threshold=fall_threshold, min_seconds=fall_alert_seconds, fps=fps
-            )
-        elif fall_class is not None:
-            logger.warning("class %r is not one of the model's classes: no fall alerts", fall_class)
+        if alerts and self.alert_rule.fall_class in predictor.class_names:
+            self.monitor = FallAlertMonitor(predictor.fall_index(self.alert_rule.fall_class), self.alert_rule, fps=fps)
+        elif alerts:
+            logger.warning("class %r is not one of the model's classes: no fall alerts", self.alert_rule.fall_class)
         self.batch_wait = batch_wait
         self._sensors: dict[str, _Sensor] = {}
         self._queue: list[list] = []  # [_Due, push_many calls waited]
-        self._alerts: list[FallAlert] = []
+        self._alerts: list[AlertEvent] = []
         self.stats = StreamStats()
 
     # -- latency
@@ -435,11 +436,12 @@ class StreamingPredictor:
             self._sensors.pop(name, None)
         return out
 
-    def pop_alerts(self) -> list[FallAlert]:
-        """Alerts that fired (``active``) or ended (not ``active``) since the last call."""
+    def pop_alerts(self) -> list[AlertEvent]:
+        """The alert events ("raised", "ended") since the last call, in the order they happened."""
         out, self._alerts = self._alerts, []
         return out
 
     @property
-    def active_alerts(self) -> list[FallAlert]:
+    def active_alerts(self) -> list[AlertEvent]:
+        """Snapshots of the alerts still going on."""
         return self.monitor.active_alerts if self.monitor is not None else []

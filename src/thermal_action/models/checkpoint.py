@@ -10,12 +10,17 @@ progress) it holds, under :data:`CHECKPOINT_KEY`::
      "class_names": [...],     # K names in category-id order
      "score_activation": "softmax" | "sigmoid",
      "fall_calibration": {"threshold", "target_recall", "recall", "precision", ...} | None,
+     "alert_rule": {"fall_class", "threshold", "min_seconds", ...} | None,  # AlertRule.to_dict()
      "frame_size": [H, W] | None}  # of the training recordings (None: older checkpoints)
 
 so a checkpoint is self-describing: :func:`load_checkpoint` rebuilds the model with the
 same variant, input size and head without the YAML file it was trained from, and returns
-it with everything else the file holds (one read). This module sits below training and
-inference: serving reads checkpoints without importing the trainer.
+it with everything else the file holds (one read). The fall alert rule a checkpoint carries
+(:class:`~thermal_action.alert_rule.AlertRule`, its threshold calibrated by ``train``) is
+:attr:`CheckpointInfo.alert_rule`; a checkpoint from before the rule (no ``alert_rule``) gives
+the default rule with its config's ``eval.fall_threshold``, else its calibrated threshold.
+This module sits below training and inference: serving reads checkpoints without importing
+the trainer.
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from thermal_action.alert_rule import AlertRule
 from thermal_action.config import Config, config_from_dict
 from thermal_action.errors import CheckpointError
-from thermal_action.structures import FALLBACK_FALL_THRESHOLD
 
 CHECKPOINT_KEY = "thermal_action"
 FORMAT_VERSION = 1
@@ -51,6 +56,7 @@ class CheckpointInfo:
         fall_calibration: the fall operating threshold chosen on the validation set of the
             epoch these weights are from, with the recall and precision it had there (None:
             no validation fall box, or a checkpoint from before calibration).
+        alert_rule: the fall alert rule that came with the model (module docstring).
         frame_size: ``(H, W)`` of the frames the model was trained on (None: not recorded,
             a checkpoint from before frame sizes were stored, or mixed sizes).
     """
@@ -62,25 +68,12 @@ class CheckpointInfo:
     epoch: int
     global_step: int
     fall_calibration: dict[str, Any] | None = None
+    alert_rule: AlertRule = AlertRule()
     frame_size: tuple[int, int] | None = None
-
-    @property
-    def fall_threshold(self) -> float:
-        """The operating threshold to use: the config's if set, else the calibrated one, else 0.5."""
-        return resolve_fall_threshold(self.config.eval.fall_threshold, self.fall_calibration)
-
-
-def resolve_fall_threshold(requested: float | None, calibration: dict[str, Any] | None) -> float:
-    """``requested`` if given, else the calibrated threshold, else :data:`FALLBACK_FALL_THRESHOLD`."""
-    if requested is not None:
-        return float(requested)
-    if calibration and calibration.get("threshold") is not None:
-        return float(calibration["threshold"])
-    return FALLBACK_FALL_THRESHOLD
 
 
 def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_activation: str,
-                      fall_calibration: dict[str, Any] | None = None,
+                      fall_calibration: dict[str, Any] | None = None, alert_rule: AlertRule | None = None,
                       frame_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The plain-data entry stored under :data:`CHECKPOINT_KEY` in every checkpoint."""
     return {
@@ -89,8 +82,27 @@ def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_acti
         "class_names": [str(n) for n in class_names],
         "score_activation": score_activation,
         "fall_calibration": copy.deepcopy(fall_calibration),
+        "alert_rule": alert_rule.to_dict() if alert_rule is not None else None,
         "frame_size": [int(v) for v in frame_size] if frame_size is not None else None,
     }
+
+
+def _alert_rule(path: Path, extras: dict[str, Any], config: Config) -> AlertRule:
+    """The rule a checkpoint carries; for one from before rules, the default rule with the
+    threshold it would have used (its config's, else its calibrated one)."""
+    stored = extras.get("alert_rule")
+    try:
+        if stored is not None:
+            return AlertRule.from_dict(stored)
+        calibration = extras.get("fall_calibration") or {}
+        threshold = config.eval.fall_threshold if config.eval.fall_threshold is not None \
+            else calibration.get("threshold")
+        given = {"fall_class": config.eval.fall_class}
+        if threshold is not None:
+            given["threshold"] = float(threshold)
+        return AlertRule(**given)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its fall alert rule is not valid: {e}") from e
 
 
 def _load(path: str | Path) -> dict[str, Any]:
@@ -119,14 +131,16 @@ def _info(path: Path, ckpt: dict[str, Any]) -> CheckpointInfo:
     version = extras.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format version {version!r}, this code reads {FORMAT_VERSION}")
+    config = config_from_dict(extras["config"])
     return CheckpointInfo(
         path=path,
-        config=config_from_dict(extras["config"]),
+        config=config,
         class_names=list(extras["class_names"]),
         score_activation=str(extras.get("score_activation", "softmax")),
         epoch=int(ckpt.get("epoch", -1)),
         global_step=int(ckpt.get("global_step", -1)),
         fall_calibration=extras.get("fall_calibration"),
+        alert_rule=_alert_rule(path, extras, config),
         frame_size=tuple(int(v) for v in extras["frame_size"]) if extras.get("frame_size") else None,
     )
 
@@ -151,7 +165,7 @@ class LoadedCheckpoint:
     Attributes:
         model: the ``ActionDetector`` (or ensemble), in eval mode, on the requested device.
         info: the :class:`CheckpointInfo` (config, class names, score activation, epoch,
-            fall calibration, frame size).
+            fall calibration, alert rule, frame size).
     """
 
     model: nn.Module
@@ -170,8 +184,8 @@ class LoadedCheckpoint:
         return self.info.score_activation
 
     @property
-    def fall_threshold(self) -> float:
-        return self.info.fall_threshold
+    def alert_rule(self) -> AlertRule:
+        return self.info.alert_rule
 
 
 def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -187,7 +201,7 @@ def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "c
 
     Returns:
         A :class:`LoadedCheckpoint`: ``.model`` and ``.info`` (``.config``,
-        ``.class_names``, ``.score_activation``, ``.fall_threshold`` as shortcuts).
+        ``.class_names``, ``.score_activation``, ``.alert_rule`` as shortcuts).
 
     Raises:
         FileNotFoundError: no such file.

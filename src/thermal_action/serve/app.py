@@ -147,8 +147,9 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         from thermal_action.visualize import thermal_lut
 
         cfg, mi = hub.cfg, hub.info
-        return {"class_names": list(mi.class_names), "fall_class": cfg.fall_class,
-                "fall_threshold": mi.fall_threshold, "frame_size": list(mi.frame_size),
+        return {"class_names": list(mi.class_names), "fall_class": mi.alert_rule.fall_class,
+                "fall_threshold": mi.alert_rule.threshold, "alert_rule": mi.alert_rule.to_dict(),
+                "frame_size": list(mi.frame_size),
                 "lag_seconds": mi.lag_frames / cfg.fps, "step": cfg.step, "fps": cfg.fps,
                 "workers": hub.n_workers, "lut": thermal_lut().tolist()}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from thermal_action.alert_rule import AlertOverrides
 from thermal_action.config import ConfigError, load_config, ranged
 from thermal_action.structures import PREDICTION
 
@@ -30,10 +31,13 @@ class ServeConfig:
     batch_clips: int = ranged(16, 1, 4096)  # clips (sensor keyframes) per forward pass at most
     max_batch_frames: int = ranged(512, 1, 1_000_000)  # frames a worker takes from its queue per round at most
     max_queue_frames: int = ranged(1200, 1, 10_000_000)  # frames waiting per worker; beyond, new frames are dropped (counted)
-    # -- alerts
-    fall_class: str = PREDICTION.fall_class  # the class whose score raises fall alerts
-    fall_threshold: float | None = ranged(None, 0.0, 1.0)  # None: the threshold train calibrated
-    fall_alert_seconds: float = ranged(PREDICTION.fall_alert_seconds, 0.0, 3600.0)  # the score must stay high this long
+    # -- alerts: overrides of the checkpoint's fall alert rule (thermal_action.alert_rule); null keeps its value
+    fall_class: str | None = None  # the class whose score raises fall alerts
+    fall_threshold: float | None = ranged(None, 0.0, 1.0, low_open=True)  # fall score that counts as fallen; the checkpoint's is the one train calibrated
+    fall_alert_seconds: float | None = ranged(None, 0.0, 3600.0)  # the score must stay at or above the threshold this long before an alert
+    fall_alert_gap_seconds: float | None = ranged(None, 0.0, 3600.0)  # seconds without a prediction of the person that do not break a run
+    fall_alert_cooldown_seconds: float | None = ranged(None, 0.0, 86_400.0)  # a new run of the person this soon after an alert continues it (no second alert)
+    fall_bed_threshold: float | None = ranged(None, 0.0, 1.0, low_open=True)  # stricter threshold for a person mostly on a bed/couch zone
     fps: float = ranged(PREDICTION.fps, 0.1, 1000.0)  # sensor frame rate (turns frame counts into seconds)
     # -- sensors
     max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond is refused
@@ -65,7 +69,20 @@ def check_serve_config(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"config key 'mqtt_url': {cfg.mqtt_url!r} must look like mqtt://host:port")
     if cfg.mqtt_url and cfg.mqtt_topic.count("+") != 1:
         raise ConfigError(f"config key 'mqtt_topic': {cfg.mqtt_topic!r} needs exactly one '+' level (the sensor id)")
+    try:
+        alert_overrides(cfg)
+    except ValueError as e:
+        raise ConfigError(f"config keys 'fall_*': {e}") from None
     return cfg
+
+
+def alert_overrides(cfg: ServeConfig) -> AlertOverrides:
+    """The config's ``fall_*`` keys as overrides of the checkpoint's alert rule."""
+    return AlertOverrides(
+        fall_class=cfg.fall_class, threshold=cfg.fall_threshold, min_seconds=cfg.fall_alert_seconds,
+        max_gap_seconds=cfg.fall_alert_gap_seconds, cooldown_seconds=cfg.fall_alert_cooldown_seconds,
+        bed_threshold=cfg.fall_bed_threshold,
+    )
 
 
 def load_serve_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ServeConfig:

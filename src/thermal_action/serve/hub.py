@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from thermal_action.alert_rule import AlertRule
+from thermal_action.inference.alerts import AlertEvent
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
 from thermal_action.serve.store import Store, now_ms
@@ -43,12 +45,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelInfo:
-    """What the service needs to know of the model (read once, in the main process)."""
+    """What the service needs to know of the model (read once, in the main process), and the
+    alert rule in force (the checkpoint's with the config's overrides)."""
 
     class_names: tuple[str, ...]
     frame_size: tuple[int, int]
-    fall_index: int | None
-    fall_threshold: float
+    fall_index: int | None  # of the rule's fall class; None: the model lacks it (no alerts)
+    alert_rule: AlertRule
     lag_frames: int
     window_length: int
 
@@ -86,7 +89,7 @@ class SensorState:
     boxes: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     tracks: dict[int, tuple] = field(default_factory=dict)  # track -> (action, score, fall_score, timestamp)
-    active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp)
+    active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp) of alerts not yet ended
     stored_at: dict[int, tuple[int, str]] = field(default_factory=dict)  # track -> (timestamp, action) last stored
 
     def fps(self, now: float) -> float:
@@ -300,6 +303,7 @@ class Hub:
         with self._lock:
             self.worker_restarts += 1
             self.dropped_total += lost
+            orphaned = []
             for st in self.sensors.values():
                 if st.worker == worker and st.last_arrival is not None:
                     st.new_streams += 1
@@ -307,6 +311,9 @@ class Hub:
                     st.last_timestamp = None
                     st.tracks.clear()
                     st.active_alerts.clear()
+                    orphaned.append(st.sensor_id)
+        # The dead worker's monitor took its alerts' state along: nothing would ever end them.
+        self.store.end_all_active(orphaned)
 
     def _on_round(self, r: Round) -> None:
         rows = []
@@ -361,27 +368,23 @@ class Hub:
             if e is not None:
                 self._emit(e)
 
-    def _on_alert(self, a: dict) -> dict | None:
-        key = (int(a["track_id"]), int(a["start_timestamp"]))
-        if a["active"]:
-            row = self.store.raise_alert(a["sensor_id"], a["track_id"], a["start_timestamp"], a["end_timestamp"],
-                                         a["peak_score"])
-            with self._lock:
+    def _on_alert(self, event: AlertEvent) -> dict:
+        """Stores one alert event (in the order the worker sent them: a "raised" and the
+        "ended" of the same alert may come in one round) and returns the dashboard event."""
+        row, new = self.store.record_alert(event)
+        key = (event.track_id, event.start_timestamp)
+        with self._lock:
+            if new:
                 self.alerts_raised += 1
-                st = self.sensors.get(a["sensor_id"])
-                if st is not None:
+            st = self.sensors.get(event.sensor_id)
+            if st is not None:
+                if event.active:
                     st.active_alerts.add(key)
-            logger.warning("FALL ALERT %d: sensor %s track %d (score %.2f)", row["id"], a["sensor_id"],
-                           a["track_id"], a["peak_score"])
-        else:
-            row = self.store.end_alert(a["sensor_id"], a["track_id"], a["start_timestamp"], a["end_timestamp"],
-                                       a["peak_score"])
-            with self._lock:
-                st = self.sensors.get(a["sensor_id"])
-                if st is not None:
+                else:
                     st.active_alerts.discard(key)
-            if row is None:
-                return None
+        if new:
+            logger.warning("FALL ALERT %d: sensor %s track %d (score %.2f)%s", row["id"], event.sensor_id,
+                           event.track_id, event.peak_score, "" if event.active else ", already over")
         return {"type": "alert", "alert": row}
 
     def set_alert_state(self, alert_id: int, state: str, by: str) -> dict | None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from thermal_action.config import save_config
-from thermal_action.serve.config import ServeConfig, check_serve_config
+from thermal_action.alert_rule import resolve_alert_rule
+from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
 from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.store import Store
 from thermal_action.serve.workers import WorkerOptions, WorkerPool
@@ -43,16 +44,17 @@ def available_cores() -> int:
 
 
 def model_info(checkpoint: str | Path, cfg: ServeConfig, onnx_path: str | None) -> ModelInfo:
-    """Reads the model once in the service's own process (classes, frame size, lag)."""
+    """Reads the model once in the service's own process (classes, frame size, lag) and
+    decides the alert rule: the checkpoint's, with the config's ``fall_*`` keys applied."""
     from thermal_action.inference.predictor import Predictor
 
     p = Predictor.from_checkpoint(checkpoint, backend=cfg.backend, onnx_path=onnx_path)
-    fall_index = p.fall_index(cfg.fall_class) if cfg.fall_class in p.class_names else None
+    rule = resolve_alert_rule(p.alert_rule, alert_overrides(cfg))
+    fall_index = p.fall_index(rule.fall_class) if rule.fall_class in p.class_names else None
     if fall_index is None:
-        logger.warning("class %r is not one of the model's classes: no fall alerts", cfg.fall_class)
-    threshold = cfg.fall_threshold if cfg.fall_threshold is not None else p.fall_threshold
+        logger.warning("class %r is not one of the model's classes: no fall alerts", rule.fall_class)
     lag = 0 if cfg.causal else p.frames_after
-    return ModelInfo(p.class_names, tuple(p.frame_size or (FRAME_HEIGHT, FRAME_WIDTH)), fall_index, float(threshold),
+    return ModelInfo(p.class_names, tuple(p.frame_size or (FRAME_HEIGHT, FRAME_WIDTH)), fall_index, rule,
                      lag, p.window_length)
 
 
@@ -91,8 +93,7 @@ class Service:
         opts = WorkerOptions(
             checkpoint=str(checkpoint), backend=cfg.backend, threads=cfg.threads_per_worker, step=cfg.step,
             causal=cfg.causal, batch_wait=cfg.batch_wait, batch_clips=cfg.batch_clips,
-            fall_class=cfg.fall_class if self.info.fall_index is not None else None,
-            fall_threshold=self.info.fall_threshold, fall_alert_seconds=cfg.fall_alert_seconds, fps=cfg.fps,
+            alert_rule=self.info.alert_rule, alerts=self.info.fall_index is not None, fps=cfg.fps,
             max_batch_frames=cfg.max_batch_frames, live_interval_s=1.0 / cfg.dashboard_fps)
         self.store = Store(self.data_dir / "serve.db")
         self.hub: Hub

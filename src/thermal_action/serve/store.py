@@ -1,10 +1,13 @@
 """The service's SQLite database: every fall alert with its state, and predictions (one per
 person per ``store_every_seconds``) for the dashboard's timeline.
 
-An alert is raised ``open``; a person acknowledges it (``acknowledged``, by whom and when) and
-resolves it (``resolved``). Whether the fall itself goes on (``active``) is separate: the
-model says so, a person decides the state. Everything is committed as it happens, so a
-restart of the service loses no alert (WAL journal: readers never wait for the writer).
+Alerts arrive as the fall monitor's immutable events
+(:class:`~thermal_action.inference.alerts.AlertEvent`: "raised", then "ended";
+:meth:`Store.record_alert`). An alert is raised ``open``; a person acknowledges it
+(``acknowledged``, by whom and when) and resolves it (``resolved``). Whether the fall itself
+goes on (``active``) is separate: the model says so, a person decides the state. Everything
+is committed as it happens, so a restart of the service loses no alert (WAL journal: readers
+never wait for the writer).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from thermal_action.inference.alerts import AlertEvent
 
 ALERT_STATES = ("open", "acknowledged", "resolved")
 
@@ -92,40 +97,49 @@ class Store:
         row["active"] = bool(row["active"])
         return row
 
-    def raise_alert(self, sensor_id: str, track_id: int, start_timestamp: int, fired_timestamp: int,
-                    peak_score: float) -> dict[str, Any]:
-        """Records a fired alert (``open``, ``active``); the same fall reported again (same
-        sensor, track and start) updates its peak instead. Returns the alert."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, peak_score, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sensor_id, track_id, start_timestamp)"
-                " DO UPDATE SET peak_score = max(peak_score, excluded.peak_score)",
-                (sensor_id, int(track_id), int(start_timestamp), int(fired_timestamp), float(peak_score), now_ms()),
-            )
-        return self.find_alert(sensor_id, track_id, start_timestamp)
+    def record_alert(self, event: AlertEvent) -> tuple[dict[str, Any], bool]:
+        """Stores one alert event; returns the alert and whether it is new.
 
-    def end_alert(self, sensor_id: str, track_id: int, start_timestamp: int, end_timestamp: int,
-                  peak_score: float) -> dict[str, Any] | None:
-        """The fall of an alert is over (the person's score fell or the stream ended): ``active``
-        becomes false; the state stays what people made it. None if no such alert."""
+        An alert is one row per ``(sensor, track, start timestamp)``. "raised" inserts it
+        ``open`` and ``active`` (the same alert raised again only raises its peak); "ended"
+        marks the fall over (``active`` false, its end and peak): the state stays what people
+        made it. An "ended" whose "raised" never arrived inserts the whole alert, already
+        over: every event carries all of its alert.
+        """
+        ended = not event.active
+        key = (event.sensor_id, int(event.track_id), int(event.start_timestamp))
         with self._lock:
-            cur = self._db.execute(
-                "UPDATE alerts SET active = 0, end_timestamp = ?, peak_score = max(peak_score, ?)"
-                " WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?",
-                (int(end_timestamp), float(peak_score), sensor_id, int(track_id), int(start_timestamp)),
-            )
-            if cur.rowcount == 0:
-                return None
-        return self.find_alert(sensor_id, track_id, start_timestamp)
+            found = self._db.execute(
+                "SELECT id FROM alerts WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?", key).fetchone()
+            if found is None:
+                self._db.execute(
+                    "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp,"
+                    " peak_score, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key, int(event.fired_timestamp), int(event.end_timestamp) if ended else None,
+                     float(event.peak_score), int(not ended), now_ms()))
+            elif ended:
+                self._db.execute(
+                    "UPDATE alerts SET active = 0, end_timestamp = ?, peak_score = max(peak_score, ?) WHERE id = ?",
+                    (int(event.end_timestamp), float(event.peak_score), found[0]))
+            else:
+                self._db.execute("UPDATE alerts SET peak_score = max(peak_score, ?) WHERE id = ?",
+                                 (float(event.peak_score), found[0]))
+        return self.find_alert(*key), found is None
 
-    def end_all_active(self) -> int:
-        """At start: alerts still ``active`` from before a stop cannot be followed any more (the
-        model's state is gone); they end (their state is kept). Returns how many."""
+    def end_all_active(self, sensor_ids: list[str] | None = None) -> int:
+        """Alerts still ``active`` whose model state is gone (at start: from before a stop; after
+        a worker died: of its sensors) cannot be followed any more: they end (their state is
+        kept). ``sensor_ids`` None: every sensor's. Returns how many."""
+        where, args = "active = 1", ()
+        if sensor_ids is not None:
+            if not sensor_ids:
+                return 0
+            where += f" AND sensor_id IN ({', '.join('?' * len(sensor_ids))})"
+            args = tuple(sensor_ids)
         with self._lock:
             return self._db.execute(
                 "UPDATE alerts SET active = 0, end_timestamp = coalesce(end_timestamp, fired_timestamp)"
-                " WHERE active = 1").rowcount
+                f" WHERE {where}", args).rowcount
 
     def find_alert(self, sensor_id: str, track_id: int, start_timestamp: int) -> dict[str, Any]:
         rows = self._rows(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts"

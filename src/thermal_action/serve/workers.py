@@ -33,6 +33,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from thermal_action.alert_rule import AlertRule
+from thermal_action.inference.alerts import AlertEvent
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +46,8 @@ def worker_for(sensor_id: str, n_workers: int) -> int:
 
 @dataclass
 class WorkerOptions:
-    """What a worker needs to build its streaming predictor (picklable)."""
+    """What a worker needs to build its streaming predictor (picklable). The alert rule is the
+    one the service resolved; a worker never decides it."""
 
     checkpoint: str
     backend: str = "torch"
@@ -53,9 +57,8 @@ class WorkerOptions:
     causal: bool = False
     batch_wait: int = 0
     batch_clips: int = 16
-    fall_class: str | None = None
-    fall_threshold: float | None = None
-    fall_alert_seconds: float = 5.0
+    alert_rule: AlertRule = AlertRule()
+    alerts: bool = True  # False: the model lacks the rule's fall class
     fps: float = 6.0
     max_batch_frames: int = 512
     live_interval_s: float = 1 / 3
@@ -69,7 +72,8 @@ class Round:
         frames_done: frames taken from the inbox (accepted or refused).
         predictions: ``(sensor_id, frame_idx, timestamp, track_id, box_xyxy, scores, arrival_s)``
             per person; ``arrival_s`` is when the frame that completed the window arrived.
-        alerts: :meth:`FallAlert.to_dict` of alerts that fired or ended.
+        alerts: the alert events of the round ("raised", "ended"), unchanged and in the order
+            the monitor emitted them (a raise and the end of the same alert may both be here).
         errors: ``(sensor_id, kind, message, count)`` for refused frames.
         live: sensor -> ``(frame, timestamp, boxes_xyxy, track_ids, repaired_pixels)``, the
             newest frame of sensors that sent any (at most every ``live_interval_s``; a frame
@@ -81,7 +85,7 @@ class Round:
 
     frames_done: int = 0
     predictions: list[tuple] = field(default_factory=list)
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[AlertEvent] = field(default_factory=list)
     errors: list[tuple] = field(default_factory=list)
     live: dict[str, tuple] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
@@ -98,9 +102,8 @@ def _build_stream(opts: WorkerOptions) -> Any:
     torch.set_num_threads(opts.threads)
     predictor = Predictor.from_checkpoint(opts.checkpoint, backend=opts.backend, onnx_path=opts.onnx_path,
                                           max_clips_per_batch=opts.batch_clips, num_threads=opts.threads)
-    return StreamingPredictor(predictor, step=opts.step, causal=opts.causal, fall_class=opts.fall_class,
-                              fall_threshold=opts.fall_threshold, fall_alert_seconds=opts.fall_alert_seconds,
-                              fps=opts.fps, batch_wait=opts.batch_wait)
+    return StreamingPredictor(predictor, step=opts.step, causal=opts.causal, alert_rule=opts.alert_rule,
+                              alerts=opts.alerts, fps=opts.fps, batch_wait=opts.batch_wait)
 
 
 def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[tuple]:
@@ -175,7 +178,7 @@ class _Worker:
                 keep = max(arr) - self.stream.predictor.window_length
                 for k in [k for k in arr if k < keep]:
                     del arr[k]
-        out.alerts.extend(a.to_dict() for a in self.stream.pop_alerts())
+        out.alerts.extend(self.stream.pop_alerts())
 
     def _live(self, sensors: set[str], out: Round) -> None:
         now = time.monotonic()

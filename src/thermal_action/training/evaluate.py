@@ -116,7 +116,8 @@ def evaluate_checkpoint(
     """
     from thermal_action.data.dataset import build_collate, build_dataset
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
-    from thermal_action.models.checkpoint import load_checkpoint, resolve_fall_threshold
+    from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
+    from thermal_action.models.checkpoint import load_checkpoint
     from thermal_action.training.datamodule import annotation_path, require_labelled_boxes
 
     loaded = load_checkpoint(checkpoint, device=device)
@@ -144,13 +145,14 @@ def evaluate_checkpoint(
     dev = torch.device(device)
     autocast = torch.bfloat16 if dev.type == "cuda" and cfg.trainer.precision.startswith("bf16") else None
     records = predict_records(model, loader, info.score_activation, dev, autocast)
+    rule = resolve_alert_rule(info.alert_rule, AlertOverrides(threshold=cfg.eval.fall_threshold))
     metrics = compute_metrics(
         records,
         dataset.keyframes,
         class_names,
         iou_threshold=cfg.eval.iou_threshold,
         fall_class=cfg.eval.fall_class,
-        fall_threshold=resolve_fall_threshold(cfg.eval.fall_threshold, info.fall_calibration),
+        fall_threshold=rule.threshold,
         restrict_to_predicted_images=cfg.eval.restrict_to_predicted_images,
     )
     metrics["evaluated"] = {
@@ -164,6 +166,7 @@ def evaluate_checkpoint(
         "fall_threshold_source": "config" if cfg.eval.fall_threshold is not None
         else ("calibrated" if info.fall_calibration else "fallback"),
         "fall_calibration": info.fall_calibration,
+        "alert_rule": rule.to_dict(),
     }
     write_evaluation(out_dir, records, metrics, class_names, plots=cfg.eval.plots)
     return metrics

@@ -11,7 +11,10 @@ Validation collects one prediction record per box over the whole epoch and compu
 the evaluation metrics with :func:`thermal_action.evaluation.compute_metrics` at its
 end (``val/mAP``, ``val/top1``, ``val/macro_f1``, ``val/fall_precision``,
 ``val/fall_recall``); under DDP the records of every rank are gathered first, so all
-ranks log the same numbers and pick the same best checkpoint.
+ranks log the same numbers and pick the same best checkpoint. Each validation epoch also
+calibrates the fall threshold (``eval.fall_target_recall``) and turns it into the fall
+:class:`~thermal_action.alert_rule.AlertRule` that every checkpoint carries (the user's
+``eval.fall_threshold`` wins over the calibrated one).
 
 Backbone freezing (``freeze_backbone_epochs``) drops the backbone's gradients after
 the backward pass and keeps its BatchNorm statistics fixed, rather than toggling
@@ -26,12 +29,14 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
+from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.structures import Batch
 from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 from thermal_action.training.losses import ActionLoss, logits_to_scores
@@ -45,6 +50,9 @@ from thermal_action.training.records import (
 from thermal_action.training.schedule import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
+
+#: The lowest fall threshold calibration may give (a rule's threshold must be > 0).
+MIN_CALIBRATED_THRESHOLD = 1e-6
 
 #: Metric keys of compute_metrics -> names logged under ``val/``.
 VAL_METRICS = {
@@ -127,6 +135,9 @@ class ActionDetectionSystem(L.LightningModule):
         self.fall_target_recall = float(fall_target_recall)
         #: The fall operating threshold chosen on the latest validation epoch (stored in checkpoints).
         self.fall_calibration: dict[str, Any] | None = None
+        #: The fall alert rule these weights come with (stored in checkpoints): the user's
+        #: threshold, else the one calibrated on the latest validation epoch.
+        self.alert_rule = self._alert_rule(fall_class, None)
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
@@ -274,9 +285,16 @@ class ActionDetectionSystem(L.LightningModule):
             parts = [self._val_records]
         return merge_records_by_image(parts)
 
+    def _alert_rule(self, fall_class: str, calibration: dict[str, Any] | None) -> AlertRule:
+        """The rule of the user's threshold, else of the calibrated one, else the default rule's."""
+        rule = AlertRule(fall_class=fall_class)
+        if calibration is not None and calibration.get("threshold") is not None:
+            # A softmax score can underflow to 0 in float32; a rule's threshold must be > 0.
+            rule = replace(rule, threshold=max(float(calibration["threshold"]), MIN_CALIBRATED_THRESHOLD))
+        return resolve_alert_rule(rule, AlertOverrides(threshold=self.fall_threshold))
+
     def on_validation_epoch_end(self) -> None:
         from thermal_action.evaluation import choose_fall_threshold, compute_metrics
-        from thermal_action.models.checkpoint import resolve_fall_threshold
 
         records = self._gathered_records()
         self._val_records = {}
@@ -289,14 +307,16 @@ class ActionDetectionSystem(L.LightningModule):
             records, self.ground_truth, self.class_names, target_recall=self.fall_target_recall,
             restrict_to_predicted_images=True, **self.eval_args,
         )
+        rule = self._alert_rule(self.eval_args["fall_class"], calibration)
         if not self.trainer.sanity_checking:
             self.fall_calibration = calibration
+            self.alert_rule = rule
         metrics = compute_metrics(
             records,
             self.ground_truth,
             self.class_names,
             restrict_to_predicted_images=True,
-            fall_threshold=resolve_fall_threshold(self.fall_threshold, calibration),
+            fall_threshold=rule.threshold,
             **self.eval_args,
         )
         self.last_val_metrics = metrics
@@ -323,7 +343,10 @@ class ActionDetectionSystem(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation,
-                                                       self.fall_calibration, frame_size=self.frame_size)
+                                                       self.fall_calibration, alert_rule=self.alert_rule,
+                                                       frame_size=self.frame_size)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.fall_calibration = (checkpoint.get(CHECKPOINT_KEY) or {}).get("fall_calibration")
+        extras = checkpoint.get(CHECKPOINT_KEY) or {}
+        self.fall_calibration = extras.get("fall_calibration")
+        self.alert_rule = self._alert_rule(self.eval_args["fall_class"], self.fall_calibration)
