@@ -176,4 +176,4 @@ def test_config_lists_every_key_with_default_range_and_meaning(capsys):
     assert sum(1 for r in rows if r["meaning"]) >= len(rows) - 2
     assert main(["config", "serve"]) == 0
     text = capsys.readouterr().out
-    assert "fall_alert_seconds" in text and "the score must stay high this long" in text
+    assert "fall_alert_seconds" in text and "the score must stay at or above the threshold this long" in text
