@@ -50,6 +50,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_metrics_table(metrics))
         print(f"\nwritten to {args.out}: metrics.json, predictions.json, confusion_matrix.png, pr_curves.png")
+    if args.events:
+        from thermal_action.inference.events import evaluate_events
+
+        ann = Path(args.ann) if Path(args.ann).is_absolute() else Path(args.data) / args.ann
+        report = evaluate_events(args.checkpoint, args.data, ann, Path(args.out) / "events", slack_s=args.event_slack,
+                                 device=args.device)
+        if args.json:
+            print(json.dumps({"events": report["pooled"]}, indent=2))
+        else:
+            print(f"\nfall events (built-in detector and tracker, alert rule {report['alert_rule']}):")
+            print(report["table"])
     return 0
 
 
@@ -107,6 +118,12 @@ def register(subparsers) -> None:
                    "{image_id, bbox [cx,cy,w,h] normalized, score} (evaluation/detections.py)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
+    p.add_argument("--events", action="store_true",
+                   help="also run the bare recordings through the built-in detector, tracker, model and the "
+                   "checkpoint's alert rule, and report the annotated fall events found, the delay to each alert "
+                   "and the false alerts per sensor-hour (OUT/events/events.json, events.md)")
+    p.add_argument("--event-slack", type=float, default=6.0,
+                   help="seconds around a fall event within which an alert finds it (default %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="data.* / eval.* overrides, e.g. eval.iou_threshold=0.3")
     p.set_defaults(func=_cmd_evaluate)
 
