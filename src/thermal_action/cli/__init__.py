@@ -22,17 +22,23 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    if args.day is not None:
+        from thermal_action.data.synth.day import DayConfig, generate_day
 
-    summary = generate_dataset(
-        args.out_dir,
-        SynthConfig(
-            num_recordings=args.recordings,
-            frames_per_recording=args.frames,
-            seed=args.seed,
-            val_recordings=args.val_recordings,
-        ),
-    )
+        summary = generate_day(args.out_dir, DayConfig(hours=args.day, start_hour=args.start_hour, seed=args.seed,
+                                                       keyframe_seconds=args.keyframe_seconds))
+    else:
+        from thermal_action.data.synth import SynthConfig, generate_dataset
+
+        summary = generate_dataset(
+            args.out_dir,
+            SynthConfig(
+                num_recordings=args.recordings,
+                frames_per_recording=args.frames,
+                seed=args.seed,
+                val_recordings=args.val_recordings,
+            ),
+        )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -93,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=400, help="frames per recording")
     p.add_argument("--val-recordings", type=int, default=2, help="whole recordings held out for val.json")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--day", type=float, metavar="HOURS",
+                   help="instead: one fall-free recording of one resident this many hours long (alert benchmark)")
+    p.add_argument("--start-hour", type=float, default=21.0, help="--day: clock time of the first frame (h)")
+    p.add_argument("--keyframe-seconds", type=float, default=10.0, help="--day: seconds between annotated keyframes")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("validate", help="check a dataset and print a summary")

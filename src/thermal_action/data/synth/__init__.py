@@ -137,6 +137,7 @@ Where things are
 """
 
 from thermal_action.data.synth.config import H, W, SynthConfig
+from thermal_action.data.synth.day import OUT_OF_VIEW, DayConfig, DayPlan, generate_day, plan_day
 from thermal_action.data.synth.postures import (
     BENDING,
     CROUCHING,
@@ -163,6 +164,7 @@ __all__ = [
     "DROPPED_BLOCK",
     "DROPPED_VALUE",
     "H",
+    "OUT_OF_VIEW",
     "KNEELING",
     "LEANING",
     "LOWER_OTHER",
@@ -176,6 +178,8 @@ __all__ = [
     "TRANS_RISK",
     "W",
     "WALKING",
+    "DayConfig",
+    "DayPlan",
     "SynthConfig",
     "SynthPerson",
     "SynthRecording",
@@ -183,6 +187,8 @@ __all__ = [
     "bursty_timestamps",
     "class_mapping",
     "generate_dataset",
+    "generate_day",
+    "plan_day",
     "simulate_recording",
     "write_h5",
 ]

@@ -253,7 +253,7 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
         if bi is None:
             return False
         r = room.things[bi]
-        sx, sy, ddx, ddy = _bedside(rng, r)
+        sx, sy, _, _ = _bedside(rng, r)
         hold = int(rng.integers(60, 201)) if roll_to is None else int(rng.integers(15, 61))
         down, up = int(rng.integers(8, 19)), int(rng.integers(8, 19))
         speed = float(rng.uniform(0.55, 1.1))

@@ -30,27 +30,36 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
 
 
+def create_h5(path: Path, sensor_id: str, mac_address: str, timestamps: np.ndarray,
+              created_at_ms: int) -> h5py.File:
+    """Opens a new recording file laid out exactly like the real pipeline's (datasets, chunks,
+    attributes), its ``frames`` not yet written: write them in slices, then close the file."""
+    n = len(timestamps)
+    f = h5py.File(path, "w")
+    f.create_dataset("frames", shape=(n, H, W), dtype=np.float32, chunks=(min(64, n), H, W),
+                     compression="gzip", compression_opts=4)
+    f.create_dataset("timestamps", data=timestamps.astype(np.int64))
+    f.create_dataset("frame_seqs", data=timestamps.astype(np.int64))
+    f.attrs["sensor_id"] = sensor_id
+    f.attrs["mac_address"] = mac_address
+    f.attrs["frame_height"] = np.int64(H)
+    f.attrs["frame_width"] = np.int64(W)
+    f.attrs["total_frames"] = np.int64(n)
+    f.attrs["min_timestamp"] = np.int64(timestamps.min())
+    f.attrs["max_timestamp"] = np.int64(timestamps.max())
+    f.attrs["compression"] = "gzip"
+    f.attrs["compression_level"] = np.int64(4)
+    # Real files count 0 here even with dropped packets (only undecodable frames count).
+    f.attrs["corrupted_count"] = np.int64(0)
+    f.attrs["created_at"] = _iso(created_at_ms)
+    return f
+
+
 def write_h5(path: Path, sensor_id: str, mac_address: str, frames: np.ndarray, timestamps: np.ndarray,
              created_at_ms: int) -> None:
     """Writes one recording file exactly like the real pipeline (datasets, chunks, attributes)."""
-    n = len(frames)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("frames", data=frames.astype(np.float32), chunks=(min(64, n), H, W),
-                         compression="gzip", compression_opts=4)
-        f.create_dataset("timestamps", data=timestamps.astype(np.int64))
-        f.create_dataset("frame_seqs", data=timestamps.astype(np.int64))
-        f.attrs["sensor_id"] = sensor_id
-        f.attrs["mac_address"] = mac_address
-        f.attrs["frame_height"] = np.int64(H)
-        f.attrs["frame_width"] = np.int64(W)
-        f.attrs["total_frames"] = np.int64(n)
-        f.attrs["min_timestamp"] = np.int64(timestamps.min())
-        f.attrs["max_timestamp"] = np.int64(timestamps.max())
-        f.attrs["compression"] = "gzip"
-        f.attrs["compression_level"] = np.int64(4)
-        # Real files count 0 here even with dropped packets (only undecodable frames count).
-        f.attrs["corrupted_count"] = np.int64(0)
-        f.attrs["created_at"] = _iso(created_at_ms)
+    with create_h5(path, sensor_id, mac_address, timestamps, created_at_ms) as f:
+        f["frames"][...] = frames.astype(np.float32)
 
 
 def _write_json(path: Path, obj: object, indent: int | None) -> None:
