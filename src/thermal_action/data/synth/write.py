@@ -153,7 +153,7 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
     }
     sensor_info: dict[str, dict] = {}
     summary_recs = []
-    layouts: list[SynthRecording] = []
+    for_rooms: list[SynthRecording] = []  # the recordings without their frames, for rooms.json
     ann_id = 0
     for index in range(config.num_recordings):
         rec = simulate_recording(config, index)
@@ -178,7 +178,7 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
                 ann_id += 1
             split["context_objects"].extend(context_objects(rec, j, image_id))
         # For rooms.json, without the frames (all recordings' frames at once would be a lot).
-        layouts.append(dataclasses.replace(rec, frames=rec.frames[:0], dropped_clean_frames=rec.frames[:0]))
+        for_rooms.append(dataclasses.replace(rec, frames=rec.frames[:0], dropped_clean_frames=rec.frames[:0]))
         sensor_info[rec.sensor_id] = {
             "hdf5_path": f"{out.name}/frames/{rec.sensor_id}.h5", "mac_address": rec.mac_address,
             "total_frames": int(len(rec.frames)), "corrupted_frames": 0, "annotation_count": int(len(rec.keyframes)),
@@ -194,7 +194,7 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
     for s in ("train", "val"):
         _write_json(out / "annotations" / f"{s}.json", splits[s], 1)
     _write_json(out / "annotations" / "class_mapping.json", class_mapping(), 2)
-    rooms = rooms_file_layouts(layouts)
+    rooms = rooms_file_layouts(for_rooms)
     write_rooms(rooms, out / "rooms.json")
 
     class_counts = {}
