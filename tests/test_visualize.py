@@ -136,3 +136,22 @@ def test_short_names_cover_every_class():
     names = [short_name(c) for c in DEFAULT_CLASS_NAMES]
     assert len(set(names)) == 14 and max(map(len, names)) <= 10
     assert short_name("something new") == "something new"
+
+
+def test_draw_zones_dashed_outline_in_the_kinds_colour_with_a_label():
+    from thermal_action.data.rooms import Zone
+    from thermal_action.visualize import ZONE_COLORS, draw_zones
+
+    base = np.zeros((40 * 4, 60 * 4, 3), np.uint8)
+    assert np.array_equal(draw_zones(base, [], 60, 40, scale=4), base)
+    bed = Zone.from_box("bed", (0.5, 0.25, 1.0, 0.75), "by the window")
+    img = draw_zones(base, [bed], 60, 40, scale=4)
+    blue = np.all(img == ZONE_COLORS["bed"], axis=-1)
+    top = blue[40, 120:240]  # the top edge, y 0.25 * 160
+    assert 0.4 < top.mean() < 0.9  # dashed, not solid
+    assert blue[:35].sum() == 0 and blue[125:].sum() == 0 and blue[:, :115].sum() == 0  # nowhere else
+    label = img[42:60, 122:200].astype(int)  # the label "bed: by the window" inside the top-left corner
+    assert (np.abs(label - ZONE_COLORS["bed"]).sum(-1) < 120).sum() > 20  # antialiased text in the bed's colour
+    tri = Zone("couch", ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5)))
+    green = np.all(draw_zones(base, [tri], 60, 40, scale=4) == ZONE_COLORS["couch"], axis=-1)
+    assert green[80:, 130:].sum() == 0 and green[0, :100].sum() > 40  # a triangle in the top-left corner

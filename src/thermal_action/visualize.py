@@ -16,6 +16,9 @@ Conventions:
   upscaled pixel rows/columns inside the box.
 - Every track id gets one colour (:func:`track_color`) wherever it is drawn;
   red is kept for the highlight (falls).
+- Room zones (furniture, :mod:`thermal_action.data.rooms`) are drawn under the boxes with
+  :func:`draw_zones`: dashed outlines in a colour per kind (:data:`ZONE_COLORS`), labelled
+  by kind (and name) inside their top-left corner; person boxes are solid.
 
 Example::
 
@@ -51,6 +54,19 @@ TRACK_PALETTE: tuple[tuple[int, int, int], ...] = (
     (218, 112, 214),  # orchid
     (135, 206, 250),  # light sky blue
 )
+
+#: Outline colour of room zones per kind: muted, unlike the track colours, red and the
+#: colour map's bright end, so furniture reads as background.
+ZONE_COLORS: dict[str, tuple[int, int, int]] = {
+    "bed": (100, 149, 237),  # cornflower blue
+    "couch": (154, 205, 50),  # yellow-green
+    "chair": (210, 180, 140),  # tan
+    "table": (176, 196, 222),  # light steel blue
+    "door": (188, 143, 143),  # rosy brown
+    "other": (150, 150, 150),  # grey
+}
+#: Dash and gap of zone outlines, in image pixels.
+_ZONE_DASH = (5, 3)
 
 #: Short display names of the 14 default classes (labels must fit above 10 px boxes).
 SHORT_CLASS_NAMES: dict[str, str] = {
@@ -293,6 +309,61 @@ def draw_boxes(
             fg = (255, 255, 255) if hl else color
             draw.rectangle([tx, ty, tx + tw + 2, ty + th + 2], fill=bg)
             draw.text((tx + 1 - tb[0], ty + 1 - tb[1]), text, fill=fg, font=font)
+    return np.asarray(pil).copy()
+
+
+def _dashed(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], color: tuple[int, int, int],
+            width: int) -> None:
+    on, off = _ZONE_DASH
+    for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1]):
+        length = float(np.hypot(x2 - x1, y2 - y1))
+        pos = 0.0
+        while pos < length:
+            end = min(pos + on, length)
+            a, b = pos / max(length, 1e-9), end / max(length, 1e-9)
+            draw.line([(x1 + (x2 - x1) * a, y1 + (y2 - y1) * a), (x1 + (x2 - x1) * b, y1 + (y2 - y1) * b)],
+                      fill=color, width=width)
+            pos += on + off
+
+
+def draw_zones(image: np.ndarray, zones: Sequence, frame_width: int, frame_height: int, scale: int = 1,
+               line_width: int = 1, font_size: int = 10) -> np.ndarray:
+    """Draws room zones (dashed outlines, labelled by kind and name) on an RGB image.
+
+    Args:
+        image: ``(H * scale, W * scale, 3)`` uint8 image (e.g. from :func:`frame_to_rgb`).
+        zones: :class:`~thermal_action.data.rooms.Zone` s (``kind``, ``name``, ``polygon`` of
+            normalized ``(x, y)`` points).
+        frame_width, frame_height: the frame the normalized coordinates refer to (pixels).
+        scale: the factor the image was upscaled with.
+        line_width: outline width in image pixels.
+        font_size: label font size in image pixels (labels are drawn a little smaller).
+
+    Returns:
+        A new ``(H * scale, W * scale, 3)`` uint8 image.
+    """
+    img = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+    if not zones:
+        return img.copy()
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    font = _font(max(8, int(font_size * 0.8)))
+    height, width = img.shape[:2]
+    sx, sy = frame_width * scale, frame_height * scale
+    for zone in zones:
+        color = ZONE_COLORS.get(zone.kind, ZONE_COLORS["other"])
+        # Outline on the first / last image pixel inside the zone, as draw_boxes does.
+        pts = [(float(np.clip(x * sx, 0, width - 1)), float(np.clip(y * sy, 0, height - 1))) for x, y in zone.polygon]
+        _dashed(draw, pts, color, line_width)
+        text = zone.kind if not zone.name or zone.name == zone.kind else f"{zone.kind}: {zone.name}"
+        x1, y1 = min(p[0] for p in pts), min(p[1] for p in pts)
+        tb = draw.textbbox((0, 0), text, font=font)
+        tw, th = tb[2] - tb[0], tb[3] - tb[1]
+        tx = int(np.clip(x1 + line_width + 1, 0, max(0, width - tw - 2)))
+        ty = int(np.clip(y1 + line_width + 1, 0, max(0, height - th - 2)))
+        draw.text((tx - tb[0], ty - tb[1]), text, fill=color, font=font)
     return np.asarray(pil).copy()
 
 

@@ -61,6 +61,7 @@ def test_round_trip_reproduces_the_generators_annotations(synth_ds, tmp_path):
         assert ours["images"] == ref["images"]
         assert ours["annotations"] == ref["annotations"]  # same boxes, frame_idx, labels, ids
         assert ours["categories"] == ref["categories"]
+        assert ours["context_objects"] == ref["context_objects"]  # the furniture, as the generator wrote it
     assert _load(tmp_path / "out" / "class_mapping.json") == _load(synth_ds / "annotations" / "class_mapping.json")
     assert summary["unmatched"]["count"] == 0
     assert summary["split"]["mode"] == "recording" and summary["split"]["val_recordings"] == ["SYN01_R1"]

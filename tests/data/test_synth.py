@@ -10,8 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
+from thermal_action.data.annotations import load_annotations
+from thermal_action.data.rooms import ZONE_FEATURE_NAMES, person_zone_features, read_rooms, resolve_layout
 from thermal_action.data.synth import (
     BENDING,
+    CROUCHING,
+    KNEELING,
     LEANING,
     LYING_BED,
     LYING_RISK,
@@ -25,6 +29,7 @@ from thermal_action.data.synth import (
     simulate_recording,
 )
 from thermal_action.data.packets import pack_frame
+from thermal_action.data.synth.room import _make_room
 from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_cxcywh_norm_to_xyxy
 
 SMALL = SynthConfig(num_recordings=3, frames_per_recording=90, val_recordings=1, seed=3)
@@ -36,6 +41,8 @@ IMAGE_KEYS = {"id", "sensor_id", "mac_address", "timestamp", "width", "height", 
 ANN_KEYS = {"id", "image_id", "bbox", "category_id", "category_name", "object_id", "attribute_obscured"}
 RAW_LINE_KEYS = ["data_id", "mac_address", "annotator_id", "annotation_time", "data_time", "annotations"]
 RAW_BOX_KEYS = ["bbox", "category", "subcategory", "attribute_obscured", "attribute_heat_residual", "object_id"]
+CONTEXT_KEYS = ["image_id", "bbox", "category", "subcategory", "object_id", "attribute_obscured",
+                "attribute_heat_residual"]
 SENSOR_INFO_KEYS = {"hdf5_path", "mac_address", "total_frames", "corrupted_frames", "annotation_count",
                     "min_timestamp", "max_timestamp"}
 
@@ -111,7 +118,7 @@ def test_json_files_have_the_exact_format(small_ds):
             timestamps[p.stem] = f["timestamps"][()]
     for split in ("train", "val"):
         d = _load(small_ds, split)
-        assert list(d) == ["images", "annotations", "categories", "info"]
+        assert list(d) == ["images", "annotations", "categories", "info", "context_objects"]  # as convert writes
         assert d["categories"] == [{"id": i, "name": c} for i, c in enumerate(DEFAULT_CLASS_NAMES)]
         assert set(d["info"]) == {"description", "version", "year"}
         assert d["images"] and d["annotations"]
@@ -127,6 +134,9 @@ def test_json_files_have_the_exact_format(small_ds):
             cx, cy, w, h = a["bbox"]
             assert 0 < w <= 1 and 0 < h <= 1
             assert -1e-9 <= cx - w / 2 and cx + w / 2 <= 1 + 1e-9 and -1e-9 <= cy - h / 2 and cy + h / 2 <= 1 + 1e-9
+        for c in d["context_objects"]:
+            assert list(c) == CONTEXT_KEYS and c["image_id"] in ids
+            assert c["category"] in ("furniture", "object") and c["attribute_heat_residual"] in ("yes", "no")
     raw = (small_ds / "raw_annotations" / "SYN00_R1_annotation.json").read_text()
     assert not raw.endswith("\n")
     lines = [json.loads(x) for x in raw.split("\n")]
@@ -157,7 +167,7 @@ def test_structure_matches_the_real_sample(small_ds, shared_sample):
             assert type(real.attrs[k]) is type(ours.attrs[k]), k
             assert real.attrs.get_id(k).dtype == ours.attrs.get_id(k).dtype, k
     rt, ot = _load(shared_sample, "train"), _load(small_ds, "train")
-    assert list(rt) == list(ot)
+    assert list(rt) == [k for k in ot if k != "context_objects"]  # the sample predates context_objects
     assert set(rt["images"][0]) == set(ot["images"][0])
     assert set(rt["annotations"][0]) == set(ot["annotations"][0])
     assert rt["categories"] == ot["categories"]
@@ -335,7 +345,7 @@ def test_lying_boxes_are_elongated_and_large(default_ds):
 
 
 def test_falls_are_fast_transitions_other_transitions_slower(default_recordings):
-    fall_runs, other_runs = [], []
+    fall_runs, other_runs, rolled = [], [], []
     for rec in default_recordings:
         n = len(rec.frames)
         for p in rec.people:
@@ -346,14 +356,19 @@ def test_falls_are_fast_transitions_other_transitions_slower(default_recordings)
                     fall_runs.append(length)
                     if not ends_early:
                         assert runs[j + 1][0] == LYING_RISK  # a fall ends lying on the floor
-                    # The body flattens out fast: box area grows by half within the run.
                     b0, b1 = p.boxes_xyxy[max(0, start - 1)], p.boxes_xyxy[start + length - 1]
+                    if start and p.labels[start - 1] == LYING_BED:
+                        # Rolled off a bed or couch: the lying body moves off it sideways.
+                        rolled.append(np.hypot(*(p.centers[start + length - 1] - p.centers[start - 1])))
+                        continue
+                    # The body flattens out fast: box area grows by half within the run.
                     area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
                     assert area(b1) > 1.3 * area(b0)
                 elif lab in (TRANS_BED,) and not ends_early and start > 0:
                     other_runs.append(length)
     assert fall_runs, "the default dataset has falls"
     assert all(3 <= r <= 6 for r in fall_runs), fall_runs
+    assert all(d > 3.0 for d in rolled), rolled
     assert other_runs and min(other_runs) >= 8
     assert np.median(other_runs) > 2 * np.median(fall_runs)
 
@@ -411,3 +426,78 @@ def test_bad_config_is_refused(tmp_path):
         generate_dataset(tmp_path / "x", SynthConfig(num_recordings=2, val_recordings=2))
     with pytest.raises(ValueError, match="people"):
         SynthConfig(min_people=3, max_people=1).validate()
+
+
+def _on_and_near_lying_furniture(rec, person) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per keyframe: label, share of the annotated box on a bed or couch, and the distance of
+    its centre to the nearest bed or couch (frame diagonals)."""
+    f = person_zone_features(person.annotated_boxes_xyxy, rec.layout, 40, 60)
+    col = {n: i for i, n in enumerate(ZONE_FEATURE_NAMES)}
+    on = np.maximum(f[:, col["on_bed"]], f[:, col["on_couch"]])
+    near = np.minimum(f[:, col["near_bed"]], f[:, col["near_couch"]])
+    return person.labels[rec.keyframes], on, near
+
+
+def test_lying_on_furniture_is_on_it_and_falls_are_off_it_often_beside_it(default_recordings):
+    """Lying on a bed or couch and lying on the floor beside one look alike: the layout tells them apart."""
+    on_bed, on_floor, near_floor = [], [], []
+    for rec in default_recordings:
+        for p in rec.people:
+            labels, on, near = _on_and_near_lying_furniture(rec, p)
+            on_bed += on[labels == LYING_BED].tolist()
+            on_floor += on[labels == LYING_RISK].tolist()
+            near_floor += near[labels == LYING_RISK].tolist()
+    assert len(on_bed) > 50 and len(on_floor) > 50
+    assert np.mean(np.array(on_bed) > 0.5) > 0.95  # the box is mostly on a bed or couch
+    assert np.mean(np.array(on_floor) > 0.5) < 0.05  # a fallen person lies on the floor...
+    # ... in many falls right beside a bed or couch (box centre within ~7 px of it).
+    assert np.mean(np.array(near_floor) < 0.1) > 0.3
+
+
+def test_people_kneel_bend_and_crouch_beside_furniture(default_recordings):
+    near_low = []
+    for rec in default_recordings:
+        for p in rec.people:
+            f = person_zone_features(p.annotated_boxes_xyxy, rec.layout, 40, 60)
+            nearest = f[:, [ZONE_FEATURE_NAMES.index(f"near_{k}") for k in ("bed", "couch", "chair")]].min(1)
+            low = np.isin(p.labels[rec.keyframes], (KNEELING, BENDING, CROUCHING))
+            near_low += nearest[low].tolist()
+    assert len(near_low) > 20
+    assert np.mean(np.array(near_low) < 0.12) > 0.3  # within ~9 px of a piece of furniture
+
+
+def test_layouts_vary_across_rooms_and_change_between_a_rooms_recordings():
+    rooms = [[_make_room(0, room, 0.3, take) for take in range(2)] for room in range(24)]
+    kinds = [tuple(sorted(r.subcategory for r in first.furniture)) for first, _ in rooms]
+    assert len(set(kinds)) >= 6  # beds, couches, chairs and tables in many combinations
+    beds = [(r.cx, r.cy) for first, _ in rooms for r in first.furniture if r.subcategory == "bed"]
+    assert np.std(beds, axis=0).min() > 6  # beds all over the frame, not in one place
+    changed = [first.layout().zones != second.layout().zones for first, second in rooms]
+    assert 0.3 < np.mean(changed) < 0.9
+    for first, second in rooms:
+        assert first.mac_address == second.mac_address  # the same sensor
+        assert bool(second.changes) == (first.layout().zones != second.layout().zones)
+
+
+def test_rooms_json_gives_every_recording_its_furniture_at_its_time(default_ds):
+    root, summary = default_ds
+    rooms = read_rooms(root / "rooms.json")
+    cfg = SynthConfig()
+    recs = {r["sensor_id"]: r for r in summary["recordings"]}
+    assert any(not r["furniture_labelled"] for r in recs.values())  # some recordings need the file
+    assert any(n > 1 for n in summary["layouts"].values())  # some room's furniture moved between recordings
+    truth = {rec.sensor_id: rec.layout for rec in (simulate_recording(cfg, i) for i in range(cfg.num_recordings))}
+    for split in ("train", "val"):
+        for kf in load_annotations(root / "annotations" / f"{split}.json").keyframes:
+            mac = kf.extras["mac_address"]
+            from_file = rooms.layout_for(kf.sensor_id, mac, kf.timestamp)
+            assert from_file.source == "rooms file"
+            resolved = resolve_layout(kf.layout, rooms, kf.sensor_id, mac, kf.timestamp)
+            if recs[kf.sensor_id]["furniture_labelled"]:
+                assert kf.layout.source == "annotations" and resolved is kf.layout
+            else:
+                assert not kf.layout.known and resolved is from_file
+            for got in (kf.layout, from_file) if kf.layout.known else (from_file,):
+                want = truth[kf.sensor_id]
+                assert [z.kind for z in got.zones] == [z.kind for z in want.zones]
+                np.testing.assert_allclose([z.bounds for z in got.zones], [z.bounds for z in want.zones], atol=1e-4)

@@ -178,3 +178,67 @@ def test_an_annotation_file_without_boxes_is_a_problem(tiny_dataset, fmt):
     report = validate_dataset(tiny_dataset.root)
     assert report.problems == [f"{tiny_dataset.val} [annotations]: no labelled box in its 2 usable keyframes: "
                                "nothing to train or evaluate on"]
+
+
+def _furniture(image_id: str, bbox: list[float], sub: str = "bed") -> dict:
+    return {"image_id": image_id, "bbox": bbox, "category": "furniture", "subcategory": sub}
+
+
+def test_room_checks_furniture_outside_unknown_kinds_and_lying_people_without_a_layout(tiny_dataset):
+    data = json.loads(tiny_dataset.train.read_text())
+    first, second = data["images"][0]["id"], data["images"][1]["id"]
+    data["context_objects"] = [
+        _furniture(first, [0.8, 0.5, 0.3, 0.4]),  # bed, x 0.65-0.95: fine
+        _furniture(first, [1.5, 0.5, 0.2, 0.2], "chair"),  # wholly right of the frame
+        _furniture(second, [0.98, 0.5, 0.2, 0.2], "couch"),  # 0.88-1.08: pokes 4.8 px out
+        _furniture(second, [0.2, 0.2, 0.1, 0.1], "wardrobe"),
+        {"image_id": second, "bbox": [0.5, 0.5, 0.1, 0.1], "category": "object", "subcategory": "kettle"},
+    ]
+    tiny_dataset.train.write_text(json.dumps(data))
+    report = validate_dataset(tiny_dataset.root, rooms=None)
+    problems, warnings = "\n".join(report.problems), "\n".join(report.warnings)
+    assert len(report.problems) == 1
+    assert f"train.json [context_objects[1] (chair, image {first})]: furniture box [1.5, 0.5, 0.2, 0.2] lies " \
+           "wholly outside the frame" in problems
+    assert f"1 furniture box(es) poke out of the frame by more than 2 px (clipped to the frame): " \
+           f"context_objects[2] (couch, image {second}) by 4.8 px" in warnings
+    assert "furniture of unknown kind 'wardrobe' (1): zones of kind 'other'" in warnings
+    # S1 (train) has a layout from its furniture; S2 (val) has a person lying and none.
+    assert "val.json: 1 recording(s) have people lying (on a bed or on the floor) but no room layout" in warnings
+    assert "S2 (1 boxes)" in warnings and "train.json: 1 recording(s) have people lying" not in warnings
+    d = report.to_dict()
+    # The third train keyframe has no context object: the annotator said nothing of the room there.
+    assert d["layouts"] == {"train": {"annotations": 2, "none": 1}, "val": {"none": 2}}
+    assert "room layouts of its keyframes: annotations: 2, none: 1" in report.format_text()
+
+
+def test_a_rooms_file_gives_layouts_and_its_errors_and_unused_keys_are_reported(tiny_dataset, tmp_path):
+    rooms = tmp_path / "rooms.json"
+    rooms.write_text(json.dumps({"sensors": {
+        "02:00:1A:62:51:67": [{"zones": [{"kind": "bed", "box": [0.5, 0.2, 0.9, 0.6]}]}],  # both recordings' MAC
+        "S7": {"zones": []}}}))
+    report = validate_dataset(tiny_dataset.root, rooms=rooms)
+    assert report.problems == [] and report.rooms_file == str(rooms)
+    assert report.to_dict()["layouts"] == {"train": {"rooms file": 3}, "val": {"rooms file": 2}}
+    assert [w for w in report.warnings if "no room layout" in w] == []
+    assert f"{rooms}: 1 key(s) name no recording of this dataset (a typo, or a sensor without recordings here): " \
+           "S7" in report.warnings
+    # The dataset's own rooms.json is used when none is given.
+    (tiny_dataset.root / "rooms.json").write_text(rooms.read_text())
+    assert validate_dataset(tiny_dataset.root).rooms_file == str(tiny_dataset.root / "rooms.json")
+    # An unusable file is a problem naming the file, the sensor and the zone.
+    rooms.write_text(json.dumps({"sensors": {"S1": {"zones": [{"kind": "bed", "box": [1.2, 0.1, 1.5, 0.4]}]}}}))
+    report = validate_dataset(tiny_dataset.root, rooms=rooms)
+    assert report.problems == [f"{rooms}: sensor 'S1', layout 0, zone 0: the zone lies wholly outside the frame "
+                               "(coordinates are normalized to [0, 1]): [1.2, 0.1, 1.5, 0.4]"]
+
+
+def test_cli_validate_rooms(tiny_dataset, tmp_path, capsys):
+    rooms = tmp_path / "rooms.json"
+    rooms.write_text(json.dumps({"sensors": {"S9": {"zones": [{"kind": "sofa", "box": [0, 0, 1, 1]}]}}}))
+    assert main(["validate", str(tiny_dataset.root), "--no-contact-sheet", "--json", "--rooms", str(rooms),
+                 "--strict"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["rooms_file"] == str(rooms)
+    assert out["problems"] == [f"{rooms}: sensor 'S9', layout 0, zone 0: unknown zone kind 'sofa'; kinds: bed, "
+                               "couch, chair, table, door, other"]

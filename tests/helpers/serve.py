@@ -10,7 +10,42 @@ import numpy as np
 
 from helpers.infer import make_frames, write_tiny_checkpoint
 
-__all__ = ["make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides", "alert_event"]
+__all__ = ["FakePool", "make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides", "alert_event"]
+
+
+class FakePool:
+    """A worker pool for hub tests: records what the hub queues; ``room`` frames fit before the
+    queue is full."""
+
+    def __init__(self, n: int = 2, room: int = 10**9):
+        self.n, self.room = n, room
+        self.put: list[tuple] = []  # (worker, sensor, [timestamps])
+        self.ended: list[tuple] = []  # (worker, sensor)
+        self.layouts: list[tuple] = []  # (worker, sensor, RoomLayout)
+        self.inbox: list[tuple] = []  # ("frames" | "end" | "layout", worker, sensor) in queueing order
+        self.slots = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def put_frames(self, worker, sensor_id, frames, max_pending):
+        if len(frames) > min(self.room, max_pending):
+            return False
+        self.room -= len(frames)
+        self.put.append((worker, sensor_id, [f[0] for f in frames]))
+        self.inbox.append(("frames", worker, sensor_id))
+        return True
+
+    def end_stream(self, worker, sensor_id):
+        self.ended.append((worker, sensor_id))
+        self.inbox.append(("end", worker, sensor_id))
+
+    def set_layout(self, worker, sensor_id, layout):
+        self.layouts.append((worker, sensor_id, layout))
+        self.inbox.append(("layout", worker, sensor_id))
+
+    def alive(self):
+        return self.n
 
 
 def now_stamps(n: int, start_ms: int | None = None, step_ms: int = 166) -> list[int]:

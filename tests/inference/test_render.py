@@ -137,3 +137,57 @@ def test_bad_render_arguments(rec, tmp_path):
         render_recording(rec, tmp_path / "x.mp4", scale=0)
     with pytest.raises(ValueError, match="frame range"):
         render_recording(rec, tmp_path / "x.mp4", start=30)
+
+
+def _zone_pixels(img: np.ndarray, kind: str, scale: int, box: tuple[int, int, int, int] | None = None) -> int:
+    """Image pixels of a zone kind's outline colour (inside ``box``, frame pixels x1, y1, x2, y2)."""
+    from thermal_action.visualize import ZONE_COLORS
+
+    part = img[: 40 * scale] if box is None else img[box[1] * scale:box[3] * scale, box[0] * scale:box[2] * scale]
+    return int(np.all(part == ZONE_COLORS[kind], axis=-1).sum())
+
+
+def test_zones_are_drawn_under_the_boxes_annotations_first_then_the_rooms_file(rec, tmp_path):
+    from thermal_action.cli import main
+    from thermal_action.data.annotations import load_annotations
+    from thermal_action.data.rooms import parse_rooms
+    from thermal_action.inference.render import _layout_lookup
+
+    # The rooms file: a bed on the right half until frame 12's time, then a couch there.
+    t12 = int(rec.timestamps[12])
+    rooms = {"sensors": {"S1": [{"zones": [{"kind": "bed", "name": "by the window", "box": [0.5, 0.25, 0.95, 0.75]}]},
+                                {"valid_from": t12, "zones": [{"kind": "couch", "box": [0.5, 0.25, 0.95, 0.75]}]}]}}
+    (tmp_path / "rooms.json").write_text(json.dumps(rooms))
+    room_map = parse_rooms(rooms, "rooms.json")
+    plain = FrameRenderer(rec, _Shown.of({}, 13), _Shown.of({}, 13), [], 4, 9, rec.frames)
+    zoned = FrameRenderer(rec, _Shown.of({}, 13), _Shown.of({}, 13), [], 4, 9, rec.frames,
+                          layout_at=_layout_lookup(rec, {}, room_map))
+    assert _zone_pixels(plain.render(3), "bed", 4) == 0
+    assert _zone_pixels(zoned.render(3), "bed", 4, (29, 9, 58, 31)) > 100  # the dashed outline of the bed
+    assert _zone_pixels(zoned.render(3), "couch", 4) == 0
+    assert _zone_pixels(zoned.render(15), "couch", 4, (29, 9, 58, 31)) > 100 and _zone_pixels(
+        zoned.render(15), "bed", 4) == 0
+    # A person box drawn over a zone stays on top (boxes come after the zones).
+    gt = {3: [(np.array([30, 10, 40, 20]), "gt bed")]}
+    both = FrameRenderer(rec, _Shown.of({}, 13), _Shown.of(gt, 13), [], 4, 9, rec.frames,
+                         layout_at=_layout_lookup(rec, {}, room_map)).render(3)
+    assert np.all(both[10 * 4, 30 * 4:40 * 4 - 1] == GT_COLOR)
+    # Keyframes with furniture boxes win over the rooms file, from their frame on.
+    ts = int(rec.timestamps[6])
+    ann = {"images": [{"id": f"S1_{ts}", "sensor_id": "S1", "timestamp": ts, "width": 60, "height": 40,
+                       "frame_idx": 6}], "annotations": [],
+           "categories": [{"id": i, "name": n} for i, n in enumerate(DEFAULT_CLASS_NAMES)],
+           "context_objects": [{"image_id": f"S1_{ts}", "bbox": [0.2, 0.5, 0.2, 0.3], "category": "furniture",
+                                "subcategory": "chair"}]}
+    (tmp_path / "val.json").write_text(json.dumps(ann))
+    own = {6: load_annotations(tmp_path / "val.json").keyframes[0].layout}
+    both = FrameRenderer(rec, _Shown.of({}, 13), _Shown.of({}, 13), [], 4, 9, rec.frames,
+                         layout_at=_layout_lookup(rec, own, room_map))
+    assert _zone_pixels(both.render(20), "chair", 4, (5, 13, 19, 27)) > 50 and _zone_pixels(
+        both.render(20), "couch", 4) == 0
+    # Through the CLI.
+    rc = main(["render", str(rec.path), "--annotations", str(tmp_path / "val.json"), "--rooms",
+               str(tmp_path / "rooms.json"), "--out", str(tmp_path / "z.mp4"), "--scale", "2", "--stop", "4"])
+    assert rc == 0 and probe_video(tmp_path / "z.mp4").frames == 4
+    assert main(["render", str(rec.path), "--rooms", str(tmp_path / "nope.json"), "--out",
+                 str(tmp_path / "n.mp4")]) == 2  # one line naming the missing file

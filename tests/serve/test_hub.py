@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from helpers.serve import alert_event
+from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.hub import Hub, ModelInfo
@@ -18,32 +18,6 @@ from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
 
 FALL = DEFAULT_CLASS_NAMES.index(FALL_CLASS_NAME)
 T0 = 1_760_000_000_000
-
-
-class FakePool:
-    """Records what the hub queues; ``room`` frames fit before the queue is full."""
-
-    def __init__(self, n: int = 2, room: int = 10**9):
-        self.n, self.room = n, room
-        self.put: list[tuple] = []
-        self.ended: list[tuple] = []
-        self.slots = []
-
-    def __len__(self) -> int:
-        return self.n
-
-    def put_frames(self, worker, sensor_id, frames, max_pending):
-        if len(frames) > min(self.room, max_pending):
-            return False
-        self.room -= len(frames)
-        self.put.append((worker, sensor_id, [f[0] for f in frames]))
-        return True
-
-    def end_stream(self, worker, sensor_id):
-        self.ended.append((worker, sensor_id))
-
-    def alive(self):
-        return self.n
 
 
 @pytest.fixture

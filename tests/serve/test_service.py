@@ -252,3 +252,47 @@ def test_boxes_a_gateway_sends_are_used_instead_of_the_detector(svc):
     live = wait_for(lambda: (x := httpx.get(f"{svc.url}/api/sensors/G1/live", headers=_auth(svc)).json())
                     and x["tracks"] and x["tracks"][0]["action"] and x, what="a scored given box")
     assert [t["box"] for t in live["tracks"]] == [box]
+
+
+def test_zones_put_get_delete_survive_a_restart_and_bad_zones_get_400(checkpoint, tmp_path):
+    data = tmp_path / "data"
+    rooms = tmp_path / "rooms.json"
+    rooms.write_text(json.dumps({"sensors": {"Z1": {"zones": [{"kind": "bed", "box": [0.5, 0.2, 0.9, 0.6]}]}}}))
+    couch = {"zones": [{"kind": "couch", "name": "by the wall", "box": [0.1, 0.1, 0.4, 0.3]}]}
+    with ServiceThread(load_serve_config(None, serve_overrides(data, rooms=str(rooms))), checkpoint) as s:
+        url = f"{s.url}/api/sensors/Z1/zones"
+        assert httpx.get(url).status_code == 401
+        got = httpx.get(url, headers=_auth(s)).json()
+        assert got["source"] == "rooms file" and got["zones"][0]["kind"] == "bed"  # serve --rooms
+        r = httpx.put(url, json=couch, headers=_auth(s))
+        assert r.status_code == 200 and r.json()["source"] == "api" and r.json()["zones"] == couch["zones"]
+        bad = httpx.put(url, json={"zones": [couch["zones"][0], {"kind": "bed", "box": [0.2, 0.9, 0.1, 1.0]}]},
+                        headers=_auth(s))
+        assert bad.status_code == 400
+        assert bad.json()["detail"] == ("zones of sensor Z1, zone 1: 'box' needs x2 > x1 and y2 > y1, got "
+                                        "[0.2, 0.9, 0.1, 1.0]")
+        assert httpx.put(url, content=b"{nope", headers=_auth(s)).status_code == 400
+        # Frames of the sensor go on being scored with the zones in place.
+        _post(s, "Z1", frames_with_people(30), now_stamps(30))
+        wait_for(lambda: (x := _sensor(s, "Z1")) and x["predictions"] > 0, what="predictions with zones")
+        token = s.token
+    with ServiceThread(load_serve_config(None, serve_overrides(data, rooms=str(rooms), token=token)),
+                       checkpoint) as s:
+        url = f"{s.url}/api/sensors/Z1/zones"
+        assert httpx.get(url, headers=_auth(s)).json()["zones"] == couch["zones"]  # kept in serve.db
+        back = httpx.delete(url, headers=_auth(s))
+        assert back.status_code == 200 and back.json()["source"] == "rooms file"
+        assert httpx.delete(url, headers=_auth(s)).status_code == 404
+        assert httpx.get(f"{s.url}/api/sensors/Z2/zones", headers=_auth(s)).json()["source"] == "none"
+
+
+def test_a_bad_rooms_file_stops_the_start_naming_file_and_zone(checkpoint, tmp_path):
+    from thermal_action.cli import main
+    from thermal_action.errors import RoomsError
+
+    rooms = tmp_path / "rooms.json"
+    rooms.write_text(json.dumps({"sensors": {"Z1": {"zones": [{"kind": "bath", "box": [0.5, 0.2, 0.9, 0.6]}]}}}))
+    with pytest.raises(RoomsError, match=r"rooms.json: sensor 'Z1', layout 0, zone 0: unknown zone kind 'bath'"):
+        ServiceThread(load_serve_config(None, serve_overrides(tmp_path / "data", rooms=str(rooms))), checkpoint)
+    assert main(["serve", "--checkpoint", str(checkpoint), "--rooms", str(rooms),
+                 *serve_overrides(tmp_path / "data")]) == 2

@@ -19,17 +19,23 @@ DEBUG_ENV = "THERMAL_ACTION_DEBUG"
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    if args.day is not None:
+        from thermal_action.data.synth.day import DayConfig, generate_day
 
-    summary = generate_dataset(
-        args.out_dir,
-        SynthConfig(
-            num_recordings=args.recordings,
-            frames_per_recording=args.frames,
-            seed=args.seed,
-            val_recordings=args.val_recordings,
-        ),
-    )
+        summary = generate_day(args.out_dir, DayConfig(hours=args.day, start_hour=args.start_hour, seed=args.seed,
+                                                       keyframe_seconds=args.keyframe_seconds))
+    else:
+        from thermal_action.data.synth import SynthConfig, generate_dataset
+
+        summary = generate_dataset(
+            args.out_dir,
+            SynthConfig(
+                num_recordings=args.recordings,
+                frames_per_recording=args.frames,
+                seed=args.seed,
+                val_recordings=args.val_recordings,
+            ),
+        )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -43,6 +49,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         # Written to the working directory by default: a dataset folder may be read-only or shared.
         contact_sheet=None if args.no_contact_sheet
         else (args.contact_sheet or Path.cwd() / f"{Path(args.dataset_dir).resolve().name}_contact_sheet.png"),
+        rooms=args.rooms,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_text())
     return 1 if (args.strict and report.problems) else 0
@@ -63,6 +70,20 @@ def _cmd_config(args: argparse.Namespace) -> int:
     for r in rows:
         allowed = f"  (allowed {r['range']})" if r["range"] else ""
         print(f"{r['key']:<{width}}  {r['default']}{allowed}\n{'':<{width}}  {r['meaning']}")
+def _cmd_rooms_extract(args: argparse.Namespace) -> int:
+    from thermal_action.data.room_files import extract_rooms
+
+    summary = extract_rooms(args.annotations, args.out, tolerance=args.tolerance, min_keyframes=args.min_keyframes,
+                            key=args.key)
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_rooms_show(args: argparse.Namespace) -> int:
+    from thermal_action.data.room_files import show_rooms
+    from thermal_action.data.rooms import read_rooms
+
+    print(json.dumps(read_rooms(args.rooms).to_dict(), indent=2) if args.json else show_rooms(args.rooms))
     return 0
 
 
@@ -108,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=400, help="frames per recording")
     p.add_argument("--val-recordings", type=int, default=2, help="whole recordings held out for val.json")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--day", type=float, metavar="HOURS",
+                   help="instead: one fall-free recording of one resident this many hours long (alert benchmark)")
+    p.add_argument("--start-hour", type=float, default=21.0, help="--day: clock time of the first frame (h)")
+    p.add_argument("--keyframe-seconds", type=float, default=10.0, help="--day: seconds between annotated keyframes")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("validate", help="check a dataset and print a summary")
@@ -117,7 +142,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet", type=Path, help="PNG path (default ./<dataset name>_contact_sheet.png)")
     p.add_argument("--no-contact-sheet", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 when problems were found")
+    p.add_argument("--rooms", type=Path,
+                   help="room layout file to check with the dataset (default: <dataset>/rooms.json if present)")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("rooms", help="room layout files (rooms.json): extract one from annotations, show one")
+    rooms_sub = p.add_subparsers(dest="rooms_command", required=True)
+    r = rooms_sub.add_parser("extract", help="a rooms.json from annotation files' furniture boxes")
+    r.add_argument("annotations", nargs="+",
+                   help="annotation files (train.json... with context_objects) or raw <sensor>_annotation.json")
+    r.add_argument("--out", required=True, type=Path, help="the rooms.json to write")
+    r.add_argument("--tolerance", type=float, default=0.06,
+                   help="a corner moving less than this share of the frame is the same furniture (default %(default)s)")
+    r.add_argument("--min-keyframes", type=int, default=2,
+                   help="furniture must stay this many keyframes to count as a new layout (default %(default)s)")
+    r.add_argument("--key", choices=["auto", "mac", "sensor"], default="auto",
+                   help="key layouts by MAC address (auto: when known) or by sensor id")
+    r.set_defaults(func=_cmd_rooms_extract)
+    r = rooms_sub.add_parser("show", help="check a rooms.json and print its sensors, layouts and zones")
+    r.add_argument("rooms", type=Path)
+    r.add_argument("--json", action="store_true", help="print the parsed file as JSON")
+    r.set_defaults(func=_cmd_rooms_show)
 
     p = sub.add_parser("convert-annotations", help="raw labelling-tool JSONL -> train.json / val.json")
     p.add_argument("raw_dir", help="directory of <sensor>_annotation.json files")
@@ -152,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     training_cli.register(sub)
     inference_cli.register(sub)
     serve_cli.register(sub)
-    for p in sub.choices.values():
-        # Also after the subcommand (``thermal-action train --debug ...``).
+    for p in [*sub.choices.values(), *rooms_sub.choices.values()]:
+        # Also after the subcommand (``thermal-action train --debug ...``, ``rooms show --debug``).
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help=f"show the traceback of an error (or set {DEBUG_ENV}=1)")
     return parser

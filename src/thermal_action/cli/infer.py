@@ -54,6 +54,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     result = render_recording(
         args.recording, args.out, gif=args.gif, predictions=args.predictions, annotations=args.annotations,
         scale=args.scale, fps=args.fps, alert_rule=rule, start=args.start, stop=args.stop, gif_scale=args.gif_scale,
+        rooms=args.rooms,
     )
     print(json.dumps(result.summary(), indent=2))
     return 0
@@ -98,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("recording", help="an .h5 recording")
     p.add_argument("--predictions", help="predictions.json from 'thermal-action predict'")
     p.add_argument("--annotations", help="annotations JSON (ground-truth boxes drawn in grey)")
+    p.add_argument("--rooms", type=Path,
+                   help="room layout file (rooms.json): furniture drawn under the boxes where the annotations "
+                        "have none")
     p.add_argument("--out", required=True, type=Path, help="the .mp4 to write")
     p.add_argument("--gif", type=Path, help="also write this GIF")
     p.add_argument("--gif-scale", type=int, help="GIF upscaling (default: --scale)")

@@ -16,7 +16,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from thermal_action.serve.config import load_serve_config
     from thermal_action.serve.service import run_service
 
-    cfg = load_serve_config(args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"rooms={args.rooms}"] if args.rooms else [])
+    cfg = load_serve_config(args.config, overrides)
     run_service(cfg, args.checkpoint)
     return 0
 
@@ -78,6 +79,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="live service: sensors over WebSocket/HTTP/MQTT, fall alerts in SQLite, a web dashboard")
     p.add_argument("--checkpoint", required=True, help="a .ckpt from train, or an .onnx from export")
     p.add_argument("--config", help="YAML file of service settings (keys: the README's 'Live service' table)")
+    p.add_argument("--rooms", help="room layout file (rooms.json): each sensor's furniture at start; zones set "
+                                   "through the API (PUT /api/sensors/{id}/zones) win (same as rooms=PATH)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="service settings, e.g. port=8765 workers=2 mqtt_url=mqtt://127.0.0.1:1883")
     p.set_defaults(func=_cmd_serve)

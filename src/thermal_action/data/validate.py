@@ -4,7 +4,8 @@ Reads every ``frames/*.h5`` and every annotation file, collecting problems inste
 stopping at the first, and reports: recordings, frames, frame-rate statistics, keyframes,
 boxes, class counts per split, persons per keyframe, repaired frames (and of those the
 frames whose packed packets were realigned) and clipped boxes,
-keyframes whose clip window needs edge padding, and every problem found. Keyframes and
+keyframes whose clip window needs edge padding, the room layouts (keyframes per layout
+source), and every problem found. Keyframes and
 boxes on a recording that cannot be used (missing, unreadable, no ``frames``, a bad
 shape, nothing valid) are counted apart, as unusable, whatever the damage; an
 annotation file without a single labelled box is a problem. Optionally
@@ -13,6 +14,15 @@ renders a contact sheet of keyframes with their boxes and labels in a thermal co
 Problems are things a user must fix (unreadable files, bad records, keyframes that
 disagree with their recording). Warnings are things worth knowing that the loader
 handles (e.g. the same recording in train and val: a per-keyframe split leaks).
+
+Rooms (:mod:`thermal_action.data.rooms`): furniture boxes (``context_objects``) wholly
+outside the frame are problems (the loader drops them), boxes poking out by more than
+``max_box_overhang`` pixels and furniture names the kind table does not know (they become
+zones of kind "other", which no model sees) are warnings, and so are recordings with people
+lying (on a bed or on the floor) but no layout from their annotations or the layout file:
+there the model cannot tell a bed from the floor. The layout file (``rooms``, by default
+``<dataset>/rooms.json`` when there is one): an unusable file is a problem naming the file,
+sensor and zone; keys that name no recording of the dataset are a warning.
 """
 
 from __future__ import annotations
@@ -26,9 +36,14 @@ import numpy as np
 
 from thermal_action.data.annotations import AnnotationSet, load_annotations, read_json
 from thermal_action.data.clips import clip_window
-from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, Recording, read_recording
-from thermal_action.structures import FALL_CLASS_NAME
+from thermal_action.data.rooms import FURNITURE_KINDS, RoomMap, read_rooms, resolve_layout
+from thermal_action.errors import DatasetError, RoomsError
+from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
+
+#: The classes of people lying (on the floor: a fall; on a bed or couch): only a room layout
+#: tells them apart.
+LYING_CLASS_NAMES = (FALL_CLASS_NAME, DEFAULT_CLASS_NAMES[4])
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +89,7 @@ class SplitSummary:
     sensors: list[str]
     unusable_keyframes: int = 0  # on recordings that cannot be read: not in keyframes / boxes / class counts
     unusable_boxes: int = 0
+    layouts: dict[str, int] = field(default_factory=dict)  # keyframes per layout source ("annotations", "rooms file", "none")
 
 
 @dataclass
@@ -88,6 +104,7 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     contact_sheet: str | None = None
     num_frames_window: int = 64
+    rooms_file: str | None = None  # the layout file checked, if any
 
     # --- totals ----------------------------------------------------------------------
 
@@ -158,6 +175,8 @@ class ValidationReport:
             "problems": list(self.problems),
             "warnings": list(self.warnings),
             "contact_sheet": self.contact_sheet,
+            "rooms_file": self.rooms_file,
+            "layouts": {s.name: s.layouts for s in self.splits},
             "recording_details": [asdict(r) for r in self.recordings],
             "splits": [dict(asdict(s), persons_per_keyframe={str(k): v for k, v in s.persons_per_keyframe.items()})
                        for s in self.splits],
@@ -205,6 +224,10 @@ class ValidationReport:
                 lines.append(f"  {s.name}: {s.keyframes} keyframes, {s.boxes} boxes, sensors {s.sensors}; "
                              f"persons per keyframe {{{hist}}}; {s.keyframes_on_repaired_frames} keyframes "
                              f"on repaired frames")
+                lines.append(f"    room layouts of its keyframes: "
+                             + (", ".join(f"{k}: {v}" for k, v in s.layouts.items()) or "no keyframes"))
+        if self.rooms_file:
+            lines.append(f"  layout file: {self.rooms_file}")
         if self.contact_sheet:
             lines.append(f"  contact sheet: {self.contact_sheet}")
         lines.append(f"  warnings: {len(self.warnings)}")
@@ -355,6 +378,70 @@ def _render_contact_sheet(
     return path
 
 
+def _check_furniture(path: Path, max_overhang: float, problems: list[str], warnings: list[str]) -> None:
+    """Furniture boxes (``context_objects``) outside the frame, and furniture names the kind
+    table does not know."""
+    try:
+        data = read_json(path)
+    except DatasetError:
+        return  # load_annotations reported it
+    if not isinstance(data, dict) or not isinstance(data.get("context_objects"), list):
+        return
+    sizes = {str(im.get("id")): (im.get("width", 60), im.get("height", 40))
+             for im in data.get("images", []) if isinstance(im, dict)}
+    poking: list[str] = []
+    unknown: dict[str, int] = {}
+    for i, obj in enumerate(data["context_objects"]):
+        if not isinstance(obj, dict) or obj.get("category") != "furniture":
+            continue
+        sub = str(obj.get("subcategory", ""))
+        if sub.strip().lower() not in FURNITURE_KINDS:
+            unknown[sub] = unknown.get(sub, 0) + 1
+        bbox = obj.get("bbox")
+        try:
+            cx, cy, w, h = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            continue  # load_annotations reported it
+        width, height = sizes.get(str(obj.get("image_id")), (60, 40))
+        x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        rec = f"context_objects[{i}] ({sub or 'furniture'}, image {obj.get('image_id')})"
+        if x2 <= 0 or y2 <= 0 or x1 >= 1 or y1 >= 1 or w <= 0 or h <= 0:
+            problems.append(str(DatasetError(path, f"furniture box {bbox} lies wholly outside the frame (normalized "
+                                                   "YOLO cx, cy, w, h): the loader leaves it out", record=rec)))
+            continue
+        over = max(-x1 * width, (x2 - 1) * width, -y1 * height, (y2 - 1) * height)
+        if over > max_overhang:
+            poking.append(f"{rec} by {over:.1f} px")
+    if poking:
+        warnings.append(f"{path}: {len(poking)} furniture box(es) poke out of the frame by more than "
+                        f"{max_overhang:g} px (clipped to the frame): {'; '.join(poking[:5])}")
+    if unknown:
+        known = ", ".join(sorted(FURNITURE_KINDS))
+        listed = ", ".join(f"{k!r} ({n})" for k, n in sorted(unknown.items()))
+        warnings.append(f"{path}: furniture of unknown kind {listed}: zones of kind 'other' that no model "
+                        f"sees (known names: {known})")
+
+
+def _layout_sources(anns: AnnotationSet, rooms: RoomMap | None, warnings: list[str]) -> dict[str, int]:
+    """Keyframes per layout source; warns about recordings with people lying but no layout."""
+    sources: dict[str, int] = {}
+    lying = {i for i, n in enumerate(anns.class_names) if n in LYING_CLASS_NAMES}
+    blind: dict[str, int] = {}  # sensor -> lying boxes without a layout
+    for kf in anns.keyframes:
+        mac = kf.extras.get("mac_address")
+        layout = resolve_layout(kf.layout, rooms, kf.sensor_id, str(mac) if mac else None, kf.timestamp)
+        sources[layout.source] = sources.get(layout.source, 0) + 1
+        n_lying = int(np.isin(kf.labels, list(lying)).sum())
+        if n_lying and not layout.known:
+            blind[kf.sensor_id] = blind.get(kf.sensor_id, 0) + n_lying
+    if blind:
+        listed = ", ".join(f"{s} ({n} boxes)" for s, n in sorted(blind.items())[:10])
+        warnings.append(f"{anns.path}: {len(blind)} recording(s) have people lying (on a bed or on the floor) but "
+                        f"no room layout, so bed and floor look alike there: {listed}; give their furniture "
+                        "(context_objects) or a layout file (--rooms rooms.json)")
+    return dict(sorted(sources.items()))
+
+
 def validate_dataset(
     dataset_dir: str | Path,
     ann_files: list[str | Path] | None = None,
@@ -364,6 +451,7 @@ def validate_dataset(
     valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
     max_box_overhang: float = 2.0,
     max_tiles: int = 48,
+    rooms: str | Path | None = None,
 ) -> ValidationReport:
     """Checks a dataset directory and summarises it (see the module docstring).
 
@@ -377,6 +465,8 @@ def validate_dataset(
         valid_range: °C; temperatures outside are repaired and counted.
         max_box_overhang: pixels a box may poke out of the frame and be clipped.
         max_tiles: most keyframes drawn on the contact sheet.
+        rooms: a layout file (``rooms.json``) to check with the dataset; default
+            ``<dataset_dir>/rooms.json`` when there is one.
 
     Returns:
         The :class:`ValidationReport`; ``problems`` lists every problem found.
@@ -410,6 +500,15 @@ def validate_dataset(
         _check_recording_attrs(rec, problems)
     if (fdir / "sensor_info.json").is_file():
         _check_sensor_info(fdir / "sensor_info.json", recordings, problems)
+    room_map: RoomMap | None = None
+    if rooms is None and (root / "rooms.json").is_file():
+        rooms = root / "rooms.json"
+    if rooms is not None:
+        report.rooms_file = str(rooms)
+        try:
+            room_map = read_rooms(rooms)
+        except RoomsError as e:
+            problems.append(str(e))
 
     if ann_files is None:
         adir = root / "annotations"
@@ -429,10 +528,12 @@ def validate_dataset(
             problems.append(str(e))
             continue
         problems.extend(str(x) for x in errs)
+        _check_furniture(p, max_box_overhang, problems, report.warnings)
         bad_kfs, bad_boxes = _set_aside_unusable(anns, unusable, set(recordings), problems)
         sets.append(anns)
         summary = _summarise_split(anns, recordings, num_frames)
         summary.unusable_keyframes, summary.unusable_boxes = bad_kfs, bad_boxes
+        summary.layouts = _layout_sources(anns, room_map, report.warnings)
         report.splits.append(summary)
         if anns.num_boxes == 0:
             what = f"{len(anns.keyframes)} usable keyframes" + (
@@ -465,6 +566,14 @@ def validate_dataset(
                 f"{len(shared)} recordings have keyframes in several splits ({', '.join(sorted(shared)[:5])}): "
                 "neighbouring keyframes share labels, so such a split leaks; hold out whole recordings"
             )
+    if room_map is not None:
+        sensors = set(recordings) | set(unusable) | {k.sensor_id for a in sets for k in a.keyframes}
+        macs = {str(r.attrs.get("mac_address")) for r in recordings.values() if r.attrs.get("mac_address")}
+        macs |= {str(k.extras["mac_address"]) for a in sets for k in a.keyframes if k.extras.get("mac_address")}
+        unused = room_map.unused_keys(sensors, macs)
+        if unused:
+            report.warnings.append(f"{rooms}: {len(unused)} key(s) name no recording of this dataset (a typo, or a "
+                                   f"sensor without recordings here): {', '.join(unused[:10])}")
     ints = [f"{r.sensor_id} ({r.converted_from_dtype})" for r in report.recordings if r.converted_from_dtype]
     if ints:
         report.warnings.append(f"{len(ints)} recordings have integer frames, converted to float32 as whole degrees: "

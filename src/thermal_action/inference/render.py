@@ -5,7 +5,8 @@ upscaling, boxes coloured by track id, the red highlight for falls), the same dr
 as the validation contact sheets and evaluation pictures::
 
     frame (40, 60) °C ─► frame_to_rgb (one colour range for the whole recording,
-                         so colours do not flicker) ─► draw_boxes: annotations (grey,
+                         so colours do not flicker) ─► draw_zones: the room's furniture
+                         (dashed, a colour per kind) ─► draw_boxes: annotations (grey,
                          "gt ..."), predictions ("<track> <action> <score>"), tracks
                          inside a fall alert in red ─► caption strip (sensor, frame,
                          time, alert) ─► even size ─► ffmpeg libx264 yuv420p ─► .mp4
@@ -14,6 +15,11 @@ as the validation contact sheets and evaluation pictures::
 Predictions exist every ``step`` frames and annotations at keyframes 1-13 frames
 apart; a box is shown from its keyframe until the next keyframe, at most
 ``max_hold`` frames (13, the largest keyframe gap of the real data).
+
+The room of a frame is resolved as everywhere (:func:`~thermal_action.data.rooms.resolve_layout`):
+the furniture of the annotations' latest keyframe at or before it (the first keyframe's
+before that), else the layout file's (``rooms``) for the recording's sensor id or MAC
+address at the frame's time, else none.
 
 The MP4 is H.264 in yuv420p with even width and height (what browsers decode) and
 ``+faststart``, written by the ffmpeg that ``imageio-ffmpeg`` bundles. Pillow drops
@@ -28,7 +34,7 @@ import json
 import logging
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +44,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.data.hdf5 import Recording, read_recording
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, read_rooms, resolve_layout
 from thermal_action.inference.alerts import AlertEvent, fall_class_index, find_fall_alerts
 from thermal_action.inference.outputs import Prediction, read_predictions_file
 from thermal_action.structures import PREDICTION, boxes_cxcywh_norm_to_xyxy
-from thermal_action.visualize import auto_range, draw_boxes, frame_to_rgb, short_name
+from thermal_action.visualize import auto_range, draw_boxes, draw_zones, frame_to_rgb, short_name
 
 logger = logging.getLogger(__name__)
 
@@ -226,11 +233,14 @@ class FrameRenderer:
         font_size: label size (pixels).
         range_frames: frames the colour range is taken from (one range for the
             whole video, so colours do not flicker).
+        layout_at: the room's furniture of a frame (drawn under the boxes); None draws none.
     """
 
     def __init__(self, rec: Recording, predictions: "_Shown", annotations: "_Shown", alerts: Sequence[AlertEvent],
-                 scale: int, font_size: int, range_frames: np.ndarray):
+                 scale: int, font_size: int, range_frames: np.ndarray,
+                 layout_at: Callable[[int], RoomLayout] | None = None):
         self.rec = rec
+        self.layout_at = layout_at
         self.predictions = predictions
         self.annotations = annotations
         self.alerts = list(alerts)
@@ -248,6 +258,8 @@ class FrameRenderer:
         """``(height, width, 3)`` uint8 picture of frame ``f`` (even size)."""
         rec, scale, fs = self.rec, self.scale, self.font_size
         rgb = frame_to_rgb(rec.frames[f], vmin=self.vmin, vmax=self.vmax, scale=scale)
+        if self.layout_at is not None:
+            rgb = draw_zones(rgb, self.layout_at(f).zones, rec.width, rec.height, scale=scale, font_size=fs)
         g = self.annotations.at(f)
         if g:
             rgb = draw_boxes(rgb, [b for b, _ in g], texts=[t for _, t in g], colors=[GT_COLOR] * len(g),
@@ -281,6 +293,23 @@ def _run_rule(run_json: Path) -> AlertRule | None:
     return AlertRule(cooldown_seconds=0.0, **{k: v for k, v in given.items() if v is not None})
 
 
+def _layout_lookup(rec: Recording, own: dict[int, RoomLayout], rooms: RoomMap | None) -> Callable[[int], RoomLayout]:
+    """Frame index -> its room: the latest annotated keyframe's furniture (the first's before
+    it), else the layout file's at the frame's time, else :data:`NO_LAYOUT`."""
+    keys = sorted(own)
+    mac = rec.attrs.get("mac_address")
+    mac = str(mac) if mac else None
+
+    def at(f: int) -> RoomLayout:
+        layout = NO_LAYOUT
+        if keys:
+            i = bisect.bisect_right(keys, f) - 1
+            layout = own[keys[max(i, 0)]]
+        return resolve_layout(layout, rooms, rec.sensor_id, mac, int(rec.timestamps[f]))
+
+    return at
+
+
 def render_recording(
     recording: str | Path | Recording,
     out_mp4: str | Path,
@@ -295,6 +324,7 @@ def render_recording(
     stop: int | None = None,
     gif_scale: int | None = None,
     font_size: int | None = None,
+    rooms: str | Path | RoomMap | None = None,
 ) -> RenderResult:
     """``thermal-action render``: the recording as a labelled thermal video.
 
@@ -317,6 +347,9 @@ def render_recording(
         start, stop: frame range to render (``stop`` exclusive; None = the end).
         gif_scale: upscaling of the GIF (default ``scale``); smaller keeps it light.
         font_size: label size in pixels (default ``max(9, 1.4 * scale)``).
+        rooms: a layout file (``rooms.json``) or a read :class:`RoomMap`: the furniture of
+            frames whose annotations have none (module docstring). Zones are drawn under the
+            boxes whenever a layout is known.
 
     Returns:
         A :class:`RenderResult`.
@@ -356,6 +389,7 @@ def render_recording(
     shown_preds = _Shown.of(by_frame, max_hold)
 
     gt: dict[int, list[tuple[np.ndarray, str]]] = {}
+    own_layouts: dict[int, RoomLayout] = {}  # keyframe -> the furniture its annotator boxed
     if annotations is not None:
         if isinstance(annotations, (str, Path)):
             from thermal_action.data.annotations import load_annotations
@@ -368,9 +402,14 @@ def render_recording(
             gt[int(kf.frame_idx)] = [
                 (xyxy[i], "gt " + short_name(annotations.class_names[int(kf.labels[i])])) for i in range(kf.num_boxes)
             ]
+            if kf.layout.known:
+                own_layouts[int(kf.frame_idx)] = kf.layout
     shown_gt = _Shown.of(gt, max_hold)
+    room_map = read_rooms(rooms) if isinstance(rooms, (str, Path)) else rooms
+    layout_at = _layout_lookup(rec, own_layouts, room_map) if own_layouts or room_map is not None else None
 
-    renderer = FrameRenderer(rec, shown_preds, shown_gt, alerts, scale, font_size, rec.frames[start:stop])
+    renderer = FrameRenderer(rec, shown_preds, shown_gt, alerts, scale, font_size, rec.frames[start:stop],
+                             layout_at=layout_at)
     ew, eh = renderer.width, renderer.height
     gif_frames: list[Image.Image] = []
     gif_scale = scale if gif_scale is None else int(gif_scale)

@@ -51,6 +51,7 @@ import numpy as np
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import repair_frames
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout
 from thermal_action.inference.alerts import AlertEvent, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.people import Detections
@@ -214,6 +215,7 @@ class StreamingPredictor:
         self._sensors: dict[str, _Sensor] = {}
         self._queue: list[list] = []  # [_Due, push_many calls waited]
         self._alerts: list[AlertEvent] = []
+        self._layouts: dict[str, RoomLayout] = {}  # sensor -> its room, kept across streams
         self.stats = StreamStats()
 
     # -- latency
@@ -243,6 +245,20 @@ class StreamingPredictor:
         if st is None or not st.frames:
             return None
         return st.frames[-1], int(st.timestamps[-1]), st.boxes[-1], st.repaired_pixels
+
+    # -- rooms
+
+    # NOTE (rooms-plumbing branch): a minimal stand-in so that the service can hand layouts to
+    # its workers; it only keeps the layout per sensor. The room-inputs branch brings the
+    # version that feeds the layout to the model; keep its name and signature when merging.
+    def set_layout(self, sensor_id: str, layout: RoomLayout) -> None:
+        """The room of ``sensor_id`` from now on (:data:`~thermal_action.data.rooms.NO_LAYOUT`:
+        none); it holds across streams until set again."""
+        self._layouts[sensor_id] = layout
+
+    def layout(self, sensor_id: str) -> RoomLayout:
+        """The room last set for ``sensor_id`` (:data:`~thermal_action.data.rooms.NO_LAYOUT` if none)."""
+        return self._layouts.get(sensor_id, NO_LAYOUT)
 
     # -- frames in
 

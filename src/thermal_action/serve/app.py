@@ -9,6 +9,7 @@ Every endpoint but ``/health`` needs the service's token: ``Authorization: Beare
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -19,6 +20,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from thermal_action.errors import RoomsError
 from thermal_action.serve.hub import Hub
 from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message
 from thermal_action.serve.store import ALERT_STATES
@@ -31,6 +33,8 @@ WS_UNAUTHORIZED = 4401
 WS_BAD_SENSOR = 4400
 #: Bytes one ingest request may carry (about 2,600 binary frames of 40x60).
 MAX_BODY = 25 * 1024 * 1024
+#: Bytes a zones request may carry (a layout of hundreds of polygons).
+MAX_ZONES_BODY = 1024 * 1024
 
 
 def _given_token(headers: Any, query: Any, cookies: Any) -> str:
@@ -172,6 +176,40 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         known_sensor(sensor_id)
         since = int((time.time() - max(0.0, min(seconds, 7 * 86400.0))) * 1000)
         return {"sensor_id": sensor_id, "items": hub.store.timeline(sensor_id, since)}
+
+    # -- room layouts (zones) per sensor
+
+    @app.get("/api/sensors/{sensor_id}/zones")
+    def get_zones(sensor_id: str, request: Request) -> dict:
+        require(request)
+        known_sensor(sensor_id)
+        return hub.zones(sensor_id)
+
+    @app.put("/api/sensors/{sensor_id}/zones")
+    async def put_zones(sensor_id: str, request: Request) -> dict:
+        require(request)
+        known_sensor(sensor_id)
+        body = await request.body()
+        if len(body) > MAX_ZONES_BODY:
+            raise HTTPException(413, f"a zones request may carry {MAX_ZONES_BODY} bytes")
+        try:
+            layout = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise HTTPException(400, 'the body must be a JSON layout like {"zones": [{"kind": "bed", "name": "bed", '
+                                     '"box": [0.6, 0.3, 0.95, 0.6]}]} (normalized x1, y1, x2, y2)') from None
+        try:
+            return hub.set_zones(sensor_id, layout)
+        except RoomsError as e:
+            raise HTTPException(400, str(e)) from None
+
+    @app.delete("/api/sensors/{sensor_id}/zones")
+    def delete_zones(sensor_id: str, request: Request) -> dict:
+        require(request)
+        known_sensor(sensor_id)
+        view = hub.delete_zones(sensor_id)
+        if view is None:
+            raise HTTPException(404, f"sensor {sensor_id!r} has no zones set through the API")
+        return view
 
     @app.get("/api/alerts")
     def alerts(request: Request, state: str = "all", limit: int = 100, sensor: str | None = None) -> dict:

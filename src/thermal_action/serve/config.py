@@ -41,6 +41,7 @@ class ServeConfig:
     fps: float = ranged(PREDICTION.fps, 0.1, 1000.0)  # sensor frame rate (turns frame counts into seconds)
     # -- sensors
     max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond is refused
+    rooms: str = ""  # layout file (rooms.json): each sensor's furniture; zones set through the API win; "" = none
     silent_seconds: float = ranged(10.0, 0.1, 86_400.0)  # no frame for this long: the sensor shows as silent
     end_stream_seconds: float = ranged(30.0, 0.1, 86_400.0)  # ... and after this long its stream is ended (pending keyframes scored, alerts closed)
     new_stream_gap_seconds: float = ranged(60.0, 0.1, 86_400.0)  # a timestamp jump larger than this (or backwards) starts a new stream

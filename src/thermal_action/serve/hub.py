@@ -17,6 +17,13 @@ silence                     ``silent`` after ``silent_seconds``; stream ended (p
 timestamps jump or go back  a new stream starts (``new_streams``), as after a reconnect with a new clock
 worker process dies         restarted; its sensors start new streams; frames it held counted as dropped
 ==========================  ===============================================================
+
+Rooms: a sensor's layout (its furniture as zones, :mod:`thermal_action.data.rooms`) is the one
+set through the API (``PUT /api/sensors/{id}/zones``, kept in the store), else the layout
+file's (``serve --rooms``) valid at the sensor's latest frame time, else none. The hub sends it
+to the worker that owns the sensor, in the sensor's queue ahead of the frames it holds for:
+with its first frames, whenever it changes (through the API, or a ``valid_from`` of the file
+passed by the sensor's clock) and again after that worker restarted.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from thermal_action.alert_rule import AlertRule
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, parse_layout
+from thermal_action.errors import RoomsError
 from thermal_action.inference.alerts import AlertEvent
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
@@ -125,9 +134,11 @@ class Hub:
         store: the SQLite store.
         pool: the worker pool (started by :meth:`start`); None for tests that feed
             :meth:`on_message` themselves.
+        rooms: the layout file's layouts (``serve --rooms``); zones set through the API win.
     """
 
-    def __init__(self, cfg: ServeConfig, info: ModelInfo, store: Store, pool: WorkerPool | None):
+    def __init__(self, cfg: ServeConfig, info: ModelInfo, store: Store, pool: WorkerPool | None,
+                 rooms: RoomMap | None = None):
         self.cfg = cfg
         self.info = info
         self.store = store
@@ -148,6 +159,15 @@ class Hub:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_purge = 0.0
+        self.rooms = rooms
+        self._api_layouts: dict[str, RoomLayout] = {}  # sensor -> zones set through the API
+        self._sent_layouts: dict[str, RoomLayout] = {}  # sensor -> the layout its worker has
+        for sensor_id, row in store.all_zones().items():
+            try:
+                self._api_layouts[sensor_id] = parse_layout(row["layout"], f"{store.path} [sensor_zones {sensor_id}]",
+                                                            "api")
+            except RoomsError as e:  # written by an older or hand-edited database: say so, go on
+                logger.error("zones of sensor %s not used: %s", sensor_id, e)
 
     # -- life
 
@@ -275,6 +295,7 @@ class Hub:
         return out
 
     def _queue(self, st: SensorState, frames: list[tuple], out: SubmitResult) -> None:
+        self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed) goes ahead of them
         ok = self.pool is None or self.pool.put_frames(st.worker, st.sensor_id, frames, self.cfg.max_queue_frames)
         if ok:
             out.accepted += len(frames)
@@ -312,6 +333,9 @@ class Hub:
                     st.tracks.clear()
                     st.active_alerts.clear()
                     orphaned.append(st.sensor_id)
+            for sensor_id in set(self.sensors) | set(self._api_layouts):
+                if worker_for(sensor_id, self.n_workers) == worker:
+                    self._send_layout(sensor_id, force=True)  # the new process knows no room
         # The dead worker's monitor took its alerts' state along: nothing would ever end them.
         self.store.end_all_active(orphaned)
 
@@ -394,6 +418,67 @@ class Hub:
             logger.info("alert %d %s by %s", alert_id, state, by)
             self._emit({"type": "alert", "alert": row})
         return row
+
+    # -- rooms
+
+    def layout_of(self, sensor_id: str) -> RoomLayout:
+        """The sensor's room now: zones set through the API, else the layout file's at its latest
+        frame time (now before any frame), else :data:`NO_LAYOUT`."""
+        with self._lock:
+            api = self._api_layouts.get(sensor_id)
+            if api is not None:
+                return api
+            if self.rooms is None:
+                return NO_LAYOUT
+            st = self.sensors.get(sensor_id)
+            t = st.last_timestamp if st is not None and st.last_timestamp is not None else now_ms()
+            return self.rooms.layout_for(sensor_id, None, t)
+
+    def _send_layout(self, sensor_id: str, force: bool = False) -> None:
+        with self._lock:
+            layout = self.layout_of(sensor_id)
+            if not force and self._sent_layouts.get(sensor_id, NO_LAYOUT) == layout:
+                return
+            self._sent_layouts[sensor_id] = layout
+        if self.pool is not None:
+            self.pool.set_layout(worker_for(sensor_id, self.n_workers), sensor_id, layout)
+        logger.info("sensor %s: room layout from %s (%d zones)", sensor_id, layout.source, len(layout.zones))
+
+    def zones(self, sensor_id: str) -> dict:
+        """The sensor's room as the API shows it: where it comes from and its zones."""
+        layout = self.layout_of(sensor_id)
+        row = self.store.zones(sensor_id) if layout.source == "api" else None
+        return {"sensor_id": sensor_id, "source": layout.source, **layout.to_dict(),
+                "updated_at": row["updated_at"] if row else None}
+
+    def set_zones(self, sensor_id: str, body: Any) -> dict:
+        """Sets a sensor's zones (``{"zones": [...]}``, the layout format of rooms.json): checked,
+        stored, sent to its worker, shown to the dashboards.
+
+        Raises:
+            RoomsError: the layout cannot be used; the message names the zone.
+        """
+        layout = parse_layout(body, f"zones of sensor {sensor_id}", "api")
+        layout = RoomLayout(layout.zones, "api")  # holds from now: a valid_from means nothing here
+        self.store.set_zones(sensor_id, layout.to_dict())
+        with self._lock:
+            self._api_layouts[sensor_id] = layout
+        self._send_layout(sensor_id)
+        view = self.zones(sensor_id)
+        self._emit({"type": "zones", **view})
+        return view
+
+    def delete_zones(self, sensor_id: str) -> dict | None:
+        """Forgets the zones set through the API (the layout file's, if any, applies again);
+        None when the sensor had none."""
+        if not self.store.delete_zones(sensor_id):
+            return None
+        with self._lock:
+            self._api_layouts.pop(sensor_id, None)
+        self._send_layout(sensor_id)
+        view = self.zones(sensor_id)
+        self._emit({"type": "zones", **view})
+        return view
 
     # -- views
 

@@ -73,6 +73,11 @@ class Service:
         from thermal_action.serve.app import create_app
 
         self.cfg = check_serve_config(cfg)
+        rooms = None
+        if cfg.rooms:  # read first: a bad file stops the start with its message, before any model loads
+            from thermal_action.data.rooms import read_rooms
+
+            rooms = read_rooms(cfg.rooms)
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -99,7 +104,7 @@ class Service:
         self.hub: Hub
         pool = WorkerPool(n, opts, on_message=lambda w, m: self.hub.on_message(w, m),
                           on_restart=lambda w, lost: self.hub.on_restart(w, lost))
-        self.hub = Hub(cfg, self.info, self.store, pool)
+        self.hub = Hub(cfg, self.info, self.store, pool, rooms=rooms)
         self.app = create_app(self.hub, self.token)
         self.mqtt: Any = None
         self.socket = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)

@@ -1,5 +1,6 @@
-"""The service's SQLite database: every fall alert with its state, and predictions (one per
-person per ``store_every_seconds``) for the dashboard's timeline.
+"""The service's SQLite database: every fall alert with its state, predictions (one per
+person per ``store_every_seconds``) for the dashboard's timeline, and the room layouts
+(zones) set per sensor through the API (``sensor_zones``: the layout's JSON as the API got it).
 
 Alerts arrive as the fall monitor's immutable events
 (:class:`~thermal_action.inference.alerts.AlertEvent`: "raised", then "ended";
@@ -12,6 +13,7 @@ never wait for the writer).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -53,6 +55,11 @@ CREATE TABLE IF NOT EXISTS predictions (
     stored_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS predictions_sensor_time ON predictions (sensor_id, timestamp);
+CREATE TABLE IF NOT EXISTS sensor_zones (
+    sensor_id TEXT PRIMARY KEY,
+    layout TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 """
 
 _ALERT_COLUMNS = ("id", "sensor_id", "track_id", "state", "active", "start_timestamp", "fired_timestamp",
@@ -230,3 +237,28 @@ class Store:
         """Deletes predictions stored before ``older_than_ms``; alerts are never deleted."""
         with self._lock:
             return self._db.execute("DELETE FROM predictions WHERE stored_at < ?", (int(older_than_ms),)).rowcount
+
+    # -- room layouts (zones) per sensor
+
+    def set_zones(self, sensor_id: str, layout: dict[str, Any]) -> None:
+        """Stores (replaces) a sensor's layout, the JSON form of a checked ``RoomLayout``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sensor_zones (sensor_id, layout, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (sensor_id) DO UPDATE SET layout = excluded.layout, updated_at = excluded.updated_at",
+                (sensor_id, json.dumps(layout), now_ms()))
+
+    def zones(self, sensor_id: str) -> dict[str, Any] | None:
+        """``{"sensor_id", "layout", "updated_at"}`` of a sensor, or None."""
+        rows = self._rows("SELECT sensor_id, layout, updated_at FROM sensor_zones WHERE sensor_id = ?", (sensor_id,))
+        return dict(rows[0], layout=json.loads(rows[0]["layout"])) if rows else None
+
+    def all_zones(self) -> dict[str, dict[str, Any]]:
+        """Sensor id -> ``{"sensor_id", "layout", "updated_at"}`` of every sensor with zones."""
+        rows = self._rows("SELECT sensor_id, layout, updated_at FROM sensor_zones ORDER BY sensor_id")
+        return {r["sensor_id"]: dict(r, layout=json.loads(r["layout"])) for r in rows}
+
+    def delete_zones(self, sensor_id: str) -> bool:
+        """Forgets a sensor's zones; False when it had none."""
+        with self._lock:
+            return self._db.execute("DELETE FROM sensor_zones WHERE sensor_id = ?", (sensor_id,)).rowcount > 0

@@ -10,6 +10,7 @@ Messages in (``inbox``)::
 
     ("frames", sensor_id, arrival_s, [(timestamp_ms, frame, boxes_or_None), ...])
     ("end", sensor_id)          the stream ended: score what is pending, close its alerts
+    SetLayout(sensor_id, layout)  the sensor's room from now on (frames before it keep the old one)
     ("stop",)
 
 Messages out (``outbox``)::
@@ -34,9 +35,22 @@ from typing import Any, Callable
 import numpy as np
 
 from thermal_action.alert_rule import AlertRule
+from thermal_action.data.rooms import RoomLayout
 from thermal_action.inference.alerts import AlertEvent
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SetLayout:
+    """Inbox message: ``sensor_id``'s room layout from now on (``NO_LAYOUT``: none)."""
+
+    sensor_id: str
+    layout: RoomLayout
+
+
+def _is_frames(msg: Any) -> bool:
+    return isinstance(msg, tuple) and msg[0] == "frames"
 
 
 def worker_for(sensor_id: str, n_workers: int) -> int:
@@ -113,14 +127,14 @@ def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[tuple]:
         msgs = [inbox.get(timeout=wait)]
     except queue.Empty:
         return []
-    frames = len(msgs[0][3]) if msgs[0][0] == "frames" else 0
+    frames = len(msgs[0][3]) if _is_frames(msgs[0]) else 0
     while frames < max_frames:
         try:
             msg = inbox.get_nowait()
         except queue.Empty:
             break
         msgs.append(msg)
-        if msg[0] == "frames":
+        if _is_frames(msg):
             frames += len(msg[3])
     return msgs
 
@@ -213,7 +227,11 @@ class _Worker:
         touched: set[str] = set()
         stop = False
         for msg in msgs:
-            if msg[0] == "frames":
+            if isinstance(msg, SetLayout):
+                self._push(batch, out)  # frames before the change keep the old layout
+                batch = []
+                self.stream.set_layout(msg.sensor_id, msg.layout)
+            elif msg[0] == "frames":
                 _, sensor, arrival, frames = msg
                 touched.add(sensor)
                 out.frames_done += len(frames)
@@ -381,6 +399,10 @@ class WorkerPool:
 
     def end_stream(self, worker: int, sensor_id: str) -> None:
         self.slots[worker].inbox.put(("end", sensor_id))
+
+    def set_layout(self, worker: int, sensor_id: str, layout: RoomLayout) -> None:
+        """Sends a sensor's room layout to the worker that owns it."""
+        self.slots[worker].inbox.put(SetLayout(sensor_id, layout))
 
     def alive(self) -> int:
         return sum(1 for s in self.slots if s.process is not None and s.process.is_alive() and s.ready)

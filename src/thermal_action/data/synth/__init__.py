@@ -3,6 +3,12 @@
 ``generate_dataset(out_dir, SynthConfig(...))`` writes ``frames/<sensor>.h5``,
 ``frames/sensor_info.json``, ``annotations/{train,val,class_mapping}.json`` and the
 labelling tool's ``raw_annotations/<sensor>_annotation.json`` (see ``docs/data-format.md``).
+``frames/sensor_info.json``, ``annotations/{train,val,class_mapping}.json`` (with the
+furniture and objects as ``context_objects``, as ``convert-annotations`` writes them), the
+labelling tool's ``raw_annotations/<sensor>_annotation.json`` (see DATA_FORMAT.md) and
+``rooms.json`` (every room's furniture over time, see :mod:`thermal_action.data.rooms`).
+``generate_day(out_dir, DayConfig(hours=...))`` (:mod:`.day`) writes one long fall-free
+recording of one resident for the alert benchmark.
 Everything is drawn from ``numpy.random.default_rng`` streams keyed by the seed, so
 the same config gives byte-identical files.
 
@@ -14,10 +20,19 @@ sensor with one MAC address, its recordings are ``SYNrr_R1``, ``SYNrr_R2``...).
 A room has a background level of 16.3-18.7 °C, a linear gradient (up to ~1.5 °C
 across the frame), a few smooth ±0.6 °C bumps, in most rooms the warm ring of the
 lens border (+1.5-2.5 °C outside a ~29 px circle, as in real frames) and sometimes
-a cool patch (window, floor; -1.5 to -3 °C). Furniture are static soft rectangles:
-a bed (~20 x 11 px, +0.8-1.6 °C) or a couch, 1-2 chairs (+1-2 °C), maybe a table
-(slightly cool). Objects are small and warm: a water kettle (peak 38-45 °C) and
-sometimes a laptop (+3-5 °C).
+a cool patch (window, floor; -1.5 to -3 °C). Furniture are static soft rectangles, in
+varied layouts: a bed (75 % of rooms; ~20 x 11 px, a quarter of them double beds
+~21 x 15 px, +0.8-1.6 °C; against a wall, long side or head end, or free-standing) and/or
+a couch (~18 x 8.5 px; every room has a bed or a couch), 0-3 chairs (+1-2 °C), maybe a
+table (slightly cool). Between two recordings of a room its furniture changes with
+probability 0.6 (a bed or couch moved or turned, a chair added, moved or taken away, a
+couch or bed added or removed; ``SynthRecording.layout_changes``); ``rooms.json`` holds,
+per room (MAC address), a layout valid from the first frame of each recording whose
+furniture differs from the one before. A room's first recording always has its furniture
+boxed by the annotator; later ones miss them with probability such that
+``unlabelled_furniture_share`` (0.25) of all recordings rely on ``rooms.json`` for
+their layout. Objects are small and warm: a water kettle (peak 38-45 °C) and sometimes
+a laptop (+3-5 °C), placed again for every recording.
 
 People. One to three people per recording, each a sum of up to four anisotropic
 Gaussians in body coordinates (torso, head, legs, arms) scaled by the person's
@@ -47,8 +62,10 @@ other              arms out / stretching, arms            12 x 8
 Actions. Each person follows a script planned by a small state machine: from
 standing they walk somewhere (0.55-1.1 px/frame along a straight path, shoulders
 across the direction of travel, a ±0.25 px lateral gait sway), stand (sway ~0.1
-px), go to a chair or couch and sit, go to the bed and lie down, lean on a wall,
-go down to a lower position and come back, do "other", or fall. Postures change
+px), go to a chair or couch (or, now and then, the edge of the bed) and sit, go to a bed or
+couch and lie down (class 4 either way), lean on a wall, go down to a lower position
+(half the time beside a piece of furniture, facing it, as when picking something up) and
+come back, do "other", or fall. Postures change
 by morphing the parameter vector (smoothstep easing), labelled with the
 transition class:
 
@@ -56,10 +73,14 @@ transition class:
   up after a fall): 6-12 frames (1-2 s at ~6 Hz; 12-18 to get up after a fall);
 - to and from the bed (class 8): 8-18 frames, the body moves onto the bed and
   turns along it;
-- a fall (class 7): 3-6 frames (0.5-1 s) with accelerating easing, the body
-  centre moves 3-4 px along a room axis onto free floor (never onto a bed, couch
-  or table, away from the others), then lying on the floor (class 3), until the
-  end of the recording in 80 % of falls;
+- a fall (class 7): 3-6 frames (0.5-1 s) with accelerating easing, then lying on the
+  floor (class 3), until the end of the recording in 80 % of falls. Where the layout is
+  what tells a fall apart, falls happen beside the furniture: in ~20 % of falls the person
+  lies down on a bed or couch and rolls off it onto the floor beside it (the same lying
+  blob, moved sideways off the furniture), in ~45 % they fall along a bed or couch onto
+  the floor 0.3-1.5 px beside it, otherwise the body centre moves 3-4 px along a room
+  axis onto free floor (never onto a bed, couch or table), away from the others, and
+  the body stays in view;
 - leaning and other: 2-5 frame morphs labelled with the posture itself.
 
 Walking and standing have the same blob; only motion tells them apart. The last
@@ -113,10 +134,12 @@ Where things are
 - :mod:`.render`: bodies as heat blobs, and their tight boxes;
 - :mod:`.sensor`: bursty timestamps, quantization, dropped-packet constants;
 - :mod:`.recording`: :func:`simulate_recording`, one recording with dense ground truth;
-- :mod:`.write`: :func:`generate_dataset`, the files on disk.
+- :mod:`.write`: :func:`generate_dataset`, the files on disk;
+- :mod:`.day`: :func:`generate_day`, a long fall-free day of one resident, written in chunks.
 """
 
 from thermal_action.data.synth.config import H, W, SynthConfig
+from thermal_action.data.synth.day import OUT_OF_VIEW, DayConfig, DayPlan, generate_day, plan_day
 from thermal_action.data.synth.postures import (
     BENDING,
     CROUCHING,
@@ -143,6 +166,7 @@ __all__ = [
     "DROPPED_BLOCK",
     "DROPPED_VALUE",
     "H",
+    "OUT_OF_VIEW",
     "KNEELING",
     "LEANING",
     "LOWER_OTHER",
@@ -156,6 +180,8 @@ __all__ = [
     "TRANS_RISK",
     "W",
     "WALKING",
+    "DayConfig",
+    "DayPlan",
     "SynthConfig",
     "SynthPerson",
     "SynthRecording",
@@ -163,6 +189,8 @@ __all__ = [
     "bursty_timestamps",
     "class_mapping",
     "generate_dataset",
+    "generate_day",
+    "plan_day",
     "simulate_recording",
     "write_h5",
 ]

@@ -28,6 +28,7 @@ class SynthConfig:
     data_time_jitter_ms: int = 0  # max |offset| of raw data_time from its frame (ms; kept under half the step)
     noise_std: float = 0.3  # °C, mean temporal noise of the sensor
     start_timestamp_ms: int = 1_760_000_000_000  # first recording's first timestamp (ms since epoch)
+    unlabelled_furniture_share: float = 0.25  # share of recordings (never a room's first) without furniture boxes: their layout is in rooms.json
 
     def validate(self) -> None:
         if self.num_recordings < 1:
@@ -44,5 +45,7 @@ class SynthConfig:
         lo, hi = self.keyframe_spacing
         if not 1 <= lo <= hi:
             raise ValueError(f"keyframe_spacing must be 1 <= lo <= hi, got {self.keyframe_spacing}")
+        if not 0.0 <= self.unlabelled_furniture_share <= 1.0:
+            raise ValueError(f"unlabelled_furniture_share must be in [0, 1], got {self.unlabelled_furniture_share}")
         if self.recordings_per_room < 1:
             raise ValueError(f"recordings_per_room must be >= 1, got {self.recordings_per_room}")

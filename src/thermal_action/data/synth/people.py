@@ -1,4 +1,10 @@
-"""People's scripts: the state machine that plans what each person does when and where."""
+"""People's scripts: the state machine that plans what each person does when and where.
+
+Where things happen relative to the furniture matters more than where they happen in the
+frame: lying on a bed or couch (class 4) and lying on the floor beside it (class 3) look
+the same from above, so falls often land beside a bed or couch (or roll off one), and
+people kneel, bend and crouch beside furniture as often as in the open.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from thermal_action.data.synth.postures import (
     TRANS_NORMAL,
     TRANS_RISK,
 )
+from thermal_action.data.synth.render import _tight_boxes
 from thermal_action.data.synth.room import _Rect, _Room
 from thermal_action.data.synth.timeline import _Residual, _Timeline
 
@@ -84,6 +91,57 @@ def _bedside(rng: np.random.Generator, bed: _Rect) -> tuple[float, float, float,
     return cands[rng.integers(len(cands))]
 
 
+def _beside(rng: np.random.Generator, r: _Rect, blockers: list[_Rect]) -> tuple[float, float, float] | None:
+    """A standing point ~4-5 px off a random side of ``r``, on free floor in the frame, and
+    the angle facing ``r``; None when no side has room."""
+    d = rng.uniform(4.0, 5.0)
+    cands = [(r.cx + rng.uniform(-0.3, 0.3) * r.w, r.y1 - d, np.pi / 2),
+             (r.cx + rng.uniform(-0.3, 0.3) * r.w, r.y2 + d, -np.pi / 2),
+             (r.x1 - d, r.cy + rng.uniform(-0.3, 0.3) * r.h, 0.0),
+             (r.x2 + d, r.cy + rng.uniform(-0.3, 0.3) * r.h, np.pi)]
+    ok = [(x, y, th) for x, y, th in cands
+          if _MARGIN - 2 <= x <= W - _MARGIN + 2 and _MARGIN - 2 <= y <= H - _MARGIN + 2
+          and not any(b.x1 - 1 < x < b.x2 + 1 and b.y1 - 1 < y < b.y2 + 1 for b in blockers)]
+    if not ok:
+        return None
+    x, y, th = ok[int(rng.integers(len(ok)))]
+    return float(x), float(y), float(th)
+
+
+def _lying_extent(theta: float, size: float) -> np.ndarray:
+    """``(x1, y1, x2, y2)`` of a lying body's tight box relative to its reference point."""
+    p = _POSTURES["lying"].copy()
+    p[_SIZE_FIELDS] *= size
+    c = np.array([W / 2, H / 2])
+    box = _tight_boxes(c[:1], c[1:], np.array([theta]), p[None], np.zeros(1))[0]
+    return box - np.array([c[0], c[1], c[0], c[1]])
+
+
+def _floor_beside(rng: np.random.Generator, r: _Rect, blockers: list[_Rect],
+                  size: float) -> list[tuple[float, float, float]]:
+    """Where a body fits lying on the floor along a long side of ``r`` (a bed or couch),
+    0.3-1.5 px off it, inside the frame and on no furniture: ``(x, y, theta)`` candidates."""
+    horizontal = r.w >= r.h
+    out = []
+    for side in (-1, 1):
+        theta = (0.0 if horizontal else np.pi / 2) + (np.pi if rng.random() < 0.5 else 0.0) + rng.normal(0, 0.06)
+        b = _lying_extent(theta, size)
+        gap = rng.uniform(0.3, 1.5)
+        if horizontal:
+            x = r.cx + rng.uniform(-0.25, 0.25) * r.w - (b[0] + b[2]) / 2
+            y = r.y1 - gap - b[3] if side < 0 else r.y2 + gap - b[1]
+        else:
+            y = r.cy + rng.uniform(-0.25, 0.25) * r.h - (b[1] + b[3]) / 2
+            x = r.x1 - gap - b[2] if side < 0 else r.x2 + gap - b[0]
+        body = _Rect(x + b[0], y + b[1], x + b[2], y + b[3], "", "", 0.0)
+        if body.x1 < 0.5 or body.y1 < 0.5 or body.x2 > W - 0.5 or body.y2 > H - 0.5:
+            continue
+        if any(body.overlaps(o, 0.0) for o in blockers):
+            continue
+        out.append((float(x), float(y), float(theta)))
+    return out
+
+
 def _wall_point(rng: np.random.Generator) -> tuple[float, float, float]:
     """A point ~4.5 px from a wall and the angle pointing at the wall."""
     side = rng.integers(4)
@@ -116,6 +174,8 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
     size = float(rng.uniform(0.9, 1.1))  # body size relative to the posture table
     seats = [i for i, r in enumerate(room.things) if r.subcategory in ("chair", "couch")]
     beds = [i for i, r in enumerate(room.things) if r.subcategory in ("bed", "couch")]
+    edges = [i for i, r in enumerate(room.things) if r.subcategory == "bed"]  # sitting on the bed's edge
+    blockers = [r for r in room.things if r.category == "furniture"]
     residuals: list[_Residual] = []
 
     def crowded(x: float, y: float, t0: int, t1: int, dist: float = 10.0) -> bool:
@@ -148,8 +208,19 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
         r = room.things[seat]
         hold = int(rng.integers(30, 121))
         down, up = int(rng.integers(6, 13)), int(rng.integers(6, 13))
-        approach = (r.cx + rng.uniform(-2.5, 2.5), r.cy + rng.uniform(-2.5, 2.5)) if r.subcategory == "couch" else (
-            r.cx - 2.0 * np.cos(tl.theta), r.cy - 2.0 * np.sin(tl.theta))
+        theta = float(rng.uniform(0, 2 * np.pi))
+        sx, sy = r.cx, r.cy
+        if r.subcategory == "bed":  # on the edge, facing out of the bed, legs over the side
+            bx, by, ddx, ddy = _bedside(rng, r)
+            theta = float(np.arctan2(-ddy, -ddx) + rng.normal(0, 0.2))
+            inset = 2.0
+            sx = r.x1 + inset if ddx > 0 else r.x2 - inset if ddx < 0 else bx
+            sy = r.y1 + inset * _ASPECT_Y if ddy > 0 else r.y2 - inset * _ASPECT_Y if ddy < 0 else by
+            approach = (bx, by)
+        elif r.subcategory == "couch":
+            approach = (r.cx + rng.uniform(-2.5, 2.5), r.cy + rng.uniform(-2.5, 2.5))
+        else:
+            approach = (r.cx - 2.0 * np.cos(tl.theta), r.cy - 2.0 * np.sin(tl.theta))
         speed = float(rng.uniform(0.55, 1.1))
         walk = 0 if first else int(math.hypot(approach[0] - tl.x, approach[1] - tl.y) / speed)
         hold = capped(hold, walk + down + up)
@@ -157,34 +228,44 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
         if not reservations.free(seat, t0, t1):
             return False
         reservations.take(seat, t0, t1)
-        theta = float(rng.uniform(0, 2 * np.pi))
         if first:
-            tl.x, tl.y, tl.theta, tl.shape = r.cx, r.cy, theta, _POSTURES["sitting"].copy()
+            tl.x, tl.y, tl.theta, tl.shape = sx, sy, theta, _POSTURES["sitting"].copy()
         else:
             tl.walk_to(approach[0], approach[1], speed)
-            tl.morph(down, _POSTURES["sitting"], TRANS_NORMAL, dx=r.cx - tl.x, dy=r.cy - tl.y, theta=theta)
+            tl.morph(down, _POSTURES["sitting"], TRANS_NORMAL, dx=sx - tl.x, dy=sy - tl.y, theta=theta)
         tl.hold(hold, SITTING, sway=0.04)
         leave_residual(0.3)
         out = 4.0
         tl.morph(up, _POSTURES["standing"], TRANS_NORMAL, dx=out * np.cos(theta), dy=out * np.sin(theta))
         return True
 
-    def do_bed(first: bool = False) -> bool:
-        if not beds:
+    def free_bed(t1: int) -> int | None:
+        for bi in (rng.permutation(beds) if beds else []):
+            if reservations.free(int(bi), tl.t, t1):
+                return int(bi)
+        return None
+
+    def do_bed(first: bool = False, roll_to: tuple[float, float, float] | None = None,
+               bi: int | None = None) -> bool:
+        """Lies down on a bed or couch and gets up again, or (``roll_to``: a spot on the floor
+        beside it) rolls off it: a fall."""
+        bi = free_bed(tl.t + 60) if bi is None else bi
+        if bi is None:
             return False
-        bi = beds[0]
         r = room.things[bi]
-        sx, sy, ddx, ddy = _bedside(rng, r)
-        hold = int(rng.integers(60, 201))
+        sx, sy, _, _ = _bedside(rng, r)
+        hold = int(rng.integers(60, 201)) if roll_to is None else int(rng.integers(15, 61))
         down, up = int(rng.integers(8, 19)), int(rng.integers(8, 19))
         speed = float(rng.uniform(0.55, 1.1))
+        theta = (0.0 if r.w >= r.h else np.pi / 2) + (np.pi if rng.random() < 0.5 else 0.0) + rng.normal(0, 0.08)
+        if roll_to is not None:  # step on from the side it will roll off to, lie along the bed
+            sx, sy, theta = roll_to
         walk = 0 if first else int(math.hypot(sx - tl.x, sy - tl.y) / speed)
-        hold = capped(hold, walk + down + up)
+        hold = capped(hold, walk + down + up) if roll_to is None else hold
         t0, t1 = tl.t, tl.t + walk + down + hold + up
         if not reservations.free(bi, t0, t1):
             return False
         reservations.take(bi, t0, t1)
-        theta = (0.0 if r.w >= r.h else np.pi / 2) + (np.pi if rng.random() < 0.5 else 0.0) + rng.normal(0, 0.08)
         bx = r.cx + rng.uniform(-1.0, 1.0)
         by = r.cy + rng.uniform(-1.0, 1.0)
         if first:
@@ -194,25 +275,54 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
             tl.morph(down, _POSTURES["lying"], TRANS_BED, dx=bx - tl.x, dy=by - tl.y, theta=theta)
         tl.hold(hold, LYING_BED, sway=0.03)
         leave_residual(0.35)
-        tl.morph(up, _POSTURES["standing"], TRANS_BED, dx=sx - tl.x, dy=sy - tl.y)
+        if roll_to is None:
+            tl.morph(up, _POSTURES["standing"], TRANS_BED, dx=sx - tl.x, dy=sy - tl.y)
+        else:
+            tl.morph(int(rng.integers(3, 7)), _POSTURES["lying"], TRANS_RISK, dx=roll_to[0] - tl.x,
+                     dy=roll_to[1] - tl.y, theta=roll_to[2], easing="in")
         return True
 
+    def fall_spots() -> list[tuple[float, float, float]]:
+        """Floor beside a bed or couch where a fallen body fits, clear of the others."""
+        spots = [s for bi in beds for s in _floor_beside(rng, room.things[bi], blockers, size)]
+        return [s for s in spots if not crowded(s[0], s[1], tl.t, tl.t + 80, 12.0)]
+
     def do_fall() -> None:
-        # Fall along a room axis, onto free floor (not onto a bed, couch or table), away
-        # from the people planned before; walk to free floor first when there is none.
-        blockers = [r for r in room.things if r.subcategory in ("bed", "couch", "table")]
+        # Three kinds of fall: rolling off a bed or couch, falling beside one (along it),
+        # and falling in the open, along a room axis onto free floor (not onto a bed, couch
+        # or table), away from the people planned before; walk to free floor first when
+        # there is none.
+        u = rng.random()
+        spots = fall_spots() if u < 0.65 else []
+        if spots:
+            x, y, theta = spots[int(rng.integers(len(spots)))]
+            bi = free_bed(tl.t + 200)
+            if u < 0.2 and bi is not None:
+                near = [s for s in _floor_beside(rng, room.things[bi], blockers, size)
+                        if not crowded(s[0], s[1], tl.t, tl.t + 80, 12.0)]
+                if near and do_bed(roll_to=near[int(rng.integers(len(near)))], bi=bi):
+                    after_fall()
+                    return
+            shift = rng.uniform(3.0, 4.0)
+            tl.walk_to(x - shift * np.cos(theta), y - shift * np.sin(theta), float(rng.uniform(0.55, 1.1)))
+            tl.morph(int(rng.integers(3, 7)), _POSTURES["lying"], TRANS_RISK, dx=x - tl.x, dy=y - tl.y,
+                     theta=theta, easing="in")
+            after_fall()
+            return
+        floor_blockers = [r for r in room.things if r.subcategory in ("bed", "couch", "table")]
 
         def fall_options() -> list[tuple[bool, bool, float, float, float]]:
             options = []
             for heading in rng.permutation(4) * np.pi / 2 + rng.normal(0, 0.2, size=4):
                 shift = rng.uniform(3.0, 4.0)
-                nx = float(np.clip(tl.x + shift * np.cos(heading), 9.0, W - 9.0))
-                ny = float(np.clip(tl.y + shift * np.sin(heading), 5.0, H - 5.0))
                 half_u, half_v = 9.0, 3.0
                 ex = abs(half_u * np.cos(heading)) + abs(half_v * np.sin(heading))
                 ey = (abs(half_u * np.sin(heading)) + abs(half_v * np.cos(heading))) * _ASPECT_Y
+                # The fallen body stays in view.
+                nx = float(np.clip(tl.x + shift * np.cos(heading), max(ex, 9.0), W - max(ex, 9.0)))
+                ny = float(np.clip(tl.y + shift * np.sin(heading), max(ey, 5.0), H - max(ey, 5.0)))
                 body = _Rect(nx - ex, ny - ey, nx + ex, ny + ey, "", "", 0.0)
-                blocked = any(body.overlaps(b, 0.0) for b in blockers)
+                blocked = any(body.overlaps(b, 0.0) for b in floor_blockers)
                 options.append((blocked, crowded(nx, ny, tl.t, tl.t + 60, 12.0), float(heading), nx, ny))
             return options
 
@@ -224,6 +334,9 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
         _, _, heading, nx, ny = min(options, key=lambda o: (o[0], o[1]))
         tl.morph(int(rng.integers(3, 7)), _POSTURES["lying"], TRANS_RISK, dx=nx - tl.x, dy=ny - tl.y,
                  theta=heading, easing="in")
+        after_fall()
+
+    def after_fall() -> None:
         if rng.random() < 0.8:
             tl.hold(n, LYING_RISK, sway=0.03)  # stays down until the end of the recording
         else:
@@ -243,7 +356,14 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
 
     def do_lower(kind: str) -> None:
         name, label = _LOWER[kind]
-        tl.morph(int(rng.integers(6, 13)), _varied(rng, name), TRANS_NORMAL, theta=float(rng.uniform(0, 2 * np.pi)))
+        theta = float(rng.uniform(0, 2 * np.pi))
+        if blockers and rng.random() < 0.5:  # beside a piece of furniture, facing it (picking something up)
+            r = blockers[int(rng.integers(len(blockers)))]
+            spot = _beside(rng, r, blockers)
+            if spot is not None and not crowded(spot[0], spot[1], tl.t + 10, tl.t + 80):
+                tl.walk_to(spot[0], spot[1], float(rng.uniform(0.55, 1.1)))
+                theta = spot[2] + float(rng.normal(0, 0.2))
+        tl.morph(int(rng.integers(6, 13)), _varied(rng, name), TRANS_NORMAL, theta=theta)
         tl.hold(int(rng.integers(12, 41)), label, sway=0.05)
         tl.morph(int(rng.integers(6, 13)), _POSTURES["standing"], TRANS_NORMAL)
 
@@ -253,7 +373,10 @@ def _plan_person(rng: np.random.Generator, room: _Room, n: int, forced: list[str
         tl.morph(int(rng.integers(3, 6)), _POSTURES["standing"], OTHER)
 
     def free_seat() -> int | None:
-        order = rng.permutation(seats) if seats else []
+        # A bed's edge is a seat now and then.
+        order = list(rng.permutation(seats)) if seats else []
+        if edges and (not order or rng.random() < 0.25):
+            order.insert(0, edges[int(rng.integers(len(edges)))])
         for s in order:
             if reservations.free(int(s), tl.t, tl.t + 150):
                 return int(s)

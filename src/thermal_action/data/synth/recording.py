@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thermal_action.data.packets import PACKET_PX, pack_frame
+from thermal_action.data.rooms import RoomLayout
 from thermal_action.data.synth.config import H, W, SynthConfig
 from thermal_action.data.synth.people import _plan_person, _PersonPlan, _Reservations
 from thermal_action.data.synth.postures import (
@@ -78,6 +79,10 @@ class SynthRecording:
             and these are the packets the no-data tail overlaps.
         dropped_clean_frames: ``(D, H, W)`` the dropped frames as they were before the
             loss (the ground truth a repair should get back to).
+        layout: the furniture of this recording as zones (source ``"annotations"``).
+        furniture_labelled: whether its annotator boxed the furniture and objects (the
+            annotations' ``context_objects``); when not, its layout comes from ``rooms.json``.
+        layout_changes: how the room's furniture changed since its first recording.
     """
 
     sensor_id: str
@@ -94,6 +99,9 @@ class SynthRecording:
     notes: dict = field(default_factory=dict)
     lost_packets: list[tuple[int, ...]] = field(default_factory=list)
     dropped_clean_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, H, W), np.float32))
+    layout: RoomLayout = field(default_factory=RoomLayout)
+    furniture_labelled: bool = True
+    layout_changes: list[str] = field(default_factory=list)
 
 
 def _choose_keyframes(rng: np.random.Generator, labels: np.ndarray, spacing: tuple[int, int],
@@ -143,7 +151,7 @@ def simulate_recording(config: SynthConfig, index: int) -> SynthRecording:
     config.validate()
     n = config.frames_per_recording
     room_idx, take = _room_of(index, config)
-    room = _make_room(config.seed, room_idx, config.noise_std)
+    room = _make_room(config.seed, room_idx, config.noise_std, take)
     rng = np.random.default_rng([config.seed, 11, index])
     sensor_id = f"SYN{room_idx:02d}_R{take + 1}"
 
@@ -236,10 +244,17 @@ def simulate_recording(config: SynthConfig, index: int) -> SynthRecording:
             heat.append("yes" if warm else "no")
         things.append(SynthThing(num_people + i, th.category, th.subcategory, box, heat))
 
+    # The first recording of a room always has its furniture boxed; a later one, with
+    # probability unlabelled_furniture_share * recordings_per_room / (recordings_per_room - 1),
+    # only its people (so that the share is right overall): its layout is rooms.json's.
+    later = config.recordings_per_room - 1
+    p_skip = min(1.0, config.unlabelled_furniture_share * config.recordings_per_room / later) if later else 0.0
+    labelled = take == 0 or np.random.default_rng([config.seed, 19, index]).random() >= p_skip
     return SynthRecording(
         sensor_id=sensor_id, mac_address=room.mac_address, frames=frames, timestamps=timestamps,
         keyframes=keyframes, people=people, things=things, dropped_frames=hit.astype(np.int64),
         dropped_blocks=blocks.astype(np.int64), room=room_idx,
         split="val" if index >= config.num_recordings - config.val_recordings else "train",
-        lost_packets=lost_packets, dropped_clean_frames=clean,
+        lost_packets=lost_packets, dropped_clean_frames=clean, layout=room.layout(),
+        furniture_labelled=bool(labelled), layout_changes=list(room.changes),
     )

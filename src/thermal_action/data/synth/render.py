@@ -54,13 +54,13 @@ def _render_blobs(xs: np.ndarray, ys: np.ndarray, thetas: np.ndarray, shapes: np
         isu = (1.0 / su.astype(np.float32) ** 2)[:, None, None]
         isv = (1.0 / sv.astype(np.float32) ** 2)[:, None, None]
         patch += (a * amps).astype(np.float32)[:, None, None] * np.exp(-0.5 * (du * du * isu + dv * dv * isv))
-    pad = _PATCH
-    canvas = np.zeros((n, H + 2 * pad, W + 2 * pad), np.float32)
-    for t in range(n):
-        y0, x0 = oy[t] + pad, ox[t] + pad
-        if 0 <= y0 <= H + pad and 0 <= x0 <= W + pad:  # bodies far outside the frame are not drawn
-            canvas[t, y0:y0 + _PATCH, x0:x0 + _PATCH] += patch[t]
-    return canvas[:, pad:pad + H, pad:pad + W].astype(np.float64)
+    out = np.zeros((n, H, W), np.float64)
+    for t in range(n):  # add each window where it overlaps the frame
+        x0, y0 = int(ox[t]), int(oy[t])
+        fx0, fx1, fy0, fy1 = max(x0, 0), min(x0 + _PATCH, W), max(y0, 0), min(y0 + _PATCH, H)
+        if fx0 < fx1 and fy0 < fy1:  # bodies far outside the frame are not drawn
+            out[t, fy0:fy1, fx0:fx1] = patch[t, fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+    return out
 
 
 def _tight_boxes(xs: np.ndarray, ys: np.ndarray, thetas: np.ndarray, shapes: np.ndarray,

@@ -38,22 +38,24 @@ class _Residual:
 
 
 class _Timeline:
-    """Per-frame pose of one person, built segment by segment up to ``n`` frames."""
+    """Per-frame pose of one person, built segment by segment up to ``n`` frames.
+
+    Frames are kept in blocks of arrays (a hold is one block, whatever its length), so an
+    hours-long timeline costs its final arrays and little more.
+    """
 
     def __init__(self, n: int, rng: np.random.Generator, x: float, y: float, theta: float, shape: np.ndarray):
         self.n = n
         self.rng = rng
         self.x, self.y, self.theta, self.shape = x, y, theta, shape.copy()
-        self.xs: list[float] = []
-        self.ys: list[float] = []
-        self.thetas: list[float] = []
-        self.shapes: list[np.ndarray] = []
-        self.labels: list[int] = []
-        self.arms: list[float] = []  # extra arm amplitude (oscillation in "other")
+        self._blocks: list[tuple[np.ndarray, ...]] = []  # (xs, ys, thetas, shapes (k, P), labels, arms)
+        self._pending: list[tuple] = []  # single frames not yet in a block
+        self._t = 0
+        self._last_label: int | None = None
 
     @property
     def t(self) -> int:
-        return len(self.labels)
+        return self._t
 
     @property
     def full(self) -> bool:
@@ -62,22 +64,41 @@ class _Timeline:
     def _push(self, x: float, y: float, theta: float, shape: np.ndarray, label: int, arms: float = 0.0) -> None:
         if self.full:
             return
-        self.xs.append(x)
-        self.ys.append(y)
-        self.thetas.append(theta)
-        self.shapes.append(shape)
-        self.labels.append(label)
-        self.arms.append(arms)
+        self._pending.append((x, y, theta, shape, label, arms))
+        self._t += 1
+        self._last_label = label
+
+    def _flush(self) -> None:
+        if self._pending:
+            xs, ys, thetas, shapes, labels, arms = zip(*self._pending)
+            self._blocks.append((np.array(xs, np.float64), np.array(ys, np.float64), np.array(thetas, np.float64),
+                                 np.stack(shapes), np.array(labels, np.int64), np.array(arms, np.float64)))
+            self._pending = []
 
     def hold(self, frames: int, label: int, sway: float = 0.06, arm_wave: float = 0.0) -> None:
-        """Stays in the current posture; AR(1) sway of about ``sway / 0.6`` px."""
-        ox = oy = 0.0
+        """Stays in the current posture; AR(1) sway of about ``sway / 0.6`` px.
+
+        Drawn at once (the same numbers as one draw per frame) into one block, so an
+        hours-long hold is cheap.
+        """
         phase = self.rng.uniform(0, 2 * np.pi)
-        for i in range(frames):
-            ox = 0.8 * ox + self.rng.normal(0, sway)
-            oy = 0.8 * oy + self.rng.normal(0, sway)
-            wave = arm_wave * (0.5 + 0.5 * np.sin(phase + i * 2 * np.pi / 5))
-            self._push(self.x + ox, self.y + oy, self.theta, self.shape, label, wave)
+        drawn = self.rng.normal(0, sway, size=(max(frames, 0), 2))  # all of them: the stream goes on the same
+        frames = max(0, min(frames, self.n - self.t))
+        if frames == 0:
+            return
+        offsets = np.empty((frames, 2))
+        ox = oy = 0.0
+        for i, (ex, ey) in enumerate(drawn[:frames].tolist()):
+            ox = 0.8 * ox + ex
+            oy = 0.8 * oy + ey
+            offsets[i] = ox, oy
+        wave = arm_wave * (0.5 + 0.5 * np.sin(phase + np.arange(frames) * 2 * np.pi / 5))
+        self._flush()
+        self._blocks.append((self.x + offsets[:, 0], self.y + offsets[:, 1], np.full(frames, float(self.theta)),
+                             np.broadcast_to(self.shape.copy(), (frames, len(self.shape))),
+                             np.full(frames, label, np.int64), wave))
+        self._t += frames
+        self._last_label = label
 
     def walk_to(self, tx: float, ty: float, speed: float, label: int = WALKING) -> None:
         dx, dy = tx - self.x, ty - self.y
@@ -111,8 +132,8 @@ class _Timeline:
         self.x, self.y, self.theta, self.shape = self.x + dx, self.y + dy, self.theta + dtheta, shape.copy()
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        n = self.n
-        if self.t < n:  # never happens with the planner's final hold, but be safe
-            self.hold(n - self.t, self.labels[-1] if self.labels else STANDING)
-        return (np.array(self.xs[:n]), np.array(self.ys[:n]), np.array(self.thetas[:n]),
-                np.stack(self.shapes[:n]), np.array(self.labels[:n], dtype=np.int64), np.array(self.arms[:n]))
+        """``(xs, ys, thetas, shapes (N, P), labels, arms)`` of the ``n`` frames."""
+        if self.t < self.n:  # never happens with the planner's final hold, but be safe
+            self.hold(self.n - self.t, STANDING if self._last_label is None else self._last_label)
+        self._flush()
+        return tuple(np.concatenate([b[k] for b in self._blocks])[: self.n] for k in range(6))
