@@ -207,3 +207,14 @@ def test_metrics_text_is_prometheus_exposition(hub):
                  "thermal_model_ms", "thermal_latency_seconds", "thermal_frames_dropped_total",
                  "thermal_alerts_total", "thermal_worker_restarts_total"):
         assert f"# TYPE {name} " in text
+
+
+def test_clipped_and_refused_boxes_are_counted_per_sensor(hub):
+    f = FrameIn(np.full((40, 60), 20.0, np.float32), T0, np.zeros((1, 4), np.float32), repaired_boxes=2,
+                refused_boxes=1)
+    assert hub.submit("S1", [f, FrameIn(f.frame, T0 + 166, None, 1, 3)], "http").accepted == 2
+    st = hub.sensors_status()[0]
+    assert (st["repaired_boxes"], st["refused_boxes"]) == (3, 4)
+    text = hub.metrics_text()
+    assert 'thermal_boxes_repaired_total{sensor="S1"} 3.0' in text
+    assert 'thermal_boxes_refused_total{sensor="S1"} 4.0' in text

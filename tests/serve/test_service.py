@@ -296,3 +296,45 @@ def test_a_bad_rooms_file_stops_the_start_naming_file_and_zone(checkpoint, tmp_p
         ServiceThread(load_serve_config(None, serve_overrides(tmp_path / "data", rooms=str(rooms))), checkpoint)
     assert main(["serve", "--checkpoint", str(checkpoint), "--rooms", str(rooms),
                  *serve_overrides(tmp_path / "data")]) == 2
+
+
+def test_hostile_gateway_input_is_refused_or_repaired_at_the_edge(svc):
+    frames = frames_with_people(30)
+    stamps = now_stamps(30)
+
+    def post_json(sensor, text):
+        return httpx.post(f"{svc.url}/api/sensors/{sensor}/frames", content=text,
+                          headers={**_auth(svc), "content-type": "application/json"})
+
+    def body(boxes, ts=stamps):
+        return json.dumps({"frames": [{"timestamp": t, "frame": f.tolist(), "boxes": boxes}
+                                      for f, t in zip(frames, ts)]})
+
+    # A box reaching to 1e30 once killed the worker (RoIAlign index overflow): now clipped.
+    r = post_json("X1", body([[0, 0, 1e30, 1e30]]))
+    assert r.status_code == 200 and r.json()["accepted"] == 30
+    # A box wholly outside the frame is dropped, not scored.
+    assert post_json("X2", body([[100, 100, 120, 130]])).json()["accepted"] == 30
+    # Too many boxes, a timestamp past 2^63, NaN, deep nesting: refused with the reason, never a 500.
+    r = post_json("X3", body([[1, 1, 5, 5]] * 2000))
+    assert r.status_code == 413 and "at most 32 boxes per frame" in r.json()["errors"][0]
+    r = post_json("X3", body(None, [1e19] * 30))
+    assert r.status_code == 422 and "timestamp 1e+19" in r.json()["errors"][0]
+    for text in ('{"timestamp": NaN, "frame": [[1]]}', '{"frame": [[Infinity]]}', "[" * 50_000 + "]" * 50_000):
+        r = post_json("X3", text)
+        assert r.status_code == 400 and "not valid JSON" in r.json()["errors"][0]
+    with connect(f"{svc.url.replace('http', 'ws')}/ws/sensors/X3?token={svc.token}") as ws:
+        ws.send(encode_frames(np.zeros((300, 40, 60), np.float32), [stamps[0]] * 300))
+        assert "at most 256 frames per message" in json.loads(ws.recv(timeout=10))["error"]
+    x1 = wait_for(lambda: (x := _sensor(svc, "X1")) and x["predictions"] > 0 and x, what="X1 predictions")
+    assert x1["repaired_boxes"] == 30 and x1["refused_boxes"] == 0
+    assert [t["box"] for t in httpx.get(f"{svc.url}/api/sensors/X1/live", headers=_auth(svc)).json()["tracks"]] == [
+        [0.0, 0.0, 60.0, 40.0]]
+    x2 = wait_for(lambda: (x := _sensor(svc, "X2")) and x["frames"] == 30 and x, what="X2 frames")
+    assert x2["refused_boxes"] == 30 and x2["repaired_boxes"] == 0
+    assert _sensor(svc, "X3")["bad_message"] == 6 and _sensor(svc, "X3")["frames"] == 0
+    workers = httpx.get(f"{svc.url}/api/workers", headers=_auth(svc)).json()["workers"]
+    assert all(w["restarts"] == 0 for w in workers)
+    time.sleep(1.0)  # the round with X2's frames is done: nothing was scored, no alert
+    assert _sensor(svc, "X2")["predictions"] == 0
+    assert httpx.get(f"{svc.url}/api/alerts", params={"sensor": "X2"}, headers=_auth(svc)).json()["alerts"] == []

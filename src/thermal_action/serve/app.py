@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from thermal_action.errors import RoomsError
+from thermal_action.serve.config import ingest_limits
 from thermal_action.serve.hub import Hub
 from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message
 from thermal_action.serve.store import ALERT_STATES
@@ -51,6 +52,7 @@ def static_dir() -> Any:
 def create_app(hub: Hub, token: str) -> FastAPI:
     """The application for ``hub``, guarded by ``token``."""
     app = FastAPI(title="thermal-action serve", docs_url=None, redoc_url=None, openapi_url=None)
+    limits = ingest_limits(hub.cfg)
 
     def ok(given: str) -> bool:
         return bool(given) and secrets.compare_digest(given.encode(), token.encode())
@@ -103,7 +105,7 @@ def create_app(hub: Hub, token: str) -> FastAPI:
                     break
                 data = msg.get("bytes") if msg.get("bytes") is not None else msg.get("text")
                 try:
-                    frames = decode_message(data)
+                    frames = decode_message(data, limits)
                 except FrameFormatError as e:
                     hub.reject(sensor_id, "ws", str(e))
                     await ws.send_json({"type": "error", "sensor_id": sensor_id, "error": str(e)})
@@ -126,14 +128,14 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         kind = request.headers.get("content-type", "")
         try:
             if kind.startswith("application/octet-stream"):
-                frames = decode_binary(body)
+                frames = decode_binary(body, limits)
             elif kind.startswith("application/json"):
-                frames = decode_json(body)
+                frames = decode_json(body, limits)
             else:
-                frames = decode_message(body)
+                frames = decode_message(body, limits)
         except FrameFormatError as e:
             hub.reject(sensor_id, "http", str(e))
-            return JSONResponse({"accepted": 0, "dropped": 0, "errors": [str(e)]}, status_code=422)
+            return JSONResponse({"accepted": 0, "dropped": 0, "errors": [str(e)]}, status_code=e.status)
         result = hub.submit(sensor_id, frames, "http")
         status = 200
         if not result.accepted and result.dropped:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from thermal_action.alert_rule import AlertOverrides
 from thermal_action.config import ConfigError, load_config, ranged
+from thermal_action.serve.protocol import IngestLimits
 from thermal_action.structures import PREDICTION
 
 BACKENDS = ("torch", "onnx")
@@ -42,6 +43,8 @@ class ServeConfig:
     # -- sensors
     max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond is refused
     rooms: str = ""  # layout file (rooms.json): each sensor's furniture; zones set through the API win; "" = none
+    max_frames_per_message: int = ranged(256, 1, 10_000)  # frames in one ingest message at most; more: refused (413)
+    max_boxes_per_frame: int = ranged(32, 1, 1024)  # boxes a gateway may send per frame; more: the message is refused (413)
     silent_seconds: float = ranged(10.0, 0.1, 86_400.0)  # no frame for this long: the sensor shows as silent
     end_stream_seconds: float = ranged(30.0, 0.1, 86_400.0)  # ... and after this long its stream is ended (pending keyframes scored, alerts closed)
     new_stream_gap_seconds: float = ranged(60.0, 0.1, 86_400.0)  # a timestamp jump larger than this (or backwards) starts a new stream
@@ -84,6 +87,11 @@ def alert_overrides(cfg: ServeConfig) -> AlertOverrides:
         max_gap_seconds=cfg.fall_alert_gap_seconds, cooldown_seconds=cfg.fall_alert_cooldown_seconds,
         bed_threshold=cfg.fall_bed_threshold,
     )
+
+
+def ingest_limits(cfg: ServeConfig) -> IngestLimits:
+    """What one ingest message may carry, for :mod:`~thermal_action.serve.protocol`."""
+    return IngestLimits(max_frames=cfg.max_frames_per_message, max_boxes=cfg.max_boxes_per_frame)
 
 
 def load_serve_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ServeConfig:

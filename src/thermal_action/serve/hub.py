@@ -85,6 +85,8 @@ class SensorState:
     bad_message: int = 0
     invalid_frames: int = 0
     repaired_pixels: int = 0
+    repaired_boxes: int = 0  # gateway boxes clipped to the frame
+    refused_boxes: int = 0  # gateway boxes with nothing inside the frame, dropped
     new_streams: int = 0
     predictions: int = 0
     last_error: str | None = None
@@ -275,6 +277,8 @@ class Hub:
                     st.recent_timestamps.clear()
                 st.last_timestamp = ts
                 st.recent_timestamps.append(ts)
+                st.repaired_boxes += f.repaired_boxes
+                st.refused_boxes += f.refused_boxes
                 good.append((ts, f.frame, f.boxes))
             for shape, n in bad_shapes.items():
                 shown = "x".join(str(v) for v in shape)
@@ -491,6 +495,7 @@ class Hub:
             "last_frame_age_s": None if st.last_arrival is None else round(now - st.last_arrival, 2),
             "frames": st.frames, "dropped": st.dropped, "bad_shape": st.bad_shape, "bad_message": st.bad_message,
             "invalid_frames": st.invalid_frames, "repaired_pixels": st.repaired_pixels,
+            "repaired_boxes": st.repaired_boxes, "refused_boxes": st.refused_boxes,
             "new_streams": st.new_streams, "predictions": st.predictions, "last_error": st.last_error,
             "open_alerts": open_alerts.get(st.sensor_id, 0), "fallen": bool(st.active_alerts),
         }
@@ -618,12 +623,17 @@ class Hub:
         with self._lock:
             per = [(st.sensor_id, st.frames, st.dropped, st.bad_shape + st.bad_message + st.invalid_frames,
                     st.predictions) for st in self.sensors.values()]
+            boxes = [(st.sensor_id, st.repaired_boxes, st.refused_boxes) for st in self.sensors.values()]
         metric("thermal_frames_total", "counter", "Frames accepted, per sensor.",
                [(f'{{sensor="{sid}"}}', f) for sid, f, *_ in per])
         metric("thermal_frames_dropped_total", "counter", "Frames dropped (queue full or lost in a worker crash).",
                [("", s["frames_dropped_total"])])
         metric("thermal_bad_frames_total", "counter", "Frames or messages refused, per sensor.",
                [(f'{{sensor="{sid}"}}', b) for sid, _, _, b, _ in per])
+        metric("thermal_boxes_repaired_total", "counter", "Gateway boxes clipped to the frame, per sensor.",
+               [(f'{{sensor="{sid}"}}', r) for sid, r, _ in boxes])
+        metric("thermal_boxes_refused_total", "counter", "Gateway boxes wholly outside the frame, dropped, per sensor.",
+               [(f'{{sensor="{sid}"}}', r) for sid, _, r in boxes])
         metric("thermal_predictions_total", "counter", "Person predictions, per sensor.",
                [(f'{{sensor="{sid}"}}', p) for sid, *_, p in per])
         metric("thermal_frames_per_second", "gauge", "Frames accepted per second, last 10 s.",

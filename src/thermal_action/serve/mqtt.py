@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from thermal_action.serve.config import ServeConfig
+from thermal_action.serve.config import ServeConfig, ingest_limits
 from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_message
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class MqttIngest:
         self.username = cfg.mqtt_username or user
         self.password = cfg.mqtt_password or password
         self.qos = qos
+        self.limits = ingest_limits(cfg)
         self.keepalive = keepalive
         self.reconnect_delays = (reconnect_min_delay, reconnect_max_delay)
         self.stats = MqttStats()
@@ -228,7 +229,7 @@ class MqttIngest:
             return
         self._mark_seen(sensor_id)
         try:
-            frames = decode_message(payload)
+            frames = decode_message(payload, self.limits)
         except FrameFormatError as e:
             self._bad(sensor_id, str(e))
             return

@@ -14,8 +14,22 @@ JSON (for gateways that cannot pack bytes): one frame ``{"timestamp": 1700000000
 ``"boxes": [[x1, y1, x2, y2], ...]`` in pixels when the gateway detects people itself), or
 several as ``{"frames": [<frame>, ...]}``.
 
-A sensor id is 1-64 characters of letters, digits, ``.``, ``_`` and ``-``; it names the
-sensor in the URL (``/ws/sensors/{id}``, ``/api/sensors/{id}/frames``) or the MQTT topic.
+A sensor id is 1-64 characters of letters, digits, ``.``, ``_`` and ``-`` that starts with a
+letter or digit (so never ``.`` or ``..``); it names the sensor in the URL (``/ws/sensors/{id}``,
+``/api/sensors/{id}/frames``) or the MQTT topic.
+
+What the edge refuses or repairs, before anything reaches a worker (:class:`FrameFormatError`
+says why; its ``status`` is the HTTP answer):
+
+- a timestamp that is not a whole number of ms between 2000-01-01 and a day from now (-1 in
+  binary, null or absent in JSON: the arrival time): the message is refused (422);
+- JSON with ``NaN`` / ``Infinity`` (not JSON, though Python writes it) or nested deeper than
+  :data:`MAX_JSON_DEPTH`, or that does not parse: refused (400);
+- more frames in one message than ``max_frames_per_message``, or more boxes on one frame than
+  ``max_boxes_per_frame`` (:class:`IngestLimits`): refused (413);
+- a box with a coordinate that is not finite, or with ``x2 <= x1`` or ``y2 <= y1``: refused (422);
+- a box partly outside the frame: clipped to it (``FrameIn.repaired_boxes``); a box with nothing
+  left inside the frame: dropped (``FrameIn.refused_boxes``), the frame is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,15 +47,37 @@ MAGIC = b"TAF1"
 HEADER = struct.Struct("<4sqHH")
 #: Timestamp value meaning "use the arrival time".
 NO_TIMESTAMP = -1
-SENSOR_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-#: Frames per message at most (a burst larger than this is refused as a whole).
-MAX_FRAMES_PER_MESSAGE = 10_000
+SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Height and width at most (a thermopile array; a larger header is a corrupt message).
 MAX_SIDE = 1024
+#: Capture times before 2000-01-01 (ms since epoch) are a clock that was never set.
+MIN_TIMESTAMP = 946_684_800_000
+#: Capture times more than a day ahead of the service's clock are garbage, not clock drift.
+MAX_AHEAD_MS = 86_400_000
+#: Arrays and objects nested deeper than this: not a frame message (a batch of frames with boxes is 5).
+MAX_JSON_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """How much one message may carry (the service config's ``max_frames_per_message`` and
+    ``max_boxes_per_frame``)."""
+
+    max_frames: int = 256  # frames per message (about 42 s of a 6 Hz sensor)
+    max_boxes: int = 32  # boxes per frame a gateway may send
 
 
 class FrameFormatError(ValueError):
-    """A message that is not a frame (or frames) in one of the two formats; the text says why."""
+    """A message that is not a frame (or frames) in one of the two formats; the text says why.
+
+    Args:
+        message: what is wrong, naming the record or frame.
+        status: the HTTP status that answers it: 400 not JSON, 413 over a limit, 422 not frames.
+    """
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -50,20 +87,44 @@ class FrameIn:
     Attributes:
         frame: ``(H, W)`` float32 temperatures, as sent (dropped packets not yet repaired).
         timestamp: capture time in ms since epoch, or None (the service uses the arrival time).
-        boxes: ``(N, 4)`` pixel boxes ``x1, y1, x2, y2`` the sender detected, or None
-            (the service's built-in detector finds the people).
+        boxes: ``(N, 4)`` pixel boxes ``x1, y1, x2, y2`` the sender detected, inside the frame,
+            or None (the service's built-in detector finds the people).
+        repaired_boxes: boxes the sender put partly outside the frame, clipped to it.
+        refused_boxes: boxes with nothing inside the frame, dropped.
     """
 
     frame: np.ndarray
     timestamp: int | None = None
     boxes: np.ndarray | None = None
+    repaired_boxes: int = 0
+    refused_boxes: int = 0
+
+
+def _latest_timestamp() -> int:
+    return int(time.time() * 1000) + MAX_AHEAD_MS
+
+
+def check_timestamp(ts: object, where: str, latest: int | None = None) -> int | None:
+    """``ts`` as ms since epoch, or None for the arrival time (None or -1); raises
+    :class:`FrameFormatError` naming ``where`` unless it is a whole number of ms from 2000-01-01
+    to ``latest`` (default: a day from now)."""
+    if ts is None or (not isinstance(ts, bool) and ts == NO_TIMESTAMP):
+        return None
+    latest = _latest_timestamp() if latest is None else latest
+    ok = ((isinstance(ts, int) and not isinstance(ts, bool)) or (isinstance(ts, float) and ts.is_integer())) and (
+        MIN_TIMESTAMP <= ts <= latest)
+    if not ok:
+        raise FrameFormatError(f"{where}: timestamp {ts!r} is not a whole number of ms since epoch between "
+                               f"2000-01-01 and a day from now (-1 or null: the arrival time)")
+    return int(ts)
 
 
 def check_sensor_id(sensor_id: str) -> str:
     """Returns ``sensor_id`` if it is a valid id, else raises :class:`FrameFormatError`."""
     if not isinstance(sensor_id, str) or not SENSOR_ID.match(sensor_id):
         raise FrameFormatError(
-            f"sensor id {sensor_id!r} is not 1-64 characters of letters, digits, '.', '_' or '-'")
+            f"sensor id {sensor_id!r} is not 1-64 characters of letters, digits, '.', '_' or '-' "
+            f"starting with a letter or digit")
     return sensor_id
 
 
@@ -83,13 +144,17 @@ def encode_frames(frames: Any, timestamps: Any = None) -> bytes:
     return b"".join(encode_frame(f, t) for f, t in zip(frames, stamps))
 
 
-def decode_binary(data: bytes) -> list[FrameIn]:
+def decode_binary(data: bytes, limits: IngestLimits = IngestLimits()) -> list[FrameIn]:
     """The frames of a binary message (module docstring)."""
     out: list[FrameIn] = []
     pos, n = 0, len(data)
     if n == 0:
         raise FrameFormatError("empty message")
+    latest = _latest_timestamp()
     while pos < n:
+        if len(out) == limits.max_frames:
+            raise FrameFormatError(f"more than {limits.max_frames} frames in one message; at most "
+                                   f"{limits.max_frames} frames per message (max_frames_per_message)", 413)
         if n - pos < HEADER.size:
             raise FrameFormatError(f"record {len(out)}: {n - pos} bytes left, a header needs {HEADER.size}")
         magic, ts, h, w = HEADER.unpack_from(data, pos)
@@ -102,15 +167,39 @@ def decode_binary(data: bytes) -> list[FrameIn]:
         if n - start < size:
             raise FrameFormatError(
                 f"record {len(out)}: header says {h}x{w} float32 ({size} bytes), {n - start} bytes follow")
+        stamp = check_timestamp(ts, f"record {len(out)}", latest)
         frame = np.frombuffer(data, dtype="<f4", count=h * w, offset=start).reshape(h, w).astype(np.float32)
-        out.append(FrameIn(frame, None if ts == NO_TIMESTAMP else int(ts)))
+        out.append(FrameIn(frame, stamp))
         pos = start + size
-        if len(out) > MAX_FRAMES_PER_MESSAGE:
-            raise FrameFormatError(f"more than {MAX_FRAMES_PER_MESSAGE} frames in one message")
     return out
 
 
-def _frame_from_json(obj: Any, i: int) -> FrameIn:
+def _boxes_from_json(value: Any, i: int, shape: tuple[int, int], limits: IngestLimits) -> tuple[np.ndarray, int, int]:
+    """``value`` as ``(N, 4)`` boxes inside a frame of ``shape``, and how many were clipped and dropped."""
+    usage = f"frame {i}: 'boxes' must be a list of [x1, y1, x2, y2]"
+    if not isinstance(value, list):
+        raise FrameFormatError(usage)
+    if len(value) > limits.max_boxes:
+        raise FrameFormatError(f"frame {i}: {len(value)} boxes; at most {limits.max_boxes} boxes per frame "
+                               f"(max_boxes_per_frame)", 413)
+    try:
+        boxes = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FrameFormatError(usage) from None
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise FrameFormatError(usage)
+    if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
+        raise FrameFormatError(f"frame {i}: every box needs finite x1 < x2 and y1 < y2")
+    h, w = shape
+    clipped = np.clip(boxes, 0.0, [w, h, w, h])
+    inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    repaired = int(((clipped != boxes).any(axis=1) & inside).sum())
+    return clipped[inside].astype(np.float32), repaired, int((~inside).sum())
+
+
+def _frame_from_json(obj: Any, i: int, limits: IngestLimits, latest: int) -> FrameIn:
     if not isinstance(obj, dict) or "frame" not in obj:
         raise FrameFormatError(f"frame {i}: expected an object with a 'frame' key")
     try:
@@ -119,42 +208,60 @@ def _frame_from_json(obj: Any, i: int) -> FrameIn:
         raise FrameFormatError(f"frame {i}: 'frame' is not a rectangular array of numbers (rows of equal length)") from None
     if frame.ndim != 2 or frame.size == 0:
         raise FrameFormatError(f"frame {i}: 'frame' must be rows of numbers (H, W), got shape {frame.shape}")
-    ts = obj.get("timestamp")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
-        raise FrameFormatError(f"frame {i}: 'timestamp' must be ms since epoch, got {ts!r}")
-    boxes = obj.get("boxes")
-    if boxes is not None:
-        try:
-            boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        except (TypeError, ValueError):
-            raise FrameFormatError(f"frame {i}: 'boxes' must be a list of [x1, y1, x2, y2]") from None
-        if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
-            raise FrameFormatError(f"frame {i}: every box needs finite x1 < x2 and y1 < y2")
-    return FrameIn(frame, None if ts is None or ts == NO_TIMESTAMP else int(ts), boxes)
+    out = FrameIn(frame, check_timestamp(obj.get("timestamp"), f"frame {i}", latest))
+    if obj.get("boxes") is not None:
+        out.boxes, out.repaired_boxes, out.refused_boxes = _boxes_from_json(obj["boxes"], i, frame.shape, limits)
+    return out
 
 
-def decode_json(data: str | bytes | Any) -> list[FrameIn]:
+def _refuse_constant(name: str) -> Any:
+    raise FrameFormatError(f"not valid JSON: {name} is not a JSON number (send null, or leave the value out)", 400)
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: linear, no per-character alternation
+
+
+def json_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in JSON text (brackets inside strings do not count),
+    without parsing it: Python's parser recurses, so a deep document must never reach it."""
+    if b'"' in data:
+        data = _JSON_STRING.sub(b'""', data)
+    b = np.frombuffer(data, dtype=np.uint8)
+    opens = (b == ord("[")) | (b == ord("{"))
+    brackets = np.flatnonzero(opens | (b == ord("]")) | (b == ord("}")))
+    if brackets.size == 0:
+        return 0
+    return int(np.cumsum(np.where(opens[brackets], 1, -1)).max())
+
+
+def decode_json(data: str | bytes | Any, limits: IngestLimits = IngestLimits()) -> list[FrameIn]:
     """The frames of a JSON message (text, bytes, or already parsed)."""
     if isinstance(data, (str, bytes, bytearray)):
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise FrameFormatError(f"not valid JSON here: arrays and objects nested deeper than {MAX_JSON_DEPTH}", 400)
         try:
-            data = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise FrameFormatError(f"not valid JSON: {e}") from None
+            data = json.loads(raw, parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            if isinstance(e, FrameFormatError):
+                raise
+            raise FrameFormatError(f"not valid JSON: {e}", 400) from None
+    latest = _latest_timestamp()
     if isinstance(data, dict) and "frames" in data:
         frames = data["frames"]
         if not isinstance(frames, list) or not frames:
             raise FrameFormatError("'frames' must be a non-empty list")
-        if len(frames) > MAX_FRAMES_PER_MESSAGE:
-            raise FrameFormatError(f"more than {MAX_FRAMES_PER_MESSAGE} frames in one message")
-        return [_frame_from_json(f, i) for i, f in enumerate(frames)]
-    return [_frame_from_json(data, 0)]
+        if len(frames) > limits.max_frames:
+            raise FrameFormatError(f"{len(frames)} frames in one message; at most {limits.max_frames} frames per "
+                                   f"message (max_frames_per_message)", 413)
+        return [_frame_from_json(f, i, limits, latest) for i, f in enumerate(frames)]
+    return [_frame_from_json(data, 0, limits, latest)]
 
 
-def decode_message(data: bytes | str) -> list[FrameIn]:
+def decode_message(data: bytes | str, limits: IngestLimits = IngestLimits()) -> list[FrameIn]:
     """Binary records (they start with the magic) or JSON, whichever ``data`` is."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data)
         if data[:4] == MAGIC:
-            return decode_binary(data)
-        return decode_json(data)
-    return decode_json(data)
+            return decode_binary(data, limits)
+    return decode_json(data, limits)
