@@ -218,3 +218,18 @@ def test_clipped_and_refused_boxes_are_counted_per_sensor(hub):
     text = hub.metrics_text()
     assert 'thermal_boxes_repaired_total{sensor="S1"} 3.0' in text
     assert 'thermal_boxes_refused_total{sensor="S1"} 4.0' in text
+
+
+def test_a_sensors_prediction_that_cannot_be_stored_costs_only_that_sensor(hub):
+    hub.submit("S1", frames(1), "ws")
+    hub.submit("S2", frames(1), "ws")
+    arrival = __import__("time").time()
+    box = [1.0, 2.0, 9.0, 8.0]
+    preds = [("S1", 0, T0, 0, box, _scores(0, 0.1), arrival), ("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival)]
+    alert = dict(sensor_id="S1", track_id=0, start_frame=0, end_frame=0, start_timestamp=T0, end_timestamp=T0,
+                 peak_score=0.9, peak_frame=0, duration_s=0.0, fired_frame=0, active=True)
+    hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert])))
+    assert hub.store.count_predictions("S1") == 1 and hub.store.count_predictions("S2") == 0
+    assert len(hub.store.alerts()) == 1  # the round went on past the failed insert
+    by_id = {s["sensor_id"]: s for s in hub.sensors_status()}
+    assert "could not be stored" in by_id["S2"]["last_error"] and by_id["S1"]["last_error"] is None

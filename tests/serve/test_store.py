@@ -98,3 +98,13 @@ def test_predictions_timeline_and_purge(tmp_path):
     assert s.count_predictions() == 6 and s.count_predictions("S2") == 1
     assert s.purge_predictions(older_than_ms=0) == 0
     assert s.purge_predictions(older_than_ms=2**62) == 6
+
+
+def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(tmp_path):
+    s = Store(tmp_path / "db")
+    good = [("S1", 1000 + i, i, 0, "standing", 0.9, 0.05, 1, 2, 3, 4) for i in range(3)]
+    bad = ("S2", 10**19, 0, 0, "standing", 0.9, 0.05, 1, 2, 3, 4)  # past SQLite's 64-bit integers
+    failed = s.add_predictions([good[0], bad, *good[1:], ("S3", 1000, 0, 1, "walking", 0.5, 0.1, 1, 2, 3, 4)])
+    assert list(failed) == ["S2"] and "S2" in failed["S2"]
+    assert s.count_predictions("S1") == 3 and s.count_predictions("S3") == 1 and s.count_predictions("S2") == 0
+    assert s.add_predictions(good) == {}

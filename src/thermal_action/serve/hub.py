@@ -386,7 +386,12 @@ class Hub:
                 live = set(int(t) for t in ids)
                 for t in [t for t in st.tracks if t not in live and ts - st.tracks[t][3] > 10_000]:
                     del st.tracks[t]
-        self.store.add_predictions(rows)
+        for sensor, why in self.store.add_predictions(rows).items():
+            logger.error(why)
+            with self._lock:
+                st = self.sensors.get(sensor)
+                if st is not None:
+                    st.last_error = why
         for a in r.alerts:
             events.append(self._on_alert(a))
         if self.has_listeners:

@@ -211,16 +211,30 @@ class Store:
 
     # -- predictions
 
-    def add_predictions(self, rows: list[tuple]) -> None:
-        """Rows of ``(sensor_id, timestamp, frame_idx, track_id, action, score, fall_score, x1, y1, x2, y2)``."""
-        if not rows:
-            return
+    def add_predictions(self, rows: list[tuple]) -> dict[str, str]:
+        """Rows of ``(sensor_id, timestamp, frame_idx, track_id, action, score, fall_score, x1, y1, x2, y2)``.
+
+        One transaction per sensor: a row that cannot be stored loses that sensor's rows of this
+        call, never another sensor's. Returns sensor id -> why its rows were not stored."""
+        by_sensor: dict[str, list[tuple]] = {}
         t = now_ms()
+        for r in rows:
+            by_sensor.setdefault(r[0], []).append((*r, t))
+        failed: dict[str, str] = {}
         with self._lock:
-            self._db.executemany(
-                "INSERT INTO predictions (sensor_id, timestamp, frame_idx, track_id, action, score, fall_score,"
-                " x1, y1, x2, y2, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*r, t) for r in rows])
+            for sensor, sensor_rows in by_sensor.items():
+                try:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "INSERT INTO predictions (sensor_id, timestamp, frame_idx, track_id, action, score,"
+                        " fall_score, x1, y1, x2, y2, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        sensor_rows)
+                    self._db.execute("COMMIT")
+                except (sqlite3.Error, OverflowError, ValueError, TypeError) as e:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    failed[sensor] = f"sensor {sensor}: {len(sensor_rows)} prediction(s) could not be stored: {e}"
+        return failed
 
     def timeline(self, sensor_id: str, since_ms: int, limit: int = 20_000) -> list[dict[str, Any]]:
         return self._rows(
