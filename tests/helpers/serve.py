@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -10,7 +13,8 @@ import numpy as np
 
 from helpers.infer import make_frames, write_tiny_checkpoint
 
-__all__ = ["FakePool", "make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides", "alert_event"]
+__all__ = ["FakePool", "make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides", "alert_event",
+           "start_serve_cli", "pid_alive"]
 
 
 class FakePool:
@@ -92,3 +96,38 @@ def alert_event(kind: str, sensor_id: str, track_id: int, start_timestamp: int, 
 
 def frames_with_people(n: int, seed: int = 0) -> np.ndarray:
     return make_frames(n, seed=seed, dropped=())[0]
+
+
+def start_serve_cli(checkpoint: Path, data_dir: Path, env: dict[str, str] | None = None,
+                    timeout: float = 120.0, **overrides: Any) -> tuple[subprocess.Popen, str]:
+    """``thermal-action serve`` as a child process (stdout and stderr merged into ``proc.stdout``);
+    returns it and the banner's address (``http://127.0.0.1:PORT/?token=...``) once it serves."""
+    proc = subprocess.Popen([sys.executable, "-m", "thermal_action.cli", "serve", "--checkpoint", str(checkpoint),
+                             *serve_overrides(data_dir, **overrides)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+                            cwd=data_dir.parent)
+    line, seen = "", []
+    deadline = time.monotonic() + timeout
+    while not line.startswith("serving on ") and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen.append(line)
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"serve exited early with code {proc.returncode}:\n{''.join(seen)}")
+    if not line.startswith("serving on "):
+        proc.kill()
+        raise AssertionError(f"serve did not start in {timeout} s:\n{''.join(seen)}")
+    return proc, line.split()[2]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return not Path("/proc").is_dir()  # gone from /proc on Linux; elsewhere kill(0) is all we have

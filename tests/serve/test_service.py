@@ -17,7 +17,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers.serve import frames_with_people, now_stamps, serve_overrides, wait_for, write_tiny_checkpoint
+from helpers.serve import (
+    frames_with_people, now_stamps, pid_alive, serve_overrides, start_serve_cli, wait_for, write_tiny_checkpoint,
+)
 from thermal_action.serve.config import load_serve_config
 from thermal_action.serve.protocol import encode_frames
 from thermal_action.serve.service import ServiceThread
@@ -217,18 +219,10 @@ def test_onnx_backend_exports_into_the_data_dir(checkpoint, tmp_path):
 
 
 def test_cli_serve_prints_its_address_binds_localhost_and_stops_on_sigint(checkpoint, tmp_path):
-    env = {**os.environ, "THERMAL_ACTION_TOKEN": "s3cret-token"}
-    proc = subprocess.Popen([sys.executable, "-m", "thermal_action.cli", "serve", "--checkpoint", str(checkpoint),
-                             *serve_overrides(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=tmp_path)
+    proc, address = start_serve_cli(checkpoint, tmp_path / "data", env={"THERMAL_ACTION_TOKEN": "s3cret-token"})
     try:
-        line = ""
-        deadline = time.monotonic() + 120
-        while not line.startswith("serving on ") and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "serve exited early"
-        assert line.startswith("serving on http://127.0.0.1:") and line.strip().endswith("?token=s3cret-token")
-        url = line.split()[2].split("/?")[0]
+        assert address.startswith("http://127.0.0.1:") and address.endswith("?token=s3cret-token")
+        url = address.split("/?")[0]
         assert httpx.get(f"{url}/health").json()["workers_alive"] == 1
         assert httpx.get(f"{url}/api/sensors", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
     finally:
@@ -338,3 +332,51 @@ def test_hostile_gateway_input_is_refused_or_repaired_at_the_edge(svc):
     time.sleep(1.0)  # the round with X2's frames is done: nothing was scored, no alert
     assert _sensor(svc, "X2")["predictions"] == 0
     assert httpx.get(f"{svc.url}/api/alerts", params={"sensor": "X2"}, headers=_auth(svc)).json()["alerts"] == []
+
+
+def _worker_pids(url: str, token: str) -> list[int]:
+    got = httpx.get(f"{url}/api/workers", headers={"Authorization": f"Bearer {token}"}).json()["workers"]
+    return [w["pid"] for w in got]
+
+
+def test_sigterm_stops_like_ctrl_c_and_a_second_service_on_the_data_dir_is_refused(checkpoint, tmp_path):
+    data = tmp_path / "data"
+    proc, address = start_serve_cli(checkpoint, data, env={"THERMAL_ACTION_TOKEN": "first"}, workers=2)
+    try:
+        url = address.split("/?")[0]
+        workers = _worker_pids(url, "first")
+        assert len(workers) == 2 and all(pid_alive(p) for p in workers)
+        # A second service on the same data directory: one line, exit code 2, the first one untouched.
+        second = subprocess.run([sys.executable, "-m", "thermal_action.cli", "serve", "--checkpoint", str(checkpoint),
+                                 *serve_overrides(data, token="second")], capture_output=True, text=True, timeout=60)
+        err = second.stderr.strip()
+        assert second.returncode == 2 and len(err.splitlines()) == 1, second
+        assert "in use by another thermal-action serve" in err
+        assert f"pid {proc.pid}" in err and (data / "token").read_text().strip() == "first"
+        assert httpx.get(f"{url}/api/sensors", headers={"Authorization": "Bearer first"}).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out.strip().endswith("stopped"), out
+    assert "Traceback" not in out
+    assert not [p for p in workers if pid_alive(p)]
+
+
+def test_workers_exit_when_the_service_is_killed_and_the_generated_token_is_kept(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("THERMAL_ACTION_TOKEN", raising=False)
+    data = tmp_path / "data"
+    proc, address = start_serve_cli(checkpoint, data, workers=2)
+    token = address.split("?token=")[1]
+    workers = _worker_pids(address.split("/?")[0], token)
+    proc.kill()  # kill -9: no shutdown code runs
+    proc.communicate(timeout=30)
+    wait_for(lambda: not [p for p in workers if pid_alive(p)], timeout=5, what="the workers to exit")
+    assert (data / "token").stat().st_mode & 0o777 == 0o600
+    # The lock died with the process; the next start reuses the generated token: gateways keep working.
+    proc, address = start_serve_cli(checkpoint, data)
+    try:
+        assert address.endswith(f"?token={token}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

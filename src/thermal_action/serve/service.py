@@ -1,10 +1,22 @@
-"""Starting and stopping the service: data directory, token, model, workers, web server, MQTT."""
+"""Starting and stopping the service: data directory, token, model, workers, web server, MQTT.
+
+One service per data directory: it holds an exclusive lock on ``<data_dir>/serve.lock`` for its
+lifetime (a second one is refused with one line, exit code 2); the kernel drops the lock when
+the process ends, however it ends. SIGTERM (systemd, ``docker stop``) stops it as Ctrl-C does:
+the web server closes, the workers are stopped, the database is closed. Workers also exit by
+themselves when the service process is gone (:mod:`~thermal_action.serve.workers`).
+
+The token: ``token=`` in the config, else ``$THERMAL_ACTION_TOKEN``, else the one in
+``<data_dir>/token`` (kept from an earlier start, so gateways keep working across restarts),
+else a new one, generated and written there (mode 0600).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -22,18 +34,82 @@ from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
 
 logger = logging.getLogger(__name__)
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no data directory lock
+    fcntl = None
+
 TOKEN_ENV = "THERMAL_ACTION_TOKEN"
+TOKEN_FILE = "token"
+LOCK_FILE = "serve.lock"
 #: Bytes one WebSocket message may carry (about 2,600 binary frames of 40x60).
 MAX_WS = 25 * 1024 * 1024
 
 
-def resolve_token(cfg: ServeConfig) -> tuple[str, str]:
-    """The token and where it came from: the config, ``$THERMAL_ACTION_TOKEN``, or generated."""
+def resolve_token(cfg: ServeConfig, data_dir: Path) -> tuple[str, str]:
+    """The token and where it came from: the config, ``$THERMAL_ACTION_TOKEN``, the data
+    directory's token file (an earlier start's), or generated."""
     if cfg.token:
         return cfg.token, "config"
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV], TOKEN_ENV
+    try:
+        kept = (data_dir / TOKEN_FILE).read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    if kept:
+        return kept, "token file"
     return secrets.token_urlsafe(18), "generated"
+
+
+def write_token(path: Path, token: str) -> None:
+    """Writes ``token`` to ``path``, readable by its owner only from the first byte on."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(tmp, 0o600)  # a leftover tmp file keeps its old mode through O_CREAT
+    os.replace(tmp, path)
+
+
+class DataDirInUse(OSError):
+    """Another service holds the data directory's lock."""
+
+
+class DataDirLock:
+    """An exclusive ``flock`` on ``<data_dir>/serve.lock`` until :meth:`release` (or the process
+    ends): two services on one directory would share its token and end each other's alerts.
+
+    Raises:
+        DataDirInUse: another process holds it (the message names its pid).
+    """
+
+    def __init__(self, data_dir: Path):
+        self.path = data_dir / LOCK_FILE
+        self._fd: int | None = None
+        if fcntl is None:
+            logger.warning("no fcntl here: %s is not locked against a second service", data_dir)
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataDirInUse(f"data directory {data_dir} is in use by another thermal-action serve (pid "
+                               f"{holder}); stop that one or choose another data_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the path of Ctrl-C
 
 
 def available_cores() -> int:
@@ -68,10 +144,6 @@ class Service:
     """
 
     def __init__(self, cfg: ServeConfig, checkpoint: str | Path):
-        import uvicorn
-
-        from thermal_action.serve.app import create_app
-
         self.cfg = check_serve_config(cfg)
         rooms = None
         if cfg.rooms:  # read first: a bad file stops the start with its message, before any model loads
@@ -83,10 +155,21 @@ class Service:
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         self.data_dir = Path(cfg.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.token, self.token_source = resolve_token(cfg)
-        token_file = self.data_dir / "token"
-        token_file.write_text(self.token + "\n")
-        token_file.chmod(0o600)
+        self.lock = DataDirLock(self.data_dir)  # before anything in the directory is written
+        try:
+            self._build(checkpoint)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self, checkpoint: Path) -> None:
+        import uvicorn
+
+        from thermal_action.serve.app import create_app
+
+        cfg = self.cfg
+        self.token, self.token_source = resolve_token(cfg, self.data_dir)
+        write_token(self.data_dir / TOKEN_FILE, self.token)
         save_config(replace(cfg, token="<in the token file>" if cfg.token else ""), self.data_dir / "serve_config.yaml")
         onnx_path = None
         if cfg.backend == "onnx" and checkpoint.suffix != ".onnx":
@@ -131,27 +214,39 @@ class Service:
             self.mqtt.start()
 
     def stop_backend(self) -> None:
-        if self.mqtt is not None:
-            self.mqtt.stop()
-        self.hub.stop()
-        self.store.close()
+        try:
+            if self.mqtt is not None:
+                self.mqtt.stop()
+            self.hub.stop()
+            self.store.close()
+        finally:
+            self.lock.release()
 
     def banner(self) -> str:
         return f"serving on {self.url}/?token={self.token}"
 
     def serve_forever(self) -> None:
-        """Runs until interrupted (Ctrl-C / SIGTERM)."""
-        self.start_backend()
-        print(self.banner(), flush=True)
-        if self.token_source == "generated":
-            print(f"(token generated; also in {self.data_dir / 'token'}; set {TOKEN_ENV} or token= to choose one)",
-                  flush=True)
+        """Runs until interrupted (Ctrl-C or SIGTERM, alike)."""
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
         try:
+            self.start_backend()
+            print(self.banner(), flush=True)
+            if self.token_source in ("generated", "token file"):
+                how = "generated" if self.token_source == "generated" else "kept from an earlier start"
+                print(f"(token {how}, in {self.data_dir / TOKEN_FILE}; set {TOKEN_ENV} or token= to choose one)",
+                      flush=True)
+            # uvicorn handles SIGINT and SIGTERM while it runs, shuts down gracefully, then raises
+            # the signal again with our handlers back: both end here as KeyboardInterrupt.
             self.server.run(sockets=[self.socket])
-        except KeyboardInterrupt:  # uvicorn shut down gracefully, then re-raises Ctrl-C
+        except KeyboardInterrupt:
             pass
         finally:
-            self.stop_backend()
+            try:
+                self.stop_backend()
+            finally:
+                if main_thread:
+                    signal.signal(signal.SIGTERM, previous)
         print("stopped", flush=True)
 
 
@@ -184,7 +279,11 @@ class ServiceThread:
         return self.service.hub
 
     def __enter__(self) -> "ServiceThread":
-        self.service.start_backend()
+        try:
+            self.service.start_backend()
+        except BaseException:
+            self.service.stop_backend()
+            raise
         self._thread = threading.Thread(target=self.service.server.run, kwargs={"sockets": [self.service.socket]},
                                         name="serve-http", daemon=True)
         self._thread.start()

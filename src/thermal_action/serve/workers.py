@@ -18,6 +18,12 @@ Messages out (``outbox``)::
     ("ready", worker, pid)
     ("round", worker, Round)    what one round produced
     ("failed", worker, text)    the model could not be loaded (the worker then exits)
+
+Lifetime: a worker is stopped by its service (``("stop",)``, then killed after a timeout) and
+never outlives it: a watcher thread waits on the parent's end of the spawn pipe and exits the
+worker as soon as the service process is gone, however it went (SIGKILL, a crash). Workers
+ignore SIGINT and SIGTERM, which a terminal's Ctrl-C and systemd send to the whole process
+group: the service stops them in order instead.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 import zlib
@@ -250,8 +257,24 @@ class _Worker:
         return out, stop
 
 
+def _exit_with_parent() -> None:
+    """Starts a thread that ends this process the moment its parent process is gone."""
+    parent = mp.parent_process()
+    if parent is None:  # not started by multiprocessing
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the spawn pipe closes: the parent is gone
+        os._exit(0)  # nothing here is worth saving without the service, and nobody reads the code
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def worker_main(index: int, opts: WorkerOptions, inbox: Any, outbox: Any) -> None:
     """Entry point of a worker process."""
+    _exit_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format=f"[worker {index}] %(levelname)s %(message)s")
     try:
         stream = _build_stream(opts)
