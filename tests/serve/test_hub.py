@@ -233,3 +233,36 @@ def test_a_sensors_prediction_that_cannot_be_stored_costs_only_that_sensor(hub):
     assert len(hub.store.alerts()) == 1  # the round went on past the failed insert
     by_id = {s["sensor_id"]: s for s in hub.sensors_status()}
     assert "could not be stored" in by_id["S2"]["last_error"] and by_id["S1"]["last_error"] is None
+
+
+def test_junk_sensor_ids_do_not_lock_out_a_real_sensor(tmp_path):
+    info = ModelInfo(DEFAULT_CLASS_NAMES, (40, 60), FALL, 0.5, lag_frames=7, window_length=16)
+    hub = Hub(ServeConfig(data_dir=str(tmp_path)), info, Store(tmp_path / "db"), FakePool())
+    assert hub.cfg.max_sensors == 256
+    for i in range(150):  # ids that never sent a usable frame: bad messages, another sensor model
+        hub.reject(f"junk-{i}", "ws", "not valid JSON")
+        hub.submit(f"junk-shape-{i}", frames(1, shape=(24, 32)), "http")
+    hub.connected("junk-connected", "ws")
+    assert len(hub.sensors) == 256
+    assert hub.submit("real", frames(3), "ws").accepted == 3
+    assert "real" in hub.sensors and len(hub.sensors) == 256
+    assert hub.stats()["forgotten_sensors_total"] == 46  # the oldest junk made room, one id at a time
+    assert "junk-0" not in hub.sensors and "junk-149" in hub.sensors
+    hub.store.close()
+
+
+def test_sensors_with_frames_are_forgotten_only_when_idle_unconnected_and_ended(hub):
+    for s in ("A", "B", "C"):
+        assert hub.submit(s, frames(1), "ws").accepted == 1
+    assert hub.submit("D", frames(1), "ws").accepted == 0  # all three streams run: D is refused
+    a = hub.sensors["A"]
+    a.stream_ended, a.last_seen = True, a.last_seen - hub.cfg.forget_sensor_seconds - 1
+    hub.connected("A", "ws")
+    assert hub.submit("D", frames(1), "ws").accepted == 0  # connected: kept
+    hub.disconnected("A", "ws")
+    a.last_seen -= hub.cfg.forget_sensor_seconds + 1
+    a.active_alerts.add((0, T0))
+    assert hub.submit("D", frames(1), "ws").accepted == 0  # a fall still going on: kept
+    a.active_alerts.clear()
+    assert hub.submit("D", frames(1), "ws").accepted == 1  # idle, unconnected, ended: forgotten
+    assert sorted(hub.sensors) == ["B", "C", "D"] and hub.stats()["refused_sensors_total"] == 3

@@ -380,3 +380,24 @@ def test_workers_exit_when_the_service_is_killed_and_the_generated_token_is_kept
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_alert_ids_beyond_sqlite_ids_and_dot_sensor_ids_are_refused_and_every_ack_is_kept(svc):
+    for alert_id in (2**70, 2**63, 0, -1):
+        assert httpx.post(f"{svc.url}/api/alerts/{alert_id}/acknowledge", headers=_auth(svc)).status_code == 404
+    deep = httpx.post(f"{svc.url}/api/alerts/1/acknowledge", content="[" * 10_000 + "]" * 10_000, headers=_auth(svc))
+    assert deep.status_code == 400 and "nested" in deep.json()["detail"]
+    for bad in (".", ".."):
+        with connect(f"{svc.url.replace('http', 'ws')}/ws/sensors/{bad}?token={svc.token}") as ws:
+            with pytest.raises(ConnectionClosed) as e:
+                ws.recv(timeout=10)
+        assert e.value.rcvd.code == 4400
+    _post(svc, "A1", frames_with_people(30), now_stamps(30))
+    a = wait_for(lambda: httpx.get(f"{svc.url}/api/alerts", params={"sensor": "A1"}, headers=_auth(svc)).json()["alerts"],
+                 what="an alert")[0]
+    for who in ("nurse Ada", "nurse Bo"):
+        r = httpx.post(f"{svc.url}/api/alerts/{a['id']}/acknowledge", json={"by": who, "note": "coming"},
+                       headers=_auth(svc))
+        assert r.status_code == 200 and r.json()["acknowledged_by"] == "nurse Ada"
+    assert [(e["who"], e["note"]) for e in svc.hub.store.alert_events(a["id"])] == [
+        ("nurse Ada", "coming"), ("nurse Bo", "coming")]

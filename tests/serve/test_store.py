@@ -108,3 +108,18 @@ def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(tmp_pat
     assert list(failed) == ["S2"] and "S2" in failed["S2"]
     assert s.count_predictions("S1") == 3 and s.count_predictions("S3") == 1 and s.count_predictions("S2") == 0
     assert s.add_predictions(good) == {}
+
+
+def test_every_acknowledgement_and_resolution_goes_to_the_audit_trail(tmp_path):
+    s = Store(tmp_path / "db")
+    a = s.raise_alert("S1", 0, 1000, 1000, 0.9)
+    s.set_alert_state(a["id"], "acknowledged", "nurse A", note="on my way")
+    second = s.set_alert_state(a["id"], "acknowledged", "nurse B")
+    assert second["acknowledged_by"] == "nurse A"  # the columns keep the first acknowledgement
+    s.set_alert_state(a["id"], "resolved", "nurse B", note="helped up, no injury")
+    events = s.alert_events(a["id"])
+    assert [(e["alert_id"], e["action"], e["who"], e["note"]) for e in events] == [
+        (a["id"], "acknowledged", "nurse A", "on my way"), (a["id"], "acknowledged", "nurse B", ""),
+        (a["id"], "resolved", "nurse B", "helped up, no injury")]
+    assert all(e["at"] >= a["created_at"] for e in events)
+    assert s.set_alert_state(999, "acknowledged", "x") is None and s.alert_events(999) == []

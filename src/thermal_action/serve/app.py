@@ -23,7 +23,9 @@ from fastapi.staticfiles import StaticFiles
 from thermal_action.errors import RoomsError
 from thermal_action.serve.config import ingest_limits
 from thermal_action.serve.hub import Hub
-from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message
+from thermal_action.serve.protocol import (
+    FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message, parse_json,
+)
 from thermal_action.serve.store import ALERT_STATES
 
 logger = logging.getLogger(__name__)
@@ -222,15 +224,18 @@ def create_app(hub: Hub, token: str) -> FastAPI:
 
     async def _set_state(alert_id: int, state: str, request: Request) -> dict:
         require(request)
-        by = ""
-        if await request.body():
+        by, note = "", ""
+        if raw := await request.body():
             try:
-                body = await request.json()
-            except ValueError:
-                raise HTTPException(400, "the body must be JSON like {\"by\": \"name\"}") from None
-            by = str(body.get("by", "")) if isinstance(body, dict) else ""
+                body = parse_json(raw)
+            except FrameFormatError as e:
+                raise HTTPException(400, f"the body must be JSON like {{\"by\": \"name\", \"note\": \"...\"}}: {e}") from None
+            if isinstance(body, dict):
+                by, note = str(body.get("by") or ""), str(body.get("note") or "")
         by = by.strip()[:100] or "dashboard"
-        row = hub.set_alert_state(alert_id, state, by)
+        if not 0 < alert_id < 2**63:  # SQLite's integers; a larger id cannot name an alert
+            raise HTTPException(404, f"no alert {alert_id}")
+        row = hub.set_alert_state(alert_id, state, by, note.strip()[:1000])
         if row is None:
             raise HTTPException(404, f"no alert {alert_id}")
         return row

@@ -41,8 +41,9 @@ class ServeConfig:
     fall_bed_threshold: float | None = ranged(None, 0.0, 1.0, low_open=True)  # stricter threshold for a person mostly on a bed/couch zone
     fps: float = ranged(PREDICTION.fps, 0.1, 1000.0)  # sensor frame rate (turns frame counts into seconds)
     # -- sensors
-    max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond is refused
+    max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond takes the place of one that never sent a usable frame, or of one idle for forget_sensor_seconds, else is refused
     rooms: str = ""  # layout file (rooms.json): each sensor's furniture; zones set through the API win; "" = none
+    forget_sensor_seconds: float = ranged(3600.0, 1.0, 10_000_000.0)  # idle this long (no connection, stream ended, no fall going on): a sensor may be forgotten to make room
     max_frames_per_message: int = ranged(256, 1, 10_000)  # frames in one ingest message at most; more: refused (413)
     max_boxes_per_frame: int = ranged(32, 1, 1024)  # boxes a gateway may send per frame; more: the message is refused (413)
     silent_seconds: float = ranged(10.0, 0.1, 86_400.0)  # no frame for this long: the sensor shows as silent

@@ -16,6 +16,9 @@ a burst of many frames      queued; beyond ``max_queue_frames`` per worker dropp
 silence                     ``silent`` after ``silent_seconds``; stream ended (pending keyframes scored, alerts closed) after ``end_stream_seconds``
 timestamps jump or go back  a new stream starts (``new_streams``), as after a reconnect with a new clock
 worker process dies         restarted; its sensors start new streams; frames it held counted as dropped
+many ids (junk, or renamed) beyond ``max_sensors``: a new id takes the place of the longest-quiet id that
+                            never sent a usable frame, else of one idle for ``forget_sensor_seconds``
+                            (no connection, stream ended, no fall going on), else is refused
 ==========================  ===============================================================
 
 Rooms: a sensor's layout (its furniture as zones, :mod:`thermal_action.data.rooms`) is the one
@@ -91,6 +94,7 @@ class SensorState:
     predictions: int = 0
     last_error: str | None = None
     last_arrival: float | None = None  # time.time()
+    last_seen: float = field(default_factory=time.time)  # any message or connection, usable or not
     last_timestamp: int | None = None
     stream_ended: bool = False
     recent_timestamps: deque = field(default_factory=lambda: deque(maxlen=64))  # capture ms of the last frames
@@ -155,6 +159,7 @@ class Hub:
         self.alerts_raised = 0
         self.worker_restarts = 0
         self.refused_sensors = 0
+        self.forgotten_sensors = 0
         self._latency: deque = deque(maxlen=5000)  # s, frame arrival -> prediction stored
         self._model_ms: deque = deque(maxlen=2000)  # per forward pass
         self._frame_times: deque = deque(maxlen=20_000)  # (arrival, n)
@@ -210,15 +215,37 @@ class Hub:
     # -- ingest
 
     def _sensor(self, sensor_id: str) -> SensorState | None:
+        """The sensor's state (made for a new id while there is room, or room can be made);
+        None when the service is full. Call with the lock held."""
+        now = time.time()
         st = self.sensors.get(sensor_id)
         if st is None:
-            if len(self.sensors) >= self.cfg.max_sensors:
+            if len(self.sensors) >= self.cfg.max_sensors and not self._forget_one(now):
                 self.refused_sensors += 1
                 return None
             st = SensorState(sensor_id, worker_for(sensor_id, self.n_workers))
             self.sensors[sensor_id] = st
             logger.info("new sensor %s (worker %d)", sensor_id, st.worker)
+        st.last_seen = now
         return st
+
+    def _forget_one(self, now: float) -> bool:
+        """Makes room for a new sensor: forgets the longest-quiet one that never sent a usable
+        frame (junk ids must not lock real sensors out), else the longest-quiet one idle for
+        ``forget_sensor_seconds``; never one that is streaming, connected or has a fall going on."""
+        junk = [st for st in self.sensors.values() if st.frames == 0]
+        idle = [st for st in self.sensors.values()
+                if (st.stream_ended or st.last_arrival is None) and not any(st.connections.values())
+                and not st.active_alerts and now - st.last_seen > self.cfg.forget_sensor_seconds]
+        candidates = junk or idle
+        if not candidates:
+            return False
+        gone = min(candidates, key=lambda s: s.last_seen)
+        del self.sensors[gone.sensor_id]
+        self.forgotten_sensors += 1
+        logger.info("sensor %s forgotten to make room (%s)", gone.sensor_id,
+                    "never sent a usable frame" if junk else "idle")
+        return True
 
     def connected(self, sensor_id: str, transport: str) -> None:
         with self._lock:
@@ -420,9 +447,9 @@ class Hub:
                            event.track_id, event.peak_score, "" if event.active else ", already over")
         return {"type": "alert", "alert": row}
 
-    def set_alert_state(self, alert_id: int, state: str, by: str) -> dict | None:
+    def set_alert_state(self, alert_id: int, state: str, by: str, note: str = "") -> dict | None:
         """Acknowledge / resolve (from the API); tells the dashboards."""
-        row = self.store.set_alert_state(alert_id, state, by)
+        row = self.store.set_alert_state(alert_id, state, by, note)
         if row is not None:
             logger.info("alert %d %s by %s", alert_id, state, by)
             self._emit({"type": "alert", "alert": row})
@@ -605,7 +632,7 @@ class Hub:
             "alerts_acknowledged": counts["acknowledged"], "alerts_resolved": counts["resolved"],
             "worker_restarts_total": self.worker_restarts,
             "workers_alive": self.pool.alive() if self.pool is not None else 1, "workers": self.n_workers,
-            "refused_sensors_total": self.refused_sensors,
+            "refused_sensors_total": self.refused_sensors, "forgotten_sensors_total": self.forgotten_sensors,
         }
 
     def metrics_text(self) -> str:
@@ -653,6 +680,10 @@ class Hub:
                 ('{quantile="0.99"}', s["latency_s_p99"])])
         metric("thermal_alerts_total", "counter", "Fall alerts raised.", [("", s["alerts_raised_total"])])
         metric("thermal_alerts_open", "gauge", "Alerts nobody acknowledged yet.", [("", s["alerts_open"])])
+        metric("thermal_sensors_refused_total", "counter", "New sensor ids refused: max_sensors reached.",
+               [("", s["refused_sensors_total"])])
+        metric("thermal_sensors_forgotten_total", "counter", "Sensors forgotten to make room for new ones.",
+               [("", s["forgotten_sensors_total"])])
         metric("thermal_worker_restarts_total", "counter", "Worker processes restarted.",
                [("", s["worker_restarts_total"])])
         metric("thermal_workers_alive", "gauge", "Worker processes running.", [("", s["workers_alive"])])

@@ -234,18 +234,24 @@ def json_depth(data: bytes) -> int:
     return int(np.cumsum(np.where(opens[brackets], 1, -1)).max())
 
 
+def parse_json(data: str | bytes) -> Any:
+    """Strict JSON: no ``NaN`` / ``Infinity``, nested at most :data:`MAX_JSON_DEPTH` deep;
+    anything else raises :class:`FrameFormatError` (status 400) saying why."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise FrameFormatError(f"not valid JSON here: arrays and objects nested deeper than {MAX_JSON_DEPTH}", 400)
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except FrameFormatError:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise FrameFormatError(f"not valid JSON: {e}", 400) from None
+
+
 def decode_json(data: str | bytes | Any, limits: IngestLimits = IngestLimits()) -> list[FrameIn]:
     """The frames of a JSON message (text, bytes, or already parsed)."""
     if isinstance(data, (str, bytes, bytearray)):
-        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-        if json_depth(raw) > MAX_JSON_DEPTH:
-            raise FrameFormatError(f"not valid JSON here: arrays and objects nested deeper than {MAX_JSON_DEPTH}", 400)
-        try:
-            data = json.loads(raw, parse_constant=_refuse_constant)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            if isinstance(e, FrameFormatError):
-                raise
-            raise FrameFormatError(f"not valid JSON: {e}", 400) from None
+        data = parse_json(data)
     latest = _latest_timestamp()
     if isinstance(data, dict) and "frames" in data:
         frames = data["frames"]

@@ -5,10 +5,12 @@ person per ``store_every_seconds``) for the dashboard's timeline, and the room l
 Alerts arrive as the fall monitor's immutable events
 (:class:`~thermal_action.inference.alerts.AlertEvent`: "raised", then "ended";
 :meth:`Store.record_alert`). An alert is raised ``open``; a person acknowledges it
-(``acknowledged``, by whom and when) and resolves it (``resolved``). Whether the fall itself
-goes on (``active``) is separate: the model says so, a person decides the state. Everything
-is committed as it happens, so a restart of the service loses no alert (WAL journal: readers
-never wait for the writer).
+(``acknowledged``, by whom and when) and resolves it (``resolved``). The alert's
+``acknowledged_*`` and ``resolved_*`` columns keep the first of each; every request, a second
+acknowledgement included, is one row of the audit trail ``alert_events`` (alert id, action,
+who, when, note). Whether the fall itself goes on (``active``) is separate: the model says so,
+a person decides the state. Everything is committed as it happens, so a restart of the service
+loses no alert (WAL journal: readers never wait for the writer).
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ CREATE TABLE IF NOT EXISTS sensor_zones (
     layout TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id INTEGER NOT NULL REFERENCES alerts (id),
+    action TEXT NOT NULL,
+    who TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id, id);
 """
 
 _ALERT_COLUMNS = ("id", "sensor_id", "track_id", "state", "active", "start_timestamp", "fired_timestamp",
@@ -188,9 +199,9 @@ class Store:
         rows = self._rows("SELECT sensor_id, count(*) AS n FROM alerts WHERE state = 'open' GROUP BY sensor_id")
         return {r["sensor_id"]: r["n"] for r in rows}
 
-    def set_alert_state(self, alert_id: int, state: str, by: str) -> dict[str, Any] | None:
-        """Acknowledges or resolves an alert (``by``: who). Resolving an unacknowledged alert
-        acknowledges it too. None if there is no such alert."""
+    def set_alert_state(self, alert_id: int, state: str, by: str, note: str = "") -> dict[str, Any] | None:
+        """Acknowledges or resolves an alert (``by``: who) and records it in ``alert_events``.
+        Resolving an unacknowledged alert acknowledges it too. None if there is no such alert."""
         if state not in ("acknowledged", "resolved"):
             raise ValueError(f"an alert can be acknowledged or resolved, not {state!r}")
         t = now_ms()
@@ -207,7 +218,14 @@ class Store:
                     " acknowledged_at = coalesce(acknowledged_at, ?) WHERE id = ?", (by, t, by, t, int(alert_id)))
             if cur.rowcount == 0:
                 return None
+            self._db.execute("INSERT INTO alert_events (alert_id, action, who, at, note) VALUES (?, ?, ?, ?, ?)",
+                             (int(alert_id), state, by, t, note))
         return self.alert(alert_id)
+
+    def alert_events(self, alert_id: int) -> list[dict[str, Any]]:
+        """The alert's audit trail, oldest first: ``alert_id, action, who, at`` (ms), ``note``."""
+        return self._rows("SELECT alert_id, action, who, at, note FROM alert_events WHERE alert_id = ? ORDER BY id",
+                          (int(alert_id),))
 
     # -- predictions
 
