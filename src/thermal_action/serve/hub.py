@@ -9,7 +9,9 @@ What a sensor can get wrong, and what happens (never more than that sensor is af
 
 ==========================  ===============================================================
 frame of another size       refused, ``bad_shape`` counted, the error names the sensor and both sizes
-message that does not parse refused, ``bad_message`` counted (the sender gets the reason)
+message that does not parse refused, ``bad_message`` counted (the sender gets the reason); this covers
+                            the edge's checks of timestamps, boxes and limits (:mod:`~thermal_action.serve.protocol`)
+boxes outside the frame     clipped (``repaired_boxes``) or dropped (``refused_boxes``) at the edge
 NaN / dropped-packet pixels repaired in the worker (``repaired_pixels``)
 a frame with no valid pixel as the stream's first: refused (``invalid_frames``); later: filled from the previous frame
 a burst of many frames      queued; beyond ``max_queue_frames`` per worker dropped (``dropped``)
