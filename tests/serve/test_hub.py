@@ -226,8 +226,7 @@ def test_a_sensors_prediction_that_cannot_be_stored_costs_only_that_sensor(hub):
     arrival = __import__("time").time()
     box = [1.0, 2.0, 9.0, 8.0]
     preds = [("S1", 0, T0, 0, box, _scores(0, 0.1), arrival), ("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival)]
-    alert = dict(sensor_id="S1", track_id=0, start_frame=0, end_frame=0, start_timestamp=T0, end_timestamp=T0,
-                 peak_score=0.9, peak_frame=0, duration_s=0.0, fired_frame=0, active=True)
+    alert = alert_event("raised", "S1", 0, T0, T0, 0.9)
     hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert])))
     assert hub.store.count_predictions("S1") == 1 and hub.store.count_predictions("S2") == 0
     assert len(hub.store.alerts()) == 1  # the round went on past the failed insert

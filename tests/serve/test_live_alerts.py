@@ -116,7 +116,8 @@ def test_stored_alerts_equal_offline_alerts_for_every_batch_size(case):
     tmp, rule, rec, n_preds, expected, _ = case
     cfg = load_serve_config(None, serve_overrides(
         tmp / "data", fall_threshold=rule.threshold, fall_alert_seconds=rule.min_seconds,
-        fall_alert_cooldown_seconds=rule.cooldown_seconds, silent_seconds=0.5, end_stream_seconds=1.0))
+        fall_alert_cooldown_seconds=rule.cooldown_seconds, silent_seconds=0.5, end_stream_seconds=1.0,
+        max_frames_per_message=FRAMES))  # "all at once" is more than the default limit of one message
     with ServiceThread(cfg, tmp / "tiny.ckpt") as svc:
         stored = send_and_collect(svc, rec, {f"batch{size}": size for size in BATCHES}, n_preds)
     wrong = {sensor: len(rows) for sensor, rows in stored.items() if rows != expected}

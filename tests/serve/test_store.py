@@ -112,7 +112,7 @@ def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(tmp_pat
 
 def test_every_acknowledgement_and_resolution_goes_to_the_audit_trail(tmp_path):
     s = Store(tmp_path / "db")
-    a = s.raise_alert("S1", 0, 1000, 1000, 0.9)
+    a = raise_alert(s, "S1", 0, 1000, 1000, 0.9)
     s.set_alert_state(a["id"], "acknowledged", "nurse A", note="on my way")
     second = s.set_alert_state(a["id"], "acknowledged", "nurse B")
     assert second["acknowledged_by"] == "nurse A"  # the columns keep the first acknowledgement
