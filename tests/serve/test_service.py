@@ -387,6 +387,8 @@ def test_alert_ids_beyond_sqlite_ids_and_dot_sensor_ids_are_refused_and_every_ac
         assert httpx.post(f"{svc.url}/api/alerts/{alert_id}/acknowledge", headers=_auth(svc)).status_code == 404
     deep = httpx.post(f"{svc.url}/api/alerts/1/acknowledge", content="[" * 10_000 + "]" * 10_000, headers=_auth(svc))
     assert deep.status_code == 400 and "nested" in deep.json()["detail"]
+    deep = httpx.put(f"{svc.url}/api/sensors/A1/zones", content="[" * 100_000 + "]" * 100_000, headers=_auth(svc))
+    assert deep.status_code == 400
     for bad in (".", ".."):
         with connect(f"{svc.url.replace('http', 'ws')}/ws/sensors/{bad}?token={svc.token}") as ws:
             with pytest.raises(ConnectionClosed) as e:

@@ -9,7 +9,6 @@ Every endpoint but ``/health`` needs the service's token: ``Authorization: Beare
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -197,8 +196,8 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         if len(body) > MAX_ZONES_BODY:
             raise HTTPException(413, f"a zones request may carry {MAX_ZONES_BODY} bytes")
         try:
-            layout = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            layout = parse_json(body)
+        except FrameFormatError:
             raise HTTPException(400, 'the body must be a JSON layout like {"zones": [{"kind": "bed", "name": "bed", '
                                      '"box": [0.6, 0.3, 0.95, 0.6]}]} (normalized x1, y1, x2, y2)') from None
         try:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from thermal_action.config import save_config
+from thermal_action.data.rooms import RoomMap
 from thermal_action.alert_rule import resolve_alert_rule
 from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
 from thermal_action.serve.hub import Hub, ModelInfo
@@ -157,12 +158,12 @@ class Service:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lock = DataDirLock(self.data_dir)  # before anything in the directory is written
         try:
-            self._build(checkpoint)
+            self._build(checkpoint, rooms)
         except BaseException:
             self.lock.release()
             raise
 
-    def _build(self, checkpoint: Path) -> None:
+    def _build(self, checkpoint: Path, rooms: RoomMap | None) -> None:
         import uvicorn
 
         from thermal_action.serve.app import create_app
