@@ -14,7 +14,7 @@ from thermal_action.config import load_config
 from thermal_action.training.train import train
 
 SUMMARY_KEYS = {"epoch", "step", "train_loss", "val_loss", "mAP", "top1", "macro_f1", "fall_precision",
-                "fall_recall", "fall_ap", "fall_threshold", "lr", "clips_per_s", "time"}
+                "fall_recall", "fall_ap", "fall_threshold", "fall_boxes", "lr", "clips_per_s", "time"}
 
 
 def _weights(path):
