@@ -29,6 +29,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             val_recordings=args.val_recordings,
         ),
+        overwrite=args.force,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -78,6 +79,7 @@ def _cmd_convert_annotations(args: argparse.Namespace) -> int:
         seed=args.seed,
         tolerance_ms=args.tolerance_ms,
         min_context_frames=args.min_context_frames,
+        overwrite=args.force,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=400, help="frames per recording")
     p.add_argument("--val-recordings", type=int, default=2, help="whole recordings held out for val.json")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true",
+                   help="replace the dataset files already in OUT_DIR (sensor_info.json, train.json, val.json...)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("validate", help="check a dataset and print a summary")
@@ -129,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance-ms", type=float, default=50.0)
     p.add_argument("--min-context-frames", type=int, default=0,
                    help="drop keyframes with fewer frames than this on either side (0 keeps all; clips are padded)")
+    p.add_argument("--force", action="store_true",
+                   help="replace train.json, val.json and class_mapping.json already in OUT_DIR")
     p.set_defaults(func=_cmd_convert_annotations)
 
     p = sub.add_parser("convert-checkpoint", help="map a published SlowFast checkpoint onto our model")

@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 
 from thermal_action.data.synth.config import H, W, SynthConfig
-from thermal_action.data.synth.recording import SynthRecording, simulate_recording
+from thermal_action.data.synth.recording import SynthRecording, _room_of, simulate_recording
+from thermal_action.errors import refuse_overwrite
 from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_xyxy_to_cxcywh_norm
 
 log = logging.getLogger(__name__)
@@ -90,13 +91,27 @@ def _raw_lines(rec: SynthRecording, rng: np.random.Generator, jitter_ms: int) ->
     return lines
 
 
-def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> dict:
+def existing_outputs(out_dir: str | Path, config: SynthConfig) -> list[Path]:
+    """The files :func:`generate_dataset` would replace in ``out_dir`` (empty for a fresh directory)."""
+    out = Path(out_dir)
+    paths = [out / "frames" / "sensor_info.json"] + [
+        out / "annotations" / f"{s}.json" for s in ("train", "val", "class_mapping")]
+    for index in range(config.num_recordings):
+        room, take = _room_of(index, config)
+        sensor = f"SYN{room:02d}_R{take + 1}"
+        paths += [out / "frames" / f"{sensor}.h5", out / "raw_annotations" / f"{sensor}_annotation.json"]
+    return [p for p in paths if p.exists()]
+
+
+def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None, overwrite: bool = False) -> dict:
     """Writes a synthetic dataset in the real on-disk format.
 
     Args:
         out_dir: dataset directory (created); gets ``frames/``, ``annotations/`` and
             ``raw_annotations/``.
         config: what to generate; defaults to :class:`SynthConfig()`.
+        overwrite: replace files already there (``sensor_info.json``, ``train.json``...);
+            without it an existing dataset is refused (:class:`FileExistsError`).
 
     Returns:
         A JSON-serialisable summary: recordings with their split and counts, boxes per
@@ -105,6 +120,8 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
     config = config or SynthConfig()
     config.validate()
     out = Path(out_dir)
+    if not overwrite:
+        refuse_overwrite(existing_outputs(out, config), "synth")
     (out / "frames").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     (out / "raw_annotations").mkdir(parents=True, exist_ok=True)
