@@ -427,3 +427,11 @@ def test_an_exported_model_carries_its_alert_rule_and_old_exports_their_threshol
     assert _onnx_alert_rule({"alert_rule": rule.to_dict()}) == rule
     assert _onnx_alert_rule({"fall_threshold": 0.45}) == AlertRule(threshold=0.45)
     assert _onnx_alert_rule({}) == AlertRule()
+
+
+def test_a_dead_sensor_is_warned_about_per_recording(predictor, rec_path, tmp_path, caplog):
+    dead = write_recording(tmp_path / "D1.h5", np.zeros((30, 40, 60), np.float32))
+    with caplog.at_level("WARNING", logger="thermal_action.inference.recordings"):
+        predict_recordings(predictor, [dead, rec_path], tmp_path / "out", step=10)
+    warned = [r.getMessage() for r in caplog.records if "dead or stuck sensor" in r.getMessage()]
+    assert len(warned) == 1 and "D1.h5: every frame is 0.0 °C (all 30)" in warned[0], warned

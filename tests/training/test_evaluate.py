@@ -129,3 +129,27 @@ def test_an_evaluation_set_without_labelled_boxes_is_an_error(trained_run, synth
                                            r"metric would be undefined"):
         evaluate_checkpoint(trained_run.best_checkpoint, root, "annotations/val.json", tmp_path / "e")
     assert not (tmp_path / "e").exists()
+
+
+def test_recordings_of_another_frame_size_are_refused_naming_the_file(trained_run, synth_root, tmp_path):
+    import shutil
+
+    import h5py
+
+    from thermal_action.errors import DatasetError
+
+    root = shutil.copytree(synth_root, tmp_path / "data")
+    val = root / "annotations" / "val.json"
+    data = json.loads(val.read_text())
+    sensor = data["images"][0]["sensor_id"]
+    for im in data["images"]:  # annotated as 30x30, so only the model's size disagrees
+        im["width"] = im["height"] = 30
+    val.write_text(json.dumps(data))
+    with h5py.File(root / "frames" / f"{sensor}.h5", "a") as f:
+        small = f["frames"][:, :30, :30]
+        del f["frames"]
+        f["frames"] = small
+    with pytest.raises(DatasetError, match=rf"{sensor}\.h5 \[frames\]: frames are 30x30 but the model was trained "
+                                           r"on 40x60 frames"):
+        evaluate_checkpoint(trained_run.best_checkpoint, root, "annotations/val.json", tmp_path / "e")
+    assert not (tmp_path / "e" / "metrics.json").exists()

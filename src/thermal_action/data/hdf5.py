@@ -55,6 +55,10 @@ from thermal_action.structures import (
 
 logger = logging.getLogger(__name__)
 
+#: °C; a recording whose temperatures all lie within this span is a dead or stuck sensor (the
+#: sensor's own noise alone spreads a live one over more than a degree).
+DEAD_SENSOR_SPAN_C = 0.05
+
 #: Frames searched on each side of a repaired frame before the whole-recording fallback.
 _LOCAL_SEARCH = 4
 
@@ -134,6 +138,15 @@ class Recording:
     @property
     def width(self) -> int:
         return int(self.frames.shape[2])
+
+    def dead_sensor(self) -> str | None:
+        """Why this recording looks like a dead or stuck sensor (every temperature within
+        :data:`DEAD_SENSOR_SPAN_C` of one value: nobody can be seen in it), or None."""
+        lo, hi = float(self.frames.min()), float(self.frames.max())
+        if hi - lo >= DEAD_SENSOR_SPAN_C:
+            return None
+        what = f"{lo:.1f} °C" if hi == lo else f"within {lo:.2f}-{hi:.2f} °C"
+        return f"every frame is {what} (all {self.num_frames}): a dead or stuck sensor, nobody can be seen in it"
 
 
 def _plain(value: Any) -> Any:

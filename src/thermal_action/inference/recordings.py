@@ -212,6 +212,9 @@ def predict_recordings(
                 raise DatasetError(path, f"{size}; pass --allow-frame-size to predict on them anyway",
                                    record="frames")
             logger.warning("%s: %s (--allow-frame-size); dropped packets filled, not realigned", path, size)
+        dead = rec.dead_sensor()
+        if dead:
+            logger.warning("%s: %s; its predictions (if any) say nothing about the room", path, dead)
         t = time.perf_counter()
         person_boxes = resolve_boxes(rec, boxes, ann, dets, single_recording=len(paths) == 1)
         seconds["boxes"] += time.perf_counter() - t

@@ -82,6 +82,22 @@ def _apply_overrides(cfg, overrides: list[str] | None):
     return config_from_dict(config_to_dict(cfg), overrides)
 
 
+def _check_frame_size(dataset, trained: tuple[int, int] | None) -> None:
+    """Refuses recordings whose frames are not the size the model was trained on, naming the
+    first such file (``predict`` refuses them the same way)."""
+    from thermal_action.errors import DatasetError
+
+    if trained is None:  # an older checkpoint: the size was not recorded
+        return
+    for sensor in sorted({k.sensor_id for k in dataset.keyframes}):
+        path = dataset.recording_path(sensor)
+        rec = dataset.cache.get(path)
+        if (rec.height, rec.width) != tuple(trained):
+            raise DatasetError(path, f"frames are {rec.height}x{rec.width} but the model was trained on "
+                                     f"{trained[0]}x{trained[1]} frames; evaluate a model trained on this size",
+                               record="frames")
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data_root: str | Path,
@@ -112,7 +128,8 @@ def evaluate_checkpoint(
 
     Raises:
         DatasetError: a problem with the annotation file or its recordings; a file
-            without a single labelled box is one (every metric would be undefined).
+            without a single labelled box is one (every metric would be undefined), and
+            so are recordings of another frame size than the model was trained on.
     """
     from thermal_action.data.dataset import build_collate, build_dataset
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
@@ -135,6 +152,7 @@ def evaluate_checkpoint(
     if list(dataset.class_names) != list(class_names):
         raise ValueError(f"{ann_file}: its classes {dataset.class_names} differ from the checkpoint's {class_names}")
     require_labelled_boxes(dataset, annotation_path(cfg.data, ann_file), "every metric would be undefined")
+    _check_frame_size(dataset, info.frame_size)
     loader = DataLoader(
         dataset,
         batch_size=cfg.data.batch_size,
