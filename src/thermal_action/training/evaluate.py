@@ -98,6 +98,28 @@ def _check_frame_size(dataset, trained: tuple[int, int] | None) -> None:
                                record="frames")
 
 
+def _training_overlap(train_cfg, dataset) -> dict[str, list[str]] | None:
+    """:func:`~thermal_action.training.datamodule.training_overlap` of the evaluated set with
+    the checkpoint's own training set (its config's ``data.root`` and ``data.train_ann``),
+    warned about; None when that set cannot be read here (another machine, moved files)."""
+    from thermal_action.data.dataset import build_dataset
+    from thermal_action.training.datamodule import annotation_path, describe_overlap, training_overlap
+
+    d = train_cfg.data
+    if not d.root or not annotation_path(d, d.train_ann).is_file():
+        return None
+    try:
+        train_ds = build_dataset(d, d.train_ann, train=False)
+    except (OSError, ValueError) as e:  # DatasetError is a ValueError
+        log.info("the checkpoint's training set cannot be read (%s): overlap with it not checked", e)
+        return None
+    overlap = training_overlap(train_ds, dataset)
+    leak = describe_overlap(overlap, "the evaluated set")
+    if leak:
+        log.warning("%s", leak)
+    return overlap
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data_root: str | Path,
@@ -153,6 +175,7 @@ def evaluate_checkpoint(
         raise ValueError(f"{ann_file}: its classes {dataset.class_names} differ from the checkpoint's {class_names}")
     require_labelled_boxes(dataset, annotation_path(cfg.data, ann_file), "every metric would be undefined")
     _check_frame_size(dataset, info.frame_size)
+    overlap = _training_overlap(loaded.config, dataset)
     loader = DataLoader(
         dataset,
         batch_size=cfg.data.batch_size,
@@ -185,6 +208,9 @@ def evaluate_checkpoint(
         else ("calibrated" if info.fall_calibration else "fallback"),
         "fall_calibration": info.fall_calibration,
         "alert_rule": rule.to_dict(),
+        # What the evaluated set shares with the checkpoint's training set (None: that set
+        # cannot be read here); shared recordings make every number optimistic.
+        "overlaps_training": overlap,
     }
     write_evaluation(out_dir, records, metrics, class_names, plots=cfg.eval.plots)
     return metrics

@@ -82,6 +82,8 @@ class ActionDetectionSystem(L.LightningModule):
         run_config: the resolved config as a plain dict, stored in every checkpoint.
         frame_size: ``(H, W)`` of the training recordings, stored in every checkpoint
             (prediction refuses frames of another size unless asked to take them).
+        validation_overlaps_training: the recordings and keyframes the validation set
+            shares with the training set (its numbers are optimistic), stored in every checkpoint.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class ActionDetectionSystem(L.LightningModule):
         channels_last: bool = False,
         run_config: dict[str, Any] | None = None,
         frame_size: tuple[int, int] | None = None,
+        validation_overlaps_training: dict[str, list[str]] | None = None,
     ):
         super().__init__()
         self.model = model
@@ -143,6 +146,7 @@ class ActionDetectionSystem(L.LightningModule):
             self.model.to(memory_format=torch.channels_last_3d)
         self.run_config = run_config or {}
         self.frame_size = tuple(frame_size) if frame_size is not None else None
+        self.validation_overlaps_training = validation_overlaps_training
         self.score_activation = "sigmoid" if loss.kind == "sigmoid" else "softmax"
         # Per validation epoch: {image_id: records} on this rank.
         self._val_records: dict[str, list[dict]] = {}
@@ -344,7 +348,8 @@ class ActionDetectionSystem(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation,
                                                        self.fall_calibration, alert_rule=self.alert_rule,
-                                                       frame_size=self.frame_size)
+                                                       frame_size=self.frame_size,
+                                                       validation_overlaps_training=self.validation_overlaps_training)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extras = checkpoint.get(CHECKPOINT_KEY) or {}
