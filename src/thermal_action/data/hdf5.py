@@ -30,7 +30,8 @@ Repair, done once here and before any normalisation:
   :attr:`RepairStats.converted_from_dtype`); the realignment is only applied to 40x60
   frames, the size whose packet layout it knows.
 
-Every repair is counted in :class:`RepairStats` and logged.
+Every repair is counted in :class:`RepairStats` and logged (per file at debug level; the
+callers that read many files sum them up in one line).
 """
 
 from __future__ import annotations
@@ -393,8 +394,9 @@ def read_recording(
         logger.info("%s: temperatures are in Kelvin; converted to °C", path)
     if stats.invalid_pixels:
         # One line per file: how many frames had their received packets moved back in place
-        # (packed-drop realignment), and how many pixels were filled.
-        logger.info(
+        # (packed-drop realignment), and how many pixels were filled. Debug: a dataset load
+        # reads dozens of files and says it once (training.datamodule.log_repairs).
+        logger.debug(
             "%s: repaired %d of %d frames (%d realigned packed packets; %d invalid pixels, %d NaN/inf, "
             "filled from the nearest valid frame%s)",
             path, stats.repaired_frames, n, stats.realigned_frames, stats.invalid_pixels, stats.nonfinite_pixels,

@@ -222,7 +222,8 @@ def predict_recordings(
         preds = predict_recording(predictor, rec, person_boxes, step=step)
         seconds["model"] += time.perf_counter() - t
         sources[path.name] = person_boxes.source
-        logger.info("%s: %d predictions from %s boxes", path, len(preds), person_boxes.source)
+        logger.info("%s: %d predictions from %s boxes (%d of %d frames repaired)", path, len(preds),
+                    person_boxes.source, rec.repair.repaired_frames, rec.num_frames)
         predictions.extend(preds)
     alerts = find_fall_alerts(predictions, fall_index, rule, fps=fps)
     files = {

@@ -304,6 +304,27 @@ def describe_overlap(overlap: dict[str, list[str]], what: str) -> str | None:
             "frame-mAP and the fall threshold calibrated on it are optimistic; hold out whole recordings")
 
 
+def log_repairs(dataset, name: str) -> dict[str, int]:
+    """One INFO line for a loaded set: its recordings, frames repaired (of those realigned)
+    and pixels filled, summed over the files (each file's own line is at debug level).
+    Reads the recordings through the dataset's cache (already read by ``check_recordings``).
+
+    Returns:
+        ``{"recordings", "frames", "repaired_frames", "realigned_frames", "filled_pixels"}``.
+    """
+    parts = [dataset.primary, dataset.extra] if hasattr(dataset, "primary") else [dataset]
+    recs = [ds.cache.get(ds.recording_path(s)) for ds in parts for s in sorted({k.sensor_id for k in ds.keyframes})]
+    total = {"recordings": len(recs), "frames": sum(r.num_frames for r in recs),
+             "repaired_frames": sum(r.repair.repaired_frames for r in recs),
+             "realigned_frames": sum(r.repair.realigned_frames for r in recs),
+             "filled_pixels": sum(r.repair.invalid_pixels for r in recs)}
+    log.info("%s: %d recordings, %d frames; %d frames repaired (%d realigned), %d pixels filled from neighbouring "
+             "frames%s", name, total["recordings"], total["frames"], total["repaired_frames"],
+             total["realigned_frames"], total["filled_pixels"],
+             " (per file: -v)" if total["repaired_frames"] else "")
+    return total
+
+
 def annotation_path(d, ann: str | Path) -> Path:
     """An annotation file of ``DataConfig`` ``d``: relative to ``d.root`` unless absolute."""
     p = Path(ann)

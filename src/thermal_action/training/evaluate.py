@@ -157,7 +157,7 @@ def evaluate_checkpoint(
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
     from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
     from thermal_action.models.checkpoint import load_checkpoint
-    from thermal_action.training.datamodule import annotation_path, require_labelled_boxes
+    from thermal_action.training.datamodule import annotation_path, log_repairs, require_labelled_boxes
 
     loaded = load_checkpoint(checkpoint, device=device)
     model, cfg, class_names, info = loaded.model, loaded.config, loaded.class_names, loaded.info
@@ -175,6 +175,7 @@ def evaluate_checkpoint(
         raise ValueError(f"{ann_file}: its classes {dataset.class_names} differ from the checkpoint's {class_names}")
     require_labelled_boxes(dataset, annotation_path(cfg.data, ann_file), "every metric would be undefined")
     _check_frame_size(dataset, info.frame_size)
+    log_repairs(dataset, f"evaluated set {ann_file}")
     overlap = _training_overlap(loaded.config, dataset)
     loader = DataLoader(
         dataset,

@@ -50,6 +50,7 @@ from thermal_action.training.datamodule import (
     build_datasets,
     class_counts,
     describe_overlap,
+    log_repairs,
     training_overlap,
 )
 from thermal_action.training.losses import ActionLoss, class_weights_from_counts, group_target_matrix
@@ -557,6 +558,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     # error naming it, not a crash in the first epoch after the run directory was made.
     sizes = train_ds.check_recordings()
     val_ds.check_recordings()
+    log_repairs(train_ds, f"training set {cfg.data.train_ann}")
+    log_repairs(val_ds, f"validation set {cfg.data.val_ann}")
     frame_size = next(iter(sizes)) if len(sizes) == 1 else None
     if frame_size is None:
         log.warning("training recordings have several frame sizes %s: the checkpoint records none, so "
