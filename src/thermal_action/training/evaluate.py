@@ -18,7 +18,8 @@ testing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from thermal_action.config import ConfigError, config_from_dict, config_to_dict
+from thermal_action.progress import Progress
 from thermal_action.structures import Batch
 from thermal_action.training.losses import logits_to_scores
 from thermal_action.training.records import batch_clip_keys, batch_prediction_records, fill_feature_bank
@@ -52,10 +54,12 @@ def predict_records(
     score_activation: str,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Prediction records (``predictions.json`` format) for every box the loader yields.
 
-    With a feature bank, a first pass fills it (see the module docstring).
+    With a feature bank, a first pass fills it (see the module docstring). ``on_batch`` is
+    called after each batch of the predicting pass (progress).
     """
     device = torch.device(device)
     model.eval()
@@ -68,6 +72,8 @@ def predict_records(
         logits = forward(batch)  # (R, K)
         scores = logits_to_scores(logits, score_activation)
         records.extend(batch_prediction_records(batch, scores, batch.box_scores))
+        if on_batch is not None:
+            on_batch(batch)
     return records
 
 
@@ -80,6 +86,22 @@ def _apply_overrides(cfg, overrides: list[str] | None):
                 "(the model is fixed by the checkpoint)"
             )
     return config_from_dict(config_to_dict(cfg), overrides)
+
+
+def _recording_progress(dataset, progress: Progress) -> Callable[[Batch], None]:
+    """Advances ``progress`` by each batch's keyframes and names each recording whose
+    keyframes are all scored (one INFO line per recording without a bar)."""
+    per_recording = Counter(k.sensor_id for k in dataset.keyframes)
+    left = dict(per_recording)
+
+    def on_batch(batch: Batch) -> None:
+        progress.update(len(batch.sensor_ids))
+        for sensor in batch.sensor_ids:
+            left[sensor] -= 1
+            if left[sensor] == 0:
+                progress.update(0, done=f"{sensor}: {per_recording[sensor]} keyframes scored", of=len(per_recording))
+
+    return on_batch
 
 
 def _check_frame_size(dataset, trained: tuple[int, int] | None) -> None:
@@ -186,7 +208,9 @@ def evaluate_checkpoint(
     )
     dev = torch.device(device)
     autocast = torch.bfloat16 if dev.type == "cuda" and cfg.trainer.precision.startswith("bf16") else None
-    records = predict_records(model, loader, info.score_activation, dev, autocast)
+    with Progress(len(dataset), "evaluate", "keyframe", log) as progress:
+        records = predict_records(model, loader, info.score_activation, dev, autocast,
+                                  on_batch=_recording_progress(dataset, progress))
     rule = resolve_alert_rule(info.alert_rule, AlertOverrides(threshold=cfg.eval.fall_threshold))
     metrics = compute_metrics(
         records,
