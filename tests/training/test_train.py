@@ -34,7 +34,7 @@ def test_fit_writes_the_run_directory(trained_run):
         rows = list(csv.DictReader(f))
     columns = set(rows[0])
     assert {"train/loss_step", "val/mAP", "val/top1", "val/macro_f1", "val/fall_precision", "val/fall_recall",
-            "val/loss"} <= columns
+            "val/fall_ap", "val/fall_threshold", "val/loss"} <= columns
     lines = (run / "val_summary.jsonl").read_text().splitlines()
     assert len(lines) == 1
     row = json.loads(lines[0])
@@ -230,6 +230,19 @@ def full_val_run(tmp_path_factory, tiny_config):
     """A tiny run validated on a whole set that holds falls (the tiny val recording has none)."""
     return train(tiny_config("trainer.limit_val_batches=1.0", "data.val_ann=annotations/train.json"),
                  tmp_path_factory.mktemp("full_val"))
+
+
+def test_tensorboard_shows_the_fall_ap_and_the_calibrated_threshold(full_val_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from thermal_action.models.checkpoint import read_checkpoint_info
+
+    events = EventAccumulator(str(next((full_val_run.run_dir / "tensorboard").glob("version_0"))))
+    events.Reload()
+    assert {"val/fall_ap", "val/fall_threshold"} <= set(events.Tags()["scalars"])
+    threshold = events.Scalars("val/fall_threshold")[-1].value
+    assert threshold == pytest.approx(read_checkpoint_info(full_val_run.last_checkpoint).alert_rule.threshold, rel=1e-6)
+    assert 0.0 <= events.Scalars("val/fall_ap")[-1].value <= 1.0
 
 
 def test_checkpoints_carry_an_alert_rule_with_the_calibrated_threshold(full_val_run):

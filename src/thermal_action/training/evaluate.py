@@ -236,6 +236,7 @@ def evaluate_checkpoint(
         # What the evaluated set shares with the checkpoint's training set (None: that set
         # cannot be read here); shared recordings make every number optimistic.
         "overlaps_training": overlap,
+        "plots": bool(cfg.eval.plots),
     }
     write_evaluation(out_dir, records, metrics, class_names, plots=cfg.eval.plots)
     return metrics

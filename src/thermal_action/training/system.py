@@ -10,8 +10,9 @@ only adds what training needs::
 Validation collects one prediction record per box over the whole epoch and computes
 the evaluation metrics with :func:`thermal_action.evaluation.compute_metrics` at its
 end (``val/mAP``, ``val/top1``, ``val/macro_f1``, ``val/fall_precision``,
-``val/fall_recall``); under DDP the records of every rank are gathered first, so all
-ranks log the same numbers and pick the same best checkpoint. Each validation epoch also
+``val/fall_recall``, ``val/fall_ap`` and the alarm's ``val/fall_threshold``); under DDP
+the records of every rank are gathered first, so all ranks log the same numbers and pick
+the same best checkpoint. Each validation epoch also
 calibrates the fall threshold (``eval.fall_target_recall``) and turns it into the fall
 :class:`~thermal_action.alert_rule.AlertRule` that every checkpoint carries (the user's
 ``eval.fall_threshold`` wins over the calibrated one).
@@ -61,6 +62,7 @@ VAL_METRICS = {
     "macro_f1": "macro_f1",
     "fall_precision": "fall_precision",
     "fall_recall": "fall_recall",
+    "fall_ap": "fall_ap",
 }
 
 
@@ -329,6 +331,8 @@ class ActionDetectionSystem(L.LightningModule):
             # Undefined (no such boxes) is logged as NaN; the best-checkpoint callback
             # treats a non-finite value as worst.
             self.log(f"val/{name}", float("nan") if value is None else float(value), on_epoch=True, sync_dist=False)
+        # The alarm's operating threshold of these weights (calibrated, or the user's).
+        self.log("val/fall_threshold", float(rule.threshold), on_epoch=True, sync_dist=False)
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
