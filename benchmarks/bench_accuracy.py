@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         work = args.workdir or Path(tmp)
         root = work / "dataset"
         generate_dataset(root, SynthConfig(num_recordings=args.recordings, frames_per_recording=args.frames,
-                                           seed=args.data_seed, val_recordings=args.val_recordings))
+                                           seed=args.data_seed, val_recordings=args.val_recordings),
+                         overwrite=True)  # --workdir is the benchmark's own scratch space
         base = load_config(DEFAULT_CONFIG, [f"data.root={root}"])
         results: dict[str, dict] = {"class_prior": {k: class_prior(root, base).get(k) for k in HEADLINE}}
         per_seed: dict[str, list[dict]] = {}

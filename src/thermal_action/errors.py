@@ -38,4 +38,13 @@ class RoomsError(ValueError):
     used; the message names the file or request, the sensor and the zone."""
 
 
-__all__ = ["CheckpointError", "DatasetError", "RoomsError"]
+def refuse_overwrite(existing: list[Path], what: str) -> None:
+    """Raises :class:`FileExistsError` naming the ``existing`` files ``what`` would replace (a user's
+    dataset, a hand-made split); nothing when the list is empty. The CLI's ``--force`` skips the check."""
+    if existing:
+        more = f" and {len(existing) - 6} more" if len(existing) > 6 else ""
+        raise FileExistsError(f"{what} would replace existing files: {', '.join(str(p) for p in existing[:6])}"
+                              f"{more}; pass --force to overwrite them, or choose another output directory")
+
+
+__all__ = ["CheckpointError", "DatasetError", "RoomsError", "refuse_overwrite"]

@@ -69,7 +69,7 @@ def test_nan_and_infinite_temperatures_are_repaired_counted_and_logged(tmp_path,
     frames[2, 5, 6] = np.inf
     frames[4, 0, 0] = -np.inf
     path = fmt.write_recording(tmp_path / "N.h5", frames)
-    with caplog.at_level(logging.INFO, logger="thermal_action.data.hdf5"):
+    with caplog.at_level(logging.DEBUG, logger="thermal_action.data.hdf5"):
         rec = read_recording(path)
     assert np.isfinite(rec.frames).all()
     assert rec.repair.nonfinite_pixels == 3 and rec.repair.invalid_pixels == 3 and rec.repair.repaired_frames == 2

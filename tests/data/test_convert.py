@@ -183,3 +183,14 @@ def test_real_sample_converts_to_its_own_annotations(tmp_path, shared_sample):
     ref = by_key([shared_sample / "annotations" / "train.json", shared_sample / "annotations" / "val.json"])
     assert ours == ref
     assert s["context_boxes"] == 98  # 46 kettles, 46 chairs, 6 laptops
+
+
+def test_a_hand_made_split_is_not_replaced_without_overwrite(synth_ds, tmp_path):
+    out = tmp_path / "ann"
+    out.mkdir()
+    (out / "val.json").write_text('{"hand": "made"}')
+    with pytest.raises(FileExistsError, match=r"convert-annotations would replace existing files: .*val\.json.*--force"):
+        _convert(synth_ds, out)
+    assert (out / "val.json").read_text() == '{"hand": "made"}'
+    _convert(synth_ds, out, overwrite=True)
+    assert "images" in _load(out / "val.json")

@@ -199,7 +199,7 @@ def test_synthetic_file_with_packed_drops_is_repaired_to_within_noise(tmp_path, 
     assert any(lost[0] < 3 for lost in sim.lost_packets)  # not only the tail: data really moved
     path = tmp_path / f"{sim.sensor_id}.h5"
     write_h5(path, sim.sensor_id, sim.mac_address, sim.frames, sim.timestamps, 0)
-    with caplog.at_level(logging.INFO, logger="thermal_action.data.hdf5"):
+    with caplog.at_level(logging.DEBUG, logger="thermal_action.data.hdf5"):
         rec = read_recording(path)
     assert f"repaired {len(sim.dropped_frames)} of" in caplog.text
     assert f"({rec.repair.realigned_frames} realigned packed packets" in caplog.text

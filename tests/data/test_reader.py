@@ -49,7 +49,7 @@ def test_dropped_packets_take_the_nearest_valid_frame(tmp_path, fmt, caplog):
     frames[2].reshape(-1)[-576:] = -273.2  # one packet
     frames[3].reshape(-1)[-1152:] = -273.2  # two packets
     path = fmt.write_recording(tmp_path / "C.h5", frames)
-    with caplog.at_level(logging.INFO, logger="thermal_action.data.hdf5"):
+    with caplog.at_level(logging.DEBUG, logger="thermal_action.data.hdf5"):
         rec = read_recording(path)
     r = rec.repair
     assert r.invalid_pixels == 576 + 1152 and r.repaired_frames == 2 and r.repaired_frame_indices == [2, 3]

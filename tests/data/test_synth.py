@@ -501,3 +501,25 @@ def test_rooms_json_gives_every_recording_its_furniture_at_its_time(default_ds):
                 want = truth[kf.sensor_id]
                 assert [z.kind for z in got.zones] == [z.kind for z in want.zones]
                 np.testing.assert_allclose([z.bounds for z in got.zones], [z.bounds for z in want.zones], atol=1e-4)
+def test_an_existing_dataset_is_not_replaced_without_force(tmp_path, capsys):
+    from thermal_action.cli import main
+
+    root = tmp_path / "ds"
+    tiny = ["--recordings", "2", "--frames", "20", "--val-recordings", "1"]
+    assert main(["synth", str(root), *tiny]) == 0
+    capsys.readouterr()
+    (root / "annotations" / "train.json").write_text('{"hand": "made"}')
+    assert main(["synth", str(root), *tiny, "--seed", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--force" in err
+    for name in ("sensor_info.json", "train.json", "val.json"):
+        assert name in err
+    assert (root / "annotations" / "train.json").read_text() == '{"hand": "made"}'
+    assert main(["synth", str(root), *tiny, "--seed", "4", "--force"]) == 0
+    assert "images" in json.loads((root / "annotations" / "train.json").read_text())
+
+
+def test_an_absurd_size_is_refused_before_any_memory_is_taken(tmp_path):
+    with pytest.raises(ValueError, match=r"8 recordings x 100000000 frames .* GB of frames, over the 10 GB limit"):
+        generate_dataset(tmp_path / "x", SynthConfig(frames_per_recording=100_000_000))
+    assert not (tmp_path / "x").exists()

@@ -242,3 +242,24 @@ def test_cli_validate_rooms(tiny_dataset, tmp_path, capsys):
     assert out["rooms_file"] == str(rooms)
     assert out["problems"] == [f"{rooms}: sensor 'S9', layout 0, zone 0: unknown zone kind 'sofa'; kinds: bed, "
                                "couch, chair, table, door, other"]
+@pytest.mark.parametrize("value", [0.0, 21.5])
+def test_a_dead_sensor_is_a_problem(tiny_dataset, fmt, capsys, value):
+    n = len(tiny_dataset.timestamps["S2"])
+    fmt.write_recording(tiny_dataset.frames_dir / "S2.h5", np.full((n, 40, 60), value, np.float32),
+                        timestamps=tiny_dataset.timestamps["S2"])
+    report = validate_dataset(tiny_dataset.root)
+    assert [p for p in report.problems if "S2.h5 [frames]" in p] == [
+        f"{tiny_dataset.frames_dir / 'S2.h5'} [frames]: every frame is {value:.1f} °C (all {n}): a dead or stuck "
+        "sensor, nobody can be seen in it"]
+    assert main(["validate", str(tiny_dataset.root), "--strict", "--no-contact-sheet"]) == 1
+    assert "dead or stuck sensor" in capsys.readouterr().out
+
+
+def test_frames_of_another_size_than_annotated_are_a_problem(tiny_dataset, fmt):
+    n = len(tiny_dataset.timestamps["S2"])
+    fmt.write_recording(tiny_dataset.frames_dir / "S2.h5", fmt.person_frames(n, {})[:, :30, :30],
+                        timestamps=tiny_dataset.timestamps["S2"])
+    report = validate_dataset(tiny_dataset.root)
+    text = "\n".join(report.problems)
+    assert "S2.h5 [image S2_" in text and "frames are 30x30 but the annotation says 40x60 (2 keyframes of val.json)" \
+        in text, text

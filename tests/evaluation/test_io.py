@@ -155,7 +155,7 @@ def test_write_evaluation_end_to_end(tmp_path: Path):
     )
     metrics = compute_metrics(preds, ground, NAMES)
     files = write_evaluation(tmp_path / "eval", preds, metrics, NAMES)
-    for p in (files.metrics, files.predictions, files.confusion_matrix, files.pr_curves):
+    for p in (files.metrics, files.predictions, files.confusion_matrix, files.pr_curves, files.fall_pr):
         assert p.is_file() and p.stat().st_size > 0
     # metrics.json is strict JSON (no NaN tokens) and round-trips.
     def refuse(token):
@@ -176,7 +176,8 @@ def test_format_metrics_table_values():
     m = compute_metrics([{"image_id": "a", "bbox": BOX, "scores": [0.1, 0.1, 0.1, 0.7]}], ground, names)
     table = format_metrics_table(m)
     assert "frame-mAP@0.50  1.000" in table
-    assert "precision 1.000  recall 1.000" in table
+    assert "AP 1.000 on 1 fall boxes" in table and "precision 1.000 (1 alarms)" in table
+    assert "recall 1.000 (1 of 1 fall boxes)" in table and m["fall_boxes"] == 1
     row = next(line for line in table.splitlines() if line.startswith(" 3"))
     assert row.split()[-6:] == ["1", "100.0%", "1.000", "1.000", "1.000", "1.000"]
     row0 = next(line for line in table.splitlines() if line.startswith(" 0"))

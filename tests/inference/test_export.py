@@ -118,3 +118,12 @@ def test_fast_only_tube_model_exports_without_a_slow_input(tmp_path):
     want = Predictor.from_checkpoint(ckpt).predict_clips([ClipRequest(frames, 10, boxes)])
     got = Predictor.from_checkpoint(report.path).predict_clips([ClipRequest(frames, 10, boxes)])
     np.testing.assert_allclose(got[0], want[0], atol=1e-4)
+
+
+def test_export_announces_its_long_steps(exported, tmp_path, caplog):
+    ckpt, _ = exported
+    with caplog.at_level("INFO", logger="thermal_action.inference.export"):
+        export_onnx(ckpt, tmp_path / "m.onnx", exporter="legacy")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == f"export (legacy exporter) [1/2] tracing the model into {tmp_path / 'm.onnx'}"
+    assert lines[1] == "export (legacy exporter) [2/2] running the file in ONNX Runtime against PyTorch"

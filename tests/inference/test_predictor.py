@@ -427,3 +427,20 @@ def test_an_exported_model_carries_its_alert_rule_and_old_exports_their_threshol
     assert _onnx_alert_rule({"alert_rule": rule.to_dict()}) == rule
     assert _onnx_alert_rule({"fall_threshold": 0.45}) == AlertRule(threshold=0.45)
     assert _onnx_alert_rule({}) == AlertRule()
+
+
+def test_a_dead_sensor_is_warned_about_per_recording(predictor, rec_path, tmp_path, caplog):
+    dead = write_recording(tmp_path / "D1.h5", np.zeros((30, 40, 60), np.float32))
+    with caplog.at_level("WARNING", logger="thermal_action.inference.recordings"):
+        predict_recordings(predictor, [dead, rec_path], tmp_path / "out", step=10)
+    warned = [r.getMessage() for r in caplog.records if "dead or stuck sensor" in r.getMessage()]
+    assert len(warned) == 1 and "D1.h5: every frame is 0.0 °C (all 30)" in warned[0], warned
+
+
+def test_predict_says_each_recording_it_finished(predictor, rec_path, tmp_path, caplog):
+    other = write_recording(tmp_path / "S2.h5", make_frames(30, seed=1)[0])
+    with caplog.at_level("INFO", logger="thermal_action.inference.recordings"):
+        predict_recordings(predictor, [rec_path, other], tmp_path / "out", step=10)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predict [")]
+    assert len(lines) == 2 and lines[0].startswith(f"predict [1/2] {rec_path}: ") and "S2.h5" in lines[1]
+    assert "predictions from" in lines[1] and "frames repaired" in lines[1]

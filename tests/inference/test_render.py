@@ -191,3 +191,24 @@ def test_zones_are_drawn_under_the_boxes_annotations_first_then_the_rooms_file(r
     assert rc == 0 and probe_video(tmp_path / "z.mp4").frames == 4
     assert main(["render", str(rec.path), "--rooms", str(tmp_path / "nope.json"), "--out",
                  str(tmp_path / "n.mp4")]) == 2  # one line naming the missing file
+def test_an_output_that_cannot_be_written_is_named_before_any_work(rec, tmp_path, capsys):
+    from thermal_action.cli import main
+
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OSError, match=r"cannot write the video .*folder\.mp4: it is a folder"):
+        render_recording(rec, tmp_path / "folder.mp4")
+    with pytest.raises(OSError, match=r"cannot write the video .*afile/out\.mp4: .*afile is a file, not a folder"):
+        render_recording(rec, tmp_path / "afile" / "out.mp4")
+    with pytest.raises(OSError, match=r"cannot write the GIF .*folder\.mp4: it is a folder"):
+        render_recording(rec, tmp_path / "ok.mp4", gif=tmp_path / "folder.mp4")
+    assert not (tmp_path / "ok.mp4").exists()
+    h5 = write_recording(tmp_path / "S1.h5", make_frames(6)[0])
+    assert main(["render", str(h5), "--out", str(tmp_path / "folder.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("folder.mp4: it is a folder; name a file") and "\n" not in err
+
+
+def test_ffmpeg_giving_up_is_a_message_with_its_words_not_broken_pipe(rec, tmp_path):
+    with pytest.raises(OSError, match=r"ffmpeg stopped writing .*out\.xyz after \d+ frame\(s\): .*output format"):
+        render_recording(rec, tmp_path / "out.xyz")

@@ -112,10 +112,14 @@ def test_sensor_ids():
 class WsRecorder:
     """A websockets sync server on a free port; records ``(sensor_id, arrival, message)``."""
 
-    def __init__(self, token: str = "tok", error_for: str | None = None, close_after: int | None = None):
+    def __init__(self, token: str = "tok", error_for: str | None = None, close_after: int | None = None,
+                 drop_notices: bool = False, drop_counters: bool = False):
         from websockets.sync.server import serve
 
         self.token, self.error_for, self.close_after = token, error_for, close_after
+        # Like the service with a full queue: every message dropped, said in an error message
+        # (drop_notices) and/or counted in /api/sensors (drop_counters; 100 dropped before).
+        self.drop_notices, self.drop_counters = drop_notices, drop_counters
         self.messages: list[tuple[str, float, bytes]] = []
         self.connections: list[str] = []
         self.lock = threading.Lock()
@@ -129,6 +133,14 @@ class WsRecorder:
         return f"ws://127.0.0.1:{self.port}"
 
     def _auth(self, connection, request):
+        if request.path == "/api/sensors":
+            if not self.drop_counters or request.headers.get("Authorization") != f"Bearer {self.token}":
+                return connection.respond(401, "no\n")
+            with self.lock:
+                sensors = sorted({s for s, _, _ in self.messages} | {"ROOM_A"})
+                dropped = {s: 100 + sum(m[0] == s for m in self.messages) for s in sensors}
+            return connection.respond(200, json.dumps({"sensors": [{"sensor_id": s, "dropped": d}
+                                                                    for s, d in dropped.items()]}))
         if f"token={self.token}" not in request.path:
             return connection.respond(401, "bad token\n")
         return None
@@ -146,6 +158,10 @@ class WsRecorder:
             n += 1
             if sensor == self.error_for:
                 ws.send(json.dumps({"type": "error", "sensor_id": sensor, "error": "frame is 40x60, want 8x8"}))
+            if self.drop_notices:
+                k = len(decode_binary(msg))
+                ws.send(json.dumps({"type": "error", "sensor_id": sensor, "error": f"sensor {sensor}: {k} frame(s) "
+                                    "dropped, worker 0 has 1 frames waiting"}))
             if self.close_after is not None and n == self.close_after and self.connections.count(sensor) == 1:
                 ws.close()
                 return
@@ -237,6 +253,34 @@ def test_a_refused_token_stops_the_sensor(recordings, ws_server):
     assert server.messages == []
 
 
+def test_replay_counts_what_the_server_says_it_dropped(recordings, ws_server):
+    path = recordings["ROOM_A"][0]
+    n = len(STEPS) + 1
+    # Its error messages only (its /api/sensors refuses): every frame, said frame by frame.
+    summary = replay([path], ws_server(drop_notices=True).url, token="tok", speed=8.0)
+    assert summary.sensors[0].frames_dropped == n and summary.drops_source == "server replies"
+    assert summary.totals()["frames_dropped"] == n
+    assert f"{n} dropped by the server (server replies)" in summary.format_text()
+    # Its counters, read before and after (the 100 dropped before the replay are not ours).
+    server = ws_server(drop_counters=True)
+    summary = replay([path], server.url, token="tok", speed=8.0)
+    report = summary.sensors[0]
+    assert report.frames_dropped == report.messages_sent > 0 and summary.drops_source == "server counters"
+    assert f"{report.messages_sent} dropped by the server (server counters)" in summary.format_text()
+
+
+def test_cli_replay_progress_is_its_own_option_not_verbose(recordings, ws_server, capsys):
+    from thermal_action.cli import build_parser, main
+
+    server = ws_server()
+    assert main(["replay", str(recordings["ROOM_A"][0]), "--to", server.url, "--token", "tok", "--speed", "8",
+                 "--progress", "--progress-every", "0.1"]) == 0
+    captured = capsys.readouterr()
+    assert "frames sent" in captured.err and "dropped by the server" in captured.out
+    help_text = build_parser()._subparsers._group_actions[0].choices["replay"].format_help()
+    assert "--progress " in help_text and "--verbose" not in help_text
+
+
 # -- HTTP
 
 
@@ -293,6 +337,10 @@ def test_replay_over_mqtt_into_the_ingest(recordings, mosquitto, fake_hub):
         np.testing.assert_array_equal(np.stack([f.frame for f in got]), frames)
         assert all(np.diff([f.timestamp for f in got]) > 0)
     assert sorted(c[1] for c in fake_hub.of("connected")) == ["ROOM_B-0", "ROOM_B-1"]
+    # The broker says nothing of what the service dropped: unknown, said so.
+    assert [s.frames_dropped for s in summary.sensors] == [None, None] and summary.totals()["frames_dropped"] is None
+    assert "server drops: unknown over MQTT" in summary.format_text()
+    assert summary.to_dict()["drops_source"] is None
 
 
 # -- CLI
@@ -351,3 +399,6 @@ def test_replay_into_the_service_over_websocket_and_mqtt(tmp_path, mosquitto):
         assert s["frames"] == len(frames) and s["bad_message"] == 0 and s["bad_shape"] == 0, s
         assert s["repaired_pixels"] > 0  # the dropped packets arrived as recorded and were repaired there
     assert by_id["E2E_WS"]["connected"] == 0  # replay closed its WebSocket
+    # Drops as the service counts them (its /api/sensors, read by replay before and after); MQTT cannot say.
+    assert ws.drops_source == "server counters" and ws.sensors[0].frames_dropped == by_id["E2E_WS"]["dropped"]
+    assert mq.drops_source is None and mq.sensors[0].frames_dropped is None

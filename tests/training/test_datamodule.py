@@ -232,3 +232,24 @@ def test_two_processes_generating_the_same_rooms_end_with_one_folder(tmp_path):
     assert got == [str(folder)] * 2 and (folder / STAMP).is_file()
     assert sorted(p.name for p in (folder / "frames").glob("*.h5")) == ["SYN00_R1.h5", "SYN00_R2.h5"]
     assert not list(folder.parent.glob(".synthetic.*"))
+
+
+def test_a_dataset_load_says_its_repairs_in_one_info_line(tiny_config, caplog):
+    import logging
+
+    from thermal_action.training.datamodule import log_repairs
+
+    train_ds, _ = build_datasets(tiny_config())
+    with caplog.at_level(logging.INFO):
+        train_ds.check_recordings()  # reads every recording, as train and evaluate do
+        total = log_repairs(train_ds, "training set annotations/train.json")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert total["recordings"] == 2 and total["repaired_frames"] > 0 and total["filled_pixels"] > 0
+    assert lines == [f"training set annotations/train.json: 2 recordings, {total['frames']} frames; "
+                     f"{total['repaired_frames']} frames repaired ({total['realigned_frames']} realigned), "
+                     f"{total['filled_pixels']} pixels filled from neighbouring frames (per file: -v)"]
+    # Per file at debug level, for -v.
+    train_ds, _ = build_datasets(tiny_config())
+    with caplog.at_level(logging.DEBUG, logger="thermal_action.data.hdf5"):
+        train_ds.check_recordings()
+    assert sum("repaired " in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records) == 2

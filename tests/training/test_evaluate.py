@@ -129,3 +129,38 @@ def test_an_evaluation_set_without_labelled_boxes_is_an_error(trained_run, synth
                                            r"metric would be undefined"):
         evaluate_checkpoint(trained_run.best_checkpoint, root, "annotations/val.json", tmp_path / "e")
     assert not (tmp_path / "e").exists()
+
+
+def test_recordings_of_another_frame_size_are_refused_naming_the_file(trained_run, synth_root, tmp_path):
+    import shutil
+
+    import h5py
+
+    from thermal_action.errors import DatasetError
+
+    root = shutil.copytree(synth_root, tmp_path / "data")
+    val = root / "annotations" / "val.json"
+    data = json.loads(val.read_text())
+    sensor = data["images"][0]["sensor_id"]
+    for im in data["images"]:  # annotated as 30x30, so only the model's size disagrees
+        im["width"] = im["height"] = 30
+    val.write_text(json.dumps(data))
+    with h5py.File(root / "frames" / f"{sensor}.h5", "a") as f:
+        small = f["frames"][:, :30, :30]
+        del f["frames"]
+        f["frames"] = small
+    with pytest.raises(DatasetError, match=rf"{sensor}\.h5 \[frames\]: frames are 30x30 but the model was trained "
+                                           r"on 40x60 frames"):
+        evaluate_checkpoint(trained_run.best_checkpoint, root, "annotations/val.json", tmp_path / "e")
+    assert not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_evaluate_says_each_recording_it_scored(trained_run, synth_root, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="thermal_action.training.evaluate"):
+        evaluate_checkpoint(trained_run.best_checkpoint, synth_root, "annotations/train.json", tmp_path)
+    train = load_annotations(synth_root / "annotations" / "train.json")
+    per = {s: sum(k.sensor_id == s for k in train.keyframes) for s in {k.sensor_id for k in train.keyframes}}
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluate [")]
+    assert [line.split("]")[0] for line in lines] == [f"evaluate [{i}/{len(per)}" for i in range(1, len(per) + 1)]
+    assert sorted(line.split("] ")[1] for line in lines) == sorted(f"{s}: {n} keyframes scored"
+                                                                   for s, n in per.items()), lines

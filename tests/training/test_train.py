@@ -14,7 +14,8 @@ from thermal_action.config import load_config
 from thermal_action.training.train import train
 
 SUMMARY_KEYS = {"epoch", "step", "train_loss", "val_loss", "mAP", "top1", "macro_f1", "fall_precision",
-                "fall_recall", "fall_ap", "fall_threshold", "fall_boxes", "lr", "clips_per_s", "time"}
+                "fall_recall", "fall_ap", "fall_threshold", "fall_boxes", "lr", "clips_per_s", "time",
+                "validation_overlaps_training"}
 
 
 def _weights(path):
@@ -33,7 +34,7 @@ def test_fit_writes_the_run_directory(trained_run):
         rows = list(csv.DictReader(f))
     columns = set(rows[0])
     assert {"train/loss_step", "val/mAP", "val/top1", "val/macro_f1", "val/fall_precision", "val/fall_recall",
-            "val/loss"} <= columns
+            "val/fall_ap", "val/fall_threshold", "val/loss"} <= columns
     lines = (run / "val_summary.jsonl").read_text().splitlines()
     assert len(lines) == 1
     row = json.loads(lines[0])
@@ -42,6 +43,9 @@ def test_fit_writes_the_run_directory(trained_run):
     assert 0.0 <= row["mAP"] <= 1.0 and row["train_loss"] > 0 and row["clips_per_s"] > 0
     assert trained_run.best_metric == pytest.approx(row["mAP"])
     assert trained_run.global_step == 2 and trained_run.epochs == 1
+    # An honest split (whole recordings held out): nothing shared, recorded as such.
+    assert row["validation_overlaps_training"] == {"recordings": [], "keyframes": []}
+    assert "shares" not in trained_run.summary()
 
 
 class _Interrupt(Exception):
@@ -228,6 +232,19 @@ def full_val_run(tmp_path_factory, tiny_config):
                  tmp_path_factory.mktemp("full_val"))
 
 
+def test_tensorboard_shows_the_fall_ap_and_the_calibrated_threshold(full_val_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from thermal_action.models.checkpoint import read_checkpoint_info
+
+    events = EventAccumulator(str(next((full_val_run.run_dir / "tensorboard").glob("version_0"))))
+    events.Reload()
+    assert {"val/fall_ap", "val/fall_threshold"} <= set(events.Tags()["scalars"])
+    threshold = events.Scalars("val/fall_threshold")[-1].value
+    assert threshold == pytest.approx(read_checkpoint_info(full_val_run.last_checkpoint).alert_rule.threshold, rel=1e-6)
+    assert 0.0 <= events.Scalars("val/fall_ap")[-1].value <= 1.0
+
+
 def test_checkpoints_carry_an_alert_rule_with_the_calibrated_threshold(full_val_run):
     import torch
 
@@ -259,6 +276,10 @@ def test_evaluate_and_predict_use_the_calibrated_threshold(full_val_run, synth_r
     assert m["evaluated"]["fall_threshold_source"] == "calibrated"
     assert m["evaluated"]["alert_rule"]["threshold"] == pytest.approx(calibrated)
     assert m["fall_recall"] >= 0.95  # the set it was calibrated on
+    # ... and trained on: said in metrics.json, as in the checkpoint.
+    train_ids = sorted(im["id"] for im in json.loads((synth_root / "annotations" / "train.json").read_text())["images"])
+    assert m["evaluated"]["overlaps_training"]["keyframes"] == train_ids
+    assert read_checkpoint_info(ckpt).validation_overlaps_training["keyframes"] == train_ids
     m = evaluate_checkpoint(ckpt, synth_root, "annotations/train.json", tmp_path / "b",
                             overrides=["eval.fall_threshold=0.99"])
     assert m["fall"]["threshold"] == 0.99 and m["evaluated"]["fall_threshold_source"] == "config"
@@ -413,3 +434,23 @@ def test_build_trainer_keeps_freed_memory_only_when_asked_on_a_cpu(tmp_path, mon
                              "trainer.precision=32-true", "trainer.progress_bar=false"])
     train_module.build_trainer(cfg, tmp_path, [])
     assert bool(calls) is applied
+
+
+def test_validation_that_overlaps_training_is_warned_about_and_recorded(synth_copy, tiny_config, tmp_path, caplog):
+    """The only validation keyframe is also a training keyframe: validation scores what was
+    trained on, and the fall threshold is calibrated on it. Warned, and on record."""
+    from thermal_action.models.checkpoint import read_checkpoint_info
+
+    train_ann = json.loads((synth_copy / "annotations" / "train.json").read_text())
+    image = next(im for im in train_ann["images"] if any(a["image_id"] == im["id"] for a in train_ann["annotations"]))
+    (synth_copy / "annotations" / "val.json").write_text(json.dumps(dict(
+        train_ann, images=[image], annotations=[a for a in train_ann["annotations"] if a["image_id"] == image["id"]])))
+    with caplog.at_level("WARNING", logger="thermal_action.training.train"):
+        result = train(tiny_config(f"data.root={synth_copy}"), tmp_path / "run")
+    shared = {"recordings": [image["sensor_id"]], "keyframes": [image["id"]]}
+    assert (f"the validation set annotations/val.json shares 1 recording(s) with the training set "
+            f"({image['sensor_id']}); 1 of its keyframes are training keyframes ({image['id']})") in caplog.text
+    row = json.loads((result.run_dir / "val_summary.jsonl").read_text().splitlines()[-1])
+    assert row["validation_overlaps_training"] == shared
+    assert read_checkpoint_info(result.best_checkpoint).validation_overlaps_training == shared
+    assert f"validation shares 1 recording(s) with training ({image['sensor_id']}), 1 keyframe(s)" in result.summary()

@@ -35,6 +35,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 val_recordings=args.val_recordings,
             ),
+            overwrite=args.force,
         )
     print(json.dumps(summary, indent=2))
     return 0
@@ -99,6 +100,7 @@ def _cmd_convert_annotations(args: argparse.Namespace) -> int:
         seed=args.seed,
         tolerance_ms=args.tolerance_ms,
         min_context_frames=args.min_context_frames,
+        overwrite=args.force,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -133,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: one fall-free recording of one resident this many hours long (alert benchmark)")
     p.add_argument("--start-hour", type=float, default=21.0, help="--day: clock time of the first frame (h)")
     p.add_argument("--keyframe-seconds", type=float, default=10.0, help="--day: seconds between annotated keyframes")
+    p.add_argument("--force", action="store_true",
+                   help="replace the dataset files already in OUT_DIR (sensor_info.json, train.json, val.json...)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("validate", help="check a dataset and print a summary")
@@ -174,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance-ms", type=float, default=50.0)
     p.add_argument("--min-context-frames", type=int, default=0,
                    help="drop keyframes with fewer frames than this on either side (0 keeps all; clips are padded)")
+    p.add_argument("--force", action="store_true",
+                   help="replace train.json, val.json and class_mapping.json already in OUT_DIR")
     p.set_defaults(func=_cmd_convert_annotations)
 
     p = sub.add_parser("convert-checkpoint", help="map a published SlowFast checkpoint onto our model")

@@ -66,8 +66,9 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="spread the sensors' starts over this many seconds (default %(default)s)")
     p.add_argument("--late-ms", type=float, default=100.0,
                    help="a frame sent this much behind its schedule counts as late (default %(default)s)")
-    p.add_argument("--verbose", dest="progress", action="store_true",
-                   help="print progress to stderr every --progress-every seconds")
+    p.add_argument("--progress", action="store_true",
+                   help="print a progress line to stderr every --progress-every seconds (the global -v "
+                        "is debug logging)")
     p.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_replay)

@@ -46,10 +46,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps({k: metrics[k] for k in ("frame_map", "top1_accuracy", "macro_f1", "fall_precision",
-                                                    "fall_recall", "evaluated")}, indent=2))
+                                                    "fall_recall", "fall_ap", "fall_boxes", "evaluated")}, indent=2))
     else:
         print(format_metrics_table(metrics))
-        print(f"\nwritten to {args.out}: metrics.json, predictions.json, confusion_matrix.png, pr_curves.png")
+        plots = ", confusion_matrix.png, pr_curves.png, fall_pr.png" if metrics["evaluated"].get("plots", True) else ""
+        print(f"\nwritten to {args.out}: metrics.json, predictions.json{plots}")
     if args.events:
         from thermal_action.inference.events import evaluate_events
 

@@ -45,7 +45,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from thermal_action.errors import DatasetError
+from thermal_action.errors import DatasetError, refuse_overwrite
 from thermal_action.structures import (
     DEFAULT_CLASS_NAMES,
     DEFAULT_MAX_BOX_OVERHANG,
@@ -221,6 +221,7 @@ def convert_annotations(
     seed: int = 42,
     tolerance_ms: float = 50.0,
     min_context_frames: int = 0,
+    overwrite: bool = False,
 ) -> dict:
     """Converts raw labelling-tool files into ``train.json``, ``val.json`` and ``class_mapping.json``.
 
@@ -236,6 +237,8 @@ def convert_annotations(
             frame timestamp.
         min_context_frames: leave out keyframes with fewer frames than this on either
             side (0 keeps all; clip windows are padded). Left-out keyframes are listed.
+        overwrite: replace ``train.json``, ``val.json`` or ``class_mapping.json`` already in
+            ``out_dir`` (a hand-made split); without it they are refused (:class:`FileExistsError`).
 
     Returns:
         A JSON-serialisable summary: counts per stage, the unmatched and left-out
@@ -246,6 +249,9 @@ def convert_annotations(
         raise ValueError(f"split must be 'recording' or 'random', got {split!r}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not overwrite:
+        refuse_overwrite([p for p in (out_dir / f"{n}.json" for n in ("train", "val", "class_mapping"))
+                          if p.exists()], "convert-annotations")
     if not raw_dir.is_dir():
         raise DatasetError(raw_dir, "raw annotation directory not found")
     if not frames_dir.is_dir():

@@ -30,7 +30,8 @@ Repair, done once here and before any normalisation:
   :attr:`RepairStats.converted_from_dtype`); the realignment is only applied to 40x60
   frames, the size whose packet layout it knows.
 
-Every repair is counted in :class:`RepairStats` and logged.
+Every repair is counted in :class:`RepairStats` and logged (per file at debug level; the
+callers that read many files sum them up in one line).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ from thermal_action.structures import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: °C; a recording whose temperatures all lie within this span is a dead or stuck sensor (the
+#: sensor's own noise alone spreads a live one over more than a degree).
+DEAD_SENSOR_SPAN_C = 0.05
 
 #: Frames searched on each side of a repaired frame before the whole-recording fallback.
 _LOCAL_SEARCH = 4
@@ -134,6 +139,15 @@ class Recording:
     @property
     def width(self) -> int:
         return int(self.frames.shape[2])
+
+    def dead_sensor(self) -> str | None:
+        """Why this recording looks like a dead or stuck sensor (every temperature within
+        :data:`DEAD_SENSOR_SPAN_C` of one value: nobody can be seen in it), or None."""
+        lo, hi = float(self.frames.min()), float(self.frames.max())
+        if hi - lo >= DEAD_SENSOR_SPAN_C:
+            return None
+        what = f"{lo:.1f} °C" if hi == lo else f"within {lo:.2f}-{hi:.2f} °C"
+        return f"every frame is {what} (all {self.num_frames}): a dead or stuck sensor, nobody can be seen in it"
 
 
 def _plain(value: Any) -> Any:
@@ -380,8 +394,9 @@ def read_recording(
         logger.info("%s: temperatures are in Kelvin; converted to °C", path)
     if stats.invalid_pixels:
         # One line per file: how many frames had their received packets moved back in place
-        # (packed-drop realignment), and how many pixels were filled.
-        logger.info(
+        # (packed-drop realignment), and how many pixels were filled. Debug: a dataset load
+        # reads dozens of files and says it once (training.datamodule.log_repairs).
+        logger.debug(
             "%s: repaired %d of %d frames (%d realigned packed packets; %d invalid pixels, %d NaN/inf, "
             "filled from the nearest valid frame%s)",
             path, stats.repaired_frames, n, stats.realigned_frames, stats.invalid_pixels, stats.nonfinite_pixels,

@@ -318,6 +318,21 @@ def _set_aside_unusable(anns: AnnotationSet, unusable: dict[str, str], readable:
     return len(kfs) + len(left), sum(k.num_boxes for k in kfs) + sum(k.num_boxes for k in left)
 
 
+def _check_frame_sizes(anns: AnnotationSet, recordings: dict[str, Recording], problems: list[str]) -> None:
+    """One problem per recording whose frames are not the size its keyframes' ``width`` and
+    ``height`` say (``train`` refuses such a keyframe with the same words)."""
+    wrong: dict[str, list] = {}
+    for kf in anns.keyframes:
+        rec = recordings.get(kf.sensor_id)
+        if rec is not None and (rec.height, rec.width) != (kf.height, kf.width):
+            wrong.setdefault(kf.sensor_id, []).append(kf)
+    for sensor, kfs in sorted(wrong.items()):
+        rec, kf = recordings[sensor], kfs[0]
+        problems.append(str(DatasetError(
+            rec.path, f"frames are {rec.height}x{rec.width} but the annotation says {kf.height}x{kf.width} "
+                      f"({len(kfs)} keyframes of {anns.path.name})", record=f"image {kf.image_id}")))
+
+
 def _summarise_split(anns: AnnotationSet, recordings: dict[str, Recording], num_frames: int) -> SplitSummary:
     persons: dict[int, int] = {}
     padded = on_repaired = 0
@@ -498,6 +513,9 @@ def validate_dataset(
         recordings[h5.stem] = rec
         report.recordings.append(_summarise_recording(rec))
         _check_recording_attrs(rec, problems)
+        dead = rec.dead_sensor()
+        if dead:
+            problems.append(str(DatasetError(rec.path, dead, record="frames")))
     if (fdir / "sensor_info.json").is_file():
         _check_sensor_info(fdir / "sensor_info.json", recordings, problems)
     room_map: RoomMap | None = None
@@ -530,6 +548,7 @@ def validate_dataset(
         problems.extend(str(x) for x in errs)
         _check_furniture(p, max_box_overhang, problems, report.warnings)
         bad_kfs, bad_boxes = _set_aside_unusable(anns, unusable, set(recordings), problems)
+        _check_frame_sizes(anns, recordings, problems)
         sets.append(anns)
         summary = _summarise_split(anns, recordings, num_frames)
         summary.unusable_keyframes, summary.unusable_boxes = bad_kfs, bad_boxes

@@ -198,8 +198,9 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
         f"top-1 accuracy    {_fmt(metrics['top1_accuracy'])}   ({m['num_paired']} paired boxes; "
         f"{m['num_unpaired_predictions']} unpaired predictions, {m['num_missed_gt']} missed ground-truth boxes)",
         f"macro-F1          {_fmt(metrics['macro_f1'])}   ({len(metrics['macro_f1_classes'])} classes)",
-        f"fall '{fall['class']}': AP {_fmt(metrics.get('fall_ap'))}; at score >= {fall['threshold']:.2f}: "
-        f"precision {_fmt(metrics['fall_precision'])}  recall {_fmt(metrics['fall_recall'])}  "
+        f"fall '{fall['class']}': AP {_fmt(metrics.get('fall_ap'))} on {fall['support']} fall boxes; at score >= "
+        f"{fall['threshold']:.2f}: precision {_fmt(metrics['fall_precision'])} ({fall['tp'] + fall['fp']} alarms)  "
+        f"recall {_fmt(metrics['fall_recall'])} ({fall['tp']} of {fall['support']} fall boxes)  "
         f"(tp {fall['tp']}, fp {fall['fp']}, fn {fall['fn']})",
         "",
     ]
@@ -225,6 +226,7 @@ class EvaluationFiles:
     predictions: Path
     confusion_matrix: Path | None
     pr_curves: Path | None
+    fall_pr: Path | None = None
 
 
 def write_evaluation(
@@ -234,27 +236,29 @@ def write_evaluation(
     class_names: Sequence[str],
     plots: bool = True,
 ) -> EvaluationFiles:
-    """Writes ``metrics.json``, ``predictions.json``, ``confusion_matrix.png``, ``pr_curves.png``.
+    """Writes ``metrics.json``, ``predictions.json``, ``confusion_matrix.png``, ``pr_curves.png``
+    and ``fall_pr.png`` (the fall class alone, its alarm's operating point marked).
 
     Args:
         out_dir: directory (created).
         predictions: the evaluated prediction records.
         metrics: :func:`compute_metrics` output.
         class_names: K names in category-id order.
-        plots: draw the two PNGs.
+        plots: draw the PNGs.
     """
-    from thermal_action.evaluation.plots import plot_confusion_matrix, plot_pr_curves
+    from thermal_action.evaluation.plots import plot_confusion_matrix, plot_fall_pr, plot_pr_curves
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = write_predictions(out_dir / "predictions.json", predictions, num_classes=len(class_names))
     metrics_path = _write_json(out_dir / "metrics.json", to_jsonable(dict(metrics)))
-    cm_path = pr_path = None
+    cm_path = pr_path = fall_path = None
     if plots:
         cm = np.asarray(metrics["confusion_matrix"])
         cm_path = plot_confusion_matrix(cm, class_names, out_dir / "confusion_matrix.png")
         pr_path = plot_pr_curves(metrics["pr_curves"], class_names, out_dir / "pr_curves.png")
-    return EvaluationFiles(metrics_path, pred_path, cm_path, pr_path)
+        fall_path = plot_fall_pr(metrics, out_dir / "fall_pr.png")
+    return EvaluationFiles(metrics_path, pred_path, cm_path, pr_path, fall_path)
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:

@@ -643,6 +643,9 @@ def compute_metrics(
         "fall_recall": _num(fall_recall),
         # Threshold-free: how well falls are ranked, whatever operating threshold is chosen.
         "fall_ap": _num(ap_res.ap[fall_idx]),
+        # What the three fall numbers rest on: the ground-truth fall boxes (AP and recall count
+        # them; precision counts alarms, fall["tp"] + fall["fp"]).
+        "fall_boxes": num_fall_gt,
         "ap_per_class": {class_names[k]: _num(ap_res.ap[k]) for k in range(num_classes)},
         "map_classes": [class_names[k] for k in range(num_classes) if support[k] > 0],
         "macro_f1_classes": [class_names[k] for k in range(num_classes) if report.macro_f1_classes[k]],

@@ -1,4 +1,5 @@
-"""Evaluation figures as PNG files: the confusion matrix and per-class precision-recall curves.
+"""Evaluation figures as PNG files: the confusion matrix, per-class precision-recall curves, and
+the fall class's curve alone with its alarm's operating point.
 
 Figures are drawn on matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``),
 so nothing needs a display and the global pyplot backend is left alone.
@@ -24,11 +25,64 @@ def _new_figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, title: str | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    # The title also goes into the PNG's text chunk: what a figure claims can be read back.
+    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Title": title} if title else None)
     return path
+
+
+#: Colour of the operating point on the fall figure.
+OPERATING_POINT_COLOR = "#d62728"
+
+
+def plot_fall_pr(metrics: Mapping[str, Any], path: str | Path) -> Path:
+    """The fall class's precision-recall curve on its own, the alarm threshold's operating point
+    (its precision and recall) marked, and the number of fall boxes they rest on in the title.
+
+    Args:
+        metrics: :func:`~thermal_action.evaluation.metrics.compute_metrics` output (its
+            ``fall``, ``fall_precision``, ``fall_recall`` and ``pr_curves``).
+        path: PNG file to write.
+
+    Returns:
+        ``path``.
+    """
+    fall = metrics["fall"]
+    name, n, threshold = fall["class"], int(fall["support"]), float(fall["threshold"])
+    precision, recall = metrics.get("fall_precision"), metrics.get("fall_recall")
+    fig = _new_figure(7.5, 6.0)
+    ax = fig.add_subplot(1, 1, 1)
+    curve = (metrics.get("pr_curves") or {}).get(name)
+    ap = None
+    if curve is not None:
+        r, p, ap, _ = _curve_fields(curve)
+        r = np.concatenate([[0.0], r]) if r.size else np.array([0.0, 0.0])
+        p = np.concatenate([p[:1], p]) if p.size else np.array([0.0, 0.0])
+        ax.step(r, p, where="pre", color="#1f77b4", linewidth=2.0, label=f"precision-recall (AP {_num(ap)})")
+    if precision is not None and recall is not None:
+        ax.plot([recall], [precision], "o", markersize=11, color=OPERATING_POINT_COLOR,
+                label=f"alarm at score >= {threshold:.3f}: precision {precision:.3f}, recall {recall:.3f}")
+    if curve is None and n == 0:
+        ax.text(0.5, 0.5, "no fall box in this set: nothing to measure", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlim(0.0, 1.02)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    alarms = int(fall["tp"]) + int(fall["fp"])
+    title = (f"Fall '{name}': AP {_num(ap)} on {n} fall boxes; alarm at score >= {threshold:.3f}: "
+             f"precision {_num(precision)} ({alarms} alarms), recall {_num(recall)} ({fall['tp']} of {n})")
+    ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=9)
+    return _save(fig, path, title)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "") -> Path:

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from thermal_action.progress import Progress
 from thermal_action.structures import pack_pathways
 
 logger = logging.getLogger(__name__)
@@ -298,9 +299,14 @@ def export_onnx(
     attempts: dict[str, str] = {}
     for name in order:
         try:
-            with _plain_laterals(model):
-                _export(module, inputs, out_path, opset, dynamo=name == "dynamo")
-            worst, counts, empty_ok = _check(module, out_path, t, alpha, h, w, atol)
+            with Progress(2, f"export ({name} exporter)", "step", logger) as progress:
+                progress.begin(f"tracing the model into {out_path}")
+                with _plain_laterals(model):
+                    _export(module, inputs, out_path, opset, dynamo=name == "dynamo")
+                progress.update()
+                progress.begin("running the file in ONNX Runtime against PyTorch")
+                worst, counts, empty_ok = _check(module, out_path, t, alpha, h, w, atol)
+                progress.update()
         except Exception as e:  # noqa: BLE001 - try the next exporter, report all failures
             attempts[name] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
             logger.info("%s exporter failed: %s", name, attempts[name])

@@ -39,6 +39,7 @@ from thermal_action.inference.alerts import AlertEvent, find_fall_alerts, write_
 from thermal_action.inference.boxes import PersonBoxes, resolve_boxes
 from thermal_action.inference.outputs import Prediction, write_predictions_csv
 from thermal_action.inference.predictor import ClipRequest, Predictor
+from thermal_action.progress import Progress
 from thermal_action.structures import PREDICTION, boxes_xyxy_to_cxcywh_norm
 
 logger = logging.getLogger(__name__)
@@ -202,25 +203,31 @@ def predict_recordings(
     seconds = {"load": time.perf_counter() - t0, "boxes": 0.0, "model": 0.0}
     predictions: list[Prediction] = []
     sources: dict[str, str] = {}
-    for path in paths:
-        # Repaired to the model's data.valid_range; realigns dropped packets of 40x60 frames only.
-        rec = read_recording(path, predictor.valid_range)
-        trained = predictor.frame_size
-        if trained is not None and (rec.height, rec.width) != trained:
-            size = f"frames are {rec.height}x{rec.width} but the model was trained on {trained[0]}x{trained[1]} frames"
-            if not allow_frame_size:
-                raise DatasetError(path, f"{size}; pass --allow-frame-size to predict on them anyway",
-                                   record="frames")
-            logger.warning("%s: %s (--allow-frame-size); dropped packets filled, not realigned", path, size)
-        t = time.perf_counter()
-        person_boxes = resolve_boxes(rec, boxes, ann, dets, single_recording=len(paths) == 1)
-        seconds["boxes"] += time.perf_counter() - t
-        t = time.perf_counter()
-        preds = predict_recording(predictor, rec, person_boxes, step=step)
-        seconds["model"] += time.perf_counter() - t
-        sources[path.name] = person_boxes.source
-        logger.info("%s: %d predictions from %s boxes", path, len(preds), person_boxes.source)
-        predictions.extend(preds)
+    with Progress(len(paths), "predict", "recording", logger) as progress:
+        for path in paths:
+            # Repaired to the model's data.valid_range; realigns dropped packets of 40x60 frames only.
+            rec = read_recording(path, predictor.valid_range)
+            trained = predictor.frame_size
+            if trained is not None and (rec.height, rec.width) != trained:
+                size = (f"frames are {rec.height}x{rec.width} but the model was trained on "
+                        f"{trained[0]}x{trained[1]} frames")
+                if not allow_frame_size:
+                    raise DatasetError(path, f"{size}; pass --allow-frame-size to predict on them anyway",
+                                       record="frames")
+                logger.warning("%s: %s (--allow-frame-size); dropped packets filled, not realigned", path, size)
+            dead = rec.dead_sensor()
+            if dead:
+                logger.warning("%s: %s; its predictions (if any) say nothing about the room", path, dead)
+            t = time.perf_counter()
+            person_boxes = resolve_boxes(rec, boxes, ann, dets, single_recording=len(paths) == 1)
+            seconds["boxes"] += time.perf_counter() - t
+            t = time.perf_counter()
+            preds = predict_recording(predictor, rec, person_boxes, step=step)
+            seconds["model"] += time.perf_counter() - t
+            sources[path.name] = person_boxes.source
+            progress.update(done=f"{path}: {len(preds)} predictions from {person_boxes.source} boxes "
+                                 f"({rec.repair.repaired_frames} of {rec.num_frames} frames repaired)")
+            predictions.extend(preds)
     alerts = find_fall_alerts(predictions, fall_index, rule, fps=fps)
     files = {
         "predictions_json": out_dir / "predictions.json",

@@ -98,6 +98,33 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), int(frames[-1]) if frames else 0)
 
 
+def check_writable(path: str | Path, what: str = "the output") -> Path:
+    """Makes sure ``path`` can be written (its folder created) before minutes of work go into it.
+
+    Raises:
+        OSError: one line naming ``path`` and why it cannot be written (a folder there, a
+            file where its folder should be, no permission, a read-only file system).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {what} {path}: it is a folder; name a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+            break
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise type(e)(f"cannot write {what} {path}: {e.strerror or e}") from e
+    if not existed:
+        path.unlink()
+    return path
+
+
 class Mp4Writer:
     """Pipes RGB frames into ffmpeg: H.264, yuv420p, even size, ``+faststart``.
 
@@ -111,8 +138,7 @@ class Mp4Writer:
     def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 18):
         if width % 2 or height % 2:
             raise ValueError(f"H.264 yuv420p needs even frame sizes, got {width}x{height}")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = check_writable(path, "the video")
         self.size = (width, height)
         cmd = [
             ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
@@ -127,7 +153,15 @@ class Mp4Writer:
         if rgb.shape != (self.size[1], self.size[0], 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected a ({self.size[1]}, {self.size[0]}, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
         assert self._proc.stdin is not None
-        self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())
+        except BrokenPipeError as e:
+            # ffmpeg exited (it could not open or encode the output): its own words say why.
+            self._proc.kill()
+            err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            self._proc.wait()
+            tail = " ".join(err.split())[-500:] or f"exit status {self._proc.returncode}"
+            raise OSError(f"ffmpeg stopped writing {self.path} after {self.frames} frame(s): {tail}") from e
         self.frames += 1
 
     def close(self) -> None:
@@ -354,6 +388,10 @@ def render_recording(
     Returns:
         A :class:`RenderResult`.
     """
+    # Before reading anything: a path that cannot be written fails now, naming it.
+    check_writable(out_mp4, "the video")
+    if gif is not None:
+        check_writable(gif, "the GIF")
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     scale = int(scale)
     if scale < 1:

@@ -11,7 +11,9 @@ progress) it holds, under :data:`CHECKPOINT_KEY`::
      "score_activation": "softmax" | "sigmoid",
      "fall_calibration": {"threshold", "target_recall", "recall", "precision", ...} | None,
      "alert_rule": {"fall_class", "threshold", "min_seconds", ...} | None,  # AlertRule.to_dict()
-     "frame_size": [H, W] | None}  # of the training recordings (None: older checkpoints)
+     "frame_size": [H, W] | None,  # of the training recordings (None: older checkpoints)
+     "validation_overlaps_training": {"recordings": [...], "keyframes": [...]} | None}
+                               # what the validation set shared with training (None: not recorded)
 
 so a checkpoint is self-describing: :func:`load_checkpoint` rebuilds the model with the
 same variant, input size and head without the YAML file it was trained from, and returns
@@ -59,6 +61,9 @@ class CheckpointInfo:
         alert_rule: the fall alert rule that came with the model (module docstring).
         frame_size: ``(H, W)`` of the frames the model was trained on (None: not recorded,
             a checkpoint from before frame sizes were stored, or mixed sizes).
+        validation_overlaps_training: the recordings (sensor ids) and keyframes (image ids)
+            the validation set shared with the training set: non-empty lists mean the
+            validation numbers and the calibrated threshold are optimistic (None: not recorded).
     """
 
     path: Path
@@ -70,11 +75,13 @@ class CheckpointInfo:
     fall_calibration: dict[str, Any] | None = None
     alert_rule: AlertRule = AlertRule()
     frame_size: tuple[int, int] | None = None
+    validation_overlaps_training: dict[str, list[str]] | None = None
 
 
 def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_activation: str,
                       fall_calibration: dict[str, Any] | None = None, alert_rule: AlertRule | None = None,
-                      frame_size: tuple[int, int] | None = None) -> dict[str, Any]:
+                      frame_size: tuple[int, int] | None = None,
+                      validation_overlaps_training: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The plain-data entry stored under :data:`CHECKPOINT_KEY` in every checkpoint."""
     return {
         "format_version": FORMAT_VERSION,
@@ -84,6 +91,7 @@ def checkpoint_extras(config: dict[str, Any], class_names: list[str], score_acti
         "fall_calibration": copy.deepcopy(fall_calibration),
         "alert_rule": alert_rule.to_dict() if alert_rule is not None else None,
         "frame_size": [int(v) for v in frame_size] if frame_size is not None else None,
+        "validation_overlaps_training": copy.deepcopy(validation_overlaps_training),
     }
 
 
@@ -142,6 +150,7 @@ def _info(path: Path, ckpt: dict[str, Any]) -> CheckpointInfo:
         fall_calibration=extras.get("fall_calibration"),
         alert_rule=_alert_rule(path, extras, config),
         frame_size=tuple(int(v) for v in extras["frame_size"]) if extras.get("frame_size") else None,
+        validation_overlaps_training=extras.get("validation_overlaps_training"),
     )
 
 

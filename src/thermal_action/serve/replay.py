@@ -25,6 +25,12 @@ Targets (one connection per sensor, except MQTT: one client for all):
   binary body; the answer's ``errors`` and ``dropped`` are counted.
 - ``mqtt://HOST:PORT``: publish to ``topic`` (``{sensor}`` replaced by the id).
 
+Drops. What the server dropped (its queue full) is what it says: the HTTP answers'
+``dropped``, the WebSocket error messages that say ``N frame(s) dropped``, and, when the
+service's ``/api/sensors`` answers the token, each sensor's ``dropped`` counter read before
+and after the replay (the difference wins over the messages: the counters miss nothing).
+Over MQTT the broker answers nothing about the service: the drops are unknown (``None``).
+
 A send normally holds one frame; frames that are already due when the sender gets to them
 (it fell behind) go together in one message and count as late when more than
 ``late_ms`` behind the schedule. When the server goes away the sender reconnects with an
@@ -196,7 +202,8 @@ class SensorReport:
         repetitions: times the recording started (``loop``).
         reconnects: connections opened after the first.
         server_errors: errors the server answered (HTTP ``errors``, WebSocket error messages).
-        frames_dropped: frames the server said it dropped (HTTP answers only).
+        frames_dropped: frames the server said it dropped (module docstring); None where it
+            could not say (MQTT).
         errors: the first few server errors and connection problems, as text.
         fatal: why the sensor stopped early (refused token), else None.
     """
@@ -211,7 +218,7 @@ class SensorReport:
     repetitions: int = 0
     reconnects: int = 0
     server_errors: int = 0
-    frames_dropped: int = 0
+    frames_dropped: int | None = 0
     errors: list[str] = field(default_factory=list)
     fatal: str | None = None
 
@@ -232,6 +239,9 @@ class ReplaySummary:
         seconds: wall-clock duration.
         interrupted: stopped by Ctrl-C.
         sensors: one :class:`SensorReport` per sensor.
+        drops_source: where the dropped counts come from (``"server counters"``: the
+            service's ``/api/sensors``; ``"server replies"``: its answers and error messages),
+            None when the server could not say (MQTT).
     """
 
     target: str
@@ -240,12 +250,14 @@ class ReplaySummary:
     seconds: float = 0.0
     interrupted: bool = False
     sensors: list[SensorReport] = field(default_factory=list)
+    drops_source: str | None = "server replies"
 
     def totals(self) -> dict[str, Any]:
-        """Sums over sensors (``max_lag_ms``: the largest)."""
-        keys = ("frames_sent", "messages_sent", "frames_failed", "frames_late", "reconnects", "server_errors",
-                "frames_dropped")
+        """Sums over sensors (``max_lag_ms``: the largest; ``frames_dropped``: None when unknown)."""
+        keys = ("frames_sent", "messages_sent", "frames_failed", "frames_late", "reconnects", "server_errors")
         out: dict[str, Any] = {k: sum(getattr(s, k) for s in self.sensors) for k in keys}
+        drops = [s.frames_dropped for s in self.sensors]
+        out["frames_dropped"] = None if None in drops else sum(drops)
         out["max_lag_ms"] = round(max((s.max_lag_ms for s in self.sensors), default=0.0), 1)
         out["frames_per_second"] = round(out["frames_sent"] / self.seconds, 1) if self.seconds > 0 else 0.0
         return out
@@ -269,16 +281,67 @@ class ReplaySummary:
         lines = [head, f"{'sensor':<{width}}  " + "  ".join(f"{c:>7}" for c in cols)]
         for s in self.sensors:
             vals = (s.frames_sent, s.frames_failed, s.frames_late, f"{s.max_lag_ms:.0f}", s.reconnects,
-                    s.server_errors, s.frames_dropped)
+                    s.server_errors, "?" if s.frames_dropped is None else s.frames_dropped)
             lines.append(f"{s.sensor_id:<{width}}  " + "  ".join(f"{v:>7}" for v in vals))
             for e in s.errors:
                 lines.append(f"{'':<{width}}    ! {e}")
             if s.fatal:
                 lines.append(f"{'':<{width}}    stopped: {s.fatal}")
+        drops = (f"server drops: unknown over {urlsplit(self.target).scheme.upper()}" if t["frames_dropped"] is None
+                 else f"{t['frames_dropped']} dropped by the server ({self.drops_source})")
         lines.append(f"total: {t['frames_sent']} frames sent ({t['frames_per_second']}/s), {t['frames_failed']} "
                      f"failed, {t['frames_late']} late (max lag {t['max_lag_ms']:.0f} ms), {t['server_errors']} "
-                     f"server errors, {t['frames_dropped']} dropped by the server")
+                     f"server errors, {drops}")
         return "\n".join(lines)
+
+
+# -- what the server says about drops ----------------------------------------------------------
+
+#: How the service's error messages say it dropped frames (``serve/hub.py``).
+_DROPPED_RE = re.compile(r"(\d+) frame\(s\) dropped")
+
+
+def dropped_in(errors: Sequence[str]) -> int:
+    """Frames the server's error messages say it dropped."""
+    return sum(int(m.group(1)) for e in errors for m in [_DROPPED_RE.search(e)] if m)
+
+
+def server_drop_counters(to: str, token: str, timeout: float) -> dict[str, int] | None:
+    """``{sensor id: frames dropped}`` from the service's ``GET /api/sensors`` (a ``ws://`` or
+    ``http://`` target's host), or None when it does not answer with them (not the
+    service, a refused token, MQTT)."""
+    parts = urlsplit(to)
+    if parts.scheme not in ("ws", "wss", "http", "https"):
+        return None
+    cls = http.client.HTTPSConnection if parts.scheme in ("wss", "https") else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", f"{parts.path.rstrip('/')}/api/sensors",
+                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            return None
+        return {str(s["sensor_id"]): int(s["dropped"]) for s in json.loads(body)["sensors"]}
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as e:
+        logger.debug("replay: no drop counters from %s: %s", to, e)
+        return None
+    finally:
+        conn.close()
+
+
+def _settled_counters(to: str, token: str, timeout: float, wait: float = 1.0) -> dict[str, int] | None:
+    """:func:`server_drop_counters` once two reads 0.1 s apart agree (the service may still be
+    taking the last messages in), at most ``wait`` seconds."""
+    last = server_drop_counters(to, token, timeout)
+    deadline = time.monotonic() + wait
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = server_drop_counters(to, token, timeout)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 # -- transports -------------------------------------------------------------------------------
@@ -316,7 +379,8 @@ class _WsTransport:
 
         try:
             self.ws.send(payload)
-            return self._drain(0), 0
+            errors = self._drain(0)
+            return errors, dropped_in(errors)
         except ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd is not None else None
             if code == 4401:
@@ -503,6 +567,7 @@ class _Sender(threading.Thread):
         finally:
             errors = self.transport.close(self.linger if self.connected else 0.0)
             self._server_errors(errors)
+            self.report.frames_dropped += dropped_in(errors)  # notices about the last frames
 
     def _run(self) -> None:
         # Connect before the clock starts: the first frames are not late by the handshake.
@@ -667,6 +732,7 @@ def replay(
     stop = stop or threading.Event()
     summary = ReplaySummary(target=to, speed=speed, loop=loop)
     link = _MqttLink(to, qos, timeout) if scheme in ("mqtt", "tcp") else None
+    counters_before = None if link is not None else server_drop_counters(to, token, timeout)
     clock = _Clock()
     threads = []
     try:
@@ -712,4 +778,22 @@ def replay(
         if link is not None:
             link.close()
     summary.seconds = time.monotonic() - t0
+    _count_drops(summary, to, token, timeout, counters_before, mqtt=link is not None)
     return summary
+
+
+def _count_drops(summary: ReplaySummary, to: str, token: str, timeout: float,
+                 before: dict[str, int] | None, mqtt: bool) -> None:
+    """Sets each sensor's ``frames_dropped`` from what the server says (module docstring)."""
+    if mqtt:
+        summary.drops_source = None
+        for s in summary.sensors:
+            s.frames_dropped = None
+        return
+    after = _settled_counters(to, token, timeout) if before is not None else None
+    if after is None:
+        summary.drops_source = "server replies"
+        return
+    summary.drops_source = "server counters"
+    for s in summary.sensors:
+        s.frames_dropped = after.get(s.sensor_id, 0) - before.get(s.sensor_id, 0)

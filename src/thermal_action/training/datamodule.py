@@ -259,6 +259,72 @@ def _mix_extra(cfg, train_ds, root: str, ann: str, synthetic: bool = False):
     return mixed
 
 
+def training_overlap(train_ds, other_ds) -> dict[str, list[str]]:
+    """What ``other_ds`` (a validation or evaluation set) shares with the training set
+    ``train_ds``: ``{"recordings": [sensor ids], "keyframes": [image ids]}``, both empty for an
+    honest split. Recordings are compared by file and keyframes by (file, frame), so two
+    datasets that reuse sensor names do not overlap.
+
+    A shared keyframe was trained on; keyframes of a shared recording share its room, its
+    people and their neighbours' labels. Either makes validation frame-mAP optimistic, and
+    so the fall threshold calibrated on it.
+    """
+    parts = [train_ds.primary, train_ds.extra] if hasattr(train_ds, "primary") else [train_ds]
+    paths: dict[tuple[int, str], str] = {}
+
+    def path(ds, sensor: str) -> str:
+        key = (id(ds), sensor)
+        if key not in paths:
+            paths[key] = str(Path(ds.recording_path(sensor)).resolve())
+        return paths[key]
+
+    train_recs = {path(ds, k.sensor_id) for ds in parts for k in ds.keyframes}
+    train_kfs = {(path(ds, k.sensor_id), k.frame_idx) for ds in parts for k in ds.keyframes}
+    recordings, keyframes = set(), []
+    for kf in other_ds.keyframes:
+        p = path(other_ds, kf.sensor_id)
+        if p in train_recs:
+            recordings.add(kf.sensor_id)
+            if (p, kf.frame_idx) in train_kfs:
+                keyframes.append(kf.image_id)
+    return {"recordings": sorted(recordings), "keyframes": sorted(keyframes)}
+
+
+def describe_overlap(overlap: dict[str, list[str]], what: str) -> str | None:
+    """One sentence naming what :func:`training_overlap` found (None when nothing is shared)."""
+    recs, kfs = overlap["recordings"], overlap["keyframes"]
+    if not recs:
+        return None
+
+    def names(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+    shared = f"; {len(kfs)} of its keyframes are training keyframes ({names(kfs)})" if kfs else ""
+    return (f"{what} shares {len(recs)} recording(s) with the training set ({names(recs)}){shared}: its "
+            "frame-mAP and the fall threshold calibrated on it are optimistic; hold out whole recordings")
+
+
+def log_repairs(dataset, name: str) -> dict[str, int]:
+    """One INFO line for a loaded set: its recordings, frames repaired (of those realigned)
+    and pixels filled, summed over the files (each file's own line is at debug level).
+    Reads the recordings through the dataset's cache (already read by ``check_recordings``).
+
+    Returns:
+        ``{"recordings", "frames", "repaired_frames", "realigned_frames", "filled_pixels"}``.
+    """
+    parts = [dataset.primary, dataset.extra] if hasattr(dataset, "primary") else [dataset]
+    recs = [ds.cache.get(ds.recording_path(s)) for ds in parts for s in sorted({k.sensor_id for k in ds.keyframes})]
+    total = {"recordings": len(recs), "frames": sum(r.num_frames for r in recs),
+             "repaired_frames": sum(r.repair.repaired_frames for r in recs),
+             "realigned_frames": sum(r.repair.realigned_frames for r in recs),
+             "filled_pixels": sum(r.repair.invalid_pixels for r in recs)}
+    log.info("%s: %d recordings, %d frames; %d frames repaired (%d realigned), %d pixels filled from neighbouring "
+             "frames%s", name, total["recordings"], total["frames"], total["repaired_frames"],
+             total["realigned_frames"], total["filled_pixels"],
+             " (per file: -v)" if total["repaired_frames"] else "")
+    return total
+
+
 def annotation_path(d, ann: str | Path) -> Path:
     """An annotation file of ``DataConfig`` ``d``: relative to ``d.root`` unless absolute."""
     p = Path(ann)

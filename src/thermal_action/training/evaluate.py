@@ -18,7 +18,8 @@ testing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from thermal_action.config import ConfigError, config_from_dict, config_to_dict
+from thermal_action.progress import Progress
 from thermal_action.structures import Batch
 from thermal_action.training.losses import logits_to_scores
 from thermal_action.training.records import batch_clip_keys, batch_prediction_records, fill_feature_bank
@@ -52,10 +54,12 @@ def predict_records(
     score_activation: str,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Prediction records (``predictions.json`` format) for every box the loader yields.
 
-    With a feature bank, a first pass fills it (see the module docstring).
+    With a feature bank, a first pass fills it (see the module docstring). ``on_batch`` is
+    called after each batch of the predicting pass (progress).
     """
     device = torch.device(device)
     model.eval()
@@ -68,6 +72,8 @@ def predict_records(
         logits = forward(batch)  # (R, K)
         scores = logits_to_scores(logits, score_activation)
         records.extend(batch_prediction_records(batch, scores, batch.box_scores))
+        if on_batch is not None:
+            on_batch(batch)
     return records
 
 
@@ -80,6 +86,60 @@ def _apply_overrides(cfg, overrides: list[str] | None):
                 "(the model is fixed by the checkpoint)"
             )
     return config_from_dict(config_to_dict(cfg), overrides)
+
+
+def _recording_progress(dataset, progress: Progress) -> Callable[[Batch], None]:
+    """Advances ``progress`` by each batch's keyframes and names each recording whose
+    keyframes are all scored (one INFO line per recording without a bar)."""
+    per_recording = Counter(k.sensor_id for k in dataset.keyframes)
+    left = dict(per_recording)
+
+    def on_batch(batch: Batch) -> None:
+        progress.update(len(batch.sensor_ids))
+        for sensor in batch.sensor_ids:
+            left[sensor] -= 1
+            if left[sensor] == 0:
+                progress.update(0, done=f"{sensor}: {per_recording[sensor]} keyframes scored", of=len(per_recording))
+
+    return on_batch
+
+
+def _check_frame_size(dataset, trained: tuple[int, int] | None) -> None:
+    """Refuses recordings whose frames are not the size the model was trained on, naming the
+    first such file (``predict`` refuses them the same way)."""
+    from thermal_action.errors import DatasetError
+
+    if trained is None:  # an older checkpoint: the size was not recorded
+        return
+    for sensor in sorted({k.sensor_id for k in dataset.keyframes}):
+        path = dataset.recording_path(sensor)
+        rec = dataset.cache.get(path)
+        if (rec.height, rec.width) != tuple(trained):
+            raise DatasetError(path, f"frames are {rec.height}x{rec.width} but the model was trained on "
+                                     f"{trained[0]}x{trained[1]} frames; evaluate a model trained on this size",
+                               record="frames")
+
+
+def _training_overlap(train_cfg, dataset) -> dict[str, list[str]] | None:
+    """:func:`~thermal_action.training.datamodule.training_overlap` of the evaluated set with
+    the checkpoint's own training set (its config's ``data.root`` and ``data.train_ann``),
+    warned about; None when that set cannot be read here (another machine, moved files)."""
+    from thermal_action.data.dataset import build_dataset
+    from thermal_action.training.datamodule import annotation_path, describe_overlap, training_overlap
+
+    d = train_cfg.data
+    if not d.root or not annotation_path(d, d.train_ann).is_file():
+        return None
+    try:
+        train_ds = build_dataset(d, d.train_ann, train=False)
+    except (OSError, ValueError) as e:  # DatasetError is a ValueError
+        log.info("the checkpoint's training set cannot be read (%s): overlap with it not checked", e)
+        return None
+    overlap = training_overlap(train_ds, dataset)
+    leak = describe_overlap(overlap, "the evaluated set")
+    if leak:
+        log.warning("%s", leak)
+    return overlap
 
 
 def evaluate_checkpoint(
@@ -112,13 +172,14 @@ def evaluate_checkpoint(
 
     Raises:
         DatasetError: a problem with the annotation file or its recordings; a file
-            without a single labelled box is one (every metric would be undefined).
+            without a single labelled box is one (every metric would be undefined), and
+            so are recordings of another frame size than the model was trained on.
     """
     from thermal_action.data.dataset import build_collate, build_dataset
     from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
     from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
     from thermal_action.models.checkpoint import load_checkpoint
-    from thermal_action.training.datamodule import annotation_path, require_labelled_boxes
+    from thermal_action.training.datamodule import annotation_path, log_repairs, require_labelled_boxes
 
     loaded = load_checkpoint(checkpoint, device=device)
     model, cfg, class_names, info = loaded.model, loaded.config, loaded.class_names, loaded.info
@@ -135,6 +196,9 @@ def evaluate_checkpoint(
     if list(dataset.class_names) != list(class_names):
         raise ValueError(f"{ann_file}: its classes {dataset.class_names} differ from the checkpoint's {class_names}")
     require_labelled_boxes(dataset, annotation_path(cfg.data, ann_file), "every metric would be undefined")
+    _check_frame_size(dataset, info.frame_size)
+    log_repairs(dataset, f"evaluated set {ann_file}")
+    overlap = _training_overlap(loaded.config, dataset)
     loader = DataLoader(
         dataset,
         batch_size=cfg.data.batch_size,
@@ -144,7 +208,9 @@ def evaluate_checkpoint(
     )
     dev = torch.device(device)
     autocast = torch.bfloat16 if dev.type == "cuda" and cfg.trainer.precision.startswith("bf16") else None
-    records = predict_records(model, loader, info.score_activation, dev, autocast)
+    with Progress(len(dataset), "evaluate", "keyframe", log) as progress:
+        records = predict_records(model, loader, info.score_activation, dev, autocast,
+                                  on_batch=_recording_progress(dataset, progress))
     rule = resolve_alert_rule(info.alert_rule, AlertOverrides(threshold=cfg.eval.fall_threshold))
     metrics = compute_metrics(
         records,
@@ -167,6 +233,10 @@ def evaluate_checkpoint(
         else ("calibrated" if info.fall_calibration else "fallback"),
         "fall_calibration": info.fall_calibration,
         "alert_rule": rule.to_dict(),
+        # What the evaluated set shares with the checkpoint's training set (None: that set
+        # cannot be read here); shared recordings make every number optimistic.
+        "overlaps_training": overlap,
+        "plots": bool(cfg.eval.plots),
     }
     write_evaluation(out_dir, records, metrics, class_names, plots=cfg.eval.plots)
     return metrics

@@ -10,8 +10,9 @@ only adds what training needs::
 Validation collects one prediction record per box over the whole epoch and computes
 the evaluation metrics with :func:`thermal_action.evaluation.compute_metrics` at its
 end (``val/mAP``, ``val/top1``, ``val/macro_f1``, ``val/fall_precision``,
-``val/fall_recall``); under DDP the records of every rank are gathered first, so all
-ranks log the same numbers and pick the same best checkpoint. Each validation epoch also
+``val/fall_recall``, ``val/fall_ap`` and the alarm's ``val/fall_threshold``); under DDP
+the records of every rank are gathered first, so all ranks log the same numbers and pick
+the same best checkpoint. Each validation epoch also
 calibrates the fall threshold (``eval.fall_target_recall``) and turns it into the fall
 :class:`~thermal_action.alert_rule.AlertRule` that every checkpoint carries (the user's
 ``eval.fall_threshold`` wins over the calibrated one).
@@ -61,6 +62,7 @@ VAL_METRICS = {
     "macro_f1": "macro_f1",
     "fall_precision": "fall_precision",
     "fall_recall": "fall_recall",
+    "fall_ap": "fall_ap",
 }
 
 
@@ -82,6 +84,8 @@ class ActionDetectionSystem(L.LightningModule):
         run_config: the resolved config as a plain dict, stored in every checkpoint.
         frame_size: ``(H, W)`` of the training recordings, stored in every checkpoint
             (prediction refuses frames of another size unless asked to take them).
+        validation_overlaps_training: the recordings and keyframes the validation set
+            shares with the training set (its numbers are optimistic), stored in every checkpoint.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class ActionDetectionSystem(L.LightningModule):
         channels_last: bool = False,
         run_config: dict[str, Any] | None = None,
         frame_size: tuple[int, int] | None = None,
+        validation_overlaps_training: dict[str, list[str]] | None = None,
     ):
         super().__init__()
         self.model = model
@@ -143,6 +148,7 @@ class ActionDetectionSystem(L.LightningModule):
             self.model.to(memory_format=torch.channels_last_3d)
         self.run_config = run_config or {}
         self.frame_size = tuple(frame_size) if frame_size is not None else None
+        self.validation_overlaps_training = validation_overlaps_training
         self.score_activation = "sigmoid" if loss.kind == "sigmoid" else "softmax"
         # Per validation epoch: {image_id: records} on this rank.
         self._val_records: dict[str, list[dict]] = {}
@@ -325,6 +331,8 @@ class ActionDetectionSystem(L.LightningModule):
             # Undefined (no such boxes) is logged as NaN; the best-checkpoint callback
             # treats a non-finite value as worst.
             self.log(f"val/{name}", float("nan") if value is None else float(value), on_epoch=True, sync_dist=False)
+        # The alarm's operating threshold of these weights (calibrated, or the user's).
+        self.log("val/fall_threshold", float(rule.threshold), on_epoch=True, sync_dist=False)
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
@@ -344,7 +352,8 @@ class ActionDetectionSystem(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation,
                                                        self.fall_calibration, alert_rule=self.alert_rule,
-                                                       frame_size=self.frame_size)
+                                                       frame_size=self.frame_size,
+                                                       validation_overlaps_training=self.validation_overlaps_training)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extras = checkpoint.get(CHECKPOINT_KEY) or {}

@@ -49,6 +49,9 @@ from thermal_action.training.datamodule import (
     build_datamodule,
     build_datasets,
     class_counts,
+    describe_overlap,
+    log_repairs,
+    training_overlap,
 )
 from thermal_action.training.losses import ActionLoss, class_weights_from_counts, group_target_matrix
 from thermal_action.training.precision import PrecisionChoice, resolve_precision
@@ -146,6 +149,11 @@ class TrainResult:
             lines.append(f"fall alarm:      threshold {row['fall_threshold']:.3f}: precision "
                          f"{fmt(row.get('fall_precision'))}, recall {fmt(row.get('fall_recall'))} on "
                          f"{'?' if falls is None else falls} validation fall boxes")
+        shared = (row or {}).get("validation_overlaps_training") or {}
+        if shared.get("recordings"):
+            lines.append(f"warning:         validation shares {len(shared['recordings'])} recording(s) with training "
+                         f"({', '.join(shared['recordings'][:5])}), {len(shared.get('keyframes') or [])} keyframe(s): "
+                         "the frame-mAP and fall threshold above are optimistic")
         lines += [f"last checkpoint: {self.last_checkpoint}",
                   f"validation log:  {self.val_summary}",
                   f"TensorBoard:     tensorboard --logdir {self.run_dir / 'tensorboard'}"]
@@ -184,9 +192,12 @@ class ValidationSummary(L.Callback):
     """Appends one JSON line per validation epoch to ``val_summary.jsonl`` and logs it.
 
     Fields: ``epoch``, ``step``, ``train_loss`` (mean over the epoch), ``val_loss``,
-    ``mAP``, ``top1``, ``macro_f1``, ``fall_precision``, ``fall_recall``, ``lr``,
+    ``mAP``, ``top1``, ``macro_f1``, ``fall_precision``, ``fall_recall``, ``fall_ap``,
+    ``fall_threshold``, ``fall_boxes`` (the validation fall boxes those rest on), ``lr``,
     ``clips_per_s`` (training throughput of the epoch), ``time`` (seconds since the start
-    of this fit). Undefined numbers are ``null``.
+    of this fit), ``validation_overlaps_training`` (recordings and keyframes validation
+    shares with training: non-empty lists make every number optimistic). Undefined
+    numbers are ``null``.
     """
 
     def __init__(self, path: str | Path):
@@ -215,6 +226,7 @@ class ValidationSummary(L.Callback):
             "fall_ap": metrics.get("fall_ap"),
             "fall_threshold": (metrics.get("fall") or {}).get("threshold"),
             "fall_boxes": (metrics.get("fall") or {}).get("support"),
+            "validation_overlaps_training": getattr(pl_module, "validation_overlaps_training", None),
             "lr": lr,
             "clips_per_s": _jsonable(pl_module.epoch_clips_per_s()),
             "time": round(time.perf_counter() - self._start, 2),
@@ -237,7 +249,8 @@ class ValidationSummary(L.Callback):
 
 
 def build_system(cfg: Config, class_names: list[str], class_counts: list[int], ground_truth, *,
-                 load_pretrained: bool = True, frame_size: tuple[int, int] | None = None) -> ActionDetectionSystem:
+                 load_pretrained: bool = True, frame_size: tuple[int, int] | None = None,
+                 validation_overlap: dict[str, list[str]] | None = None) -> ActionDetectionSystem:
     """The training system of ``cfg`` (the only place that reads ``cfg.model``/``cfg.optim``
     for training).
 
@@ -249,6 +262,9 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         load_pretrained: read ``model.pretrained`` (not when resuming: the checkpoint
             holds every weight).
         frame_size: ``(H, W)`` of the training recordings, recorded in the checkpoints.
+        validation_overlap: what the validation set shares with the training set
+            (:func:`~thermal_action.training.datamodule.training_overlap`), recorded in the
+            checkpoints and in ``val_summary.jsonl``.
     """
     from thermal_action.models import build_model
 
@@ -294,6 +310,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         channels_last=cfg.trainer.channels_last,
         run_config=config_to_dict(cfg),
         frame_size=frame_size,
+        validation_overlaps_training=validation_overlap,
     )
 
 
@@ -541,6 +558,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     # error naming it, not a crash in the first epoch after the run directory was made.
     sizes = train_ds.check_recordings()
     val_ds.check_recordings()
+    log_repairs(train_ds, f"training set {cfg.data.train_ann}")
+    log_repairs(val_ds, f"validation set {cfg.data.val_ann}")
     frame_size = next(iter(sizes)) if len(sizes) == 1 else None
     if frame_size is None:
         log.warning("training recordings have several frame sizes %s: the checkpoint records none, so "
@@ -550,8 +569,12 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     log.info("training set: %d keyframes, %d boxes (%s); validation set: %d keyframes",
              len(train_ds), sum(counts), ", ".join(f"{n}={c}" for n, c in zip(class_names, counts) if c),
              len(val_ds))
+    overlap = training_overlap(train_ds, val_ds)
+    leak = describe_overlap(overlap, f"the validation set {cfg.data.val_ann}")
+    if leak:
+        log.warning("%s", leak)
     system = build_system(cfg, class_names, counts, ground_truth=val_ds.keyframes,
-                          load_pretrained=ckpt_path is None, frame_size=frame_size)
+                          load_pretrained=ckpt_path is None, frame_size=frame_size, validation_overlap=overlap)
     # The model's alpha decides how the slow pathway is sampled from the fast one.
     datamodule = build_datamodule(cfg, system.model.alpha, train_ds, val_ds)
 

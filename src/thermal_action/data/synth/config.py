@@ -8,6 +8,10 @@ from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
 
 H, W = FRAME_HEIGHT, FRAME_WIDTH
 
+#: Largest dataset :class:`SynthConfig` accepts, in bytes of float32 frames (a recording is simulated
+#: whole in memory, several copies of it, before it is written).
+MAX_FRAME_BYTES = 10e9
+
 
 @dataclass
 class SynthConfig:
@@ -47,5 +51,12 @@ class SynthConfig:
             raise ValueError(f"keyframe_spacing must be 1 <= lo <= hi, got {self.keyframe_spacing}")
         if not 0.0 <= self.unlabelled_furniture_share <= 1.0:
             raise ValueError(f"unlabelled_furniture_share must be in [0, 1], got {self.unlabelled_furniture_share}")
+        frame_bytes = self.num_recordings * self.frames_per_recording * H * W * 4
+        if frame_bytes > MAX_FRAME_BYTES:
+            raise ValueError(
+                f"{self.num_recordings} recordings x {self.frames_per_recording} frames of {H}x{W} float32 are "
+                f"{frame_bytes / 1e9:.3g} GB of frames, over the {MAX_FRAME_BYTES / 1e9:.0f} GB limit (each "
+                "recording is built in memory first); ask for fewer frames or recordings"
+            )
         if self.recordings_per_room < 1:
             raise ValueError(f"recordings_per_room must be >= 1, got {self.recordings_per_room}")

@@ -13,7 +13,8 @@ import numpy as np
 
 from thermal_action.data.rooms import LayoutTimeline, RoomLayout, RoomMap, write_rooms
 from thermal_action.data.synth.config import H, W, SynthConfig
-from thermal_action.data.synth.recording import SynthRecording, simulate_recording
+from thermal_action.data.synth.recording import SynthRecording, _room_of, simulate_recording
+from thermal_action.errors import refuse_overwrite
 from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_xyxy_to_cxcywh_norm
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,19 @@ def rooms_file_layouts(recordings: list[SynthRecording]) -> RoomMap:
     return RoomMap({mac: LayoutTimeline(layouts) for mac, layouts in rooms.items()})
 
 
-def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> dict:
+def existing_outputs(out_dir: str | Path, config: SynthConfig) -> list[Path]:
+    """The files :func:`generate_dataset` would replace in ``out_dir`` (empty for a fresh directory)."""
+    out = Path(out_dir)
+    paths = [out / "frames" / "sensor_info.json", out / "rooms.json"] + [
+        out / "annotations" / f"{s}.json" for s in ("train", "val", "class_mapping")]
+    for index in range(config.num_recordings):
+        room, take = _room_of(index, config)
+        sensor = f"SYN{room:02d}_R{take + 1}"
+        paths += [out / "frames" / f"{sensor}.h5", out / "raw_annotations" / f"{sensor}_annotation.json"]
+    return [p for p in paths if p.exists()]
+
+
+def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None, overwrite: bool = False) -> dict:
     """Writes a synthetic dataset in the real on-disk format.
 
     Args:
@@ -131,6 +144,8 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
             ``raw_annotations/`` and ``rooms.json`` (every room's furniture over time, keyed
             by its sensor's MAC address).
         config: what to generate; defaults to :class:`SynthConfig()`.
+        overwrite: replace files already there (``sensor_info.json``, ``train.json``...);
+            without it an existing dataset is refused (:class:`FileExistsError`).
 
     Returns:
         A JSON-serialisable summary: recordings with their split and counts, boxes per
@@ -139,6 +154,8 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
     config = config or SynthConfig()
     config.validate()
     out = Path(out_dir)
+    if not overwrite:
+        refuse_overwrite(existing_outputs(out, config), "synth")
     (out / "frames").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     (out / "raw_annotations").mkdir(parents=True, exist_ok=True)
