@@ -158,6 +158,7 @@ class DataConfig:
     synthetic_recordings: int = ranged(0, 0)  # > 0: train generates this many `thermal-action synth` rooms into <run>/synthetic and mixes them in at extra_train_share; 0 = none
     synthetic_frames: int = ranged(400, 2)  # frames per generated synthetic recording (~68 s at ~6 Hz)
     synthetic_seed: int = ranged(7, 0, 2**32 - 1)  # seed of the generated synthetic rooms (fixed, so every run seed mixes in the same rooms)
+    rooms: str = ""  # room layout file (rooms.json: sensor id or MAC -> furniture zones), relative to root (or absolute), for keyframes whose annotations list no furniture (context_objects); "" = none (such keyframes get no room)
 
 
 @dataclass
@@ -179,6 +180,7 @@ class ModelConfig:
     tube_min_size: float = ranged(12.0, 0.0, low_open=True)  # smallest tube window side, in input pixels
     ensemble: int = ranged(1, 1)  # members of a deep ensemble trained side by side (logits averaged); 1 = one model
     test_time_augmentation: int = ranged(1, 1, 8, choices=(1, 2, 4, 8))  # evaluation/prediction: average logits over 1, 2, 4 or 8 flips/transpositions
+    room: str = "none"  # what the model sees of the room (bed/couch/chair zones): "none", "masks" (zone masks as extra input channels, cropped with the frame or tube), "features" (person-to-zone shares and distances into the head) or "masks+features"
 
 
 @dataclass

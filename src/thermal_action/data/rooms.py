@@ -51,16 +51,12 @@ from typing import Any
 import numpy as np
 
 from thermal_action.errors import RoomsError
+# The kinds a model sees (masks and features, in channel order) and the feature names live
+# in structures: the models need their counts and must not import the data layer.
+from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES, ZONE_FEATURE_NAMES
 
 #: Every kind a zone may have.
 ZONE_KINDS = ("bed", "couch", "chair", "table", "door", "other")
-#: The kinds a model sees (masks and features), in channel order.
-MODEL_ZONE_KINDS = ("bed", "couch", "chair")
-#: Per person: layout known (1/0), share of the box on each model kind, distance from the
-#: box centre to the nearest zone of each kind (frame diagonals, 0 inside, 1 when none).
-ZONE_FEATURE_NAMES = ("has_layout",) + tuple(f"on_{k}" for k in MODEL_ZONE_KINDS) + tuple(
-    f"near_{k}" for k in MODEL_ZONE_KINDS)
-NUM_ZONE_FEATURES = len(ZONE_FEATURE_NAMES)
 
 #: The labelling tool's furniture names (``subcategory``) and the zone kind of each.
 FURNITURE_KINDS = {

@@ -157,7 +157,7 @@ def resize_clip(
     """Bilinear resize of a clip by ``scale``; boxes scaled by the exact size ratio.
 
     Args:
-        clip: ``(T, H, W)``.
+        clip: ``(T, H, W)`` (or any ``(C, H, W)`` stack of planes, e.g. zone masks).
         boxes_xyxy: ``(N, 4)`` pixels of ``clip``.
         scale: output size is ``round(H * scale) x round(W * scale)``.
 
@@ -259,12 +259,24 @@ def apply_geometry(
     """Flips and rotations of ``(T, H, W)`` and its ``(N, 4)`` boxes (views, no copy)."""
     _, h, w = clip.shape
     if params.hflip:
-        clip, boxes_xyxy = clip[:, :, ::-1], hflip_boxes(boxes_xyxy, w)
+        boxes_xyxy = hflip_boxes(boxes_xyxy, w)
     if params.vflip:
-        clip, boxes_xyxy = clip[:, ::-1, :], vflip_boxes(boxes_xyxy, h)
+        boxes_xyxy = vflip_boxes(boxes_xyxy, h)
+    if params.quarter_turns % 4:
+        boxes_xyxy = rot90_boxes(boxes_xyxy, params.quarter_turns, h, w)
+    return flip_rotate(clip, params), boxes_xyxy
+
+
+def flip_rotate(planes: np.ndarray, params: AugmentParams) -> np.ndarray:
+    """The flips and rotation of ``params`` applied to a ``(C, H, W)`` stack of planes (views,
+    no copy): the frames of a clip, or the zone masks that must move exactly like them."""
+    _, h, w = planes.shape
+    if params.hflip:
+        planes = planes[:, :, ::-1]
+    if params.vflip:
+        planes = planes[:, ::-1, :]
     if params.quarter_turns % 4:
         if params.quarter_turns % 2 and h != w:
             raise ValueError(f"a quarter turn of a {h}x{w} clip changes its shape; rotate the batch instead")
-        boxes_xyxy = rot90_boxes(boxes_xyxy, params.quarter_turns, h, w)
-        clip = np.rot90(clip, params.quarter_turns, axes=(1, 2))
-    return clip, boxes_xyxy
+        planes = np.rot90(planes, params.quarter_turns, axes=(1, 2))
+    return planes
