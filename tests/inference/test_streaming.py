@@ -203,7 +203,7 @@ class _FallBackend:
     alpha = 4
     use_memory = False
 
-    def __call__(self, slow, fast, rois, clip_keys=None):
+    def __call__(self, slow, fast, rois, clip_keys=None, zone_masks=None, zone_features=None):
         logits = torch.zeros(rois.shape[0], len(DEFAULT_CLASS_NAMES))
         left = rois[:, 1] < 30
         logits[left, 3] = 5.0
