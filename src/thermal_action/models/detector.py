@@ -223,13 +223,17 @@ class ActionDetector(nn.Module):
         slow, fast = self._with_zone_channels(slow, fast, zone_masks if self.reads_zone_masks else None)
         return self.head.pool(self.backbone(slow, fast), rois)
 
-    @staticmethod
-    def _with_zone_channels(slow: torch.Tensor, fast: torch.Tensor,
+    def _with_zone_channels(self, slow: torch.Tensor, fast: torch.Tensor,
                             zone_masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(slow, fast)`` with the zone masks as extra channels (unchanged without masks)."""
+        """``(slow, fast)`` with the zone masks as extra channels (unchanged without masks), in
+        the memory format of the backbone's first convolution (one-channel frames cannot say
+        whether they were meant channels-last)."""
         if zone_masks is None:
             return slow, fast
-        return add_zone_channels(slow, zone_masks), add_zone_channels(fast, zone_masks)
+        first = next(m.weight for m in self.backbone.modules() if isinstance(m, nn.Conv3d))
+        cl = first.is_contiguous(memory_format=torch.channels_last_3d) and not first.is_contiguous()
+        return (add_zone_channels(slow, zone_masks, channels_last=cl),
+                add_zone_channels(fast, zone_masks, channels_last=cl))
 
     def _forward(
         self,

@@ -58,19 +58,24 @@ class RoomInputs:
         return "+".join(parts) or "none"
 
 
-def add_zone_channels(clip: torch.Tensor, zone_masks: torch.Tensor) -> torch.Tensor:
+def add_zone_channels(clip: torch.Tensor, zone_masks: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
     """Frames and zone masks as one input: ``(B, C, T, H, W)`` and ``(B, Z, H, W)`` ->
-    ``(B, C + Z, T, H, W)``, each mask repeated over the ``T`` frames, in the memory format of
-    ``clip`` (channels-last-3d stays channels-last-3d)."""
+    ``(B, C + Z, T, H, W)``, each mask repeated over the ``T`` frames.
+
+    Args:
+        channels_last: the output's memory format (channels-last-3d or contiguous); None: that
+            of ``clip``. A one-channel clip is both at once, so it cannot say which it was meant
+            to be: a model passes the format of its first convolution's weights.
+    """
     b, _, t, h, w = clip.shape
     if zone_masks.dim() != 4 or zone_masks.shape[0] != b or zone_masks.shape[-2:] != (h, w):
         raise ValueError(f"zone masks must be (B, Z, H, W) = ({b}, Z, {h}, {w}) for a clip of shape "
                          f"{tuple(clip.shape)}, got {tuple(zone_masks.shape)}")
     masks = zone_masks.to(clip.dtype)[:, :, None].expand(-1, -1, t, -1, -1)  # (B, Z, T, H, W), a view
     out = torch.cat([clip, masks], dim=1)
-    if clip.is_contiguous(memory_format=torch.channels_last_3d) and not clip.is_contiguous():
-        out = out.contiguous(memory_format=torch.channels_last_3d)
-    return out
+    if channels_last is None:
+        channels_last = clip.is_contiguous(memory_format=torch.channels_last_3d) and not clip.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
 
 
 def check_room_inputs(inputs: RoomInputs, fast: torch.Tensor, rois: torch.Tensor, zone_masks: torch.Tensor | None,
