@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from thermal_action.models.room import RoomInputs
+
 BACKENDS = ("torch", "onnx")
 
 
@@ -33,6 +35,11 @@ class TorchBackend:
     @property
     def alpha(self) -> int:
         return int(self.model.alpha)
+
+    @property
+    def room(self) -> RoomInputs:
+        """What the model reads of the room (``model.room``)."""
+        return self.model.room
 
     def __call__(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
                  clip_keys: Sequence[tuple[str, int]] | None = None, zone_masks: torch.Tensor | None = None,
@@ -74,6 +81,11 @@ class OnnxBackend:
     @property
     def alpha(self) -> int:
         return int(self.metadata["alpha"])
+
+    @property
+    def room(self) -> RoomInputs:
+        """What the exported model reads of the room (files from before the room: nothing)."""
+        return RoomInputs.from_setting(self.metadata.get("room", "none"))
 
     def __call__(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
                  clip_keys: Sequence[tuple[str, int]] | None = None, zone_masks: torch.Tensor | None = None,

@@ -162,6 +162,18 @@ class Predictor:
         return self.backend.alpha
 
     @property
+    def reads_room(self) -> bool:
+        """Whether the model reads the room (``model.room`` other than "none"); a model that
+        does not predicts the same whatever the layout, and its predictions say "none"."""
+        room = getattr(self.backend, "room", None)
+        return room is not None and room.setting != "none"
+
+    def room_source(self, layout: RoomLayout) -> str:
+        """What a prediction with ``layout`` records as its room: the layout's source, or
+        "none" when the model reads no room."""
+        return layout.source if self.reads_room else NO_LAYOUT.source
+
+    @property
     def window_length(self) -> int:
         """Raw frames a window spans, keyframe included."""
         return self.frames_before + self.frames_after + 1

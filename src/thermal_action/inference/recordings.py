@@ -73,7 +73,7 @@ def predict_recording(
 
     Returns:
         Predictions ordered by frame, then track id; each says where its room came from
-        (``room_source``).
+        (``room_source``; "none" too when the model reads no room).
     """
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
@@ -102,7 +102,7 @@ def predict_recording(
                 track_id=int(fb.track_ids[i]), box_xyxy=fb.boxes_xyxy[i].astype(np.float64),
                 box_cxcywh_norm=norm[i], scores=scores[i], class_names=predictor.class_names,
                 box_score=float(fb.scores[i]), box_source=boxes.source, recording=recording.path.name,
-                room_source=layout.source,
+                room_source=predictor.room_source(layout),
             ))
     return out
 
@@ -293,6 +293,7 @@ def predict_recordings(
         "fps": fps,
         "recordings": [str(p) for p in paths],
         "rooms": str(room_map.path) if room_map is not None and room_map.path is not None else None,
+        "model_reads_room": predictor.reads_room,
         **run.summary(),
     }
     files["run_json"].write_text(json.dumps(meta, indent=2))

@@ -379,7 +379,8 @@ class StreamingPredictor:
                     sensor_id=d.sensor_id, frame_idx=d.frame_idx, timestamp=d.timestamp,
                     track_id=int(d.boxes.track_ids[i]), box_xyxy=d.boxes.boxes_xyxy[i].astype(np.float64),
                     box_cxcywh_norm=norm[i], scores=sc[i], class_names=self.predictor.class_names,
-                    box_score=float(d.boxes.scores[i]), box_source="stream", room_source=d.layout.source,
+                    box_score=float(d.boxes.scores[i]), box_source="stream",
+                    room_source=self.predictor.room_source(d.layout),
                 ))
         self.stats.seconds_model += time.perf_counter() - t
         self.stats.predictions += len(out)
