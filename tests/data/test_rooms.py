@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from thermal_action.data.rooms import (
-    MODEL_ZONE_KINDS,
     NO_LAYOUT,
-    NUM_ZONE_FEATURES,
-    ZONE_FEATURE_NAMES,
     RoomLayout,
     Zone,
     layout_from_context_objects,
@@ -23,6 +20,7 @@ from thermal_action.data.rooms import (
     write_rooms,
     zone_masks,
 )
+from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES, ZONE_FEATURE_NAMES
 from thermal_action.errors import RoomsError
 
 BED = Zone.from_box("bed", (0.5, 0.25, 1.0, 0.75), "bed")  # x 30-60 px, y 10-30 px of 60x40

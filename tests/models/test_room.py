@@ -252,10 +252,8 @@ def test_batched_tube_augmentation_with_the_room_equals_one_pass_per_view(varian
 def test_moving_the_bed_changes_the_scores(room, tube_size):
     """Two inputs that differ only in where the bed is (masks and the features they give) get
     different scores: the model reads the room."""
-    from thermal_action.data.rooms import NUM_ZONE_FEATURES as F_DATA
     from thermal_action.data.rooms import RoomLayout, Zone, person_zone_features, zone_masks
 
-    assert F_DATA == NUM_ZONE_FEATURES
     model = _model("slowfast_tiny", tube_size, room).eval()
     slow, fast = _clip_for(model, batch=1)
     rois = torch.tensor([[0, 20.0, 10.0, 32.0, 30.0]])

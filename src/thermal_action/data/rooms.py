@@ -18,11 +18,13 @@ The live service adds a third source, zones set per sensor through its API.
 What a model gets from a layout:
 
 - :func:`zone_masks`: ``(K, H, W)`` coverage of each pixel by the zones of each of
-  :data:`MODEL_ZONE_KINDS` (bed, couch, chair), resampled with a tube or a frame like
-  the thermal image, so flips and rotations move the furniture with the person;
+  :data:`~thermal_action.structures.MODEL_ZONE_KINDS` (bed, couch, chair), resampled with
+  a tube or a frame like the thermal image, so flips and rotations move the furniture with
+  the person;
 - :func:`person_zone_features`: per person box, whether a layout is known, the share of
   the box on a bed / couch / chair and the distance from its centre to the nearest one
-  (:data:`ZONE_FEATURE_NAMES`); these do not change under flips and rotations.
+  (:data:`~thermal_action.structures.ZONE_FEATURE_NAMES`); these do not change under flips
+  and rotations.
 
 ``rooms.json``::
 
@@ -53,7 +55,7 @@ import numpy as np
 from thermal_action.errors import RoomsError
 # The kinds a model sees (masks and features, in channel order) and the feature names live
 # in structures: the models need their counts and must not import the data layer.
-from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES, ZONE_FEATURE_NAMES
+from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES
 
 #: Every kind a zone may have.
 ZONE_KINDS = ("bed", "couch", "chair", "table", "door", "other")
@@ -395,7 +397,7 @@ def _distance_to_polygon(point: np.ndarray, polygon: Sequence[tuple[float, float
 
 
 def person_zone_features(boxes_xyxy: np.ndarray, layout: RoomLayout, height: int, width: int) -> np.ndarray:
-    """``(N, F)`` float32 person-to-zone geometry, columns :data:`ZONE_FEATURE_NAMES`.
+    """``(N, F)`` float32 person-to-zone geometry, columns :data:`~thermal_action.structures.ZONE_FEATURE_NAMES`.
 
     Args:
         boxes_xyxy: ``(N, 4)`` person boxes in pixels of a ``width`` x ``height`` frame.
