@@ -466,6 +466,13 @@ def test_the_rooms_file_and_annotated_furniture_reach_the_model(room_predictor, 
     run = predict_recordings(room_predictor, [rec_path], tmp_path / "out", step=12, rooms=rooms)
     assert {p.room_source for p in run.predictions} == {"rooms file"}
     assert run.summary()["predictions_without_room"] == 0
+    # The alert rule's bed share: the room's bed/couch under each box (None without a room).
+    from thermal_action.data.rooms import BED_KINDS, box_share_on
+
+    for p in run.predictions:
+        assert p.bed_share == pytest.approx(float(box_share_on(p.box_xyxy[None], ROOM_LAYOUT, BED_KINDS, 40, 60)[0]))
+    assert {p.bed_share for p in bare.predictions} == {None}
+    assert any(p.bed_share > 0.5 for p in run.predictions) and any(p.bed_share == 0 for p in run.predictions)
     assert json.loads((tmp_path / "out" / "run.json").read_text())["rooms"] == str(rooms)
     assert [(p.frame_idx, p.track_id) for p in run.predictions] == [(p.frame_idx, p.track_id) for p in bare.predictions]
     assert max(np.abs(a.scores - b.scores).max() for a, b in zip(run.predictions, bare.predictions)) > 1e-4

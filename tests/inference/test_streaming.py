@@ -302,7 +302,7 @@ def test_stream_with_a_rooms_file_equals_offline_prediction_with_it(room_predict
     sp = StreamingPredictor(room_predictor, step=6, rooms=tmp_path / "rooms.json")
     live = _stream(sp, "S1", raw, rec.timestamps) + sp.flush()
     _same(offline, live)
-    assert {p.room_source for p in live} == {"rooms file"}
+    assert {p.room_source for p in live} == {"rooms file"} and None not in {p.bed_share for p in live}
     bare = _stream(StreamingPredictor(room_predictor, step=6), "S1", raw, rec.timestamps)
     assert {p.room_source for p in bare} == {"none"}
     assert max(np.abs(a.scores - b.scores).max() for a, b in zip(live, bare)) > 1e-4

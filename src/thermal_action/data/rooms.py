@@ -60,6 +60,9 @@ from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES
 #: Every kind a zone may have.
 ZONE_KINDS = ("bed", "couch", "chair", "table", "door", "other")
 
+#: The kinds a person lies on without having fallen (a prediction's ``bed_share``).
+BED_KINDS = ("bed", "couch")
+
 #: The labelling tool's furniture names (``subcategory``) and the zone kind of each.
 FURNITURE_KINDS = {
     "bed": "bed", "hospital bed": "bed", "couch": "couch", "sofa": "couch", "chair": "chair",
@@ -396,8 +399,38 @@ def _distance_to_polygon(point: np.ndarray, polygon: Sequence[tuple[float, float
     return float(np.sqrt(((nearest - p) ** 2).sum(1)).min())
 
 
+def _box_samples(box_xyxy: Sequence[float], height: int, width: int) -> np.ndarray:
+    """``(S, S, 2)`` normalized sample points spread over a pixel box (``S`` = :data:`_BOX_SAMPLES`)."""
+    x1, y1, x2, y2 = box_xyxy
+    u = (np.arange(_BOX_SAMPLES) + 0.5) / _BOX_SAMPLES
+    px = (x1 + u * max(x2 - x1, 0.0)) / width
+    py = (y1 + u * max(y2 - y1, 0.0)) / height
+    return np.stack(np.meshgrid(px, py), axis=-1)
+
+
+def box_share_on(boxes_xyxy: np.ndarray, layout: RoomLayout, kinds: Sequence[str], height: int,
+                 width: int) -> np.ndarray | None:
+    """``(N,)`` float32 share of each pixel box on any zone of ``kinds`` (e.g. a bed *or* a
+    couch: their union, measured as :func:`person_zone_features` measures one kind); None
+    when the layout is not known (an unknown room is not a room without furniture)."""
+    if not layout.known:
+        return None
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    zones = [z for z in layout.zones if z.kind in kinds]
+    out = np.zeros(len(boxes), dtype=np.float32)
+    for i, box in enumerate(boxes):
+        if zones:
+            samples = _box_samples(box, height, width)
+            hit = np.zeros(samples.shape[:2], dtype=bool)
+            for zone in zones:
+                hit |= _inside(samples, zone.polygon)
+            out[i] = hit.mean()
+    return out
+
+
 def person_zone_features(boxes_xyxy: np.ndarray, layout: RoomLayout, height: int, width: int) -> np.ndarray:
-    """``(N, F)`` float32 person-to-zone geometry, columns :data:`~thermal_action.structures.ZONE_FEATURE_NAMES`.
+    """``(N, F)`` float32 person-to-zone geometry, columns
+    :data:`~thermal_action.structures.ZONE_FEATURE_NAMES`.
 
     Args:
         boxes_xyxy: ``(N, 4)`` person boxes in pixels of a ``width`` x ``height`` frame.
@@ -416,11 +449,8 @@ def person_zone_features(boxes_xyxy: np.ndarray, layout: RoomLayout, height: int
     out[:, 0] = 1.0
     scale = np.array([width, height], dtype=np.float64)
     diagonal = float(np.hypot(width, height))
-    u = (np.arange(_BOX_SAMPLES) + 0.5) / _BOX_SAMPLES
     for i, (x1, y1, x2, y2) in enumerate(boxes):
-        px = (x1 + u * max(x2 - x1, 0.0)) / width
-        py = (y1 + u * max(y2 - y1, 0.0)) / height
-        samples = np.stack(np.meshgrid(px, py), axis=-1)
+        samples = _box_samples((x1, y1, x2, y2), height, width)
         centre = np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height])
         for k, kind in enumerate(MODEL_ZONE_KINDS):
             zones = layout.of_kind(kind)

@@ -39,7 +39,7 @@ import numpy as np
 
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.data.hdf5 import Recording, find_recordings, read_recording
-from thermal_action.data.rooms import RoomLayout, RoomMap, read_rooms, resolve_layout
+from thermal_action.data.rooms import BED_KINDS, RoomLayout, RoomMap, box_share_on, read_rooms, resolve_layout
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import read_detections_file
 from thermal_action.inference.alerts import AlertEvent, find_fall_alerts, write_alerts
@@ -73,7 +73,8 @@ def predict_recording(
 
     Returns:
         Predictions ordered by frame, then track id; each says where its room came from
-        (``room_source``; "none" too when the model reads no room).
+        (``room_source``; "none" too when the model reads no room) and how much of the box
+        lies on a bed or couch (``bed_share``, for the alert rule; None without a room).
     """
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
@@ -95,6 +96,7 @@ def predict_recording(
     out = []
     for (f, fb), scores, layout in zip(keyframes, all_scores, layouts):
         norm = boxes_xyxy_to_cxcywh_norm(fb.boxes_xyxy, w, h)
+        on_bed = box_share_on(fb.boxes_xyxy, layout, BED_KINDS, h, w)  # None: room unknown
         order = np.argsort(fb.track_ids, kind="stable")
         for i in order:
             out.append(Prediction(
@@ -102,7 +104,7 @@ def predict_recording(
                 track_id=int(fb.track_ids[i]), box_xyxy=fb.boxes_xyxy[i].astype(np.float64),
                 box_cxcywh_norm=norm[i], scores=scores[i], class_names=predictor.class_names,
                 box_score=float(fb.scores[i]), box_source=boxes.source, recording=recording.path.name,
-                room_source=predictor.room_source(layout),
+                room_source=predictor.room_source(layout), bed_share=None if on_bed is None else float(on_bed[i]),
             ))
     return out
 

@@ -57,7 +57,7 @@ import numpy as np
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import repair_frames
-from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, read_rooms, resolve_layout
+from thermal_action.data.rooms import BED_KINDS, NO_LAYOUT, RoomLayout, RoomMap, box_share_on, read_rooms, resolve_layout
 from thermal_action.inference.alerts import AlertEvent, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.people import Detections
@@ -374,6 +374,7 @@ class StreamingPredictor:
         for d, sc in zip(with_people, scores):
             h, w = d.window.shape[1:]
             norm = boxes_xyxy_to_cxcywh_norm(d.boxes.boxes_xyxy, w, h)
+            on_bed = box_share_on(d.boxes.boxes_xyxy, d.layout, BED_KINDS, h, w)  # None: room unknown
             for i in np.argsort(d.boxes.track_ids, kind="stable"):
                 out.append(Prediction(
                     sensor_id=d.sensor_id, frame_idx=d.frame_idx, timestamp=d.timestamp,
@@ -381,6 +382,7 @@ class StreamingPredictor:
                     box_cxcywh_norm=norm[i], scores=sc[i], class_names=self.predictor.class_names,
                     box_score=float(d.boxes.scores[i]), box_source="stream",
                     room_source=self.predictor.room_source(d.layout),
+                    bed_share=None if on_bed is None else float(on_bed[i]),
                 ))
         self.stats.seconds_model += time.perf_counter() - t
         self.stats.predictions += len(out)
