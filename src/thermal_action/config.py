@@ -148,6 +148,7 @@ class DataConfig:
     temp_gain: float = ranged(0.1, 0.0)  # relative std of a temperature gain around the background
     box_jitter: float = ranged(0.5, 0.0)  # pixels (native resolution), std of box corner jitter
     temporal_jitter: int = ranged(2, 0)  # frames, max shift of the window centre
+    room_dropout: float = ranged(0.0, 0.0, 1.0, high_open=True)  # probability that a training clip is shown without its room (empty zone masks, has_layout 0), so a model with model.room still learns the people and predicts where no layout is known
     cache: bool = True  # keep decoded recordings in memory (a 500-frame file is ~5 MB)
     batch_size: int = ranged(8, 1)  # clips per batch (per device)
     num_workers: int = ranged(0, 0)  # DataLoader workers

@@ -171,3 +171,23 @@ def test_prediction_clip_carries_the_room(fmt, tmp_path):
     assert s.zone_features.shape == (1, 7) and s.zone_features[0, 0] == 1 and s.zone_features[0, 1] == 1
     bare = clip_from_recording(rec, 10, box, ClipBuilder(8, 2))
     assert bare.room_source == "none" and bare.zone_masks.abs().sum() == 0 and bare.zone_features[0, 0] == 0
+
+
+def test_room_dropout_shows_a_clip_without_its_room():
+    from thermal_action.data.transforms import AugmentParams, Augmenter
+
+    layout = _bed_and_chair()
+    frames = np.full((12, 40, 60), 18.0, np.float32)
+    boxes = np.array([[8.0, 8.0, 22.0, 20.0]])
+    dropped = ClipBuilder(8, 2).build(frames, 6, boxes, AugmentParams(drop_room=True), layout=layout)
+    assert dropped.zone_masks.abs().sum() == 0 and dropped.zone_features[0, 0] == 0
+    kept = ClipBuilder(8, 2).build(frames, 6, boxes, AugmentParams(), layout=layout)
+    assert kept.zone_masks.abs().sum() > 0 and kept.zone_features[0, 0] == 1
+    # Drawn last: without room dropout every other draw is as before; with it, about p of the clips.
+    plain, drop = Augmenter(), Augmenter(room_dropout=0.3)
+    draws = [(plain.sample(np.random.default_rng(i), 2, 40, 60), drop.sample(np.random.default_rng(i), 2, 40, 60))
+             for i in range(400)]
+    for a, b in draws:
+        assert (a.hflip, a.vflip, a.quarter_turns, a.temp_offset, a.time_shift) == \
+            (b.hflip, b.vflip, b.quarter_turns, b.temp_offset, b.time_shift) and not a.drop_room
+    assert 0.22 < np.mean([b.drop_room for _, b in draws]) < 0.38

@@ -309,3 +309,20 @@ def test_augmented_items_and_batch_turns_move_the_masks_with_the_frames(tiny_dat
     # The bed mask still lies under the first person's box after the turn.
     _, x1, y1, x2, y2 = turned.rois[0].round().int().tolist()
     assert turned.zone_masks[0, 0, y1:y2, x1:x2].mean() > 0.5
+
+
+def test_room_dropout_items_say_they_had_no_room(tiny_dataset, tmp_path):
+    rooms = _dataset_with_rooms(tiny_dataset, tmp_path)
+    ds = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms), room_dropout=0.5), "annotations/train.json",
+                       train=True, seed=2)
+    seen = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        s = ds[0]
+        seen.add(s.room_source)
+        assert (s.room_source == "none") == (s.zone_masks.abs().sum() == 0) == bool(s.zone_features[:, 0].sum() == 0)
+    assert seen == {"none", "annotations"}
+    # Evaluation never drops the room.
+    val = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms), room_dropout=0.5), "annotations/train.json",
+                        train=False)
+    assert val[0].room_source == "annotations"

@@ -167,7 +167,7 @@ class ClipBuilder:
             boxes_xyxy: ``(N_boxes, 4)`` keyframe boxes in native pixels.
             params: augmentation draw, or None for none (evaluation, prediction).
             layout: the room at the keyframe (:data:`~thermal_action.data.rooms.NO_LAYOUT`:
-                empty masks and ``has_layout = 0``).
+                empty masks and ``has_layout = 0``; so is a room that ``params`` drops).
         """
         n, h, w = frames.shape
         window = self.window(frame_idx, n, params.time_shift if params is not None else 0)
@@ -180,6 +180,8 @@ class ClipBuilder:
             bg = apply_temperature(x, bg if bg is not None else 0.0, params)
         self.normalizer(x, bg)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        if params is not None and params.drop_room:
+            layout = NO_LAYOUT
         masks = _native_zone_masks(layout, h, w)  # (Z, H, W)
         if params is not None and params.box_noise is not None and len(boxes):
             boxes = jitter_boxes(boxes, params.box_noise, h, w)

@@ -274,7 +274,7 @@ class ThermalClipDataset(Dataset):
             timestamp=kf.timestamp,
             zone_masks=built.zone_masks,
             zone_features=built.zone_features,
-            room_source=layout.source,
+            room_source="none" if params is not None and params.drop_room else layout.source,
             box_scores=None if scores is None else torch.from_numpy(np.asarray(scores, dtype=np.float32)),
         )
 
@@ -487,6 +487,7 @@ def build_augmenter(cfg: Any) -> Augmenter:
         temp_gain=cfg.temp_gain,
         box_jitter=cfg.box_jitter,
         temporal_jitter=cfg.temporal_jitter,
+        room_dropout=cfg.room_dropout,
     )
 
 

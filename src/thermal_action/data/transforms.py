@@ -188,6 +188,7 @@ class AugmentParams:
         temp_gain: relative gain of the contrast around the background (0 = none).
         box_noise: ``(N, 4)`` pixels added to the box corners (native resolution).
         time_shift: frames the window centre moves (the keyframe boxes stay the same).
+        drop_room: the clip is shown without its room (empty zone masks, ``has_layout = 0``).
     """
 
     hflip: bool = False
@@ -197,6 +198,7 @@ class AugmentParams:
     temp_gain: float = 0.0
     box_noise: np.ndarray | None = None
     time_shift: int = 0
+    drop_room: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,9 @@ class Augmenter:
         temp_gain: relative std of the gain around the background (clamped to >= -0.5).
         box_jitter: pixels, std of the noise on each box corner.
         temporal_jitter: frames, the window centre moves uniformly in ``[-j, j]``.
+        room_dropout: probability that a clip is shown without its room, so a model that
+            reads the room still learns the people themselves and predicts sensibly where no
+            layout is known (drawn last: 0 leaves every other draw as it was).
     """
 
     flip: bool = True
@@ -219,6 +224,7 @@ class Augmenter:
     temp_gain: float = 0.1
     box_jitter: float = 0.5
     temporal_jitter: int = 2
+    room_dropout: float = 0.0
 
     def sample(self, rng: np.random.Generator, num_boxes: int, height: int, width: int) -> AugmentParams:
         p = AugmentParams()
@@ -234,6 +240,8 @@ class Augmenter:
             p.box_noise = rng.normal(0.0, self.box_jitter, size=(num_boxes, 4))
         if self.temporal_jitter > 0:
             p.time_shift = int(rng.integers(-self.temporal_jitter, self.temporal_jitter + 1))
+        if self.room_dropout > 0:
+            p.drop_room = bool(rng.random() < self.room_dropout)
         return p
 
 
