@@ -309,7 +309,7 @@ def test_stream_with_a_rooms_file_equals_offline_prediction_with_it(room_predict
 
 
 def test_set_layout_takes_precedence_and_can_be_removed(room_predictor, recording):
-    from thermal_action.data.rooms import LayoutTimeline, RoomLayout, RoomMap, Zone
+    from thermal_action.data.rooms import NO_LAYOUT, LayoutTimeline, RoomLayout, RoomMap, Zone
 
     raw, rec = recording
     file_layout = RoomLayout((Zone.from_box("couch", (0.5, 0.5, 0.9, 0.9)),), "rooms file")
@@ -319,12 +319,17 @@ def test_set_layout_takes_precedence_and_can_be_removed(room_predictor, recordin
     assert sp.layout("S1").source == "api" and sp.layout("S1").zones == ROOM_LAYOUT.zones
     first = _stream(sp, "S1", raw[:20], rec.timestamps)
     assert first and {p.room_source for p in first} == {"api"}
-    sp.set_layout("S1", None)
+    sp.set_layout("S1", NO_LAYOUT)  # the service's "no zones": back to the rooms file
     rest = []
     for i in range(20, N):
         rest += sp.push("S1", raw[i], int(rec.timestamps[i]))
     assert rest and {p.room_source for p in rest} == {"rooms file"}
-    # A layout set through the API outlives the stream (flush), and an empty one is a known, empty room.
-    sp.set_layout("S2", RoomLayout())
+    # The service sends the layout it resolved, source and all; a layout outlives the stream
+    # (flush), and one without zones from a known source is a room known to be empty.
+    sp.set_layout("S1", file_layout)
+    assert sp.layout("S1") == file_layout
+    sp.set_layout("S2", RoomLayout((), "api"))
     sp.flush()
     assert sp.layout("S2").source == "api" and sp.layout("S2").known and not sp.layout("S2").zones
+    sp.set_layout("S2", None)
+    assert sp.layout("S2") == NO_LAYOUT

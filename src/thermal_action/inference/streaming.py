@@ -57,7 +57,15 @@ import numpy as np
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import repair_frames
-from thermal_action.data.rooms import BED_KINDS, NO_LAYOUT, RoomLayout, RoomMap, box_share_on, read_rooms, resolve_layout
+from thermal_action.data.rooms import (
+    BED_KINDS,
+    NO_LAYOUT,
+    RoomLayout,
+    RoomMap,
+    box_share_on,
+    read_rooms,
+    resolve_layout,
+)
 from thermal_action.inference.alerts import AlertEvent, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.people import Detections
