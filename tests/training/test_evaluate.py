@@ -139,12 +139,12 @@ def test_evaluate_reads_a_rooms_file_and_forgives_only_the_checkpoints_own(synth
     from thermal_action.errors import RoomsError
 
     cfg = tiny_config("model.variant=crop_cnn", "model.tube_size=16", "model.room=masks+features",
-                      "data.rooms=rooms.json")
+                      "data.rooms=trained_rooms.json")
     ckpt = write_tiny_checkpoint(tmp_path / "room.ckpt", cfg)
     with caplog.at_level("WARNING"):
         metrics = evaluate_checkpoint(ckpt, synth_root, "annotations/val.json", tmp_path / "a",
                                       overrides=["eval.plots=false"])
-    assert "data.rooms 'rooms.json' is not found" in caplog.text
+    assert "data.rooms 'trained_rooms.json' is not found" in caplog.text
     assert metrics["evaluated"]["model_room"] == "masks+features" and metrics["evaluated"]["rooms_file"] is None
     assert sum(metrics["evaluated"]["keyframes_by_room_source"].values()) == metrics["evaluated"]["num_keyframes"]
     with pytest.raises(RoomsError, match="not found"):
