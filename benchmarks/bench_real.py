@@ -71,6 +71,11 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "tube_24": (DEFAULT_CONFIG, ["model.tube_size=24", "model.tube_context=2.0"]),
     "epochs_16": (DEFAULT_CONFIG, ["optim.epochs=16"]),
     "class_weights_inverse": (DEFAULT_CONFIG, ["optim.class_weights=inverse"]),
+    # What the model sees of the room (the default: zone masks and person-to-zone features).
+    "room_none": (DEFAULT_CONFIG, ["model.room=none"]),
+    "room_masks": (DEFAULT_CONFIG, ["model.room=masks"]),
+    "room_features": (DEFAULT_CONFIG, ["model.room=features"]),
+    "room_dropout_30": (DEFAULT_CONFIG, ["data.room_dropout=0.3"]),
     # The temporal window (the default: 64 frames at stride 2, ~10.8 s, 32 tube frames).
     "window_16": (DEFAULT_CONFIG, ["data.num_frames=16"]),
     "window_32": (DEFAULT_CONFIG, ["data.num_frames=32"]),

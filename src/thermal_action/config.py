@@ -148,6 +148,7 @@ class DataConfig:
     temp_gain: float = ranged(0.1, 0.0)  # relative std of a temperature gain around the background
     box_jitter: float = ranged(0.5, 0.0)  # pixels (native resolution), std of box corner jitter
     temporal_jitter: int = ranged(2, 0)  # frames, max shift of the window centre
+    room_dropout: float = ranged(0.0, 0.0, 1.0, high_open=True)  # probability that a training clip is shown without its room (empty zone masks, has_layout 0), so a model with model.room still learns the people and predicts where no layout is known
     cache: bool = True  # keep decoded recordings in memory (a 500-frame file is ~5 MB)
     batch_size: int = ranged(8, 1)  # clips per batch (per device)
     num_workers: int = ranged(0, 0)  # DataLoader workers
@@ -158,6 +159,7 @@ class DataConfig:
     synthetic_recordings: int = ranged(0, 0)  # > 0: train generates this many `thermal-action synth` rooms into <run>/synthetic and mixes them in at extra_train_share; 0 = none
     synthetic_frames: int = ranged(400, 2)  # frames per generated synthetic recording (~68 s at ~6 Hz)
     synthetic_seed: int = ranged(7, 0, 2**32 - 1)  # seed of the generated synthetic rooms (fixed, so every run seed mixes in the same rooms)
+    rooms: str = ""  # room layout file (rooms.json: sensor id or MAC -> furniture zones), relative to root (or absolute), for keyframes whose annotations list no furniture (context_objects); "" = none (such keyframes get no room)
 
 
 @dataclass
@@ -179,6 +181,7 @@ class ModelConfig:
     tube_min_size: float = ranged(12.0, 0.0, low_open=True)  # smallest tube window side, in input pixels
     ensemble: int = ranged(1, 1)  # members of a deep ensemble trained side by side (logits averaged); 1 = one model
     test_time_augmentation: int = ranged(1, 1, 8, choices=(1, 2, 4, 8))  # evaluation/prediction: average logits over 1, 2, 4 or 8 flips/transpositions
+    room: str = "none"  # what the model sees of the room (bed/couch/chair zones): "none", "masks" (zone masks as extra input channels, cropped with the frame or tube), "features" (person-to-zone shares and distances into the head) or "masks+features"
 
 
 @dataclass

@@ -10,7 +10,8 @@ Box formats are in the names:
 - ``rois``: ``(R, 5)`` rows of ``(batch_index, x1, y1, x2, y2)`` in input pixels.
 
 Dimension letters: B clips, C channels, T frames, H, W pixels, N boxes in one clip,
-R boxes in a batch, K classes.
+R boxes in a batch, K classes, Z zone kinds a model sees (:data:`MODEL_ZONE_KINDS`), F
+person-to-zone features (:data:`ZONE_FEATURE_NAMES`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ class ImageBoxes(NamedTuple):
 
 FRAME_HEIGHT = 40
 FRAME_WIDTH = 60
+
+#: The furniture kinds a model sees, in zone-mask channel order (``data/rooms.py`` draws
+#: the masks and measures the features; the models only need the counts).
+MODEL_ZONE_KINDS: tuple[str, ...] = ("bed", "couch", "chair")
+#: Per person: layout known (1/0), share of the box on each model kind, distance from the
+#: box centre to the nearest zone of each kind (frame diagonals, 0 inside, 1 when none).
+ZONE_FEATURE_NAMES: tuple[str, ...] = ("has_layout",) + tuple(f"on_{k}" for k in MODEL_ZONE_KINDS) + tuple(
+    f"near_{k}" for k in MODEL_ZONE_KINDS)
+NUM_ZONE_KINDS = len(MODEL_ZONE_KINDS)
+NUM_ZONE_FEATURES = len(ZONE_FEATURE_NAMES)
 
 
 def boxes_cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -341,6 +352,12 @@ class ClipSample:
         track_ids: ``(N,)`` int64 person id within the recording (``object_id``).
         annotation_ids: ``(N,)`` int64 annotation ids (-1 when none).
         image_id, sensor_id, frame_idx, timestamp: which keyframe this is.
+        zone_masks: ``(Z, H, W)`` float32 share of each pixel of ``clip`` on a bed, couch or
+            chair (moved and resized with the frames; zeros without a layout).
+        zone_features: ``(N, F)`` float32 person-to-zone geometry of each box
+            (:data:`ZONE_FEATURE_NAMES`; ``has_layout = 0`` without a layout).
+        room_source: where the layout came from: ``"annotations"``, ``"rooms file"``,
+            ``"api"`` or ``"none"``.
         box_scores: ``(N,)`` float32 detector confidence of each box (None: annotated boxes).
     """
 
@@ -354,6 +371,9 @@ class ClipSample:
     sensor_id: str
     frame_idx: int
     timestamp: int
+    zone_masks: torch.Tensor
+    zone_features: torch.Tensor
+    room_source: str
     box_scores: torch.Tensor | None = None
 
 
@@ -371,6 +391,9 @@ class Batch:
         annotation_ids: ``(R,)`` int64 (-1 when none).
         image_ids, sensor_ids: ``B`` strings.
         frame_idxs, timestamps: ``(B,)`` int64.
+        zone_masks: ``(B, Z, H, W)`` float32 furniture masks of each clip (constant over time).
+        zone_features: ``(R, F)`` float32 person-to-zone geometry of each box.
+        room_sources: ``B`` strings, where each clip's layout came from (``"none"``: no room).
         box_scores: ``(R,)`` float32 detector confidence (1 for annotated boxes), or None
             when every box of the batch is annotated.
     """
@@ -386,6 +409,9 @@ class Batch:
     sensor_ids: list[str]
     frame_idxs: torch.Tensor
     timestamps: torch.Tensor
+    zone_masks: torch.Tensor
+    zone_features: torch.Tensor
+    room_sources: list[str]
     box_scores: torch.Tensor | None = None
 
     @property

@@ -177,3 +177,31 @@ def test_config_lists_every_key_with_default_range_and_meaning(capsys):
     assert main(["config", "serve"]) == 0
     text = capsys.readouterr().out
     assert "fall_alert_seconds" in text and "the score must stay at or above the threshold this long" in text
+
+
+def test_rooms_reach_train_and_evaluate_as_data_rooms(tmp_path, capsys, monkeypatch):
+    """``--rooms PATH`` is ``data.rooms``, made absolute: a path typed on the command line is
+    relative to where the command runs, not to data.root."""
+    import thermal_action.training.evaluate as evaluate_module
+    import thermal_action.training.train as train_module
+
+    seen = {}
+
+    def fake_train(cfg, out, resume=False):
+        seen["train"] = cfg.data.rooms
+        raise SystemExit(0)
+
+    def fake_evaluate(checkpoint, data, ann, out, detections=None, overrides=None, device="cpu"):
+        seen["evaluate"] = overrides
+        return {k: 0.0 for k in ("frame_map", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")} | {
+            "evaluated": {}}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    monkeypatch.setattr(evaluate_module, "evaluate_checkpoint", fake_evaluate)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "run"), "--rooms", "rooms.json", "data.root=/data"])
+    assert seen["train"] == str(tmp_path / "rooms.json")
+    assert main(["evaluate", "--checkpoint", "x.ckpt", "--data", "/data", "--out", "e", "--rooms", "r.json",
+                 "--json", "eval.iou_threshold=0.3"]) == 0
+    assert seen["evaluate"] == ["eval.iou_threshold=0.3", f"data.rooms={tmp_path / 'r.json'}"]

@@ -85,3 +85,109 @@ def test_clip_from_recording_uses_the_dataset_path(shared_tiny_dataset):
     assert torch.equal(direct.clip, s.clip)
     with pytest.raises(Exception, match=r"S2\.h5.*frame_idx 24 out of range"):
         clip_from_recording(rec, 24, norm, builder)
+
+
+# --- the room: zone masks move like the frames, person-to-zone features do not move --------
+
+def _bed_and_chair():
+    from thermal_action.data.rooms import RoomLayout, Zone
+
+    return RoomLayout((Zone.from_box("bed", (0.1, 0.15, 0.45, 0.6)),
+                       Zone("chair", ((0.7, 0.5), (0.9, 0.55), (0.85, 0.9)))), "annotations")
+
+
+@pytest.mark.parametrize("hflip, vflip, turns, scale", [
+    (False, False, 0, 1.0), (True, False, 0, 1.0), (False, True, 2, 1.0), (True, True, 2, 2.0), (True, False, 0, 0.5),
+])
+def test_zone_masks_move_exactly_like_the_frames(hflip, vflip, turns, scale):
+    # Frames that *are* the bed mask (fixed normalisation maps them back to [0, 1]) must come out
+    # equal to the masks, whatever flips, turns and resize the clip went through.
+    from thermal_action.data.rooms import zone_masks
+    from thermal_action.data.transforms import AugmentParams
+
+    layout = _bed_and_chair()
+    bed = zone_masks(layout, 40, 60)[0]
+    frames = np.repeat((10.0 + 20.0 * bed)[None], 12, axis=0).astype(np.float32)  # (N, H, W) °C
+    builder = ClipBuilder(8, 2, "fixed", fixed_range=(10.0, 30.0), scale=scale)
+    params = AugmentParams(hflip=hflip, vflip=vflip, quarter_turns=turns)
+    boxes = np.array([[12.0, 8.0, 24.0, 20.0]])
+    built = builder.build(frames, 6, boxes, params, layout=layout)
+    assert built.zone_masks.shape == (3, *built.clip.shape[2:])
+    for t in range(built.clip.shape[1]):
+        torch.testing.assert_close(built.clip[0, t], built.zone_masks[0], atol=1e-5, rtol=0)
+    plain = builder.build(frames, 6, boxes, layout=layout)
+    moved = plain.zone_masks
+    if hflip:
+        moved = moved.flip(-1)
+    if vflip:
+        moved = moved.flip(-2)
+    moved = torch.rot90(moved, turns, dims=(-2, -1))
+    if scale == 1.0:  # flips commute with the resize only up to rounding
+        torch.testing.assert_close(built.zone_masks, moved, rtol=0, atol=0)
+
+
+def test_square_frames_turn_masks_a_quarter():
+    from thermal_action.data.rooms import zone_masks
+    from thermal_action.data.transforms import AugmentParams
+
+    layout = _bed_and_chair()
+    bed = zone_masks(layout, 32, 32)[0]
+    frames = np.repeat((10.0 + 20.0 * bed)[None], 10, axis=0).astype(np.float32)
+    builder = ClipBuilder(4, 1, "fixed", fixed_range=(10.0, 30.0))
+    for turns in (1, 3):
+        built = builder.build(frames, 5, np.zeros((0, 4)), AugmentParams(quarter_turns=turns), layout=layout)
+        torch.testing.assert_close(built.clip[0, 0], built.zone_masks[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(built.zone_masks, torch.rot90(torch.from_numpy(zone_masks(layout, 32, 32)), turns,
+                                                                 dims=(-2, -1)), rtol=0, atol=0)
+
+
+def test_zone_features_come_from_the_jittered_boxes_and_ignore_flips():
+    from thermal_action.data.rooms import NO_LAYOUT, person_zone_features
+    from thermal_action.data.transforms import AugmentParams, jitter_boxes
+
+    layout = _bed_and_chair()
+    frames = np.full((12, 40, 60), 18.0, np.float32)
+    boxes = np.array([[8.0, 8.0, 22.0, 20.0], [45.0, 22.0, 52.0, 33.0]])
+    noise = np.array([[1.5, -1.0, 0.5, 2.0], [-0.5, 0.3, 1.0, -0.2]])
+    builder = ClipBuilder(8, 2)
+    want = person_zone_features(jitter_boxes(boxes.copy(), noise, 40, 60), layout, 40, 60)
+    for hflip, vflip, turns in ((False, False, 0), (True, False, 2), (True, True, 0)):
+        built = builder.build(frames, 6, boxes, AugmentParams(hflip, vflip, turns, box_noise=noise), layout=layout)
+        torch.testing.assert_close(built.zone_features, torch.from_numpy(want))
+    assert want[0, 0] == 1 and want[0, 1] > 0.5 and want[1, 3] > 0  # known room; box 0 on the bed, box 1 on the chair
+    none = builder.build(frames, 6, boxes)
+    assert none.zone_masks.abs().sum() == 0
+    torch.testing.assert_close(none.zone_features, torch.from_numpy(person_zone_features(boxes, NO_LAYOUT, 40, 60)))
+    assert none.zone_features[:, 0].tolist() == [0.0, 0.0]  # has_layout = 0
+
+
+def test_prediction_clip_carries_the_room(fmt, tmp_path):
+    frames = np.full((20, 40, 60), 18.0, np.float32)
+    rec = read_recording(fmt.write_recording(tmp_path / "frames" / "R.h5", frames))
+    layout = _bed_and_chair()
+    box = np.array([[0.25, 0.4, 0.2, 0.3]])  # normalized cx, cy, w, h: on the bed
+    s = clip_from_recording(rec, 10, box, ClipBuilder(8, 2), layout=layout)
+    assert s.room_source == "annotations" and s.zone_masks.shape == (3, 40, 60) and s.zone_masks[0].sum() > 0
+    assert s.zone_features.shape == (1, 7) and s.zone_features[0, 0] == 1 and s.zone_features[0, 1] == 1
+    bare = clip_from_recording(rec, 10, box, ClipBuilder(8, 2))
+    assert bare.room_source == "none" and bare.zone_masks.abs().sum() == 0 and bare.zone_features[0, 0] == 0
+
+
+def test_room_dropout_shows_a_clip_without_its_room():
+    from thermal_action.data.transforms import AugmentParams, Augmenter
+
+    layout = _bed_and_chair()
+    frames = np.full((12, 40, 60), 18.0, np.float32)
+    boxes = np.array([[8.0, 8.0, 22.0, 20.0]])
+    dropped = ClipBuilder(8, 2).build(frames, 6, boxes, AugmentParams(drop_room=True), layout=layout)
+    assert dropped.zone_masks.abs().sum() == 0 and dropped.zone_features[0, 0] == 0
+    kept = ClipBuilder(8, 2).build(frames, 6, boxes, AugmentParams(), layout=layout)
+    assert kept.zone_masks.abs().sum() > 0 and kept.zone_features[0, 0] == 1
+    # Drawn last: without room dropout every other draw is as before; with it, about p of the clips.
+    plain, drop = Augmenter(), Augmenter(room_dropout=0.3)
+    draws = [(plain.sample(np.random.default_rng(i), 2, 40, 60), drop.sample(np.random.default_rng(i), 2, 40, 60))
+             for i in range(400)]
+    for a, b in draws:
+        assert (a.hflip, a.vflip, a.quarter_turns, a.temp_offset, a.time_shift) == \
+            (b.hflip, b.vflip, b.quarter_turns, b.temp_offset, b.time_shift) and not a.drop_room
+    assert 0.22 < np.mean([b.drop_room for _, b in draws]) < 0.38

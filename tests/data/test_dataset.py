@@ -220,3 +220,109 @@ def test_real_sample_dataset(shared_sample):
     assert torch.isfinite(batch.fast).all() and batch.fast.abs().max() < 5  # dropped packets repaired
     for s in (train[0], val[0]):
         assert _hot_fraction_inside(s) > 0.2  # the boxes hold the warm persons
+
+
+# --- the room of each keyframe ------------------------------------------------------------
+
+def _dataset_with_rooms(tiny_dataset, tmp_path):
+    """train.json with the furniture of S1 frame 0 (a bed under the first person) and a rooms file
+    with a couch for S1 (by sensor id) and a chair for S2 (by MAC address, from a time on)."""
+    import json
+
+    from thermal_action.data.rooms import RoomLayout, RoomMap, LayoutTimeline, Zone, write_rooms
+
+    data = json.loads(tiny_dataset.train.read_text())
+    first = data["images"][0]["id"]
+    data["context_objects"] = [{"image_id": first, "bbox": [0.25, 0.35, 0.3, 0.4], "category": "furniture",
+                                "subcategory": "bed"},
+                               {"image_id": first, "bbox": [0.8, 0.8, 0.1, 0.1], "category": "object",
+                                "subcategory": "laptop"}]
+    tiny_dataset.train.write_text(json.dumps(data))
+    t_mid = int(tiny_dataset.timestamps["S2"][12])
+    rooms = RoomMap({
+        "S1": LayoutTimeline([RoomLayout((Zone.from_box("couch", (0.5, 0.4, 0.9, 0.9)),))]),
+        "02:00:1A:62:51:67": LayoutTimeline([RoomLayout((Zone.from_box("chair", (0.4, 0.2, 0.7, 0.5)),),
+                                                        valid_from_ms=t_mid)]),
+    })
+    write_rooms(rooms, tmp_path / "rooms.json")
+    return tmp_path / "rooms.json"
+
+
+def test_a_keyframes_own_furniture_wins_then_the_rooms_file_then_none(tiny_dataset, tmp_path):
+    rooms = _dataset_with_rooms(tiny_dataset, tmp_path)
+    train = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms)), "annotations/train.json", train=False)
+    assert [lay.source for lay in train.layouts] == ["annotations", "rooms file", "rooms file"]
+    assert train.room_sources() == {"annotations": 1, "rooms file": 2}
+    s = train[0]
+    assert s.room_source == "annotations" and s.zone_masks.shape == (3, 40, 60)
+    assert s.zone_masks[0].sum() > 0 and s.zone_masks[1:].sum() == 0  # the bed only (the laptop is no zone)
+    assert s.zone_features.shape == (2, 7) and s.zone_features[0, 1] > 0.5  # the first person on the bed
+    assert train[1].room_source == "rooms file" and train[1].zone_masks[1].sum() > 0  # the couch
+    # S2 is found by its MAC address (either case); its chair holds from frame 12 on: the first
+    # layout of a timeline also holds before its start (the room before any recorded change).
+    val = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms)), "annotations/val.json", train=False)
+    assert [lay.source for lay in val.layouts] == ["rooms file", "rooms file"]
+    assert val[1].zone_masks[2].sum() > 0
+    # Without the rooms file: the annotated furniture, else no room.
+    bare = build_dataset(_cfg(tiny_dataset.root), "annotations/train.json", train=False)
+    assert [lay.source for lay in bare.layouts] == ["annotations", "none", "none"]
+    assert bare[2].zone_masks.sum() == 0 and bare[2].zone_features[:, 0].sum() == 0
+    # A relative rooms path is relative to data.root, like the annotation files.
+    (tiny_dataset.root / "rooms.json").write_text(rooms.read_text())
+    rel = build_dataset(_cfg(tiny_dataset.root, rooms="rooms.json"), "annotations/train.json", train=False)
+    assert rel.room_sources() == {"annotations": 1, "rooms file": 2}
+
+
+def test_a_broken_rooms_file_is_an_error_naming_it(tiny_dataset, tmp_path):
+    from thermal_action.errors import RoomsError
+
+    bad = tmp_path / "rooms.json"
+    bad.write_text('{"sensors": {"S1": {"zones": [{"kind": "sofa", "box": [0, 0, 1, 1]}]}}}')
+    with pytest.raises(RoomsError, match="rooms.json.*S1.*unknown zone kind 'sofa'"):
+        build_dataset(_cfg(tiny_dataset.root, rooms=str(bad)), "annotations/train.json", train=False)
+
+
+def test_augmented_items_and_batch_turns_move_the_masks_with_the_frames(tiny_dataset, tmp_path):
+    rooms = _dataset_with_rooms(tiny_dataset, tmp_path)
+    ds = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms)), "annotations/train.json", train=True, seed=1)
+    plain = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms)), "annotations/train.json", train=False)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        s, p = ds[0], plain[0]
+        params = ds.augmenter.sample(ds._rng(0), 2, 40, 60)
+        want = p.zone_masks
+        if params.hflip:
+            want = want.flip(-1)
+        if params.vflip:
+            want = want.flip(-2)
+        want = torch.rot90(want, params.quarter_turns, dims=(-2, -1))
+        torch.testing.assert_close(s.zone_masks, want, rtol=0, atol=0)
+        # The features do not turn: they are those of the (jittered) boxes on the native frame.
+        assert s.zone_features.shape == (2, 7) and s.zone_features[0, 1] > 0.5
+    samples = [plain[0], plain[1], plain[2]]
+    turned = collate_clips(samples, alpha=8, quarter_turn=True)
+    flat = collate_clips(samples, alpha=8)
+    assert turned.zone_masks.shape == (3, 3, 60, 40) and flat.zone_masks.shape == (3, 3, 40, 60)
+    torch.testing.assert_close(turned.zone_masks, torch.rot90(flat.zone_masks, 1, dims=(-2, -1)), rtol=0, atol=0)
+    torch.testing.assert_close(turned.zone_features, flat.zone_features, rtol=0, atol=0)
+    assert turned.zone_features.shape == (3, 7) and turned.room_sources == ["annotations", "rooms file", "rooms file"]
+    # The bed mask still lies under the first person's box after the turn.
+    _, x1, y1, x2, y2 = turned.rois[0].round().int().tolist()
+    assert turned.zone_masks[0, 0, y1:y2, x1:x2].mean() > 0.5
+
+
+def test_room_dropout_items_say_they_had_no_room(tiny_dataset, tmp_path):
+    rooms = _dataset_with_rooms(tiny_dataset, tmp_path)
+    ds = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms), room_dropout=0.5), "annotations/train.json",
+                       train=True, seed=2)
+    seen = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        s = ds[0]
+        seen.add(s.room_source)
+        assert (s.room_source == "none") == (s.zone_masks.abs().sum() == 0) == bool(s.zone_features[:, 0].sum() == 0)
+    assert seen == {"none", "annotations"}
+    # Evaluation never drops the room.
+    val = build_dataset(_cfg(tiny_dataset.root, rooms=str(rooms), room_dropout=0.5), "annotations/train.json",
+                        train=False)
+    assert val[0].room_source == "annotations"

@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from thermal_action.data.rooms import (
-    MODEL_ZONE_KINDS,
     NO_LAYOUT,
-    NUM_ZONE_FEATURES,
-    ZONE_FEATURE_NAMES,
     RoomLayout,
     Zone,
     layout_from_context_objects,
@@ -23,6 +20,7 @@ from thermal_action.data.rooms import (
     write_rooms,
     zone_masks,
 )
+from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES, ZONE_FEATURE_NAMES
 from thermal_action.errors import RoomsError
 
 BED = Zone.from_box("bed", (0.5, 0.25, 1.0, 0.75), "bed")  # x 30-60 px, y 10-30 px of 60x40
@@ -142,3 +140,14 @@ def test_load_annotations_gives_each_keyframe_its_room_and_names_a_bad_context_o
     with pytest.raises(Exception) as e:
         load_annotations(path)
     assert str(path) in str(e.value) and "context_objects[1]" in str(e.value)
+
+
+def test_box_share_on_bed_or_couch_is_their_union_and_none_without_a_room():
+    from thermal_action.data.rooms import BED_KINDS, box_share_on
+
+    room = RoomLayout((Zone.from_box("bed", (0.0, 0.0, 0.5, 1.0)), Zone.from_box("couch", (0.25, 0.0, 0.75, 1.0)),
+                       Zone.from_box("chair", (0.75, 0.0, 1.0, 1.0))), "rooms file")
+    boxes = np.array([[0.0, 0.0, 60.0, 40.0], [0.0, 0.0, 30.0, 40.0], [45.0, 0.0, 60.0, 40.0]])
+    np.testing.assert_allclose(box_share_on(boxes, room, BED_KINDS, 40, 60), [0.75, 1.0, 0.0])
+    assert box_share_on(boxes, NO_LAYOUT, BED_KINDS, 40, 60) is None
+    assert box_share_on(boxes, RoomLayout((), "api"), BED_KINDS, 40, 60).tolist() == [0.0, 0.0, 0.0]

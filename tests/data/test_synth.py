@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from thermal_action.data.annotations import load_annotations
-from thermal_action.data.rooms import ZONE_FEATURE_NAMES, person_zone_features, read_rooms, resolve_layout
+from thermal_action.data.rooms import person_zone_features, read_rooms, resolve_layout
 from thermal_action.data.synth import (
     BENDING,
     CROUCHING,
@@ -30,7 +30,7 @@ from thermal_action.data.synth import (
 )
 from thermal_action.data.packets import pack_frame
 from thermal_action.data.synth.room import _make_room
-from thermal_action.structures import DEFAULT_CLASS_NAMES, boxes_cxcywh_norm_to_xyxy
+from thermal_action.structures import DEFAULT_CLASS_NAMES, ZONE_FEATURE_NAMES, boxes_cxcywh_norm_to_xyxy
 
 SMALL = SynthConfig(num_recordings=3, frames_per_recording=90, val_recordings=1, seed=3)
 DROPPED = np.float32(-273.2)

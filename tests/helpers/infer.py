@@ -56,7 +56,8 @@ def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
         t = cfg.data.num_frames // cfg.data.frame_stride
         slow, fast = pack_pathways(torch.randn(2, 1, t, 40, 60), model.alpha)
         rois = torch.tensor([[0, 5, 5, 20, 15], [1, 30, 20, 45, 32]], dtype=torch.float32)
-        logits = model(slow, fast, rois)
+        masks, features = room_inputs(ROOM_LAYOUT, rois, 2)
+        logits = model(slow, fast, rois, zone_masks=masks, zone_features=features)
         factor = 1.5 / float(logits.std())
         model.head.classifier.weight.mul_(factor)
         model.head.classifier.bias.mul_(factor)
@@ -71,6 +72,25 @@ def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, path)
     return path
+
+
+def room_layout():
+    """A bed in the left half and a chair on the right of a 40x60 view, as a rooms file gives it."""
+    from thermal_action.data.rooms import RoomLayout, Zone
+
+    return RoomLayout((Zone.from_box("bed", (0.05, 0.1, 0.45, 0.7)), Zone.from_box("chair", (0.7, 0.55, 0.9, 0.85))),
+                      "rooms file")
+
+
+ROOM_LAYOUT = room_layout()
+
+
+def room_inputs(layout, rois: torch.Tensor, num_clips: int, h: int = 40, w: int = 60):
+    """``(zone_masks (B, Z, H, W), zone_features (R, F))`` of one layout for every clip."""
+    from thermal_action.data.rooms import person_zone_features, zone_masks
+
+    masks = torch.from_numpy(zone_masks(layout, h, w))[None].repeat(num_clips, 1, 1, 1)
+    return masks, torch.from_numpy(person_zone_features(rois[:, 1:].numpy(), layout, h, w))
 
 
 def person_blob(h: int, w: int, cx: float, cy: float, sx: float = 2.5, sy: float = 2.0, amp: float = 7.0) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.infer import make_frames, tiny_config, write_recording, write_tiny_checkpoint
+from helpers.infer import ROOM_LAYOUT, make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.inference.export import _example_inputs, clip_builder_kwargs, export_onnx, read_onnx_metadata
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.inference.recordings import predict_recordings
@@ -127,3 +127,34 @@ def test_export_announces_its_long_steps(exported, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == f"export (legacy exporter) [1/2] tracing the model into {tmp_path / 'm.onnx'}"
     assert lines[1] == "export (legacy exporter) [2/2] running the file in ONNX Runtime against PyTorch"
+
+
+@pytest.mark.parametrize("room, variant", [("masks+features", "crop_cnn"), ("features", "slowfast_tiny")])
+def test_a_model_that_reads_the_room_exports_with_its_room_inputs(room, variant, tmp_path):
+    import onnxruntime as ort
+
+    from thermal_action.data.rooms import NO_LAYOUT
+
+    cfg = tiny_config(f"model.variant={variant}", "model.tube_size=16", f"model.room={room}",
+                      "model.test_time_augmentation=8")
+    ckpt = write_tiny_checkpoint(tmp_path / "room.ckpt", cfg)
+    report = export_onnx(ckpt, tmp_path / "room.onnx")
+    assert report.max_abs_diff_logits < 1e-4
+    names = [i.name for i in ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"]).get_inputs()]
+    want_names = {"masks+features": ["fast", "rois", "zone_masks", "zone_features"],
+                  "features": ["slow", "fast", "rois", "zone_features"]}[room]
+    assert names == want_names
+    assert report.input_shapes.get("zone_features") == ["R", 7]
+    assert ("zone_masks" in report.input_shapes) == ("masks" in room)
+    meta = read_onnx_metadata(report.path)
+    assert meta["room"] == room and meta["zone_kinds"] == ["bed", "couch", "chair"] and len(meta["zone_features"]) == 7
+    frames, _ = make_frames(30)
+    boxes = np.array([[7, 8, 17, 16], [40, 24, 50, 32]], np.float32)
+    torch_pred, onnx_pred = Predictor.from_checkpoint(ckpt), Predictor.from_checkpoint(report.path)
+    assert torch_pred.reads_room and onnx_pred.reads_room
+    for layout in (ROOM_LAYOUT, NO_LAYOUT):
+        reqs = [ClipRequest(frames, 10, boxes, layout=layout), ClipRequest(frames, 20, boxes[:1], layout=layout)]
+        for w, g in zip(torch_pred.predict_clips(reqs), onnx_pred.predict_clips(reqs)):
+            np.testing.assert_allclose(g, w, atol=1e-4)
+    with pytest.raises(ValueError, match="reads 'zone_(masks|features)'.*none was given"):
+        onnx_pred.backend(*_example_inputs(1, 1, 8, onnx_pred.alpha, 40, 60))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.infer import T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.alert_rule import AlertOverrides, AlertRule
+from helpers.infer import ROOM_LAYOUT, T0, make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import clip_from_recording
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.errors import DatasetError
@@ -444,3 +444,90 @@ def test_predict_says_each_recording_it_finished(predictor, rec_path, tmp_path, 
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predict [")]
     assert len(lines) == 2 and lines[0].startswith(f"predict [1/2] {rec_path}: ") and "S2.h5" in lines[1]
     assert "predictions from" in lines[1] and "frames repaired" in lines[1]
+
+
+# --- the room -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def room_ckpt(tmp_path_factory) -> Path:
+    """A tiny crop-CNN checkpoint that reads the room (zone masks and features)."""
+    cfg = tiny_config("model.variant=crop_cnn", "model.tube_size=16", "model.room=masks+features")
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("room") / "room.ckpt", cfg)
+
+
+@pytest.fixture(scope="module")
+def room_predictor(room_ckpt) -> Predictor:
+    return Predictor.from_checkpoint(room_ckpt)
+
+
+def _rooms_file(path: Path, sensor: str = "S1") -> Path:
+    from thermal_action.data.rooms import LayoutTimeline, RoomMap, write_rooms
+
+    write_rooms(RoomMap({sensor: LayoutTimeline([ROOM_LAYOUT])}), path)
+    return path
+
+
+def test_a_prediction_without_a_room_works_and_says_so(room_predictor, rec_path, tmp_path):
+    run = predict_recordings(room_predictor, [rec_path], tmp_path / "out", step=12)
+    assert run.predictions and {p.room_source for p in run.predictions} == {"none"}
+    summary = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert summary["predictions_without_room"] == len(run.predictions) and summary["rooms"] is None
+    assert summary["room_sources"] == {"none": len(run.predictions)}
+    rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv")))
+    assert {row["room_source"] for row in rows} == {"none"}
+    back, _ = read_predictions_file(tmp_path / "out" / "predictions.json")
+    assert {p.room_source for p in back} == {"none"}
+
+
+def test_the_rooms_file_and_annotated_furniture_reach_the_model(room_predictor, rec, rec_path, tmp_path):
+    rooms = _rooms_file(tmp_path / "rooms.json")
+    bare = predict_recordings(room_predictor, [rec_path], tmp_path / "bare", step=12)
+    run = predict_recordings(room_predictor, [rec_path], tmp_path / "out", step=12, rooms=rooms)
+    assert {p.room_source for p in run.predictions} == {"rooms file"}
+    assert run.summary()["predictions_without_room"] == 0
+    # The alert rule's bed share: the room's bed/couch under each box (None without a room).
+    from thermal_action.data.rooms import BED_KINDS, box_share_on
+
+    for p in run.predictions:
+        assert p.bed_share == pytest.approx(float(box_share_on(p.box_xyxy[None], ROOM_LAYOUT, BED_KINDS, 40, 60)[0]))
+    assert {p.bed_share for p in bare.predictions} == {None}
+    assert any(p.bed_share > 0.5 for p in run.predictions) and any(p.bed_share == 0 for p in run.predictions)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["rooms"] == str(rooms)
+    assert [(p.frame_idx, p.track_id) for p in run.predictions] == [(p.frame_idx, p.track_id) for p in bare.predictions]
+    assert max(np.abs(a.scores - b.scores).max() for a, b in zip(run.predictions, bare.predictions)) > 1e-4
+    # A keyframe's own furniture wins over the rooms file; one without furniture takes the file's.
+    ann = _write_annotations(tmp_path / "val.json", rec, [(5, [[0.2, 0.3, 0.15, 0.2]]), (17, [[0.2, 0.3, 0.15, 0.2]])])
+    data = json.loads(ann.read_text())
+    data["context_objects"] = [{"image_id": data["images"][0]["id"], "bbox": [0.8, 0.5, 0.3, 0.6],
+                                "category": "furniture", "subcategory": "couch"}]
+    ann.write_text(json.dumps(data))
+    both = predict_recordings(room_predictor, [rec_path], tmp_path / "both", annotations=ann, rooms=rooms)
+    assert [(p.frame_idx, p.room_source) for p in both.predictions] == [(5, "annotations"), (17, "rooms file")]
+    only_ann = predict_recordings(room_predictor, [rec_path], tmp_path / "ann", annotations=ann)
+    assert [p.room_source for p in only_ann.predictions] == ["annotations", "none"]
+    assert only_ann.summary()["predictions_without_room"] == 1
+
+
+def test_predict_clip_with_and_without_a_layout(room_predictor, rec):
+    from thermal_action.data.rooms import NO_LAYOUT
+
+    with_room = room_predictor.predict_clip(rec.frames[:40], BOXES, keyframe=20, layout=ROOM_LAYOUT)
+    without = room_predictor.predict_clip(rec.frames[:40], BOXES, keyframe=20, layout=NO_LAYOUT)
+    assert with_room.shape == without.shape == (3, K)
+    assert np.isfinite(without).all() and np.abs(with_room - without).max() > 1e-4
+    np.testing.assert_allclose(without.sum(1), 1.0, atol=1e-5)
+
+
+def test_cli_predict_takes_a_rooms_file(room_ckpt, ckpt, rec_path, tmp_path, capsys):
+    from thermal_action.cli import main
+
+    rooms = _rooms_file(tmp_path / "rooms.json")
+    assert main(["predict", str(rec_path), "--checkpoint", str(room_ckpt), "--out", str(tmp_path / "o"),
+                 "--step", "12", "--rooms", str(rooms)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["predictions_without_room"] == 0 and set(summary["room_sources"]) == {"rooms file"}
+    # A model without the room used none, whatever the file says.
+    assert main(["predict", str(rec_path), "--checkpoint", str(ckpt), "--out", str(tmp_path / "n"),
+                 "--step", "12", "--rooms", str(rooms)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["predictions_without_room"] == summary["predictions"] > 0

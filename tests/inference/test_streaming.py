@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.infer import make_frames, write_recording, write_tiny_checkpoint
 from thermal_action.alert_rule import AlertOverrides
+from helpers.infer import ROOM_LAYOUT, make_frames, tiny_config, write_recording, write_tiny_checkpoint
 from thermal_action.data.clips import ClipBuilder
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
@@ -203,7 +203,7 @@ class _FallBackend:
     alpha = 4
     use_memory = False
 
-    def __call__(self, slow, fast, rois, clip_keys=None):
+    def __call__(self, slow, fast, rois, clip_keys=None, zone_masks=None, zone_features=None):
         logits = torch.zeros(rois.shape[0], len(DEFAULT_CLASS_NAMES))
         left = rois[:, 1] < 30
         logits[left, 3] = 5.0
@@ -281,3 +281,55 @@ def test_pushed_boxes_without_track_ids_are_tracked_here(predictor):
     _stream(sp, "s", frames, np.arange(12) * 166, [untracked] * 12)
     tracked = sp._state("s").boxes[-1]
     assert len(tracked) == 1 and tracked.track_ids[0] >= 0
+
+
+# --- the room: the API's layout, else the rooms file, else none ---------------------------
+
+@pytest.fixture(scope="module")
+def room_predictor(tmp_path_factory) -> Predictor:
+    cfg = tiny_config("model.variant=crop_cnn", "model.tube_size=16", "model.room=masks+features")
+    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("room") / "room.ckpt", cfg)
+    return Predictor.from_checkpoint(ckpt, max_clips_per_batch=8)
+
+
+def test_stream_with_a_rooms_file_equals_offline_prediction_with_it(room_predictor, recording, tmp_path):
+    from thermal_action.data.rooms import LayoutTimeline, RoomMap, write_rooms
+
+    raw, rec = recording
+    rooms = RoomMap({"S1": LayoutTimeline([ROOM_LAYOUT])})
+    write_rooms(rooms, tmp_path / "rooms.json")
+    offline = predict_recording(room_predictor, rec, boxes_from_detector(rec), step=6, rooms=rooms)
+    sp = StreamingPredictor(room_predictor, step=6, rooms=tmp_path / "rooms.json")
+    live = _stream(sp, "S1", raw, rec.timestamps) + sp.flush()
+    _same(offline, live)
+    assert {p.room_source for p in live} == {"rooms file"} and None not in {p.bed_share for p in live}
+    bare = _stream(StreamingPredictor(room_predictor, step=6), "S1", raw, rec.timestamps)
+    assert {p.room_source for p in bare} == {"none"}
+    assert max(np.abs(a.scores - b.scores).max() for a, b in zip(live, bare)) > 1e-4
+
+
+def test_set_layout_takes_precedence_and_can_be_removed(room_predictor, recording):
+    from thermal_action.data.rooms import NO_LAYOUT, LayoutTimeline, RoomLayout, RoomMap, Zone
+
+    raw, rec = recording
+    file_layout = RoomLayout((Zone.from_box("couch", (0.5, 0.5, 0.9, 0.9)),), "rooms file")
+    sp = StreamingPredictor(room_predictor, step=6, rooms=RoomMap({"S1": LayoutTimeline([file_layout])}))
+    assert sp.layout("S1").source == "rooms file" and sp.layout("S2").source == "none"
+    sp.set_layout("S1", RoomLayout(ROOM_LAYOUT.zones))  # built with the default source: recorded as the API's
+    assert sp.layout("S1").source == "api" and sp.layout("S1").zones == ROOM_LAYOUT.zones
+    first = _stream(sp, "S1", raw[:20], rec.timestamps)
+    assert first and {p.room_source for p in first} == {"api"}
+    sp.set_layout("S1", NO_LAYOUT)  # the service's "no zones": back to the rooms file
+    rest = []
+    for i in range(20, N):
+        rest += sp.push("S1", raw[i], int(rec.timestamps[i]))
+    assert rest and {p.room_source for p in rest} == {"rooms file"}
+    # The service sends the layout it resolved, source and all; a layout outlives the stream
+    # (flush), and one without zones from a known source is a room known to be empty.
+    sp.set_layout("S1", file_layout)
+    assert sp.layout("S1") == file_layout
+    sp.set_layout("S2", RoomLayout((), "api"))
+    sp.flush()
+    assert sp.layout("S2").source == "api" and sp.layout("S2").known and not sp.layout("S2").zones
+    sp.set_layout("S2", None)
+    assert sp.layout("S2") == NO_LAYOUT

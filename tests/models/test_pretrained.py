@@ -697,3 +697,52 @@ def test_convert_without_variant_pyslowfast_and_ambiguity(r50_pyslowfast, tmp_pa
     monkeypatch.setattr(fitting, "fitting_variants", lambda mapped: ["slowfast_r50_4x16", "slowfast_r50_8x8"])
     with pytest.raises(CheckpointError, match=r"slowfast_r50_4x16.*slowfast_r50_8x8.*pass --variant"):
         convert_checkpoint(path, tmp_path / "out2.pt", num_classes=14)
+
+
+@pytest.mark.parametrize("variant, tube_size", [("slowfast_tiny", 0), ("crop_cnn", 16)])
+def test_a_room_model_starts_from_weights_without_the_room_computing_what_they_did(variant, tube_size, tmp_path):
+    """A one-channel stem (or crop-CNN first layer) gets zero weights for the zone-mask channels,
+    and fc1 zero weights for the zone features: the loaded model scores as the file's model,
+    whatever room it is shown, until training uses the room."""
+    from safetensors.torch import save_file
+
+    from thermal_action.models.room import RoomInputs
+
+    torch.manual_seed(3)
+    plain = build_model(ModelConfig(variant=variant, tube_size=tube_size, head_dim=32, roi_output_size=3), 14).eval()
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, tmp_path / "plain.safetensors")
+    torch.manual_seed(4)
+    room = build_model(ModelConfig(variant=variant, tube_size=tube_size, head_dim=32, roi_output_size=3,
+                                   room="masks+features"), 14).eval()
+    assert room.room == RoomInputs(3, 7)
+    report = load_pretrained(room, tmp_path / "plain.safetensors")
+    converted = {c.key: c.how for c in report.converted}
+    first = "backbone.body.0.weight" if variant == "crop_cnn" else "backbone.s1.pathway0_stem.conv.weight"
+    assert "3 zone-mask input channels added at zero" in converted[first]
+    assert "7 new head inputs" in converted["head.fc1.weight"]
+    assert report.shape_mismatched == [] and report.missing == []
+    weight = room.state_dict()[first]
+    assert weight.shape[1] == 4 and weight[:, 1:].abs().sum() == 0
+    torch.testing.assert_close(weight[:, :1], plain.state_dict()[first])
+    gen = torch.Generator().manual_seed(0)
+    fast = torch.randn(2, 1, 8, 40, 60, generator=gen)
+    slow = fast[:, :, plain.alpha // 2:: plain.alpha].contiguous()
+    rois = torch.tensor([[0, 10.0, 10.0, 22.0, 18.0], [1, 30.0, 5.0, 48.0, 12.0]])
+    masks = (torch.rand(2, 3, 40, 60, generator=gen) > 0.5).float()
+    with torch.no_grad():
+        torch.testing.assert_close(room(slow, fast, rois, zone_masks=masks, zone_features=torch.rand(2, 7)),
+                                   plain(slow, fast, rois), rtol=1e-5, atol=1e-6)
+
+
+def test_an_rgb_stem_loads_into_a_room_model_summed_then_padded(tmp_path):
+    model = build_model(ModelConfig(variant="slowfast_tiny", room="masks"), 14)
+    key = "backbone.s1.pathway0_stem.conv.weight"
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rgb = torch.randn(state[key].shape[0], 3, *state[key].shape[2:])
+    state[key] = rgb
+    torch.save({"state_dict": state}, tmp_path / "rgb.pth")
+    report = load_pretrained(model, tmp_path / "rgb.pth")
+    how = {c.key: c.how for c in report.converted}[key]
+    assert "RGB stem" in how and "3 zone-mask input channels added at zero" in how
+    torch.testing.assert_close(model.state_dict()[key][:, :1], rgb_stem_to_thermal(rgb))
+    assert model.state_dict()[key][:, 1:].abs().sum() == 0

@@ -205,7 +205,7 @@ def test_batched_test_time_augmentation_equals_one_pass_per_view(variant):
         model.set_test_time_augmentation(n)
         with torch.no_grad():
             batched = model(slow, fast, rois)
-            per_view = ActionDetector._forward_augmented(model, slow, fast, rois, None, None, n)
+            per_view = ActionDetector._forward_augmented(model, slow, fast, rois, None, None, None, None, n)
         assert batched.shape == (3, K)
         assert batched.abs().max() > 1e-2
         torch.testing.assert_close(batched, per_view, atol=1e-10, rtol=1e-10)

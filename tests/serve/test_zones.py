@@ -157,7 +157,7 @@ def test_streaming_predictor_keeps_a_layout_per_sensor():
     from thermal_action.inference.streaming import StreamingPredictor
 
     stream = StreamingPredictor.__new__(StreamingPredictor)  # no model needed to hold layouts
-    stream._layouts = {}
+    stream._layouts, stream.rooms = {}, None  # no rooms file either
     layout = parse_rooms({"sensors": {"S1": BED}}, "x").layout_for("S1")
     assert stream.layout("S1") == NO_LAYOUT
     stream.set_layout("S1", layout)

@@ -164,3 +164,31 @@ def test_evaluate_says_each_recording_it_scored(trained_run, synth_root, tmp_pat
     assert [line.split("]")[0] for line in lines] == [f"evaluate [{i}/{len(per)}" for i in range(1, len(per) + 1)]
     assert sorted(line.split("] ")[1] for line in lines) == sorted(f"{s}: {n} keyframes scored"
                                                                    for s, n in per.items()), lines
+
+
+def test_evaluate_reads_a_rooms_file_and_forgives_only_the_checkpoints_own(synth_root, tiny_config, tmp_path, caplog):
+    """A rooms file given to the evaluation must exist; the training run's, relative to its own
+    data root, is dropped with a warning when the evaluated data has none."""
+    from helpers.infer import write_tiny_checkpoint
+    from thermal_action.data.rooms import LayoutTimeline, RoomLayout, RoomMap, Zone, write_rooms
+    from thermal_action.errors import RoomsError
+
+    cfg = tiny_config("model.variant=crop_cnn", "model.tube_size=16", "model.room=masks+features",
+                      "data.rooms=trained_rooms.json")
+    ckpt = write_tiny_checkpoint(tmp_path / "room.ckpt", cfg)
+    with caplog.at_level("WARNING"):
+        metrics = evaluate_checkpoint(ckpt, synth_root, "annotations/val.json", tmp_path / "a",
+                                      overrides=["eval.plots=false"])
+    assert "data.rooms 'trained_rooms.json' is not found" in caplog.text
+    assert metrics["evaluated"]["model_room"] == "masks+features" and metrics["evaluated"]["rooms_file"] is None
+    assert sum(metrics["evaluated"]["keyframes_by_room_source"].values()) == metrics["evaluated"]["num_keyframes"]
+    with pytest.raises(RoomsError, match="not found"):
+        evaluate_checkpoint(ckpt, synth_root, "annotations/val.json", tmp_path / "b",
+                            overrides=[f"data.rooms={tmp_path / 'missing.json'}"])
+    val = load_annotations(synth_root / "annotations" / "val.json")
+    bed = RoomLayout((Zone.from_box("bed", (0.1, 0.1, 0.5, 0.6)),))
+    write_rooms(RoomMap({k.sensor_id: LayoutTimeline([bed]) for k in val.keyframes}), tmp_path / "rooms.json")
+    metrics = evaluate_checkpoint(ckpt, synth_root, "annotations/val.json", tmp_path / "c",
+                                  overrides=[f"data.rooms={tmp_path / 'rooms.json'}", "eval.plots=false"])
+    sources = metrics["evaluated"]["keyframes_by_room_source"]
+    assert sources.get("none", 0) == 0 and sum(sources.values()) == len(val.keyframes)

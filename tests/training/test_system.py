@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from thermal_action.data.rooms import NO_LAYOUT, person_zone_features, zone_masks
 from thermal_action.structures import Batch, pack_pathways
 from thermal_action.training.records import batch_prediction_records, merge_records_by_image
 from thermal_action.training.train import build_system
@@ -17,7 +18,10 @@ def _batch(rois: torch.Tensor, labels: torch.Tensor, b: int = 2) -> Batch:
     return Batch(slow=slow, fast=fast, rois=rois, labels=labels, boxes_cxcywh_norm=torch.full((r, 4), 0.2),
                  track_ids=torch.zeros(r, dtype=torch.long), annotation_ids=torch.arange(r),
                  image_ids=[f"S_{i}" for i in range(b)], sensor_ids=["S"] * b,
-                 frame_idxs=torch.arange(b) * 10, timestamps=torch.arange(b))
+                 frame_idxs=torch.arange(b) * 10, timestamps=torch.arange(b),
+                 zone_masks=torch.from_numpy(zone_masks(NO_LAYOUT, 40, 60))[None].repeat(b, 1, 1, 1),
+                 zone_features=torch.from_numpy(person_zone_features(rois[:, 1:].numpy(), NO_LAYOUT, 40, 60)),
+                 room_sources=["none"] * b)
 
 
 def test_zero_box_batch_gives_a_zero_loss_that_backprops(tiny_config):

@@ -41,7 +41,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     run = predict_recordings(
         args.checkpoint, args.recordings, args.out, step=args.step, boxes=args.boxes, detections=args.detections,
         annotations=args.annotations, backend=args.backend, device=args.device, batch_size=args.batch_size,
-        alert_rule=rule, fps=args.fps, allow_frame_size=args.allow_frame_size,
+        alert_rule=rule, fps=args.fps, allow_frame_size=args.allow_frame_size, rooms=args.rooms,
     )
     print(json.dumps(run.summary(), indent=2))
     return 0
@@ -84,7 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--boxes", choices=["auto", "annotations", "detections", "detector"], default="auto",
                    help="person boxes: auto = annotations, else detections, else the built-in detector")
     p.add_argument("--detections", help="person detections: JSON / JSON lines, or a directory of YOLO <frame>.txt")
-    p.add_argument("--annotations", help="annotations JSON: predict at its keyframes with its boxes and tracks")
+    p.add_argument("--annotations", help="annotations JSON: predict at its keyframes with its boxes, tracks and "
+                   "furniture (context_objects)")
+    p.add_argument("--rooms", metavar="PATH", help="room layout file (rooms.json: sensor id or MAC -> bed/couch/chair "
+                   "zones) for keyframes without furniture of their own; without it (and without annotated "
+                   "furniture) a model that reads the room predicts without one (summary: predictions_without_room)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--device", default="cpu", help="PyTorch device (torch backend)")
     p.add_argument("--batch-size", type=int, help="clips per forward pass (default: 4 on CPU, 32 on GPU)")

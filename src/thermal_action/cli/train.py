@@ -9,6 +9,16 @@ import argparse
 import json
 from pathlib import Path
 
+#: ``--rooms`` of train, evaluate and predict.
+ROOMS_HELP = ("room layout file (rooms.json: sensor id or MAC -> bed/couch/chair zones) for keyframes whose "
+              "annotations list no furniture; same as data.rooms=PATH")
+
+
+def _rooms_override(args: argparse.Namespace) -> list[str]:
+    """``--rooms PATH`` as the ``data.rooms`` override, made absolute (a path given on the
+    command line is relative to where the command runs, not to ``data.root``)."""
+    return [f"data.rooms={Path(args.rooms).resolve()}"] if args.rooms else []
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from thermal_action.config import load_config
@@ -23,7 +33,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         config = find_config("cpu_default.yaml")
         print(f"no --config: training the CPU default, {config}")
-    cfg = load_config(config, args.overrides)
+    cfg = load_config(config, [*args.overrides, *_rooms_override(args)])
     result = train(cfg, out, resume=args.resume)
     if result.global_rank != 0:
         return 0
@@ -41,7 +51,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.ann,
         args.out,
         detections=args.detections,
-        overrides=args.overrides,
+        overrides=[*args.overrides, *_rooms_override(args)],
         device=args.device,
     )
     if args.json:
@@ -102,6 +112,7 @@ def register(subparsers) -> None:
                    "with --resume RUN_DIR/config.yaml")
     p.add_argument("--out", help="run directory (default runs/<config>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
+    p.add_argument("--rooms", metavar="PATH", help=ROOMS_HELP)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=/data optim.lr=3e-4")
     p.set_defaults(func=_cmd_train)
 
@@ -118,6 +129,7 @@ def register(subparsers) -> None:
     p.add_argument("--detections", help="detections file: JSON list, JSON lines or {\"detections\": [...]} of "
                    "{image_id, bbox [cx,cy,w,h] normalized, score} (evaluation/detections.py)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
+    p.add_argument("--rooms", metavar="PATH", help=ROOMS_HELP + " (default: the checkpoint's data.rooms, if found)")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON")
     p.add_argument("--events", action="store_true",
                    help="also run the bare recordings through the built-in detector, tracker, model and the "

@@ -11,6 +11,12 @@ edge frame (never skipped) and the repeated frames are counted.
 
     frames (N, H, W) °C --window--> (T, H, W) --temperature aug--> --normalise-->
         --flip/rotate (+ boxes)--> --resize by scale (+ boxes)--> clip (1, T, H', W')
+    room layout --zone_masks--> (Z, H, W) --the same flip/rotate and resize--> zone masks (Z, H', W')
+    room layout + boxes (after jitter, native pixels) --person_zone_features--> (N, F)
+
+The person-to-zone features are measured on the native frame after box jitter: flips,
+rotations and the resize move the boxes and the furniture together, which leaves the
+features (shares and distances in frame diagonals) as they are.
 
 :class:`ClipBuilder` is that whole path; the dataset calls it with random
 :class:`~thermal_action.data.transforms.AugmentParams`, the predictor through
@@ -19,6 +25,7 @@ edge frame (never skipped) and the repeated frames are counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -27,12 +34,14 @@ import torch
 
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import Recording
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, person_zone_features, zone_masks
 from thermal_action.data.transforms import (
     AugmentParams,
     Normalizer,
     apply_geometry,
     apply_temperature,
     background_level,
+    flip_rotate,
     jitter_boxes,
     resize_clip,
 )
@@ -85,11 +94,24 @@ class BuiltClip:
         clip: ``(1, T, H', W')`` float32 normalised.
         boxes_xyxy: ``(N, 4)`` float32 pixels of ``clip``.
         window: the raw frames read.
+        zone_masks: ``(Z, H', W')`` float32 furniture masks, moved and resized with ``clip``.
+        zone_features: ``(N, F)`` float32 person-to-zone geometry of the boxes.
     """
 
     clip: torch.Tensor
     boxes_xyxy: torch.Tensor
     window: ClipWindow
+    zone_masks: torch.Tensor
+    zone_features: torch.Tensor
+
+
+@functools.lru_cache(maxsize=256)
+def _native_zone_masks(layout: RoomLayout, height: int, width: int) -> np.ndarray:
+    """:func:`~thermal_action.data.rooms.zone_masks` of a layout, rasterized once per process
+    (a layout holds for many clips); read-only, since callers share it."""
+    masks = zone_masks(layout, height, width)
+    masks.flags.writeable = False
+    return masks
 
 
 class ClipBuilder:
@@ -135,6 +157,7 @@ class ClipBuilder:
         frame_idx: int,
         boxes_xyxy: np.ndarray,
         params: AugmentParams | None = None,
+        layout: RoomLayout = NO_LAYOUT,
     ) -> BuiltClip:
         """Builds one clip.
 
@@ -143,6 +166,8 @@ class ClipBuilder:
             frame_idx: the keyframe.
             boxes_xyxy: ``(N_boxes, 4)`` keyframe boxes in native pixels.
             params: augmentation draw, or None for none (evaluation, prediction).
+            layout: the room at the keyframe (:data:`~thermal_action.data.rooms.NO_LAYOUT`:
+                empty masks and ``has_layout = 0``; so is a room that ``params`` drops).
         """
         n, h, w = frames.shape
         window = self.window(frame_idx, n, params.time_shift if params is not None else 0)
@@ -155,13 +180,21 @@ class ClipBuilder:
             bg = apply_temperature(x, bg if bg is not None else 0.0, params)
         self.normalizer(x, bg)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        if params is not None and params.drop_room:
+            layout = NO_LAYOUT
+        masks = _native_zone_masks(layout, h, w)  # (Z, H, W)
+        if params is not None and params.box_noise is not None and len(boxes):
+            boxes = jitter_boxes(boxes, params.box_noise, h, w)
+        features = person_zone_features(boxes, layout, h, w)  # (N, F), before flips: invariant to them
         if params is not None:
-            if params.box_noise is not None and len(boxes):
-                boxes = jitter_boxes(boxes, params.box_noise, h, w)
             x, boxes = apply_geometry(x, boxes, params)
+            masks = flip_rotate(masks, params)
         clip = torch.from_numpy(np.ascontiguousarray(x))  # (T, H, W)
         clip, boxes_t = resize_clip(clip, torch.from_numpy(boxes.astype(np.float32)), self.scale)
-        return BuiltClip(clip=clip[None], boxes_xyxy=boxes_t, window=window)
+        # A copy (the cached masks are shared and read-only), resized exactly as the frames.
+        masks_t, _ = resize_clip(torch.from_numpy(np.array(masks, dtype=np.float32)), boxes_t[:0], self.scale)
+        return BuiltClip(clip=clip[None], boxes_xyxy=boxes_t, window=window, zone_masks=masks_t,
+                         zone_features=torch.from_numpy(features))
 
 
 def clip_from_recording(
@@ -170,6 +203,7 @@ def clip_from_recording(
     boxes_cxcywh_norm: np.ndarray,
     builder: ClipBuilder,
     track_ids: np.ndarray | None = None,
+    layout: RoomLayout = NO_LAYOUT,
 ) -> ClipSample:
     """A :class:`ClipSample` for prediction on a bare recording (no annotations).
 
@@ -182,6 +216,7 @@ def clip_from_recording(
         boxes_cxcywh_norm: ``(N, 4)`` normalized centre boxes in that frame.
         builder: from :func:`thermal_action.data.dataset.build_clip_builder`.
         track_ids: ``(N,)`` person ids, -1 when not given.
+        layout: the room at ``frame_idx`` (default: none known).
 
     Raises:
         DatasetError: ``frame_idx`` out of range.
@@ -192,7 +227,7 @@ def clip_from_recording(
     norm = np.asarray(boxes_cxcywh_norm, dtype=np.float32).reshape(-1, 4)
     xyxy = boxes_cxcywh_norm_to_xyxy(norm, recording.width, recording.height)
     xyxy = np.clip(xyxy, 0.0, [recording.width, recording.height, recording.width, recording.height])
-    built = builder.build(recording.frames, frame_idx, xyxy)
+    built = builder.build(recording.frames, frame_idx, xyxy, layout=layout)
     n = len(norm)
     tracks = np.full(n, -1, dtype=np.int64) if track_ids is None else np.asarray(track_ids, dtype=np.int64)
     ts = int(recording.timestamps[frame_idx])
@@ -207,4 +242,7 @@ def clip_from_recording(
         sensor_id=recording.sensor_id,
         frame_idx=int(frame_idx),
         timestamp=ts,
+        zone_masks=built.zone_masks,
+        zone_features=built.zone_features,
+        room_source=layout.source,
     )

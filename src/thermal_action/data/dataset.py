@@ -4,8 +4,13 @@
 
     annotations/<split>.json --load_annotations--> keyframes (boxes in pixels)
     frames/<sensor>.h5 --read_recording (cached per process)--> frames (N, 40, 60) °C
-    keyframe + frames --ClipBuilder (+ random AugmentParams)--> ClipSample
-    [ClipSample] --collate_clips / ClipCollator--> Batch (slow, fast, rois, labels)
+    keyframe + frames + its room --ClipBuilder (+ random AugmentParams)--> ClipSample
+    [ClipSample] --collate_clips / ClipCollator--> Batch (slow, fast, rois, labels, zone masks...)
+
+A keyframe's room is its own furniture (the annotation file's ``context_objects``), else
+the layout file's (``data.rooms``, a ``rooms.json``), else none
+(:func:`~thermal_action.data.rooms.resolve_layout`): clips without a room still train and
+predict, with empty zone masks and ``has_layout = 0``.
 
 Loading: a recording is read whole and cached in the process that needs it (no HDF5
 handle is ever kept open, so forking DataLoader workers is safe). Measured in
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ from thermal_action.data.annotations import Keyframe, load_annotations
 from thermal_action.data.clips import ClipBuilder, ClipWindow
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, RecordingCache, read_timestamps
+from thermal_action.data.rooms import RoomLayout, RoomMap, read_rooms, resolve_layout
 from thermal_action.data.transforms import Augmenter, rot90_boxes
 from thermal_action.structures import (
     Batch,
@@ -97,6 +104,8 @@ class ThermalClipDataset(Dataset):
             ``scores``. Keyframes absent from it get no boxes; labels are -1; box order
             is kept. Boxes are clipped to the frame.
         override_source: names the origin of ``boxes_override`` in errors (a file path).
+        rooms: a layout file's rooms, for keyframes without furniture of their own
+            (:func:`~thermal_action.data.rooms.resolve_layout`); None: only their own.
     """
 
     def __init__(
@@ -111,8 +120,14 @@ class ThermalClipDataset(Dataset):
         valid_range: tuple[float, float] = DEFAULT_VALID_RANGE,
         boxes_override: Mapping[str, Any] | None = None,
         override_source: str = "boxes_override",
+        rooms: RoomMap | None = None,
     ):
         self.keyframes = list(keyframes)
+        #: The room of each keyframe, decided once (annotations > rooms file > none).
+        self.layouts: list[RoomLayout] = [
+            resolve_layout(kf.layout, rooms, kf.sensor_id, kf.extras.get("mac_address"), kf.timestamp)
+            for kf in self.keyframes
+        ]
         self.frames_dir = Path(frames_dir)
         self.builder = builder
         self.augmenter = augmenter
@@ -134,6 +149,10 @@ class ThermalClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.keyframes)
+
+    def room_sources(self) -> dict[str, int]:
+        """Keyframes per layout source (``"annotations"``, ``"rooms file"``, ``"none"``)."""
+        return dict(Counter(layout.source for layout in self.layouts))
 
     def __getstate__(self) -> dict[str, Any]:
         # Spawned workers re-read recordings lazily rather than receive a pickled cache.
@@ -237,7 +256,8 @@ class ThermalClipDataset(Dataset):
         params = None
         if self.augmenter is not None:
             params = self.augmenter.sample(self._rng(index), len(xyxy), rec.height, rec.width)
-        built = self.builder.build(rec.frames, kf.frame_idx, xyxy, params)
+        layout = self.layouts[index]
+        built = self.builder.build(rec.frames, kf.frame_idx, xyxy, params, layout=layout)
         if built.window.num_padded:
             logger.debug("%s frame %d: %d of %d clip frames padded with the edge frame", kf.sensor_id,
                          kf.frame_idx, built.window.num_padded, len(built.window.indices))
@@ -252,6 +272,9 @@ class ThermalClipDataset(Dataset):
             sensor_id=kf.sensor_id,
             frame_idx=kf.frame_idx,
             timestamp=kf.timestamp,
+            zone_masks=built.zone_masks,
+            zone_features=built.zone_features,
+            room_source="none" if params is not None and params.drop_room else layout.source,
             box_scores=None if scores is None else torch.from_numpy(np.asarray(scores, dtype=np.float32)),
         )
 
@@ -295,6 +318,11 @@ class MixedClipDataset(Dataset):
         self.primary, self.extra, self.share = primary, extra, float(share)
         self.class_names = primary.class_names
         self.keyframes = primary.keyframes + extra.keyframes
+        self.layouts = primary.layouts + extra.layouts
+
+    def room_sources(self) -> dict[str, int]:
+        """Keyframes per layout source, both sets."""
+        return dict(Counter(layout.source for layout in self.layouts))
 
     @property
     def extra_per_epoch(self) -> int:
@@ -354,8 +382,9 @@ def collate_clips(samples: Sequence[ClipSample], alpha: int, quarter_turn: bool 
             the batch is then ``W x H``.
 
     Returns:
-        ``Batch`` with ``fast (B, 1, T, H, W)``, ``slow (B, 1, T // alpha, H, W)`` and
-        ``rois (R, 5)`` = ``(batch_index, x1, y1, x2, y2)`` in input pixels.
+        ``Batch`` with ``fast (B, 1, T, H, W)``, ``slow (B, 1, T // alpha, H, W)``,
+        ``rois (R, 5)`` = ``(batch_index, x1, y1, x2, y2)`` in input pixels,
+        ``zone_masks (B, Z, H, W)`` (turned with the clips) and ``zone_features (R, F)``.
     """
     if not samples:
         raise ValueError("cannot collate an empty list of clips")
@@ -364,10 +393,12 @@ def collate_clips(samples: Sequence[ClipSample], alpha: int, quarter_turn: bool 
         detail = ", ".join(f"{s.image_id}: {tuple(s.clip.shape)}" for s in samples)
         raise ValueError(f"clips of different shapes cannot form a batch ({detail})")
     fast = torch.stack([s.clip for s in samples])  # (B, 1, T, H, W)
+    masks = torch.stack([s.zone_masks for s in samples])  # (B, Z, H, W)
     _, _, _, h, w = fast.shape
     boxes = [s.boxes_xyxy.reshape(-1, 4).to(torch.float32) for s in samples]
     if quarter_turn:
         fast = torch.rot90(fast, 1, dims=(-2, -1))
+        masks = torch.rot90(masks, 1, dims=(-2, -1))
         boxes = [rot90_boxes(b, 1, h, w) for b in boxes]
     slow, fast = pack_pathways(fast, alpha)
     batch_idx = torch.cat([torch.full((len(b), 1), float(i)) for i, b in enumerate(boxes)])
@@ -390,6 +421,10 @@ def collate_clips(samples: Sequence[ClipSample], alpha: int, quarter_turn: bool 
         sensor_ids=[s.sensor_id for s in samples],
         frame_idxs=torch.tensor([s.frame_idx for s in samples], dtype=torch.int64),
         timestamps=torch.tensor([s.timestamp for s in samples], dtype=torch.int64),
+        zone_masks=masks.contiguous(),
+        # The boxes' features as they are, whatever the turn: shares and distances do not turn.
+        zone_features=torch.cat([s.zone_features for s in samples]).float(),
+        room_sources=[s.room_source for s in samples],
         box_scores=box_scores,
     )
 
@@ -452,6 +487,7 @@ def build_augmenter(cfg: Any) -> Augmenter:
         temp_gain=cfg.temp_gain,
         box_jitter=cfg.box_jitter,
         temporal_jitter=cfg.temporal_jitter,
+        room_dropout=cfg.room_dropout,
     )
 
 
@@ -476,10 +512,12 @@ def build_dataset(
 
     Raises:
         DatasetError: any problem of the annotation file or of its keyframes' recordings.
+        RoomsError: an unusable ``cfg.rooms`` file (naming it, the sensor and the zone).
     """
     frames_dir = _resolve(cfg.root, cfg.frames_dir)
     anns = load_annotations(_resolve(cfg.root, ann_file), frames_dir=frames_dir,
                             max_box_overhang=cfg.max_box_overhang)
+    rooms = read_rooms(_resolve(cfg.root, cfg.rooms)) if cfg.rooms else None
     return ThermalClipDataset(
         anns.keyframes,
         frames_dir,
@@ -491,6 +529,7 @@ def build_dataset(
         valid_range=tuple(cfg.valid_range),
         boxes_override=boxes_override,
         override_source=override_source,
+        rooms=rooms,
     )
 
 

@@ -18,11 +18,13 @@ The live service adds a third source, zones set per sensor through its API.
 What a model gets from a layout:
 
 - :func:`zone_masks`: ``(K, H, W)`` coverage of each pixel by the zones of each of
-  :data:`MODEL_ZONE_KINDS` (bed, couch, chair), resampled with a tube or a frame like
-  the thermal image, so flips and rotations move the furniture with the person;
+  :data:`~thermal_action.structures.MODEL_ZONE_KINDS` (bed, couch, chair), resampled with
+  a tube or a frame like the thermal image, so flips and rotations move the furniture with
+  the person;
 - :func:`person_zone_features`: per person box, whether a layout is known, the share of
   the box on a bed / couch / chair and the distance from its centre to the nearest one
-  (:data:`ZONE_FEATURE_NAMES`); these do not change under flips and rotations.
+  (:data:`~thermal_action.structures.ZONE_FEATURE_NAMES`); these do not change under flips
+  and rotations.
 
 ``rooms.json``::
 
@@ -51,16 +53,15 @@ from typing import Any
 import numpy as np
 
 from thermal_action.errors import RoomsError
+# The kinds a model sees (masks and features, in channel order) and the feature names live
+# in structures: the models need their counts and must not import the data layer.
+from thermal_action.structures import MODEL_ZONE_KINDS, NUM_ZONE_FEATURES
 
 #: Every kind a zone may have.
 ZONE_KINDS = ("bed", "couch", "chair", "table", "door", "other")
-#: The kinds a model sees (masks and features), in channel order.
-MODEL_ZONE_KINDS = ("bed", "couch", "chair")
-#: Per person: layout known (1/0), share of the box on each model kind, distance from the
-#: box centre to the nearest zone of each kind (frame diagonals, 0 inside, 1 when none).
-ZONE_FEATURE_NAMES = ("has_layout",) + tuple(f"on_{k}" for k in MODEL_ZONE_KINDS) + tuple(
-    f"near_{k}" for k in MODEL_ZONE_KINDS)
-NUM_ZONE_FEATURES = len(ZONE_FEATURE_NAMES)
+
+#: The kinds a person lies on without having fallen (a prediction's ``bed_share``).
+BED_KINDS = ("bed", "couch")
 
 #: The labelling tool's furniture names (``subcategory``) and the zone kind of each.
 FURNITURE_KINDS = {
@@ -385,21 +386,53 @@ def zone_masks(layout: RoomLayout, height: int, width: int,
     return masks
 
 
-def _distance_to_polygon(point: np.ndarray, polygon: Sequence[tuple[float, float]], scale: np.ndarray) -> float:
-    """Distance in pixels from ``point`` (normalized) to a polygon (0 inside)."""
-    if _inside(point[None], polygon)[0]:
-        return 0.0
-    p = point * scale
+def _distances_to_polygon(points: np.ndarray, polygon: Sequence[tuple[float, float]],
+                          scale: np.ndarray) -> np.ndarray:
+    """``(N,)`` distances in pixels from ``(N, 2)`` normalized points to a polygon (0 inside)."""
+    p = points * scale  # (N, 2)
     poly = np.asarray(polygon, dtype=np.float64) * scale
-    a, b = poly, np.roll(poly, -1, axis=0)
+    a, b = poly, np.roll(poly, -1, axis=0)  # (P, 2) edges a -> b
     ab = b - a
-    t = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0.0, 1.0)
-    nearest = a + t[:, None] * ab
-    return float(np.sqrt(((nearest - p) ** 2).sum(1)).min())
+    t = np.clip(((p[:, None] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(1), 1e-12), 0.0, 1.0)  # (N, P)
+    nearest = a + t[..., None] * ab  # (N, P, 2)
+    d = np.sqrt(((nearest - p[:, None]) ** 2).sum(-1)).min(axis=1)
+    return np.where(_inside(points, polygon), 0.0, d)
+
+
+def _box_samples(boxes_xyxy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(N, S, S, 2)`` normalized sample points spread over each pixel box (``S`` = :data:`_BOX_SAMPLES`)."""
+    u = (np.arange(_BOX_SAMPLES) + 0.5) / _BOX_SAMPLES
+    size = np.maximum(boxes_xyxy[:, 2:] - boxes_xyxy[:, :2], 0.0)  # (N, 2)
+    px = (boxes_xyxy[:, 0:1] + u * size[:, 0:1]) / width  # (N, S)
+    py = (boxes_xyxy[:, 1:2] + u * size[:, 1:2]) / height
+    return np.stack(np.broadcast_arrays(px[:, None, :], py[:, :, None]), axis=-1)
+
+
+def _share_inside(samples: np.ndarray, zones: Sequence[Zone]) -> np.ndarray:
+    """``(N,)`` share of each box's ``(S, S)`` samples inside any of ``zones``."""
+    hit = np.zeros(samples.shape[:-1], dtype=bool)
+    for zone in zones:
+        hit |= _inside(samples, zone.polygon)
+    return hit.mean(axis=(1, 2))
+
+
+def box_share_on(boxes_xyxy: np.ndarray, layout: RoomLayout, kinds: Sequence[str], height: int,
+                 width: int) -> np.ndarray | None:
+    """``(N,)`` float32 share of each pixel box on any zone of ``kinds`` (e.g. a bed *or* a
+    couch: their union, measured as :func:`person_zone_features` measures one kind); None
+    when the layout is not known (an unknown room is not a room without furniture)."""
+    if not layout.known:
+        return None
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    zones = [z for z in layout.zones if z.kind in kinds]
+    if not zones or not len(boxes):
+        return np.zeros(len(boxes), dtype=np.float32)
+    return _share_inside(_box_samples(boxes, height, width), zones).astype(np.float32)
 
 
 def person_zone_features(boxes_xyxy: np.ndarray, layout: RoomLayout, height: int, width: int) -> np.ndarray:
-    """``(N, F)`` float32 person-to-zone geometry, columns :data:`ZONE_FEATURE_NAMES`.
+    """``(N, F)`` float32 person-to-zone geometry, columns
+    :data:`~thermal_action.structures.ZONE_FEATURE_NAMES`.
 
     Args:
         boxes_xyxy: ``(N, 4)`` person boxes in pixels of a ``width`` x ``height`` frame.
@@ -407,7 +440,8 @@ def person_zone_features(boxes_xyxy: np.ndarray, layout: RoomLayout, height: int
 
     ``on_<kind>``: the share of the box (measured on 8x8 points) inside any zone of that kind;
     ``near_<kind>``: the distance from the box centre to the nearest such zone in frame
-    diagonals (0 inside), clipped to 1; 1 where the room has none.
+    diagonals (0 inside), clipped to 1; 1 where the room has none. All boxes at once (the
+    training data path calls this for every clip).
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n, nk = boxes.shape[0], len(MODEL_ZONE_KINDS)
@@ -418,20 +452,13 @@ def person_zone_features(boxes_xyxy: np.ndarray, layout: RoomLayout, height: int
     out[:, 0] = 1.0
     scale = np.array([width, height], dtype=np.float64)
     diagonal = float(np.hypot(width, height))
-    u = (np.arange(_BOX_SAMPLES) + 0.5) / _BOX_SAMPLES
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        px = (x1 + u * max(x2 - x1, 0.0)) / width
-        py = (y1 + u * max(y2 - y1, 0.0)) / height
-        samples = np.stack(np.meshgrid(px, py), axis=-1)
-        centre = np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height])
-        for k, kind in enumerate(MODEL_ZONE_KINDS):
-            zones = layout.of_kind(kind)
-            if not zones:
-                continue
-            hit = np.zeros(samples.shape[:2], dtype=bool)
-            for zone in zones:
-                hit |= _inside(samples, zone.polygon)
-            out[i, 1 + k] = hit.mean()
-            d = min(_distance_to_polygon(centre, z.polygon, scale) for z in zones)
-            out[i, 1 + nk + k] = min(d / diagonal, 1.0)
+    samples = _box_samples(boxes, height, width)  # (N, S, S, 2)
+    centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / width, (boxes[:, 1] + boxes[:, 3]) / 2 / height], axis=1)
+    for k, kind in enumerate(MODEL_ZONE_KINDS):
+        zones = layout.of_kind(kind)
+        if not zones:
+            continue
+        out[:, 1 + k] = _share_inside(samples, zones)
+        d = np.min([_distances_to_polygon(centres, z.polygon, scale) for z in zones], axis=0)
+        out[:, 1 + nk + k] = np.minimum(d / diagonal, 1.0)
     return out

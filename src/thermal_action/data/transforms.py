@@ -157,7 +157,7 @@ def resize_clip(
     """Bilinear resize of a clip by ``scale``; boxes scaled by the exact size ratio.
 
     Args:
-        clip: ``(T, H, W)``.
+        clip: ``(T, H, W)`` (or any ``(C, H, W)`` stack of planes, e.g. zone masks).
         boxes_xyxy: ``(N, 4)`` pixels of ``clip``.
         scale: output size is ``round(H * scale) x round(W * scale)``.
 
@@ -188,6 +188,7 @@ class AugmentParams:
         temp_gain: relative gain of the contrast around the background (0 = none).
         box_noise: ``(N, 4)`` pixels added to the box corners (native resolution).
         time_shift: frames the window centre moves (the keyframe boxes stay the same).
+        drop_room: the clip is shown without its room (empty zone masks, ``has_layout = 0``).
     """
 
     hflip: bool = False
@@ -197,6 +198,7 @@ class AugmentParams:
     temp_gain: float = 0.0
     box_noise: np.ndarray | None = None
     time_shift: int = 0
+    drop_room: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,9 @@ class Augmenter:
         temp_gain: relative std of the gain around the background (clamped to >= -0.5).
         box_jitter: pixels, std of the noise on each box corner.
         temporal_jitter: frames, the window centre moves uniformly in ``[-j, j]``.
+        room_dropout: probability that a clip is shown without its room, so a model that
+            reads the room still learns the people themselves and predicts sensibly where no
+            layout is known (drawn last: 0 leaves every other draw as it was).
     """
 
     flip: bool = True
@@ -219,6 +224,7 @@ class Augmenter:
     temp_gain: float = 0.1
     box_jitter: float = 0.5
     temporal_jitter: int = 2
+    room_dropout: float = 0.0
 
     def sample(self, rng: np.random.Generator, num_boxes: int, height: int, width: int) -> AugmentParams:
         p = AugmentParams()
@@ -234,6 +240,8 @@ class Augmenter:
             p.box_noise = rng.normal(0.0, self.box_jitter, size=(num_boxes, 4))
         if self.temporal_jitter > 0:
             p.time_shift = int(rng.integers(-self.temporal_jitter, self.temporal_jitter + 1))
+        if self.room_dropout > 0:
+            p.drop_room = bool(rng.random() < self.room_dropout)
         return p
 
 
@@ -259,12 +267,24 @@ def apply_geometry(
     """Flips and rotations of ``(T, H, W)`` and its ``(N, 4)`` boxes (views, no copy)."""
     _, h, w = clip.shape
     if params.hflip:
-        clip, boxes_xyxy = clip[:, :, ::-1], hflip_boxes(boxes_xyxy, w)
+        boxes_xyxy = hflip_boxes(boxes_xyxy, w)
     if params.vflip:
-        clip, boxes_xyxy = clip[:, ::-1, :], vflip_boxes(boxes_xyxy, h)
+        boxes_xyxy = vflip_boxes(boxes_xyxy, h)
+    if params.quarter_turns % 4:
+        boxes_xyxy = rot90_boxes(boxes_xyxy, params.quarter_turns, h, w)
+    return flip_rotate(clip, params), boxes_xyxy
+
+
+def flip_rotate(planes: np.ndarray, params: AugmentParams) -> np.ndarray:
+    """The flips and rotation of ``params`` applied to a ``(C, H, W)`` stack of planes (views,
+    no copy): the frames of a clip, or the zone masks that must move exactly like them."""
+    _, h, w = planes.shape
+    if params.hflip:
+        planes = planes[:, :, ::-1]
+    if params.vflip:
+        planes = planes[:, ::-1, :]
     if params.quarter_turns % 4:
         if params.quarter_turns % 2 and h != w:
             raise ValueError(f"a quarter turn of a {h}x{w} clip changes its shape; rotate the batch instead")
-        boxes_xyxy = rot90_boxes(boxes_xyxy, params.quarter_turns, h, w)
-        clip = np.rot90(clip, params.quarter_turns, axes=(1, 2))
-    return clip, boxes_xyxy
+        planes = np.rot90(planes, params.quarter_turns, axes=(1, 2))
+    return planes

@@ -1,5 +1,7 @@
 """The two ways to run a model: PyTorch (:class:`TorchBackend`) and ONNX Runtime
-(:class:`OnnxBackend`). Both take ``(slow, fast, rois)`` and return ``(R, K)`` logits."""
+(:class:`OnnxBackend`). Both take ``(slow, fast, rois)`` (and the room's ``zone_masks``
+``(B, Z, H, W)`` and ``zone_features`` ``(R, F)``, used by a model that reads them) and
+return ``(R, K)`` logits."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from thermal_action.models.room import RoomInputs
 
 BACKENDS = ("torch", "onnx")
 
@@ -32,12 +36,20 @@ class TorchBackend:
     def alpha(self) -> int:
         return int(self.model.alpha)
 
+    @property
+    def room(self) -> RoomInputs:
+        """What the model reads of the room (``model.room``)."""
+        return self.model.room
+
     def __call__(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
-                 clip_keys: Sequence[tuple[str, int]] | None = None) -> torch.Tensor:
+                 clip_keys: Sequence[tuple[str, int]] | None = None, zone_masks: torch.Tensor | None = None,
+                 zone_features: torch.Tensor | None = None) -> torch.Tensor:
         with torch.inference_mode():
             logits = self.model(
                 slow.to(self.device), fast.to(self.device), rois.to(self.device),
                 clip_keys=list(clip_keys) if (self.use_memory and clip_keys is not None) else None,
+                zone_masks=None if zone_masks is None else zone_masks.to(self.device),
+                zone_features=None if zone_features is None else zone_features.to(self.device),
             )
         return logits.float().cpu()
 
@@ -70,11 +82,17 @@ class OnnxBackend:
     def alpha(self) -> int:
         return int(self.metadata["alpha"])
 
+    @property
+    def room(self) -> RoomInputs:
+        """What the exported model reads of the room (files from before the room: nothing)."""
+        return RoomInputs.from_setting(self.metadata.get("room", "none"))
+
     def __call__(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
-                 clip_keys: Sequence[tuple[str, int]] | None = None) -> torch.Tensor:
+                 clip_keys: Sequence[tuple[str, int]] | None = None, zone_masks: torch.Tensor | None = None,
+                 zone_features: torch.Tensor | None = None) -> torch.Tensor:
         from thermal_action.inference.export import session_feeds
 
-        feeds = session_feeds(self.session, slow, fast, rois)
+        feeds = session_feeds(self.session, slow, fast, rois, zone_masks, zone_features)
         (logits,) = self.session.run(["logits"], feeds)
         return torch.from_numpy(logits)
 

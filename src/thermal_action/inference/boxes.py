@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from thermal_action.data.hdf5 import Recording
+from thermal_action.data.rooms import RoomLayout
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import DetectionsFile, RawDetection
 from thermal_action.people import Detections
@@ -147,6 +148,14 @@ def boxes_from_annotations(annotations: Any, recording: Recording) -> PersonBoxe
     if not frames:
         return None
     return PersonBoxes("annotations", frames, keyframes_only=True)
+
+
+def layouts_from_annotations(annotations: Any, recording: Recording) -> dict[int, RoomLayout]:
+    """Frame index -> the room its annotated keyframe records (``context_objects``), for the
+    keyframes of ``recording`` in an ``AnnotationSet`` that have one; whatever the boxes' source,
+    these keyframes' own furniture is the room the model sees there."""
+    return {int(kf.frame_idx): kf.layout for kf in annotations.keyframes
+            if kf.sensor_id == recording.sensor_id and kf.layout.known}
 
 
 def boxes_from_detections(

@@ -5,6 +5,12 @@ The graph::
     slow (B, 1, Ts, H, W) ─┐
     fast (B, 1, T,  H, W) ─┼─► SlowFast backbone ─► RoIAlign ─► head ─► logits (R, K)
     rois (R, 5)          ──┘                                         └► scores (R, K)
+    zone_masks (B, Z, H, W) ──► as Z more input channels      (model.room with "masks")
+    zone_features (R, F)    ──► into the head                 (model.room with "features")
+
+The two room inputs are in the graph only when the model reads them (``room`` in the
+metadata says which; empty masks and ``has_layout = 0`` features when no layout is known,
+as ``thermal_action.data.rooms`` makes them).
 
 ``B`` (clips) and ``R`` (boxes, ``(batch_index, x1, y1, x2, y2)`` in input pixels) are
 dynamic; ``T``, ``H`` and ``W`` are fixed by the checkpoint's ``data`` config
@@ -46,24 +52,45 @@ import numpy as np
 import torch
 from torch import nn
 
+from thermal_action.models.room import RoomInputs
 from thermal_action.progress import Progress
-from thermal_action.structures import pack_pathways
+from thermal_action.structures import MODEL_ZONE_KINDS, ZONE_FEATURE_NAMES, pack_pathways
 
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "thermal_action"
 METADATA_VERSION = 1
 INPUT_NAMES = ("slow", "fast", "rois")
+#: The room's inputs, after :data:`INPUT_NAMES`, for a model that reads them.
+ROOM_INPUT_NAMES = ("zone_masks", "zone_features")
 OUTPUT_NAMES = ("logits", "scores")
+_DYNAMIC_AXIS = {"slow": "B", "fast": "B", "rois": "R", "zone_masks": "B", "zone_features": "R"}
 
 
+def input_names(room: RoomInputs) -> tuple[str, ...]:
+    """The graph inputs of a model with these room inputs, in argument order."""
+    return INPUT_NAMES + tuple(name for name, used in zip(ROOM_INPUT_NAMES, (room.zone_channels, room.zone_features))
+                               if used)
 
-def session_feeds(session: Any, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> dict[str, np.ndarray]:
-    """The ``(slow, fast, rois)`` inputs an ONNX Runtime session declares: a model that reads
-    only the fast pathway (the crop CNN) is exported without the ``slow`` input."""
-    given = {"slow": slow, "fast": fast, "rois": rois}
-    return {i.name: np.asarray(given[i.name].detach().cpu().numpy(), dtype=np.float32)
-            for i in session.get_inputs()}
+
+def session_feeds(session: Any, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
+                  zone_masks: torch.Tensor | None = None,
+                  zone_features: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """The inputs an ONNX Runtime session declares: a model that reads only the fast pathway
+    (the crop CNN) is exported without the ``slow`` input, one without a room without
+    ``zone_masks`` and ``zone_features``.
+
+    Raises:
+        ValueError: the graph reads a room input that was not given.
+    """
+    given = {"slow": slow, "fast": fast, "rois": rois, "zone_masks": zone_masks, "zone_features": zone_features}
+    feeds = {}
+    for i in session.get_inputs():
+        value = given.get(i.name)
+        if value is None:
+            raise ValueError(f"the ONNX graph reads '{i.name}' (a model with model.room), but none was given")
+        feeds[i.name] = np.asarray(value.detach().cpu().numpy(), dtype=np.float32)
+    return feeds
 
 
 class ExportError(RuntimeError):
@@ -71,15 +98,18 @@ class ExportError(RuntimeError):
 
 
 class _Exportable(nn.Module):
-    """``(slow, fast, rois) -> (logits, scores)`` around an ActionDetector, memory off."""
+    """``(slow, fast, rois, *room) -> (logits, scores)`` around an ActionDetector, memory off;
+    ``room`` is the model's room inputs in :data:`ROOM_INPUT_NAMES` order."""
 
     def __init__(self, model: nn.Module, score_activation: str):
         super().__init__()
         self.model = model
         self.sigmoid = score_activation == "sigmoid"
+        self.room_names = input_names(model.room)[len(INPUT_NAMES):]
 
-    def forward(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(slow, fast, rois)  # (R, K)
+    def forward(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
+                *room: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(slow, fast, rois, **dict(zip(self.room_names, room)))  # (R, K)
         scores = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=-1)
         return logits, scores
 
@@ -156,7 +186,8 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def _example_inputs(num_clips: int, num_boxes: int, t: int, alpha: int, h: int, w: int,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    seed: int = 0, room: RoomInputs = RoomInputs()) -> tuple[torch.Tensor, ...]:
+    """``(slow, fast, rois, *room)`` in the order of :func:`input_names`."""
     g = torch.Generator().manual_seed(seed)
     clip = torch.randn(num_clips, 1, t, h, w, generator=g)  # (B, 1, T, H, W)
     slow, fast = pack_pathways(clip, alpha)
@@ -164,7 +195,12 @@ def _example_inputs(num_clips: int, num_boxes: int, t: int, alpha: int, h: int, 
     wh = 3.0 + torch.rand(num_boxes, 2, generator=g) * torch.tensor([w * 0.25, h * 0.25])
     idx = torch.arange(num_boxes) % max(num_clips, 1)
     rois = torch.cat([idx[:, None].float(), xy, xy + wh], dim=1)  # (R, 5)
-    return slow.contiguous(), fast.contiguous(), rois
+    out: tuple[torch.Tensor, ...] = (slow.contiguous(), fast.contiguous(), rois)
+    if room.zone_channels:
+        out += ((torch.rand(num_clips, room.zone_channels, h, w, generator=g) > 0.6).float(),)  # (B, Z, H, W)
+    if room.zone_features:
+        out += (torch.rand(num_boxes, room.zone_features, generator=g),)  # (R, F)
+    return out
 
 
 @contextmanager
@@ -191,22 +227,25 @@ def _plain_laterals(model: nn.Module):
 
 
 def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, opset: int, dynamo: bool) -> None:
-    dynamic_axes = {"slow": {0: "B"}, "fast": {0: "B"}, "rois": {0: "R"}, "logits": {0: "R"}, "scores": {0: "R"}}
+    names = list(input_names(module.model.room))
+    dynamic_axes = {name: {0: _DYNAMIC_AXIS[name]} for name in names}
+    dynamic_axes.update({"logits": {0: "R"}, "scores": {0: "R"}})
     sink = io.StringIO()
     with warnings.catch_warnings(), redirect_stdout(sink), redirect_stderr(sink):
         warnings.simplefilter("ignore")
         if dynamo:
             from torch.export import Dim
 
-            b, r = Dim("B", min=1, max=1024), Dim("R", min=1, max=65536)
+            dims = {"B": Dim("B", min=1, max=1024), "R": Dim("R", min=1, max=65536)}
+            shapes = [{0: dims[_DYNAMIC_AXIS[name]]} for name in names]
             torch.onnx.export(
-                module, inputs, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                module, inputs, str(path), input_names=names, output_names=list(OUTPUT_NAMES),
                 dynamo=True, opset_version=max(opset, 18), external_data=False,
-                dynamic_shapes={"slow": {0: b}, "fast": {0: b}, "rois": {0: r}},
+                dynamic_shapes={"slow": shapes[0], "fast": shapes[1], "rois": shapes[2], "room": tuple(shapes[3:])},
             )
         else:
             torch.onnx.export(
-                module, inputs, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                module, inputs, str(path), input_names=names, output_names=list(OUTPUT_NAMES),
                 dynamo=False, opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True,
             )
 
@@ -220,11 +259,12 @@ def _check(module: nn.Module, path: Path, t: int, alpha: int, h: int, w: int, at
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     worst = 0.0
     counts = []
+    room = module.model.room
     for seed, (b, r) in enumerate([(1, 1), (2, 3), (1, 3), (2, 5)]):
-        slow, fast, rois = _example_inputs(b, r, t, alpha, h, w, seed=100 + seed)
+        inputs = _example_inputs(b, r, t, alpha, h, w, seed=100 + seed, room=room)
         with torch.inference_mode():
-            want, _ = module(slow, fast, rois)
-        got, scores = sess.run(None, session_feeds(sess, slow, fast, rois))
+            want, _ = module(*inputs)
+        got, scores = sess.run(None, session_feeds(sess, *_with_room_names(inputs, room)))
         if got.shape != tuple(want.shape):
             raise ExportError(f"ONNX output shape {got.shape} != PyTorch {tuple(want.shape)} for B={b}, R={r}")
         diff = float(np.abs(got - want.numpy()).max())
@@ -234,14 +274,21 @@ def _check(module: nn.Module, path: Path, t: int, alpha: int, h: int, w: int, at
         counts.append(r)
     empty_ok = True
     try:
-        slow, fast, rois = _example_inputs(1, 0, t, alpha, h, w, seed=7)
-        got, _ = sess.run(None, session_feeds(sess, slow, fast, rois))
+        inputs = _example_inputs(1, 0, t, alpha, h, w, seed=7, room=room)
+        got, _ = sess.run(None, session_feeds(sess, *_with_room_names(inputs, room)))
         empty_ok = got.shape[0] == 0
     except Exception as e:  # noqa: BLE001 - an empty input the runtime rejects is a property, not a failure
         logger.info("%s: ONNX Runtime does not run R = 0 (%s); the predictor skips clips without boxes", path,
                     str(e).splitlines()[0])
         empty_ok = False
     return worst, sorted(set(counts)), empty_ok
+
+
+def _with_room_names(inputs: tuple[torch.Tensor, ...], room: RoomInputs) -> tuple[torch.Tensor | None, ...]:
+    """``(slow, fast, rois, *room)`` as :func:`session_feeds`' ``(slow, fast, rois, zone_masks,
+    zone_features)``, None for a room input the model does not read."""
+    rest = iter(inputs[3:])
+    return (*inputs[:3], next(rest) if room.zone_channels else None, next(rest) if room.zone_features else None)
 
 
 def export_onnx(
@@ -293,7 +340,7 @@ def export_onnx(
     t = builder.clip_length
     h, w = max(1, round(40 * builder.scale)), max(1, round(60 * builder.scale))
     alpha = int(model.alpha)
-    inputs = _example_inputs(2, 2, t, alpha, h, w)
+    inputs = _example_inputs(2, 2, t, alpha, h, w, room=model.room)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     order = {"auto": ["legacy", "dynamo"], "legacy": ["legacy"], "dynamo": ["dynamo"]}[exporter]
     attempts: dict[str, str] = {}
@@ -325,6 +372,9 @@ def export_onnx(
             "clip_length": t,
             "variant": cfg.model.variant,
             "interaction": cfg.model.interaction,
+            "room": cfg.model.room,
+            "zone_kinds": list(MODEL_ZONE_KINDS),
+            "zone_features": list(ZONE_FEATURE_NAMES),
             "memory": False,
             "checkpoint": checkpoint.name,
             "exporter": name,
@@ -333,10 +383,10 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(meta)
         onnx.save(proto, str(out_path))
-        ts = _example_inputs(1, 1, t, alpha, h, w)
+        ts = _example_inputs(1, 1, t, alpha, h, w, room=model.room)
         report = ExportReport(
             path=out_path, exporter=name, opset=opset if name == "legacy" else max(opset, 18),
-            input_shapes={"slow": ["B", *ts[0].shape[1:]], "fast": ["B", *ts[1].shape[1:]], "rois": ["R", 5]},
+            input_shapes={n: [_DYNAMIC_AXIS[n], *x.shape[1:]] for n, x in zip(input_names(model.room), ts)},
             max_abs_diff_logits=worst, checked_box_counts=counts, empty_boxes_ok=empty_ok, attempts=attempts,
             seconds=time.perf_counter() - t0, size_bytes=out_path.stat().st_size,
         )

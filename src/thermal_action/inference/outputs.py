@@ -39,6 +39,9 @@ class Prediction:
         bed_share: share (0-1) of the box on a bed/couch zone of the room, None when the
             room is not known; a fall alert rule may hold such a person to its stricter
             ``bed_threshold`` (:class:`~thermal_action.alert_rule.AlertRule`).
+        room_source: where the room layout the model saw came from: ``"annotations"``,
+            ``"rooms file"``, ``"api"``, or ``"none"`` (no layout known: empty zone masks,
+            ``has_layout = 0``); empty when not recorded (older files).
     """
 
     sensor_id: str
@@ -53,6 +56,7 @@ class Prediction:
     box_source: str = ""
     recording: str = ""
     bed_share: float | None = None
+    room_source: str = ""
 
     @property
     def top_index(self) -> int:
@@ -89,6 +93,7 @@ class Prediction:
             "top_score": self.top_score,
             "box_source": self.box_source,
             "bed_share": None if self.bed_share is None else float(self.bed_share),
+            "room_source": self.room_source,
         }
 
     @classmethod
@@ -110,14 +115,15 @@ class Prediction:
             box_source=str(rec.get("box_source", "")),
             recording=str(rec.get("recording", "")),
             bed_share=None if rec.get("bed_share") is None else float(rec["bed_share"]),
+            room_source=str(rec.get("room_source", "")),
         )
 
 
 def write_predictions_csv(path: str | Path, predictions: Sequence[Prediction], class_names: Sequence[str]) -> Path:
-    """One CSV row per prediction: where, who, box, every class score, the top class."""
+    """One CSV row per prediction: where, who, box, the room's source, every class score, the top class."""
     path = Path(path)
     head = ["recording", "sensor_id", "frame_idx", "timestamp", "track_id", "cx", "cy", "w", "h",
-            "x1", "y1", "x2", "y2", "box_score", "box_source", "top_class", "top_score"]
+            "x1", "y1", "x2", "y2", "box_score", "box_source", "room_source", "top_class", "top_score"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(head + [f"score:{n}" for n in class_names])
@@ -125,7 +131,7 @@ def write_predictions_csv(path: str | Path, predictions: Sequence[Prediction], c
             w.writerow([
                 p.recording, p.sensor_id, p.frame_idx, p.timestamp, p.track_id if p.track_id >= 0 else "",
                 *(f"{v:.6f}" for v in p.box_cxcywh_norm), *(f"{v:.3f}" for v in p.box_xyxy),
-                f"{p.box_score:.4f}", p.box_source, p.top_class, f"{p.top_score:.6f}",
+                f"{p.box_score:.4f}", p.box_source, p.room_source, p.top_class, f"{p.top_score:.6f}",
                 *(f"{v:.6f}" for v in p.scores),
             ])
     return path

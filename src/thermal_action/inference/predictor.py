@@ -20,6 +20,7 @@ import torch
 
 from thermal_action.alert_rule import AlertRule
 from thermal_action.data.clips import BuiltClip, ClipBuilder, clip_offsets
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout
 from thermal_action.inference.backends import BACKENDS, OnnxBackend, TorchBackend
 from thermal_action.structures import DEFAULT_VALID_RANGE, pack_pathways
 
@@ -34,12 +35,15 @@ class ClipRequest:
         frame_idx: the keyframe's index into ``frames``.
         boxes_xyxy: ``(N, 4)`` person boxes in native pixels of the keyframe.
         clip_key: ``(sensor_id, frame_idx)`` in the recording, for memory models.
+        layout: the room at the keyframe (:data:`~thermal_action.data.rooms.NO_LAYOUT`: none
+            known; the model then sees empty zone masks and ``has_layout = 0``).
     """
 
     frames: np.ndarray
     frame_idx: int
     boxes_xyxy: np.ndarray
     clip_key: tuple[str, int] | None = None
+    layout: RoomLayout = NO_LAYOUT
 
 
 class Predictor:
@@ -158,6 +162,18 @@ class Predictor:
         return self.backend.alpha
 
     @property
+    def reads_room(self) -> bool:
+        """Whether the model reads the room (``model.room`` other than "none"); a model that
+        does not predicts the same whatever the layout, and its predictions say "none"."""
+        room = getattr(self.backend, "room", None)
+        return room is not None and room.setting != "none"
+
+    def room_source(self, layout: RoomLayout) -> str:
+        """What a prediction with ``layout`` records as its room: the layout's source, or
+        "none" when the model reads no room."""
+        return layout.source if self.reads_room else NO_LAYOUT.source
+
+    @property
     def window_length(self) -> int:
         """Raw frames a window spans, keyframe included."""
         return self.frames_before + self.frames_after + 1
@@ -170,9 +186,11 @@ class Predictor:
 
     # -- prediction
 
-    def build_clip(self, frames: np.ndarray, frame_idx: int, boxes_xyxy: np.ndarray) -> BuiltClip:
-        """The training preprocessing without augmentation (edge frames repeat at the ends)."""
-        return self.clip_builder.build(frames, frame_idx, boxes_xyxy)
+    def build_clip(self, frames: np.ndarray, frame_idx: int, boxes_xyxy: np.ndarray,
+                   layout: RoomLayout = NO_LAYOUT) -> BuiltClip:
+        """The training preprocessing without augmentation (edge frames repeat at the ends),
+        with the room's zone masks and person-to-zone features."""
+        return self.clip_builder.build(frames, frame_idx, boxes_xyxy, layout=layout)
 
     def _scores(self, logits: torch.Tensor) -> np.ndarray:
         if self.score_activation == "softmax":
@@ -183,7 +201,7 @@ class Predictor:
         """Scores of every box of every request, batched over clips and boxes.
 
         Clips without boxes cost nothing. Requests go through the model
-        ``max_clips_per_batch`` clips at a time.
+        ``max_clips_per_batch`` clips at a time, each with its own room (``layout``).
 
         Returns:
             One ``(N_i, K)`` float array per request.
@@ -192,26 +210,31 @@ class Predictor:
         todo = [i for i, r in enumerate(requests) if len(np.asarray(r.boxes_xyxy).reshape(-1, 4))]
         for start in range(0, len(todo), self.max_clips_per_batch):
             chunk = todo[start: start + self.max_clips_per_batch]
-            clips, rois, counts, keys = [], [], [], []
+            clips, rois, counts, keys, masks, features = [], [], [], [], [], []
             for b, i in enumerate(chunk):
                 req = requests[i]
-                built = self.build_clip(req.frames, req.frame_idx, np.asarray(req.boxes_xyxy, np.float32).reshape(-1, 4))
+                built = self.build_clip(req.frames, req.frame_idx,
+                                        np.asarray(req.boxes_xyxy, np.float32).reshape(-1, 4), req.layout)
                 clips.append(built.clip)  # (1, T, H', W')
                 n = built.boxes_xyxy.shape[0]
                 rois.append(torch.cat([torch.full((n, 1), float(b)), built.boxes_xyxy.float()], dim=1))
                 counts.append(n)
                 keys.append(req.clip_key)
+                masks.append(built.zone_masks)  # (Z, H', W')
+                features.append(built.zone_features)  # (n, F)
             batch = torch.stack(clips)  # (B, 1, T, H', W')
             slow, fast = pack_pathways(batch, self.alpha)
             use_keys = self.backend.use_memory and all(k is not None for k in keys)
-            logits = self.backend(slow, fast, torch.cat(rois), clip_keys=keys if use_keys else None)
+            logits = self.backend(slow, fast, torch.cat(rois), clip_keys=keys if use_keys else None,
+                                  zone_masks=torch.stack(masks), zone_features=torch.cat(features))
             self.forward_passes += 1
             scores = self._scores(logits)  # (R, K)
             for i, part in zip(chunk, np.split(scores, np.cumsum(counts)[:-1])):
                 out[i] = part
         return out
 
-    def predict_clip(self, frames_window: np.ndarray, boxes_xyxy: np.ndarray, keyframe: int | None = None) -> np.ndarray:
+    def predict_clip(self, frames_window: np.ndarray, boxes_xyxy: np.ndarray, keyframe: int | None = None,
+                     layout: RoomLayout = NO_LAYOUT) -> np.ndarray:
         """Scores of the boxes of one keyframe.
 
         Args:
@@ -220,6 +243,7 @@ class Predictor:
             boxes_xyxy: ``(N, 4)`` person boxes in native pixels.
             keyframe: index of the keyframe in ``frames_window``; default
                 ``min(frames_before, L - 1)`` (a full window has its keyframe there).
+            layout: the room (default: none known).
 
         Returns:
             ``(N, K)`` class probabilities.
@@ -228,7 +252,7 @@ class Predictor:
         if frames_window.ndim != 3:
             raise ValueError(f"frames_window must be (L, H, W), got shape {frames_window.shape}")
         k = min(self.frames_before, len(frames_window) - 1) if keyframe is None else int(keyframe)
-        return self.predict_clips([ClipRequest(frames_window, k, boxes_xyxy)])[0]
+        return self.predict_clips([ClipRequest(frames_window, k, boxes_xyxy, layout=layout)])[0]
 
 
 

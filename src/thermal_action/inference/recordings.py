@@ -9,7 +9,12 @@
       2. a detections file  ─(tracker)─┐ │
       3. built-in detector + tracker ──┴─┼─► keyframes 0, step, 2*step, ... with boxes
                                          ▼
-                  ClipBuilder (the training preprocessing) ─► clips, batched
+    room of each keyframe, first of:     │
+      1. the annotated keyframe's own furniture (annotations' context_objects)
+      2. the rooms file (--rooms: sensor id or MAC -> layouts valid from a time)
+      3. none (predictions still come, marked room_source "none")
+                                         ▼
+                  ClipBuilder (the training preprocessing) ─► clips + zone masks, batched
                                          ▼
                   backend (PyTorch or ONNX Runtime) ─► logits ─► softmax/sigmoid
                                          ▼
@@ -24,7 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +39,11 @@ import numpy as np
 
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.data.hdf5 import Recording, find_recordings, read_recording
+from thermal_action.data.rooms import BED_KINDS, RoomLayout, RoomMap, box_share_on, read_rooms, resolve_layout
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import read_detections_file
 from thermal_action.inference.alerts import AlertEvent, find_fall_alerts, write_alerts
-from thermal_action.inference.boxes import PersonBoxes, resolve_boxes
+from thermal_action.inference.boxes import PersonBoxes, layouts_from_annotations, resolve_boxes
 from thermal_action.inference.outputs import Prediction, write_predictions_csv
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.progress import Progress
@@ -50,6 +57,8 @@ def predict_recording(
     recording: Recording,
     boxes: PersonBoxes,
     step: int = PREDICTION.step,
+    rooms: RoomMap | None = None,
+    own_layouts: Mapping[int, RoomLayout] | None = None,
 ) -> list[Prediction]:
     """Scores every person of one recording at the keyframes ``boxes`` gives.
 
@@ -58,15 +67,26 @@ def predict_recording(
         recording: from :func:`~thermal_action.data.hdf5.read_recording`.
         boxes: the people (annotations, detections or the built-in detector).
         step: frames between predictions on the grid (ignored for annotations).
+        rooms: the rooms file, for keyframes without a layout of their own (by the
+            recording's sensor id or MAC address and the keyframe's time).
+        own_layouts: frame index -> the annotated keyframe's own room
+            (:func:`~thermal_action.inference.boxes.layouts_from_annotations`).
 
     Returns:
-        Predictions ordered by frame, then track id.
+        Predictions ordered by frame, then track id; each says where its room came from
+        (``room_source``; "none" too when the model reads no room) and how much of the box
+        lies on a bed or couch (``bed_share``, for the alert rule; None without a room).
     """
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    own_layouts = own_layouts or {}
+    mac = recording.attrs.get("mac_address")
     keyframes = [(f, fb) for f, fb in boxes.keyframes(recording.num_frames, step) if len(fb)]
+    layouts = [resolve_layout(own_layouts.get(f), rooms, recording.sensor_id, None if mac is None else str(mac),
+                              int(recording.timestamps[f])) for f, _ in keyframes]
     requests = [
-        ClipRequest(recording.frames, f, fb.boxes_xyxy, clip_key=(recording.sensor_id, f)) for f, fb in keyframes
+        ClipRequest(recording.frames, f, fb.boxes_xyxy, clip_key=(recording.sensor_id, f), layout=layout)
+        for (f, fb), layout in zip(keyframes, layouts)
     ]
     if predictor.backend.use_memory:
         # An interaction model reads neighbouring keyframes from its feature bank:
@@ -75,8 +95,9 @@ def predict_recording(
     all_scores = predictor.predict_clips(requests)
     w, h = recording.width, recording.height
     out = []
-    for (f, fb), scores in zip(keyframes, all_scores):
+    for (f, fb), scores, layout in zip(keyframes, all_scores, layouts):
         norm = boxes_xyxy_to_cxcywh_norm(fb.boxes_xyxy, w, h)
+        on_bed = box_share_on(fb.boxes_xyxy, layout, BED_KINDS, h, w)  # None: room unknown
         order = np.argsort(fb.track_ids, kind="stable")
         for i in order:
             out.append(Prediction(
@@ -84,6 +105,7 @@ def predict_recording(
                 track_id=int(fb.track_ids[i]), box_xyxy=fb.boxes_xyxy[i].astype(np.float64),
                 box_cxcywh_norm=norm[i], scores=scores[i], class_names=predictor.class_names,
                 box_score=float(fb.scores[i]), box_source=boxes.source, recording=recording.path.name,
+                room_source=predictor.room_source(layout), bed_share=None if on_bed is None else float(on_bed[i]),
             ))
     return out
 
@@ -111,10 +133,17 @@ class PredictRun:
     files: dict[str, Path]
     seconds: dict[str, float]
 
+    @property
+    def room_sources(self) -> dict[str, int]:
+        """Predictions per room layout source (``"annotations"``, ``"rooms file"``, ``"none"``)."""
+        return dict(Counter(p.room_source for p in self.predictions))
+
     def summary(self) -> dict[str, Any]:
         return {
             "out_dir": str(self.out_dir),
             "predictions": len(self.predictions),
+            "predictions_without_room": self.room_sources.get("none", 0),
+            "room_sources": self.room_sources,
             "fall_alerts": len(self.alerts),
             "alert_rule": self.alert_rule.to_dict(),
             "box_sources": self.box_sources,
@@ -137,6 +166,7 @@ def predict_recordings(
     alert_rule: AlertRule | AlertOverrides | None = None,
     fps: float = PREDICTION.fps,
     allow_frame_size: bool = False,
+    rooms: str | Path | RoomMap | None = None,
 ) -> PredictRun:
     """``thermal-action predict``: scores every person of the recordings, writes the files.
 
@@ -166,6 +196,11 @@ def predict_recordings(
             model was trained on (refused otherwise, naming the file). Dropped packets of
             such frames are only filled, never realigned (the realignment knows only the
             40x60 sensor's packets).
+        rooms: a rooms file (``rooms.json``, :mod:`thermal_action.data.rooms`) or a read
+            :class:`~thermal_action.data.rooms.RoomMap`: the room of keyframes whose
+            annotations (given with ``annotations``) list no furniture; without either a
+            keyframe is predicted without a room (``room_source`` "none", counted in the
+            summary's ``predictions_without_room``).
 
     Returns:
         A :class:`PredictRun`.
@@ -173,6 +208,7 @@ def predict_recordings(
     Raises:
         DatasetError: an unusable recording, or one of another frame size than the
             model's without ``allow_frame_size``.
+        RoomsError: an unusable rooms file (naming it, the sensor and the zone).
     """
     from thermal_action.evaluation.io import write_predictions
 
@@ -197,12 +233,14 @@ def predict_recordings(
 
         ann = load_annotations(annotations, class_names=list(predictor.class_names))
     dets = read_detections_file(detections) if detections is not None else None
+    room_map = read_rooms(rooms) if isinstance(rooms, (str, Path)) else rooms
     bank = getattr(getattr(predictor.backend, "model", None), "feature_bank", None)
     if bank is not None:
         bank.clear()
     seconds = {"load": time.perf_counter() - t0, "boxes": 0.0, "model": 0.0}
     predictions: list[Prediction] = []
     sources: dict[str, str] = {}
+    sensors: list[tuple[str, Any]] = []
     with Progress(len(paths), "predict", "recording", logger) as progress:
         for path in paths:
             # Repaired to the model's data.valid_range; realigns dropped packets of 40x60 frames only.
@@ -221,13 +259,25 @@ def predict_recordings(
             t = time.perf_counter()
             person_boxes = resolve_boxes(rec, boxes, ann, dets, single_recording=len(paths) == 1)
             seconds["boxes"] += time.perf_counter() - t
+            own = layouts_from_annotations(ann, rec) if ann is not None else {}
             t = time.perf_counter()
-            preds = predict_recording(predictor, rec, person_boxes, step=step)
+            preds = predict_recording(predictor, rec, person_boxes, step=step, rooms=room_map, own_layouts=own)
             seconds["model"] += time.perf_counter() - t
             sources[path.name] = person_boxes.source
             progress.update(done=f"{path}: {len(preds)} predictions from {person_boxes.source} boxes "
-                                 f"({rec.repair.repaired_frames} of {rec.num_frames} frames repaired)")
+                                 f"({rec.repair.repaired_frames} of {rec.num_frames} frames repaired); rooms: "
+                                 f"{dict(Counter(p.room_source for p in preds))}")
             predictions.extend(preds)
+            sensors.append((rec.sensor_id, rec.attrs.get("mac_address")))
+    if room_map is not None:
+        unused = room_map.unused_keys([s for s, _ in sensors], [None if m is None else str(m) for _, m in sensors])
+        # A file naming more sensors than this run predicts is normal; one naming none of them is not.
+        named = [s for s, m in sensors if room_map.layout_for(s, None if m is None else str(m)).known]
+        if unused and not named:
+            logger.warning("the rooms file names none of the recordings' sensors (ids or MAC addresses), only %s",
+                           unused)
+        elif unused:
+            logger.info("rooms file: no recording of sensor(s) %s in this run", unused)
     alerts = find_fall_alerts(predictions, fall_index, rule, fps=fps)
     files = {
         "predictions_json": out_dir / "predictions.json",
@@ -251,6 +301,8 @@ def predict_recordings(
         "window_frames_after": predictor.frames_after,
         "fps": fps,
         "recordings": [str(p) for p in paths],
+        "rooms": str(room_map.path) if room_map is not None and room_map.path is not None else None,
+        "model_reads_room": predictor.reads_room,
         **run.summary(),
     }
     files["run_json"].write_text(json.dumps(meta, indent=2))

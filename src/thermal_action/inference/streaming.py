@@ -34,10 +34,16 @@ frame, and as fill when the previous frame lost the same pixel), which a live st
 cannot do. Kelvin input is recognised from a sensor's first frame.
 
 Memory (feature bank) of interaction models is not used while streaming.
+
+The room of each keyframe (what a model with ``model.room`` sees): the layout set for
+the sensor through :meth:`~StreamingPredictor.set_layout` (the service's zone API),
+else the rooms file given to the constructor (by sensor id, at the keyframe's time),
+else none; every prediction says which (``room_source`` "api", "rooms file", "none").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -51,7 +57,15 @@ import numpy as np
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import repair_frames
-from thermal_action.data.rooms import NO_LAYOUT, RoomLayout
+from thermal_action.data.rooms import (
+    BED_KINDS,
+    NO_LAYOUT,
+    RoomLayout,
+    RoomMap,
+    box_share_on,
+    read_rooms,
+    resolve_layout,
+)
 from thermal_action.inference.alerts import AlertEvent, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
 from thermal_action.people import Detections
@@ -91,6 +105,7 @@ class _Due:
     window: np.ndarray  # (L, H, W) °C, the buffer at the time the window completed
     position: int  # the keyframe's index in window
     boxes: FrameBoxes
+    layout: RoomLayout  # the room at the keyframe, decided when its window completed
 
 
 @dataclass
@@ -161,6 +176,8 @@ class StreamingPredictor:
             at once. Sensors started at different times complete their windows on
             different ticks, so waiting up to ``step - 1`` ticks batches all of them
             (fewer, larger passes) at a latency cost of up to that many frames.
+        rooms: a rooms file (path or read :class:`~thermal_action.data.rooms.RoomMap`):
+            the room of sensors without one set by :meth:`set_layout`; None: only those.
 
     Example::
 
@@ -184,6 +201,7 @@ class StreamingPredictor:
         fps: float = PREDICTION.fps,
         backend: str = "torch",
         batch_wait: int = 0,
+        rooms: RoomMap | str | Path | None = None,
     ):
         if step < 1:
             raise ValueError(f"step must be >= 1, got {step}")
@@ -212,6 +230,7 @@ class StreamingPredictor:
         elif alerts:
             logger.warning("class %r is not one of the model's classes: no fall alerts", self.alert_rule.fall_class)
         self.batch_wait = batch_wait
+        self.rooms: RoomMap | None = read_rooms(rooms) if isinstance(rooms, (str, Path)) else rooms
         self._sensors: dict[str, _Sensor] = {}
         self._queue: list[list] = []  # [_Due, push_many calls waited]
         self._alerts: list[AlertEvent] = []
@@ -246,19 +265,27 @@ class StreamingPredictor:
             return None
         return st.frames[-1], int(st.timestamps[-1]), st.boxes[-1], st.repaired_pixels
 
-    # -- rooms
+    # -- the room
 
-    # NOTE (rooms-plumbing branch): a minimal stand-in so that the service can hand layouts to
-    # its workers; it only keeps the layout per sensor. The room-inputs branch brings the
-    # version that feeds the layout to the model; keep its name and signature when merging.
-    def set_layout(self, sensor_id: str, layout: RoomLayout) -> None:
-        """The room of ``sensor_id`` from now on (:data:`~thermal_action.data.rooms.NO_LAYOUT`:
-        none); it holds across streams until set again."""
-        self._layouts[sensor_id] = layout
+    def set_layout(self, sensor_id: str, layout: RoomLayout | None) -> None:
+        """The room of ``sensor_id`` from now on (the service's zone API sends the layout it
+        resolved: its own zones, "api", or its layout file's); it takes precedence over the
+        rooms file given to the constructor and holds across streams until set again.
 
-    def layout(self, sensor_id: str) -> RoomLayout:
-        """The room last set for ``sensor_id`` (:data:`~thermal_action.data.rooms.NO_LAYOUT` if none)."""
-        return self._layouts.get(sensor_id, NO_LAYOUT)
+        :data:`~thermal_action.data.rooms.NO_LAYOUT` (or None) removes it: back to the rooms
+        file, else no room. A layout with zones but without a source (built in code) is
+        recorded as the API's; a layout without zones from a known source is a room known to
+        be empty. Keyframes already waiting for their forward pass keep the room they had.
+        """
+        if layout is None or (not layout.known and not layout.zones):
+            self._layouts.pop(sensor_id, None)
+        else:
+            self._layouts[sensor_id] = layout if layout.known else dataclasses.replace(layout, source="api")
+
+    def layout(self, sensor_id: str, timestamp: int | None = None) -> RoomLayout:
+        """The room a keyframe of ``sensor_id`` at ``timestamp`` (ms) is scored with: the one set
+        by :meth:`set_layout`, else the rooms file's, else :data:`~thermal_action.data.rooms.NO_LAYOUT`."""
+        return resolve_layout(self._layouts.get(sensor_id, NO_LAYOUT), self.rooms, sensor_id, timestamp_ms=timestamp)
 
     # -- frames in
 
@@ -314,7 +341,8 @@ class StreamingPredictor:
         """Snapshot of the window of keyframe ``frame_idx`` (which must be in the buffer)."""
         first = st.frames_seen - len(st.frames)  # stream index of buffer[0]
         pos = frame_idx - first
-        return _Due(sensor_id, frame_idx, int(st.timestamps[pos]), np.stack(st.frames), pos, st.boxes[pos])
+        ts = int(st.timestamps[pos])
+        return _Due(sensor_id, frame_idx, ts, np.stack(st.frames), pos, st.boxes[pos], self.layout(sensor_id, ts))
 
     def _add_frame(self, item: StreamFrame) -> list[_Due]:
         st = self._state(item.sensor_id)
@@ -346,7 +374,7 @@ class StreamingPredictor:
         t = time.perf_counter()
         with_people = [d for d in due if len(d.boxes)]
         scores = self.predictor.predict_clips(
-            [ClipRequest(d.window, d.position, d.boxes.boxes_xyxy) for d in with_people]
+            [ClipRequest(d.window, d.position, d.boxes.boxes_xyxy, layout=d.layout) for d in with_people]
         )
         if with_people:
             self.stats.forward_passes += -(-len(with_people) // self.predictor.max_clips_per_batch)
@@ -354,12 +382,15 @@ class StreamingPredictor:
         for d, sc in zip(with_people, scores):
             h, w = d.window.shape[1:]
             norm = boxes_xyxy_to_cxcywh_norm(d.boxes.boxes_xyxy, w, h)
+            on_bed = box_share_on(d.boxes.boxes_xyxy, d.layout, BED_KINDS, h, w)  # None: room unknown
             for i in np.argsort(d.boxes.track_ids, kind="stable"):
                 out.append(Prediction(
                     sensor_id=d.sensor_id, frame_idx=d.frame_idx, timestamp=d.timestamp,
                     track_id=int(d.boxes.track_ids[i]), box_xyxy=d.boxes.boxes_xyxy[i].astype(np.float64),
                     box_cxcywh_norm=norm[i], scores=sc[i], class_names=self.predictor.class_names,
                     box_score=float(d.boxes.scores[i]), box_source="stream",
+                    room_source=self.predictor.room_source(d.layout),
+                    bed_share=None if on_bed is None else float(on_bed[i]),
                 ))
         self.stats.seconds_model += time.perf_counter() - t
         self.stats.predictions += len(out)

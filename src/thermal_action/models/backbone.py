@@ -323,7 +323,7 @@ class SlowFastBackbone(nn.Module):
         fusion_kernel: temporal kernel of the laterals (7 PySlowFast, 5 AlphAction).
         fusion_ratio: lateral output channels / fast channels (2 published).
         lateral: one of :data:`LATERAL_STYLES`.
-        in_channels: input channels (1 for thermal).
+        in_channels: input channels (1 for thermal; 1 + Z with zone masks, ``models/room.py``).
         stem_spatial_kernel, stem_spatial_stride: stem conv spatial kernel and stride.
         stem_pool: whether the stem has the 1x3x3 stride-2 max-pool.
         stem_pool_padding: pad the stem pool by one (False for AlphAction).
@@ -377,6 +377,7 @@ class SlowFastBackbone(nn.Module):
         self.alpha = alpha
         self.tau = tau
         self.beta_inv = beta_inv
+        self.in_channels = in_channels
         self.lateral = lateral
         self.depths = tuple(depths)
 

@@ -11,6 +11,7 @@ from thermal_action.models.detector import ActionDetector
 from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.models.head import ActionHead
 from thermal_action.models.interaction import INTERACTION_MODES, InteractionStructure
+from thermal_action.models.room import RoomInputs
 from thermal_action.models.tubes import TUBE_BACKBONES, PersonTubeDetector
 from thermal_action.models.variants import VARIANTS
 
@@ -27,7 +28,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
         ``cfg.ensemble`` of them (each initialised from the global generator in turn).
 
     Raises:
-        ValueError: unknown variant or interaction mode (naming the closest valid one).
+        ValueError: unknown variant, interaction mode or room setting (naming the valid ones).
     """
     cap_onednn_isa()  # before the model's first convolution: oneDNN reads the cap only then
     known = [*VARIANTS, *TUBE_BACKBONES]
@@ -37,6 +38,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
         raise ValueError(f"unknown model variant '{cfg.variant}'{hint} (known: {', '.join(known)})")
     if cfg.variant in TUBE_BACKBONES and cfg.tube_size <= 0:
         raise ValueError(f"model.variant={cfg.variant} works on person tubes only: set model.tube_size > 0")
+    room = RoomInputs.from_setting(cfg.room)
     if cfg.ensemble < 1:
         raise ValueError(f"model.ensemble must be >= 1, got {cfg.ensemble}")
     if cfg.ensemble > 1:
@@ -53,10 +55,12 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     overrides = {"alpha": cfg.alpha} if cfg.alpha else {}
+    # The thermal frame and the zone masks; without a room, the builders' own default (1).
+    channels = {"in_channels": 1 + room.zone_channels} if room.zone_channels else {}
     if cfg.variant in TUBE_BACKBONES:
-        backbone = TUBE_BACKBONES[cfg.variant]()
+        backbone = TUBE_BACKBONES[cfg.variant](**channels)
     else:
-        backbone = VARIANTS[cfg.variant](**overrides)
+        backbone = VARIANTS[cfg.variant](**overrides, **channels)
     dim_person = sum(backbone.out_channels)
     interaction = None
     if cfg.interaction != "none":
@@ -72,13 +76,13 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
         roi_output_size=cfg.roi_output_size,
         roi_sampling_ratio=cfg.roi_sampling_ratio,
         interaction=interaction,
-        extra_dim=2 if cfg.tube_size > 0 else 0,
+        extra_dim=(PersonTubeDetector.box_extra_dim if cfg.tube_size > 0 else 0) + room.zone_features,
     )
     if cfg.tube_size > 0:
         model: ActionDetector = PersonTubeDetector(backbone, head, cfg.tube_size, cfg.tube_context,
-                                                   cfg.tube_min_size)
+                                                   cfg.tube_min_size, room=room)
     else:
-        model = ActionDetector(backbone, head, memory_window=cfg.memory_window)
+        model = ActionDetector(backbone, head, memory_window=cfg.memory_window, room=room)
     if cfg.frozen_bn:
         model.set_frozen_bn(True)
     model.set_test_time_augmentation(cfg.test_time_augmentation)

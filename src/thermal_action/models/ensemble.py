@@ -34,8 +34,9 @@ class EnsembleDetector(nn.Module):
             raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
         alphas = {m.alpha for m in members}
         classes = {m.num_classes for m in members}
-        if len(alphas) != 1 or len(classes) != 1:
-            raise ValueError(f"ensemble members disagree: alphas {alphas}, classes {classes}")
+        rooms = {m.room for m in members}
+        if len(alphas) != 1 or len(classes) != 1 or len(rooms) != 1:
+            raise ValueError(f"ensemble members disagree: alphas {alphas}, classes {classes}, room inputs {rooms}")
         if any(m.feature_bank is not None for m in members):
             raise ValueError("ensembles of interaction models (with a feature bank) are not supported")
         self.members = nn.ModuleList(members)
@@ -54,6 +55,19 @@ class EnsembleDetector(nn.Module):
     def backbone(self) -> nn.ModuleList:
         """The members' backbones (for freezing and BatchNorm handling)."""
         return nn.ModuleList([m.backbone for m in self.members])
+
+    @property
+    def room(self):
+        """The members' room inputs (:class:`~thermal_action.models.room.RoomInputs`, one config)."""
+        return self.members[0].room
+
+    @property
+    def reads_zone_masks(self) -> bool:
+        return self.members[0].reads_zone_masks
+
+    @property
+    def reads_zone_features(self) -> bool:
+        return self.members[0].reads_zone_features
 
     @property
     def test_time_augmentation(self) -> int:
@@ -84,7 +98,11 @@ class EnsembleDetector(nn.Module):
         rois: torch.Tensor,
         clip_keys: Sequence[ClipKey] | None = None,
         object_rois: torch.Tensor | None = None,
+        zone_masks: torch.Tensor | None = None,
+        zone_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(n, R, K)`` member logits in training mode, their ``(R, K)`` mean in eval mode."""
-        logits = torch.stack([m(slow, fast, rois, clip_keys, object_rois) for m in self.members])
+        """``(n, R, K)`` member logits in training mode, their ``(R, K)`` mean in eval mode
+        (arguments as :meth:`ActionDetector.forward`)."""
+        logits = torch.stack([m(slow, fast, rois, clip_keys, object_rois, zone_masks, zone_features)
+                              for m in self.members])
         return logits if self.training else logits.mean(dim=0)

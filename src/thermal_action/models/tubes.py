@@ -12,12 +12,17 @@ ones smoothed):
     fast (B,1,T,H,W) ─ crop each RoI's window, all T frames ─► (R,1,T,S,S) ─┐
     slow (B,1,T/α,H,W) ─ the same window ───────────────────► (R,1,T/α,S,S) ─┴► SlowFast backbone
         ─► [(R,Cs,Ts,s,s), (R,Cf,Tf,s,s)] ─► RoIAlign of the person box inside its tube ─► head
+    zone masks (B,Z,H,W) ─ the same window ─► (R,Z,S,S) ─ repeated over T, Z more tube channels
+    zone features (R,F) ─────────────────────────────────────────────► head, beside the box size
 
 The window is ``context`` times the box's longer side (at least ``min_size`` input pixels),
 centred on the box, so the model sees the person at a fixed scale plus the floor, bed or
 couch around them. Cropping loses the absolute size, which separates lying (long) from
 standing (compact) from overhead, so the head also gets the box's log width and height
-(``extra_dim = 2``). Compute grows with the number of people, not with the frame area: a
+(``extra_dim = 2``, plus ``F`` person-to-zone features with ``model.room`` ``"features"``).
+The zone masks of ``model.room`` ``"masks"`` are cut with the same RoIAlign call as the
+frames, so a tube shows the bed exactly where its frames show it. Compute grows with the
+number of people, not with the frame area: a
 32x32 tube is 0.43x the pixels of a native 40x60 frame and 0.11x of the 2x frame.
 
 :class:`CropCNN` is the simple baseline of this family: one pathway, four plain 3D
@@ -35,6 +40,7 @@ from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, check
 from thermal_action.models.feature_bank import ClipKey
 from thermal_action.models.head import ActionHead
 from thermal_action.models.ops.roi_align import roi_align
+from thermal_action.models.room import RoomInputs, add_zone_channels, check_room_inputs
 
 #: Reference box side (input pixels) of the head's log-size features.
 SIZE_REFERENCE = 10.0
@@ -76,6 +82,12 @@ def crop_tubes(clip: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Te
     return tubes.unsqueeze(1)
 
 
+def crop_zone_masks(zone_masks: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, Z, H, W)`` zone masks -> ``(R, Z, size, size)``: the windows cut as
+    :func:`crop_tubes` cuts the frames (the same RoIAlign call, masks as channels)."""
+    return roi_align(zone_masks.contiguous(), windows, size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+
+
 def box_size_features(rois: torch.Tensor) -> torch.Tensor:
     """``(R, 2)`` log width and height of each RoI relative to :data:`SIZE_REFERENCE` pixels."""
     wh = (rois[:, 3:5] - rois[:, 1:3]).detach().clamp(min=1e-3)
@@ -88,21 +100,23 @@ class PersonTubeDetector(ActionDetector):
     Args:
         backbone: a two-pathway backbone (``backbone(slow, fast) -> [features...]``) sized
             for ``tube_size`` inputs.
-        head: an :class:`ActionHead` with ``extra_dim=2`` (the box size features).
+        head: an :class:`ActionHead` with ``extra_dim = 2`` (the box size features) plus the
+            room's zone features.
         tube_size: ``S``, tube side in pixels after resampling.
         context: window side / the box's longer side.
         min_size: smallest window side, in input pixels.
+        room: the room inputs (see :class:`ActionDetector`).
     """
 
+    box_extra_dim = 2
+
     def __init__(self, backbone: nn.Module, head: ActionHead, tube_size: int = 32, context: float = 1.5,
-                 min_size: float = 12.0) -> None:
+                 min_size: float = 12.0, room: RoomInputs = RoomInputs()) -> None:
         if head.interaction is not None:
             raise ValueError("person tubes do not support the interaction structure (model.interaction=none)")
-        if head.extra_dim != 2:
-            raise ValueError(f"the head of a person-tube model needs extra_dim=2 (box size), got {head.extra_dim}")
         if tube_size < 4 or context <= 0 or min_size <= 0:
             raise ValueError(f"bad tube settings: size {tube_size}, context {context}, min_size {min_size}")
-        super().__init__(backbone, head)
+        super().__init__(backbone, head, room=room)
         self.tube_size = int(tube_size)
         self.context = float(context)
         self.min_size = float(min_size)
@@ -114,15 +128,24 @@ class PersonTubeDetector(ActionDetector):
         rois: torch.Tensor,
         clip_keys: Sequence[ClipKey] | None,
         object_rois: torch.Tensor | None,
+        zone_masks: torch.Tensor | None = None,
+        zone_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``(R, K)`` logits of one pass; :meth:`ActionDetector.forward` checks the arguments."""
         if rois.shape[0] == 0:
             # Empty batch norm statistics are undefined: skip the backbone, keep a gradient path.
             hidden = fast.new_zeros(0, self.head.fc2.out_features) + 0 * self.head.fc2.bias.sum()
             return self.head.classifier(hidden)
-        features, inner = self._tube_features(slow, fast, rois)
-        out = self.head(features, inner, extra=box_size_features(rois))
+        features, inner = self._tube_features(slow, fast, rois, zone_masks)
+        out = self.head(features, inner, extra=self._extra(box_size_features(rois), zone_features))
         return out.logits
+
+    @staticmethod
+    def _extra(box_size: torch.Tensor, zone_features: torch.Tensor | None) -> torch.Tensor:
+        """``(R, 2 [+ F])`` the head's per-box features: box size, then the room's."""
+        if zone_features is None:
+            return box_size
+        return torch.cat([box_size, zone_features.to(box_size.dtype)], dim=1)
 
     def _forward_augmented(
         self,
@@ -131,6 +154,8 @@ class PersonTubeDetector(ActionDetector):
         rois: torch.Tensor,
         clip_keys: Sequence[ClipKey] | None,
         object_rois: torch.Tensor | None,
+        zone_masks: torch.Tensor | None,
+        zone_features: torch.Tensor | None,
         n: int,
     ) -> torch.Tensor:
         """Test-time augmentation as one batch of ``n * R`` transformed tubes.
@@ -141,19 +166,20 @@ class PersonTubeDetector(ActionDetector):
         rounding, tested). The tubes are cut once, transformed ``n`` ways and classified in
         one backbone pass: eval-mode BatchNorm treats every tube on its own, so this gives
         the logits of ``n`` separate passes, for one pass's per-operator overhead (a tested
-        2-3x less time on ``cpu_default``'s 8-way augmentation).
+        2-3x less time on ``cpu_default``'s 8-way augmentation). The zone-mask channels of a
+        tube turn with its frames; the zone features are the same in every view.
         """
         r = rois.shape[0]
         if r == 0:
-            return self._forward(slow, fast, rois, clip_keys, object_rois)
+            return self._forward(slow, fast, rois, clip_keys, object_rois, zone_masks, zone_features)
         h, w = fast.shape[-2:]
-        slow_tubes, fast_tubes, _ = self._crop(slow, fast, rois)
+        slow_tubes, fast_tubes, _ = self._crop(slow, fast, rois, zone_masks)
         slows, fasts, inners, extras = [], [], [], []
         for k, t in enumerate(TTA_TRANSFORMS[:n]):
             moved = transform_rois(rois, h, w, *t)
             inner = boxes_in_tubes(moved, tube_windows(moved, self.context, self.min_size), self.tube_size)
             inners.append(inner)
-            extras.append(box_size_features(moved))
+            extras.append(self._extra(box_size_features(moved), zone_features))
             fasts.append(transform_clip(fast_tubes, *t))
             if slow_tubes is not None:
                 slows.append(transform_clip(slow_tubes, *t))
@@ -175,28 +201,36 @@ class PersonTubeDetector(ActionDetector):
         return tubes.contiguous()
 
     def _crop(
-        self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor
+        self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor, zone_masks: torch.Tensor | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """``(slow tubes or None, fast tubes, windows)``; no slow tubes for a backbone that
+        """``(slow tubes or None, fast tubes, windows)``, tubes ``(R, 1 [+ Z], T, S, S)`` with the
+        zone masks' crop as extra channels when given; no slow tubes for a backbone that
         reads only ``fast`` (``reads_slow = False``, e.g. :class:`CropCNN`): half the cropping."""
         windows = tube_windows(rois, self.context, self.min_size)
         fast_tubes = crop_tubes(fast, windows, self.tube_size)
         slow_tubes = crop_tubes(slow, windows, self.tube_size) if getattr(self.backbone, "reads_slow", True) else None
+        if zone_masks is not None:
+            mask_tubes = crop_zone_masks(zone_masks.to(fast_tubes.dtype), windows, self.tube_size)  # (R, Z, S, S)
+            fast_tubes = add_zone_channels(fast_tubes, mask_tubes)
+            if slow_tubes is not None:
+                slow_tubes = add_zone_channels(slow_tubes, mask_tubes)
         return slow_tubes, fast_tubes, windows
 
     def _tube_features(
-        self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor
+        self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor, zone_masks: torch.Tensor | None = None
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Backbone features of every RoI's tube and the RoI inside its tube (``(R, 5)``)."""
-        slow_tubes, fast_tubes, windows = self._crop(slow, fast, rois)
+        slow_tubes, fast_tubes, windows = self._crop(slow, fast, rois, zone_masks)
         fast_tubes = self._as_input(fast_tubes, fast)
         slow_tubes = fast_tubes if slow_tubes is None else self._as_input(slow_tubes, fast)
         return self.backbone(slow_tubes, fast_tubes), boxes_in_tubes(rois, windows, self.tube_size)
 
-    def embed(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+    def embed(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
+              zone_masks: torch.Tensor | None = None) -> torch.Tensor:
         """``(R, D)`` pooled person features: the box pooled inside its own tube."""
         check_rois(rois)
-        features, inner = self._tube_features(slow, fast, rois)
+        check_room_inputs(RoomInputs(self.room.zone_channels), fast, rois, zone_masks, None)
+        features, inner = self._tube_features(slow, fast, rois, zone_masks if self.reads_zone_masks else None)
         return self.head.pool(features, inner)
 
 
@@ -215,6 +249,7 @@ class CropCNN(nn.Module):
 
     def __init__(self, widths: Sequence[int] = (8, 16, 32, 48), in_channels: int = 1) -> None:
         super().__init__()
+        self.in_channels = int(in_channels)
         layers: list[nn.Module] = []
         strides = [(1, 1, 1), (2, 2, 2), (2, 1, 1), (1, 1, 1)]
         c_in = in_channels
@@ -253,4 +288,5 @@ class CropCNN(nn.Module):
 #: Backbones made for person tubes only (``model.variant`` with ``model.tube_size > 0``).
 TUBE_BACKBONES = {"crop_cnn": CropCNN}
 
-__all__ = ["TUBE_BACKBONES", "CropCNN", "PersonTubeDetector", "box_size_features", "boxes_in_tubes", "crop_tubes", "tube_windows"]
+__all__ = ["TUBE_BACKBONES", "CropCNN", "PersonTubeDetector", "box_size_features", "boxes_in_tubes", "crop_tubes",
+           "crop_zone_masks", "tube_windows"]

@@ -222,6 +222,9 @@ def build_datasets(cfg, synthetic_dir: str | Path | None = None) -> tuple[Datase
                              "sizes cannot share a batch: set data.synthetic_recordings=0")
     elif d.extra_train_root and d.extra_train_share > 0:
         train_ds = _mix_extra(cfg, train_ds, d.extra_train_root, d.extra_train_ann)
+    for name, ds in (("training", train_ds), ("validation", val_ds)):
+        if ds is not None:
+            log.info("%s keyframes by room layout source: %s", name, ds.room_sources())
     return train_ds, val_ds
 
 
@@ -244,7 +247,10 @@ def _mix_extra(cfg, train_ds, root: str, ann: str, synthetic: bool = False):
                          "the mixed sampler decides which clips an epoch sees")
     if not Path(root).is_dir():
         raise FileNotFoundError(f"data.extra_train_root {root!r} is not a directory")
-    extra_cfg = dataclasses.replace(d, root=root, frames_dir="frames" if synthetic else d.frames_dir)
+    # The synthetic rooms carry their furniture in their annotations; an extra set of your own
+    # reads the same layout file as the primary one (its sensors are looked up by id).
+    rooms = "" if synthetic or not d.rooms else str(annotation_path(d, d.rooms))
+    extra_cfg = dataclasses.replace(d, root=root, frames_dir="frames" if synthetic else d.frames_dir, rooms=rooms)
     # Its own augmentation stream: item i of both sets would otherwise draw the same flips.
     extra = build_dataset(extra_cfg, ann, train=True, seed=cfg.seed + 1)
     require_labelled_boxes(extra, annotation_path(extra_cfg, ann), "nothing to mix in")

@@ -42,7 +42,8 @@ def _forward_fn(model: torch.nn.Module, device: torch.device, autocast_dtype: to
     def forward(batch: Batch) -> torch.Tensor:
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            return model(batch.slow, batch.fast, batch.rois, clip_keys=batch_clip_keys(batch))
+            return model(batch.slow, batch.fast, batch.rois, clip_keys=batch_clip_keys(batch),
+                         zone_masks=batch.zone_masks, zone_features=batch.zone_features)
 
     return forward
 
@@ -185,6 +186,13 @@ def evaluate_checkpoint(
     model, cfg, class_names, info = loaded.model, loaded.config, loaded.class_names, loaded.info
     cfg = _apply_overrides(cfg, overrides)
     cfg.data.root = str(data_root)
+    rooms_given = any(o.split("=", 1)[0].strip() == "data.rooms" for o in overrides or [])
+    if cfg.data.rooms and not rooms_given and not annotation_path(cfg.data, cfg.data.rooms).is_file():
+        # The training run's rooms file, relative to its own data.root: not an error here, where
+        # nobody named it; a rooms file given to this evaluation (data.rooms=...) must exist.
+        log.warning("the checkpoint's data.rooms %r is not found under %s: evaluating without it (pass "
+                    "--rooms / data.rooms=... to give one)", cfg.data.rooms, data_root)
+        cfg.data.rooms = ""
     boxes_override = None
     if detections is None and cfg.eval.detections:
         detections = cfg.eval.detections
@@ -223,6 +231,9 @@ def evaluate_checkpoint(
     )
     metrics["evaluated"] = {
         "checkpoint": str(checkpoint),
+        "model_room": cfg.model.room,
+        "rooms_file": cfg.data.rooms or None,
+        "keyframes_by_room_source": dataset.room_sources(),
         "epoch": info.epoch,
         "global_step": info.global_step,
         "data_root": str(data_root),

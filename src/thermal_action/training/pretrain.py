@@ -116,8 +116,9 @@ class ContrastiveModel(nn.Module):
         hidden = max(projection_dim, feature_dim)
         self.projection = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, projection_dim))
 
-    def forward(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.detector.embed(slow, fast, rois))
+    def forward(self, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
+                zone_masks: torch.Tensor | None = None) -> torch.Tensor:
+        return self.projection(self.detector.embed(slow, fast, rois, zone_masks))
 
 
 # --------------------------------------------------------------------------- proposals
@@ -149,8 +150,10 @@ class TwoViewBatcher:
         self.alpha = alpha  # the model's slow/fast ratio
 
     def view(self, samples: Sequence[TubeSample], rng: np.random.Generator, quarter_turn: bool):
-        """``(slow, fast, rois)`` of one view of ``samples``: one clip and one RoI per sample."""
-        clips, boxes = [], []
+        """``(slow, fast, rois, zone_masks)`` of one view of ``samples``: one clip and one RoI per
+        sample. Unlabelled recordings come without a room: the zone masks are empty (a model with
+        ``model.room`` masks learns to read them when fine-tuned)."""
+        clips, boxes, masks = [], [], []
         for s in samples:
             frames = self.frames[s.recording]
             h, w = frames.shape[1:]
@@ -158,14 +161,17 @@ class TwoViewBatcher:
             built = self.builder.build(frames, s.frame, np.asarray([s.box_xyxy]), params)
             clips.append(built.clip)
             boxes.append(built.boxes_xyxy.reshape(1, 4))
+            masks.append(built.zone_masks)
         clip = torch.stack(clips)  # (B, 1, T, H, W)
+        zone_masks = torch.stack(masks)  # (B, Z, H, W)
         index = torch.arange(len(samples), dtype=torch.float32)[:, None]
         rois = torch.cat([index, torch.cat(boxes).float()], dim=1)
         if quarter_turn:  # a transpose of the whole batch: with the per-clip flips, any quarter turn
             h, w = clip.shape[-2:]
             clip, rois = transform_clip(clip, True, False, False), transform_rois(rois, h, w, True, False, False)
+            zone_masks = transform_clip(zone_masks, True, False, False)
         slow, fast = pack_pathways(clip, self.alpha)
-        return slow, fast, rois
+        return slow, fast, rois, zone_masks
 
 
 def _seeded(*keys: int) -> np.random.Generator:
@@ -267,11 +273,11 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
             brng = _seeded(cfg.seed, salt, epoch, b)
             views = []
             for turn in (False, bool(brng.random() < 0.5)):
-                slow, fast, rois = (t.to(device) for t in batcher.view(batch, brng, turn))
+                slow, fast, rois, zone_masks = (t.to(device) for t in batcher.view(batch, brng, turn))
                 if cfg.trainer.channels_last:
                     slow = slow.contiguous(memory_format=torch.channels_last_3d)
                     fast = fast.contiguous(memory_format=torch.channels_last_3d)
-                views.append(model(slow, fast, rois))
+                views.append(model(slow, fast, rois, zone_masks))
             loss, acc = info_nce(views[0], views[1], p.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

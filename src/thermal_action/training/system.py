@@ -70,7 +70,8 @@ class ActionDetectionSystem(L.LightningModule):
     """Trains an ``ActionDetector`` on box-level action labels.
 
     Args:
-        model: the detector; ``model(slow, fast, rois, clip_keys=...) -> (R, K)`` logits.
+        model: the detector; ``model(slow, fast, rois, clip_keys=..., zone_masks=...,
+            zone_features=...) -> (R, K)`` logits.
         loss: the box classification loss.
         class_names: K names in category-id order.
         ground_truth: validation keyframes (``image_id``, ``boxes_cxcywh_norm``,
@@ -169,7 +170,8 @@ class ActionDetectionSystem(L.LightningModule):
         if self.channels_last:
             slow = slow.contiguous(memory_format=torch.channels_last_3d)
             fast = fast.contiguous(memory_format=torch.channels_last_3d)
-        return self.model(slow, fast, batch.rois, clip_keys=batch_clip_keys(batch))
+        return self.model(slow, fast, batch.rois, clip_keys=batch_clip_keys(batch), zone_masks=batch.zone_masks,
+                          zone_features=batch.zone_features)
 
     # ------------------------------------------------------------------ training
     def _backbone_frozen(self) -> bool:

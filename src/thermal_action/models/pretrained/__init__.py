@@ -25,6 +25,11 @@ What is converted on the way:
 * The stem convolutions of RGB checkpoints, ``(C, 3, t, 7, 7)``, become ``(C, 1, t, 7, 7)``
   by summing over the input channels (:func:`rgb_stem_to_thermal`): a grey image
   replicated to three channels gives the same response as the summed kernel on one.
+* A model that reads the room's zone masks (``model.room`` with ``masks``) has ``1 + Z``
+  input channels: a one-channel (or summed RGB) stem, or the crop CNN's first layer, gets
+  zero weights for the zone channels, so it starts out computing what the file's did. A head
+  with the room's zone features (or a tube's box size) beyond the file's ``fc1`` inputs gets
+  zero weights for them the same way.
 * The classifier is loaded only when its shape matches ours (same K and head width);
   otherwise it keeps the model's own initialisation. PySlowFast, MMAction2 and
   PyTorchVideo have a single linear projection on the 2304-d pooled feature (no

@@ -10,8 +10,15 @@ import torch
 from torch import nn
 
 from thermal_action.errors import CheckpointError
+from thermal_action.structures import NUM_ZONE_FEATURES
 from thermal_action.models.pretrained.fitting import backbone_depths_for, backbone_options_for, fitting_variants
-from thermal_action.models.pretrained.formats import BN_COUNTER, FORMAT_OURS, FORMAT_TITLES, STEM_CONV_KEYS
+from thermal_action.models.pretrained.formats import (
+    BN_COUNTER,
+    FORMAT_OURS,
+    FORMAT_TITLES,
+    INPUT_CONV_KEYS,
+    STEM_CONV_KEYS,
+)
 from thermal_action.models.pretrained.naming import (
     MappedCheckpoint,
     map_checkpoint,
@@ -21,15 +28,36 @@ from thermal_action.models.pretrained.report import ConvertedKey, LoadReport, Sh
 
 log = logging.getLogger(__name__)
 
+#: At most this many per-box inputs a model's head may have beyond the file's (a tube's box
+#: size and the room's zone features), filled with zero weights.
+_MAX_NEW_HEAD_INPUTS = 2 + NUM_ZONE_FEATURES
+
 
 def _adapt(key: str, tensor: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, str]:
     """Shape conversions with a meaning; returns the tensor and what was done ("" = nothing)."""
     if tensor.shape == target.shape:
         return tensor, ""
-    if key in STEM_CONV_KEYS and tensor.dim() == 5 and tensor.shape[1] == 3 and target.shape[1] == 1:
-        from thermal_action.models.backbone import rgb_stem_to_thermal
+    if (key in INPUT_CONV_KEYS and tensor.dim() == 5 and target.dim() == 5 and tensor.shape[0] == target.shape[0]
+            and tensor.shape[2:] == target.shape[2:]):
+        done = []
+        if key in STEM_CONV_KEYS and tensor.shape[1] == 3 and target.shape[1] != 3:
+            from thermal_action.models.backbone import rgb_stem_to_thermal
 
-        return rgb_stem_to_thermal(tensor), f"RGB stem {list(tensor.shape)} summed over its 3 input channels"
+            done.append(f"RGB stem {list(tensor.shape)} summed over its 3 input channels")
+            tensor = rgb_stem_to_thermal(tensor)
+        if tensor.shape[1] == 1 and target.shape[1] > 1:
+            # The zone-mask channels of model.room: the pretrained model saw no room, so they
+            # start at zero and the model computes what the file's did until training uses them.
+            extra = target.shape[1] - 1
+            tensor = torch.cat([tensor, tensor.new_zeros(tensor.shape[0], extra, *tensor.shape[2:])], dim=1)
+            done.append(f"{extra} zone-mask input channels added at zero")
+        return tensor, "; ".join(done)
+    if (key == "head.fc1.weight" and tensor.dim() == 2 and target.dim() == 2 and tensor.shape[0] == target.shape[0]
+            and 0 < target.shape[1] - tensor.shape[1] <= _MAX_NEW_HEAD_INPUTS):
+        # The head's new per-box inputs (the room's zone features, after a tube's box size) come last.
+        extra = target.shape[1] - tensor.shape[1]
+        return (torch.cat([tensor, tensor.new_zeros(tensor.shape[0], extra)], dim=1),
+                f"{extra} new head inputs (box size / room features) added at zero")
     if (
         re.search(r"\.temporal_position_[kv]$", key)
         and tensor.dim() == target.dim()
