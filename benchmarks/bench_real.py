@@ -244,6 +244,16 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
                       "train_seconds": seconds, "epochs": result.epochs, "class_names": class_names,
                       "fold_metrics": {k: metrics.get(k) for k in HEADLINE}}
     chosen = out[job["checkpoint"]]
+    if job.get("events"):
+        # The deployed chain on the test recording's bare frames: detector, tracker, model, alert rule.
+        from thermal_action.inference.events import evaluate_events
+
+        ckpt = result.best_checkpoint if job["checkpoint"] == "best" else result.last_checkpoint
+        report = evaluate_events(ckpt, job["data_root"], paths["test"], run_dir / "events")
+        chosen["events"] = {"per_recording": report["per_recording"], "events": report["events"],
+                            "false_alerts": report["false_alerts"], "alert_rule": report["alert_rule"]}
+    chosen["checkpoint_path"] = str(result.best_checkpoint if job["checkpoint"] == "best"
+                                    else result.last_checkpoint)
     other = "last" if job["checkpoint"] == "best" else "best"
     chosen["other"] = {"checkpoint": other, "records": out[other]["records"], "threshold": out[other]["threshold"]}
     return chosen
@@ -268,11 +278,28 @@ def pool(fold_results: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
     lying = lying_confusion(m["confusion_matrix"], class_names)
     m["fall_precision"] = tp / (tp + fp) if tp + fp else None
     m["fall_recall"] = tp / (tp + fn) if tp + fn else None
-    return {**{k: m.get(k) for k in HEADLINE}, "ap_per_class": m["ap_per_class"],
+    events = pool_events([r["events"] for r in fold_results if r.get("events")])
+    return {**{k: m.get(k) for k in HEADLINE}, "ap_per_class": m["ap_per_class"], **({"events": events} if events else {}),
             "fall_counts": {"tp": tp, "fp": fp, "fn": fn}, "lying_confusion": lying,
             "thresholds": [r["threshold"] for r in fold_results],
             "train_seconds_per_fold": statistics.fmean(r["train_seconds"] for r in fold_results),
             "epochs": [r["epochs"] for r in fold_results]}
+
+
+def pool_events(per_fold: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Fall events of all test recordings of one (run, seed): found, delays, false alerts."""
+    if not per_fold:
+        return None
+    reports = [r for f in per_fold for r in f["per_recording"].values()]
+    delays = [d for r in reports for d in r["delay_s"]["values"]]
+    hours = sum(r["sensor_hours"] for r in reports)
+    false = sum(r["false_alerts"] for r in reports)
+    events, found = sum(r["events"] for r in reports), sum(r["found"] for r in reports)
+    return {"events": events, "found": found, "false_alerts": false, "sensor_hours": hours,
+            "false_per_sensor_day": false / hours * 24 if hours else None,
+            "delay_s": {"median": statistics.median(delays) if delays else None,
+                        "max": max(delays) if delays else None, "values": delays},
+            "alerts": sum(r["alerts"] for r in reports)}
 
 
 FALL, BED = "lying down-lying with risk", "lying down-lying on the bed/couch"
@@ -309,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("lofo", "time"), default="lofo",
                         help="lofo: leave one recording out (six folds); time: train on the earlier recordings of "
                              "each room, test on the later ones (how users deploy)")
+    parser.add_argument("--events", action="store_true",
+                        help="also run each fold's test recording through the built-in detector, tracker, model and "
+                             "alert rule and count the fall events found, their delay and the false alerts")
     parser.add_argument("--no-context", action="store_true",
                         help="leave out the furniture (context_objects) of the raw annotations")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
@@ -354,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                     jobs.append({"run": name, "fold": fold_name, "seed": seed, "config": config,
                                  "overrides": overrides, "extra": args.set, "paths": {k: str(v) for k, v in paths.items()},
                                  "data_root": str(args.data), "work": str(work), "threads": threads,
-                                 "checkpoint": args.checkpoint,
+                                 "checkpoint": args.checkpoint, "events": args.events,
                                  "pretrain": PRETRAIN_RUNS[name][2] if name in PRETRAIN_RUNS else None,
                                  "pretrain_recordings": [*fold["train"], fold["val"]]})
         t0 = time.perf_counter()
@@ -441,6 +471,20 @@ def markdown_table(out: dict[str, Any]) -> str:
                if as_bed and as_bed[0]["boxes"] else "-")
         lines.append(f"| {name} | " + " | ".join(fmt(r[k]) for k in HEADLINE)
                      + f" | {bed} | {'-' if not secs else f'{secs:.0f}'} |")
+    with_events = {n: r for n, r in out["results"].items() if any("events" in p for p in r["per_seed"])}
+    if with_events:
+        lines += ["", "Fall events (bare frames: built-in detector, tracker, model, alert rule), per seed:", "",
+                  "| run | seed | falls found | delay median / max (s) | false alerts | sensor-hours |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in with_events.items():
+            for seed, p in zip(out["seeds"], r["per_seed"]):
+                e = p.get("events")
+                if not e:
+                    continue
+                med, mx = e["delay_s"]["median"], e["delay_s"]["max"]
+                delay = "-" if med is None else f"{med:.1f} / {mx:.1f}"
+                lines.append(f"| {name} | {seed} | {e['found']}/{e['events']} | {delay} | {e['false_alerts']} | "
+                             f"{e['sensor_hours']:.3f} |")
     return "\n".join(lines)
 
 

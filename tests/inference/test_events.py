@@ -44,6 +44,8 @@ def test_every_alert_is_found_or_false_and_the_files_say_so(dataset, ckpt, tmp_p
     assert len(expected) > 0 and pooled["events"] == len(expected)
     assert pooled["alerts"] > 0 and pooled["alerts"] == pooled["alerts_on_events"] + pooled["false_alerts"]
     assert pooled["sensor_hours"] > 0 and report["box_source"] == "detector"
+    # The annotations' furniture became the layout file the predictions read.
+    assert report["rooms"]["source"] == "the annotations' furniture" and (tmp_path / "rooms.json").is_file()
     alerts = json.loads((tmp_path / "predictions" / "alerts.json").read_text())
     assert len(alerts) == pooled["alerts"]
     saved = json.loads((tmp_path / "events.json").read_text())

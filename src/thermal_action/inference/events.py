@@ -27,6 +27,7 @@ from typing import Any
 from thermal_action.alert_rule import AlertOverrides, AlertRule
 from thermal_action.data.annotations import load_annotations
 from thermal_action.data.hdf5 import read_timestamps
+from thermal_action.data.room_files import extract_rooms
 from thermal_action.evaluation.events import DEFAULT_SLACK_S, AlertSpan, LabelledBox, event_table, fall_events, \
     match_events
 from thermal_action.inference.predictor import Predictor
@@ -42,6 +43,7 @@ def evaluate_events(
     ann_file: str | Path,
     out_dir: str | Path,
     alert_rule: AlertRule | AlertOverrides | None = None,
+    rooms: str | Path | None = None,
     slack_s: float = DEFAULT_SLACK_S,
     step: int = PREDICTION.step,
     frames_dir: str = "frames",
@@ -56,6 +58,9 @@ def evaluate_events(
             for prediction).
         out_dir: ``events.json``, ``events.md`` and the predictions (``predictions/``) go here.
         alert_rule: as :func:`~thermal_action.inference.recordings.predict_recordings`.
+        rooms: a layout file; None: the annotations' furniture made into one
+            (``out_dir/rooms.json``, as ``thermal-action rooms extract`` makes it), or no room
+            when they have none.
         slack_s: see :mod:`thermal_action.evaluation.events`.
         step: frames between predictions.
         predict_kwargs: passed on to ``predict_recordings`` (``rooms``, ``backend``...).
@@ -72,8 +77,12 @@ def evaluate_events(
         raise ValueError(f"{ann_file}: no keyframes, so no recordings to evaluate")
     frames = Path(data_root) / frames_dir
     recordings = [frames / f"{s}.h5" for s in sensors]
+    room_source = "rooms file" if rooms is not None else "none"
+    if rooms is None and any(kf.layout.known and kf.layout.zones for kf in ann.keyframes):
+        extract_rooms([ann_file], out / "rooms.json")
+        rooms, room_source = out / "rooms.json", "the annotations' furniture"
     run = predict_recordings(checkpoint, recordings, out / "predictions", step=step, boxes="detector",
-                             alert_rule=alert_rule, **predict_kwargs)
+                             alert_rule=alert_rule, rooms=rooms, **predict_kwargs)
     rule = run.alert_rule
     if rule.fall_class not in ann.class_names:
         raise ValueError(f"{ann_file}: the alert rule's fall class {rule.fall_class!r} is not one of its classes")
@@ -91,6 +100,7 @@ def evaluate_events(
     report["alert_rule"] = rule.to_dict()
     report["recordings"] = [str(p) for p in recordings]
     report["box_source"] = "detector"
+    report["rooms"] = {"source": room_source, "file": None if rooms is None else str(rooms)}
     report["table"] = event_table(report)
     (out / "events.json").write_text(json.dumps(report, indent=1))
     (out / "events.md").write_text(report["table"] + "\n")
