@@ -29,6 +29,10 @@ def test_mini_demo_writes_everything(tmp_path):
     assert 0.0 <= summary["metrics"]["frame_map"] <= 1.0
     text = result.format_text()
     assert "class prior" in text and str(result.picture) in text
+    # Bed versus floor: each lying class's top-1 recall and the boxes it rests on.
+    for key in ("fall_top1_recall", "bed_lying_top1_recall"):
+        assert key in summary["metrics"] and key.replace("_recall", "_boxes") in summary["metrics"]
+    assert "fall top-1 recall" in text and "bed-lying top-1 recall" in text and "bed versus floor" in text
 
 
 class _FakeBatch:
