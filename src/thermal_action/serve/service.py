@@ -29,6 +29,7 @@ from thermal_action.data.rooms import RoomMap
 from thermal_action.alert_rule import resolve_alert_rule
 from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
 from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.notify import Notifier
 from thermal_action.serve.store import Store
 from thermal_action.serve.workers import WorkerOptions, WorkerPool
 from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
@@ -188,7 +189,7 @@ class Service:
         self.hub: Hub
         pool = WorkerPool(n, opts, on_message=lambda w, m: self.hub.on_message(w, m),
                           on_restart=lambda w, lost: self.hub.on_restart(w, lost))
-        self.hub = Hub(cfg, self.info, self.store, pool, rooms=rooms)
+        self.hub = Hub(cfg, self.info, self.store, pool, rooms=rooms, notifier=Notifier.from_config(cfg))
         self.app = create_app(self.hub, self.token)
         self.mqtt: Any = None
         self.socket = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)
