@@ -891,9 +891,10 @@ class Hub:
         metric("thermal_sensor_delay_seconds", "gauge",
                "p95 over the last minute of a frame's processing time minus its capture time, per sensor.",
                [(f'{{sensor="{sid}"}}', d) for sid, d in delays if d is not None])
-        metric("thermal_delay_seconds_p95", "gauge", "p95 over the last minute of the delay of all sensors.",
-               [("", s["delay_p95_s"])])
-        metric("thermal_behind", "gauge", "1 when thermal_delay_seconds_p95 is above delay_warning_seconds.",
+        metric("thermal_delay_seconds", "summary",
+               "A frame's processing time minus its capture time, all sensors, over the last minute.",
+               [('{quantile="0.95"}', s["delay_p95_s"])])
+        metric("thermal_behind", "gauge", "1 when the delay's p95 is above delay_warning_seconds.",
                [("", int(s["behind"]))])
         metric("thermal_bad_frames_total", "counter", "Frames or messages refused, per sensor.",
                [(f'{{sensor="{sid}"}}', b) for sid, _, _, b, _ in per])
