@@ -8,8 +8,9 @@ the clip's "before" part plus the model's lag (an alert is raised when its keyfr
 ``1.5 x fps`` frames per second of that::
 
     frames   ...........|<------ before ------>R<------ after ------>|
-    ring     [ oldest ..................... newest ]   R: the alert's raise (its keyframe's time)
-                                                       the raise arrives ~lag s after R's frame
+    ring     [ oldest ............ newest processed ... queued ]
+                                                 R: the alert's raise (its keyframe's time);
+                                                 the raise arrives ~lag s after R's frame
     pending clip: the ring's frames from R - before, then every new frame until R + after
                   and its boxes arrived (or the stream ended, the worker died, the service
                   stopped, or ``after`` + 60 s of wall time passed): then it is saved
@@ -68,10 +69,15 @@ class ClipFrame:
 
 
 class FrameRing:
-    """A sensor's frames of the last ``seconds`` (by its own clock), at most ``max_frames``.
+    """A sensor's recent frames: those not yet processed by its worker, and those of the last
+    ``seconds`` (by the sensor's clock) before the newest processed one; at most ``max_frames``.
+
+    Measured from the newest *processed* frame, not the newest arrived: an alert comes from a
+    processed frame, so a burst or a backlog in the worker's queue does not push the frames
+    before the raise out of the ring (only ``max_frames``, the memory bound, can).
 
     Args:
-        seconds: how far back from the newest frame to keep.
+        seconds: how far back from the newest processed frame to keep.
         max_frames: the most frames kept, whatever their timestamps.
     """
 
@@ -81,22 +87,24 @@ class FrameRing:
 
     def add(self, timestamp: int, frame: np.ndarray) -> ClipFrame:
         item = ClipFrame(int(timestamp), np.asarray(frame, np.float16))
-        self.frames.append(item)
-        while self.frames and self.frames[0].timestamp < item.timestamp - self.span_ms:
-            self.frames.popleft()
+        self.frames.append(item)  # beyond max_frames the oldest goes
         return item
 
     def attach(self, timestamp: int, boxes_xyxy: np.ndarray, track_ids: np.ndarray) -> bool:
         """Gives the oldest frame of ``timestamp`` still without boxes its tracked boxes; False
         when the ring holds no such frame (dropped from the ring, or a new stream)."""
+        found = False
         for item in self.frames:
             if item.timestamp == timestamp and item.boxes_xyxy is None:
                 item.boxes_xyxy = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
                 item.track_ids = np.asarray(track_ids, np.int64).reshape(-1)
-                return True
+                found = True
+                break
             if item.timestamp > timestamp:
                 break
-        return False
+        while self.frames and self.frames[0].timestamp < timestamp - self.span_ms:
+            self.frames.popleft()
+        return found
 
     def since(self, timestamp: int) -> list[ClipFrame]:
         """The frames at or after ``timestamp``, oldest first."""

@@ -483,16 +483,6 @@ class Hub:
                 st = self.sensors.get(sensor)
                 if st is not None:
                     st.repaired_pixels = repaired
-            for sensor, tracked in r.tracks.items():
-                st = self.sensors.get(sensor)
-                if st is None or not len(tracked.timestamps):
-                    continue
-                delay = now - int(tracked.timestamps[-1]) / 1000.0
-                st.delays.append((now, delay))
-                self._delays.append((now, delay))
-                if st.ring is not None:
-                    for ts, boxes, ids in tracked:
-                        st.ring.attach(ts, boxes, ids)
             for sensor, (frame, ts, boxes, ids, repaired) in r.live.items():
                 st = self.sensors.get(sensor)
                 if st is None:
@@ -510,6 +500,19 @@ class Hub:
                     st.last_error = why
         for a in r.alerts:
             events.append(self._on_alert(a))
+        # After the alerts: a new alert's clip takes its frames from the ring before the ring
+        # moves on to this round's newest processed frame.
+        with self._lock:
+            for sensor, tracked in r.tracks.items():
+                st = self.sensors.get(sensor)
+                if st is None or not len(tracked.timestamps):
+                    continue
+                delay = now - int(tracked.timestamps[-1]) / 1000.0
+                st.delays.append((now, delay))
+                self._delays.append((now, delay))
+                if st.ring is not None:
+                    for ts, boxes, ids in tracked:
+                        st.ring.attach(ts, boxes, ids)
         self._save_clips(self._take_finished_clips(set(r.tracks)))
         if self.has_listeners:
             for sensor in r.live:

@@ -45,6 +45,8 @@ ALERT_STATUSES = ("open", "acknowledged", "resolved")
 ALERT_STATES = ("ongoing", "ended")
 #: Who the service writes into the audit trail for what it did itself.
 SYSTEM = "system"
+#: The database's file name in the service's data directory.
+DB_FILE = "serve.db"
 
 
 @dataclass(frozen=True)

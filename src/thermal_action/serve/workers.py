@@ -199,6 +199,21 @@ class _Worker:
         self.tracked: dict[str, list] = {}  # sensor -> (timestamp, FrameBoxes) of the round's frames
 
     def _push(self, batch: list[tuple[Any, float]], out: Round) -> None:
+        """Pushes a batch; a batch with more frames of one sensor than its stream buffer holds
+        (a backlog) goes in parts, so that every frame's tracked boxes can be read back."""
+        limit = self.stream.predictor.window_length
+        part: list[tuple[Any, float]] = []
+        count: dict[str, int] = {}
+        for item in batch:
+            sensor = item[0].sensor_id
+            if count.get(sensor, 0) == limit:
+                self._push_part(part, out)
+                part, count = [], {}
+            part.append(item)
+            count[sensor] = count.get(sensor, 0) + 1
+        self._push_part(part, out)
+
+    def _push_part(self, batch: list[tuple[Any, float]], out: Round) -> None:
         if not batch:
             return
         errors: list[tuple[Any, Exception]] = []
