@@ -14,7 +14,7 @@ from PIL import Image
 
 from helpers.serve import FakePool, alert_event, wait_for
 from thermal_action.alert_rule import AlertRule
-from thermal_action.serve.clips import Clip, render_clip, render_strip, strip_indices
+from thermal_action.serve.clips import render_clip, render_strip, strip_indices
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.notify import Notifier, Outbox

@@ -18,7 +18,6 @@ them into training data)::
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -158,8 +157,3 @@ def parse_feedback(body: Any) -> Feedback:
 def check_alert_id(alert_id: int) -> bool:
     """Whether ``alert_id`` can name an alert (SQLite's positive 64-bit integers)."""
     return isinstance(alert_id, int) and not isinstance(alert_id, bool) and 0 < alert_id < 2**63
-
-
-def finite(value: float | None) -> float | None:
-    """``value`` when a finite number, else None (JSON has no NaN)."""
-    return value if value is not None and math.isfinite(value) else None
