@@ -58,14 +58,13 @@ class ClipFrame:
     Attributes:
         timestamp: capture time, ms.
         frame: ``(H, W)`` float16 °C as the sensor sent it.
-        boxes_xyxy: ``(N, 4)`` float32 tracked boxes (pixels); None until the worker reports them.
-        track_ids: ``(N,)`` int64.
+        tracked: ``(boxes_xyxy (N, 4) float32 pixels, track_ids (N,) int64)``, set in one
+            assignment (another thread may read it) when the worker reports them; None until then.
     """
 
     timestamp: int
     frame: np.ndarray
-    boxes_xyxy: np.ndarray | None = None
-    track_ids: np.ndarray | None = None
+    tracked: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class FrameRing:
@@ -95,9 +94,9 @@ class FrameRing:
         when the ring holds no such frame (dropped from the ring, or a new stream)."""
         found = False
         for item in self.frames:
-            if item.timestamp == timestamp and item.boxes_xyxy is None:
-                item.boxes_xyxy = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
-                item.track_ids = np.asarray(track_ids, np.int64).reshape(-1)
+            if item.timestamp == timestamp and item.tracked is None:
+                item.tracked = (np.asarray(boxes_xyxy, np.float32).reshape(-1, 4),
+                                np.asarray(track_ids, np.int64).reshape(-1))
                 found = True
                 break
             if item.timestamp > timestamp:
@@ -140,7 +139,7 @@ class PendingClip:
         """Whether the sensor is past the clip's end and every frame of the clip has its boxes."""
         if newest_ms is None or newest_ms < self.until_ms:
             return False
-        return all(f.boxes_xyxy is not None for f in self.frames)
+        return all(f.tracked is not None for f in self.frames)
 
     def overdue(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) > self.deadline
@@ -166,10 +165,11 @@ class Clip:
     @classmethod
     def from_pending(cls, p: PendingClip) -> "Clip":
         frames = p.frames
+        tracked = [f.tracked for f in frames]  # read once: the worker's reports may still be arriving
         ts = np.asarray([f.timestamp for f in frames], np.int64)
-        counts = np.asarray([0 if f.boxes_xyxy is None else len(f.boxes_xyxy) for f in frames], np.int64)
-        boxes = [f.boxes_xyxy for f in frames if f.boxes_xyxy is not None and len(f.boxes_xyxy)]
-        ids = [f.track_ids for f in frames if f.boxes_xyxy is not None and len(f.boxes_xyxy)]
+        counts = np.asarray([0 if t is None else len(t[0]) for t in tracked], np.int64)
+        boxes = [t[0] for t in tracked if t is not None and len(t[0])]
+        ids = [t[1] for t in tracked if t is not None and len(t[0])]
         fired = int(np.searchsorted(ts, p.fired_ms)) if len(ts) else 0
         return cls(p.alert_id, p.sensor_id, p.track_id, p.peak_score, p.started_ms, p.fired_ms,
                    min(fired, max(len(ts) - 1, 0)), ts,

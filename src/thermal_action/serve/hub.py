@@ -203,6 +203,7 @@ class Hub:
         self.notifier = notifier if notifier is not None else Notifier()
         self.clips_dir = Path(cfg.data_dir) / CLIPS_DIR
         self.clips_saved = 0
+        self._clips_due: list[PendingClip] = []  # ended with their stream on the ingest path: saved by the tick
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_purge = 0.0
@@ -235,7 +236,8 @@ class Hub:
         if self.pool is not None:
             self.pool.stop()
         with self._lock:  # the clips of alerts still waiting for their "after" part keep what they have
-            pending = [p for st in self.sensors.values() for p in st.pending_clips]
+            pending = [p for st in self.sensors.values() for p in st.pending_clips] + self._clips_due
+            self._clips_due = []
             for st in self.sensors.values():
                 st.pending_clips = []
         self._save_clips(pending)
@@ -377,9 +379,9 @@ class Hub:
             tell_drops = out.dropped > 0 and now - st.drop_event_at >= DROP_EVENT_INTERVAL_S
             if tell_drops:
                 st.drop_event_at = now
+            self._clips_due += finished  # written by the tick thread, not on the ingest path
         if bad_shapes:
             logger.warning(out.errors[-1])
-        self._save_clips(finished)
         if tell_drops and self.has_listeners:
             self._emit({"type": "sensor", "sensor": self.sensor_status(st, now, self.store.open_alerts_by_sensor(),
                                                                        self.store.all_sensor_info())})
@@ -801,6 +803,8 @@ class Hub:
                     if self.pool is not None:
                         self.pool.end_stream(st.worker, st.sensor_id)
                     finished += self._new_stream(st)
+            finished += self._clips_due
+            self._clips_due = []
         self._save_clips(finished + self._take_finished_clips(now=now))
         if now - self._last_purge > 600:
             self._last_purge = now
