@@ -21,7 +21,7 @@ from thermal_action.serve.notify import Notifier, Outbox
 from thermal_action.serve.operators import AlertAction, SensorInfo
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.workers import FrameTracks, Round
+from thermal_action.serve.workers import FrameTracks, Round, WorkerOptions, _Worker
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME, FrameBoxes
 from thermal_action.visualize import HIGHLIGHT_COLOR
 
@@ -211,3 +211,46 @@ def test_every_alert_event_is_notified(hub, sink):
         ("acknowledged", "nurse Ada", row["id"]), ("resolved", "nurse Ada", row["id"])]
     assert sink.messages[3]["note"] == "on my way" and sink.messages[0]["alert"]["state"] == "ongoing"
     assert hub.stats()["notify"]["list"]["sent"] == 5
+
+
+class BufferedStream:
+    """A streaming predictor's frame buffer (``window_length`` frames per sensor) and nothing else."""
+
+    def __init__(self, window_length: int = 8):
+        self.predictor = type("P", (), {"window_length": window_length})()
+        self.stats = type("S", (), {"seconds_model": 0.0, "forward_passes": 0})()
+        self.lag_frames = 0
+        self.pushes: list[int] = []
+        self.buffers: dict[str, list] = {}
+
+    def frames_seen(self, sensor_id):
+        return 0
+
+    def push_many(self, frames, errors=None):
+        self.pushes.append(len(frames))
+        for f in frames:
+            buf = self.buffers.setdefault(f.sensor_id, [])
+            buf.append((f.timestamp, FrameBoxes(np.array([[1, 1, 5, 5]], np.float32), np.ones(1), np.array([f.timestamp % 97]))))
+            del buf[:-self.predictor.window_length]
+        return []
+
+    def recent_boxes(self, sensor_id, n):
+        return self.buffers.get(sensor_id, [])[-n:]
+
+    def pop_alerts(self):
+        return []
+
+    def latest(self, sensor_id):
+        return None
+
+
+def test_the_worker_reports_every_frames_boxes_taking_a_backlog_in_buffer_sized_parts():
+    stream = BufferedStream(window_length=8)
+    worker = _Worker(0, WorkerOptions(checkpoint="unused"), stream)
+    frame = np.zeros((40, 60), np.float32)
+    out, _ = worker.round([("frames", "A", 0.0, [(T0 + i, frame, None) for i in range(20)]),
+                           ("frames", "B", 0.0, [(T0 + i, frame, None) for i in range(3)])])
+    assert stream.pushes == [8, 8, 7]  # A's 20 frames in parts of 8; B's 3 ride along in the last
+    assert out.tracks["A"].timestamps.tolist() == [T0 + i for i in range(20)]
+    assert [ids.tolist() for _, _, ids in out.tracks["A"]] == [[(T0 + i) % 97] for i in range(20)]
+    assert out.tracks["B"].counts.tolist() == [1, 1, 1]
