@@ -286,8 +286,11 @@ class Notifier:
         if cfg.alert_webhook_url:
             sinks.append(WebhookSink(cfg.alert_webhook_url, cfg.notify_timeout_seconds))
         if cfg.mqtt_alert_topic:
-            sinks.append(MqttSink(cfg.mqtt_alert_url or cfg.mqtt_url, cfg.mqtt_alert_topic, cfg.mqtt_username,
-                                  cfg.mqtt_password, cfg.notify_timeout_seconds))
+            # A broker of its own brings its credentials in its URL; the ingest broker's are mqtt_username/_password.
+            own = bool(cfg.mqtt_alert_url)
+            sinks.append(MqttSink(cfg.mqtt_alert_url or cfg.mqtt_url, cfg.mqtt_alert_topic,
+                                  "" if own else cfg.mqtt_username, "" if own else cfg.mqtt_password,
+                                  cfg.notify_timeout_seconds))
         return cls([Outbox(s, cfg.notify_queue, cfg.notify_retries, cfg.notify_backoff_seconds) for s in sinks])
 
     def start(self) -> None:
