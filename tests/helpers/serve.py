@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,8 +16,8 @@ import numpy as np
 
 from helpers.infer import make_frames, write_tiny_checkpoint
 
-__all__ = ["FakePool", "make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides", "alert_event",
-           "start_serve_cli", "pid_alive"]
+__all__ = ["FakePool", "Webhook", "make_frames", "write_tiny_checkpoint", "now_stamps", "wait_for", "serve_overrides",
+           "alert_event", "start_serve_cli", "pid_alive"]
 
 
 class FakePool:
@@ -131,3 +134,37 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return not Path("/proc").is_dir()  # gone from /proc on Linux; elsewhere kill(0) is all we have
+
+
+class Webhook:
+    """A local HTTP server that answers ``fail_first`` requests with 503, then 204."""
+
+    def __init__(self, fail_first: int = 0):
+        self.received: list[dict] = []
+        self.tries = 0
+        self.fail_first = fail_first
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.tries += 1
+                if outer.tries <= outer.fail_first:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                outer.received.append({"content_type": self.headers["Content-Type"], **json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,6 +11,7 @@ from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.operators import AlertAction
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
 from thermal_action.serve.workers import Round, worker_for
@@ -117,7 +118,7 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     assert [(i["timestamp"] - T0, i["action"]) for i in stored] == [
         (0, "standing"), (5000, "standing"), (8000, FALL_CLASS_NAME)]
     (row,) = hub.store.alerts()
-    assert row["state"] == "open" and row["active"] and row["peak_score"] == pytest.approx(0.9)
+    assert row["status"] == "open" and row["state"] == "ongoing" and row["peak_score"] == pytest.approx(0.9)
     st = hub.sensors_status()[0]
     assert st["fallen"] and st["open_alerts"] == 1 and st["predictions"] == 9 and st["repaired_pixels"] == 12
     view = hub.live("S1")
@@ -132,10 +133,11 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
                                                              fired_timestamp=T0 + 8000)])))
     (row,) = hub.store.alerts()
-    assert not row["active"] and row["end_timestamp"] == T0 + 20_000 and row["state"] == "open"
+    assert row["state"] == "ended" and row["ended_ms"] == T0 + 20_000 and row["status"] == "open"
     assert not hub.sensors_status()[0]["fallen"]
-    acked = hub.set_alert_state(row["id"], "acknowledged", "nurse")
-    assert acked["state"] == "acknowledged" and events[-1] == {"type": "alert", "alert": acked}
+    acked = hub.set_alert_status(row["id"], "acknowledged", AlertAction("nurse"))
+    assert acked["status"] == "acknowledged"
+    assert events[-1] == {"type": "alert", "alert": acked, "actions": ["acknowledged"]}
 
 
 def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
@@ -144,17 +146,21 @@ def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
     hub.submit("S1", frames(2), "ws")
     raised = alert_event("raised", "S1", 4, T0, T0 + 1000, 0.7)
     ended = alert_event("ended", "S1", 4, T0, T0 + 2000, 0.8, fired_timestamp=T0 + 1000)
-    again = alert_event("raised", "S1", 4, T0 + 9000, T0 + 9000, 0.75)  # the person falls again
+    again = alert_event("raised", "S1", 4, T0 + 9000, T0 + 9000, 0.75)  # the person falls again, nobody came yet
     hub.on_message(0, ("round", 0, Round(alerts=[raised, ended, again])))
-    rows = sorted(hub.store.alerts(), key=lambda r: r["start_timestamp"])
-    assert [(r["track_id"], r["start_timestamp"] - T0, r["fired_timestamp"] - T0, r["active"]) for r in rows] == [
-        (4, 0, 1000, False), (4, 9000, 9000, True)]
-    assert rows[0]["end_timestamp"] == T0 + 2000 and rows[0]["peak_score"] == pytest.approx(0.8)
-    assert hub.stats()["alerts_raised_total"] == 2 and hub.sensors_status()[0]["fallen"]
-    assert [e["alert"]["id"] for e in events] == [rows[0]["id"], rows[0]["id"], rows[1]["id"]]
+    (row,) = hub.store.alerts()
+    assert [(r["track_id"], r["start_timestamp"] - T0, r["fired_timestamp"] - T0, r["active"])
+            for r in hub.store.raises()] == [(4, 0, 1000, False), (4, 9000, 9000, True)]
+    assert (row["state"], row["repeats"], row["raised_ms"], row["last_raised_ms"]) == ("ongoing", 1, T0 + 1000,
+                                                                                       T0 + 9000)
+    assert row["peak_score"] == pytest.approx(0.8)
+    s = hub.stats()
+    assert (s["alerts_raised_total"], s["alert_repeats_total"]) == (1, 1) and hub.sensors_status()[0]["fallen"]
+    assert [(e["alert"]["id"], e["actions"]) for e in events] == [
+        (row["id"], ["raised"]), (row["id"], ["ended"]), (row["id"], ["repeat"])]
     # An end whose raise was lost (or never sent) still stores the alert.
     hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 5, T0, T0 + 3000, 0.9)])))
-    assert len(hub.store.alerts()) == 3 and hub.stats()["alerts_raised_total"] == 3
+    assert len(hub.store.alerts()) == 2 and hub.stats()["alerts_raised_total"] == 2
 
 
 def test_worker_errors_are_counted_per_sensor(hub):
@@ -172,7 +178,8 @@ def test_a_worker_restart_starts_new_streams_for_its_sensors(hub):
     hub.on_restart(w, lost=5)
     restarted = {s["sensor_id"]: s["new_streams"] for s in hub.sensors_status()}
     # The dead worker's monitor took its alerts along: they end; the other worker's go on.
-    assert {a["sensor_id"]: a["active"] for a in hub.store.alerts()} == {s: worker_for(s, 2) != w for s in "ABC"}
+    assert {a["sensor_id"]: a["state"] == "ongoing" for a in hub.store.alerts()} == {
+        s: worker_for(s, 2) != w for s in "ABC"}
     assert restarted == {s: int(worker_for(s, 2) == w) for s in ("A", "B", "C")}
     assert hub.stats()["worker_restarts_total"] == 1 and hub.stats()["frames_dropped_total"] == 5
     # The next frames, with older timestamps than before the crash, do not count as a new clock again.

@@ -2,7 +2,8 @@
 1, 10, 100 frames and all at once stores exactly the alerts ``predict`` finds offline with the
 same rule, whatever the batch size (a fall that is raised and ends inside one worker round, and
 runs the cooldown joins into one alert, included); and a checkpoint's own rule, untouched by
-any override, raises the live alerts.
+any override, raises the live alerts. The fall monitor's alerts are the store's *raises*; the
+alerts operators see fold a person's raises while unacknowledged (``repeats``).
 
 The tiny checkpoint is untrained, so its fall scores sit in a narrow band; the threshold is
 chosen from the offline scores (the middle of a clear gap, so float differences between batched
@@ -95,13 +96,20 @@ def send_and_collect(svc, rec, sensors: dict[str, int], n_preds: int) -> dict[st
         def alerts(sensor: str) -> list[dict]:
             return client.get("/api/alerts", params={"sensor": sensor, "limit": 1000}).json()["alerts"]
 
+        def raises(sensor: str) -> list[dict]:
+            return svc.hub.store.raises(sensor_id=sensor)
+
         stored = {}
         for sensor in sensors:
             wait_for(lambda: status(sensor)["status"] == "ended" and status(sensor)["predictions"] == n_preds,
                      timeout=60, what=f"{sensor}: every keyframe scored")
             # The round that brought the last predictions brings the stream's last alert events.
-            wait_for(lambda: not any(a["active"] for a in alerts(sensor)), timeout=10, what=f"{sensor}: alerts ended")
-            stored[sensor] = alert_rows(alerts(sensor))
+            wait_for(lambda: not any(a["state"] == "ongoing" for a in alerts(sensor)), timeout=10,
+                     what=f"{sensor}: alerts ended")
+            stored[sensor] = alert_rows(raises(sensor))
+            shown = alerts(sensor)  # nobody acknowledged: each person's raises are one alert
+            assert len(shown) == len({r["track_id"] for r in raises(sensor)})
+            assert sum(1 + a["repeats"] for a in shown) == len(raises(sensor))
     return stored
 
 

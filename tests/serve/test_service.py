@@ -85,13 +85,14 @@ def test_http_binary_and_json_ingest_predict_and_alert(svc):
     alerts = wait_for(lambda: httpx.get(f"{svc.url}/api/alerts", params={"sensor": "H1"},
                                         headers=_auth(svc)).json()["alerts"], what="an alert")
     a = alerts[0]
-    assert a["state"] == "open" and a["active"] and a["sensor_id"] == "H1"
-    acked = httpx.post(f"{svc.url}/api/alerts/{a['id']}/acknowledge", json={"by": "nurse Ada"}, headers=_auth(svc))
-    assert acked.json()["state"] == "acknowledged"
+    assert a["status"] == "open" and a["state"] == "ongoing" and a["sensor_id"] == "H1"
+    acked = httpx.post(f"{svc.url}/api/alerts/{a['id']}/acknowledge", json={"who": "nurse Ada"}, headers=_auth(svc))
+    assert acked.json()["status"] == "acknowledged"
     assert svc.hub.store.alert(a["id"])["acknowledged_by"] == "nurse Ada"  # in SQLite
-    resolved = httpx.post(f"{svc.url}/api/alerts/{a['id']}/resolve", headers=_auth(svc)).json()
-    assert resolved["state"] == "resolved" and resolved["resolved_by"] == "dashboard"
-    assert httpx.post(f"{svc.url}/api/alerts/999999/resolve", headers=_auth(svc)).status_code == 404
+    resolved = httpx.post(f"{svc.url}/api/alerts/{a['id']}/resolve", json={"who": "nurse Bo", "confirm_ongoing": True},
+                          headers=_auth(svc)).json()
+    assert resolved["status"] == "resolved" and resolved["resolved_by"] == "nurse Bo"
+    assert httpx.post(f"{svc.url}/api/alerts/999999/resolve", json={"who": "x"}, headers=_auth(svc)).status_code == 404
     assert httpx.get(f"{svc.url}/api/alerts", params={"state": "bogus"}, headers=_auth(svc)).status_code == 400
     timeline = httpx.get(f"{svc.url}/api/sensors/H1/timeline", headers=_auth(svc)).json()["items"]
     assert timeline and {"timestamp", "track_id", "action", "score", "fall_score"} <= set(timeline[0])
@@ -203,9 +204,9 @@ def test_alerts_survive_a_restart_and_files_stay_in_the_data_dir(checkpoint, tmp
     assert (data / "token").stat().st_mode & 0o077 == 0
     with ServiceThread(load_serve_config(None, serve_overrides(data, token=token)), checkpoint) as s:
         rows = httpx.get(f"{s.url}/api/alerts", headers=_auth(s)).json()["alerts"]
-        assert [r["id"] for r in rows] == [r["id"] for r in before] and {r["state"] for r in rows} == {"open"}
-        assert not any(r["active"] for r in rows)  # the model's state did not survive; the alert did
-        r = httpx.post(f"{s.url}/api/alerts/{alert['id']}/acknowledge", json={"by": "night shift"}, headers=_auth(s))
+        assert [r["id"] for r in rows] == [r["id"] for r in before] and {r["status"] for r in rows} == {"open"}
+        assert {r["state"] for r in rows} == {"ended"}  # the model's state did not survive; the alert did
+        r = httpx.post(f"{s.url}/api/alerts/{alert['id']}/acknowledge", json={"who": "night shift"}, headers=_auth(s))
         assert r.json()["acknowledged_by"] == "night shift"
 
 
@@ -388,7 +389,8 @@ def test_workers_exit_when_the_service_is_killed_and_the_generated_token_is_kept
 
 def test_alert_ids_beyond_sqlite_ids_and_dot_sensor_ids_are_refused_and_every_ack_is_kept(svc):
     for alert_id in (2**70, 2**63, 0, -1):
-        assert httpx.post(f"{svc.url}/api/alerts/{alert_id}/acknowledge", headers=_auth(svc)).status_code == 404
+        assert httpx.post(f"{svc.url}/api/alerts/{alert_id}/acknowledge", json={"who": "x"},
+                          headers=_auth(svc)).status_code == 404
     deep = httpx.post(f"{svc.url}/api/alerts/1/acknowledge", content="[" * 10_000 + "]" * 10_000, headers=_auth(svc))
     assert deep.status_code == 400 and "nested" in deep.json()["detail"]
     deep = httpx.put(f"{svc.url}/api/sensors/A1/zones", content="[" * 100_000 + "]" * 100_000, headers=_auth(svc))
@@ -402,8 +404,8 @@ def test_alert_ids_beyond_sqlite_ids_and_dot_sensor_ids_are_refused_and_every_ac
     a = wait_for(lambda: httpx.get(f"{svc.url}/api/alerts", params={"sensor": "A1"}, headers=_auth(svc)).json()["alerts"],
                  what="an alert")[0]
     for who in ("nurse Ada", "nurse Bo"):
-        r = httpx.post(f"{svc.url}/api/alerts/{a['id']}/acknowledge", json={"by": who, "note": "coming"},
+        r = httpx.post(f"{svc.url}/api/alerts/{a['id']}/acknowledge", json={"who": who, "note": "coming"},
                        headers=_auth(svc))
         assert r.status_code == 200 and r.json()["acknowledged_by"] == "nurse Ada"
-    assert [(e["who"], e["note"]) for e in svc.hub.store.alert_events(a["id"])] == [
+    assert [(e["who"], e["note"]) for e in svc.hub.store.alert_events(a["id"]) if e["action"] == "acknowledged"] == [
         ("nurse Ada", "coming"), ("nurse Bo", "coming")]

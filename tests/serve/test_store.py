@@ -1,91 +1,118 @@
-"""The service's SQLite store: alert events make one row per alert, states survive a reopen,
-predictions are kept and purged."""
+"""The service's SQLite store: alert events make one row per alert (a person's raises folded
+while unacknowledged), statuses survive a reopen, an older database is migrated, sensor
+details and feedback are kept, predictions are kept and purged."""
 
 from __future__ import annotations
+
+import sqlite3
 
 import pytest
 
 from helpers.serve import alert_event
-from thermal_action.serve.store import Store
+from thermal_action.serve.operators import Feedback, SensorInfo
+from thermal_action.serve.store import MIGRATIONS, SCHEMA_VERSION, AlertIsOngoing, Store, StoreError
 
 
 def raise_alert(s: Store, sensor, track, start, fired, peak):
-    return s.record_alert(alert_event("raised", sensor, track, start, fired, peak))[0]
+    return s.record_alert(alert_event("raised", sensor, track, start, fired, peak)).alert
 
 
 def end_alert(s: Store, sensor, track, start, end, peak):
-    return s.record_alert(alert_event("ended", sensor, track, start, end, peak))[0]
+    return s.record_alert(alert_event("ended", sensor, track, start, end, peak)).alert
 
 
 def test_alert_life_open_acknowledged_resolved_survives_reopen(tmp_path):
     db = tmp_path / "serve.db"
     s = Store(db)
     a = raise_alert(s, "S1", 3, 1000, 6000, 0.8)
-    assert (a["state"], a["active"], a["end_timestamp"]) == ("open", True, None)
+    assert (a["status"], a["state"], a["ended_ms"], a["started_ms"], a["raised_ms"]) == ("open", "ongoing", None,
+                                                                                         1000, 6000)
+    assert (a["room"], a["resident"], a["repeats"], a["feedback"], a["has_clip"]) == ("S1", "", 0, None, False)
     again = raise_alert(s, "S1", 3, 1000, 6500, 0.9)  # the same fall reported again
-    assert again["id"] == a["id"] and again["peak_score"] == pytest.approx(0.9)
+    assert again["id"] == a["id"] and again["peak_score"] == pytest.approx(0.9) and again["repeats"] == 0
     ended = end_alert(s, "S1", 3, 1000, 9000, 0.85)
-    assert ended["active"] is False and ended["end_timestamp"] == 9000 and ended["state"] == "open"
-    acked = s.set_alert_state(a["id"], "acknowledged", "nurse A")
-    assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "nurse A" and acked["acknowledged_at"]
+    assert ended["state"] == "ended" and ended["ended_ms"] == 9000 and ended["status"] == "open"
+    acked = s.set_alert_status(a["id"], "acknowledged", "nurse A")
+    assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == "nurse A" and acked["acknowledged_at"]
     s.close()
 
     s = Store(db)  # a restart
     row = s.alert(a["id"])
-    assert row["state"] == "acknowledged" and row["acknowledged_by"] == "nurse A"
-    done = s.set_alert_state(a["id"], "resolved", "nurse B")
-    assert done["state"] == "resolved" and done["resolved_by"] == "nurse B" and done["acknowledged_by"] == "nurse A"
+    assert row["status"] == "acknowledged" and row["acknowledged_by"] == "nurse A"
+    done = s.set_alert_status(a["id"], "resolved", "nurse B")
+    assert done["status"] == "resolved" and done["resolved_by"] == "nurse B" and done["acknowledged_by"] == "nurse A"
     # Acknowledging a resolved alert does not reopen it.
-    assert s.set_alert_state(a["id"], "acknowledged", "late")["state"] == "resolved"
-    assert s.set_alert_state(999, "resolved", "x") is None
-    assert s.count_alerts() == {"open": 0, "acknowledged": 0, "resolved": 1}
+    assert s.set_alert_status(a["id"], "acknowledged", "late")["status"] == "resolved"
+    assert s.set_alert_status(999, "resolved", "x") is None
+    assert s.count_alerts() == {"open": 0, "acknowledged": 0, "resolved": 1, "ongoing": 0}
 
 
 def test_a_raise_and_its_end_in_one_go_and_an_end_without_its_raise(tmp_path):
     s = Store(tmp_path / "db")
     raised = alert_event("raised", "S1", 2, 1000, 2000, 0.7)
     ended = alert_event("ended", "S1", 2, 1000, 3000, 0.8, fired_timestamp=2000)
-    (a, new_a), (b, new_b) = s.record_alert(raised), s.record_alert(ended)
-    assert new_a and not new_b and a["id"] == b["id"]
-    assert (b["active"], b["fired_timestamp"], b["end_timestamp"], b["peak_score"]) == (False, 2000, 3000, 0.8)
+    a, b = s.record_alert(raised), s.record_alert(ended)
+    assert a.actions == ("raised",) and b.actions == ("ended",) and a.alert["id"] == b.alert["id"]
+    b = b.alert
+    assert (b["state"], b["raised_ms"], b["ended_ms"], b["peak_score"]) == ("ended", 2000, 3000, 0.8)
     # The end of an alert whose raise never arrived is the whole alert, already over.
-    c, new_c = s.record_alert(alert_event("ended", "S1", 3, 5000, 7000, 0.9, fired_timestamp=6000))
-    assert new_c and (c["state"], c["active"], c["fired_timestamp"], c["end_timestamp"]) == ("open", False, 6000, 7000)
+    c = s.record_alert(alert_event("ended", "S1", 3, 5000, 7000, 0.9, fired_timestamp=6000))
+    assert c.actions == ("raised", "ended")
+    assert (c.alert["status"], c.alert["state"], c.alert["raised_ms"], c.alert["ended_ms"]) == ("open", "ended", 6000,
+                                                                                                  7000)
     assert s.count_alerts()["open"] == 2
     # A late "raised" of an ended alert does not make it active again.
-    assert s.record_alert(raised)[0]["active"] is False
+    late = s.record_alert(raised)
+    assert late.alert["state"] == "ended" and late.actions == ()
 
 
 def test_the_active_alerts_of_some_sensors_end(tmp_path):
     s = Store(tmp_path / "db")
     for sensor in ("S1", "S2", "S3"):
         raise_alert(s, sensor, 0, 1, 2, 0.6)
-    assert s.end_all_active(["S2", "S3", "S4"]) == 2 and s.end_all_active([]) == 0  # a dead worker's sensors
-    assert {a["sensor_id"]: a["active"] for a in s.alerts()} == {"S1": True, "S2": False, "S3": False}
+    ended = s.end_all_active(["S2", "S3", "S4"], why="worker 1 died")  # a dead worker's sensors
+    assert sorted(a["sensor_id"] for a in ended) == ["S2", "S3"] and s.end_all_active([]) == []
+    assert {a["sensor_id"]: a["state"] for a in s.alerts()} == {"S1": "ongoing", "S2": "ended", "S3": "ended"}
+    assert [(e["action"], e["who"], e["note"]) for e in s.alert_events(ended[0]["id"])][-1] == (
+        "ended", "system", "worker 1 died")
 
 
 def test_resolving_an_open_alert_acknowledges_it_too(tmp_path):
     s = Store(tmp_path / "db")
     a = raise_alert(s, "S2", 0, 5, 5, 0.7)
-    r = s.set_alert_state(a["id"], "resolved", "ops")
+    end_alert(s, "S2", 0, 5, 9, 0.7)
+    r = s.set_alert_status(a["id"], "resolved", "ops")
     assert r["acknowledged_by"] == "ops" and r["resolved_by"] == "ops"
     with pytest.raises(ValueError, match="acknowledged or resolved"):
-        s.set_alert_state(a["id"], "open", "x")
+        s.set_alert_status(a["id"], "open", "x")
+
+
+def test_resolving_an_ongoing_alert_needs_the_confirmation(tmp_path):
+    s = Store(tmp_path / "db")
+    a = raise_alert(s, "S2", 0, 5, 5, 0.7)
+    with pytest.raises(AlertIsOngoing, match="confirm_ongoing"):
+        s.set_alert_status(a["id"], "resolved", "ops")
+    assert s.alert(a["id"])["status"] == "open" and s.alert_events(a["id"])[-1]["action"] == "raised"
+    r = s.set_alert_status(a["id"], "resolved", "ops", note="with her now", confirm_ongoing=True)
+    assert (r["status"], r["state"]) == ("resolved", "ongoing")
 
 
 def test_active_alerts_end_at_start_and_filters(tmp_path):
     s = Store(tmp_path / "db")
     raise_alert(s, "S1", 0, 1, 2, 0.6)
     b = raise_alert(s, "S2", 1, 1, 2, 0.6)
-    s.set_alert_state(b["id"], "acknowledged", "x")
-    assert s.end_all_active() == 2
-    assert all(not a["active"] for a in s.alerts())
+    s.set_alert_status(b["id"], "acknowledged", "x")
+    assert [a["sensor_id"] for a in s.alerts(state="ongoing")] == ["S2", "S1"]
+    assert len(s.end_all_active()) == 2
+    assert all(a["state"] == "ended" for a in s.alerts()) and s.alerts(state="ongoing") == []
     assert [a["sensor_id"] for a in s.alerts("open")] == ["S1"]
     assert [a["sensor_id"] for a in s.alerts("unresolved")] == ["S2", "S1"]
     assert [a["sensor_id"] for a in s.alerts(sensor_id="S2")] == ["S2"]
     assert s.open_alerts_by_sensor() == {"S1": 1}
-    with pytest.raises(ValueError, match="state must be"):
+    with pytest.raises(ValueError, match="status must be"):
         s.alerts("gone")
+    with pytest.raises(ValueError, match="state must be"):
+        s.alerts(state="open")
 
 
 def test_predictions_timeline_and_purge(tmp_path):
@@ -113,13 +140,150 @@ def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(tmp_pat
 def test_every_acknowledgement_and_resolution_goes_to_the_audit_trail(tmp_path):
     s = Store(tmp_path / "db")
     a = raise_alert(s, "S1", 0, 1000, 1000, 0.9)
-    s.set_alert_state(a["id"], "acknowledged", "nurse A", note="on my way")
-    second = s.set_alert_state(a["id"], "acknowledged", "nurse B")
+    s.set_alert_status(a["id"], "acknowledged", "nurse A", note="on my way")
+    second = s.set_alert_status(a["id"], "acknowledged", "nurse B")
     assert second["acknowledged_by"] == "nurse A"  # the columns keep the first acknowledgement
-    s.set_alert_state(a["id"], "resolved", "nurse B", note="helped up, no injury")
+    end_alert(s, "S1", 0, 1000, 4000, 0.9)
+    s.set_alert_status(a["id"], "resolved", "nurse B", note="helped up, no injury")
     events = s.alert_events(a["id"])
     assert [(e["alert_id"], e["action"], e["who"], e["note"]) for e in events] == [
+        (a["id"], "raised", "system", "track 0, fall score 0.90"),
         (a["id"], "acknowledged", "nurse A", "on my way"), (a["id"], "acknowledged", "nurse B", ""),
-        (a["id"], "resolved", "nurse B", "helped up, no injury")]
+        (a["id"], "ended", "system", ""), (a["id"], "resolved", "nurse B", "helped up, no injury")]
     assert all(e["at"] >= a["created_at"] for e in events)
-    assert s.set_alert_state(999, "acknowledged", "x") is None and s.alert_events(999) == []
+    assert s.set_alert_status(999, "acknowledged", "x") is None and s.alert_events(999) == []
+
+
+def test_a_person_raised_again_while_unacknowledged_is_one_alert_with_repeats(tmp_path):
+    s = Store(tmp_path / "db")
+    first = s.record_alert(alert_event("raised", "S1", 2, 1000, 6000, 0.7))
+    s.record_alert(alert_event("ended", "S1", 2, 1000, 8000, 0.7, fired_timestamp=6000))
+    again = s.record_alert(alert_event("raised", "S1", 2, 20_000, 25_000, 0.9))  # fell again, nobody came yet
+    assert again.actions == ("repeat",) and again.alert["id"] == first.alert["id"]
+    a = again.alert
+    assert (a["repeats"], a["last_raised_ms"], a["raised_ms"], a["state"], a["ended_ms"]) == (1, 25_000, 6000,
+                                                                                              "ongoing", None)
+    assert a["peak_score"] == pytest.approx(0.9)
+    other = s.record_alert(alert_event("raised", "S1", 5, 20_000, 25_000, 0.8))  # another person: its own alert
+    assert other.actions == ("raised",) and other.alert["id"] != a["id"]
+    ended = s.record_alert(alert_event("ended", "S1", 2, 20_000, 30_000, 0.9, fired_timestamp=25_000))
+    assert ended.actions == ("ended",) and (ended.alert["state"], ended.alert["ended_ms"]) == ("ended", 30_000)
+    assert [(e["action"], e["who"]) for e in s.alert_events(a["id"])] == [
+        ("raised", "system"), ("ended", "system"), ("repeat", "system"), ("ended", "system")]
+    assert [(r["start_timestamp"], r["alert_id"]) for r in s.raises(sensor_id="S1") if r["track_id"] == 2] == [
+        (1000, a["id"]), (20_000, a["id"])]
+    # Once acknowledged, the next fall of the person is a new alert.
+    s.set_alert_status(a["id"], "acknowledged", "nurse")
+    third = s.record_alert(alert_event("raised", "S1", 2, 40_000, 45_000, 0.8))
+    assert third.actions == ("raised",) and third.alert["id"] not in (a["id"], other.alert["id"])
+    assert len(s.alerts()) == 3
+
+
+def test_sensor_details_name_the_room_of_sensors_and_alerts(tmp_path):
+    s = Store(tmp_path / "db")
+    assert s.sensor_info("S1") == {"sensor_id": "S1", "room": "", "resident": "", "bed_label": "", "notes": "",
+                                   "updated_at": None}
+    a = raise_alert(s, "S1", 0, 1, 2, 0.6)
+    assert (a["room"], a["resident"]) == ("S1", "")  # the room falls back to the sensor id
+    got = s.set_sensor_info("S1", SensorInfo("Room 12", "A. Jones", "window bed", "uses a walker"))
+    assert got["room"] == "Room 12" and got["updated_at"] is not None
+    assert {k: s.alert(a["id"])[k] for k in ("room", "resident")} == {"room": "Room 12", "resident": "A. Jones"}
+    s.set_sensor_info("S1", SensorInfo(resident="A. Jones"))  # replaced whole: no room
+    assert s.alert(a["id"])["room"] == "S1" and list(s.all_sensor_info()) == ["S1"]
+
+
+def test_feedback_is_kept_newest_first_and_in_the_audit_trail(tmp_path):
+    s = Store(tmp_path / "db")
+    a = raise_alert(s, "S1", 0, 1, 2, 0.6)
+    assert s.add_feedback(999, Feedback("real_fall", "x")) is None
+    s.add_feedback(a["id"], Feedback("not_sure", "nurse A"))
+    row = s.add_feedback(a["id"], Feedback("false_alarm", "nurse B", "in_bed", "asleep"))
+    assert {k: row["feedback"][k] for k in ("answer", "reason", "who", "note")} == {
+        "answer": "false_alarm", "reason": "in_bed", "who": "nurse B", "note": "asleep"}
+    assert [(e["action"], e["who"], e["note"]) for e in s.alert_events(a["id"])][1:] == [
+        ("feedback", "nurse A", "not_sure"), ("feedback", "nurse B", "false_alarm (in_bed): asleep")]
+    assert s.alerts_with_feedback() == []  # no clip: nothing to learn from
+    s.set_clip(a["id"], f"{a['id']}.npz")
+    (with_clip,) = s.alerts_with_feedback()
+    assert with_clip["clip"] == f"{a['id']}.npz" and with_clip["has_clip"]
+    assert s.clips_raised_before(3) == [(a["id"], f"{a['id']}.npz")] and s.clips_raised_before(2) == []
+
+
+def test_summary_groups_unresolved_alerts_per_room(tmp_path):
+    s = Store(tmp_path / "db")
+    s.set_sensor_info("S1", SensorInfo("Room 12", "A. Jones"))
+    s.set_sensor_info("S2", SensorInfo("Room 12", "B. Smith"))
+    a = raise_alert(s, "S1", 0, 1, 100, 0.6)
+    raise_alert(s, "S2", 0, 1, 50, 0.6)
+    c = raise_alert(s, "S3", 0, 1, 10, 0.6)
+    d = raise_alert(s, "S3", 1, 1, 20, 0.6)
+    s.set_alert_status(a["id"], "acknowledged", "x")
+    s.set_alert_status(d["id"], "resolved", "x", confirm_ongoing=True)
+    rooms = s.alerts_summary()
+    assert [(r["room"], r["count"], r["unacknowledged"], r["ongoing"]) for r in rooms] == [
+        ("Room 12", 2, 1, 2), ("S3", 1, 1, 1)]
+    assert rooms[0]["residents"] == ["B. Smith", "A. Jones"] and rooms[0]["oldest_raised_ms"] == 50
+    assert rooms[1]["alert_ids"] == [c["id"]]
+
+
+#: The schema of the service before schema versions (user_version 0), as it was created then.
+SCHEMA_BEFORE_VERSIONS = """
+CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, sensor_id TEXT NOT NULL, track_id INTEGER NOT NULL,
+    start_timestamp INTEGER NOT NULL, fired_timestamp INTEGER NOT NULL, end_timestamp INTEGER,
+    peak_score REAL NOT NULL, active INTEGER NOT NULL DEFAULT 1, state TEXT NOT NULL DEFAULT 'open',
+    acknowledged_by TEXT, acknowledged_at INTEGER, resolved_by TEXT, resolved_at INTEGER,
+    created_at INTEGER NOT NULL, UNIQUE (sensor_id, track_id, start_timestamp));
+CREATE INDEX alerts_state ON alerts (state, id);
+CREATE TABLE predictions (sensor_id TEXT NOT NULL, timestamp INTEGER NOT NULL, frame_idx INTEGER NOT NULL,
+    track_id INTEGER NOT NULL, action TEXT NOT NULL, score REAL NOT NULL, fall_score REAL,
+    x1 REAL, y1 REAL, x2 REAL, y2 REAL, stored_at INTEGER NOT NULL);
+CREATE INDEX predictions_sensor_time ON predictions (sensor_id, timestamp);
+CREATE TABLE sensor_zones (sensor_id TEXT PRIMARY KEY, layout TEXT NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE alert_events (id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id INTEGER NOT NULL REFERENCES alerts (id),
+    action TEXT NOT NULL, who TEXT NOT NULL, at INTEGER NOT NULL, note TEXT NOT NULL DEFAULT '');
+CREATE INDEX alert_events_alert ON alert_events (alert_id, id);
+INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active, state,
+    acknowledged_by, acknowledged_at, created_at)
+    VALUES ('S1', 3, 1000, 6000, 9000, 0.8, 0, 'acknowledged', 'nurse A', 7000, 6001),
+           ('S2', 0, 2000, 7000, NULL, 0.7, 1, 'open', NULL, NULL, 7001);
+INSERT INTO alert_events (alert_id, action, who, at, note) VALUES (1, 'acknowledged', 'nurse A', 7000, 'on my way');
+INSERT INTO predictions VALUES ('S1', 1000, 0, 3, 'standing', 0.9, 0.05, 1, 2, 3, 4, 1000);
+INSERT INTO sensor_zones VALUES ('S1', '{"zones": []}', 5);
+"""
+
+
+def test_a_database_from_before_versions_is_migrated_with_its_data(tmp_path):
+    db = tmp_path / "serve.db"
+    old = sqlite3.connect(db)
+    old.executescript(SCHEMA_BEFORE_VERSIONS)
+    old.commit()
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 0
+    old.close()
+
+    s = Store(db)
+    assert s.migrated_from == 0
+    tables = {r["name"] for r in s._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"alerts", "alert_raises", "alert_events", "alert_feedback", "sensors_info", "predictions",
+            "sensor_zones"} <= tables
+    assert s._rows("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION
+    a, b = s.alert(1), s.alert(2)
+    assert (a["status"], a["state"], a["acknowledged_by"], a["ended_ms"], a["repeats"]) == (
+        "acknowledged", "ended", "nurse A", 9000, 0)
+    assert (b["status"], b["state"], b["raised_ms"], b["last_raised_ms"]) == ("open", "ongoing", 7000, 7000)
+    assert s.alert_events(1)[0]["note"] == "on my way"
+    assert s.count_predictions() == 1 and s.zones("S1")["layout"] == {"zones": []}
+    # The old alerts take part in the new rules: an end, a repeat of an unacknowledged person.
+    assert s.record_alert(alert_event("ended", "S2", 0, 2000, 9500, 0.7, fired_timestamp=7000)).actions == ("ended",)
+    assert s.record_alert(alert_event("raised", "S2", 0, 20_000, 21_000, 0.75)).alert["repeats"] == 1
+    s.close()
+    assert Store(db).migrated_from == SCHEMA_VERSION  # nothing left to do
+
+
+def test_migrations_are_numbered_in_order_and_a_newer_database_is_refused(tmp_path):
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+    db = tmp_path / "future.db"
+    con = sqlite3.connect(db)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer than this thermal-action"):
+        Store(db)

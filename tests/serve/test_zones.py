@@ -142,6 +142,9 @@ class _Stream:
     def latest(self, sensor_id):
         return None
 
+    def recent_boxes(self, sensor_id, n):
+        return []
+
 
 def test_the_worker_applies_a_layout_between_the_frames_before_and_after_it():
     stream = _Stream()

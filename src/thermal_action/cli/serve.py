@@ -87,7 +87,31 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
+def _cmd_feedback_export(args: argparse.Namespace) -> int:
+    from thermal_action.serve.feedback import export_feedback
+
+    summary = export_feedback(args.data_dir, args.out, overwrite=args.overwrite)
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def add_feedback_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``feedback export`` to the ``thermal-action`` parser."""
+    p = subparsers.add_parser("feedback", help="operators' answers on alerts: export them as training data")
+    sub = p.add_subparsers(dest="feedback_command", required=True)
+    e = sub.add_parser(
+        "export", help="the clips of alerts with feedback as a dataset (frames/*.h5, annotations/train.json)",
+        description="Writes the clip of every alert with a usable answer (real fall, or a false alarm in bed, "
+                    "sitting or kneeling) as a recording in the dataset format, the fallen person's box "
+                    "labelled about once a second; the service may keep running.")
+    e.add_argument("data_dir", help="the data_dir of a thermal-action serve (serve.db, clips/)")
+    e.add_argument("--out", required=True, help="the dataset directory to write")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    e.set_defaults(func=_cmd_feedback_export)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the service's subcommands (``serve``, ``replay``) to the ``thermal-action`` parser."""
+    """Adds the service's subcommands (``serve``, ``replay``, ``feedback``) to the ``thermal-action`` parser."""
     add_serve_parser(subparsers)
     add_replay_parser(subparsers)
+    add_feedback_parser(subparsers)

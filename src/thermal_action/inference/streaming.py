@@ -492,3 +492,12 @@ class StreamingPredictor:
     def active_alerts(self) -> list[AlertEvent]:
         """Snapshots of the alerts still going on."""
         return self.monitor.active_alerts if self.monitor is not None else []
+
+    def recent_boxes(self, sensor_id: str, n: int) -> list[tuple[int, FrameBoxes]]:
+        """The timestamps and tracked boxes of the sensor's last ``n`` frames, oldest first
+        (fewer when its buffer holds fewer; none before its first frame or after a flush)."""
+        st = self._sensors.get(sensor_id)
+        if st is None or n <= 0:
+            return []
+        first = max(0, len(st.frames) - n)
+        return [(int(st.timestamps[i]), st.boxes[i]) for i in range(first, len(st.frames))]

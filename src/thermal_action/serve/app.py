@@ -1,5 +1,6 @@
 """The service's web application (FastAPI): ingest over WebSocket and HTTP, the dashboard and
-its read API, acknowledging alerts, ``/health`` and Prometheus ``/metrics``.
+its read API, the sensors' details, acknowledging and resolving alerts, their clips and
+feedback, ``/health`` and Prometheus ``/metrics``.
 
 Every endpoint but ``/health`` needs the service's token: ``Authorization: Bearer <token>``,
 ``?token=<token>``, or the ``ta_token`` cookie that ``GET /?token=...`` sets for the dashboard
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -21,11 +23,15 @@ from fastapi.staticfiles import StaticFiles
 
 from thermal_action.errors import RoomsError
 from thermal_action.serve.config import ingest_limits
+from thermal_action.serve.clips import render_clip, render_strip
 from thermal_action.serve.hub import Hub
+from thermal_action.serve.operators import (
+    RequestError, check_alert_id, parse_alert_action, parse_feedback, parse_sensor_info,
+)
 from thermal_action.serve.protocol import (
     FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message, parse_json,
 )
-from thermal_action.serve.store import ALERT_STATES
+from thermal_action.serve.store import ALERT_STATES, ALERT_STATUSES, AlertIsOngoing
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,10 @@ WS_BAD_SENSOR = 4400
 MAX_BODY = 25 * 1024 * 1024
 #: Bytes a zones request may carry (a layout of hundreds of polygons).
 MAX_ZONES_BODY = 1024 * 1024
+#: Bytes an operator's request (sensor details, acknowledge, feedback) may carry.
+MAX_FORM_BODY = 64 * 1024
+#: Upscaling of clip frames: the default and the range.
+CLIP_SCALE, CLIP_SCALES = 6, (1, 16)
 
 
 def _given_token(headers: Any, query: Any, cookies: Any) -> str:
@@ -67,6 +77,29 @@ def create_app(hub: Hub, token: str) -> FastAPI:
             check_sensor_id(sensor_id)
         except FrameFormatError as e:
             raise HTTPException(400, str(e)) from None
+
+    async def form(request: Request) -> Any:
+        """An operator's JSON body (None when empty)."""
+        raw = await request.body()
+        if len(raw) > MAX_FORM_BODY:
+            raise HTTPException(413, f"a request may carry {MAX_FORM_BODY} bytes here")
+        if not raw.strip():
+            return None
+        try:
+            return parse_json(raw)
+        except FrameFormatError as e:
+            raise HTTPException(400, f"body: not JSON ({e})") from None
+
+    def alert_id_ok(alert_id: int) -> None:
+        if not check_alert_id(alert_id):  # SQLite's integers; another id cannot name an alert
+            raise HTTPException(404, f"no alert {alert_id}")
+
+    @lru_cache(maxsize=8)
+    def rendered_clip(alert_id: int, name: str, scale: int) -> dict:  # a saved clip never changes
+        clip = hub.clip(alert_id)
+        if clip is None:
+            raise HTTPException(404, f"alert {alert_id} has no clip")
+        return render_clip(clip, scale)
 
     # -- dashboard and static files
 
@@ -180,6 +213,24 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         since = int((time.time() - max(0.0, min(seconds, 7 * 86400.0))) * 1000)
         return {"sensor_id": sensor_id, "items": hub.store.timeline(sensor_id, since)}
 
+    # -- sensor details (room, resident, bed)
+
+    @app.get("/api/sensors/{sensor_id}/info")
+    def get_sensor_info(sensor_id: str, request: Request) -> dict:
+        require(request)
+        known_sensor(sensor_id)
+        return hub.sensor_info(sensor_id)
+
+    @app.put("/api/sensors/{sensor_id}/info")
+    async def put_sensor_info(sensor_id: str, request: Request) -> dict:
+        require(request)
+        known_sensor(sensor_id)
+        try:
+            info = parse_sensor_info(await form(request))
+        except RequestError as e:
+            raise HTTPException(400, str(e)) from None
+        return hub.set_sensor_info(sensor_id, info)
+
     # -- room layouts (zones) per sensor
 
     @app.get("/api/sensors/{sensor_id}/zones")
@@ -215,37 +266,101 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         return view
 
     @app.get("/api/alerts")
-    def alerts(request: Request, state: str = "all", limit: int = 100, sensor: str | None = None) -> dict:
+    def alerts(request: Request, status: str = "all", state: str = "all", limit: int = 100,
+               sensor: str | None = None) -> dict:
         require(request)
-        if state not in (*ALERT_STATES, "unresolved", "all"):
-            raise HTTPException(400, f"state must be one of {', '.join(ALERT_STATES)}, unresolved or all")
-        return {"alerts": hub.store.alerts(state, max(1, min(limit, 10_000)), sensor)}
+        if status not in (*ALERT_STATUSES, "unresolved", "all"):
+            raise HTTPException(400, f"status must be one of {', '.join(ALERT_STATUSES)}, unresolved or all")
+        if state not in (*ALERT_STATES, "all"):
+            raise HTTPException(400, f"state (the fall: is the person still down?) must be one of "
+                                     f"{', '.join(ALERT_STATES)} or all; the people's side is ?status="
+                                     f"{'|'.join(ALERT_STATUSES)}|unresolved")
+        return {"alerts": hub.store.alerts(status, state, max(1, min(limit, 10_000)), sensor)}
 
-    async def _set_state(alert_id: int, state: str, request: Request) -> dict:
+    @app.get("/api/alerts/summary")
+    def alerts_summary(request: Request) -> dict:
         require(request)
-        by, note = "", ""
-        if raw := await request.body():
-            try:
-                body = parse_json(raw)
-            except FrameFormatError as e:
-                raise HTTPException(400, f"the body must be JSON like {{\"by\": \"name\", \"note\": \"...\"}}: {e}") from None
-            if isinstance(body, dict):
-                by, note = str(body.get("by") or ""), str(body.get("note") or "")
-        by = by.strip()[:100] or "dashboard"
-        if not 0 < alert_id < 2**63:  # SQLite's integers; a larger id cannot name an alert
+        rooms = hub.store.alerts_summary()
+        return {"rooms": rooms, "open": sum(r["count"] for r in rooms),
+                "unacknowledged": sum(r["unacknowledged"] for r in rooms),
+                "ongoing": sum(r["ongoing"] for r in rooms)}
+
+    @app.get("/api/alerts/{alert_id}")
+    def alert(alert_id: int, request: Request) -> dict:
+        require(request)
+        alert_id_ok(alert_id)
+        row = hub.store.alert(alert_id)
+        if row is None:
             raise HTTPException(404, f"no alert {alert_id}")
-        row = hub.set_alert_state(alert_id, state, by, note.strip()[:1000])
+        return {**row, "raises": hub.store.raises(alert_id=alert_id)}
+
+    async def _set_status(alert_id: int, status: str, request: Request) -> dict:
+        require(request)
+        try:
+            action = parse_alert_action(await form(request))
+        except RequestError as e:
+            raise HTTPException(400, str(e)) from None
+        alert_id_ok(alert_id)
+        try:
+            row = hub.set_alert_status(alert_id, status, action)
+        except AlertIsOngoing as e:
+            raise HTTPException(409, str(e)) from None
         if row is None:
             raise HTTPException(404, f"no alert {alert_id}")
         return row
 
     @app.post("/api/alerts/{alert_id}/acknowledge")
     async def acknowledge(alert_id: int, request: Request) -> dict:
-        return await _set_state(alert_id, "acknowledged", request)
+        return await _set_status(alert_id, "acknowledged", request)
 
     @app.post("/api/alerts/{alert_id}/resolve")
     async def resolve(alert_id: int, request: Request) -> dict:
-        return await _set_state(alert_id, "resolved", request)
+        return await _set_status(alert_id, "resolved", request)
+
+    @app.get("/api/alerts/{alert_id}/events")
+    def alert_events(alert_id: int, request: Request) -> dict:
+        require(request)
+        alert_id_ok(alert_id)
+        if hub.store.alert(alert_id) is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        return {"alert_id": alert_id, "events": hub.store.alert_events(alert_id)}
+
+    @app.post("/api/alerts/{alert_id}/feedback")
+    async def feedback(alert_id: int, request: Request) -> dict:
+        require(request)
+        try:
+            answer = parse_feedback(await form(request))
+        except RequestError as e:
+            raise HTTPException(400, str(e)) from None
+        alert_id_ok(alert_id)
+        row = hub.add_feedback(alert_id, answer)
+        if row is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        return row
+
+    @app.get("/api/alerts/{alert_id}/clip")
+    def clip(alert_id: int, request: Request, scale: int = CLIP_SCALE) -> dict:
+        require(request)
+        alert_id_ok(alert_id)
+        if not CLIP_SCALES[0] <= scale <= CLIP_SCALES[1]:
+            raise HTTPException(400, f"scale must be {CLIP_SCALES[0]}..{CLIP_SCALES[1]}")
+        name = hub.store.clip_of(alert_id)
+        if name is None:
+            raise HTTPException(404, f"alert {alert_id} has no clip (none yet: its 'after' part is still "
+                                     f"being recorded; or deleted after keep_clip_days; or no such alert)")
+        return rendered_clip(alert_id, name, scale)
+
+    @app.get("/api/alerts/{alert_id}/strip.png")
+    def strip(alert_id: int, request: Request, scale: int = 4) -> Response:
+        require(request)
+        alert_id_ok(alert_id)
+        if not CLIP_SCALES[0] <= scale <= CLIP_SCALES[1]:
+            raise HTTPException(400, f"scale must be {CLIP_SCALES[0]}..{CLIP_SCALES[1]}")
+        clip_ = hub.clip(alert_id)
+        if clip_ is None or not len(clip_):
+            raise HTTPException(404, f"alert {alert_id} has no clip")
+        return Response(render_strip(clip_, scale), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})
 
     @app.websocket("/ws/dashboard")
     async def ws_dashboard(ws: WebSocket) -> None:

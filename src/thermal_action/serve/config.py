@@ -52,6 +52,11 @@ class ServeConfig:
     # -- storage
     store_every_seconds: float = ranged(5.0, 0.0, 86_400.0)  # one stored prediction per person per this many seconds (0: all)
     keep_hours: float = ranged(168.0, 0.01, 87_600.0)  # stored predictions older than this are deleted (alerts are kept)
+    clip_seconds_before: float = ranged(10.0, 0.0, 60.0)  # an alert's clip starts this long before its raise
+    clip_seconds_after: float = ranged(10.0, 0.0, 60.0)  # ... and ends this long after it
+    keep_clip_days: float = ranged(30.0, 0.01, 3650.0)  # clips of alerts raised longer ago are deleted (the alert is kept)
+    # -- how far behind
+    delay_warning_seconds: float = ranged(15.0, 0.1, 86_400.0)  # p95 of (frame processed - its capture time) over the last minute above this: the service is behind
     # -- dashboard
     dashboard_fps: float = ranged(3.0, 0.1, 30.0)  # live images per second per sensor sent to each open dashboard
     # -- MQTT
@@ -59,6 +64,14 @@ class ServeConfig:
     mqtt_topic: str = "thermal/+/frames"  # subscription; the '+' level is the sensor id
     mqtt_username: str = ""
     mqtt_password: str = ""
+    # -- alert notifications (raised, repeat, acknowledged, resolved, ended)
+    alert_webhook_url: str = ""  # http(s):// address that gets each alert event as a JSON POST; empty: none
+    mqtt_alert_topic: str = ""  # topic each alert event is published to (QoS 1, not retained; {sensor_id} replaced); empty: none
+    mqtt_alert_url: str = ""  # broker for mqtt_alert_topic; empty: mqtt_url's
+    notify_retries: int = ranged(6, 0, 100)  # tries after the first per message, backoff doubling each time
+    notify_backoff_seconds: float = ranged(1.0, 0.01, 60.0)  # wait before the first retry
+    notify_queue: int = ranged(1000, 1, 1_000_000)  # messages waiting per destination; beyond, dropped (dead letters)
+    notify_timeout_seconds: float = ranged(5.0, 0.1, 120.0)  # one try's limit (HTTP answer, broker acknowledgement)
 
 
 def check_serve_config(cfg: ServeConfig) -> ServeConfig:
@@ -74,6 +87,16 @@ def check_serve_config(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"config key 'mqtt_url': {cfg.mqtt_url!r} must look like mqtt://host:port")
     if cfg.mqtt_url and cfg.mqtt_topic.count("+") != 1:
         raise ConfigError(f"config key 'mqtt_topic': {cfg.mqtt_topic!r} needs exactly one '+' level (the sensor id)")
+    if cfg.alert_webhook_url and not cfg.alert_webhook_url.startswith(("http://", "https://")):
+        raise ConfigError(f"config key 'alert_webhook_url': {cfg.alert_webhook_url!r} must start with http:// or https://")
+    if cfg.mqtt_alert_url and not cfg.mqtt_alert_url.startswith(("mqtt://", "tcp://")):
+        raise ConfigError(f"config key 'mqtt_alert_url': {cfg.mqtt_alert_url!r} must look like mqtt://host:port")
+    if cfg.mqtt_alert_topic:
+        if not (cfg.mqtt_alert_url or cfg.mqtt_url):
+            raise ConfigError("config key 'mqtt_alert_topic' needs a broker: set 'mqtt_alert_url' (or 'mqtt_url')")
+        if any(c in cfg.mqtt_alert_topic for c in "+#"):
+            raise ConfigError(f"config key 'mqtt_alert_topic': {cfg.mqtt_alert_topic!r} is where alerts are "
+                              "published: no '+' or '#' wildcards")
     try:
         alert_overrides(cfg)
     except ValueError as e:

@@ -29,6 +29,19 @@ file's (``serve --rooms``) valid at the sensor's latest frame time, else none. T
 to the worker that owns the sensor, in the sensor's queue ahead of the frames it holds for:
 with its first frames, whenever it changes (through the API, or a ``valid_from`` of the file
 passed by the sensor's clock) and again after that worker restarted.
+
+Alerts: each event of the fall monitor is recorded by the store, which makes it a new alert,
+folds it into an unacknowledged alert of the same person (a "repeat") or ends an alert
+(:mod:`~thermal_action.serve.store`); each of these, and every acknowledgement and resolution,
+goes to the dashboards and to the notification destinations (:mod:`~thermal_action.serve.notify`,
+never waited for). A new alert starts its clip (:mod:`~thermal_action.serve.clips`): the hub
+keeps every sensor's recent frames and the boxes its worker tracked in them.
+
+How far behind: when a worker reports a sensor's frames processed, ``now - the newest frame's
+capture time`` is one delay sample; a sensor's ``delay_s`` is the p95 of its samples of the
+last minute, and the service is ``behind`` when the p95 of all sensors' passes
+``delay_warning_seconds``. Frames dropped are counted as they are dropped and the dashboards
+told at once (a ``sensor`` event, at most every :data:`DROP_EVENT_INTERVAL_S` per sensor).
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from pathlib import Path
 import threading
 import time
 from collections import deque
@@ -49,12 +63,20 @@ from thermal_action.alert_rule import AlertRule
 from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, parse_layout
 from thermal_action.errors import RoomsError
 from thermal_action.inference.alerts import AlertEvent
+from thermal_action.serve.clips import CLIPS_DIR, PENDING_GRACE_S, Clip, FrameRing, PendingClip, clip_path, ring_for
 from thermal_action.serve.config import ServeConfig
+from thermal_action.serve.notify import Notifier
+from thermal_action.serve.operators import AlertAction, Feedback, SensorInfo
 from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
 from thermal_action.serve.store import Store, now_ms
 from thermal_action.serve.workers import Round, WorkerPool, worker_for
 
 logger = logging.getLogger(__name__)
+
+#: Seconds of delay samples behind ``delay_s`` and ``delay_p95_s``.
+DELAY_WINDOW_S = 60.0
+#: A sensor dropping frames tells the dashboards at most this often.
+DROP_EVENT_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -108,6 +130,16 @@ class SensorState:
     tracks: dict[int, tuple] = field(default_factory=dict)  # track -> (action, score, fall_score, timestamp)
     active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp) of alerts not yet ended
     stored_at: dict[int, tuple[int, str]] = field(default_factory=dict)  # track -> (timestamp, action) last stored
+    # the moment itself, and how far behind
+    ring: FrameRing | None = None  # recent frames and their tracked boxes (clips of alerts)
+    pending_clips: list[PendingClip] = field(default_factory=list)
+    delays: deque = field(default_factory=lambda: deque(maxlen=2000))  # (time.time(), s) processed - captured
+    drop_event_at: float = 0.0  # when the dashboards were last told of drops
+
+    def delay(self, now: float) -> tuple[float | None, float | None]:
+        """``(p95 over the last minute, latest)`` of the delay samples, seconds; None without any."""
+        recent = [d for t, d in self.delays if now - t <= DELAY_WINDOW_S]
+        return _percentile(recent, 95), (recent[-1] if recent else None)
 
     def fps(self, now: float) -> float:
         """The sensor's frame rate by its own clock (capture timestamps of the last 10 s of
@@ -143,10 +175,11 @@ class Hub:
         pool: the worker pool (started by :meth:`start`); None for tests that feed
             :meth:`on_message` themselves.
         rooms: the layout file's layouts (``serve --rooms``); zones set through the API win.
+        notifier: where alert events go besides the dashboards (None: nowhere).
     """
 
     def __init__(self, cfg: ServeConfig, info: ModelInfo, store: Store, pool: WorkerPool | None,
-                 rooms: RoomMap | None = None):
+                 rooms: RoomMap | None = None, notifier: Notifier | None = None):
         self.cfg = cfg
         self.info = info
         self.store = store
@@ -159,12 +192,18 @@ class Hub:
         self.frames_total = 0
         self.dropped_total = 0
         self.alerts_raised = 0
+        self.alert_repeats = 0
         self.worker_restarts = 0
         self.refused_sensors = 0
         self.forgotten_sensors = 0
         self._latency: deque = deque(maxlen=5000)  # s, frame arrival -> prediction stored
         self._model_ms: deque = deque(maxlen=2000)  # per forward pass
         self._frame_times: deque = deque(maxlen=20_000)  # (arrival, n)
+        self._delays: deque = deque(maxlen=50_000)  # (time.time(), s) of every sensor: delay_p95_s
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.clips_dir = Path(cfg.data_dir) / CLIPS_DIR
+        self.clips_saved = 0
+        self._clips_due: list[PendingClip] = []  # ended with their stream on the ingest path: saved by the tick
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_purge = 0.0
@@ -181,9 +220,12 @@ class Hub:
     # -- life
 
     def start(self) -> None:
-        n = self.store.end_all_active()
-        if n:
-            logger.info("%d alerts active at the last stop were ended (their state is kept)", n)
+        self.notifier.start()
+        ended = self.store.end_all_active(why="the service stopped while it went on")
+        if ended:
+            logger.info("%d alerts ongoing at the last stop were ended (their status is kept)", len(ended))
+        for row in ended:
+            self.notifier.notify("ended", row)
         if self.pool is not None:
             self.pool.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="serve-tick", daemon=True)
@@ -193,6 +235,13 @@ class Hub:
         self._stop.set()
         if self.pool is not None:
             self.pool.stop()
+        with self._lock:  # the clips of alerts still waiting for their "after" part keep what they have
+            pending = [p for st in self.sensors.values() for p in st.pending_clips] + self._clips_due
+            self._clips_due = []
+            for st in self.sensors.values():
+                st.pending_clips = []
+        self._save_clips(pending)
+        self.notifier.stop()
 
     def add_listener(self, fn: Callable[[dict], None]) -> None:
         with self._lock:
@@ -225,7 +274,9 @@ class Hub:
             if len(self.sensors) >= self.cfg.max_sensors and not self._forget_one(now):
                 self.refused_sensors += 1
                 return None
-            st = SensorState(sensor_id, worker_for(sensor_id, self.n_workers))
+            st = SensorState(sensor_id, worker_for(sensor_id, self.n_workers),
+                             ring=ring_for(self.cfg.clip_seconds_before, self.info.lag_frames / self.cfg.fps,
+                                           self.cfg.fps))
             self.sensors[sensor_id] = st
             logger.info("new sensor %s (worker %d)", sensor_id, st.worker)
         st.last_seen = now
@@ -280,6 +331,7 @@ class Hub:
             return out
         h, w = self.info.frame_size
         now = time.time()
+        finished: list[PendingClip] = []
         with self._lock:
             st = self._sensor(sensor_id)
             if st is None:
@@ -301,6 +353,7 @@ class Hub:
                         good = []
                     if self.pool is not None and not st.stream_ended:
                         self.pool.end_stream(st.worker, sensor_id)
+                    finished += self._new_stream(st)
                     st.new_streams += 1
                     logger.info("sensor %s: timestamp %d after %d: new stream", sensor_id, ts, st.last_timestamp)
                     st.recent_timestamps.clear()
@@ -323,9 +376,25 @@ class Hub:
                 st.stream_ended = False
                 self.frames_total += out.accepted
                 self._frame_times.append((now, out.accepted))
+            tell_drops = out.dropped > 0 and now - st.drop_event_at >= DROP_EVENT_INTERVAL_S
+            if tell_drops:
+                st.drop_event_at = now
+            self._clips_due += finished  # written by the tick thread, not on the ingest path
         if bad_shapes:
             logger.warning(out.errors[-1])
+        if tell_drops and self.has_listeners:
+            self._emit({"type": "sensor", "sensor": self.sensor_status(st, now, self.store.open_alerts_by_sensor(),
+                                                                       self.store.all_sensor_info())})
         return out
+
+    def _new_stream(self, st: SensorState) -> list[PendingClip]:
+        """A sensor's stream ended (silence, a new clock, its worker died): its recent frames
+        belong to the past, its pending clips are as complete as they will get (returned, to be
+        saved outside the lock). Call with the lock held."""
+        if st.ring is not None:
+            st.ring.clear()
+        finished, st.pending_clips = st.pending_clips, []
+        return finished
 
     def _queue(self, st: SensorState, frames: list[tuple], out: SubmitResult) -> None:
         self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed) goes ahead of them
@@ -333,6 +402,11 @@ class Hub:
         if ok:
             out.accepted += len(frames)
             st.frames += len(frames)
+            if st.ring is not None:
+                for ts, frame, _ in frames:
+                    item = st.ring.add(ts, frame)
+                    for clip in st.pending_clips:
+                        clip.add(item)
         else:
             out.dropped += len(frames)
             st.dropped += len(frames)
@@ -358,6 +432,7 @@ class Hub:
             self.worker_restarts += 1
             self.dropped_total += lost
             orphaned = []
+            finished: list[PendingClip] = []
             for st in self.sensors.values():
                 if st.worker == worker and st.last_arrival is not None:
                     st.new_streams += 1
@@ -365,12 +440,16 @@ class Hub:
                     st.last_timestamp = None
                     st.tracks.clear()
                     st.active_alerts.clear()
+                    finished += self._new_stream(st)
                     orphaned.append(st.sensor_id)
             for sensor_id in set(self.sensors) | set(self._api_layouts):
                 if worker_for(sensor_id, self.n_workers) == worker:
                     self._send_layout(sensor_id, force=True)  # the new process knows no room
+        self._save_clips(finished)
         # The dead worker's monitor took its alerts' state along: nothing would ever end them.
-        self.store.end_all_active(orphaned)
+        for row in self.store.end_all_active(orphaned, why=f"worker {worker} died; its model state is gone"):
+            self.notifier.notify("ended", row)
+            self._emit({"type": "alert", "alert": row, "actions": ["ended"]})
 
     def _on_round(self, r: Round) -> None:
         rows = []
@@ -423,6 +502,20 @@ class Hub:
                     st.last_error = why
         for a in r.alerts:
             events.append(self._on_alert(a))
+        # After the alerts: a new alert's clip takes its frames from the ring before the ring
+        # moves on to this round's newest processed frame.
+        with self._lock:
+            for sensor, tracked in r.tracks.items():
+                st = self.sensors.get(sensor)
+                if st is None or not len(tracked.timestamps):
+                    continue
+                delay = now - int(tracked.timestamps[-1]) / 1000.0
+                st.delays.append((now, delay))
+                self._delays.append((now, delay))
+                if st.ring is not None:
+                    for ts, boxes, ids in tracked:
+                        st.ring.attach(ts, boxes, ids)
+        self._save_clips(self._take_finished_clips(set(r.tracks)))
         if self.has_listeners:
             for sensor in r.live:
                 events.append(self.live(sensor))
@@ -432,29 +525,131 @@ class Hub:
 
     def _on_alert(self, event: AlertEvent) -> dict:
         """Stores one alert event (in the order the worker sent them: a "raised" and the
-        "ended" of the same alert may come in one round) and returns the dashboard event."""
-        row, new = self.store.record_alert(event)
+        "ended" of the same alert may come in one round), starts the clip of a new alert, sends
+        the notifications and returns the dashboard event."""
+        change = self.store.record_alert(event)
+        row = change.alert
         key = (event.track_id, event.start_timestamp)
         with self._lock:
-            if new:
-                self.alerts_raised += 1
+            self.alerts_raised += change.new
+            self.alert_repeats += "repeat" in change.actions
             st = self.sensors.get(event.sensor_id)
             if st is not None:
                 if event.active:
                     st.active_alerts.add(key)
                 else:
                     st.active_alerts.discard(key)
-        if new:
-            logger.warning("FALL ALERT %d: sensor %s track %d (score %.2f)%s", row["id"], event.sensor_id,
-                           event.track_id, event.peak_score, "" if event.active else ", already over")
-        return {"type": "alert", "alert": row}
+                if change.new and st.ring is not None:
+                    self._start_clip(st, row, event)
+        if change.new or "repeat" in change.actions:
+            logger.warning("FALL ALERT %d%s: sensor %s track %d (score %.2f)%s", row["id"],
+                           "" if change.new else f" (repeat {row['repeats']})", event.sensor_id, event.track_id,
+                           event.peak_score, "" if event.active else ", already over")
+        for action in change.actions:
+            self.notifier.notify(action, row)
+        return {"type": "alert", "alert": row, "actions": list(change.actions)}
 
-    def set_alert_state(self, alert_id: int, state: str, by: str, note: str = "") -> dict | None:
-        """Acknowledge / resolve (from the API); tells the dashboards."""
-        row = self.store.set_alert_state(alert_id, state, by, note)
+    def set_alert_status(self, alert_id: int, status: str, action: AlertAction) -> dict | None:
+        """Acknowledge / resolve (from the API); tells the dashboards and the notification
+        destinations. None when there is no such alert.
+
+        Raises:
+            AlertIsOngoing: resolving an ongoing alert without ``action.confirm_ongoing``.
+        """
+        row = self.store.set_alert_status(alert_id, status, action.who, action.note, action.confirm_ongoing)
         if row is not None:
-            logger.info("alert %d %s by %s", alert_id, state, by)
-            self._emit({"type": "alert", "alert": row})
+            logger.info("alert %d %s by %s", alert_id, status, action.who)
+            self.notifier.notify(status, row, action.who, action.note)
+            self._emit({"type": "alert", "alert": row, "actions": [status]})
+        return row
+
+    def add_feedback(self, alert_id: int, feedback: Feedback) -> dict | None:
+        """Stores an operator's answer on an alert; tells the dashboards. None: no such alert."""
+        row = self.store.add_feedback(alert_id, feedback)
+        if row is not None:
+            logger.info("alert %d: feedback %s%s by %s", alert_id, feedback.answer,
+                        f" ({feedback.reason})" if feedback.reason else "", feedback.who)
+            self._emit({"type": "alert", "alert": row, "actions": ["feedback"]})
+        return row
+
+    # -- clips of alerts
+
+    def _start_clip(self, st: SensorState, row: dict, event: AlertEvent) -> None:
+        """Begins the clip of a new alert from the sensor's ring. Call with the lock held."""
+        fired = int(event.fired_timestamp)
+        clip = PendingClip(row["id"], st.sensor_id, int(event.track_id), int(event.start_timestamp), fired,
+                           float(event.peak_score), fired + int(self.cfg.clip_seconds_after * 1000),
+                           deadline=time.time() + self.cfg.clip_seconds_after + PENDING_GRACE_S)
+        for item in st.ring.since(fired - int(self.cfg.clip_seconds_before * 1000)):
+            clip.add(item)
+        st.pending_clips.append(clip)
+
+    def _take_finished_clips(self, sensors: set[str] | None = None, now: float | None = None) -> list[PendingClip]:
+        """Takes the pending clips (of ``sensors``; None: all) that are complete or overdue."""
+        out = []
+        with self._lock:
+            for st in self.sensors.values():
+                if not st.pending_clips or (sensors is not None and st.sensor_id not in sensors):
+                    continue
+                newest = st.last_timestamp
+                done = [c for c in st.pending_clips if c.complete(newest) or c.overdue(now)]
+                if done:
+                    st.pending_clips = [c for c in st.pending_clips if c not in done]
+                    out += done
+        return out
+
+    def _save_clips(self, clips: list[PendingClip]) -> None:
+        """Writes clips to ``<data_dir>/clips`` and records them; one that cannot be written is
+        logged, the rest go on."""
+        for p in clips:
+            if not p.frames:
+                logger.warning("alert %d: no frames for its clip (sensor %s)", p.alert_id, p.sensor_id)
+                continue
+            path = clip_path(self.cfg.data_dir, p.alert_id)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Clip.from_pending(p).save(path)
+                self.store.set_clip(p.alert_id, path.name)
+            except Exception:  # noqa: BLE001 - a full disk must not stop the alerts
+                logger.exception("alert %d: its clip could not be saved to %s", p.alert_id, path)
+                continue
+            self.clips_saved += 1
+            row = self.store.alert(p.alert_id)
+            if row is not None:
+                self._emit({"type": "alert", "alert": row, "actions": ["clip"]})
+
+    def clip(self, alert_id: int) -> Clip | None:
+        """The alert's saved clip; None when it has none (not yet complete, deleted, never made)."""
+        name = self.store.clip_of(alert_id)
+        if name is None:
+            return None
+        try:
+            return Clip.load(self.clips_dir / name)
+        except FileNotFoundError:
+            return None
+
+    def purge_clips(self, now_ms_: int | None = None) -> int:
+        """Deletes the clips of alerts raised more than ``keep_clip_days`` ago; returns how many."""
+        before = (now_ms() if now_ms_ is None else now_ms_) - int(self.cfg.keep_clip_days * 86_400_000)
+        n = 0
+        for alert_id, name in self.store.clips_raised_before(before):
+            (self.clips_dir / name).unlink(missing_ok=True)
+            self.store.set_clip(alert_id, None)
+            n += 1
+        if n:
+            logger.info("%d alert clips older than %g days deleted", n, self.cfg.keep_clip_days)
+        return n
+
+    # -- sensor details
+
+    def sensor_info(self, sensor_id: str) -> dict:
+        return self.store.sensor_info(sensor_id)
+
+    def set_sensor_info(self, sensor_id: str, info: SensorInfo) -> dict:
+        """Stores a sensor's details; the dashboards get the sensor list again."""
+        row = self.store.set_sensor_info(sensor_id, info)
+        if self.has_listeners:
+            self._emit({"type": "sensors", "sensors": self.sensors_status()})
         return row
 
     # -- rooms
@@ -520,9 +715,14 @@ class Hub:
 
     # -- views
 
-    def sensor_status(self, st: SensorState, now: float, open_alerts: dict[str, int]) -> dict:
+    def sensor_status(self, st: SensorState, now: float, open_alerts: dict[str, int],
+                      infos: dict[str, dict]) -> dict:
+        info = infos.get(st.sensor_id)
+        delay, delay_last = st.delay(now)
         return {
-            "sensor_id": st.sensor_id, "status": st.status(now, self.cfg),
+            "sensor_id": st.sensor_id, "room": (info["room"] if info else "") or st.sensor_id,
+            "resident": info["resident"] if info else "", "bed_label": info["bed_label"] if info else "",
+            "status": st.status(now, self.cfg),
             "connected": sum(st.connections.values()),
             "transports": sorted(t for t, n in st.connections.items() if n > 0),
             "worker": st.worker, "fps": round(st.fps(now), 2),
@@ -532,13 +732,23 @@ class Hub:
             "repaired_boxes": st.repaired_boxes, "refused_boxes": st.refused_boxes,
             "new_streams": st.new_streams, "predictions": st.predictions, "last_error": st.last_error,
             "open_alerts": open_alerts.get(st.sensor_id, 0), "fallen": bool(st.active_alerts),
+            "delay_s": None if delay is None else round(delay, 3),
+            "delay_last_s": None if delay_last is None else round(delay_last, 3),
         }
 
     def sensors_status(self) -> list[dict]:
+        """Every sensor the hub knows, and every sensor described (``PUT /api/sensors/{id}/info``)
+        that has not sent anything yet (status "silent")."""
         now = time.time()
         counts = self.store.open_alerts_by_sensor()
+        infos = self.store.all_sensor_info()
         with self._lock:
-            return [self.sensor_status(st, now, counts) for st in sorted(self.sensors.values(), key=lambda s: s.sensor_id)]
+            known = dict(self.sensors)
+            rows = {sid: self.sensor_status(st, now, counts, infos) for sid, st in known.items()}
+        for sid in infos.keys() - rows.keys():
+            rows[sid] = self.sensor_status(SensorState(sid, worker_for(sid, self.n_workers), last_seen=0.0), now,
+                                           counts, infos)
+        return [rows[sid] for sid in sorted(rows)]
 
     def live(self, sensor_id: str) -> dict | None:
         """The sensor's newest frame (PNG, the project's colour map), its people and their actions."""
@@ -579,8 +789,10 @@ class Hub:
                 logger.exception("service tick failed")
 
     def tick(self) -> None:
-        """Once a second: silent sensors, ended streams, old predictions, the dashboards' sensor list."""
+        """Once a second: silent sensors, ended streams, clips complete or overdue, old predictions
+        and clips, the dashboards' sensor list."""
         now = time.time()
+        finished: list[PendingClip] = []
         with self._lock:
             for st in self.sensors.values():
                 if (st.last_arrival is not None and not st.stream_ended
@@ -590,9 +802,14 @@ class Hub:
                     logger.info("sensor %s silent for %.0f s: stream ended", st.sensor_id, now - st.last_arrival)
                     if self.pool is not None:
                         self.pool.end_stream(st.worker, st.sensor_id)
+                    finished += self._new_stream(st)
+            finished += self._clips_due
+            self._clips_due = []
+        self._save_clips(finished + self._take_finished_clips(now=now))
         if now - self._last_purge > 600:
             self._last_purge = now
             self.store.purge_predictions(now_ms() - int(self.cfg.keep_hours * 3600 * 1000))
+            self.purge_clips()
         if self.has_listeners:
             self._emit({"type": "sensors", "sensors": self.sensors_status()})
 
@@ -617,8 +834,13 @@ class Hub:
             model = list(self._model_ms)
             sensors = list(self.sensors.values())
             statuses = [st.status(now, self.cfg) for st in sensors]
+            delays = [d for t, d in self._delays if now - t <= DELAY_WINDOW_S]
+            pending_clips = sum(len(st.pending_clips) for st in sensors)
+            ring_bytes = sum(st.ring.nbytes for st in sensors if st.ring is not None)
         queues = [s.pending for s in self.pool.slots] if self.pool is not None else [0]
         counts = self.store.count_alerts()
+        delay_p95 = _percentile(delays, 95)
+        notify = self.notifier.stats()
         return {
             "sensors_total": len(sensors), "sensors_live": statuses.count("live"),
             "sensors_connected": sum(1 for st in sensors if sum(st.connections.values()) > 0),
@@ -630,8 +852,15 @@ class Hub:
             "predictions_total": sum(st.predictions for st in sensors),
             "bad_frames_total": sum(st.bad_shape + st.bad_message + st.invalid_frames for st in sensors),
             "repaired_pixels_total": sum(st.repaired_pixels for st in sensors),
-            "alerts_raised_total": self.alerts_raised, "alerts_open": counts["open"],
-            "alerts_acknowledged": counts["acknowledged"], "alerts_resolved": counts["resolved"],
+            "alerts_raised_total": self.alerts_raised, "alert_repeats_total": self.alert_repeats,
+            "alerts_open": counts["open"], "alerts_acknowledged": counts["acknowledged"],
+            "alerts_resolved": counts["resolved"], "alerts_ongoing": counts["ongoing"],
+            "delay_p95_s": delay_p95, "delay_samples": len(delays),
+            "behind": delay_p95 is not None and delay_p95 > self.cfg.delay_warning_seconds,
+            "delay_warning_seconds": self.cfg.delay_warning_seconds,
+            "notify_sent_total": notify["sent"], "notify_dead_letters_total": notify["dead_letters"],
+            "notify_queued": notify["queued"], "notify": notify["sinks"],
+            "clips_saved_total": self.clips_saved, "clips_pending": pending_clips, "ring_bytes": ring_bytes,
             "worker_restarts_total": self.worker_restarts,
             "workers_alive": self.pool.alive() if self.pool is not None else 1, "workers": self.n_workers,
             "refused_sensors_total": self.refused_sensors, "forgotten_sensors_total": self.forgotten_sensors,
@@ -657,11 +886,23 @@ class Hub:
         with self._lock:
             per = [(st.sensor_id, st.frames, st.dropped, st.bad_shape + st.bad_message + st.invalid_frames,
                     st.predictions) for st in self.sensors.values()]
+            now = time.time()
+            delays = [(st.sensor_id, st.delay(now)[0]) for st in self.sensors.values()]
             boxes = [(st.sensor_id, st.repaired_boxes, st.refused_boxes) for st in self.sensors.values()]
         metric("thermal_frames_total", "counter", "Frames accepted, per sensor.",
                [(f'{{sensor="{sid}"}}', f) for sid, f, *_ in per])
         metric("thermal_frames_dropped_total", "counter", "Frames dropped (queue full or lost in a worker crash).",
                [("", s["frames_dropped_total"])])
+        metric("thermal_sensor_frames_dropped_total", "counter", "Frames dropped because the queue was full, per sensor.",
+               [(f'{{sensor="{sid}"}}', d) for sid, _, d, *_ in per])
+        metric("thermal_sensor_delay_seconds", "gauge",
+               "p95 over the last minute of a frame's processing time minus its capture time, per sensor.",
+               [(f'{{sensor="{sid}"}}', d) for sid, d in delays if d is not None])
+        metric("thermal_delay_seconds", "summary",
+               "A frame's processing time minus its capture time, all sensors, over the last minute.",
+               [('{quantile="0.95"}', s["delay_p95_s"])])
+        metric("thermal_behind", "gauge", "1 when the delay's p95 is above delay_warning_seconds.",
+               [("", int(s["behind"]))])
         metric("thermal_bad_frames_total", "counter", "Frames or messages refused, per sensor.",
                [(f'{{sensor="{sid}"}}', b) for sid, _, _, b, _ in per])
         metric("thermal_boxes_repaired_total", "counter", "Gateway boxes clipped to the frame, per sensor.",
@@ -682,6 +923,14 @@ class Hub:
                 ('{quantile="0.99"}', s["latency_s_p99"])])
         metric("thermal_alerts_total", "counter", "Fall alerts raised.", [("", s["alerts_raised_total"])])
         metric("thermal_alerts_open", "gauge", "Alerts nobody acknowledged yet.", [("", s["alerts_open"])])
+        metric("thermal_alert_repeats_total", "counter", "Raises folded into an unacknowledged alert of the same person.",
+               [("", s["alert_repeats_total"])])
+        metric("thermal_notify_sent_total", "counter", "Alert notifications delivered, per destination.",
+               [(f'{{sink="{k}"}}', v["sent"]) for k, v in s["notify"].items()])
+        metric("thermal_notify_dead_letters_total", "counter",
+               "Alert notifications given up (retries spent, queue full, service stopped), per destination.",
+               [(f'{{sink="{k}"}}', v["dead_letters"]) for k, v in s["notify"].items()])
+        metric("thermal_clips_saved_total", "counter", "Alert clips saved.", [("", s["clips_saved_total"])])
         metric("thermal_sensors_refused_total", "counter", "New sensor ids refused: max_sensors reached.",
                [("", s["refused_sensors_total"])])
         metric("thermal_sensors_forgotten_total", "counter", "Sensors forgotten to make room for new ones.",

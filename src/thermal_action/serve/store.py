@@ -1,92 +1,249 @@
-"""The service's SQLite database: every fall alert with its state, predictions (one per
-person per ``store_every_seconds``) for the dashboard's timeline, and the room layouts
-(zones) set per sensor through the API (``sensor_zones``: the layout's JSON as the API got it).
+"""The service's SQLite database: fall alerts as operators handle them, predictions (one per
+person per ``store_every_seconds``) for the dashboard's timeline, room layouts (zones) and the
+details of each sensor (room, resident, bed), and feedback on alerts.
 
-Alerts arrive as the fall monitor's immutable events
-(:class:`~thermal_action.inference.alerts.AlertEvent`: "raised", then "ended";
-:meth:`Store.record_alert`). An alert is raised ``open``; a person acknowledges it
-(``acknowledged``, by whom and when) and resolves it (``resolved``). The alert's
-``acknowledged_*`` and ``resolved_*`` columns keep the first of each; every request, a second
-acknowledgement included, is one row of the audit trail ``alert_events`` (alert id, action,
-who, when, note). Whether the fall itself goes on (``active``) is separate: the model says so,
-a person decides the state. Everything is committed as it happens, so a restart of the service
-loses no alert (WAL journal: readers never wait for the writer).
+Schema versions: ``PRAGMA user_version`` says which of :data:`MIGRATIONS` a database has; a
+database opened here gets the ones it lacks, in order, each in one transaction (a database
+from before versions has 0). A database newer than this code is refused, not guessed at.
+
+Alerts. The fall monitor's immutable events (:class:`~thermal_action.inference.alerts.AlertEvent`:
+"raised", then "ended") each belong to one *raise* (``alert_raises``: one per sensor, person
+and run start). An *alert* (``alerts``), what operators see and handle, is one or more raises:
+
+- a raise of a person (sensor + track) while an earlier alert of that person is still
+  unacknowledged is *folded* into it (``repeats`` + 1, ``last_raised_timestamp``; no new row):
+  a resident who falls, gets up and falls again before anyone came is one call, not two;
+- the alert is *ongoing* while any of its raises is (``active``), *ended* when all ended;
+- its ``status`` is what people made it: ``open``, ``acknowledged`` (by whom and when), then
+  ``resolved``. The ``acknowledged_*`` and ``resolved_*`` columns keep the first of each.
+
+Every step is one row of the audit trail ``alert_events`` (alert id, action, who, when, note):
+"raised", "repeat" and "ended" by ``system``, "acknowledged", "resolved" and "feedback" by the
+person who did it. Everything is committed as it happens, so a restart loses no alert (WAL
+journal: readers never wait for the writer).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from thermal_action.inference.alerts import AlertEvent
+from thermal_action.serve.operators import Feedback, SensorInfo
 
-ALERT_STATES = ("open", "acknowledged", "resolved")
+logger = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sensor_id TEXT NOT NULL,
-    track_id INTEGER NOT NULL,
-    start_timestamp INTEGER NOT NULL,
-    fired_timestamp INTEGER NOT NULL,
-    end_timestamp INTEGER,
-    peak_score REAL NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1,
-    state TEXT NOT NULL DEFAULT 'open',
-    acknowledged_by TEXT,
-    acknowledged_at INTEGER,
-    resolved_by TEXT,
-    resolved_at INTEGER,
-    created_at INTEGER NOT NULL,
-    UNIQUE (sensor_id, track_id, start_timestamp)
-);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, id);
-CREATE TABLE IF NOT EXISTS predictions (
-    sensor_id TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    frame_idx INTEGER NOT NULL,
-    track_id INTEGER NOT NULL,
-    action TEXT NOT NULL,
-    score REAL NOT NULL,
-    fall_score REAL,
-    x1 REAL, y1 REAL, x2 REAL, y2 REAL,
-    stored_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS predictions_sensor_time ON predictions (sensor_id, timestamp);
-CREATE TABLE IF NOT EXISTS sensor_zones (
-    sensor_id TEXT PRIMARY KEY,
-    layout TEXT NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alert_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id INTEGER NOT NULL REFERENCES alerts (id),
-    action TEXT NOT NULL,
-    who TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id, id);
-"""
+#: An alert's status, set by people.
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+#: An alert's state, set by the model: its person is still down, or no longer.
+ALERT_STATES = ("ongoing", "ended")
+#: Who the service writes into the audit trail for what it did itself.
+SYSTEM = "system"
+#: The database's file name in the service's data directory.
+DB_FILE = "serve.db"
 
-_ALERT_COLUMNS = ("id", "sensor_id", "track_id", "state", "active", "start_timestamp", "fired_timestamp",
-                  "end_timestamp", "peak_score", "acknowledged_by", "acknowledged_at", "resolved_by",
-                  "resolved_at", "created_at")
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: applied to a database whose ``user_version`` is below ``version``."""
+
+    version: int
+    what: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS = (
+    Migration(1, "alerts, predictions, zones, the audit trail", (
+        """CREATE TABLE IF NOT EXISTS alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sensor_id TEXT NOT NULL,
+            track_id INTEGER NOT NULL,
+            start_timestamp INTEGER NOT NULL,
+            fired_timestamp INTEGER NOT NULL,
+            end_timestamp INTEGER,
+            peak_score REAL NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            state TEXT NOT NULL DEFAULT 'open',
+            acknowledged_by TEXT,
+            acknowledged_at INTEGER,
+            resolved_by TEXT,
+            resolved_at INTEGER,
+            created_at INTEGER NOT NULL,
+            UNIQUE (sensor_id, track_id, start_timestamp))""",
+        "CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, id)",
+        """CREATE TABLE IF NOT EXISTS predictions (
+            sensor_id TEXT NOT NULL,
+            timestamp INTEGER NOT NULL,
+            frame_idx INTEGER NOT NULL,
+            track_id INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            score REAL NOT NULL,
+            fall_score REAL,
+            x1 REAL, y1 REAL, x2 REAL, y2 REAL,
+            stored_at INTEGER NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS predictions_sensor_time ON predictions (sensor_id, timestamp)",
+        """CREATE TABLE IF NOT EXISTS sensor_zones (
+            sensor_id TEXT PRIMARY KEY,
+            layout TEXT NOT NULL,
+            updated_at INTEGER NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS alert_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id INTEGER NOT NULL REFERENCES alerts (id),
+            action TEXT NOT NULL,
+            who TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            note TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id, id)",
+    )),
+    Migration(2, "operators: raises folded into alerts, status, sensor details, feedback, clips", (
+        "ALTER TABLE alerts RENAME COLUMN state TO status",
+        "DROP INDEX IF EXISTS alerts_state",
+        "CREATE INDEX alerts_status ON alerts (status, id)",
+        "CREATE INDEX alerts_person ON alerts (sensor_id, track_id, id)",
+        "ALTER TABLE alerts ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE alerts ADD COLUMN last_raised_timestamp INTEGER",
+        "ALTER TABLE alerts ADD COLUMN clip TEXT",  # file name in <data_dir>/clips; NULL: none (yet, or deleted)
+        "UPDATE alerts SET last_raised_timestamp = fired_timestamp",
+        """CREATE TABLE alert_raises (
+            sensor_id TEXT NOT NULL,
+            track_id INTEGER NOT NULL,
+            start_timestamp INTEGER NOT NULL,
+            fired_timestamp INTEGER NOT NULL,
+            end_timestamp INTEGER,
+            peak_score REAL NOT NULL,
+            active INTEGER NOT NULL,
+            alert_id INTEGER NOT NULL REFERENCES alerts (id),
+            PRIMARY KEY (sensor_id, track_id, start_timestamp))""",
+        "CREATE INDEX alert_raises_alert ON alert_raises (alert_id)",
+        """INSERT INTO alert_raises (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp,
+            peak_score, active, alert_id)
+            SELECT sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active, id
+            FROM alerts""",
+        """CREATE TABLE sensors_info (
+            sensor_id TEXT PRIMARY KEY,
+            room TEXT NOT NULL DEFAULT '',
+            resident TEXT NOT NULL DEFAULT '',
+            bed_label TEXT NOT NULL DEFAULT '',
+            notes TEXT NOT NULL DEFAULT '',
+            updated_at INTEGER NOT NULL)""",
+        """CREATE TABLE alert_feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id INTEGER NOT NULL REFERENCES alerts (id),
+            answer TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            who TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            at INTEGER NOT NULL)""",
+        "CREATE INDEX alert_feedback_alert ON alert_feedback (alert_id, id)",
+    )),
+)
+#: The schema version this code writes.
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+class StoreError(RuntimeError):
+    """A database this code cannot use (newer than it, or a migration that failed); names the file."""
+
+
+class AlertIsOngoing(Exception):
+    """Resolving an alert whose person is still down, without ``confirm_ongoing``."""
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """What one alert event did to the alerts.
+
+    Attributes:
+        alert: the alert (API row) after the event.
+        actions: what happened to it, in order: "raised" (a new alert), "repeat" (a raise
+            folded into an unacknowledged alert of the same person), "ended" (its last ongoing
+            raise ended); empty when the event only updated a score.
+    """
+
+    alert: dict[str, Any]
+    actions: tuple[str, ...]
+
+    @property
+    def new(self) -> bool:
+        return "raised" in self.actions
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def migrate(db: sqlite3.Connection, where: str) -> int:
+    """Applies the migrations ``db`` lacks, in order; returns the version it had.
+
+    Raises:
+        StoreError: the database is newer than this code, or a migration failed (it is rolled
+            back: the database stays at the last version that applied).
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{where}: database schema version {version} is newer than this thermal-action's "
+                         f"({SCHEMA_VERSION}); run a newer thermal-action, or choose another data_dir")
+    for m in MIGRATIONS:
+        if m.version <= version:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in m.statements:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {m.version}")
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            db.execute("ROLLBACK")
+            raise StoreError(f"{where}: migration {m.version} ({m.what}) failed: {e}") from e
+        logger.info("%s: schema migrated to version %d (%s)", where, m.version, m.what)
+    return version
+
+
+_ALERT_SELECT = """
+SELECT a.id, a.sensor_id, a.track_id, a.status, a.active, a.start_timestamp, a.fired_timestamp,
+       a.last_raised_timestamp, a.end_timestamp, a.peak_score, a.repeats, a.acknowledged_by, a.acknowledged_at,
+       a.resolved_by, a.resolved_at, a.created_at, a.clip,
+       coalesce(nullif(i.room, ''), a.sensor_id) AS room, coalesce(i.resident, '') AS resident,
+       f.answer AS f_answer, f.reason AS f_reason, f.who AS f_who, f.note AS f_note, f.at AS f_at
+FROM alerts a
+LEFT JOIN sensors_info i ON i.sensor_id = a.sensor_id
+LEFT JOIN alert_feedback f ON f.id = (SELECT max(id) FROM alert_feedback WHERE alert_id = a.id)
+"""
+
+
+def _alert_row(r: dict[str, Any]) -> dict[str, Any]:
+    """An ``alerts`` row as the API shows it (README, "Live service")."""
+    active = bool(r["active"])
+    feedback = None
+    if r["f_answer"] is not None:
+        feedback = {"answer": r["f_answer"], "reason": r["f_reason"], "who": r["f_who"], "note": r["f_note"],
+                    "at": r["f_at"]}
+    return {
+        "id": r["id"], "sensor_id": r["sensor_id"], "room": r["room"], "resident": r["resident"],
+        "track_id": r["track_id"], "state": "ongoing" if active else "ended", "status": r["status"],
+        "started_ms": r["start_timestamp"], "raised_ms": r["fired_timestamp"],
+        "last_raised_ms": r["last_raised_timestamp"], "ended_ms": None if active else r["end_timestamp"],
+        "peak_score": r["peak_score"], "repeats": r["repeats"],
+        "acknowledged_by": r["acknowledged_by"], "acknowledged_at": r["acknowledged_at"],
+        "resolved_by": r["resolved_by"], "resolved_at": r["resolved_at"],
+        "feedback": feedback, "has_clip": r["clip"] is not None, "created_at": r["created_at"],
+    }
+
+
 class Store:
     """One SQLite file, shared by the service's threads (one connection behind a lock).
 
     Args:
-        path: the database file (created with its tables if missing).
+        path: the database file (created with its tables if missing, migrated if older).
+
+    Raises:
+        StoreError: the database is newer than this code, or could not be migrated.
     """
 
     def __init__(self, path: str | Path):
@@ -94,9 +251,14 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")  # another process (feedback export) may hold a write lock
+            self.migrated_from = migrate(self._db, str(self.path))
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -104,130 +266,338 @@ class Store:
 
     def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:
-            cur = self._db.execute(sql, args)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return self._rows_locked(sql, args)
+
+    def _rows_locked(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        cur = self._db.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def _audit(self, alert_id: int, action: str, who: str, note: str = "", at: int | None = None) -> None:
+        """One row of the audit trail; call with the lock held."""
+        self._db.execute("INSERT INTO alert_events (alert_id, action, who, at, note) VALUES (?, ?, ?, ?, ?)",
+                         (int(alert_id), action, who, now_ms() if at is None else at, note))
 
     # -- alerts
 
-    @staticmethod
-    def _alert(row: dict[str, Any]) -> dict[str, Any]:
-        row["active"] = bool(row["active"])
-        return row
+    def record_alert(self, event: AlertEvent) -> AlertChange:
+        """Stores one alert event and returns what it did (module docstring).
 
-    def record_alert(self, event: AlertEvent) -> tuple[dict[str, Any], bool]:
-        """Stores one alert event; returns the alert and whether it is new.
-
-        An alert is one row per ``(sensor, track, start timestamp)``. "raised" inserts it
-        ``open`` and ``active`` (the same alert raised again only raises its peak); "ended"
-        marks the fall over (``active`` false, its end and peak): the state stays what people
-        made it. An "ended" whose "raised" never arrived inserts the whole alert, already
-        over: every event carries all of its alert.
+        A raise not seen before becomes a new alert, or is folded into the newest
+        unacknowledged alert of the same person. "ended" ends the raise; the alert ends with
+        its last ongoing raise (its state: the status stays what people made it). A late
+        "raised" of an ended raise changes nothing but the peak. An "ended" whose "raised"
+        never arrived is stored whole, already over: every event carries all of its raise.
         """
         ended = not event.active
         key = (event.sensor_id, int(event.track_id), int(event.start_timestamp))
+        fired, peak = int(event.fired_timestamp), float(event.peak_score)
+        end = int(event.end_timestamp) if ended else None
+        actions: list[str] = []
         with self._lock:
-            found = self._db.execute(
-                "SELECT id FROM alerts WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?", key).fetchone()
-            if found is None:
-                self._db.execute(
-                    "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp,"
-                    " peak_score, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*key, int(event.fired_timestamp), int(event.end_timestamp) if ended else None,
-                     float(event.peak_score), int(not ended), now_ms()))
-            elif ended:
-                self._db.execute(
-                    "UPDATE alerts SET active = 0, end_timestamp = ?, peak_score = max(peak_score, ?) WHERE id = ?",
-                    (int(event.end_timestamp), float(event.peak_score), found[0]))
-            else:
-                self._db.execute("UPDATE alerts SET peak_score = max(peak_score, ?) WHERE id = ?",
-                                 (float(event.peak_score), found[0]))
-        return self.find_alert(*key), found is None
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._db.execute(
+                    "SELECT alert_id, active FROM alert_raises WHERE sensor_id = ? AND track_id = ? "
+                    "AND start_timestamp = ?", key).fetchone()
+                if found is None:
+                    alert_id = self._new_raise(key, fired, end, peak, actions)
+                else:
+                    alert_id, was_active = found
+                    if ended and was_active:
+                        self._db.execute(
+                            "UPDATE alert_raises SET active = 0, end_timestamp = ?, peak_score = max(peak_score, ?)"
+                            " WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?", (end, peak, *key))
+                    else:
+                        self._db.execute(
+                            "UPDATE alert_raises SET peak_score = max(peak_score, ?)"
+                            " WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?", (peak, *key))
+                    self._db.execute("UPDATE alerts SET peak_score = max(peak_score, ?) WHERE id = ?",
+                                     (peak, alert_id))
+                if ended:
+                    self._end_if_over(alert_id, end, actions)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            row = self._alert_locked(alert_id)
+        assert row is not None
+        return AlertChange(row, tuple(actions))
 
-    def end_all_active(self, sensor_ids: list[str] | None = None) -> int:
-        """Alerts still ``active`` whose model state is gone (at start: from before a stop; after
-        a worker died: of its sensors) cannot be followed any more: they end (their state is
-        kept). ``sensor_ids`` None: every sensor's. Returns how many."""
+    def _new_raise(self, key: tuple[str, int, int], fired: int, end: int | None, peak: float,
+                   actions: list[str]) -> int:
+        sensor_id, track_id, _ = key
+        earlier = self._db.execute(
+            "SELECT id FROM alerts WHERE sensor_id = ? AND track_id = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
+            (sensor_id, track_id)).fetchone()
+        t = now_ms()
+        if earlier is not None:
+            alert_id = earlier[0]
+            self._db.execute(
+                "UPDATE alerts SET repeats = repeats + 1, last_raised_timestamp = max(coalesce(last_raised_timestamp,"
+                " 0), ?), peak_score = max(peak_score, ?), active = 1 WHERE id = ?", (fired, peak, alert_id))
+            actions.append("repeat")
+            self._audit(alert_id, "repeat", SYSTEM, f"track {track_id} raised again before anyone acknowledged; "
+                                                    f"fall score {peak:.2f}", t)
+        else:
+            cur = self._db.execute(
+                "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, last_raised_timestamp,"
+                " end_timestamp, peak_score, active, created_at) VALUES (?, ?, ?, ?, ?, NULL, ?, 1, ?)",
+                (*key, fired, fired, peak, t))
+            alert_id = cur.lastrowid
+            actions.append("raised")
+            self._audit(alert_id, "raised", SYSTEM, f"track {track_id}, fall score {peak:.2f}", t)
+        self._db.execute(
+            "INSERT INTO alert_raises (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp,"
+            " peak_score, active, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, fired, end, peak, int(end is None), alert_id))
+        return alert_id
+
+    def _end_if_over(self, alert_id: int, end: int | None, actions: list[str], note: str = "") -> None:
+        """Ends the alert when none of its raises goes on; call with the lock held."""
+        still = self._db.execute("SELECT 1 FROM alert_raises WHERE alert_id = ? AND active = 1 LIMIT 1",
+                                 (alert_id,)).fetchone()
+        if still is not None:
+            return
+        cur = self._db.execute(
+            "UPDATE alerts SET active = 0, end_timestamp = max(coalesce(?, fired_timestamp), coalesce((SELECT"
+            " max(end_timestamp) FROM alert_raises WHERE alert_id = ?), 0)) WHERE id = ? AND active = 1",
+            (end, alert_id, alert_id))
+        if cur.rowcount:
+            actions.append("ended")
+            self._audit(alert_id, "ended", SYSTEM, note)
+
+    def end_all_active(self, sensor_ids: list[str] | None = None, why: str = "") -> list[dict[str, Any]]:
+        """Ongoing alerts whose model state is gone (at start: from before a stop; after a worker
+        died: of its sensors) cannot be followed any more: they end (their status is kept; the
+        audit trail says ``why``). ``sensor_ids`` None: every sensor's. Returns them, ended."""
         where, args = "active = 1", ()
         if sensor_ids is not None:
             if not sensor_ids:
-                return 0
+                return []
             where += f" AND sensor_id IN ({', '.join('?' * len(sensor_ids))})"
             args = tuple(sensor_ids)
         with self._lock:
-            return self._db.execute(
-                "UPDATE alerts SET active = 0, end_timestamp = coalesce(end_timestamp, fired_timestamp)"
-                f" WHERE {where}", args).rowcount
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [r[0] for r in self._db.execute(f"SELECT id FROM alerts WHERE {where}", args).fetchall()]
+                for alert_id in ids:
+                    self._db.execute("UPDATE alert_raises SET active = 0, end_timestamp = coalesce(end_timestamp,"
+                                     " fired_timestamp) WHERE alert_id = ? AND active = 1", (alert_id,))
+                    self._end_if_over(alert_id, None, [], why)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return [r for r in (self._alert_locked(i) for i in ids) if r is not None]
 
-    def find_alert(self, sensor_id: str, track_id: int, start_timestamp: int) -> dict[str, Any]:
-        rows = self._rows(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts"
-                          " WHERE sensor_id = ? AND track_id = ? AND start_timestamp = ?",
-                          (sensor_id, int(track_id), int(start_timestamp)))
-        return self._alert(rows[0])
+    def _alert_locked(self, alert_id: int) -> dict[str, Any] | None:
+        rows = self._rows_locked(_ALERT_SELECT + " WHERE a.id = ?", (int(alert_id),))
+        return _alert_row(rows[0]) if rows else None
 
     def alert(self, alert_id: int) -> dict[str, Any] | None:
-        rows = self._rows(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts WHERE id = ?", (int(alert_id),))
-        return self._alert(rows[0]) if rows else None
+        with self._lock:
+            return self._alert_locked(alert_id)
 
-    def alerts(self, state: str = "all", limit: int = 100, sensor_id: str | None = None) -> list[dict[str, Any]]:
-        """Alerts, newest first; ``state`` one of :data:`ALERT_STATES`, ``"unresolved"`` or ``"all"``."""
+    def alerts(self, status: str = "all", state: str = "all", limit: int = 100,
+               sensor_id: str | None = None) -> list[dict[str, Any]]:
+        """Alerts, newest first.
+
+        Args:
+            status: one of :data:`ALERT_STATUSES`, ``"unresolved"`` or ``"all"``.
+            state: one of :data:`ALERT_STATES` or ``"all"``.
+            limit: at most this many.
+            sensor_id: only this sensor's.
+
+        Raises:
+            ValueError: an unknown status or state.
+        """
         where, args = [], []
-        if state == "unresolved":
-            where.append("state != 'resolved'")
-        elif state != "all":
+        if status == "unresolved":
+            where.append("a.status != 'resolved'")
+        elif status != "all":
+            if status not in ALERT_STATUSES:
+                raise ValueError(f"status must be one of {', '.join(ALERT_STATUSES)}, unresolved or all; "
+                                 f"got {status!r}")
+            where.append("a.status = ?")
+            args.append(status)
+        if state != "all":
             if state not in ALERT_STATES:
-                raise ValueError(f"state must be one of {', '.join(ALERT_STATES)}, unresolved or all; got {state!r}")
-            where.append("state = ?")
-            args.append(state)
+                raise ValueError(f"state must be one of {', '.join(ALERT_STATES)} or all; got {state!r}")
+            where.append("a.active = ?")
+            args.append(int(state == "ongoing"))
+        if sensor_id is not None:
+            where.append("a.sensor_id = ?")
+            args.append(sensor_id)
+        sql = _ALERT_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.id DESC LIMIT ?"
+        return [_alert_row(r) for r in self._rows(sql, (*args, int(limit)))]
+
+    def raises(self, sensor_id: str | None = None, alert_id: int | None = None) -> list[dict[str, Any]]:
+        """The raises (one per fall monitor alert) behind the alerts, oldest first: ``sensor_id,
+        track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active, alert_id``."""
+        where, args = [], []
         if sensor_id is not None:
             where.append("sensor_id = ?")
             args.append(sensor_id)
-        sql = f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        return [self._alert(r) for r in self._rows(sql, (*args, int(limit)))]
+        if alert_id is not None:
+            where.append("alert_id = ?")
+            args.append(int(alert_id))
+        sql = ("SELECT sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active,"
+               " alert_id FROM alert_raises" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY fired_timestamp, sensor_id, track_id")
+        return [dict(r, active=bool(r["active"])) for r in self._rows(sql, tuple(args))]
 
     def count_alerts(self) -> dict[str, int]:
-        rows = self._rows("SELECT state, count(*) AS n FROM alerts GROUP BY state")
-        out = {s: 0 for s in ALERT_STATES}
-        out.update({r["state"]: r["n"] for r in rows})
+        """Alerts per status, and ``ongoing``: those whose person is still down."""
+        rows = self._rows("SELECT status, count(*) AS n, sum(active) AS ongoing FROM alerts GROUP BY status")
+        out = {s: 0 for s in ALERT_STATUSES}
+        out.update({r["status"]: r["n"] for r in rows})
+        out["ongoing"] = sum(r["ongoing"] or 0 for r in rows)
         return out
 
     def open_alerts_by_sensor(self) -> dict[str, int]:
-        """Sensor id -> alerts in state ``open``."""
-        rows = self._rows("SELECT sensor_id, count(*) AS n FROM alerts WHERE state = 'open' GROUP BY sensor_id")
+        """Sensor id -> alerts nobody acknowledged yet (status ``open``)."""
+        rows = self._rows("SELECT sensor_id, count(*) AS n FROM alerts WHERE status = 'open' GROUP BY sensor_id")
         return {r["sensor_id"]: r["n"] for r in rows}
 
-    def set_alert_state(self, alert_id: int, state: str, by: str, note: str = "") -> dict[str, Any] | None:
-        """Acknowledges or resolves an alert (``by``: who) and records it in ``alert_events``.
-        Resolving an unacknowledged alert acknowledges it too. None if there is no such alert."""
-        if state not in ("acknowledged", "resolved"):
-            raise ValueError(f"an alert can be acknowledged or resolved, not {state!r}")
+    def alerts_summary(self) -> list[dict[str, Any]]:
+        """Unresolved alerts grouped per room (the sensor id where no room is set), rooms with the
+        most unacknowledged first: ``room, count, unacknowledged, ongoing, sensor_ids, residents,
+        alert_ids`` (newest first), ``oldest_raised_ms``."""
+        rooms: dict[str, dict[str, Any]] = {}
+        for a in self.alerts("unresolved", limit=100_000):
+            r = rooms.setdefault(a["room"], {"room": a["room"], "count": 0, "unacknowledged": 0, "ongoing": 0,
+                                             "sensor_ids": [], "residents": [], "alert_ids": [],
+                                             "oldest_raised_ms": a["raised_ms"]})
+            r["count"] += 1
+            r["unacknowledged"] += a["status"] == "open"
+            r["ongoing"] += a["state"] == "ongoing"
+            r["alert_ids"].append(a["id"])
+            r["oldest_raised_ms"] = min(r["oldest_raised_ms"], a["raised_ms"])
+            if a["sensor_id"] not in r["sensor_ids"]:
+                r["sensor_ids"].append(a["sensor_id"])
+            if a["resident"] and a["resident"] not in r["residents"]:
+                r["residents"].append(a["resident"])
+        return sorted(rooms.values(), key=lambda r: (-r["unacknowledged"], -r["ongoing"], r["oldest_raised_ms"]))
+
+    def set_alert_status(self, alert_id: int, status: str, who: str, note: str = "",
+                         confirm_ongoing: bool = False) -> dict[str, Any] | None:
+        """Acknowledges or resolves an alert (``who``: the person) and records it in the audit
+        trail. Resolving an unacknowledged alert acknowledges it too. None if there is no such alert.
+
+        Raises:
+            AlertIsOngoing: resolving an alert whose person is still down, without
+                ``confirm_ongoing`` (nothing is changed).
+        """
+        if status not in ("acknowledged", "resolved"):
+            raise ValueError(f"an alert can be acknowledged or resolved, not {status!r}")
         t = now_ms()
         with self._lock:
-            if state == "acknowledged":
-                cur = self._db.execute(
-                    "UPDATE alerts SET state = CASE WHEN state = 'resolved' THEN state ELSE 'acknowledged' END,"
-                    " acknowledged_by = coalesce(acknowledged_by, ?), acknowledged_at = coalesce(acknowledged_at, ?)"
-                    " WHERE id = ?", (by, t, int(alert_id)))
-            else:
-                cur = self._db.execute(
-                    "UPDATE alerts SET state = 'resolved', resolved_by = coalesce(resolved_by, ?),"
-                    " resolved_at = coalesce(resolved_at, ?), acknowledged_by = coalesce(acknowledged_by, ?),"
-                    " acknowledged_at = coalesce(acknowledged_at, ?) WHERE id = ?", (by, t, by, t, int(alert_id)))
-            if cur.rowcount == 0:
+            found = self._db.execute("SELECT active FROM alerts WHERE id = ?", (int(alert_id),)).fetchone()
+            if found is None:
                 return None
-            self._db.execute("INSERT INTO alert_events (alert_id, action, who, at, note) VALUES (?, ?, ?, ?, ?)",
-                             (int(alert_id), state, by, t, note))
-        return self.alert(alert_id)
+            if status == "resolved" and found[0] and not confirm_ongoing:
+                raise AlertIsOngoing(f"alert {alert_id}: the person is still down (the alert is ongoing); "
+                                     "resolve it only when someone is with them: send \"confirm_ongoing\": true")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if status == "acknowledged":
+                    self._db.execute(
+                        "UPDATE alerts SET status = CASE WHEN status = 'resolved' THEN status ELSE 'acknowledged' END,"
+                        " acknowledged_by = coalesce(acknowledged_by, ?), acknowledged_at = coalesce(acknowledged_at,"
+                        " ?) WHERE id = ?", (who, t, int(alert_id)))
+                else:
+                    self._db.execute(
+                        "UPDATE alerts SET status = 'resolved', resolved_by = coalesce(resolved_by, ?),"
+                        " resolved_at = coalesce(resolved_at, ?), acknowledged_by = coalesce(acknowledged_by, ?),"
+                        " acknowledged_at = coalesce(acknowledged_at, ?) WHERE id = ?", (who, t, who, t, int(alert_id)))
+                self._audit(alert_id, status, who, note, t)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self._alert_locked(alert_id)
 
     def alert_events(self, alert_id: int) -> list[dict[str, Any]]:
         """The alert's audit trail, oldest first: ``alert_id, action, who, at`` (ms), ``note``."""
         return self._rows("SELECT alert_id, action, who, at, note FROM alert_events WHERE alert_id = ? ORDER BY id",
                           (int(alert_id),))
 
-    # -- predictions
+    # -- feedback
+
+    def add_feedback(self, alert_id: int, feedback: Feedback) -> dict[str, Any] | None:
+        """Stores an operator's answer to "was this a fall?" (the newest answer counts) and
+        records it in the audit trail; None if there is no such alert."""
+        t = now_ms()
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM alerts WHERE id = ?", (int(alert_id),)).fetchone() is None:
+                return None
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO alert_feedback (alert_id, answer, reason, who, note, at)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)",
+                                 (int(alert_id), feedback.answer, feedback.reason, feedback.who, feedback.note, t))
+                said = feedback.answer + (f" ({feedback.reason})" if feedback.reason else "")
+                self._audit(alert_id, "feedback", feedback.who, said + (f": {feedback.note}" if feedback.note else ""),
+                            t)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self._alert_locked(alert_id)
+
+    def alerts_with_feedback(self) -> list[dict[str, Any]]:
+        """Alerts whose newest feedback exists and whose clip is kept, oldest first, with the
+        clip's file name (``clip``)."""
+        rows = self._rows(_ALERT_SELECT + " WHERE f.answer IS NOT NULL AND a.clip IS NOT NULL ORDER BY a.id")
+        return [dict(_alert_row(r), clip=r["clip"]) for r in rows]
+
+    # -- clips of alerts (files in <data_dir>/clips)
+
+    def set_clip(self, alert_id: int, name: str | None) -> None:
+        """Records the alert's clip file (None: it has none, e.g. deleted)."""
+        with self._lock:
+            self._db.execute("UPDATE alerts SET clip = ? WHERE id = ?", (name, int(alert_id)))
+
+    def clip_of(self, alert_id: int) -> str | None:
+        rows = self._rows("SELECT clip FROM alerts WHERE id = ?", (int(alert_id),))
+        return rows[0]["clip"] if rows else None
+
+    def clips_raised_before(self, before_ms: int) -> list[tuple[int, str]]:
+        """``(alert id, clip)`` of alerts raised before ``before_ms`` that still have a clip."""
+        rows = self._rows("SELECT id, clip FROM alerts WHERE clip IS NOT NULL AND fired_timestamp < ?",
+                          (int(before_ms),))
+        return [(r["id"], r["clip"]) for r in rows]
+
+    # -- sensor details (room, resident, bed)
+
+    def set_sensor_info(self, sensor_id: str, info: SensorInfo) -> dict[str, Any]:
+        """Stores (replaces) a sensor's details; returns them as :meth:`sensor_info` does."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sensors_info (sensor_id, room, resident, bed_label, notes, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sensor_id) DO UPDATE SET room = excluded.room,"
+                " resident = excluded.resident, bed_label = excluded.bed_label, notes = excluded.notes,"
+                " updated_at = excluded.updated_at",
+                (sensor_id, info.room, info.resident, info.bed_label, info.notes, now_ms()))
+        return self.sensor_info(sensor_id)
+
+    def sensor_info(self, sensor_id: str) -> dict[str, Any]:
+        """``{sensor_id, room, resident, bed_label, notes, updated_at}``; empty strings and
+        ``updated_at`` None for a sensor nobody described."""
+        rows = self._rows("SELECT sensor_id, room, resident, bed_label, notes, updated_at FROM sensors_info"
+                          " WHERE sensor_id = ?", (sensor_id,))
+        if rows:
+            return rows[0]
+        return {"sensor_id": sensor_id, "room": "", "resident": "", "bed_label": "", "notes": "", "updated_at": None}
+
+    def all_sensor_info(self) -> dict[str, dict[str, Any]]:
+        """Sensor id -> its details, for every described sensor."""
+        rows = self._rows("SELECT sensor_id, room, resident, bed_label, notes, updated_at FROM sensors_info"
+                          " ORDER BY sensor_id")
+        return {r["sensor_id"]: r for r in rows}
+
+# -- predictions
 
     def add_predictions(self, rows: list[tuple]) -> dict[str, str]:
         """Rows of ``(sensor_id, timestamp, frame_idx, track_id, action, score, fall_score, x1, y1, x2, y2)``.

@@ -86,6 +86,40 @@ class WorkerOptions:
 
 
 @dataclass
+class FrameTracks:
+    """The tracked boxes of one sensor's frames of a round, packed (one pickle per sensor, not
+    per frame): frame ``i`` has ``counts[i]`` boxes, in order.
+
+    Attributes:
+        timestamps: ``(F,)`` int64 ms, the frames' capture times, in order.
+        counts: ``(F,)`` int64 boxes per frame.
+        boxes_xyxy: ``(M, 4)`` float32 pixels, M = counts.sum().
+        track_ids: ``(M,)`` int64.
+    """
+
+    timestamps: np.ndarray
+    counts: np.ndarray
+    boxes_xyxy: np.ndarray
+    track_ids: np.ndarray
+
+    @classmethod
+    def pack(cls, frames: list[tuple[int, Any]]) -> "FrameTracks":
+        """From ``(timestamp, FrameBoxes)`` pairs."""
+        boxes = [np.asarray(b.boxes_xyxy, np.float32).reshape(-1, 4) for _, b in frames]
+        ids = [np.asarray(b.track_ids, np.int64).reshape(-1) for _, b in frames]
+        return cls(np.asarray([t for t, _ in frames], np.int64), np.asarray([len(b) for b in boxes], np.int64),
+                   np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
+                   np.concatenate(ids) if ids else np.zeros(0, np.int64))
+
+    def __iter__(self):
+        """``(timestamp, boxes_xyxy (N, 4), track_ids (N,))`` per frame."""
+        start = 0
+        for ts, n in zip(self.timestamps, self.counts):
+            yield int(ts), self.boxes_xyxy[start:start + n], self.track_ids[start:start + n]
+            start += int(n)
+
+
+@dataclass
 class Round:
     """The results of one worker round, sent back to the service.
 
@@ -101,6 +135,8 @@ class Round:
             held back by that limit follows when the worker is next idle).
         repaired: sensor -> dropped-packet pixels repaired in its stream so far (sensors that
             sent frames this round).
+        tracks: sensor -> the tracked boxes of each of its frames the round took (clips of
+            alerts, and how far behind the service is), in order.
         model_s: seconds in the model this round; forward_passes: batched passes.
     """
 
@@ -110,6 +146,7 @@ class Round:
     errors: list[tuple] = field(default_factory=list)
     live: dict[str, tuple] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
+    tracks: dict[str, FrameTracks] = field(default_factory=dict)
     model_s: float = 0.0
     forward_passes: int = 0
 
@@ -159,8 +196,24 @@ class _Worker:
         self.arrivals: dict[str, dict[int, float]] = {}  # sensor -> stream frame index -> arrival
         self.live_sent: dict[str, float] = {}
         self.live_due: set[str] = set()  # sensors with a newer frame than their last live view
+        self.tracked: dict[str, list] = {}  # sensor -> (timestamp, FrameBoxes) of the round's frames
 
     def _push(self, batch: list[tuple[Any, float]], out: Round) -> None:
+        """Pushes a batch; a batch with more frames of one sensor than its stream buffer holds
+        (a backlog) goes in parts, so that every frame's tracked boxes can be read back."""
+        limit = self.stream.predictor.window_length
+        part: list[tuple[Any, float]] = []
+        count: dict[str, int] = {}
+        for item in batch:
+            sensor = item[0].sensor_id
+            if count.get(sensor, 0) == limit:
+                self._push_part(part, out)
+                part, count = [], {}
+            part.append(item)
+            count[sensor] = count.get(sensor, 0) + 1
+        self._push_part(part, out)
+
+    def _push_part(self, batch: list[tuple[Any, float]], out: Round) -> None:
         if not batch:
             return
         errors: list[tuple[Any, Exception]] = []
@@ -169,12 +222,16 @@ class _Worker:
         passes = self.stream.stats.forward_passes
         preds = self.stream.push_many([f for f, _ in batch], errors=errors)
         refused = {id(f) for f, _ in errors}
+        taken: dict[str, int] = {}
         for f, arrival in batch:  # the stream index each accepted frame got
             if id(f) in refused:
                 continue
             arr = self.arrivals.setdefault(f.sensor_id, {})
             arr[seen[f.sensor_id]] = arrival
             seen[f.sensor_id] += 1
+            taken[f.sensor_id] = taken.get(f.sensor_id, 0) + 1
+        for sensor, n in taken.items():  # the boxes tracked in each, while the stream's buffer holds them
+            self.tracked.setdefault(sensor, []).extend(self.stream.recent_boxes(sensor, n))
         by_kind: dict[tuple[str, str], list] = {}
         for f, e in errors:
             kind = "invalid_frame" if type(e).__name__ == "DatasetError" else "bad_frame"
@@ -254,6 +311,8 @@ class _Worker:
                 stop = True
         self._push(batch, out)
         self._live(touched, out)
+        out.tracks = {sensor: FrameTracks.pack(frames) for sensor, frames in self.tracked.items() if frames}
+        self.tracked = {}
         return out, stop
 
 
