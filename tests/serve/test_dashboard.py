@@ -195,7 +195,7 @@ def test_operator_view_tiles_alerts_and_acknowledge(service, browser, falls, tmp
     row_text = browser.find_element("css selector", f".alert-row[data-sensor-id='{LONG}']").text
     assert LONG in row_text and re.search(r"fell \d+ s ago", row_text), row_text
     assert browser.title.startswith("(")  # "(n) FALL – thermal-action"
-    save_screenshot(browser, tmp_path, "dashboard_fall_alert.png")
+    save_screenshot(browser, tmp_path, "desktop_fall_alert.png")
 
     # Acknowledge asks: the question names the room (and resident); no name, nothing is sent.
     row = browser.find_element("css selector", ".alert-row[data-sensor-id='ward1-bed2'][data-status='open']")
@@ -230,7 +230,7 @@ def test_operator_view_tiles_alerts_and_acknowledge(service, browser, falls, tmp
     wait_for(browser, "!document.getElementById('confirm').open", "the confirmation closed")
     browser.execute_script("document.activeElement.blur()")
     time.sleep(0.3)  # the tile's pulse
-    save_screenshot(browser, tmp_path, "dashboard.png")
+    save_screenshot(browser, tmp_path, "desktop_acknowledged.png")
 
 
 def test_alert_row_under_the_pointer_holds_still_during_a_burst(service, browser, falls):
@@ -251,7 +251,7 @@ def test_alert_row_under_the_pointer_holds_still_during_a_burst(service, browser
     count = browser.execute_script("return window.thermalDashboard.state.alerts.size")
 
     # A burst: three more rooms fall (two people each), one alert is acknowledged, one resolved.
-    acked = service.hub.store.alerts("open", 1000)[-1]["id"]
+    acked = next(a["id"] for a in service.hub.store.alerts("open", 1000) if a["id"] != int(before[0]))
     for k, sensor in enumerate(("burst-1", "burst-2", "burst-3")):
         raise_alerts(service, sensor, seed=10 + k)
         if k == 0:
@@ -350,7 +350,7 @@ def test_zones_drawn_on_a_tile_are_saved(service, browser, falls, tmp_path):
     # Move it right by 0.2 of the frame.
     ActionChains(browser).move_to_element_with_offset(area, *at(0.4, 0.5)).click_and_hold() \
         .move_by_offset(round(0.1 * w), 0).move_by_offset(round(0.1 * w), 0).release().perform()
-    save_screenshot(browser, tmp_path, "dashboard_zone_editor.png")
+    save_screenshot(browser, tmp_path, "desktop_zone_editor.png")
     browser.find_element("id", "setup-save").click()
     wait_for(browser, "!document.getElementById('setup').open", "the dialog closed after saving")
 
@@ -391,7 +391,7 @@ def test_phone_cards_open_alerts_first_acknowledge_on_screen(service, browser, f
             " .topbar *')).filter(e => e.offsetParent).map(e => e.getBoundingClientRect().right))")
         assert right <= width + 0.5, right
         ack = "document.getElementById('urgent-ack').getBoundingClientRect()"
-        save_screenshot(browser, tmp_path, "dashboard_phone.png")
+        save_screenshot(browser, tmp_path, "phone.png")
         for y in (0, 5000):  # at the top and scrolled to the end: Acknowledge is on the screen
             browser.execute_script(f"window.scrollTo(0, {y})")
             r = browser.execute_script(f"return {ack}.toJSON()")
@@ -409,7 +409,7 @@ def test_phone_cards_open_alerts_first_acknowledge_on_screen(service, browser, f
         wait_for(browser, "document.getElementById('detail').open", "the alert opened")
         d = browser.execute_script("return document.getElementById('detail-ack').getBoundingClientRect().toJSON()")
         assert 0 <= d["left"] and d["right"] <= width and d["bottom"] <= PHONE[1], d
-        save_screenshot(browser, tmp_path, "dashboard_phone_alert.png")
+        save_screenshot(browser, tmp_path, "phone_alert.png")
         browser.find_element("css selector", "#detail .close").click()
     finally:
         set_viewport(browser, DESKTOP)
@@ -434,7 +434,7 @@ def test_engineer_view_timeline_ranges_and_alert_marks(service, browser, falls, 
     label = browser.execute_script("return document.querySelector('.box-label:not(.fall)')?.textContent "
                                    "|| document.querySelector('.box-label').textContent")
     assert label.startswith("#") or label.startswith("FALL"), label
-    save_screenshot(browser, tmp_path, "dashboard_engineer.png")
+    save_screenshot(browser, tmp_path, "desktop_engineer.png")
     browser.find_element("css selector", "#range button[data-seconds='3600']").click()
     browser.find_element("css selector", ".view-switch button[data-view='operator']").click()
 
@@ -449,11 +449,11 @@ def test_delay_drops_and_behind_banner(service, browser, falls):
     line = f"{tile(sensor)}.querySelector('.status-line')"
     browser.execute_script("window.thermalDashboard.onEvent({type: 'sensors', sensors: [Object.assign({}, arguments[0],"
                            " {status: 'live', delay_s: 12.4, dropped: 40})]})", status)
-    assert browser.execute_script(f"return {line}.textContent") == "12 s behind · 40 dropped"
+    assert browser.execute_script(f"return {line}.textContent") == "12 s behind · 40 dropped (+40)"
     assert browser.execute_script(f"return {line}.dataset.state") == "behind"
     browser.execute_script("window.thermalDashboard.onEvent({type: 'sensors', sensors: [Object.assign({}, arguments[0],"
                            " {status: 'live', delay_s: 0.4, dropped: 52})]})", status)
-    assert browser.execute_script(f"return {line}.textContent") == "live · 52 dropped (+12)"
+    assert browser.execute_script(f"return {line}.textContent") == "live · 52 dropped (+52)"  # new in the last 15 s
     browser.execute_script("window.thermalDashboard.onStats({behind: true, delay_p95_s: 14.2})")
     banner = browser.find_element("id", "behind")
     assert banner.is_displayed() and "behind" in banner.text and "14 s" in banner.text
@@ -480,7 +480,7 @@ def test_reconnects_after_the_socket_drops(service, browser, tmp_path):
     browser.execute_script("window.thermalDashboard.state.ws.close()")
     wait_for(browser, "!document.getElementById('disconnected').hidden", "the disconnected banner")
     assert "Disconnected" in browser.find_element("id", "disconnected").text
-    save_screenshot(browser, tmp_path, "dashboard_disconnected.png")
+    save_screenshot(browser, tmp_path, "desktop_disconnected.png")
     wait_for(browser, "document.getElementById('disconnected').hidden && document.body.dataset.connection === 'connected'",
              "the reconnection")
 
@@ -492,4 +492,4 @@ def test_wrong_token_gets_the_401_page(service, browser, tmp_path):
     assert "?token=" in browser.find_element("tag name", "body").text
     assert httpx.get(f"{service.url}/?token=not-the-token").status_code == 401
     assert httpx.get(f"{service.url}/api/sensors").status_code == 401
-    save_screenshot(browser, tmp_path, "dashboard_401.png")
+    save_screenshot(browser, tmp_path, "desktop_401.png")

@@ -315,7 +315,7 @@ function updateAlarm(s) {
 function personLabel(t) {
   const eng = state.view === "engineer";
   const g = actionGroup(t.action, state.info && state.info.fall_class);
-  if (t.fallen) return { text: "FALL " + fmtScore(t.fall_score), colour: g.colour, fall: true };
+  if (t.fallen) return { text: (eng ? "#" + t.track_id + " " : "") + "FALL " + fmtScore(t.fall_score), colour: g.colour, fall: true };
   if (t.action == null) return { text: eng ? "#" + t.track_id : "…", colour: "#8a9bb0", fall: false };
   if (eng) return { text: `#${t.track_id} ${shortAction(t.action)} ${fmtScore(t.score)}`, colour: g.colour, fall: false };
   return { text: g.key === "fall" ? "fall?" : g.label, colour: g.colour, fall: false };
@@ -497,7 +497,8 @@ function rowFor(a) {
   };
   const main = el("div", { class: "row-main", role: "button", tabindex: "0" },
     el("span", { class: "row-line" }, f.room, f.resident, f.repeats),
-    el("span", { class: "row-line row-detail" }, f.badge, f.elapsed, f.ongoing, f.by));
+    el("span", { class: "row-line row-detail" }, f.elapsed, f.ongoing),
+    el("span", { class: "row-line row-detail" }, f.badge, f.by));
   // One action slot of a fixed width: Acknowledge, then Resolve, then nothing (kept empty), so
   // a change of state never changes the row's size.
   const action = el("button", { type: "button", class: "row-action" });
