@@ -32,7 +32,7 @@ export class ApiError extends Error {
   }
   // FastAPI answers an unknown route with exactly this: the feature is not in this service.
   get routeMissing() {
-    return (this.status === 404 && this.detail === "Not Found") || this.status === 405;
+    return this.status === 404 && this.detail === "Not Found";
   }
 }
 
@@ -53,6 +53,17 @@ export async function api(path, options) {
     throw new ApiError(r.status, detail);
   }
   return r.json();
+}
+
+// Whether the service has an endpoint: anything but the router's own 404 (a 405 means the path
+// exists for another method, a 404 with a reason means "no such alert").
+export async function hasRoute(path) {
+  try {
+    await api(path);
+    return true;
+  } catch (e) {
+    return !(e instanceof ApiError && e.routeMissing) && e instanceof ApiError;
+  }
 }
 
 // -- formatting
@@ -117,12 +128,16 @@ export function shortAction(a) {
 export const FEEDBACK_TEXT = { real_fall: "real fall", false_alarm: "false alarm", not_sure: "not sure" };
 export const REASON_TEXT = { in_bed: "in bed", sitting: "sitting", kneeling: "kneeling", other: "other" };
 
+const STATUSES = ["open", "acknowledged", "resolved"];
+
 // Rows of GET /api/alerts and of "alert" events, as the page uses them:
 //   status: "open" | "acknowledged" | "resolved" (what people did)
 //   ongoing: the sensor still sees the fall (the model's side, apart from the status)
+//   raises: how many times it was raised (a fall again before anyone came is folded into it)
+// Services before operators' alerts sent `state` for the status and `active` for ongoing.
 export function normAlert(a) {
-  const status = (a.resolved_at != null || a.resolved_by || a.state === "resolved") ? "resolved"
-    : (a.acknowledged_at != null || a.acknowledged_by || a.state === "acknowledged") ? "acknowledged" : "open";
+  const status = STATUSES.includes(a.status) ? a.status : STATUSES.includes(a.state) ? a.state
+    : a.resolved_at != null ? "resolved" : a.acknowledged_at != null ? "acknowledged" : "open";
   const ongoing = a.state === "ongoing" || (a.state !== "ended" && a.active === true && a.ended_ms == null);
   const started = a.started_ms ?? a.start_timestamp ?? null;
   const raised = a.raised_ms ?? a.fired_timestamp ?? started;
@@ -140,7 +155,7 @@ export function normAlert(a) {
     ended: a.ended_ms ?? a.end_timestamp ?? null,
     lastRaised: a.last_raised_ms ?? raised,
     peak: a.peak_score,
-    repeats: a.repeats == null ? 1 : Number(a.repeats),
+    raises: 1 + Math.max(0, Number(a.repeats) || 0),
     ackBy: a.acknowledged_by || null,
     ackAt: a.acknowledged_at ?? null,
     resolvedBy: a.resolved_by || null,

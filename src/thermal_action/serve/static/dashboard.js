@@ -10,7 +10,7 @@
 // place; while the pointer (or a finger) is on the list no row is added, removed or moved:
 // new alerts are announced ("2 new alerts — show") and come in when the pointer leaves or on
 // "show".
-import { $, el, svg, api, fmtElapsed, fmtScore, fmtTime, GROUPS, actionGroup, shortAction, normAlert, feedbackText } from "./common.js";
+import { $, el, svg, api, hasRoute, fmtElapsed, fmtScore, fmtTime, GROUPS, actionGroup, shortAction, normAlert, feedbackText } from "./common.js";
 import { openDetail, refreshDetail, confirmAction, askName } from "./detail.js";
 import { openSetup, drawZones } from "./zones.js";
 import { Timelines } from "./timeline.js";
@@ -52,7 +52,9 @@ const state = {
   lastBeep: 0,
   beeps: [], // {at, level}: what the sound did (tests, debugging)
   stats: null,
-  features: {}, // endpoint name -> false when this service lacks it
+  // What this service has (probed at start): operators' alerts (status, who, summary), sensor
+  // info, clips, strips, the audit trail, feedback. false: the page leaves the part out.
+  features: {},
 };
 
 // -- names: a room's name and resident when the service knows them, else the sensor id
@@ -238,7 +240,7 @@ function statusText(st, now) {
       parts.push("live");
     }
   } else if (st.status === "silent") {
-    parts.push("no frames for " + fmtElapsed(st.last_frame_age_s));
+    parts.push(st.last_frame_age_s == null ? "no frames yet" : "no frames for " + fmtElapsed(st.last_frame_age_s));
   } else if (st.status === "ended") {
     parts.push("no frames (" + (st.last_frame_age_s != null ? fmtElapsed(st.last_frame_age_s) + " ago" : "never") + ")");
   } else {
@@ -430,7 +432,9 @@ function listHeld() {
 
 async function loadAlerts() {
   try {
-    const data = await api("/api/alerts?limit=200&state=" + (showResolved() ? "all" : "unresolved"));
+    // Services before operators' alerts call the status `state`.
+    const which = showResolved() ? "all" : "unresolved";
+    const data = await api(`/api/alerts?limit=200&${state.features.operators ? "status" : "state"}=${which}`);
     const ids = new Set();
     let fresh = false;
     for (const raw of data.alerts) {
@@ -463,7 +467,7 @@ function onAlert(raw) {
   const s = state.sensors.get(a.sensorId);
   if (s) updateAlarm(s);
   timelines.alertsChanged(a.sensorId);
-  const repeated = before && a.repeats > before.repeats;
+  const repeated = before && a.raises > before.raises;
   if ((isNew || repeated) && a.status === "open") soundNow();
 }
 
@@ -527,9 +531,9 @@ function fillRow(row, a) {
   set(f.room, roomOf(a));
   const resident = residentOf(a);
   set(f.resident, resident || "person #" + a.trackId);
-  f.repeats.hidden = !(a.repeats > 1);
-  set(f.repeats, "×" + a.repeats);
-  f.repeats.title = a.repeats > 1 ? `raised ${a.repeats} times, last at ${fmtTime(a.lastRaised)}` : "";
+  f.repeats.hidden = !(a.raises > 1);
+  set(f.repeats, "×" + a.raises);
+  f.repeats.title = a.raises > 1 ? `raised ${a.raises} times, last at ${fmtTime(a.lastRaised)}` : "";
   set(f.badge, a.status === "open" ? "not acknowledged" : a.status);
   f.badge.dataset.state = a.status;
   set(f.elapsed, elapsedText(a));
@@ -703,8 +707,9 @@ async function resolve(id) {
 
 async function postState(a, action, answer) {
   setOperatorName(answer.name);
-  const body = { who: answer.name, by: answer.name, note: answer.note || "" };
-  if (action === "resolve" && answer.confirmOngoing) body.confirm_ongoing = true;
+  // The operators' API takes `who` (and refuses other fields); the one before it took `by`.
+  const body = state.features.operators ? { who: answer.name, note: answer.note || "" } : { by: answer.name, note: answer.note || "" };
+  if (action === "resolve" && answer.confirmOngoing && state.features.operators) body.confirm_ongoing = true;
   try {
     const row = await api(`/api/alerts/${a.id}/${action}`, { method: "POST", json: body });
     onAlert(row.alert || row);
@@ -758,6 +763,8 @@ function onEvent(ev) {
   if (ev.type === "sensors") {
     for (const st of ev.sensors) updateStatus(st);
     updateSummary();
+  } else if (ev.type === "sensor") { // one sensor between the rounds (drops as they happen)
+    updateStatus(ev.sensor);
   } else if (ev.type === "live") {
     queueLive(ev);
   } else if (ev.type === "alert") {
@@ -832,6 +839,16 @@ function renderLegend() {
   }
 }
 
+async function probeFeatures() {
+  const probes = {
+    operators: "/api/alerts/summary", info: "/api/sensors/0/info", clip: "/api/alerts/0/clip",
+    strip: "/api/alerts/0/strip.png", events: "/api/alerts/0/events", feedback: "/api/alerts/0/feedback",
+  };
+  const found = await Promise.all(Object.values(probes).map(hasRoute));
+  Object.keys(probes).forEach((k, i) => { state.features[k] = found[i]; });
+  document.body.dataset.features = Object.keys(probes).filter((k) => state.features[k]).join(" ");
+}
+
 // What the other modules need from this one.
 const ctx = {
   state, api, acknowledge, resolve, roomOf, residentOf, placeOf, operatorName, setOperatorName,
@@ -873,6 +890,7 @@ async function start() {
 
   setConnected(false, "Connecting…");
   try {
+    await probeFeatures();
     state.info = await api("/api/info");
     renderLegend();
     const data = await api("/api/sensors");

@@ -109,6 +109,11 @@ export function refreshDetail(a) {
   if (!d.open || detail.id !== a.id) return;
   renderFacts(a);
   loadAudit(a);
+  if (a.hasClip && !detail.clip) { // its clip was saved after it opened (the "after" part)
+    $("clip-none").hidden = true;
+    loadClip(a);
+    loadStrip(a);
+  }
 }
 
 function renderFacts(a) {
@@ -119,7 +124,7 @@ function renderFacts(a) {
     a.ongoing ? "still on the floor" : "ended " + fmtTime(a.ended),
     "fall score " + fmtScore(a.peak),
   ];
-  if (a.repeats > 1) parts.push("raised ×" + a.repeats);
+  if (a.raises > 1) parts.push("raised ×" + a.raises + ", last " + fmtTime(a.lastRaised));
   parts.push(a.status === "open" ? "not acknowledged" : a.status === "acknowledged" ? "acknowledged by " + a.ackBy
     : "resolved by " + a.resolvedBy);
   $("detail-facts").textContent = parts.join(" · ");
@@ -136,7 +141,7 @@ function renderFacts(a) {
 async function loadClip(a) {
   const ctx = detail.ctx;
   if (ctx.state.features.clip === false || a.hasClip === false) {
-    if (a.hasClip === false) { $("clip-none").hidden = false; $("clip-none").textContent = "No clip was kept for this alert."; }
+    if (a.hasClip === false) { $("clip-none").hidden = false; $("clip-none").textContent = "No clip yet (it is saved a few seconds after the alert) or none kept."; }
     return;
   }
   try {
@@ -214,7 +219,13 @@ function loadStrip(a) {
 }
 
 const ACTION_TEXT = { raised: "alert raised", acknowledge: "acknowledged", acknowledged: "acknowledged",
-  resolve: "resolved", resolved: "resolved", feedback: "feedback", ended: "fall ended", repeated: "raised again" };
+  resolve: "resolved", resolved: "resolved", feedback: "feedback", ended: "fall ended", repeat: "raised again",
+  repeated: "raised again" };
+
+// "false_alarm (in_bed)" -> "false alarm (in bed)"
+function readable(note) {
+  return note.replace(/\b(real_fall|false_alarm|not_sure|in_bed)\b/g, (m) => FEEDBACK_TEXT[m] || REASON_TEXT[m] || m);
+}
 
 async function loadAudit(a) {
   const ctx = detail.ctx;
@@ -229,8 +240,9 @@ async function loadAudit(a) {
       const at = ev.at ?? ev.at_ms ?? ev.timestamp;
       let what = ACTION_TEXT[ev.action] || ev.action || "";
       if (ev.answer) what += ": " + (FEEDBACK_TEXT[ev.answer] || ev.answer) + (ev.reason ? " (" + (REASON_TEXT[ev.reason] || ev.reason) + ")" : "");
+      const who = ev.who && ev.who !== "system" ? " by " + ev.who : "";
       list.append(el("li", { "data-action": ev.action || "" }, el("time", { text: fmtTime(at) }), " ",
-        el("span", { text: what }), ev.who ? " by " + ev.who : "", ev.note ? el("q", { text: ev.note }) : null));
+        el("span", { text: what }), who, ev.note ? el("q", { text: readable(ev.note) }) : null));
     }
     $("audit").hidden = events.length === 0;
   } catch (e) {
@@ -250,7 +262,7 @@ async function sendFeedback(answer, reason) {
   }
   try {
     const row = await api(`/api/alerts/${a.id}/feedback`, { method: "POST",
-      json: { answer, reason: reason || null, who, note: "" } });
+      json: reason ? { answer, reason, who } : { answer, who } });
     const raw = row && (row.alert || row);
     if (raw && raw.id === a.id) a.feedback = raw.feedback || { answer, reason, who };
     else a.feedback = { answer, reason, who };
