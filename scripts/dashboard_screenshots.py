@@ -99,21 +99,31 @@ def main() -> None:
             wait(browser, "document.body.dataset.ready === 'true'")
             browser.execute_script("localStorage.setItem('thermal-action.operator', 'Nurse Ada')")
             time.sleep(args.seconds)
+            # One alert acknowledged, as on a real shift (the operators' API takes "who").
+            alerts = httpx.get(f"{svc.url}/api/alerts?limit=100", headers=auth).json()["alerts"]
+            if alerts:
+                httpx.post(f"{svc.url}/api/alerts/{alerts[0]['id']}/acknowledge", headers=auth,
+                           json={"who": "Nurse Ada", "note": "on my way"})
             browser.refresh()
             wait(browser, "document.querySelectorAll('.tile img.frame:not([hidden])').length > 0")
             time.sleep(3)
             stats = httpx.get(f"{svc.url}/api/stats", headers=auth).json()
             print(f"alerts raised {stats['alerts_raised_total']}, latency p95 {stats['latency_s_p95']} s")
             browser.save_screenshot(str(out / "dashboard.png"))
-            rows = browser.find_elements("css selector", ".alert-row[data-status='open'] .row-main")
-            if rows:
-                rows[-1].click()
+            # The oldest open alert that has its clip, opened.
+            with_clip = [a["id"] for a in httpx.get(f"{svc.url}/api/alerts?limit=100", headers=auth).json()["alerts"]
+                         if a.get("has_clip") and a.get("status") == "open"]
+            if with_clip:
+                browser.execute_script(f"document.querySelector('.alert-row[data-alert-id=\"{with_clip[-1]}\"] .row-main')"
+                                       ".click(); window.scrollTo(0, 0)")
                 time.sleep(2.5)
                 browser.save_screenshot(str(out / "dashboard_alert.png"))
                 browser.find_element("css selector", "#detail .close").click()
+            browser.execute_script("window.scrollTo(0, 0)")
             browser.find_element("css selector", ".view-switch button[data-view='engineer']").click()
             browser.find_element("css selector", "#range button[data-seconds='300']").click()
             time.sleep(3)
+            browser.execute_script("window.scrollTo(0, 0)")
             browser.save_screenshot(str(out / "dashboard_engineer.png"))
             browser.find_element("css selector", ".view-switch button[data-view='operator']").click()
             viewport(browser, PHONE, mobile=True)

@@ -164,11 +164,9 @@ function showClip(clip) {
   const seek = $("clip-seek");
   seek.max = String(detail.frames.length - 1);
   // The frame that raised the alert, marked on the seek bar.
-  if (clip.fired_index != null && detail.frames.length > 1) {
-    const p = (100 * clip.fired_index) / (detail.frames.length - 1);
-    seek.style.setProperty("--fired", p + "%");
-    seek.classList.add("marked");
-  }
+  const tick = $("fired-tick");
+  tick.hidden = clip.fired_index == null || detail.frames.length < 2;
+  if (!tick.hidden) tick.style.setProperty("--fired", String(clip.fired_index / (detail.frames.length - 1)));
   detail.index = 0;
   showFrame(0);
   playClip(true);
@@ -207,7 +205,7 @@ function stopClip() {
   detail.frames = [];
   detail.clip = null;
   $("clip-frame").removeAttribute("src");
-  $("clip-seek").classList.remove("marked");
+  $("fired-tick").hidden = true;
 }
 
 function loadStrip(a) {
