@@ -652,8 +652,9 @@ function updateSummary() {
   const all = Array.from(state.sensors.values());
   const live = all.filter((s) => s.status && s.status.status === "live").length;
   const open = Array.from(state.alerts.values()).filter((a) => a.status === "open").length;
-  $("summary").textContent = `${all.length} room${all.length === 1 ? "" : "s"} · ${live} live · ` +
-    `${open} alert${open === 1 ? "" : "s"} not acknowledged`;
+  $("summary").textContent = `${open} alert${open === 1 ? "" : "s"} not acknowledged · ` +
+    `${all.length} room${all.length === 1 ? "" : "s"} · ${live} live`;
+  $("summary").title = $("summary").textContent;
   $("summary").classList.toggle("alarm", open > 0);
 }
 
