@@ -68,6 +68,20 @@ def start_chromium(profile_dir: Path) -> Any:
     return browser
 
 
+#: The viewports the dashboard is checked at: a desktop and a phone (an iPhone 12-15's CSS pixels).
+DESKTOP = (1400, 900)
+PHONE = (390, 844)
+
+
+def set_viewport(browser: Any, size: tuple[int, int], mobile: bool = False) -> None:
+    """Makes the page's viewport exactly ``size`` CSS pixels (``mobile``: a touch phone's
+    viewport rules); screenshots then have that size."""
+    width, height = size
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": mobile})
+
+
 def save_screenshot(browser: Any, tmp_dir: Path, name: str) -> Path:
     """Saves a screenshot as ``tmp_dir/name`` and, when ``$THERMAL_ACTION_SCREENSHOTS`` is set, there too."""
     path = tmp_dir / name
