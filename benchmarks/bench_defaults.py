@@ -10,7 +10,7 @@ and multiplied by 8 (``--full`` trains it all).
 Configs: ``cpu_default`` as shipped; the previous crop-CNN default (the same without synthetic
 rooms, ensemble and final-epoch choice); the default at the time the speed issue was filed
 (``benchmarks/configs_history/cpu_default_2025_whole_frame_2x.yaml``). Their real-data accuracy
-is ``bench_real.py``'s (README, "Accuracy on real recordings").
+is ``bench_real.py``'s (docs/benchmarks.md, "Accuracy on real recordings").
 
 Usage::
 

@@ -90,7 +90,7 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
 #: training and inner-validation recordings (their frames, never their labels; never the test
 #: recording), then train it from those weights: name -> (config, train overrides, pretrain overrides).
 #: They start from the default before its synthetic mix, ensemble and final-epoch choice (what
-#: the README's pretraining table compares with).
+#: docs/pretrained.md's pretraining table compares with).
 SINGLE = ["model.ensemble=1", "data.synthetic_recordings=0", "trainer.select_checkpoint=best"]
 PRETRAIN_RUNS: dict[str, tuple[Path, list[str], list[str]]] = {
     "ssl_pretrain": (DEFAULT_CONFIG, SINGLE, []),

@@ -232,8 +232,9 @@ def check_boxes_cxcywh_norm(
 
     Args:
         boxes: one box ``[cx, cy, w, h]`` or ``(N, 4)``; zero boxes is fine.
-        width, height: the frame the boxes are normalized to (pixels); sizes in messages
+        width: the frame the boxes are normalized to (pixels); sizes in messages
             and the zero-size and overhang limits are in these pixels.
+        height: the frame's height, as ``width``.
         source: the file (or argument) the boxes come from, named in errors.
         record: which record (annotation id, line...), named in errors.
         max_overhang_px: a box poking out of the frame by at most this is clipped to it,

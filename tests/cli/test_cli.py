@@ -76,7 +76,7 @@ def test_help_lists_the_commands(capsys):
 
 
 def test_runs_as_a_module():
-    """``python -m thermal_action.cli`` works: the README's torchrun recipe runs it with ``-m``."""
+    """``python -m thermal_action.cli`` works: the torchrun recipe of docs/training.md runs it with ``-m``."""
     import os
     import subprocess
     import sys

@@ -79,7 +79,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve", help="live service: sensors over WebSocket/HTTP/MQTT, fall alerts in SQLite, a web dashboard")
     p.add_argument("--checkpoint", required=True, help="a .ckpt from train, or an .onnx from export")
-    p.add_argument("--config", help="YAML file of service settings (keys: the README's 'Live service' table)")
+    p.add_argument("--config", help="YAML file of service settings (keys: the table in docs/serve.md)")
     p.add_argument("--rooms", help="room layout file (rooms.json): each sensor's furniture at start; zones set "
                                    "through the API (PUT /api/sensors/{id}/zones) win (same as rooms=PATH)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

@@ -243,7 +243,8 @@ def find_fall_alerts(
         predictions: scored people.
         fall_index: index of the rule's fall class in the score vectors.
         rule: the alert rule (None: the defaults).
-        fps, use_timestamps: the clock (:class:`FallAlertMonitor`).
+        fps: frame rate of the clock (:class:`FallAlertMonitor`).
+        use_timestamps: time from timestamps instead of frame indices (:class:`FallAlertMonitor`).
 
     Returns:
         The final ("ended") event of every alert, sorted by sensor, start frame and track.

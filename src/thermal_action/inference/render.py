@@ -130,7 +130,8 @@ class Mp4Writer:
 
     Args:
         path: the ``.mp4`` to write.
-        width, height: frame size (must be even; :func:`even_size` pads).
+        width: frame width (must be even; :func:`even_size` pads).
+        height: frame height (must be even).
         fps: frames per second.
         crf: x264 quality (lower is better; 18 is visually lossless).
     """
@@ -260,7 +261,8 @@ class FrameRenderer:
 
     Args:
         rec: the recording.
-        predictions, annotations: boxes per keyframe with the hold rule.
+        predictions: predicted boxes per keyframe with the hold rule.
+        annotations: annotated boxes per keyframe with the hold rule.
         alerts: fall alerts; a track's box is highlighted from its alert's start to
             end frame.
         scale: integer upscaling.
@@ -378,7 +380,8 @@ def render_recording(
             :class:`~thermal_action.alert_rule.AlertOverrides` change it, an ``AlertRule``
             replaces it.
         max_hold: frames a keyframe's boxes stay on screen at most.
-        start, stop: frame range to render (``stop`` exclusive; None = the end).
+        start: first frame to render.
+        stop: end of the frame range to render (exclusive; None = the end).
         gif_scale: upscaling of the GIF (default ``scale``); smaller keeps it light.
         font_size: label size in pixels (default ``max(9, 1.4 * scale)``).
         rooms: a layout file (``rooms.json``) or a read :class:`RoomMap`: the furniture of

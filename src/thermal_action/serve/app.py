@@ -4,7 +4,7 @@ feedback, ``/health`` and Prometheus ``/metrics``.
 
 Every endpoint but ``/health`` needs the service's token: ``Authorization: Bearer <token>``,
 ``?token=<token>``, or the ``ta_token`` cookie that ``GET /?token=...`` sets for the dashboard
-(HttpOnly, SameSite=Strict). Endpoints and message formats: the README's "Live service".
+(HttpOnly, SameSite=Strict). Endpoints and message formats: docs/serve.md.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Fine-tune with ``thermal-action train ... model.pretrained=RUN/pretrained.safete
 when no boxes are given, so pretraining sees the people prediction will see.
 
 What it gave is measured by ``benchmarks/bench_real.py`` (run ``ssl_pretrain``: each fold
-pretrains on its own training recordings only) and quoted in the README.
+pretrains on its own training recordings only) and quoted in docs/pretrained.md.
 """
 
 from __future__ import annotations

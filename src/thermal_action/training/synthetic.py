@@ -10,7 +10,7 @@ Validation, the checkpoint choice and the fall threshold stay on the user's data
 The generator's defaults (background ~18 °C, people ~7 °C above it, boxes ~10x8 px, bursty
 ~6 Hz timestamps, dropped packets) match the real overhead recordings this was measured on;
 on ``thermal_real`` a 50% synthetic share raised leave-one-recording-out frame-mAP from 0.27
-to 0.34-0.36 (README, "Accuracy on real recordings").
+to 0.34-0.36 (docs/benchmarks.md, "Accuracy on real recordings").
 
 The folder is written under a temporary name and renamed, and a stamp of what was generated
 is kept beside it: a resumed run (or another DDP rank) reuses it, a changed request

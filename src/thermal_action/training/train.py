@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,7 +249,7 @@ class ValidationSummary(L.Callback):
         )
 
 
-def build_system(cfg: Config, class_names: list[str], class_counts: list[int], ground_truth, *,
+def build_system(cfg: Config, class_names: list[str], class_counts: list[int], ground_truth: Sequence[Any] | None, *,
                  load_pretrained: bool = True, frame_size: tuple[int, int] | None = None,
                  validation_overlap: dict[str, list[str]] | None = None) -> ActionDetectionSystem:
     """The training system of ``cfg`` (the only place that reads ``cfg.model``/``cfg.optim``

@@ -48,7 +48,7 @@ A channels-last-3d input always gives a channels-last-3d result (oneDNN returns 
 convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
 
 ``benchmarks/bench_model.py --native-conv off on`` measures them against plain
-``F.conv3d`` side by side (README, "Model cost"). CUDA tensors, one-channel inputs (the
+``F.conv3d`` side by side (docs/benchmarks.md, "Model cost"). CUDA tensors, one-channel inputs (the
 stems), ONNX export, ``torch.compile`` and ``THERMAL_ACTION_NATIVE_CONV=1`` go to ``F.conv3d`` unchanged, so
 full-size GPU configurations and exported graphs see ordinary 3D convolutions.
 
