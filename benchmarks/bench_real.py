@@ -72,7 +72,6 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
     "epochs_16": (DEFAULT_CONFIG, ["optim.epochs=16"]),
     "class_weights_inverse": (DEFAULT_CONFIG, ["optim.class_weights=inverse"]),
     # What the model sees of the room (the default: zone masks and person-to-zone features).
-    "room_none": (DEFAULT_CONFIG, ["model.room=none"]),
     "room_masks": (DEFAULT_CONFIG, ["model.room=masks"]),
     "room_features": (DEFAULT_CONFIG, ["model.room=features"]),
     "room_dropout_30": (DEFAULT_CONFIG, ["data.room_dropout=0.3"]),
@@ -244,7 +243,7 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
                       "train_seconds": seconds, "epochs": result.epochs, "class_names": class_names,
                       "fold_metrics": {k: metrics.get(k) for k in HEADLINE}}
     chosen = out[job["checkpoint"]]
-    if job.get("events"):
+    if job.get("run_events"):
         # The deployed chain on the test recording's bare frames: detector, tracker, model, alert rule.
         from thermal_action.inference.events import evaluate_events
 
@@ -278,7 +277,7 @@ def pool(fold_results: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
     lying = lying_confusion(m["confusion_matrix"], class_names)
     m["fall_precision"] = tp / (tp + fp) if tp + fp else None
     m["fall_recall"] = tp / (tp + fn) if tp + fn else None
-    events = pool_events([r["events"] for r in fold_results if r.get("events")])
+    events = pool_events([r["events"] for r in fold_results if isinstance(r.get("events"), dict)])
     return {**{k: m.get(k) for k in HEADLINE}, "ap_per_class": m["ap_per_class"], **({"events": events} if events else {}),
             "fall_counts": {"tp": tp, "fp": fp, "fn": fn}, "lying_confusion": lying,
             "thresholds": [r["threshold"] for r in fold_results],
@@ -384,20 +383,35 @@ def main(argv: list[str] | None = None) -> int:
                     jobs.append({"run": name, "fold": fold_name, "seed": seed, "config": config,
                                  "overrides": overrides, "extra": args.set, "paths": {k: str(v) for k, v in paths.items()},
                                  "data_root": str(args.data), "work": str(work), "threads": threads,
-                                 "checkpoint": args.checkpoint, "events": args.events,
+                                 "checkpoint": args.checkpoint, "run_events": args.events,
                                  "pretrain": PRETRAIN_RUNS[name][2] if name in PRETRAIN_RUNS else None,
                                  "pretrain_recordings": [*fold["train"], fold["val"]]})
         t0 = time.perf_counter()
         done: list[dict[str, Any]] = []
+        # Every finished (run, fold, seed) is kept in the work directory; a rerun with the same
+        # --workdir takes them from there instead of training them again.
+        finished_path = work / "finished.jsonl"
+        if finished_path.is_file():
+            key = lambda j: (j["run"], j["fold"], j["seed"])  # noqa: E731
+            finished = {key(r): r for r in map(json.loads, finished_path.read_text().splitlines()) if r}
+            done = [finished[key(j)] for j in jobs if key(j) in finished]
+            jobs = [j for j in jobs if key(j) not in finished]
+            if done:
+                print(f"# {len(done)} finished folds taken from {finished_path}", file=sys.stderr)
+
+        def keep(r: dict[str, Any]) -> None:
+            done.append(r)
+            with finished_path.open("a") as f:
+                f.write(json.dumps(r, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n")
         if args.jobs > 1:
             with mp.get_context("spawn").Pool(args.jobs) as pool_:
                 for r in pool_.imap_unordered(run_fold, jobs):
-                    done.append(r)
+                    keep(r)
                     _progress(r, t0)
         else:
             for job in jobs:
                 r = run_fold(job)
-                done.append(r)
+                keep(r)
                 _progress(r, t0)
 
         results: dict[str, Any] = {}
