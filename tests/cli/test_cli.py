@@ -193,7 +193,7 @@ def test_rooms_reach_train_and_evaluate_as_data_rooms(tmp_path, capsys, monkeypa
 
     def fake_evaluate(checkpoint, data, ann, out, detections=None, overrides=None, device="cpu"):
         seen["evaluate"] = overrides
-        return {k: 0.0 for k in ("frame_map", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall")} | {
+        return {k: 0.0 for k in ("frame_map", "top1_accuracy", "macro_f1", "fall_precision", "fall_recall", "fall_ap", "fall_boxes")} | {
             "evaluated": {}}
 
     monkeypatch.setattr(train_module, "train", fake_train)
