@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_description  # noqa: E402  (benchmarks/ is not a package)
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO / "configs" / "cpu_default.yaml"
+DEFAULT = "cpu_default"  # the shipped config, by name
 OLD = REPO / "benchmarks" / "configs_history" / "cpu_default_2025_whole_frame_2x.yaml"
 PREVIOUS = ["data.synthetic_recordings=0", "model.ensemble=1", "trainer.select_checkpoint=best"]
 

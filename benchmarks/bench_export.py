@@ -1,7 +1,7 @@
 """PyTorch vs ONNX Runtime on CPU: the same inputs, side by side.
 
-Exports the CPU default model (``configs/cpu_default.yaml`` when present, else the
-config defaults; untrained weights: speed does not depend on them) or a given
+Exports the CPU default model (the shipped config ``cpu_default``, or ``--config``;
+untrained weights: speed does not depend on them) or a given
 checkpoint, then times the forward pass of both backends on identical inputs for a
 few (clips, boxes) sizes, interleaving the two so machine load hits both alike, and
 checks that their logits agree.
@@ -33,7 +33,7 @@ from thermal_action.inference.export import _example_inputs, export_onnx
 from thermal_action.inference.backends import OnnxBackend, TorchBackend
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
-CPU_DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "cpu_default.yaml"
+CPU_DEFAULT = "cpu_default"  # the shipped config, by name
 
 
 def untrained_checkpoint(cfg: Config, path: Path) -> Path:
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         ckpt, source = Path(args.checkpoint), args.checkpoint
     else:
-        cfg = load_config(args.config) if args.config else (load_config(CPU_DEFAULT) if CPU_DEFAULT.is_file() else Config())
+        cfg = load_config(args.config or CPU_DEFAULT)
         ckpt = untrained_checkpoint(cfg, tmp / "model.ckpt")
-        source = f"{args.config or (CPU_DEFAULT if CPU_DEFAULT.is_file() else 'Config() defaults')} " \
+        source = f"{args.config or CPU_DEFAULT} " \
                  f"({cfg.model.variant}, {cfg.data.num_frames} frames, scale {cfg.data.scale})"
     t0 = time.perf_counter()
     report = export_onnx(ckpt, tmp / "model.onnx")

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["contiguous", "channels_last"])
     p.add_argument("--bn", nargs="+", default=["train"], choices=["train", "frozen"],
                    help="'frozen': BatchNorm frozen (running statistics, no affine gradients), as AlphAction's "
-                        "FROZEN_BN and configs/slowfast_r50_4x16.yaml, which our convs fold into the conv and its "
+                        "FROZEN_BN and the slowfast_r50_4x16 config, which our convs fold into the conv and its "
                         "fused ReLU; 'train frozen' runs both")
     p.add_argument("--frozen-bn", action="store_true", help="the same as --bn frozen")
     p.add_argument("--native-conv", nargs="+", default=["off"], choices=["off", "on"],

@@ -12,7 +12,7 @@ that fold's own stored threshold.
 Runs (``--runs``), each a config plus overrides on the same folds:
 
 - ``class_prior``: every box scored with the fold's training class frequencies (no model);
-- ``default``: ``configs/cpu_default.yaml`` as shipped;
+- ``default``: the shipped config ``cpu_default`` as it is;
 - ``keyframe_only``: the default given only the keyframe (T=1, alpha 1);
 - ``crop_cnn``: a small person-crop 3D CNN baseline (16x16 crops around each box, ~70k
   parameters), the simple baseline to beat;
@@ -49,11 +49,12 @@ from machine import cpu_description  # noqa: E402  (benchmarks/ is not a package
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "thermal_real"
-DEFAULT_CONFIG = REPO / "configs" / "cpu_default.yaml"
-FAST_CONFIG = REPO / "configs" / "cpu_fast.yaml"
+#: Shipped configs, by name (thermal_action/configs).
+DEFAULT_CONFIG = "cpu_default"
+FAST_CONFIG = "cpu_fast"
 
-#: name -> (config file, overrides). None as config: the class prior (no model).
-RUNS: dict[str, tuple[Path | None, list[str]]] = {
+#: name -> (config: a shipped name or a file, overrides). None as config: the class prior (no model).
+RUNS: dict[str, tuple[str | Path | None, list[str]]] = {
     "class_prior": (None, []),
     "default": (DEFAULT_CONFIG, []),
     # The default without the room: no zone masks, no person-to-zone geometry.
@@ -91,7 +92,7 @@ RUNS: dict[str, tuple[Path | None, list[str]]] = {
 #: They start from the default before its synthetic mix, ensemble and final-epoch choice (what
 #: docs/pretrained.md's pretraining table compares with).
 SINGLE = ["model.ensemble=1", "data.synthetic_recordings=0", "trainer.select_checkpoint=best"]
-PRETRAIN_RUNS: dict[str, tuple[Path, list[str], list[str]]] = {
+PRETRAIN_RUNS: dict[str, tuple[str | Path, list[str], list[str]]] = {
     "ssl_pretrain": (DEFAULT_CONFIG, SINGLE, []),
     "ssl_pretrain_long": (DEFAULT_CONFIG, SINGLE, ["pretrain.epochs=12", "pretrain.temporal_jitter=12"]),
 }
@@ -101,7 +102,7 @@ PRETRAIN_RUNS: dict[str, tuple[Path, list[str], list[str]]] = {
 #: directory, and ``data.extra_train_share`` of every batch is synthetic (each real training clip is
 #: still seen once per epoch); the inner validation and the test recording stay real.
 SYNTH = ["data.synthetic_recordings=24", "data.synthetic_frames=400", "data.synthetic_seed=7"]
-MIX_RUNS: dict[str, tuple[Path, list[str]]] = {
+MIX_RUNS: dict[str, tuple[str | Path, list[str]]] = {
     "no_synthetic": (DEFAULT_CONFIG, ["data.synthetic_recordings=0"]),
     "synth_mix_25": (DEFAULT_CONFIG, [*SYNTH, "data.extra_train_share=0.25"]),
     "synth_mix_50": (DEFAULT_CONFIG, [*SYNTH, "data.extra_train_share=0.5"]),
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {k: summarize([p[k] for p in per_seed]) for k in (*HEADLINE, "train_seconds_per_fold")}
             results[name]["per_seed"] = per_seed
             results[name]["overrides"] = runs[name][1] + (args.set if runs[name][0] else [])
-            results[name]["config"] = str(runs[name][0].relative_to(REPO)) if runs[name][0] else None
+            results[name]["config"] = None if runs[name][0] is None else str(runs[name][0])
             mine = [r for r in done if r["run"] == name and "other" in r]
             if mine:
                 other = mine[0]["other"]["checkpoint"]

@@ -19,8 +19,8 @@ Sensors start at staggered times, as real ones do, so their keyframes (every
   schedule; the inherent lag (the keyframe is the window centre, so its window
   completes ``frames_after`` frames later) comes on top and is reported apart.
 
-The model is the CPU default (``configs/cpu_default.yaml`` when present, else the
-config defaults) with untrained weights: speed does not depend on the weights.
+The model is the CPU default (the shipped config ``cpu_default``, or ``--config``) with
+untrained weights: speed does not depend on the weights.
 Frames come from the synthetic generator (people, furniture, dropped packets).
 
 Usage::
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thermal_action.config import Config, load_config
+from thermal_action.config import load_config
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.data.synth import SynthConfig, simulate_recording
 from thermal_action.inference.backends import TorchBackend
@@ -56,15 +56,15 @@ from thermal_action.models import build_model
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 FPS = 6.0
-CPU_DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "cpu_default.yaml"
+CPU_DEFAULT = "cpu_default"  # the shipped config, by name
 
 
 def make_predictor(args: argparse.Namespace) -> tuple[Predictor, str]:
     if args.checkpoint:
         return (Predictor.from_checkpoint(args.checkpoint, backend=args.backend, max_clips_per_batch=args.batch,
                                           num_threads=args.threads), str(args.checkpoint))
-    cfg = load_config(args.config) if args.config else (load_config(CPU_DEFAULT) if CPU_DEFAULT.is_file() else Config())
-    source = str(args.config or (CPU_DEFAULT if CPU_DEFAULT.is_file() else "Config() defaults"))
+    cfg = load_config(args.config or CPU_DEFAULT)
+    source = str(args.config or CPU_DEFAULT)
     source = f"{source} ({cfg.model.variant}, {cfg.data.num_frames} frames, {args.backend})"
     if args.backend == "onnx":
         from bench_export import untrained_checkpoint  # beside this script
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="threads per process; 1 scales by processes (one per core) and is the only setting "
                         "that measures cleanly on a shared machine")
     p.add_argument("--batch", type=int, default=16, help="clips per forward pass")
-    p.add_argument("--config", help="YAML config of the model (default: configs/cpu_default.yaml or defaults)")
+    p.add_argument("--config", help="config of the model: a shipped name or a YAML file (default: cpu_default)")
     p.add_argument("--checkpoint", help="a trained checkpoint instead of an untrained model")
     p.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
     p.add_argument("--causal", action="store_true", help="also measure causal mode")

@@ -1,4 +1,4 @@
-"""Training throughput (clips/s) of every config in ``configs/``, through the real training path.
+"""Training throughput (clips/s) of every shipped config (``thermal_action/configs``), through the real training path.
 
 For each selected YAML it builds exactly what ``thermal-action train`` builds
 (:func:`~thermal_action.training.datamodule.build_datasets`,
@@ -66,8 +66,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs"
 #: data.scale from which a config counts as large-input (the design configs use 6.4).
 LARGE_INPUT_SCALE = 4.0
 #: (warm-up steps, timed steps) of small-input and of large-input configs.
@@ -80,12 +78,14 @@ TRAIN_RECORDINGS = 2
 
 
 def config_names(selected: list[str] | None) -> list[str]:
-    """YAML names (without ``.yaml``) to run: ``selected`` or all of ``configs/``, CPU default first."""
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """Shipped config names to run: ``selected`` or all of them, CPU default first."""
+    from thermal_action import configs
+
+    names = configs.names()
     if selected:
         unknown = [n for n in selected if n not in names]
         if unknown:
-            raise SystemExit(f"unknown config(s) {unknown}; configs/ has {names}")
+            raise SystemExit(f"unknown config(s) {unknown}; the shipped ones are {names}")
         return selected
     return sorted(names, key=lambda n: (n != "cpu_default", n))
 
@@ -94,7 +94,7 @@ def plan(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Batch size and step counts of one config (``--batch-size``/``--warmup``/``--steps`` win)."""
     from thermal_action.config import load_config
 
-    cfg = load_config(CONFIG_DIR / f"{name}.yaml")
+    cfg = load_config(name)
     large = cfg.data.scale >= LARGE_INPUT_SCALE
     warmup, steps = LARGE_STEPS if large else SMALL_STEPS
     batch = cfg.data.batch_size
@@ -189,7 +189,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     logging.getLogger("lightning").setLevel(logging.WARNING)
     torch.set_num_threads(spec["threads"])
     name = spec["config"]
-    raw = load_config(CONFIG_DIR / f"{name}.yaml")
+    raw = load_config(name)
     n_batches = spec["warmup"] + spec["steps"] + (1 if spec["flops"] else 0)
     overrides = [
         f"data.root={spec['data_root']}",
@@ -213,7 +213,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["precision"]:
         overrides.append(f"trainer.precision={spec['precision']}")
     overrides.extend(spec.get("overrides", []))
-    cfg = load_config(CONFIG_DIR / f"{name}.yaml", overrides)
+    cfg = load_config(name, overrides)
 
     torch.manual_seed(cfg.seed)
     train_ds, val_ds = build_datasets(cfg)
@@ -337,7 +337,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", help="config names in configs/ without .yaml (default: all)")
+    p.add_argument("--configs", nargs="+", help="shipped config names, e.g. cpu_default (default: all)")
     p.add_argument("--batch-size", type=int, default=0, help="clips per batch for every config (0: see below)")
     p.add_argument("--large-batch-size", type=int, default=2,
                    help=f"cap on the batch of configs with data.scale >= {LARGE_INPUT_SCALE:g} "

@@ -66,6 +66,31 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(bad)
 
 
+def test_a_shipped_config_is_named_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    from thermal_action import configs
+
+    assert {"cpu_default", "cpu_fast", "slowfast_r50_4x16"} <= set(configs.names())
+    shipped = load_config("cpu_default")
+    assert load_config("cpu_default.yaml") == shipped and shipped.model.variant == "crop_cnn"
+    assert shipped == load_config(configs.find("cpu_default"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cpu_default").write_text("seed: 5\n")  # a path that exists is a path
+    assert load_config("cpu_default").seed == 5
+    with pytest.raises(ConfigError, match=r"cpu_defalt; did you mean --config cpu_default\? \(shipped configs, by name: "
+                       r"cpu_default, cpu_fast,"):
+        load_config("cpu_defalt")
+    # The checkout's configs/ folder moved into the package: its old path is named, not guessed.
+    with pytest.raises(ConfigError, match=r"not found: configs/cpu_fast.yaml; did you mean --config cpu_fast\?"):
+        load_config("configs/cpu_fast.yaml")
+
+
+def test_shipped_names_are_only_training_configs(tmp_path):
+    from thermal_action.serve.config import ServeConfig
+
+    with pytest.raises(ConfigError, match=r"^config file not found: cpu_default$"):
+        load_config("cpu_default", cls=ServeConfig)
+
+
 def test_saved_config_round_trips(tmp_path):
     cfg = load_config(None, ["seed=7", "data.root=/tmp/x", "optim.step_milestones=[3, 5]"])
     path = save_config(cfg, tmp_path / "run" / "config.yaml")

@@ -15,7 +15,7 @@ the key, where it came from (the YAML file or the command-line override) and the
 
 Example::
 
-    cfg = load_config("configs/cpu_default.yaml", ["optim.lr=3e-4", "data.root=/data/rooms"])
+    cfg = load_config("cpu_default", ["optim.lr=3e-4", "data.root=/data/rooms"])  # or a YAML file's path
     save_config(cfg, run_dir / "config.yaml")
 """
 
@@ -304,23 +304,29 @@ def _field_comments(cls: type) -> dict[str, str]:
     return comments
 
 
-def describe_config(cls: type = Config, prefix: str = "") -> list[dict[str, str]]:
+def describe_config(cls: type = Config, prefix: str = "", values: Any = None) -> list[dict[str, str]]:
     """Every key of the config class ``cls``: ``key``, ``type``, ``default``, ``range`` and
-    ``meaning`` (the comment beside the field), in declaration order (``thermal-action config``)."""
+    ``meaning`` (the comment beside the field), in declaration order (``thermal-action config``);
+    with ``values`` (a loaded config of that class) also each key's ``value`` there."""
     rows = []
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
     defaults = cls()
+
+    def text(v: Any) -> str:
+        return json.dumps(list(v) if isinstance(v, tuple) else v)
+
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            rows.extend(describe_config(tp, prefix + f.name + "."))
+            rows.extend(describe_config(tp, prefix + f.name + ".", None if values is None else getattr(values, f.name)))
             continue
         rng = f.metadata.get("range")
-        default = getattr(defaults, f.name)
         rows.append({"key": prefix + f.name, "type": getattr(tp, "__name__", str(tp)).replace("typing.", ""),
-                     "default": json.dumps(list(default) if isinstance(default, tuple) else default),
+                     "default": text(getattr(defaults, f.name)),
                      "range": "" if rng is None else str(rng), "meaning": comments.get(f.name, "")})
+        if values is not None:
+            rows[-1]["value"] = text(getattr(values, f.name))
     return rows
 
 
@@ -449,24 +455,43 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Loads defaults (of ``cls``, the training :class:`Config` unless given), then the YAML
     file at ``path`` (if given), then ``overrides``.
 
+    ``path`` is a YAML file, or (for the training config) the name of a config shipped in
+    the package (``"cpu_default"``, :mod:`thermal_action.configs`); an existing file wins.
+
     Raises:
         ConfigError: naming the file or override that does not fit.
     """
     data: dict[str, Any] | None = None
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        where, text = _read_config_file(path, shipped=cls is Config)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+            raise ConfigError(f"{where}: not valid YAML: {e}") from e
         try:
             cfg = config_from_dict(data, cls=cls)
         except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from e
+            raise ConfigError(f"{where}: {e}") from e
         return config_from_dict(config_to_dict(cfg), overrides, cls=cls)
     return config_from_dict(data, overrides, cls=cls)
+
+
+def _read_config_file(path: str | Path, shipped: bool) -> tuple[str, str]:
+    """``(what to call it in messages, its text)`` of a YAML file or (``shipped``) a config shipped
+    in the package."""
+    from thermal_action import configs
+
+    if Path(path).is_file():
+        return str(path), Path(path).read_text()
+    packaged = configs.find(str(path)) if shipped else None
+    if packaged is not None:
+        return str(packaged), packaged.read_text()
+    hint = ""
+    if shipped:
+        close = difflib.get_close_matches(Path(path).name.removesuffix(configs.SUFFIX), configs.names(), n=1)
+        hint = (f"; did you mean --config {close[0]}?" if close else "") + \
+            f" (shipped configs, by name: {', '.join(configs.names())}; or a YAML file)"
+    raise ConfigError(f"config file not found: {path}{hint}")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 1. writes a small synthetic dataset in the real format, whole recordings (in a room
    never seen in training) held out for the evaluation, and one training recording
    set aside as the inner validation set that picks the epoch and the fall threshold;
-2. trains the CPU default (``configs/cpu_default.yaml``) for a time budget: a few
+2. trains the CPU default (the shipped config ``cpu_default``) for a time budget: a few
    timed training steps first measure this machine's speed, which sets the number of
    epochs so the learning-rate schedule completes inside the budget;
 3. evaluates the best checkpoint on the held-out recordings (``evaluate_checkpoint``)
@@ -103,15 +103,6 @@ class DemoResult:
             f"summary:      {self.out_dir / 'demo_summary.json'}",
         ]
         return "\n".join(lines)
-
-
-def find_config(name: str) -> Path:
-    """``configs/<name>`` of the working directory or of the source checkout."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        p = base / "configs" / name
-        if p.is_file():
-            return p
-    raise FileNotFoundError(f"configs/{name} not found in {Path.cwd()} or the source checkout")
 
 
 #: Bed versus floor: the two lying classes whose top-1 recall the demo reports.
@@ -255,6 +246,7 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     """
     import shutil
 
+    from thermal_action import configs
     from thermal_action.config import load_config
     from thermal_action.data.annotations import load_annotations, read_json, recordings_in, write_recording_split
     from thermal_action.data.synth import SynthConfig, generate_dataset
@@ -280,7 +272,7 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     kept, inner = write_recording_split(ann_dir / "train.json", recordings_in(read_json(ann_dir / "train.json"))[-1:],
                                         ann_dir / "train_inner.json", ann_dir / "val_inner.json")
     log.info("training on %s; inner validation %s; held out for the evaluation: val.json", kept, inner)
-    cfg = load_config(find_config("cpu_default.yaml"),
+    cfg = load_config(configs.DEFAULT,
                       [f"data.root={dataset_dir}", f"seed={seed}", "data.train_ann=annotations/train_inner.json",
                        "data.val_ann=annotations/val_inner.json",
                        # The demo's own rooms are synthetic: no second synthetic set to mix in.

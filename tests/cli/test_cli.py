@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from thermal_action.cli import main
 from thermal_action.training.train import RUN_DIR_ENV
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.head_dim=32", "data.num_frames=16", "data.batch_size=4", "optim.epochs=1",
         "trainer.limit_train_batches=2", "trainer.limit_val_batches=2", "trainer.num_sanity_val_steps=0",
         "trainer.progress_bar=false"]
@@ -35,7 +33,7 @@ def test_train_resume_evaluate(tmp_path, dataset, capsys, monkeypatch):
     # No --config: the CPU default, and it says so.
     assert main(["train", "--out", str(run), f"data.root={dataset}", *TINY]) == 0
     out = capsys.readouterr().out
-    assert "no --config: training the CPU default" in out and "cpu_default.yaml" in out
+    assert "no --config: training the CPU default (--config cpu_default)" in out
     assert "variant: crop_cnn" in (run / "config.yaml").read_text()
     assert "best checkpoint:" in out and str(run / "checkpoints" / "best.ckpt") in out
     assert (run / "config.yaml").is_file() and (run / "val_summary.jsonl").is_file()
@@ -58,7 +56,7 @@ def test_train_resume_evaluate(tmp_path, dataset, capsys, monkeypatch):
 def test_errors_are_one_line_messages(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(RUN_DIR_ENV, "unused")
     monkeypatch.delenv(RUN_DIR_ENV)
-    assert main(["train", "--config", str(ROOT / "configs" / "cpu_default.yaml"), "--out", str(tmp_path)]) == 2
+    assert main(["train", "--config", "cpu_default", "--out", str(tmp_path)]) == 2
     assert "data.root is not set" in capsys.readouterr().err
     assert main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "config" in capsys.readouterr().err
@@ -98,7 +96,7 @@ def test_every_error_is_exit_2_and_one_line_and_debug_shows_the_traceback(tmp_pa
     monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"a run's checkpoint")
-    argv = ["train", "--config", str(ROOT / "configs" / "cpu_default.yaml"), "--out", str(tmp_path)]
+    argv = ["train", "--config", "cpu_default", "--out", str(tmp_path)]
     assert main(argv) == 2
     err = _one_line_error(capsys)
     assert err.startswith("thermal-action train: error: ") and "already holds checkpoints" in err and "--resume" in err
@@ -117,7 +115,7 @@ def test_every_error_is_exit_2_and_one_line_and_debug_shows_the_traceback(tmp_pa
 def test_out_of_range_and_unknown_overrides_through_the_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     monkeypatch.delenv("THERMAL_ACTION_DEBUG", raising=False)
-    config = str(ROOT / "configs" / "cpu_fast.yaml")
+    config = "cpu_fast"
     assert main(["train", "--config", config, "--out", str(tmp_path / "r"), "optim.epochs=-1"]) == 2
     err = _one_line_error(capsys)
     assert "'optim.epochs' = -1 is out of range: allowed >= 1" in err and "command-line override" in err
@@ -177,6 +175,18 @@ def test_config_lists_every_key_with_default_range_and_meaning(capsys):
     assert main(["config", "serve"]) == 0
     text = capsys.readouterr().out
     assert "fall_alert_seconds" in text and "the score must stay at or above the threshold this long" in text
+
+
+def test_config_shows_a_shipped_config_with_the_defaults_it_changes(capsys):
+    assert main(["config", "train", "--config", "cpu_fast", "--json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["model.head_dim"]["value"] == "256" != rows["model.head_dim"]["default"]
+    assert rows["seed"]["value"] == rows["seed"]["default"]
+    assert main(["config", "train", "--config", "cpu_fast"]) == 0
+    text = capsys.readouterr().out
+    assert any(line.startswith("model.head_dim") and " 256  (default " in line for line in text.splitlines())
+    assert main(["config", "train", "--config", "cpu_fastt"]) == 2
+    assert "did you mean --config cpu_fast?" in capsys.readouterr().err
 
 
 def test_rooms_reach_train_and_evaluate_as_data_rooms(tmp_path, capsys, monkeypatch):

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
+from thermal_action import configs
 from thermal_action.config import load_config
 from thermal_action.training.datamodule import build_datamodule, build_datasets, class_counts
 from thermal_action.training.schedule import build_optimizer
 from thermal_action.training.train import build_system
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DESIGN = ["slowfast_r50_4x16", "slowfast_r101_8x8", "slowfast_r101_8x8_denseserial", "slowfast_r50_scratch"]
 
 
 @pytest.mark.parametrize("name", DESIGN)
 def test_design_config_is_the_original_setup(name):
-    text = (CONFIGS / f"{name}.yaml").read_text()
-    cfg = load_config(CONFIGS / f"{name}.yaml")
+    text = configs.find(name).read_text()
+    cfg = load_config(name)
     assert cfg.data.scale == pytest.approx(6.4)  # 40x60 -> 256x384
     assert (round(40 * cfg.data.scale), round(60 * cfg.data.scale)) == (256, 384)
     assert cfg.data.num_frames == 64 and cfg.data.frame_stride == 2
@@ -42,7 +41,7 @@ def test_config_trains_one_step_on_a_tiny_input(name, synth_root, tmp_path):
     seconds of disk writes.)"""
     overrides = [f"data.root={synth_root}", "data.scale=1", "data.num_frames=16", "data.batch_size=2",
                  "data.num_workers=0", "model.pretrained=", "trainer.accelerator=cpu"]
-    cfg = load_config(CONFIGS / f"{name}.yaml", overrides)
+    cfg = load_config(name, overrides)
     if cfg.model.interaction != "none":
         cfg.model.interaction_dim = 32  # the structure is still built and run, just narrower
     cfg.data.synthetic_frames = min(cfg.data.synthetic_frames, 60)  # a config's synthetic mix, kept tiny

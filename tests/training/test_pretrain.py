@@ -13,7 +13,7 @@ import yaml
 from thermal_action.models.build import build_model
 from thermal_action.training.pretrain import ContrastiveModel, TwoViewBatcher, info_nce, pretrain, propose_people
 
-#: Person-crop CNN on small tubes: what configs/cpu_default.yaml pretrains, at test size.
+#: Person-crop CNN on small tubes: what the shipped cpu_default pretrains, at test size.
 TUBE = ["model.variant=crop_cnn", "model.tube_size=8", "model.head_dim=16", "pretrain.epochs=1",
         "pretrain.batch_size=4", "pretrain.max_samples=8", "pretrain.frame_step=5"]
 

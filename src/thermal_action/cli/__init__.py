@@ -57,20 +57,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from thermal_action.config import Config, describe_config
+    from thermal_action.config import Config, describe_config, load_config
 
     if args.which == "serve":
         from thermal_action.serve.config import ServeConfig as cls
     else:
         cls = Config
-    rows = describe_config(cls)
+    values = None if args.config is None else load_config(args.config, cls=cls)
+    rows = describe_config(cls, values=values)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     width = max(len(r["key"]) for r in rows)
     for r in rows:
+        shown = r.get("value", r["default"])
+        default = f"  (default {r['default']})" if shown != r["default"] else ""
         allowed = f"  (allowed {r['range']})" if r["range"] else ""
-        print(f"{r['key']:<{width}}  {r['default']}{allowed}\n{'':<{width}}  {r['meaning']}")
+        print(f"{r['key']:<{width}}  {shown}{default}{allowed}\n{'':<{width}}  {r['meaning']}")
+    return 0
+
+
 def _cmd_rooms_extract(args: argparse.Namespace) -> int:
     from thermal_action.data.room_files import extract_rooms
 
@@ -192,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="list every config key with its default, range and meaning")
     p.add_argument("which", choices=("train", "serve"), help="train: train/evaluate/predict's config; serve: serve's")
+    p.add_argument("--config", help="show this config's values (a shipped config by name, e.g. cpu_default, or a "
+                   "YAML file), with the defaults they change")
     p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=_cmd_config)
 

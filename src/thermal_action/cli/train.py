@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from thermal_action import configs
+
 #: ``--rooms`` of train, evaluate and predict.
 ROOMS_HELP = ("room layout file (rooms.json: sensor id or MAC -> bed/couch/chair zones) for keyframes whose "
               "annotations list no furniture; same as data.rooms=PATH")
@@ -29,10 +31,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if config is None and args.resume:
         config = Path(out) / "config.yaml"
     elif config is None:
-        from thermal_action.demo import find_config
-
-        config = find_config("cpu_default.yaml")
-        print(f"no --config: training the CPU default, {config}")
+        config = configs.DEFAULT
+        print(f"no --config: training the CPU default (--config {config})")
     cfg = load_config(config, [*args.overrides, *_rooms_override(args)])
     result = train(cfg, out, resume=args.resume)
     if result.global_rank != 0:
@@ -77,13 +77,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from thermal_action.config import load_config
-    from thermal_action.demo import find_config
     from thermal_action.training.pretrain import pretrain
 
     # "--recordings DIR key=value": argparse gives the overrides after the paths to --recordings.
     recordings = [r for r in args.recordings or [] if "=" not in r or Path(r).exists()]
     overrides = [r for r in args.recordings or [] if r not in recordings] + list(args.overrides)
-    cfg = load_config(args.config or find_config("cpu_default.yaml"), overrides)
+    cfg = load_config(args.config or configs.DEFAULT, overrides)
     if not recordings:
         if not cfg.data.root:
             raise ValueError("give --recordings FILE_OR_DIR ... or data.root=DATASET (its frames/ are used)")
@@ -100,16 +99,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_help(default: str) -> str:
+    """``--config``'s help: a shipped config by name (listed) or a YAML file."""
+    return f"a shipped config by name ({', '.join(configs.names())}) or a YAML file; default {default}"
+
+
 def register(subparsers) -> None:
     """Adds ``train``, ``evaluate`` and ``demo`` to the ``thermal-action`` subcommands."""
     p = subparsers.add_parser(
         "train",
         help="train a detector (Lightning; DDP over trainer.devices x trainer.num_nodes)",
         description="Train on a dataset in the thermal format. Example: thermal-action train "
-        "--config configs/cpu_default.yaml data.root=/data/rooms optim.epochs=20",
+        "--config cpu_default data.root=/data/rooms optim.epochs=20",
     )
-    p.add_argument("--config", help="YAML config (configs/*.yaml); default configs/cpu_default.yaml, "
-                   "with --resume RUN_DIR/config.yaml")
+    p.add_argument("--config", help=_config_help(f"{configs.DEFAULT}, with --resume RUN_DIR/config.yaml"))
     p.add_argument("--out", help="run directory (default runs/<config>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
     p.add_argument("--rooms", metavar="PATH", help=ROOMS_HELP)
@@ -143,12 +146,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain",
         help="self-supervised pretraining on unlabelled recordings (contrastive, person tubes)",
-        description="Pretrains the model of --config (default configs/cpu_default.yaml) on the people the "
+        description=f"Pretrains the model of --config (default {configs.DEFAULT}) on the people the "
         "built-in detector finds in unlabelled recordings; fine-tune with thermal-action train ... "
         "model.pretrained=OUT/pretrained.safetensors. Example: thermal-action pretrain --out runs/pre "
         "--recordings /data/unlabelled pretrain.epochs=6",
     )
-    p.add_argument("--config", help="YAML config of the model to pretrain (default configs/cpu_default.yaml)")
+    p.add_argument("--config", help="the config of the model to pretrain: " + _config_help(configs.DEFAULT))
     p.add_argument("--out", required=True, help="output directory (pretrained.safetensors, config.yaml, log)")
     p.add_argument("--recordings", nargs="+", metavar="PATH",
                    help=".h5 files or folders of them (default: DATA_ROOT/frames from data.root=...)")

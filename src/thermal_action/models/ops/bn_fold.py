@@ -50,7 +50,7 @@ def conv_bn(
     (:data:`FOLD_MIN_OUTPUT` elements, and no fewer than its weights) it is folded into the conv
     (weight times scale, shift as bias) and the residual add and ReLU go into the same
     kernel: no pass over the activation for BN, add or ReLU, forward or backward (the frozen
-    BN of ``configs/slowfast_r50_4x16.yaml``; inference). Gradients reach the conv weight
+    BN of the shipped ``slowfast_r50_4x16`` config; inference). Gradients reach the conv weight
     (and BN affine parameters that require them) through the folding. Otherwise, and in
     training-mode BN, the plain modules, ReLU and add in place on BatchNorm's output (its
     backward reads its input, not its output).
