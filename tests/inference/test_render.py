@@ -212,3 +212,32 @@ def test_an_output_that_cannot_be_written_is_named_before_any_work(rec, tmp_path
 def test_ffmpeg_giving_up_is_a_message_with_its_words_not_broken_pipe(rec, tmp_path):
     with pytest.raises(OSError, match=r"ffmpeg stopped writing .*out\.xyz after \d+ frame\(s\): .*output format"):
         render_recording(rec, tmp_path / "out.xyz")
+
+
+def test_an_ffmpeg_that_logs_a_lot_while_frames_arrive_does_not_block_the_writer(tmp_path, monkeypatch):
+    """ffmpeg's messages are not left in a pipe nobody reads until the end: an ffmpeg that
+    writes 1 MB to stderr before it reads a frame used to wait on that pipe while the writer
+    waited on ffmpeg."""
+    import threading
+
+    from thermal_action.inference import render
+
+    chatty = tmp_path / "ffmpeg"
+    chatty.write_text("#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' x >&2\ncat > /dev/null\n")
+    chatty.chmod(0o755)
+    monkeypatch.setattr(render, "ffmpeg_exe", lambda: str(chatty))
+    writer = render.Mp4Writer(tmp_path / "v.mp4", 480, 320, fps=6)
+    frame = np.zeros((320, 480, 3), np.uint8)  # 460 kB: more than a pipe holds
+
+    def write() -> None:
+        with writer:
+            for _ in range(3):
+                writer.write(frame)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    t.join(timeout=20)
+    if t.is_alive():
+        writer._proc.kill()
+        pytest.fail("the writer blocked on ffmpeg's unread messages")
+    assert writer.frames == 3 and writer._proc.returncode == 0

@@ -34,6 +34,7 @@ import json
 import logging
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,9 @@ def ffmpeg_exe() -> str:
     """The ffmpeg bundled with ``imageio-ffmpeg`` (a clear error when it is missing)."""
     try:
         import imageio_ffmpeg
-    except ImportError as e:  # pragma: no cover - a dev/video dependency
-        raise RuntimeError("rendering MP4 needs imageio-ffmpeg: pip install 'thermal-action[video]'") from e
+    except ImportError as e:  # the 'video' extra
+        raise ModuleNotFoundError("rendering MP4 needs imageio-ffmpeg: pip install 'thermal-action[video]'",
+                                  name="imageio_ffmpeg") from e
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -128,6 +130,11 @@ def check_writable(path: str | Path, what: str = "the output") -> Path:
 class Mp4Writer:
     """Pipes RGB frames into ffmpeg: H.264, yuv420p, even size, ``+faststart``.
 
+    ffmpeg's messages go to a temporary file, not a pipe: a pipe nobody reads while frames
+    are written fills up when ffmpeg logs a lot, and then ffmpeg waits on it while we wait
+    on ffmpeg. (``imageio_ffmpeg.write_frames`` avoids that by leaving ffmpeg's stderr on
+    ours, but then a failure cannot quote ffmpeg and its exit status is never checked.)
+
     Args:
         path: the ``.mp4`` to write.
         width: frame width (must be even; :func:`even_size` pads).
@@ -147,8 +154,24 @@ class Mp4Writer:
             "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
             "-movflags", "+faststart", str(self.path),
         ]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._log = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._log)
         self.frames = 0
+
+    def _stop(self, kill: bool) -> str:
+        """Ends ffmpeg (``kill``: at once; else after the last frame) and returns what it said."""
+        if kill:
+            self._proc.kill()
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:  # ffmpeg is gone: its exit status and words say why
+            pass
+        self._proc.wait()
+        self._log.seek(0)
+        said = self._log.read().decode(errors="replace")
+        self._log.close()
+        return said
 
     def write(self, rgb: np.ndarray) -> None:
         if rgb.shape != (self.size[1], self.size[0], 3) or rgb.dtype != np.uint8:
@@ -158,18 +181,14 @@ class Mp4Writer:
             self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())
         except BrokenPipeError as e:
             # ffmpeg exited (it could not open or encode the output): its own words say why.
-            self._proc.kill()
-            err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-            self._proc.wait()
+            err = self._stop(kill=True)
             tail = " ".join(err.split())[-500:] or f"exit status {self._proc.returncode}"
             raise OSError(f"ffmpeg stopped writing {self.path} after {self.frames} frame(s): {tail}") from e
         self.frames += 1
 
     def close(self) -> None:
-        assert self._proc.stdin is not None
-        self._proc.stdin.close()
-        err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-        if self._proc.wait() != 0:
+        err = self._stop(kill=False)
+        if self._proc.returncode != 0:
             raise RuntimeError(f"ffmpeg failed writing {self.path}: {err.strip()[-500:]}")
 
     def __enter__(self) -> "Mp4Writer":
@@ -178,9 +197,8 @@ class Mp4Writer:
     def __exit__(self, exc_type, *_: Any) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self._proc.kill()
-            self._proc.wait()
+        elif not self._log.closed:
+            self._stop(kill=True)
 
 
 def even_size(rgb: np.ndarray) -> np.ndarray:
