@@ -76,8 +76,8 @@ def test_a_shipped_config_is_named_and_a_file_of_that_name_wins(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cpu_default").write_text("seed: 5\n")  # a path that exists is a path
     assert load_config("cpu_default").seed == 5
-    with pytest.raises(ConfigError, match=r"cpu_defalt; did you mean --config cpu_default\? \(shipped configs, by name: "
-                       r"cpu_default, cpu_fast,"):
+    with pytest.raises(ConfigError, match=r"cpu_defalt; did you mean --config cpu_default\? "
+                       r"\(shipped configs, by name: cpu_default, cpu_fast,"):
         load_config("cpu_defalt")
     # The checkout's configs/ folder moved into the package: its old path is named, not guessed.
     with pytest.raises(ConfigError, match=r"not found: configs/cpu_fast.yaml; did you mean --config cpu_fast\?"):
