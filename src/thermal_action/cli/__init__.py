@@ -16,6 +16,14 @@ from pathlib import Path
 #: Set to 1 (or pass ``--debug``) to see the traceback of an error instead of one line.
 DEBUG_ENV = "THERMAL_ACTION_DEBUG"
 
+#: Top-level module of an optional dependency -> the extra of pyproject.toml that installs it:
+#: a subcommand that needs one that is missing says which extra to install.
+EXTRAS = {
+    "lightning": "train", "tensorboard": "train", "matplotlib": "train",
+    "fastapi": "serve", "uvicorn": "serve", "websockets": "serve", "paho": "serve",
+    "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
+    "imageio_ffmpeg": "video",
+}
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -226,6 +234,9 @@ def _debug_requested(args: argparse.Namespace) -> bool:
 def _one_line(e: BaseException) -> str:
     """The error as one line: library errors already name the file and record."""
     text = " ".join(str(e).split())
+    missing = (e.name or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else ""
+    if missing in EXTRAS:
+        return f"needs {missing}, which is not installed: pip install 'thermal-action[{EXTRAS[missing]}]'"
     if isinstance(e, KeyError) and len(e.args) == 1:
         text = str(e.args[0])
     if isinstance(e, (ValueError, OSError, KeyError)):
