@@ -57,7 +57,7 @@ FAST_CONFIG = "cpu_fast"
 RUNS: dict[str, tuple[str | Path | None, list[str]]] = {
     "class_prior": (None, []),
     "default": (DEFAULT_CONFIG, []),
-    # The default without the room: no zone masks, no person-to-zone geometry.
+    # The default without the room: no person-to-zone geometry.
     "no_room": (DEFAULT_CONFIG, ["model.room=none"]),
     "keyframe_only": (DEFAULT_CONFIG, ["data.num_frames=1", "data.frame_stride=1"]),
     # The simple baseline: the plain person-crop CNN, without the default's TTA, group smoothing
@@ -72,10 +72,11 @@ RUNS: dict[str, tuple[str | Path | None, list[str]]] = {
     "tube_24": (DEFAULT_CONFIG, ["model.tube_size=24", "model.tube_context=2.0"]),
     "epochs_16": (DEFAULT_CONFIG, ["optim.epochs=16"]),
     "class_weights_inverse": (DEFAULT_CONFIG, ["optim.class_weights=inverse"]),
-    # What the model sees of the room (the default: zone masks and person-to-zone features).
+    # What the model sees of the room (the default: the person-to-zone features in the head).
     "room_masks": (DEFAULT_CONFIG, ["model.room=masks"]),
     "room_features": (DEFAULT_CONFIG, ["model.room=features"]),
-    "room_dropout_30": (DEFAULT_CONFIG, ["data.room_dropout=0.3"]),
+    "room_masks_features": (DEFAULT_CONFIG, ["model.room=masks+features"]),
+    "room_dropout_30": (DEFAULT_CONFIG, ["model.room=masks+features", "data.room_dropout=0.3"]),
     # The temporal window (the default: 64 frames at stride 2, ~10.8 s, 32 tube frames).
     "window_16": (DEFAULT_CONFIG, ["data.num_frames=16"]),
     "window_32": (DEFAULT_CONFIG, ["data.num_frames=32"]),
