@@ -387,14 +387,18 @@ class _WsTransport:
                 raise ReplayAuthError("the server refused the token (WebSocket close 4401)") from None
             raise ConnectionError(f"WebSocket closed ({code})") from None
 
-    def _drain(self, timeout: float) -> list[str]:
+    def _drain(self, timeout: float, until_quiet: bool = False) -> list[str]:
+        """The server's messages waiting now (``timeout`` for the first); with ``until_quiet``
+        every message waits up to ``timeout`` for the next: notices about the last frames can
+        arrive one by one, and a drain that stopped at the first gap undercounted the drops."""
         errors = []
         while True:
             try:
                 msg = self.ws.recv(timeout=timeout)
             except TimeoutError:
                 return errors
-            timeout = 0
+            if not until_quiet:
+                timeout = 0
             try:
                 obj = json.loads(msg)
                 if isinstance(obj, dict) and obj.get("type") == "error":
@@ -409,7 +413,7 @@ class _WsTransport:
             return errors
         try:
             if linger > 0:
-                errors = self._drain(linger)
+                errors = self._drain(linger, until_quiet=True)
         except Exception:  # noqa: BLE001 - the connection is going anyway
             pass
         try:
