@@ -33,7 +33,7 @@ def test_durations_must_be_finite_and_not_negative(field, bad):
 
 def test_defaults_and_the_edges_that_are_allowed():
     r = AlertRule()
-    assert r.fall_class == FALL_CLASS_NAME and r.threshold == FALLBACK_FALL_THRESHOLD and r.bed_threshold is None
+    assert r.fall_class == FALL_CLASS_NAME and r.threshold == FALLBACK_FALL_THRESHOLD and r.bed_threshold == 0.7
     assert AlertRule(threshold=1.0, min_seconds=0, cooldown_seconds=0).threshold == 1.0
     with pytest.raises(ValueError, match="fall_class"):
         AlertRule(fall_class="")
