@@ -101,12 +101,7 @@ def main(argv: list[str] | None = None) -> int:
            "real": {name: [p.get("events") for p in real["results"][name]["per_seed"]] for name in args.runs
                     if name in real["results"]},
            "days": days}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-    print(markdown_table(out))
+    bench_real.emit(out, args.json, markdown_table(out))
     return 0
 
 

@@ -289,18 +289,11 @@ def pool(fold_results: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
 
 def pool_events(per_fold: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Fall events of all test recordings of one (run, seed): found, delays, false alerts."""
+    from thermal_action.evaluation.events import EventReport, pool_reports
+
     if not per_fold:
         return None
-    reports = [r for f in per_fold for r in f["per_recording"].values()]
-    delays = [d for r in reports for d in r["delay_s"]["values"]]
-    hours = sum(r["sensor_hours"] for r in reports)
-    false = sum(r["false_alerts"] for r in reports)
-    events, found = sum(r["events"] for r in reports), sum(r["found"] for r in reports)
-    return {"events": events, "found": found, "false_alerts": false, "sensor_hours": hours,
-            "false_per_sensor_day": false / hours * 24 if hours else None,
-            "delay_s": {"median": statistics.median(delays) if delays else None,
-                        "max": max(delays) if delays else None, "values": delays},
-            "alerts": sum(r["alerts"] for r in reports)}
+    return pool_reports(EventReport.from_dict(r) for f in per_fold for r in f["per_recording"].values()).to_dict()
 
 
 FALL, BED = "lying down-lying with risk", "lying down-lying on the bed/couch"
@@ -449,13 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }
+    emit(out, args.json, markdown_table(out))
+    return 0
+
+
+def emit(out: dict[str, Any], json_path: Path | None, table: str) -> None:
+    """Prints the JSON (and writes it to ``json_path``), then the Markdown table."""
     text = json.dumps(out, indent=2)
     print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-    print(markdown_table(out))
-    return 0
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text)
+    print(table)
 
 
 def _progress(r: dict[str, Any], t0: float) -> None:

@@ -109,6 +109,13 @@ class EventReport:
     def false_per_sensor_hour(self) -> float | None:
         return self.false_alerts / self.sensor_hours if self.sensor_hours > 0 else None
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EventReport:
+        """The report :meth:`to_dict` wrote (delays as rounded there)."""
+        return cls(events=d["events"], found=d["found"], false_alerts=d["false_alerts"], alerts=d["alerts"],
+                   sensor_hours=d["sensor_hours"], delays_s=list(d["delay_s"]["values"]),
+                   alerts_on_events=d["alerts_on_events"])
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("delays_s")
@@ -122,6 +129,16 @@ class EventReport:
             alerts_per_event=self.alerts_on_events / self.found if self.found else None,
         )
         return d
+
+
+def pool_reports(reports: Iterable[EventReport]) -> EventReport:
+    """One report over several recordings: counts and sensor-hours summed, delays joined."""
+    reports = list(reports)
+    return EventReport(
+        events=sum(r.events for r in reports), found=sum(r.found for r in reports),
+        false_alerts=sum(r.false_alerts for r in reports), alerts=sum(r.alerts for r in reports),
+        sensor_hours=sum(r.sensor_hours for r in reports), delays_s=[d for r in reports for d in r.delays_s],
+        alerts_on_events=sum(r.alerts_on_events for r in reports))
 
 
 def _overlaps(alert: AlertSpan, event: FallEvent, slack_ms: float) -> float:
@@ -175,13 +192,8 @@ def match_events(events: Sequence[FallEvent], alerts: Sequence[AlertSpan], senso
         reports[sensor] = EventReport(
             events=len(evs), found=len(first_alert), false_alerts=len(als) - on_events, alerts=len(als),
             sensor_hours=float(sensor_seconds.get(sensor, 0.0)) / 3600.0, delays_s=delays, alerts_on_events=on_events)
-    pooled = EventReport(
-        events=sum(r.events for r in reports.values()), found=sum(r.found for r in reports.values()),
-        false_alerts=sum(r.false_alerts for r in reports.values()), alerts=sum(r.alerts for r in reports.values()),
-        sensor_hours=sum(r.sensor_hours for r in reports.values()),
-        delays_s=[d for r in reports.values() for d in r.delays_s],
-        alerts_on_events=sum(r.alerts_on_events for r in reports.values()))
-    return {"per_recording": {s: r.to_dict() for s, r in reports.items()}, "pooled": pooled.to_dict(),
+    return {"per_recording": {s: r.to_dict() for s, r in reports.items()},
+            "pooled": pool_reports(reports.values()).to_dict(),
             "slack_s": slack_s, "events": event_rows, "false_alerts": false_rows}
 
 
