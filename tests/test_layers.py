@@ -2,7 +2,7 @@
 the test command checks them): models and data import no higher layer, inference never
 imports training, people (person detector, tracker) sit below inference and training,
 models never import people, the service never imports training, evaluation imports no model
-code, nothing below the CLI imports it, and predict, export, render and the service import no
+code, nothing below the CLI imports it, only the CLI imports the labelling page (label), and predict, export, render and the service import no
 library of the ``train`` extra (Lightning, TensorBoard, matplotlib)."""
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ def test_the_required_contracts_are_declared():
     pkg = "thermal_action."
     required = {("models", "data"), ("models", "training"), ("data", "models"), ("inference", "training"),
                 ("evaluation", "models"), ("training", "cli"), ("inference", "cli"), ("models", "cli"),
-                ("people", "inference"), ("people", "training"), ("models", "people"), ("serve", "training")}
+                ("people", "inference"), ("people", "training"), ("models", "people"), ("serve", "training"),
+                # the labelling page: only the CLI imports it, and it never reaches for training
+                ("label", "training"), ("label", "cli"), ("serve", "label"), ("inference", "label"),
+                ("data", "label"), ("people", "label"), ("models", "label"), ("evaluation", "label")}
     assert {(pkg + a, pkg + b) for a, b in required} <= rules
     # The train extra's libraries stay out of what an install without [train] runs.
     assert {(pkg + a, lib) for a in ("inference", "serve", "models", "data")
             for lib in ("lightning", "matplotlib")} <= rules
+    assert {(pkg + "label", lib) for lib in ("lightning", "matplotlib")} <= rules
 
 
 def test_layer_contracts_hold():
