@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers.infer import make_frames, write_recording
 
-__all__ = ["write_dataset", "start_label_cli"]
+__all__ = ["start_label_cli", "write_dataset"]
 
 
 def write_dataset(root: Path, sensors: tuple[str, ...] = ("S1",), n: int = 60,

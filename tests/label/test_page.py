@@ -10,8 +10,13 @@ import signal
 
 import httpx
 import pytest
-
-from helpers.browser import DESKTOP, require_browser, save_screenshot, set_viewport, start_chromium
+from helpers.browser import (
+    DESKTOP,
+    require_browser,
+    save_screenshot,
+    set_viewport,
+    start_chromium,
+)
 from helpers.label import start_label_cli, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -82,7 +87,7 @@ def page(tmp_path_factory, browser):
 
 
 def test_preannotated_boxes_appear(browser, page, tmp_path):
-    url, _ = page
+    url, _root = page
     v = view(url)
     first = str(v["keyframes"][0])
     shown = browser.execute_script("return [...document.querySelectorAll('#boxes-layer .box')].map(b => b.dataset.track)")
@@ -91,7 +96,7 @@ def test_preannotated_boxes_appear(browser, page, tmp_path):
 
 
 def test_number_keys_set_an_action_that_holds_along_the_track_until_changed(browser, page):
-    url, root = page
+    _url, root = page
     track = browser.execute_script("return document.querySelector('#people li.selected').dataset.track")
     press(browser, "1")
     wait_saved(browser)
@@ -117,7 +122,7 @@ def test_number_keys_set_an_action_that_holds_along_the_track_until_changed(brow
 def test_a_drag_moves_a_box_and_is_saved(browser, page):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    url, _ = page
+    url, _root = page
     f = browser.execute_script("return document.body.dataset.keyframe")
     box = browser.find_element("css selector", "#boxes-layer .box.selected")
     track = box.get_attribute("data-track")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers.label import write_dataset
+
 from thermal_action.errors import DatasetError
 from thermal_action.label.journal import Journal, write_atomic
 from thermal_action.label.model import LabelError

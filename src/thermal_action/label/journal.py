@@ -84,9 +84,9 @@ class Journal:
                 continue
             try:
                 obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not an object")
             except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
                 if last:  # no newline after it: the append never finished
                     logger.warning("%s: dropped a torn last line (%d bytes; an edit cut off before it was "
                                    "acknowledged)", self.path, len(line))

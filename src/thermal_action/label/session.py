@@ -42,8 +42,20 @@ from thermal_action.errors import DatasetError
 from thermal_action.inference.outputs import Prediction
 from thermal_action.label.export import RecordingExport, export_labels
 from thermal_action.label.journal import Journal
-from thermal_action.label.model import OP_KINDS, LabelError, Op, RecordingLabels, Touch, base_labels, replay
-from thermal_action.label.preannotate import DEFAULT_EVERY, load_or_detect, load_or_score
+from thermal_action.label.model import (
+    OP_KINDS,
+    LabelError,
+    Op,
+    RecordingLabels,
+    Touch,
+    base_labels,
+    replay,
+)
+from thermal_action.label.preannotate import (
+    DEFAULT_EVERY,
+    load_or_detect,
+    load_or_score,
+)
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 logger = logging.getLogger(__name__)
