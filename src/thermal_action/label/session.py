@@ -316,30 +316,38 @@ class LabelSession:
     # -- what to label next
 
     def queue(self, n: int = 20, strategy: str = "queue") -> dict[str, Any]:
-        """The keyframes to label next: ``thermal_action.active.rank_keyframes`` when installed,
-        else the incomplete keyframes in order (and a note saying so)."""
+        """The keyframes to label next: ``thermal_action.active.rank_keyframes`` over the model's
+        scores of the keyframes that still have an unlabelled person; without that module, or
+        without a checkpoint (no scores to rank by), those keyframes in recording order, with a
+        note saying why."""
         try:
             from thermal_action import active
         except ImportError:
             active = None
         with self.lock:
-            if active is None:
-                items = []
-                for s in self.recordings.values():
-                    done = set(s.state.complete_keyframes())
-                    for f in s.state.keyframes:
-                        if s.state.boxes[f] and f not in done:
-                            items.append({"recording": s.sensor_id, "frame_index": f,
-                                          "timestamp": int(s.recording.timestamps[f]), "track_id": None,
-                                          "score": None, "expected_gain": None, "reason": "not labelled yet"})
+            todo = [(s, f) for s in self.recordings.values()
+                    for f in sorted(set(s.state.keyframes) - set(s.state.complete_keyframes())) if s.state.boxes[f]]
+            if active is None or self.checkpoint is None:
+                why = ("the ranking module (thermal_action.active) is not installed" if active is None
+                       else "no --checkpoint, so no model scores to rank by")
+                items = [{"recording": s.sensor_id, "frame_index": f, "timestamp": int(s.recording.timestamps[f]) / 1000,
+                          "track_id": None, "score": None, "expected_gain": None, "reason": "not labelled yet"}
+                         for s, f in todo[:n]]
                 return {"ranked": False, "strategy": "keyframe order",
-                        "note": "the ranking module (thermal_action.active) is not installed: unlabelled keyframes "
-                                "in recording order", "suggestions": items[:n]}
-            predictions = [p for s in self.recordings.values() for p in s.predictions]
-            ranked = active.rank_keyframes(self.data_dir, predictions, strategy=strategy, n=n,
-                                           label_counts=self.label_counts())
+                        "note": f"{why}: keyframes with someone unlabelled, in recording order", "suggestions": items}
+            wanted = {(s.sensor_id, f) for s, f in todo}
+            per_keyframe: dict[tuple[str, int], list[Prediction]] = {}
+            for s in self.recordings.values():
+                for p in s.predictions:
+                    if (s.sensor_id, p.frame_idx) in wanted:
+                        per_keyframe.setdefault((s.sensor_id, p.frame_idx), []).append(p)
+            scores = [active.KeyframeScores(rec, frame, preds[0].timestamp / 1000,
+                                            np.stack([p.scores for p in preds]).astype(np.float64),
+                                            np.asarray([p.track_id for p in preds], np.int64))
+                      for (rec, frame), preds in sorted(per_keyframe.items())]
+            # The complete keyframes are left out above; their boxes are the label counts.
+            ranked = active.rank_keyframes([], scores, strategy=strategy, n=n, label_counts=self.label_counts())
             return {"ranked": True, "strategy": strategy, "note": "",
                     "suggestions": [{"recording": r.recording, "frame_index": r.frame_index,
                                      "timestamp": r.timestamp, "track_id": r.track_id, "score": r.score,
                                      "expected_gain": r.expected_gain, "reason": r.reason} for r in ranked]}
-
