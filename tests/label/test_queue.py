@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from helpers.infer import write_tiny_checkpoint
 from helpers.label import write_dataset
+
 from thermal_action.label.session import LabelSession
 
 
