@@ -8,7 +8,6 @@ keyframe files the rest of the project reads:
 - Each line (a keyframe) is matched to the frame whose timestamp is nearest to its
   ``data_time``. A keyframe farther than ``tolerance_ms`` from every frame is not
   used; it is counted, logged and listed in the summary (file, line, distance).
-- Each keyframe's ``annotator_id`` is kept on its image (who labelled it).
 - ``category == "person"`` boxes become action annotations: ``subcategory`` is the
   action, ``object_id`` the track id. Any other box (objects, furniture) is kept in
   a separate ``context_objects`` list of the output file, for models that use scene
@@ -89,7 +88,6 @@ class RawKeyframe:
     data_time: int  # ms
     annotation_time: int | None
     boxes: list[RawBox] = field(default_factory=list)
-    annotator_id: str | None = None
 
 
 def _num(value: Any) -> bool:
@@ -136,8 +134,7 @@ def read_raw_annotations(path: str | Path, sensor_id: str | None = None) -> list
                 raise DatasetError(path, f"annotations must be a list, got {type(anns).__name__}", rec)
             kf = RawKeyframe(path=path, line=lineno, sensor_id=sensor_id, mac_address=obj.get("mac_address"),
                              data_time=int(obj["data_time"]),
-                             annotation_time=int(obj["annotation_time"]) if _num(obj.get("annotation_time")) else None,
-                             annotator_id=None if obj.get("annotator_id") is None else str(obj["annotator_id"]))
+                             annotation_time=int(obj["annotation_time"]) if _num(obj.get("annotation_time")) else None)
             for j, a in enumerate(anns):
                 where = f"line {lineno}, box {j}"
                 if not isinstance(a, dict):
@@ -320,8 +317,6 @@ def convert_annotations(
             image = {"id": image_id, "sensor_id": rec.sensor_id,
                      "mac_address": kf.mac_address if kf.mac_address is not None else rec.mac_address,
                      "timestamp": ts, "width": rec.width, "height": rec.height, "frame_idx": idx}
-            if kf.annotator_id is not None:  # who labelled it (loaders keep unknown image keys as extras)
-                image["annotator_id"] = kf.annotator_id
             anns, ctx, seen_tracks = [], [], set()
             for j, b in enumerate(kf.boxes):
                 # The loader's check (the loader clips the small overhangs; the box is kept as annotated).

@@ -11,7 +11,8 @@ and ``train`` read them unchanged.
           │
           ├─► annotations/train.json, val.json, class_mapping.json
           │        made from those lines by data.convert.convert_annotations: one conversion,
-          │        the same split rule (whole recordings held out, a later time block with one)
+          │        the same split rule (whole recordings held out, a later time block with one);
+          │        each image gets the keyframe's annotator_id
           │
           └─► rooms.json   each recording's furniture zones (its own, or carried from the
                            sensor's earlier recording), by sensor id
@@ -114,9 +115,11 @@ def export_labels(out_dir: str | Path, frames_dir: str | Path, recordings: Seque
     raw_dir = out_dir / "raw_annotations"
     ann_dir = out_dir / "annotations"
     per_rec = {}
+    annotators: dict[str, str] = {}  # image id -> annotator
     for rec in recordings:
         lines = raw_lines(rec)
         per_rec[rec.sensor_id] = len(lines)
+        annotators.update({f"{rec.sensor_id}_{line['data_time']}": line["annotator_id"] for line in lines})
         path = raw_dir / f"{rec.sensor_id}{RAW_SUFFIX}"
         if lines:
             write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
@@ -132,8 +135,12 @@ def export_labels(out_dir: str | Path, frames_dir: str | Path, recordings: Seque
                 summary = convert_annotations(raw_dir, frames_dir, tmp, overwrite=True)
             finally:
                 convert_log.setLevel(level)
-            for name in ("train", "val", "class_mapping"):
-                write_atomic(ann_dir / f"{name}.json", (Path(tmp) / f"{name}.json").read_bytes())
+            for name in ("train", "val"):
+                coco = json.loads((Path(tmp) / f"{name}.json").read_text(encoding="utf-8"))
+                for image in coco["images"]:  # who labelled it (loaders keep unknown image keys as extras)
+                    image["annotator_id"] = annotators[image["id"]]
+                write_json_atomic(ann_dir / f"{name}.json", coco)
+            write_atomic(ann_dir / "class_mapping.json", (Path(tmp) / "class_mapping.json").read_bytes())
         boxes = sum(summary["split"]["boxes"].values())
         split_note = summary["split"]["note"]
     else:
