@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -63,6 +64,20 @@ def exported_tiny(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("exported")
     ckpt = write_tiny_checkpoint(tmp / "tiny.ckpt")
     return ckpt, export_onnx(ckpt, tmp / "tiny.onnx").path
+
+
+def test_the_readme_gateway_command_installs_the_gateway_requirement_set():
+    """The README's (and docs/gateway.md's) gateway ``pip install`` is exactly what
+    ``scripts/check-gateway.sh`` installs and tests: the core without torch, ``serve``, ONNX Runtime."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_gateway.py"), "--requirements"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    want = proc.stdout.split()
+    assert want and not any(r.startswith("torch") for r in want) and any(r.startswith("onnxruntime") for r in want)
+    for page in (ROOT / "README.md", ROOT / "docs" / "gateway.md"):
+        lines = page.read_text().replace("\\\n", " ").splitlines()
+        (command,) = [shlex.split(line) for line in lines if line.startswith('pip install "numpy')]
+        assert command[2:] == want, page
+        assert "pip install --no-deps thermal-action" in lines, page
 
 
 def test_predict_with_an_exported_model_runs_without_torch(tmp_path, without_torch, exported_tiny):

@@ -155,7 +155,8 @@ def _build_stream(opts: WorkerOptions) -> Any:
     from thermal_action.inference.predictor import Predictor
     from thermal_action.inference.streaming import StreamingPredictor
 
-    if opts.backend == "torch":  # ONNX Runtime takes its threads below; an ONNX gateway has no torch
+    # An .onnx runs in ONNX Runtime, whose threads are set below (a gateway serving one has no torch).
+    if opts.backend == "torch" and not str(opts.checkpoint).endswith(".onnx"):
         import torch
 
         torch.set_num_threads(opts.threads)
