@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         b, r = (int(v) for v in case.split("x"))
         slow, fast, rois = _example_inputs(b, r, t, meta["alpha"], h, w, seed=b * 100 + r)
         want, got = pt(slow, fast, rois), ort(slow, fast, rois)
-        diff = float((want - got).abs().max())
+        diff = float(np.abs(want.numpy() - got).max())
         pt(slow, fast, rois), ort(slow, fast, rois)  # warm-up
         tp, to = [], []
         for _ in range(args.repeats):  # interleaved: load changes hit both backends alike

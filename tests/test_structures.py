@@ -50,6 +50,17 @@ def test_pack_pathways_takes_centred_frames():
     assert slow_1 is clip and fast_1 is clip
 
 
+@pytest.mark.parametrize("t, alpha", [(32, 4), (16, 3), (15, 4), (8, 8), (8, 1)])
+def test_pack_pathways_of_an_array_takes_the_tensors_frames(t, alpha):
+    # The ONNX backend packs numpy batches (B, C, T, H, W): the same frames, contiguous.
+    batch = np.random.default_rng(t).normal(size=(2, 1, t, 4, 6)).astype(np.float32)
+    slow, fast = pack_pathways(batch, alpha)
+    want_slow, want_fast = pack_pathways(torch.from_numpy(batch), alpha)
+    assert isinstance(slow, np.ndarray) and fast is batch and slow.flags.c_contiguous
+    np.testing.assert_array_equal(slow, want_slow.numpy())
+    np.testing.assert_array_equal(fast, want_fast.numpy())
+
+
 def test_looks_like_kelvin_is_the_one_kelvin_test():
     import numpy as np
 

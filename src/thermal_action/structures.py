@@ -12,18 +12,23 @@ Box formats are in the names:
 Dimension letters: B clips, C channels, T frames, H, W pixels, N boxes in one clip,
 R boxes in a batch, K classes, Z zone kinds a model sees (:data:`MODEL_ZONE_KINDS`), F
 person-to-zone features (:data:`ZONE_FEATURE_NAMES`).
+
+This module imports no torch (an ONNX Runtime install has none): the tensors of
+:class:`ClipSample` and :class:`Batch` belong to the torch side, and :func:`pack_pathways`
+takes numpy arrays as well as tensors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import NamedTuple
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
 from thermal_action.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
 
 #: The 14 action classes of the format (ids 0-13), in category-id order.
 DEFAULT_CLASS_NAMES: tuple[str, ...] = (
@@ -134,6 +139,40 @@ ZONE_FEATURE_NAMES: tuple[str, ...] = ("has_layout",) + tuple(f"on_{k}" for k in
     f"near_{k}" for k in MODEL_ZONE_KINDS)
 NUM_ZONE_KINDS = len(MODEL_ZONE_KINDS)
 NUM_ZONE_FEATURES = len(ZONE_FEATURE_NAMES)
+#: ``model.room`` settings (how a model reads the room: ``models/room.py``).
+ROOM_INPUTS = ("none", "masks", "features", "masks+features")
+
+
+@dataclass(frozen=True)
+class RoomInputs:
+    """The room inputs of a model (``models/room.py`` feeds them; an exported model's
+    metadata names them, so the ONNX backend reads them without torch).
+
+    Attributes:
+        zone_channels: ``Z``, zone-mask channels added to the frames (0: none).
+        zone_features: ``F``, person-to-zone features added to the head's input (0: none).
+    """
+
+    zone_channels: int = 0
+    zone_features: int = 0
+
+    @classmethod
+    def from_setting(cls, room: str) -> RoomInputs:
+        """The inputs of a ``model.room`` setting (one of :data:`ROOM_INPUTS`).
+
+        Raises:
+            ValueError: an unknown setting, naming the valid ones.
+        """
+        if room not in ROOM_INPUTS:
+            raise ValueError(f"unknown model.room {room!r}; expected one of {', '.join(ROOM_INPUTS)}")
+        parts = room.split("+")
+        return cls(NUM_ZONE_KINDS if "masks" in parts else 0, NUM_ZONE_FEATURES if "features" in parts else 0)
+
+    @property
+    def setting(self) -> str:
+        """The ``model.room`` setting these inputs come from."""
+        parts = [name for name, on in (("masks", self.zone_channels), ("features", self.zone_features)) if on]
+        return "+".join(parts) or "none"
 
 
 def boxes_cxcywh_norm_to_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -316,11 +355,12 @@ def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def pack_pathways(clip: torch.Tensor, alpha: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pack_pathways(clip: torch.Tensor | np.ndarray, alpha: int) -> tuple[Any, Any]:
     """Splits a fast clip into SlowFast pathways.
 
     Args:
-        clip: ``(..., C, T, H, W)`` frames at the fast pathway's frame stride.
+        clip: ``(..., C, T, H, W)`` frames at the fast pathway's frame stride: a tensor, or
+            a numpy array (the ONNX backend's preprocessing; the same frames, no torch).
         alpha: speed ratio; the slow pathway takes every ``alpha``-th fast frame.
 
     Returns:
@@ -335,6 +375,10 @@ def pack_pathways(clip: torch.Tensor, alpha: int) -> tuple[torch.Tensor, torch.T
         raise ValueError(f"cannot take every {alpha}-th frame of a {t}-frame clip")
     if alpha == 1:
         return clip, clip
+    if isinstance(clip, np.ndarray):
+        return np.take(clip, np.arange((t // 2) % alpha, t, alpha)[: t // alpha], axis=-3), clip
+    import torch
+
     idx = torch.arange((t // 2) % alpha, t, alpha, device=clip.device)[: t // alpha]
     return clip.index_select(-3, idx), clip
 
@@ -424,6 +468,8 @@ class Batch:
         return int(self.rois.shape[0])
 
     def _map_tensors(self, fn) -> "Batch":
+        import torch
+
         changes = {
             f.name: fn(getattr(self, f.name))
             for f in fields(self)

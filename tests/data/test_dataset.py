@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from thermal_action.config import DataConfig
-from thermal_action.data.clips import ClipBuilder, clip_from_recording
+from thermal_action.data.clips import ClipBuilder
+from thermal_action.data.dataset import clip_from_recording
 from thermal_action.data.dataset import (
     ClipCollator,
     ThermalClipDataset,

@@ -102,10 +102,12 @@ def frames_with_people(n: int, seed: int = 0) -> np.ndarray:
 
 
 def start_serve_cli(checkpoint: Path, data_dir: Path, env: dict[str, str] | None = None,
-                    timeout: float = 120.0, **overrides: Any) -> tuple[subprocess.Popen, str]:
-    """``thermal-action serve`` as a child process (stdout and stderr merged into ``proc.stdout``);
-    returns it and the banner's address (``http://127.0.0.1:PORT/?token=...``) once it serves."""
-    proc = subprocess.Popen([sys.executable, "-m", "thermal_action.cli", "serve", "--checkpoint", str(checkpoint),
+                    timeout: float = 120.0, python: str = sys.executable,
+                    **overrides: Any) -> tuple[subprocess.Popen, str]:
+    """``thermal-action serve`` as a child process of ``python`` (another environment's, for an
+    install check), stdout and stderr merged into ``proc.stdout``; returns it and the banner's
+    address (``http://127.0.0.1:PORT/?token=...``) once it serves."""
+    proc = subprocess.Popen([python, "-m", "thermal_action.cli", "serve", "--checkpoint", str(checkpoint),
                              *serve_overrides(data_dir, **overrides)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
                             cwd=data_dir.parent)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from helpers.infer import ROOM_LAYOUT, make_frames, tiny_config, write_recording, write_tiny_checkpoint
-from thermal_action.inference.export import _example_inputs, clip_builder_kwargs, export_onnx, read_onnx_metadata
+from thermal_action.inference.export import _example_inputs, clip_builder_kwargs, export_onnx
+from thermal_action.inference.onnx_file import read_onnx_metadata
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.inference.recordings import predict_recordings
 from thermal_action.structures import DEFAULT_CLASS_NAMES

@@ -706,7 +706,7 @@ def test_a_room_model_starts_from_weights_without_the_room_computing_what_they_d
     whatever room it is shown, until training uses the room."""
     from safetensors.torch import save_file
 
-    from thermal_action.models.room import RoomInputs
+    from thermal_action.structures import RoomInputs
 
     torch.manual_seed(3)
     plain = build_model(ModelConfig(variant=variant, tube_size=tube_size, head_dim=32, roi_output_size=3), 14).eval()

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from thermal_action.config import ModelConfig
 from thermal_action.models import VARIANTS, build_model
 from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, transform_clip, transform_rois
-from thermal_action.models.room import ROOM_INPUTS, RoomInputs, add_zone_channels
+from thermal_action.models.room import add_zone_channels
+from thermal_action.structures import ROOM_INPUTS, RoomInputs
 from thermal_action.models.tubes import TUBE_BACKBONES, PersonTubeDetector, crop_tubes, crop_zone_masks, tube_windows
 from thermal_action.structures import NUM_ZONE_FEATURES, NUM_ZONE_KINDS
 

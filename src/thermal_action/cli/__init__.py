@@ -239,6 +239,9 @@ def _one_line(e: BaseException) -> str:
     missing = (e.name or "").split(".")[0] if isinstance(e, ModuleNotFoundError) else ""
     if missing in EXTRAS:
         return f"needs {missing}, which is not installed: pip install 'thermal-action[{EXTRAS[missing]}]'"
+    if missing == "torch":  # an ONNX Runtime install without PyTorch (README, "Install")
+        return ("needs torch, which is not installed: this install runs exported models only "
+                "(an .onnx from 'thermal-action export' with --backend onnx)")
     if isinstance(e, KeyError) and len(e.args) == 1:
         text = str(e.args[0])
     if isinstance(e, (ValueError, OSError, KeyError)):

@@ -19,8 +19,12 @@ rotations and the resize move the boxes and the furniture together, which leaves
 features (shares and distances in frame diagonals) as they are.
 
 :class:`ClipBuilder` is that whole path; the dataset calls it with random
-:class:`~thermal_action.data.transforms.AugmentParams`, the predictor through
-:func:`clip_from_recording` without, so both see exactly the same preprocessing.
+:class:`~thermal_action.data.transforms.AugmentParams`, the predictor without, so both see
+exactly the same preprocessing. It is numpy throughout and imports no torch: the ONNX
+backend runs it in an install without torch (the dataset wraps its arrays as tensors,
+without a copy). Only a resize (``scale`` other than 1) has two engines: PyTorch's, which
+training used, and a numpy twin for the ONNX backend
+(:data:`~thermal_action.data.transforms.RESIZE_ENGINES`).
 """
 
 from __future__ import annotations
@@ -30,12 +34,10 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from thermal_action.errors import DatasetError
-from thermal_action.data.hdf5 import Recording
 from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, person_zone_features, zone_masks
 from thermal_action.data.transforms import (
+    RESIZE_ENGINES,
     AugmentParams,
     Normalizer,
     apply_geometry,
@@ -45,7 +47,6 @@ from thermal_action.data.transforms import (
     jitter_boxes,
     resize_clip,
 )
-from thermal_action.structures import ClipSample, boxes_cxcywh_norm_to_xyxy
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +92,18 @@ class BuiltClip:
     """Output of :meth:`ClipBuilder.build`.
 
     Attributes:
-        clip: ``(1, T, H', W')`` float32 normalised.
+        clip: ``(1, T, H', W')`` float32 normalised, C-contiguous.
         boxes_xyxy: ``(N, 4)`` float32 pixels of ``clip``.
         window: the raw frames read.
         zone_masks: ``(Z, H', W')`` float32 furniture masks, moved and resized with ``clip``.
         zone_features: ``(N, F)`` float32 person-to-zone geometry of the boxes.
     """
 
-    clip: torch.Tensor
-    boxes_xyxy: torch.Tensor
+    clip: np.ndarray
+    boxes_xyxy: np.ndarray
     window: ClipWindow
-    zone_masks: torch.Tensor
-    zone_features: torch.Tensor
+    zone_masks: np.ndarray
+    zone_features: np.ndarray
 
 
 @functools.lru_cache(maxsize=256)
@@ -124,6 +125,8 @@ class ClipBuilder:
         fixed_range: °C mapped to [0, 1] in ``"fixed"`` mode.
         background_scale: °C per unit in ``"background"`` mode.
         scale: spatial resize factor (bilinear; boxes scaled to match).
+        resize_engine: ``"torch"`` (what training used) or ``"numpy"`` (no torch needed:
+            the ONNX backend's); they differ by float32 rounding.
     """
 
     def __init__(
@@ -134,14 +137,18 @@ class ClipBuilder:
         fixed_range: tuple[float, float] = (5.0, 45.0),
         background_scale: float = 8.0,
         scale: float = 1.0,
+        resize_engine: str = "torch",
     ):
         clip_offsets(num_frames, frame_stride)  # validates
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
+        if resize_engine not in RESIZE_ENGINES:
+            raise ValueError(f"resize_engine must be one of {RESIZE_ENGINES}, got {resize_engine!r}")
         self.num_frames = num_frames
         self.frame_stride = frame_stride
         self.normalizer = Normalizer(normalization, tuple(fixed_range), background_scale)
         self.scale = float(scale)
+        self.resize_engine = resize_engine
 
     @property
     def clip_length(self) -> int:
@@ -189,60 +196,8 @@ class ClipBuilder:
         if params is not None:
             x, boxes = apply_geometry(x, boxes, params)
             masks = flip_rotate(masks, params)
-        clip = torch.from_numpy(np.ascontiguousarray(x))  # (T, H, W)
-        clip, boxes_t = resize_clip(clip, torch.from_numpy(boxes.astype(np.float32)), self.scale)
+        clip, boxes = resize_clip(np.ascontiguousarray(x), boxes.astype(np.float32), self.scale,
+                                  self.resize_engine)  # (T, H', W'), (N, 4)
         # A copy (the cached masks are shared and read-only), resized exactly as the frames.
-        masks_t, _ = resize_clip(torch.from_numpy(np.array(masks, dtype=np.float32)), boxes_t[:0], self.scale)
-        return BuiltClip(clip=clip[None], boxes_xyxy=boxes_t, window=window, zone_masks=masks_t,
-                         zone_features=torch.from_numpy(features))
-
-
-def clip_from_recording(
-    recording: Recording,
-    frame_idx: int,
-    boxes_cxcywh_norm: np.ndarray,
-    builder: ClipBuilder,
-    track_ids: np.ndarray | None = None,
-    layout: RoomLayout = NO_LAYOUT,
-) -> ClipSample:
-    """A :class:`ClipSample` for prediction on a bare recording (no annotations).
-
-    The same path the dataset uses, without augmentation. Boxes (e.g. from a person
-    detector) are clipped to the frame; labels are -1.
-
-    Args:
-        recording: from :func:`thermal_action.data.hdf5.read_recording`.
-        frame_idx: the frame to classify (centre of the window).
-        boxes_cxcywh_norm: ``(N, 4)`` normalized centre boxes in that frame.
-        builder: from :func:`thermal_action.data.dataset.build_clip_builder`.
-        track_ids: ``(N,)`` person ids, -1 when not given.
-        layout: the room at ``frame_idx`` (default: none known).
-
-    Raises:
-        DatasetError: ``frame_idx`` out of range.
-    """
-    if not 0 <= frame_idx < recording.num_frames:
-        raise DatasetError(recording.path, f"frame_idx {frame_idx} out of range 0..{recording.num_frames - 1}",
-                           record=f"frame {frame_idx}")
-    norm = np.asarray(boxes_cxcywh_norm, dtype=np.float32).reshape(-1, 4)
-    xyxy = boxes_cxcywh_norm_to_xyxy(norm, recording.width, recording.height)
-    xyxy = np.clip(xyxy, 0.0, [recording.width, recording.height, recording.width, recording.height])
-    built = builder.build(recording.frames, frame_idx, xyxy, layout=layout)
-    n = len(norm)
-    tracks = np.full(n, -1, dtype=np.int64) if track_ids is None else np.asarray(track_ids, dtype=np.int64)
-    ts = int(recording.timestamps[frame_idx])
-    return ClipSample(
-        clip=built.clip,
-        boxes_xyxy=built.boxes_xyxy,
-        boxes_cxcywh_norm=torch.from_numpy(norm),
-        labels=torch.full((n,), -1, dtype=torch.int64),
-        track_ids=torch.from_numpy(tracks),
-        annotation_ids=torch.full((n,), -1, dtype=torch.int64),
-        image_id=f"{recording.sensor_id}_{ts}",
-        sensor_id=recording.sensor_id,
-        frame_idx=int(frame_idx),
-        timestamp=ts,
-        zone_masks=built.zone_masks,
-        zone_features=built.zone_features,
-        room_source=layout.source,
-    )
+        masks, _ = resize_clip(np.array(masks, dtype=np.float32), boxes[:0], self.scale, self.resize_engine)
+        return BuiltClip(clip=clip[None], boxes_xyxy=boxes, window=window, zone_masks=masks, zone_features=features)

@@ -4,7 +4,7 @@
 
     annotations/<split>.json --load_annotations--> keyframes (boxes in pixels)
     frames/<sensor>.h5 --read_recording (cached per process)--> frames (N, 40, 60) °C
-    keyframe + frames + its room --ClipBuilder (+ random AugmentParams)--> ClipSample
+    keyframe + frames + its room --ClipBuilder (+ random AugmentParams)--> arrays --as tensors--> ClipSample
     [ClipSample] --collate_clips / ClipCollator--> Batch (slow, fast, rois, labels, zone masks...)
 
 A keyframe's room is its own furniture (the annotation file's ``context_objects``), else
@@ -41,8 +41,8 @@ from torch.utils.data import Dataset
 from thermal_action.data.annotations import Keyframe, load_annotations
 from thermal_action.data.clips import ClipBuilder, ClipWindow
 from thermal_action.errors import DatasetError
-from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, RecordingCache, read_timestamps
-from thermal_action.data.rooms import RoomLayout, RoomMap, read_rooms, resolve_layout
+from thermal_action.data.hdf5 import DEFAULT_VALID_RANGE, Recording, RecordingCache, read_timestamps
+from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, read_rooms, resolve_layout
 from thermal_action.data.transforms import Augmenter, rot90_boxes
 from thermal_action.structures import (
     Batch,
@@ -262,8 +262,8 @@ class ThermalClipDataset(Dataset):
             logger.debug("%s frame %d: %d of %d clip frames padded with the edge frame", kf.sensor_id,
                          kf.frame_idx, built.window.num_padded, len(built.window.indices))
         return ClipSample(
-            clip=built.clip,
-            boxes_xyxy=built.boxes_xyxy,
+            clip=torch.from_numpy(built.clip),
+            boxes_xyxy=torch.from_numpy(built.boxes_xyxy),
             boxes_cxcywh_norm=torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32)),
             labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
             track_ids=torch.from_numpy(np.asarray(tracks, dtype=np.int64)),
@@ -272,8 +272,8 @@ class ThermalClipDataset(Dataset):
             sensor_id=kf.sensor_id,
             frame_idx=kf.frame_idx,
             timestamp=kf.timestamp,
-            zone_masks=built.zone_masks,
-            zone_features=built.zone_features,
+            zone_masks=torch.from_numpy(built.zone_masks),
+            zone_features=torch.from_numpy(built.zone_features),
             room_source="none" if params is not None and params.drop_room else layout.source,
             box_scores=None if scores is None else torch.from_numpy(np.asarray(scores, dtype=np.float32)),
         )
@@ -455,6 +455,57 @@ class ClipCollator:
             rng = np.random.default_rng([self.seed, zlib.crc32(key)])
             turn = bool(rng.random() < self.quarter_turn_prob)
         return collate_clips(samples, self.alpha, quarter_turn=turn)
+
+
+def clip_from_recording(
+    recording: Recording,
+    frame_idx: int,
+    boxes_cxcywh_norm: np.ndarray,
+    builder: ClipBuilder,
+    track_ids: np.ndarray | None = None,
+    layout: RoomLayout = NO_LAYOUT,
+) -> ClipSample:
+    """A :class:`ClipSample` for prediction on a bare recording (no annotations).
+
+    The same path the dataset uses, without augmentation. Boxes (e.g. from a person
+    detector) are clipped to the frame; labels are -1.
+
+    Args:
+        recording: from :func:`thermal_action.data.hdf5.read_recording`.
+        frame_idx: the frame to classify (centre of the window).
+        boxes_cxcywh_norm: ``(N, 4)`` normalized centre boxes in that frame.
+        builder: from :func:`thermal_action.data.dataset.build_clip_builder`.
+        track_ids: ``(N,)`` person ids, -1 when not given.
+        layout: the room at ``frame_idx`` (default: none known).
+
+    Raises:
+        DatasetError: ``frame_idx`` out of range.
+    """
+    if not 0 <= frame_idx < recording.num_frames:
+        raise DatasetError(recording.path, f"frame_idx {frame_idx} out of range 0..{recording.num_frames - 1}",
+                           record=f"frame {frame_idx}")
+    norm = np.asarray(boxes_cxcywh_norm, dtype=np.float32).reshape(-1, 4)
+    xyxy = boxes_cxcywh_norm_to_xyxy(norm, recording.width, recording.height)
+    xyxy = np.clip(xyxy, 0.0, [recording.width, recording.height, recording.width, recording.height])
+    built = builder.build(recording.frames, frame_idx, xyxy, layout=layout)
+    n = len(norm)
+    tracks = np.full(n, -1, dtype=np.int64) if track_ids is None else np.asarray(track_ids, dtype=np.int64)
+    ts = int(recording.timestamps[frame_idx])
+    return ClipSample(
+        clip=torch.from_numpy(built.clip),
+        boxes_xyxy=torch.from_numpy(built.boxes_xyxy),
+        boxes_cxcywh_norm=torch.from_numpy(norm),
+        labels=torch.full((n,), -1, dtype=torch.int64),
+        track_ids=torch.from_numpy(tracks),
+        annotation_ids=torch.full((n,), -1, dtype=torch.int64),
+        image_id=f"{recording.sensor_id}_{ts}",
+        sensor_id=recording.sensor_id,
+        frame_idx=int(frame_idx),
+        timestamp=ts,
+        zone_masks=torch.from_numpy(built.zone_masks),
+        zone_features=torch.from_numpy(built.zone_features),
+        room_source=layout.source,
+    )
 
 
 # --- builders (the only place that reads DataConfig) ---------------------------------------

@@ -2,7 +2,8 @@
 
 Everything here works on one clip ``(T, H, W)`` float32 and its ``(N, 4)`` pixel boxes
 ``boxes_xyxy`` in numpy: per-clip arrays are small (32 x 40 x 60), where numpy's per-call
-overhead (~1 us) beats torch's (~5-10 us); only the resize uses torch.
+overhead (~1 us) beats torch's (~5-10 us). Only the resize may use torch (the one training
+used); its numpy twin serves the ONNX backend, which runs without torch.
 
 Normalisation (applied after dropped-packet repair):
 
@@ -28,10 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 NORMALIZATION_MODES = ("fixed", "background")
+#: How :func:`resize_clip` interpolates: ``"torch"`` (``F.interpolate``, what training and the
+#: torch backend use) or ``"numpy"`` (the same bilinear sampling without torch, for the ONNX
+#: backend; equal to float32 rounding, a few 1e-6 of the values).
+RESIZE_ENGINES = ("torch", "numpy")
 
 
 def background_level(clip: np.ndarray, stride: int = 2) -> float:
@@ -120,7 +123,12 @@ def rot90_boxes(boxes_xyxy, k: int, height: float, width: float):
     """
     k %= 4
     b = boxes_xyxy
-    stack = torch.stack if isinstance(b, torch.Tensor) else np.stack
+    if isinstance(b, np.ndarray):
+        stack = np.stack
+    else:
+        import torch
+
+        stack = torch.stack
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     if k == 0:
         return b
@@ -152,26 +160,65 @@ def jitter_boxes(
 
 
 def resize_clip(
-    clip: torch.Tensor, boxes_xyxy: torch.Tensor, scale: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+    clip: np.ndarray, boxes_xyxy: np.ndarray, scale: float, engine: str = "torch"
+) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear resize of a clip by ``scale``; boxes scaled by the exact size ratio.
 
     Args:
-        clip: ``(T, H, W)`` (or any ``(C, H, W)`` stack of planes, e.g. zone masks).
-        boxes_xyxy: ``(N, 4)`` pixels of ``clip``.
+        clip: ``(T, H, W)`` float32 (or any ``(C, H, W)`` stack of planes, e.g. zone masks).
+        boxes_xyxy: ``(N, 4)`` float32 pixels of ``clip``.
         scale: output size is ``round(H * scale) x round(W * scale)``.
+        engine: one of :data:`RESIZE_ENGINES`.
 
     Returns:
-        ``(clip, boxes)``: ``(T, H', W')`` and ``(N, 4)`` in pixels of the output.
+        ``(clip, boxes)``: ``(T, H', W')`` and ``(N, 4)`` in pixels of the output (the inputs
+        themselves when ``scale`` is 1).
     """
+    if engine not in RESIZE_ENGINES:
+        raise ValueError(f"resize engine must be one of {RESIZE_ENGINES}, got {engine!r}")
     if scale == 1.0:
         return clip, boxes_xyxy
     _, h, w = clip.shape
     oh, ow = max(1, round(h * scale)), max(1, round(w * scale))
-    # (T, H, W) -> (1, T, H, W): interpolate treats T as channels, one 2-D resize per frame.
-    out = F.interpolate(clip[None], size=(oh, ow), mode="bilinear", align_corners=False)[0]
-    factor = torch.tensor([ow / w, oh / h, ow / w, oh / h], dtype=boxes_xyxy.dtype)
+    if engine == "numpy":
+        out = _resize_bilinear(clip, oh, ow)
+    else:
+        import torch
+        import torch.nn.functional as F
+
+        # (T, H, W) -> (1, T, H, W): interpolate treats T as channels, one 2-D resize per frame.
+        out = F.interpolate(torch.from_numpy(clip)[None], size=(oh, ow), mode="bilinear", align_corners=False)[0]
+        out = out.numpy()
+    factor = np.array([ow / w, oh / h, ow / w, oh / h], dtype=boxes_xyxy.dtype)
     return out, boxes_xyxy * factor
+
+
+def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(i0, i1, w0, w1)``, each ``(out_size,)``: output pixel ``j`` is ``w0 * x[i0] + w1 * x[i1]``.
+
+    PyTorch's bilinear sampling with ``align_corners=False``: pixel centres line up, so
+    ``j`` samples ``(j + 0.5) * in / out - 0.5``, clamped at 0; the last pixel repeats
+    past the far edge.
+    """
+    ratio = np.float32(in_size) / np.float32(out_size)
+    src = np.maximum(ratio * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                     np.float32(0.0))
+    i0 = src.astype(np.int64)  # floor: src >= 0
+    i1 = i0 + (i0 < in_size - 1)
+    w1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    return i0, i1, np.float32(1.0) - w1, w1
+
+
+def _resize_bilinear(planes: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """``(C, H, W)`` -> ``(C, out_h, out_w)`` float32, as ``F.interpolate(..., "bilinear",
+    align_corners=False)`` (no antialiasing), to float32 rounding."""
+    _, h, w = planes.shape
+    y0, y1, a0, a1 = _linear_taps(h, out_h)
+    x0, x1, b0, b1 = _linear_taps(w, out_w)
+    rows0, rows1 = planes[:, y0], planes[:, y1]  # (C, H', W)
+    top = b0 * rows0[:, :, x0] + b1 * rows0[:, :, x1]  # (C, H', W')
+    bottom = b0 * rows1[:, :, x0] + b1 * rows1[:, :, x1]
+    return (a0[:, None] * top + a1[:, None] * bottom).astype(np.float32, copy=False)
 
 
 # --- random augmentation ----------------------------------------------------------------

@@ -18,7 +18,8 @@ dynamic; ``T``, ``H`` and ``W`` are fixed by the checkpoint's ``data`` config
 ``scores`` is the softmax (or sigmoid, if trained so) of ``logits``.
 
 The file carries everything a predictor needs besides the weights, as JSON in the
-model's metadata (key ``thermal_action``): class names, score activation, the fall alert
+model's metadata (key ``thermal_action``; :mod:`.onnx_file` reads it and runs the file
+without torch): class names, score activation, the fall alert
 rule, alpha and the clip preprocessing (:class:`~thermal_action.data.clips.ClipBuilder`
 arguments), so ``thermal-action predict --checkpoint model.onnx`` needs no ``.ckpt``.
 
@@ -52,45 +53,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from thermal_action.models.room import RoomInputs
+from thermal_action.inference.onnx_file import (
+    INPUT_NAMES,
+    METADATA_KEY,
+    METADATA_VERSION,
+    OUTPUT_NAMES,
+    input_names,
+    session_feeds,
+)
 from thermal_action.progress import Progress
-from thermal_action.structures import MODEL_ZONE_KINDS, ZONE_FEATURE_NAMES, pack_pathways
+from thermal_action.structures import MODEL_ZONE_KINDS, ZONE_FEATURE_NAMES, RoomInputs, pack_pathways
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "thermal_action"
-METADATA_VERSION = 1
-INPUT_NAMES = ("slow", "fast", "rois")
-#: The room's inputs, after :data:`INPUT_NAMES`, for a model that reads them.
-ROOM_INPUT_NAMES = ("zone_masks", "zone_features")
-OUTPUT_NAMES = ("logits", "scores")
 _DYNAMIC_AXIS = {"slow": "B", "fast": "B", "rois": "R", "zone_masks": "B", "zone_features": "R"}
-
-
-def input_names(room: RoomInputs) -> tuple[str, ...]:
-    """The graph inputs of a model with these room inputs, in argument order."""
-    return INPUT_NAMES + tuple(name for name, used in zip(ROOM_INPUT_NAMES, (room.zone_channels, room.zone_features))
-                               if used)
-
-
-def session_feeds(session: Any, slow: torch.Tensor, fast: torch.Tensor, rois: torch.Tensor,
-                  zone_masks: torch.Tensor | None = None,
-                  zone_features: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-    """The inputs an ONNX Runtime session declares: a model that reads only the fast pathway
-    (the crop CNN) is exported without the ``slow`` input, one without a room without
-    ``zone_masks`` and ``zone_features``.
-
-    Raises:
-        ValueError: the graph reads a room input that was not given.
-    """
-    given = {"slow": slow, "fast": fast, "rois": rois, "zone_masks": zone_masks, "zone_features": zone_features}
-    feeds = {}
-    for i in session.get_inputs():
-        value = given.get(i.name)
-        if value is None:
-            raise ValueError(f"the ONNX graph reads '{i.name}' (a model with model.room), but none was given")
-        feeds[i.name] = np.asarray(value.detach().cpu().numpy(), dtype=np.float32)
-    return feeds
 
 
 class ExportError(RuntimeError):
@@ -99,7 +75,7 @@ class ExportError(RuntimeError):
 
 class _Exportable(nn.Module):
     """``(slow, fast, rois, *room) -> (logits, scores)`` around an ActionDetector, memory off;
-    ``room`` is the model's room inputs in :data:`ROOM_INPUT_NAMES` order."""
+    ``room`` is the model's room inputs in :data:`~.onnx_file.ROOM_INPUT_NAMES` order."""
 
     def __init__(self, model: nn.Module, score_activation: str):
         super().__init__()
@@ -167,22 +143,6 @@ def clip_builder_kwargs(builder: Any) -> dict[str, Any]:
         "background_scale": float(builder.normalizer.background_scale),
         "scale": float(builder.scale),
     }
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``thermal_action`` metadata of an exported file (clear error when absent)."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX file not found: {path}")
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            meta = json.loads(prop.value)
-            meta["clip_builder"]["fixed_range"] = tuple(meta["clip_builder"]["fixed_range"])
-            return meta
-    raise ValueError(f"{path}: no '{METADATA_KEY}' metadata; export it with 'thermal-action export'")
 
 
 def _example_inputs(num_clips: int, num_boxes: int, t: int, alpha: int, h: int, w: int,

@@ -5,6 +5,10 @@ The rest of ``predict`` lives beside it: backends in :mod:`.backends`, person bo
 recordings in :mod:`.recordings`, and detections files in
 :mod:`thermal_action.evaluation.detections` (``evaluate`` reads them too). Their names
 stay importable from here.
+
+The preprocessing and the batching are numpy; this module imports no torch, so a
+predictor on an exported ``.onnx`` runs where only ONNX Runtime is installed. A
+checkpoint (``.ckpt``) brings PyTorch in through its backend.
 """
 
 from __future__ import annotations
@@ -13,10 +17,9 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from thermal_action.alert_rule import AlertRule
 from thermal_action.data.clips import BuiltClip, ClipBuilder, clip_offsets
@@ -24,6 +27,8 @@ from thermal_action.data.rooms import NO_LAYOUT, RoomLayout
 from thermal_action.inference.backends import BACKENDS, OnnxBackend, TorchBackend
 from thermal_action.structures import DEFAULT_VALID_RANGE, pack_pathways
 
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -135,7 +140,8 @@ class Predictor:
                 checkpoint = target
             onnx_backend = OnnxBackend(checkpoint, num_threads=num_threads)
             meta = onnx_backend.metadata
-            builder = ClipBuilder(**meta["clip_builder"])
+            # numpy's resize: the whole ONNX path runs without torch (equal to float32 rounding)
+            builder = ClipBuilder(**meta["clip_builder"], resize_engine="numpy")
             return cls(onnx_backend, builder, meta["class_names"], meta["score_activation"], max_clips_per_batch,
                        alert_rule=_onnx_alert_rule(meta),
                        frame_size=meta.get("frame_size"),
@@ -192,7 +198,16 @@ class Predictor:
         with the room's zone masks and person-to-zone features."""
         return self.clip_builder.build(frames, frame_idx, boxes_xyxy, layout=layout)
 
-    def _scores(self, logits: torch.Tensor) -> np.ndarray:
+    def _scores(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``(R, K)`` logits -> probabilities: PyTorch's activation for a tensor (the torch
+        backend's), numpy's for an array (ONNX Runtime's)."""
+        if isinstance(logits, np.ndarray):
+            if self.score_activation == "softmax":
+                e = np.exp(logits - logits.max(axis=-1, keepdims=True, initial=-np.inf))
+                return e / e.sum(axis=-1, keepdims=True)
+            return np.exp(-np.logaddexp(np.float32(0.0), -logits))  # the sigmoid, without overflow
+        import torch
+
         if self.score_activation == "softmax":
             return torch.softmax(logits, dim=-1).numpy()
         return torch.sigmoid(logits).numpy()
@@ -217,16 +232,16 @@ class Predictor:
                                         np.asarray(req.boxes_xyxy, np.float32).reshape(-1, 4), req.layout)
                 clips.append(built.clip)  # (1, T, H', W')
                 n = built.boxes_xyxy.shape[0]
-                rois.append(torch.cat([torch.full((n, 1), float(b)), built.boxes_xyxy.float()], dim=1))
+                rois.append(np.concatenate([np.full((n, 1), b, np.float32), built.boxes_xyxy], axis=1))  # (n, 5)
                 counts.append(n)
                 keys.append(req.clip_key)
                 masks.append(built.zone_masks)  # (Z, H', W')
                 features.append(built.zone_features)  # (n, F)
-            batch = torch.stack(clips)  # (B, 1, T, H', W')
+            batch = np.stack(clips)  # (B, 1, T, H', W')
             slow, fast = pack_pathways(batch, self.alpha)
             use_keys = self.backend.use_memory and all(k is not None for k in keys)
-            logits = self.backend(slow, fast, torch.cat(rois), clip_keys=keys if use_keys else None,
-                                  zone_masks=torch.stack(masks), zone_features=torch.cat(features))
+            logits = self.backend(slow, fast, np.concatenate(rois), clip_keys=keys if use_keys else None,
+                                  zone_masks=np.stack(masks), zone_features=np.concatenate(features))
             self.forward_passes += 1
             scores = self._scores(logits)  # (R, K)
             for i, part in zip(chunk, np.split(scores, np.cumsum(counts)[:-1])):

@@ -11,9 +11,9 @@ from thermal_action.models.detector import ActionDetector
 from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.models.head import ActionHead
 from thermal_action.models.interaction import INTERACTION_MODES, InteractionStructure
-from thermal_action.models.room import RoomInputs
 from thermal_action.models.tubes import TUBE_BACKBONES, PersonTubeDetector
 from thermal_action.models.variants import VARIANTS
+from thermal_action.structures import RoomInputs
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | EnsembleDetector:

@@ -17,7 +17,8 @@ from torch import nn
 from thermal_action.models.backbone import SlowFastBackbone
 from thermal_action.models.feature_bank import ClipKey, FeatureBank
 from thermal_action.models.head import ActionHead
-from thermal_action.models.room import RoomInputs, add_zone_channels, check_room_inputs
+from thermal_action.models.room import add_zone_channels, check_room_inputs
+from thermal_action.structures import RoomInputs
 
 
 #: Test-time augmentation sizes: the first n of these flips/transpositions of an overhead

@@ -58,7 +58,7 @@ class EnsembleDetector(nn.Module):
 
     @property
     def room(self):
-        """The members' room inputs (:class:`~thermal_action.models.room.RoomInputs`, one config)."""
+        """The members' room inputs (:class:`~thermal_action.structures.RoomInputs`, one config)."""
         return self.members[0].room
 
     @property

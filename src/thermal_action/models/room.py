@@ -17,45 +17,9 @@ augmentation) moves them with the frames, and the features do not change under o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from thermal_action.structures import NUM_ZONE_FEATURES, NUM_ZONE_KINDS
-
-#: ``model.room`` settings.
-ROOM_INPUTS = ("none", "masks", "features", "masks+features")
-
-
-@dataclass(frozen=True)
-class RoomInputs:
-    """The room inputs of a model.
-
-    Attributes:
-        zone_channels: ``Z``, zone-mask channels added to the frames (0: none).
-        zone_features: ``F``, person-to-zone features added to the head's input (0: none).
-    """
-
-    zone_channels: int = 0
-    zone_features: int = 0
-
-    @classmethod
-    def from_setting(cls, room: str) -> RoomInputs:
-        """The inputs of a ``model.room`` setting (one of :data:`ROOM_INPUTS`).
-
-        Raises:
-            ValueError: an unknown setting, naming the valid ones.
-        """
-        if room not in ROOM_INPUTS:
-            raise ValueError(f"unknown model.room {room!r}; expected one of {', '.join(ROOM_INPUTS)}")
-        parts = room.split("+")
-        return cls(NUM_ZONE_KINDS if "masks" in parts else 0, NUM_ZONE_FEATURES if "features" in parts else 0)
-
-    @property
-    def setting(self) -> str:
-        """The ``model.room`` setting these inputs come from."""
-        parts = [name for name, on in (("masks", self.zone_channels), ("features", self.zone_features)) if on]
-        return "+".join(parts) or "none"
+from thermal_action.structures import RoomInputs
 
 
 def add_zone_channels(clip: torch.Tensor, zone_masks: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
@@ -104,4 +68,4 @@ def check_room_inputs(inputs: RoomInputs, fast: torch.Tensor, rois: torch.Tensor
                              f"shape {want} (has_layout = 0 when no layout is known), got {got}")
 
 
-__all__ = ["ROOM_INPUTS", "RoomInputs", "add_zone_channels", "check_room_inputs"]
+__all__ = ["add_zone_channels", "check_room_inputs"]

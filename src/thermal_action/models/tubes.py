@@ -40,7 +40,8 @@ from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, check
 from thermal_action.models.feature_bank import ClipKey
 from thermal_action.models.head import ActionHead
 from thermal_action.models.ops.roi_align import roi_align
-from thermal_action.models.room import RoomInputs, add_zone_channels, check_room_inputs
+from thermal_action.models.room import add_zone_channels, check_room_inputs
+from thermal_action.structures import RoomInputs
 
 #: Reference box side (input pixels) of the head's log-size features.
 SIZE_REFERENCE = 10.0

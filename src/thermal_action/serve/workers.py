@@ -152,12 +152,14 @@ class Round:
 
 
 def _build_stream(opts: WorkerOptions) -> Any:
-    import torch
-
     from thermal_action.inference.predictor import Predictor
     from thermal_action.inference.streaming import StreamingPredictor
 
-    torch.set_num_threads(opts.threads)
+    # An .onnx runs in ONNX Runtime, whose threads are set below (a gateway serving one has no torch).
+    if opts.backend == "torch" and not str(opts.checkpoint).endswith(".onnx"):
+        import torch
+
+        torch.set_num_threads(opts.threads)
     predictor = Predictor.from_checkpoint(opts.checkpoint, backend=opts.backend, onnx_path=opts.onnx_path,
                                           max_clips_per_batch=opts.batch_clips, num_threads=opts.threads)
     return StreamingPredictor(predictor, step=opts.step, causal=opts.causal, alert_rule=opts.alert_rule,

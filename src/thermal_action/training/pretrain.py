@@ -159,9 +159,9 @@ class TwoViewBatcher:
             h, w = frames.shape[1:]
             params = self.augmenter.sample(rng, 1, h, w)
             built = self.builder.build(frames, s.frame, np.asarray([s.box_xyxy]), params)
-            clips.append(built.clip)
-            boxes.append(built.boxes_xyxy.reshape(1, 4))
-            masks.append(built.zone_masks)
+            clips.append(torch.from_numpy(built.clip))
+            boxes.append(torch.from_numpy(built.boxes_xyxy).reshape(1, 4))
+            masks.append(torch.from_numpy(built.zone_masks))
         clip = torch.stack(clips)  # (B, 1, T, H, W)
         zone_masks = torch.stack(masks)  # (B, Z, H, W)
         index = torch.arange(len(samples), dtype=torch.float32)[:, None]
