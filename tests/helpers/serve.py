@@ -137,10 +137,14 @@ def pid_alive(pid: int) -> bool:
 
 
 class Webhook:
-    """A local HTTP server that answers ``fail_first`` requests with 503, then 204."""
+    """A local HTTP server that answers ``fail_first`` requests with 503, then 204.
+
+    ``received``: the delivered messages (JSON, with ``content_type``); ``requests``: every try
+    as ``(headers, raw body)``, failed ones included."""
 
     def __init__(self, fail_first: int = 0):
         self.received: list[dict] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []
         self.tries = 0
         self.fail_first = fail_first
         outer = self
@@ -148,6 +152,7 @@ class Webhook:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((dict(self.headers.items()), body))
                 outer.tries += 1
                 if outer.tries <= outer.fail_first:
                     self.send_response(503)

@@ -66,6 +66,7 @@ class ServeConfig:
     mqtt_password: str = ""
     # -- alert notifications (raised, repeat, acknowledged, resolved, ended)
     alert_webhook_url: str = ""  # http(s):// address that gets each alert event as a JSON POST; empty: none
+    alert_webhook_secret: str = ""  # signs each webhook POST (HMAC-SHA256, X-Thermal-Action-Signature); empty: $THERMAL_ACTION_WEBHOOK_SECRET, else unsigned; never written to serve_config.yaml
     mqtt_alert_topic: str = ""  # topic each alert event is published to (QoS 1, not retained; {sensor_id} replaced); empty: none
     mqtt_alert_url: str = ""  # broker for mqtt_alert_topic; empty: mqtt_url's
     notify_retries: int = ranged(6, 0, 100)  # tries after the first per message, backoff doubling each time

@@ -172,7 +172,9 @@ class Service:
         cfg = self.cfg
         self.token, self.token_source = resolve_token(cfg, self.data_dir)
         write_token(self.data_dir / TOKEN_FILE, self.token)
-        save_config(replace(cfg, token="<in the token file>" if cfg.token else ""), self.data_dir / "serve_config.yaml")
+        save_config(replace(cfg, token="<in the token file>" if cfg.token else "",
+                            alert_webhook_secret="<set>" if cfg.alert_webhook_secret else ""),
+                    self.data_dir / "serve_config.yaml")
         onnx_path = None
         if cfg.backend == "onnx" and checkpoint.suffix != ".onnx":
             onnx_path = str(self.data_dir / "model.onnx")  # exported once, here, not beside the checkpoint
