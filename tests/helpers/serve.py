@@ -84,9 +84,11 @@ def serve_overrides(data_dir: Path, **more: Any) -> list[str]:
 
 
 def alert_event(kind: str, sensor_id: str, track_id: int, start_timestamp: int, end_timestamp: int,
-                peak_score: float, fired_timestamp: int | None = None, frame_ms: int = 166):
+                peak_score: float, fired_timestamp: int | None = None, frame_ms: int = 166,
+                box: tuple[float, float, float, float] | None = None):
     """An :class:`AlertEvent` as a worker sends it (frames from the timestamps, 166 ms apart);
-    ``fired_timestamp`` defaults to the end of a "raised" and the start of an "ended"."""
+    ``fired_timestamp`` defaults to the end of a "raised" and the start of an "ended"; ``box``:
+    the person's box (pixels), None unknown."""
     from thermal_action.inference.alerts import AlertEvent
 
     if fired_timestamp is None:
@@ -94,7 +96,7 @@ def alert_event(kind: str, sensor_id: str, track_id: int, start_timestamp: int, 
     frame = lambda ts: (ts - start_timestamp) // frame_ms  # noqa: E731
     return AlertEvent(kind, sensor_id, track_id, 0, frame(end_timestamp), start_timestamp, end_timestamp,
                       frame(fired_timestamp), fired_timestamp, peak_score, frame(end_timestamp),
-                      (end_timestamp - start_timestamp) / 1000)
+                      (end_timestamp - start_timestamp) / 1000, box)
 
 
 def frames_with_people(n: int, seed: int = 0) -> np.ndarray:

@@ -30,7 +30,7 @@ from thermal_action.alert_rule import resolve_alert_rule
 from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
 from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.notify import Notifier
-from thermal_action.serve.store import DB_FILE, Store
+from thermal_action.serve.store import DB_FILE, FoldRule, Store
 from thermal_action.serve.workers import WorkerOptions, WorkerPool
 from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
 
@@ -187,7 +187,7 @@ class Service:
             causal=cfg.causal, batch_wait=cfg.batch_wait, batch_clips=cfg.batch_clips,
             alert_rule=self.info.alert_rule, alerts=self.info.fall_index is not None, fps=cfg.fps,
             max_batch_frames=cfg.max_batch_frames, live_interval_s=1.0 / cfg.dashboard_fps)
-        self.store = Store(self.data_dir / DB_FILE)
+        self.store = Store(self.data_dir / DB_FILE, FoldRule(cfg.alert_fold_seconds, cfg.alert_fold_distance_px))
         self.hub: Hub
         pool = WorkerPool(n, opts, on_message=lambda w, m: self.hub.on_message(w, m),
                           on_restart=lambda w, lost: self.hub.on_restart(w, lost))
