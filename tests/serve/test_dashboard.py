@@ -488,6 +488,12 @@ def test_delay_drops_and_behind_banner(service, browser, falls):
     browser.execute_script("window.thermalDashboard.onStats({behind: true, delay_p95_s: 14.2})")
     banner = browser.find_element("id", "behind")
     assert banner.is_displayed() and "behind" in banner.text and "14 s" in banner.text
+    # It hides neither the top bar (the alert count, the view switch) nor takes the clicks of what it covers.
+    top = browser.execute_script("return document.querySelector('.topbar').getBoundingClientRect().bottom")
+    assert banner.rect["y"] >= top, (banner.rect, top)
+    assert browser.execute_script("const b = document.getElementById('behind').getBoundingClientRect();"
+                                  "const e = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);"
+                                  "return !document.getElementById('behind').contains(e)")
     browser.execute_script("window.thermalDashboard.onStats({behind: false})")
     assert not banner.is_displayed()
 
