@@ -84,9 +84,11 @@ def serve_overrides(data_dir: Path, **more: Any) -> list[str]:
 
 
 def alert_event(kind: str, sensor_id: str, track_id: int, start_timestamp: int, end_timestamp: int,
-                peak_score: float, fired_timestamp: int | None = None, frame_ms: int = 166):
+                peak_score: float, fired_timestamp: int | None = None, frame_ms: int = 166,
+                box: tuple[float, float, float, float] | None = None):
     """An :class:`AlertEvent` as a worker sends it (frames from the timestamps, 166 ms apart);
-    ``fired_timestamp`` defaults to the end of a "raised" and the start of an "ended"."""
+    ``fired_timestamp`` defaults to the end of a "raised" and the start of an "ended"; ``box``:
+    the person's box (pixels), None unknown."""
     from thermal_action.inference.alerts import AlertEvent
 
     if fired_timestamp is None:
@@ -94,7 +96,7 @@ def alert_event(kind: str, sensor_id: str, track_id: int, start_timestamp: int, 
     frame = lambda ts: (ts - start_timestamp) // frame_ms  # noqa: E731
     return AlertEvent(kind, sensor_id, track_id, 0, frame(end_timestamp), start_timestamp, end_timestamp,
                       frame(fired_timestamp), fired_timestamp, peak_score, frame(end_timestamp),
-                      (end_timestamp - start_timestamp) / 1000)
+                      (end_timestamp - start_timestamp) / 1000, box)
 
 
 def frames_with_people(n: int, seed: int = 0) -> np.ndarray:
@@ -139,10 +141,14 @@ def pid_alive(pid: int) -> bool:
 
 
 class Webhook:
-    """A local HTTP server that answers ``fail_first`` requests with 503, then 204."""
+    """A local HTTP server that answers ``fail_first`` requests with 503, then 204.
+
+    ``received``: the delivered messages (JSON, with ``content_type``); ``requests``: every try
+    as ``(headers, raw body)``, failed ones included."""
 
     def __init__(self, fail_first: int = 0):
         self.received: list[dict] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []
         self.tries = 0
         self.fail_first = fail_first
         outer = self
@@ -150,6 +156,7 @@ class Webhook:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((dict(self.headers.items()), body))
                 outer.tries += 1
                 if outer.tries <= outer.fail_first:
                     self.send_response(503)

@@ -221,3 +221,18 @@ def test_online_with_advance_equals_offline_on_random_sequences(seed):
 def test_alert_events_check_their_kind():
     with pytest.raises(ValueError, match="kind"):
         AlertEvent("fired", "s", 0, 0, 0, 0, 0, 0, 0, 0.9, 0, 0.0)
+
+
+def test_events_carry_the_box_of_the_latest_high_score():
+    @dataclass
+    class Boxed(P):
+        box_xyxy: np.ndarray | None = None
+
+    preds = [Boxed(**vars(p), box_xyxy=np.array([i, 10.0, i + 8.0, 18.0])) for i, p in
+             enumerate(seq([0.9, 0.9, 0.9, 0.2]))]
+    monitor = FallAlertMonitor(FALL, rule(threshold=0.5, min_seconds=1.0))
+    events = [e for p in preds for e in monitor.update(p)]
+    assert [e.kind for e in events] == ["raised", "ended"]
+    assert events[0].box_xyxy == (1.0, 10.0, 9.0, 18.0)  # raised at the second prediction
+    assert events[1].box_xyxy == (2.0, 10.0, 10.0, 18.0)  # the low score's box is not where the fall was
+    assert find_fall_alerts(seq([0.9, 0.9, 0.9]), FALL, rule(threshold=0.5, min_seconds=1.0))[0].box_xyxy is None

@@ -488,6 +488,12 @@ def test_delay_drops_and_behind_banner(service, browser, falls):
     browser.execute_script("window.thermalDashboard.onStats({behind: true, delay_p95_s: 14.2})")
     banner = browser.find_element("id", "behind")
     assert banner.is_displayed() and "behind" in banner.text and "14 s" in banner.text
+    # It hides neither the top bar (the alert count, the view switch) nor takes the clicks of what it covers.
+    top = browser.execute_script("return document.querySelector('.topbar').getBoundingClientRect().bottom")
+    assert banner.rect["y"] >= top, (banner.rect, top)
+    assert browser.execute_script("const b = document.getElementById('behind').getBoundingClientRect();"
+                                  "const e = document.elementFromPoint(b.left + b.width / 2, b.top + b.height / 2);"
+                                  "return !document.getElementById('behind').contains(e)")
     browser.execute_script("window.thermalDashboard.onStats({behind: false})")
     assert not banner.is_displayed()
 
@@ -524,3 +530,93 @@ def test_wrong_token_gets_the_401_page(service, browser, tmp_path):
     assert httpx.get(f"{service.url}/?token=not-the-token").status_code == 401
     assert httpx.get(f"{service.url}/api/sensors").status_code == 401
     save_screenshot(browser, tmp_path, "desktop_401.png")
+
+
+@pytest.fixture(scope="module")
+def room_service(tmp_path_factory):
+    """A service whose model reads the room (``model.room=features``), with a real worker; the
+    stream never ends while the test runs (a flush would score pending keyframes by itself)."""
+    from helpers.infer import tiny_config
+
+    require_browser()
+    tmp = tmp_path_factory.mktemp("serve-room")
+    ckpt = write_tiny_checkpoint(tmp / "room.ckpt", cfg=tiny_config("model.room=features"))
+    cfg = load_serve_config(None, [f"data_dir={tmp}/data", "port=0", "workers=1", "store_every_seconds=0",
+                                   "silent_seconds=600", "end_stream_seconds=600"])
+    with ServiceThread(cfg, ckpt) as svc:
+        yield svc
+
+
+def test_zones_drawn_on_a_tile_change_the_next_predictions_zone_features(room_service, browser, tmp_path):
+    """A bed drawn over the room in the page's zone editor: the very next prediction of the sensor
+    (a keyframe whose window the next frames complete) is scored with it (``room_source`` "api",
+    ``bed_share`` 1); the zone made a chair: the next one has ``bed_share`` 0."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import Select
+
+    svc, sensor = room_service, "room-7"
+    info = httpx.get(f"{svc.url}/api/info", headers=headers(svc)).json()
+    lag, step = round(info["lag_seconds"] * info["fps"]), info["step"]
+    frames, _ = make_frames(72, seed=3, dropped=())
+    now = int(time.time() * 1000)
+    stamps = [now - 47 * 167 + i * 167 for i in range(len(frames))]  # frame 47 is now
+
+    def post(first: int, last: int) -> None:  # frames first..last inclusive
+        r = httpx.post(f"{svc.url}/api/sensors/{sensor}/frames",
+                       headers={**headers(svc), "content-type": "application/octet-stream"},
+                       content=encode_frames(frames[first:last + 1], stamps[first:last + 1]))
+        assert r.status_code == 200 and r.json()["accepted"] == last + 1 - first, r.text
+
+    def predicted(key: int) -> list[dict]:
+        """The people of the live view once keyframe ``key`` is the sensor's newest prediction."""
+        def people():
+            live = httpx.get(f"{svc.url}/api/sensors/{sensor}/live", headers=headers(svc))
+            tracks = live.json()["tracks"] if live.status_code == 200 else []
+            newest = max((p["prediction_ms"] or 0 for p in tracks), default=0)
+            assert newest <= stamps[key], f"a prediction after keyframe {key}: {tracks}"
+            return [p for p in tracks if p["prediction_ms"] == stamps[key]]
+        return wait_until(people, f"the prediction of keyframe {key}")
+
+    def last_key(newest_frame: int) -> int:  # the newest keyframe whose window frame newest_frame completes
+        return (newest_frame - lag) // step * step
+
+    post(0, 47)
+    key = last_key(47)
+    before = predicted(key)
+    assert {(p["room_source"], p["bed_share"]) for p in before} == {("none", None)}, before
+
+    # A bed over the whole room, drawn on the tile's image in the page.
+    open_dashboard(browser, svc)
+    wait_for(browser, f"{tile(sensor)} && {tile(sensor)}.querySelector('.setup-button')", "the sensor's tile")
+    browser.find_element("css selector", f".tile[data-sensor-id='{sensor}'] .setup-button").click()
+    wait_for(browser, "document.getElementById('setup').open", "the set-up dialog")
+    area = browser.find_element("id", "zone-svg")
+    w, h = area.size["width"], area.size["height"]
+    ActionChains(browser).move_to_element_with_offset(area, round(-0.49 * w), round(-0.49 * h)).click_and_hold() \
+        .move_by_offset(round(0.49 * w), round(0.49 * h)).move_by_offset(round(0.49 * w), round(0.49 * h)) \
+        .release().perform()
+    Select(browser.find_element("id", "zone-kind")).select_by_value("bed")
+    save_screenshot(browser, tmp_path, "desktop_zone_over_the_room.png")
+    browser.find_element("id", "setup-save").click()
+    wait_for(browser, "!document.getElementById('setup').open", "the dialog closed after saving")
+    zones = httpx.get(f"{svc.url}/api/sensors/{sensor}/zones", headers=headers(svc)).json()
+    assert zones["source"] == "api" and [z["kind"] for z in zones["zones"]] == ["bed"], zones
+    assert zones["zones"][0]["box"] == pytest.approx([0, 0, 1, 1], abs=0.02), zones
+
+    # Just the frames that complete the next keyframe's window: that prediction, and no other.
+    post(48, key + step + lag)
+    after = predicted(key + step)
+    assert after and all(p["room_source"] == "api" and p["bed_share"] == pytest.approx(1.0) for p in after), after
+
+    # The same zone made a chair: the next prediction sees no bed, still the API's room.
+    browser.find_element("css selector", f".tile[data-sensor-id='{sensor}'] .setup-button").click()
+    wait_for(browser, "document.getElementById('zone-editor').dataset.zones === '1'", "the saved zone in the editor")
+    ActionChains(browser).move_to_element_with_offset(area, 0, 0).click().perform()
+    Select(browser.find_element("id", "zone-kind")).select_by_value("chair")
+    browser.find_element("id", "setup-save").click()
+    wait_for(browser, "!document.getElementById('setup').open", "the dialog closed after saving")
+    assert [z["kind"] for z in httpx.get(f"{svc.url}/api/sensors/{sensor}/zones",
+                                         headers=headers(svc)).json()["zones"]] == ["chair"]
+    post(key + step + lag + 1, key + 2 * step + lag)
+    chair = predicted(key + 2 * step)
+    assert chair and all(p["room_source"] == "api" and p["bed_share"] == 0.0 for p in chair), chair

@@ -106,8 +106,9 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     hub.add_listener(events.append)
     hub.submit("S1", frames(2), "ws")
     arrival = __import__("time").time()
-    preds = [("S1", 6 * i, T0 + 1000 * i, 0, [1.0, 2.0, 9.0, 8.0], _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1), arrival) for i in range(8)]
-    preds.append(("S1", 48, T0 + 8000, 0, [1.0, 2.0, 9.0, 8.0], _scores(FALL, 0.9), arrival))
+    preds = [("S1", 6 * i, T0 + 1000 * i, 0, [1.0, 2.0, 9.0, 8.0], _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1),
+              arrival, None, "none") for i in range(8)]
+    preds.append(("S1", 48, T0 + 8000, 0, [1.0, 2.0, 9.0, 8.0], _scores(FALL, 0.9), arrival, 0.25, "api"))
     alert = alert_event("raised", "S1", 0, T0 + 8000, T0 + 8000, 0.9)
     live = {"S1": (np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
                    np.array([0]), 12)}
@@ -123,7 +124,8 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     assert st["fallen"] and st["open_alerts"] == 1 and st["predictions"] == 9 and st["repaired_pixels"] == 12
     view = hub.live("S1")
     assert view["tracks"] == [{"track_id": 0, "box": [1.0, 2.0, 9.0, 8.0], "action": FALL_CLASS_NAME,
-                               "score": pytest.approx(0.9), "fall_score": pytest.approx(0.9), "fallen": True}]
+                               "score": pytest.approx(0.9), "fall_score": pytest.approx(0.9), "fallen": True,
+                               "prediction_ms": T0 + 8000, "bed_share": 0.25, "room_source": "api"}]
     assert view["frame_png"].startswith("iVBOR")  # base64 of a PNG
     assert [e["type"] for e in events] == ["alert", "live"]
     s = hub.stats()
@@ -232,7 +234,8 @@ def test_a_sensors_prediction_that_cannot_be_stored_costs_only_that_sensor(hub):
     hub.submit("S2", frames(1), "ws")
     arrival = __import__("time").time()
     box = [1.0, 2.0, 9.0, 8.0]
-    preds = [("S1", 0, T0, 0, box, _scores(0, 0.1), arrival), ("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival)]
+    preds = [("S1", 0, T0, 0, box, _scores(0, 0.1), arrival, None, "none"),
+             ("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival, None, "none")]
     alert = alert_event("raised", "S1", 0, T0, T0, 0.9)
     hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert])))
     assert hub.store.count_predictions("S1") == 1 and hub.store.count_predictions("S2") == 0

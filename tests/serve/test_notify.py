@@ -102,3 +102,64 @@ def test_notification_keys_are_checked():
                                          alert_webhook_url="http://h/x"))
     assert [o.sink.name for o in Notifier.from_config(cfg).outboxes] == ["webhook", "mqtt"]
     assert Notifier.from_config(ServeConfig()).outboxes == []
+
+
+def test_signed_webhook_verifies_and_refuses_tampering_replays_and_other_secrets():
+    import hashlib
+    import hmac
+
+    from thermal_action.serve.notify import SignatureError, verify_webhook
+
+    secret = "s3cret-of-the-care-home"
+    hook = Webhook(fail_first=1)
+    notifier = Notifier([Outbox(WebhookSink(hook.url, timeout=5, secret=secret), retries=3, backoff=0.05)])
+    notifier.start()
+    try:
+        notifier.notify("raised", ALERT)
+        notifier.notify("acknowledged", ALERT, who="nurse Ada")
+        wait_for(lambda: len(hook.received) == 2, timeout=20, what="2 signed webhook deliveries")
+    finally:
+        notifier.stop()
+        hook.close()
+    assert len(hook.requests) == 3  # the first try failed (503) and was retried
+    for headers, body in hook.requests:
+        h = {k.lower(): v for k, v in headers.items()}
+        ts = h["x-thermal-action-timestamp"]
+        assert abs(int(ts) - time.time()) < 60
+        # What a receiver computes, with nothing but the standard library.
+        mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert h["x-thermal-action-signature"] == "sha256=" + mac
+        assert verify_webhook(secret, body, headers) == json.loads(body)
+    first_try, retry, second = (json.loads(b) for _, b in hook.requests)
+    assert first_try == retry and first_try["id"] != second["id"]  # a retry is the same message: dedupe by id
+    assert [m["event"] for m in hook.received] == ["raised", "acknowledged"]
+
+    headers, body = hook.requests[-1]
+    ts = int({k.lower(): v for k, v in headers.items()}["x-thermal-action-timestamp"])
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_webhook(secret, body.replace(b"nurse Ada", b"nurse Bob"), headers)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_webhook("another secret", body, headers)
+    with pytest.raises(SignatureError, match="replay"):  # the same request, recorded and sent 10 min later
+        verify_webhook(secret, body, headers, now=ts + 600)
+    assert verify_webhook(secret, body, headers, now=ts + 299)["event"] == "acknowledged"
+    with pytest.raises(SignatureError, match="unsigned"):
+        verify_webhook(secret, body, {"Content-Type": "application/json"})
+
+
+def test_webhook_secret_from_config_or_environment_and_unsigned_without(monkeypatch):
+    from thermal_action.serve.notify import WEBHOOK_SECRET_ENV
+
+    monkeypatch.delenv(WEBHOOK_SECRET_ENV, raising=False)
+    assert Notifier.from_config(ServeConfig(alert_webhook_url="http://h/x")).outboxes[0].sink.secret == ""
+    monkeypatch.setenv(WEBHOOK_SECRET_ENV, "from-env")
+    assert Notifier.from_config(ServeConfig(alert_webhook_url="http://h/x")).outboxes[0].sink.secret == "from-env"
+    cfg = ServeConfig(alert_webhook_url="http://h/x", alert_webhook_secret="from-config")
+    assert Notifier.from_config(cfg).outboxes[0].sink.secret == "from-config"
+    hook = Webhook()
+    try:
+        WebhookSink(hook.url).send(alert_message("raised", ALERT))
+    finally:
+        hook.close()
+    (headers, _), = hook.requests
+    assert not any(k.lower().startswith("x-thermal-action") for k in headers)

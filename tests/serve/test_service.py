@@ -202,12 +202,15 @@ def test_alerts_survive_a_restart_and_files_stay_in_the_data_dir(checkpoint, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written beside it
     assert {"serve.db", "serve_config.yaml", "token"} <= {p.name for p in data.iterdir()}
     assert (data / "token").stat().st_mode & 0o077 == 0
-    with ServiceThread(load_serve_config(None, serve_overrides(data, token=token)), checkpoint) as s:
+    with ServiceThread(load_serve_config(None, serve_overrides(data, token=token, alert_webhook_secret="hush-hush")),
+                       checkpoint) as s:
         rows = httpx.get(f"{s.url}/api/alerts", headers=_auth(s)).json()["alerts"]
         assert [r["id"] for r in rows] == [r["id"] for r in before] and {r["status"] for r in rows} == {"open"}
         assert {r["state"] for r in rows} == {"ended"}  # the model's state did not survive; the alert did
         r = httpx.post(f"{s.url}/api/alerts/{alert['id']}/acknowledge", json={"who": "night shift"}, headers=_auth(s))
         assert r.json()["acknowledged_by"] == "night shift"
+    saved = (data / "serve_config.yaml").read_text()  # secrets stay out of the resolved config
+    assert token not in saved and "hush-hush" not in saved and "alert_webhook_secret: <set>" in saved
 
 
 def test_onnx_backend_exports_into_the_data_dir(checkpoint, tmp_path):

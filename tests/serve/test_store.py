@@ -10,7 +10,8 @@ import pytest
 
 from helpers.serve import alert_event
 from thermal_action.serve.operators import Feedback, SensorInfo
-from thermal_action.serve.store import MIGRATIONS, SCHEMA_VERSION, AlertIsOngoing, Store, StoreError
+from thermal_action.serve.store import (MIGRATIONS, SCHEMA_VERSION, AlertIsOngoing, FoldRule, Store, StoreError,
+                                       box_gap)
 
 
 def raise_alert(s: Store, sensor, track, start, fired, peak):
@@ -177,6 +178,72 @@ def test_a_person_raised_again_while_unacknowledged_is_one_alert_with_repeats(tm
     third = s.record_alert(alert_event("raised", "S1", 2, 40_000, 45_000, 0.8))
     assert third.actions == ("raised",) and third.alert["id"] not in (a["id"], other.alert["id"])
     assert len(s.alerts()) == 3
+
+
+#: A resident lying on the floor (pixels of a 40x60 frame), the box a new track id finds them in
+#: (overlapping: the same place), a box 3 px to its right, and a second person across the room.
+ON_FLOOR = (10.0, 20.0, 26.0, 28.0)
+FOUND_AGAIN = (12.0, 19.0, 27.0, 29.0)
+NEARBY = (29.0, 20.0, 40.0, 28.0)
+ACROSS_THE_ROOM = (44.0, 4.0, 56.0, 14.0)
+
+
+def test_box_gap_is_zero_for_overlapping_boxes_and_the_shortest_distance_otherwise():
+    assert box_gap(ON_FLOOR, FOUND_AGAIN) == 0.0 and box_gap(ON_FLOOR, ON_FLOOR) == 0.0
+    assert box_gap(ON_FLOOR, NEARBY) == pytest.approx(3.0)  # beside it
+    assert box_gap((0, 0, 2, 2), (5, 6, 9, 9)) == pytest.approx(5.0)  # corner to corner: 3, 4 -> 5
+    assert box_gap((5, 6, 9, 9), (0, 0, 2, 2)) == pytest.approx(5.0)
+
+
+def test_a_new_track_id_of_the_same_person_folds_into_the_open_alert(tmp_path):
+    """The tracker lost a resident lying still (track 3) and found them again as track 7: one alert."""
+    s = Store(tmp_path / "db")  # the default rule: 120 s, 5 px
+    first = s.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
+    s.record_alert(alert_event("ended", "S1", 3, 1000, 9000, 0.8, fired_timestamp=6000, box=ON_FLOOR))
+    again = s.record_alert(alert_event("raised", "S1", 7, 40_000, 45_000, 0.9, box=FOUND_AGAIN))  # 31 s later
+    assert again.actions == ("repeat",) and again.alert["id"] == first.alert["id"]
+    a = again.alert
+    assert (a["repeats"], a["state"], a["last_raised_ms"], a["track_id"]) == (1, "ongoing", 45_000, 3)
+    note = s.alert_events(a["id"])[-1]
+    assert note["action"] == "repeat" and "track 7" in note["note"] and "new track id" in note["note"]
+    assert "last seen 31 s before" in note["note"]
+    assert [(r["track_id"], r["alert_id"], r["box"]) for r in s.raises(sensor_id="S1")] == [
+        (3, a["id"], list(ON_FLOOR)), (7, a["id"], list(FOUND_AGAIN))]
+    # While the earlier track is still down too (not yet ended by the monitor), and beside it: folded.
+    t2 = s.record_alert(alert_event("raised", "S1", 8, 46_000, 47_000, 0.7, box=NEARBY))
+    assert t2.actions == ("repeat",) and t2.alert["id"] == a["id"] and "still down" in s.alert_events(a["id"])[-1]["note"]
+    assert len(s.alerts()) == 1
+
+
+def test_a_second_person_elsewhere_in_the_room_gets_an_alert_of_their_own(tmp_path):
+    s = Store(tmp_path / "db")
+    first = s.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
+    other = s.record_alert(alert_event("raised", "S1", 4, 2000, 7000, 0.8, box=ACROSS_THE_ROOM))  # meanwhile
+    assert other.actions == ("raised",) and other.alert["id"] != first.alert["id"]
+    # Another sensor's person in the same pixels is another room.
+    assert s.record_alert(alert_event("raised", "S2", 9, 2000, 7000, 0.8, box=ON_FLOOR)).actions == ("raised",)
+    # The same place, but long after the first person was last seen: a new alert.
+    s.record_alert(alert_event("ended", "S1", 3, 1000, 9000, 0.8, fired_timestamp=6000, box=ON_FLOOR))
+    late = s.record_alert(alert_event("raised", "S1", 5, 9000 + 121_000, 135_000, 0.8, box=FOUND_AGAIN))
+    assert late.actions == ("raised",)
+    # Without a box (an older worker, a gateway without one) nothing folds across track ids.
+    assert s.record_alert(alert_event("raised", "S1", 6, 10_000, 11_000, 0.8)).actions == ("raised",)
+    assert len(s.alerts(sensor_id="S1")) == 4
+
+
+def test_an_acknowledged_alert_or_a_rule_turned_off_folds_no_new_track_id(tmp_path):
+    s = Store(tmp_path / "db")
+    a = s.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR)).alert
+    s.set_alert_status(a["id"], "acknowledged", "nurse")  # someone is on the way: a new raise is news
+    assert s.record_alert(alert_event("raised", "S1", 7, 8000, 9000, 0.8, box=ON_FLOOR)).actions == ("raised",)
+    off = Store(tmp_path / "off.db", FoldRule(seconds=None))
+    off.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
+    assert off.record_alert(alert_event("raised", "S1", 7, 8000, 9000, 0.8, box=ON_FLOOR)).actions == ("raised",)
+    near = Store(tmp_path / "near.db", FoldRule(seconds=120.0, distance_px=2.0))  # NEARBY is 3 px off
+    near.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
+    assert near.record_alert(alert_event("raised", "S1", 7, 8000, 9000, 0.8, box=NEARBY)).actions == ("raised",)
+    with pytest.raises(ValueError, match="fold rule"):
+        FoldRule(seconds=-1.0)
 
 
 def test_sensor_details_name_the_room_of_sensors_and_alerts(tmp_path):

@@ -79,6 +79,9 @@ class AlertEvent:
         fired_frame, fired_timestamp: where the alert was raised (its run reached min_seconds).
         peak_score: the highest fall score so far; ``peak_frame`` where it was.
         duration_s: ``end - start`` in the monitor's clock (frames / fps or timestamps).
+        box_xyxy: the person's box (pixels) at the latest above-threshold prediction; None
+            when the predictions carry no box. The service folds a raise of a new track id
+            near an open alert's box into it (:mod:`~thermal_action.serve.store`).
     """
 
     kind: str
@@ -93,6 +96,7 @@ class AlertEvent:
     peak_score: float
     peak_frame: int
     duration_s: float
+    box_xyxy: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ALERT_EVENT_KINDS:
@@ -126,6 +130,7 @@ class _Run:
     peak_score: float
     peak_frame: int
     fired: tuple[int, int] | None = None  # (frame, timestamp) the alert was raised at
+    box: tuple[float, float, float, float] | None = None  # xyxy pixels at the latest high score
     broken: bool = False  # a low score or a gap broke it; an alert waits out the cooldown
 
 
@@ -159,7 +164,7 @@ class FallAlertMonitor:
             kind=kind, sensor_id=key[0], track_id=key[1], start_frame=run.start_frame, end_frame=run.last_frame,
             start_timestamp=run.start_ts, end_timestamp=run.last_ts, fired_frame=run.fired[0],
             fired_timestamp=run.fired[1], peak_score=run.peak_score, peak_frame=run.peak_frame,
-            duration_s=run.last_t - run.start_t,
+            duration_s=run.last_t - run.start_t, box_xyxy=run.box,
         )
 
     def _settle(self, key: tuple[str, int], run: _Run, t: float, high: bool) -> list[AlertEvent]:
@@ -200,6 +205,8 @@ class FallAlertMonitor:
             run.last_frame, run.last_ts, run.last_t = frame, ts, t
             if score > run.peak_score:
                 run.peak_score, run.peak_frame = score, frame
+        box = getattr(pred, "box_xyxy", None)
+        run.box = None if box is None else tuple(float(v) for v in box)  # type: ignore[assignment]
         if run.fired is None and run.last_t - run.start_t >= self.rule.min_seconds - 1e-9:
             run.fired = (frame, ts)
             events.append(self._event("raised", key, run))

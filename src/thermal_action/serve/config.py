@@ -40,6 +40,8 @@ class ServeConfig:
     fall_alert_cooldown_seconds: float | None = ranged(None, 0.0, 86_400.0)  # a new run of the person this soon after an alert continues it (no second alert)
     fall_bed_threshold: float | None = ranged(None, 0.0, 1.0, low_open=True)  # stricter threshold for a person mostly on a bed/couch zone
     fps: float = ranged(PREDICTION.fps, 0.1, 1000.0)  # sensor frame rate (turns frame counts into seconds)
+    alert_fold_seconds: float | None = ranged(120.0, 0.0, 86_400.0)  # a raise of a NEW track id folds into an unacknowledged alert of the same sensor whose person was last seen this recently (or is still down) ...; null: never across track ids
+    alert_fold_distance_px: float = ranged(5.0, 0.0, 1000.0)  # ... and at most this far from the new box (gap between the boxes, input pixels; 0: they must touch): the tracker lost the person and found them again
     # -- sensors
     max_sensors: int = ranged(256, 1, 100_000)  # sensors at most; a new one beyond takes the place of one that never sent a usable frame, or of one idle for forget_sensor_seconds, else is refused
     rooms: str = ""  # layout file (rooms.json): each sensor's furniture; zones set through the API win; "" = none
@@ -66,6 +68,7 @@ class ServeConfig:
     mqtt_password: str = ""
     # -- alert notifications (raised, repeat, acknowledged, resolved, ended)
     alert_webhook_url: str = ""  # http(s):// address that gets each alert event as a JSON POST; empty: none
+    alert_webhook_secret: str = ""  # signs each webhook POST (HMAC-SHA256, X-Thermal-Action-Signature); empty: $THERMAL_ACTION_WEBHOOK_SECRET, else unsigned; never written to serve_config.yaml
     mqtt_alert_topic: str = ""  # topic each alert event is published to (QoS 1, not retained; {sensor_id} replaced); empty: none
     mqtt_alert_url: str = ""  # broker for mqtt_alert_topic; empty: mqtt_url's
     notify_retries: int = ranged(6, 0, 100)  # tries after the first per message, backoff doubling each time

@@ -466,7 +466,7 @@ class Hub:
                 logger.warning(st.last_error)
             if r.forward_passes:
                 self._model_ms.extend([1000 * r.model_s / r.forward_passes] * r.forward_passes)
-            for sensor, frame_idx, ts, track, box, scores, arrival in r.predictions:
+            for sensor, frame_idx, ts, track, box, scores, arrival, bed_share, room_source in r.predictions:
                 st = self.sensors.get(sensor)
                 if st is None:
                     continue
@@ -474,7 +474,7 @@ class Hub:
                 action = self.info.class_names[k]
                 fall = float(scores[fi]) if fi is not None else None
                 st.predictions += 1
-                st.tracks[track] = (action, float(scores[k]), fall, ts)
+                st.tracks[track] = (action, float(scores[k]), fall, ts, bed_share, room_source)
                 last = st.stored_at.get(track)
                 every = self.cfg.store_every_seconds * 1000
                 if last is None or ts - last[0] >= every or action != last[1] or ts < last[0]:
@@ -775,9 +775,10 @@ class Hub:
             h, w = frame.shape
         people = []
         for box, t in zip(boxes, ids):
-            action, score, fall, _ = tracks.get(int(t), (None, None, None, None))
+            action, score, fall, predicted, bed_share, room_source = tracks.get(int(t), (None,) * 6)
             people.append({"track_id": int(t), "box": [round(float(v), 2) for v in box], "action": action,
-                           "score": score, "fall_score": fall, "fallen": int(t) in falling})
+                           "score": score, "fall_score": fall, "fallen": int(t) in falling,
+                           "prediction_ms": predicted, "bed_share": bed_share, "room_source": room_source})
         return {"type": "live", "sensor_id": sensor_id, "timestamp": ts, "frame_png": png, "height": h, "width": w,
                 "tracks": people, "fallen": fallen}
 

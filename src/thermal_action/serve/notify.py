@@ -1,9 +1,11 @@
 """Alert notifications to the outside: a webhook (JSON POST) and an MQTT topic.
 
-What is sent: one message per alert event, ``{"event", "at", "who", "note", "alert"}`` with
-``event`` one of :data:`NOTIFY_EVENTS` and ``alert`` the alert as ``GET /api/alerts`` shows it::
+What is sent: one message per alert event, ``{"id", "event", "at", "who", "note", "alert"}``
+with ``id`` unique per message (the same on every retry and every destination: a receiver
+drops one it has seen), ``event`` one of :data:`NOTIFY_EVENTS` and ``alert`` the alert as
+``GET /api/alerts`` shows it::
 
-    {"event": "raised", "at": 1760000000000, "who": "system", "note": "",
+    {"id": "5f0c...", "event": "raised", "at": 1760000000000, "who": "system", "note": "",
      "alert": {"id": 7, "sensor_id": "bed-3", "room": "Room 12", "state": "ongoing", ...}}
 
 How, per destination (an :class:`Outbox` each, so a dead webhook does not hold the MQTT
@@ -15,7 +17,14 @@ counted (``/metrics``, ``/api/stats``) and logged. Messages still queued when th
 get one try each within :data:`STOP_GRACE_S`, the rest are dead letters too.
 
 - Webhook (``alert_webhook_url``): ``POST`` of the JSON, ``Content-Type: application/json``;
-  any 2xx answer is a delivery.
+  any 2xx answer is a delivery. With ``alert_webhook_secret`` set, every try is signed
+  (:func:`webhook_signature`): ``X-Thermal-Action-Timestamp`` (Unix seconds of the try) and
+  ``X-Thermal-Action-Signature: sha256=<hex>``, the HMAC-SHA256 under the secret of
+  ``"<timestamp>." + body``. A receiver recomputes it over the raw body, compares in constant
+  time, refuses a timestamp more than :data:`SIGNATURE_TOLERANCE_S` from its clock (a
+  recorded request replayed later) and drops a message ``id`` it has already seen (a replay
+  inside the tolerance, or a retry whose answer was lost): :func:`verify_webhook` does all of
+  it but the last.
 - MQTT (``mqtt_alert_topic`` on ``mqtt_alert_url``, else ``mqtt_url``): the JSON published
   with QoS 1, not retained (a late subscriber must not get an old alert as if new); delivered
   once the broker acknowledged it. ``{sensor_id}`` in the topic is replaced by the alert's sensor.
@@ -23,6 +32,8 @@ get one try each within :data:`STOP_GRACE_S`, the rest are dead letters too.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -44,6 +55,13 @@ NOTIFY_EVENTS = ("raised", "repeat", "acknowledged", "resolved", "ended")
 MAX_BACKOFF_S = 60.0
 #: Seconds a stopping outbox spends on what is still queued.
 STOP_GRACE_S = 2.0
+#: The webhook's signature headers (:func:`webhook_signature`).
+SIGNATURE_HEADER = "X-Thermal-Action-Signature"
+TIMESTAMP_HEADER = "X-Thermal-Action-Timestamp"
+#: A signed request whose timestamp is further than this from the receiver's clock is refused.
+SIGNATURE_TOLERANCE_S = 300.0
+#: The environment variable holding the webhook secret when the config does not.
+WEBHOOK_SECRET_ENV = "THERMAL_ACTION_WEBHOOK_SECRET"
 
 
 def alert_message(event: str, alert: dict[str, Any], who: str = "system", note: str = "",
@@ -51,8 +69,54 @@ def alert_message(event: str, alert: dict[str, Any], who: str = "system", note: 
     """The message of one alert event (module docstring)."""
     if event not in NOTIFY_EVENTS:
         raise ValueError(f"alert event must be one of {NOTIFY_EVENTS}, got {event!r}")
-    return {"event": event, "at": int(time.time() * 1000) if at is None else at, "who": who, "note": note,
-            "alert": alert}
+    return {"id": uuid.uuid4().hex, "event": event, "at": int(time.time() * 1000) if at is None else at,
+            "who": who, "note": note, "alert": alert}
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Thermal-Action-Signature`` value: ``sha256=`` and the hex HMAC-SHA256 under
+    ``secret`` (UTF-8) of ``b"<timestamp>." + body``; the timestamp is signed so that it
+    cannot be changed to pass a replay check."""
+    mac = hmac.new(secret.encode(), str(int(timestamp)).encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class SignatureError(ValueError):
+    """A webhook request whose signature headers are missing, wrong or too old."""
+
+
+def verify_webhook(secret: str, body: bytes, headers: Any, now: float | None = None,
+                   tolerance: float = SIGNATURE_TOLERANCE_S) -> dict[str, Any]:
+    """What a receiver does with a signed webhook request (for receivers written in Python,
+    and the tests): checks the signature over the raw ``body`` and the timestamp's age;
+    returns the parsed message. Dropping a message ``id`` seen before is left to the receiver,
+    which alone knows what it has seen.
+
+    Args:
+        secret: the service's ``alert_webhook_secret``.
+        body: the request body exactly as received (bytes, before any JSON parsing).
+        headers: the request headers (a mapping; any case of the names).
+        now: the receiver's clock, Unix seconds (default: now).
+        tolerance: seconds the timestamp may be off.
+
+    Raises:
+        SignatureError: a header missing, a timestamp too old or too new, a wrong signature.
+    """
+    lower = {str(k).lower(): v for k, v in headers.items()}  # HTTP header names ignore case
+    given, stamp = lower.get(SIGNATURE_HEADER.lower()), lower.get(TIMESTAMP_HEADER.lower())
+    if not given or not stamp:
+        raise SignatureError(f"unsigned request: {SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are needed")
+    try:
+        ts = int(stamp)
+    except ValueError:
+        raise SignatureError(f"{TIMESTAMP_HEADER} {stamp!r} is not a whole number of seconds") from None
+    off = (time.time() if now is None else now) - ts
+    if abs(off) > tolerance:
+        raise SignatureError(f"{TIMESTAMP_HEADER} is {off:.0f} s from now (more than {tolerance:.0f} s): "
+                             "a replay, or a clock that is wrong")
+    if not hmac.compare_digest(webhook_signature(secret, ts, body), given):
+        raise SignatureError("the signature does not match the body (another secret, or a changed body)")
+    return json.loads(body)
 
 
 class Sink(Protocol):
@@ -71,18 +135,24 @@ class WebhookSink:
     Args:
         url: ``http://`` or ``https://`` address.
         timeout: seconds a try may take.
+        secret: signs every try (module docstring); empty: unsigned.
     """
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout: float = 5.0):
+    def __init__(self, url: str, timeout: float = 5.0, secret: str = ""):
         self.url = url
         self.timeout = timeout
+        self.secret = secret
 
     def send(self, message: dict[str, Any]) -> None:
-        req = urllib.request.Request(self.url, data=json.dumps(message).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "thermal-action-serve"})
+        body = json.dumps(message).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "thermal-action-serve"}
+        if self.secret:  # signed per try: a retry after a long backoff still passes the receiver's age check
+            ts = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(ts)
+            headers[SIGNATURE_HEADER] = webhook_signature(self.secret, ts, body)
+        req = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         with urllib.request.urlopen(req, timeout=self.timeout) as r:  # noqa: S310 - the operator's configured URL
             if not 200 <= r.status < 300:
                 raise urllib.error.HTTPError(self.url, r.status, f"answered {r.status}", r.headers, None)
@@ -268,6 +338,12 @@ class Outbox:
             return OutboxStats(**{**asdict(self._stats), "queued": self._queue.qsize()})
 
 
+def webhook_secret(cfg: Any) -> str:
+    """The webhook's signing secret: ``alert_webhook_secret``, else ``$THERMAL_ACTION_WEBHOOK_SECRET``,
+    else none (unsigned)."""
+    return cfg.alert_webhook_secret or os.environ.get(WEBHOOK_SECRET_ENV, "")
+
+
 class Notifier:
     """Sends alert events to every configured destination (module docstring); without any it
     does nothing.
@@ -284,7 +360,8 @@ class Notifier:
         """The destinations the service config names (``alert_webhook_url``, ``mqtt_alert_topic``)."""
         sinks: list[Sink] = []
         if cfg.alert_webhook_url:
-            sinks.append(WebhookSink(cfg.alert_webhook_url, cfg.notify_timeout_seconds))
+            sinks.append(WebhookSink(cfg.alert_webhook_url, cfg.notify_timeout_seconds,
+                                     webhook_secret(cfg)))
         if cfg.mqtt_alert_topic:
             # A broker of its own brings its credentials in its URL; the ingest broker's are mqtt_username/_password.
             own = bool(cfg.mqtt_alert_url)

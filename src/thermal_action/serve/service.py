@@ -30,7 +30,7 @@ from thermal_action.alert_rule import resolve_alert_rule
 from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
 from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.notify import Notifier
-from thermal_action.serve.store import DB_FILE, Store
+from thermal_action.serve.store import DB_FILE, FoldRule, Store
 from thermal_action.serve.workers import WorkerOptions, WorkerPool
 from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
 
@@ -172,7 +172,9 @@ class Service:
         cfg = self.cfg
         self.token, self.token_source = resolve_token(cfg, self.data_dir)
         write_token(self.data_dir / TOKEN_FILE, self.token)
-        save_config(replace(cfg, token="<in the token file>" if cfg.token else ""), self.data_dir / "serve_config.yaml")
+        save_config(replace(cfg, token="<in the token file>" if cfg.token else "",
+                            alert_webhook_secret="<set>" if cfg.alert_webhook_secret else ""),
+                    self.data_dir / "serve_config.yaml")
         onnx_path = None
         if cfg.backend == "onnx" and checkpoint.suffix != ".onnx":
             onnx_path = str(self.data_dir / "model.onnx")  # exported once, here, not beside the checkpoint
@@ -185,7 +187,7 @@ class Service:
             causal=cfg.causal, batch_wait=cfg.batch_wait, batch_clips=cfg.batch_clips,
             alert_rule=self.info.alert_rule, alerts=self.info.fall_index is not None, fps=cfg.fps,
             max_batch_frames=cfg.max_batch_frames, live_interval_s=1.0 / cfg.dashboard_fps)
-        self.store = Store(self.data_dir / DB_FILE)
+        self.store = Store(self.data_dir / DB_FILE, FoldRule(cfg.alert_fold_seconds, cfg.alert_fold_distance_px))
         self.hub: Hub
         pool = WorkerPool(n, opts, on_message=lambda w, m: self.hub.on_message(w, m),
                           on_restart=lambda w, lost: self.hub.on_restart(w, lost))

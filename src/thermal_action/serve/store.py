@@ -13,6 +13,15 @@ and run start). An *alert* (``alerts``), what operators see and handle, is one o
 - a raise of a person (sensor + track) while an earlier alert of that person is still
   unacknowledged is *folded* into it (``repeats`` + 1, ``last_raised_timestamp``; no new row):
   a resident who falls, gets up and falls again before anyone came is one call, not two;
+- so is a raise of a *new track id* that is the same person to all appearances: the tracker
+  lost a resident lying still and found them again under another id. The rule
+  (:class:`FoldRule`): the raise folds into the newest unacknowledged alert of the same
+  sensor that has a raise (of another track) whose person was last seen, while above the
+  threshold, no more than ``distance_px`` from the new raise's box (the gap between the two
+  boxes, 0 when they overlap), and that is either still ongoing or ended no more than
+  ``seconds`` before the new raise's run began. A second person falling elsewhere in the room
+  (boxes further apart) gets an alert of their own; raises without a box never fold across
+  track ids;
 - the alert is *ongoing* while any of its raises is (``active``), *ended* when all ended;
 - its ``status`` is what people made it: ``open``, ``acknowledged`` (by whom and when), then
   ``resolved``. The ``acknowledged_*`` and ``resolved_*`` columns keep the first of each.
@@ -142,6 +151,12 @@ MIGRATIONS = (
             at INTEGER NOT NULL)""",
         "CREATE INDEX alert_feedback_alert ON alert_feedback (alert_id, id)",
     )),
+    Migration(3, "the person's box of each raise (folding a new track id of the same person)", (
+        "ALTER TABLE alert_raises ADD COLUMN x1 REAL",  # pixels, at the raise's latest high score; NULL: unknown
+        "ALTER TABLE alert_raises ADD COLUMN y1 REAL",
+        "ALTER TABLE alert_raises ADD COLUMN x2 REAL",
+        "ALTER TABLE alert_raises ADD COLUMN y2 REAL",
+    )),
 )
 #: The schema version this code writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -172,6 +187,31 @@ class AlertChange:
     @property
     def new(self) -> bool:
         return "raised" in self.actions
+
+
+@dataclass(frozen=True)
+class FoldRule:
+    """When a raise of another track id is the same person as an open alert's (module docstring).
+
+    Attributes:
+        seconds: an alert's raise that ended at most this long before the new raise's run
+            began still counts (one that goes on always does); None: never fold across track ids.
+        distance_px: the gap between the two boxes (input pixels; 0 when they overlap) at most.
+    """
+
+    seconds: float | None = 120.0
+    distance_px: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.seconds is not None and self.seconds < 0 or self.distance_px < 0:
+            raise ValueError(f"fold rule: seconds and distance_px must be >= 0, got {self.seconds}, {self.distance_px}")
+
+
+def box_gap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The shortest distance (pixels) between two ``xyxy`` boxes; 0 when they touch or overlap."""
+    dx = max(a[0] - b[2], b[0] - a[2], 0.0)
+    dy = max(a[1] - b[3], b[1] - a[3], 0.0)
+    return float((dx * dx + dy * dy) ** 0.5)
 
 
 def now_ms() -> int:
@@ -241,13 +281,15 @@ class Store:
 
     Args:
         path: the database file (created with its tables if missing, migrated if older).
+        fold: when a raise of a new track id folds into an open alert (:class:`FoldRule`).
 
     Raises:
         StoreError: the database is newer than this code, or could not be migrated.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, fold: FoldRule = FoldRule()):
         self.path = Path(path)
+        self.fold = fold
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
@@ -293,6 +335,7 @@ class Store:
         key = (event.sensor_id, int(event.track_id), int(event.start_timestamp))
         fired, peak = int(event.fired_timestamp), float(event.peak_score)
         end = int(event.end_timestamp) if ended else None
+        box = None if event.box_xyxy is None else tuple(float(v) for v in event.box_xyxy)
         actions: list[str] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -301,8 +344,11 @@ class Store:
                     "SELECT alert_id, active FROM alert_raises WHERE sensor_id = ? AND track_id = ? "
                     "AND start_timestamp = ?", key).fetchone()
                 if found is None:
-                    alert_id = self._new_raise(key, fired, end, peak, actions)
+                    alert_id = self._new_raise(key, fired, end, peak, box, actions)
                 else:
+                    if box is not None:  # where the person was last seen above the threshold
+                        self._db.execute("UPDATE alert_raises SET x1 = ?, y1 = ?, x2 = ?, y2 = ? WHERE sensor_id = ?"
+                                         " AND track_id = ? AND start_timestamp = ?", (*box, *key))
                     alert_id, was_active = found
                     if ended and was_active:
                         self._db.execute(
@@ -325,20 +371,22 @@ class Store:
         return AlertChange(row, tuple(actions))
 
     def _new_raise(self, key: tuple[str, int, int], fired: int, end: int | None, peak: float,
-                   actions: list[str]) -> int:
-        sensor_id, track_id, _ = key
+                   box: tuple[float, ...] | None, actions: list[str]) -> int:
+        sensor_id, track_id, start = key
         earlier = self._db.execute(
             "SELECT id FROM alerts WHERE sensor_id = ? AND track_id = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
             (sensor_id, track_id)).fetchone()
         t = now_ms()
+        why = f"track {track_id} raised again before anyone acknowledged; fall score {peak:.2f}"
+        if earlier is None:
+            earlier, why = self._same_person(sensor_id, track_id, start, box, peak)
         if earlier is not None:
             alert_id = earlier[0]
             self._db.execute(
                 "UPDATE alerts SET repeats = repeats + 1, last_raised_timestamp = max(coalesce(last_raised_timestamp,"
                 " 0), ?), peak_score = max(peak_score, ?), active = 1 WHERE id = ?", (fired, peak, alert_id))
             actions.append("repeat")
-            self._audit(alert_id, "repeat", SYSTEM, f"track {track_id} raised again before anyone acknowledged; "
-                                                    f"fall score {peak:.2f}", t)
+            self._audit(alert_id, "repeat", SYSTEM, why, t)
         else:
             cur = self._db.execute(
                 "INSERT INTO alerts (sensor_id, track_id, start_timestamp, fired_timestamp, last_raised_timestamp,"
@@ -349,9 +397,30 @@ class Store:
             self._audit(alert_id, "raised", SYSTEM, f"track {track_id}, fall score {peak:.2f}", t)
         self._db.execute(
             "INSERT INTO alert_raises (sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp,"
-            " peak_score, active, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (*key, fired, end, peak, int(end is None), alert_id))
+            " peak_score, active, alert_id, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, fired, end, peak, int(end is None), alert_id, *(box if box is not None else (None,) * 4)))
         return alert_id
+
+    def _same_person(self, sensor_id: str, track_id: int, start: int, box: tuple[float, ...] | None,
+                     peak: float) -> tuple[tuple[int] | None, str]:
+        """The newest open alert of ``sensor_id`` with a raise of another track that the
+        :class:`FoldRule` takes for the same person as a new raise (``box``, run begun at
+        ``start``), and the audit trail's note; ``(None, "")`` when there is none. Call with the
+        lock held."""
+        if box is None or self.fold.seconds is None:
+            return None, ""
+        rows = self._db.execute(
+            "SELECT r.alert_id, r.track_id, r.active, r.end_timestamp, r.x1, r.y1, r.x2, r.y2 FROM alert_raises r"
+            " JOIN alerts a ON a.id = r.alert_id WHERE a.sensor_id = ? AND a.status = 'open' AND r.track_id != ?"
+            " AND r.x1 IS NOT NULL AND (r.active = 1 OR r.end_timestamp >= ?) ORDER BY a.id DESC, r.fired_timestamp DESC",
+            (sensor_id, track_id, start - int(self.fold.seconds * 1000))).fetchall()
+        for alert_id, other, active, end, *other_box in rows:
+            gap = box_gap(box, other_box)
+            if gap <= self.fold.distance_px:
+                when = "still down" if active else f"last seen {max(0, start - end) / 1000:.0f} s before"
+                return (alert_id,), (f"track {track_id} raised {gap:.1f} px from track {other} ({when}): the same "
+                                     f"person under a new track id, folded; fall score {peak:.2f}")
+        return None, ""
 
     def _end_if_over(self, alert_id: int, end: int | None, actions: list[str], note: str = "") -> None:
         """Ends the alert when none of its raises goes on; call with the lock held."""
@@ -434,7 +503,8 @@ class Store:
 
     def raises(self, sensor_id: str | None = None, alert_id: int | None = None) -> list[dict[str, Any]]:
         """The raises (one per fall monitor alert) behind the alerts, oldest first: ``sensor_id,
-        track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active, alert_id``."""
+        track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active, alert_id,
+        box`` (``[x1, y1, x2, y2]`` pixels where the person was last seen above the threshold, or None)."""
         where, args = [], []
         if sensor_id is not None:
             where.append("sensor_id = ?")
@@ -443,9 +513,13 @@ class Store:
             where.append("alert_id = ?")
             args.append(int(alert_id))
         sql = ("SELECT sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active,"
-               " alert_id FROM alert_raises" + (" WHERE " + " AND ".join(where) if where else "")
+               " alert_id, x1, y1, x2, y2 FROM alert_raises" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY fired_timestamp, sensor_id, track_id")
-        return [dict(r, active=bool(r["active"])) for r in self._rows(sql, tuple(args))]
+        out = []
+        for r in self._rows(sql, tuple(args)):
+            box = [r.pop(k) for k in ("x1", "y1", "x2", "y2")]
+            out.append(dict(r, active=bool(r["active"]), box=None if box[0] is None else box))
+        return out
 
     def count_alerts(self) -> dict[str, int]:
         """Alerts per status, and ``ongoing``: those whose person is still down."""

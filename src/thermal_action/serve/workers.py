@@ -125,8 +125,10 @@ class Round:
 
     Attributes:
         frames_done: frames taken from the inbox (accepted or refused).
-        predictions: ``(sensor_id, frame_idx, timestamp, track_id, box_xyxy, scores, arrival_s)``
-            per person; ``arrival_s`` is when the frame that completed the window arrived.
+        predictions: ``(sensor_id, frame_idx, timestamp, track_id, box_xyxy, scores, arrival_s,
+            bed_share, room_source)`` per person; ``arrival_s`` is when the frame that completed
+            the window arrived; ``bed_share`` and ``room_source`` as in
+            :class:`~thermal_action.inference.outputs.Prediction` (the room the model saw).
         alerts: the alert events of the round ("raised", "ended"), unchanged and in the order
             the monitor emitted them (a raise and the end of the same alert may both be here).
         errors: ``(sensor_id, kind, message, count)`` for refused frames.
@@ -252,7 +254,8 @@ class _Worker:
             if arrival is None:  # completed by a flush (the window repeats the newest frame)
                 arrival = max(arr.values()) if arr else now
             out.predictions.append((p.sensor_id, p.frame_idx, p.timestamp, p.track_id,
-                                    [float(v) for v in p.box_xyxy], np.asarray(p.scores, np.float32), arrival))
+                                    [float(v) for v in p.box_xyxy], np.asarray(p.scores, np.float32), arrival,
+                                    p.bed_share, p.room_source))
         for sensor, arr in self.arrivals.items():  # forget arrivals no window can complete any more
             if len(arr) > 2 * self.stream.predictor.window_length:
                 keep = max(arr) - self.stream.predictor.window_length

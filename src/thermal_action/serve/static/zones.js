@@ -216,7 +216,13 @@ export async function openSetup(entry, ctx) {
   ed.zones = JSON.parse(JSON.stringify((entry.zones && entry.zones.zones) || []));
   $("zone-source").textContent = entry.zones ? "zones from: " + entry.zones.source : "";
   render();
-  $("info-form").hidden = true;
+  // The details' form keeps its place while they load (hidden, not removed): the zone editor
+  // below it must not jump under a pointer that has started to draw.
+  const form = $("info-form");
+  form.hidden = ctx.state.features.info === false;
+  form.style.visibility = "hidden";
+  form.inert = true;
+  delete form.dataset.loaded;
   $("setup").showModal();
   try {
     const zones = await api(`/api/sensors/${encodeURIComponent(entry.id)}/zones`);
@@ -230,14 +236,15 @@ export async function openSetup(entry, ctx) {
     const info = await api(`/api/sensors/${encodeURIComponent(entry.id)}/info`);
     if (ed.entry !== entry) return;
     ed.info = {};
-    const form = $("info-form");
     for (const k of ["room", "resident", "bed_label", "notes"]) {
       ed.info[k] = (info[k] || "").trim();
       form.elements[k].value = info[k] || "";
     }
-    form.hidden = false;
+    form.style.visibility = "";
+    form.inert = false;
+    form.dataset.loaded = "true";
   } catch (e) {
-    if (e.routeMissing) ctx.state.features.info = false;
+    if (e.routeMissing) { ctx.state.features.info = false; form.hidden = true; }
   }
 }
 
