@@ -39,7 +39,7 @@ class FakePool:
         if len(frames) > min(self.room, max_pending):
             return False
         self.room -= len(frames)
-        self.put.append((worker, sensor_id, [f[0] for f in frames]))
+        self.put.append((worker, sensor_id, [f.timestamp for f in frames]))
         self.inbox.append(("frames", worker, sensor_id))
         return True
 

@@ -14,7 +14,8 @@ from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.operators import AlertAction
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.workers import Round, worker_for
+from thermal_action.serve.messages import FrameError, LiveFrame, Round, ScoredPerson
+from thermal_action.serve.workers import worker_for
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
 
 FALL = DEFAULT_CLASS_NAMES.index(FALL_CLASS_NAME)
@@ -106,13 +107,15 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     hub.add_listener(events.append)
     hub.submit("S1", frames(2), "ws")
     arrival = __import__("time").time()
-    preds = [("S1", 6 * i, T0 + 1000 * i, 0, [1.0, 2.0, 9.0, 8.0], _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1), arrival) for i in range(8)]
-    preds.append(("S1", 48, T0 + 8000, 0, [1.0, 2.0, 9.0, 8.0], _scores(FALL, 0.9), arrival))
+    box = (1.0, 2.0, 9.0, 8.0)
+    preds = [ScoredPerson("S1", 6 * i, T0 + 1000 * i, 0, box, _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1),
+                          arrival) for i in range(8)]
+    preds.append(ScoredPerson("S1", 48, T0 + 8000, 0, box, _scores(FALL, 0.9), arrival))
     alert = alert_event("raised", "S1", 0, T0 + 8000, T0 + 8000, 0.9)
-    live = {"S1": (np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
-                   np.array([0]), 12)}
-    hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert], live=live,
-                                         model_s=0.02, forward_passes=2)))
+    live = {"S1": LiveFrame(np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
+                            np.array([0]), 12)}
+    hub.on_message(0, Round(frames_done=2, predictions=preds, alerts=[alert], live=live,
+                                         model_s=0.02, forward_passes=2))
     # One stored per 5 s per person, plus every change of action: t=0, 5 s, and the fall at 8 s.
     stored = hub.store.timeline("S1", since_ms=0)
     assert [(i["timestamp"] - T0, i["action"]) for i in stored] == [
@@ -130,8 +133,8 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     assert s["model_ms_p50"] == pytest.approx(10.0) and s["latency_samples"] == 9 and s["alerts_open"] == 1
 
     # The fall ends (person got up): still open until somebody acknowledges it.
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
-                                                             fired_timestamp=T0 + 8000)])))
+    hub.on_message(0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
+                                                             fired_timestamp=T0 + 8000)]))
     (row,) = hub.store.alerts()
     assert row["state"] == "ended" and row["ended_ms"] == T0 + 20_000 and row["status"] == "open"
     assert not hub.sensors_status()[0]["fallen"]
@@ -147,7 +150,7 @@ def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
     raised = alert_event("raised", "S1", 4, T0, T0 + 1000, 0.7)
     ended = alert_event("ended", "S1", 4, T0, T0 + 2000, 0.8, fired_timestamp=T0 + 1000)
     again = alert_event("raised", "S1", 4, T0 + 9000, T0 + 9000, 0.75)  # the person falls again, nobody came yet
-    hub.on_message(0, ("round", 0, Round(alerts=[raised, ended, again])))
+    hub.on_message(0, Round(alerts=[raised, ended, again]))
     (row,) = hub.store.alerts()
     assert [(r["track_id"], r["start_timestamp"] - T0, r["fired_timestamp"] - T0, r["active"])
             for r in hub.store.raises()] == [(4, 0, 1000, False), (4, 9000, 9000, True)]
@@ -159,13 +162,13 @@ def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
     assert [(e["alert"]["id"], e["actions"]) for e in events] == [
         (row["id"], ["raised"]), (row["id"], ["ended"]), (row["id"], ["repeat"])]
     # An end whose raise was lost (or never sent) still stores the alert.
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 5, T0, T0 + 3000, 0.9)])))
+    hub.on_message(0, Round(alerts=[alert_event("ended", "S1", 5, T0, T0 + 3000, 0.9)]))
     assert len(hub.store.alerts()) == 2 and hub.stats()["alerts_raised_total"] == 2
 
 
 def test_worker_errors_are_counted_per_sensor(hub):
     hub.submit("S1", frames(1), "ws")
-    hub.on_message(0, ("round", 0, Round(frames_done=1, errors=[("S1", "invalid_frame", "no valid temperature", 1)])))
+    hub.on_message(0, Round(frames_done=1, errors=[FrameError("S1", "invalid_frame", "no valid temperature", 1)]))
     st = hub.sensors_status()[0]
     assert st["invalid_frames"] == 1 and "no valid temperature" in st["last_error"]
 
@@ -174,7 +177,7 @@ def test_a_worker_restart_starts_new_streams_for_its_sensors(hub):
     for s in ("A", "B", "C"):
         hub.submit(s, frames(2), "ws")
     w = worker_for("A", 2)
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("raised", s, 0, T0, T0, 0.9) for s in ("A", "B", "C")])))
+    hub.on_message(0, Round(alerts=[alert_event("raised", s, 0, T0, T0, 0.9) for s in ("A", "B", "C")]))
     hub.on_restart(w, lost=5)
     restarted = {s["sensor_id"]: s["new_streams"] for s in hub.sensors_status()}
     # The dead worker's monitor took its alerts along: they end; the other worker's go on.
@@ -231,10 +234,11 @@ def test_a_sensors_prediction_that_cannot_be_stored_costs_only_that_sensor(hub):
     hub.submit("S1", frames(1), "ws")
     hub.submit("S2", frames(1), "ws")
     arrival = __import__("time").time()
-    box = [1.0, 2.0, 9.0, 8.0]
-    preds = [("S1", 0, T0, 0, box, _scores(0, 0.1), arrival), ("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival)]
+    box = (1.0, 2.0, 9.0, 8.0)
+    preds = [ScoredPerson("S1", 0, T0, 0, box, _scores(0, 0.1), arrival),
+             ScoredPerson("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival)]
     alert = alert_event("raised", "S1", 0, T0, T0, 0.9)
-    hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert])))
+    hub.on_message(0, Round(frames_done=2, predictions=preds, alerts=[alert]))
     assert hub.store.count_predictions("S1") == 1 and hub.store.count_predictions("S2") == 0
     assert len(hub.store.alerts()) == 1  # the round went on past the failed insert
     by_id = {s["sensor_id"]: s for s in hub.sensors_status()}

@@ -69,7 +69,8 @@ from thermal_action.serve.notify import Notifier
 from thermal_action.serve.operators import AlertAction, Feedback, SensorInfo
 from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
 from thermal_action.serve.store import Store, now_ms
-from thermal_action.serve.workers import Round, WorkerPool, worker_for
+from thermal_action.serve.messages import Failed, LiveFrame, OutboxMessage, QueuedFrame, Ready, Round
+from thermal_action.serve.workers import WorkerPool, worker_for
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +123,7 @@ class SensorState:
     last_timestamp: int | None = None
     stream_ended: bool = False
     recent_timestamps: deque = field(default_factory=lambda: deque(maxlen=64))  # capture ms of the last frames
-    # live view
-    frame: np.ndarray | None = None
-    frame_timestamp: int | None = None
-    boxes: np.ndarray | None = None
-    track_ids: np.ndarray | None = None
+    live: LiveFrame | None = None  # the newest processed frame, for the dashboards
     tracks: dict[int, tuple] = field(default_factory=dict)  # track -> (action, score, fall_score, timestamp)
     active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp) of alerts not yet ended
     stored_at: dict[int, tuple[int, str]] = field(default_factory=dict)  # track -> (timestamp, action) last stored
@@ -338,7 +335,7 @@ class Hub:
                 out.errors.append(f"sensor {sensor_id}: refused, the service already has max_sensors="
                                   f"{self.cfg.max_sensors} sensors")
                 return out
-            good: list[tuple] = []
+            good: list[QueuedFrame] = []
             bad_shapes: dict[tuple, int] = {}
             for f in frames:
                 if f.frame.shape != (h, w):
@@ -361,7 +358,7 @@ class Hub:
                 st.recent_timestamps.append(ts)
                 st.repaired_boxes += f.repaired_boxes
                 st.refused_boxes += f.refused_boxes
-                good.append((ts, f.frame, f.boxes))
+                good.append(QueuedFrame(ts, f.frame, f.boxes))
             for shape, n in bad_shapes.items():
                 shown = "x".join(str(v) for v in shape)
                 msg = (f"sensor {sensor_id}: {n} frame(s) of shape {shown}; the model takes {h}x{w} "
@@ -396,15 +393,15 @@ class Hub:
         finished, st.pending_clips = st.pending_clips, []
         return finished
 
-    def _queue(self, st: SensorState, frames: list[tuple], out: SubmitResult) -> None:
+    def _queue(self, st: SensorState, frames: list[QueuedFrame], out: SubmitResult) -> None:
         self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed) goes ahead of them
         ok = self.pool is None or self.pool.put_frames(st.worker, st.sensor_id, frames, self.cfg.max_queue_frames)
         if ok:
             out.accepted += len(frames)
             st.frames += len(frames)
             if st.ring is not None:
-                for ts, frame, _ in frames:
-                    item = st.ring.add(ts, frame)
+                for f in frames:
+                    item = st.ring.add(f.timestamp, f.frame)
                     for clip in st.pending_clips:
                         clip.add(item)
         else:
@@ -418,14 +415,14 @@ class Hub:
 
     # -- results
 
-    def on_message(self, worker: int, msg: tuple) -> None:
+    def on_message(self, worker: int, msg: OutboxMessage) -> None:
         """A worker's message (called on its reader thread)."""
-        if msg[0] == "round":
-            self._on_round(msg[2])
-        elif msg[0] == "failed":
-            logger.error("worker %d could not start: %s", worker, msg[2])
-        elif msg[0] == "ready":
-            logger.info("worker %d ready (pid %d)", worker, msg[2])
+        if isinstance(msg, Round):
+            self._on_round(msg)
+        elif isinstance(msg, Failed):
+            logger.error("worker %d could not start: %s", worker, msg.reason)
+        elif isinstance(msg, Ready):
+            logger.info("worker %d ready (pid %d)", worker, msg.pid)
 
     def on_restart(self, worker: int, lost: int) -> None:
         with self._lock:
@@ -457,42 +454,43 @@ class Hub:
         now = time.time()
         fi = self.info.fall_index
         with self._lock:
-            for sensor, kind, message, n in r.errors:
-                st = self.sensors.get(sensor)
+            for e in r.errors:
+                st = self.sensors.get(e.sensor_id)
                 if st is None:
                     continue
-                st.invalid_frames += n
-                st.last_error = f"sensor {sensor}: {n} frame(s) refused: {message}"
+                st.invalid_frames += e.count
+                st.last_error = f"sensor {e.sensor_id}: {e.count} frame(s) refused: {e.message}"
                 logger.warning(st.last_error)
             if r.forward_passes:
                 self._model_ms.extend([1000 * r.model_s / r.forward_passes] * r.forward_passes)
-            for sensor, frame_idx, ts, track, box, scores, arrival in r.predictions:
-                st = self.sensors.get(sensor)
+            for p in r.predictions:
+                st = self.sensors.get(p.sensor_id)
                 if st is None:
                     continue
-                k = int(np.argmax(scores))
+                k = int(np.argmax(p.scores))
                 action = self.info.class_names[k]
-                fall = float(scores[fi]) if fi is not None else None
+                fall = float(p.scores[fi]) if fi is not None else None
+                ts, track = p.timestamp, p.track_id
                 st.predictions += 1
-                st.tracks[track] = (action, float(scores[k]), fall, ts)
+                st.tracks[track] = (action, float(p.scores[k]), fall, ts)
                 last = st.stored_at.get(track)
                 every = self.cfg.store_every_seconds * 1000
                 if last is None or ts - last[0] >= every or action != last[1] or ts < last[0]:
-                    rows.append((sensor, ts, frame_idx, track, action, float(scores[k]), fall, *box))
+                    rows.append((p.sensor_id, ts, p.frame_idx, track, action, float(p.scores[k]), fall, *p.box_xyxy))
                     st.stored_at[track] = (ts, action)
-                self._latency.append(now - arrival)
+                self._latency.append(now - p.arrival_s)
             for sensor, repaired in r.repaired.items():
                 st = self.sensors.get(sensor)
                 if st is not None:
                     st.repaired_pixels = repaired
-            for sensor, (frame, ts, boxes, ids, repaired) in r.live.items():
+            for sensor, lv in r.live.items():
                 st = self.sensors.get(sensor)
                 if st is None:
                     continue
-                st.frame, st.frame_timestamp, st.boxes, st.track_ids = frame, ts, boxes, ids
-                st.repaired_pixels = repaired
-                live = set(int(t) for t in ids)
-                for t in [t for t in st.tracks if t not in live and ts - st.tracks[t][3] > 10_000]:
+                st.live = lv
+                st.repaired_pixels = lv.repaired_pixels
+                live = set(int(t) for t in lv.track_ids)
+                for t in [t for t in st.tracks if t not in live and lv.timestamp - st.tracks[t][3] > 10_000]:
                     del st.tracks[t]
         for sensor, why in self.store.add_predictions(rows).items():
             logger.error(why)
@@ -760,9 +758,10 @@ class Hub:
             st = self.sensors.get(sensor_id)
             if st is None:
                 return None
-            frame, ts = st.frame, st.frame_timestamp
-            boxes = st.boxes if st.boxes is not None else np.zeros((0, 4), np.float32)
-            ids = st.track_ids if st.track_ids is not None else np.zeros(0, np.int64)
+            lv = st.live
+            frame, ts = (lv.frame, lv.timestamp) if lv is not None else (None, None)
+            boxes = lv.boxes_xyxy if lv is not None else np.zeros((0, 4), np.float32)
+            ids = lv.track_ids if lv is not None else np.zeros(0, np.int64)
             tracks = dict(st.tracks)
             fallen = bool(st.active_alerts)
             falling = {t for t, _ in st.active_alerts}

@@ -6,18 +6,10 @@ the model in one batched forward pass. Workers talk to the service through two q
 (frames in, results out); a worker that dies takes only its own queues with it: the pool
 starts a new one in its place and its sensors begin new streams there.
 
-Messages in (``inbox``)::
-
-    ("frames", sensor_id, arrival_s, [(timestamp_ms, frame, boxes_or_None), ...])
-    ("end", sensor_id)          the stream ended: score what is pending, close its alerts
-    SetLayout(sensor_id, layout)  the sensor's room from now on (frames before it keep the old one)
-    ("stop",)
-
-Messages out (``outbox``)::
-
-    ("ready", worker, pid)
-    ("round", worker, Round)    what one round produced
-    ("failed", worker, text)    the model could not be loaded (the worker then exits)
+Messages in (``inbox``) and out (``outbox``) are the types of :mod:`~thermal_action.serve.messages`:
+:class:`Frames`, :class:`EndStream`, :class:`SetLayout` and :class:`Stop` in;
+:class:`Ready`, :class:`Round` and :class:`Failed` (the model could not be loaded; the
+worker then exits) out.
 
 Lifetime: a worker is stopped by its service (``("stop",)``, then killed after a timeout) and
 never outlives it: a watcher thread waits on the parent's end of the spawn pipe and exits the
@@ -43,21 +35,12 @@ import numpy as np
 
 from thermal_action.alert_rule import AlertRule
 from thermal_action.data.rooms import RoomLayout
-from thermal_action.inference.alerts import AlertEvent
+from thermal_action.serve.messages import (
+    EndStream, Failed, Frames, FrameError, FrameTracks, InboxMessage, LiveFrame, OutboxMessage, QueuedFrame, Ready,
+    Round, ScoredPerson, SetLayout, Stop,
+)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SetLayout:
-    """Inbox message: ``sensor_id``'s room layout from now on (``NO_LAYOUT``: none)."""
-
-    sensor_id: str
-    layout: RoomLayout
-
-
-def _is_frames(msg: Any) -> bool:
-    return isinstance(msg, tuple) and msg[0] == "frames"
 
 
 def worker_for(sensor_id: str, n_workers: int) -> int:
@@ -85,72 +68,6 @@ class WorkerOptions:
     live_interval_s: float = 1 / 3
 
 
-@dataclass
-class FrameTracks:
-    """The tracked boxes of one sensor's frames of a round, packed (one pickle per sensor, not
-    per frame): frame ``i`` has ``counts[i]`` boxes, in order.
-
-    Attributes:
-        timestamps: ``(F,)`` int64 ms, the frames' capture times, in order.
-        counts: ``(F,)`` int64 boxes per frame.
-        boxes_xyxy: ``(M, 4)`` float32 pixels, M = counts.sum().
-        track_ids: ``(M,)`` int64.
-    """
-
-    timestamps: np.ndarray
-    counts: np.ndarray
-    boxes_xyxy: np.ndarray
-    track_ids: np.ndarray
-
-    @classmethod
-    def pack(cls, frames: list[tuple[int, Any]]) -> "FrameTracks":
-        """From ``(timestamp, FrameBoxes)`` pairs."""
-        boxes = [np.asarray(b.boxes_xyxy, np.float32).reshape(-1, 4) for _, b in frames]
-        ids = [np.asarray(b.track_ids, np.int64).reshape(-1) for _, b in frames]
-        return cls(np.asarray([t for t, _ in frames], np.int64), np.asarray([len(b) for b in boxes], np.int64),
-                   np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
-                   np.concatenate(ids) if ids else np.zeros(0, np.int64))
-
-    def __iter__(self):
-        """``(timestamp, boxes_xyxy (N, 4), track_ids (N,))`` per frame."""
-        start = 0
-        for ts, n in zip(self.timestamps, self.counts):
-            yield int(ts), self.boxes_xyxy[start:start + n], self.track_ids[start:start + n]
-            start += int(n)
-
-
-@dataclass
-class Round:
-    """The results of one worker round, sent back to the service.
-
-    Attributes:
-        frames_done: frames taken from the inbox (accepted or refused).
-        predictions: ``(sensor_id, frame_idx, timestamp, track_id, box_xyxy, scores, arrival_s)``
-            per person; ``arrival_s`` is when the frame that completed the window arrived.
-        alerts: the alert events of the round ("raised", "ended"), unchanged and in the order
-            the monitor emitted them (a raise and the end of the same alert may both be here).
-        errors: ``(sensor_id, kind, message, count)`` for refused frames.
-        live: sensor -> ``(frame, timestamp, boxes_xyxy, track_ids, repaired_pixels)``, the
-            newest frame of sensors that sent any (at most every ``live_interval_s``; a frame
-            held back by that limit follows when the worker is next idle).
-        repaired: sensor -> dropped-packet pixels repaired in its stream so far (sensors that
-            sent frames this round).
-        tracks: sensor -> the tracked boxes of each of its frames the round took (clips of
-            alerts, and how far behind the service is), in order.
-        model_s: seconds in the model this round; forward_passes: batched passes.
-    """
-
-    frames_done: int = 0
-    predictions: list[tuple] = field(default_factory=list)
-    alerts: list[AlertEvent] = field(default_factory=list)
-    errors: list[tuple] = field(default_factory=list)
-    live: dict[str, tuple] = field(default_factory=dict)
-    repaired: dict[str, int] = field(default_factory=dict)
-    tracks: dict[str, FrameTracks] = field(default_factory=dict)
-    model_s: float = 0.0
-    forward_passes: int = 0
-
-
 def _build_stream(opts: WorkerOptions) -> Any:
     import torch
 
@@ -164,23 +81,34 @@ def _build_stream(opts: WorkerOptions) -> Any:
                               alerts=opts.alerts, fps=opts.fps, batch_wait=opts.batch_wait)
 
 
-def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[tuple]:
+def _frame_count(msg: InboxMessage) -> int:
+    return len(msg.frames) if isinstance(msg, Frames) else 0
+
+
+def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[InboxMessage]:
     """Blocks for one message (up to ``wait`` s), then takes what else is waiting (up to
     ``max_frames`` frames)."""
     try:
         msgs = [inbox.get(timeout=wait)]
     except queue.Empty:
         return []
-    frames = len(msgs[0][3]) if _is_frames(msgs[0]) else 0
+    frames = _frame_count(msgs[0])
     while frames < max_frames:
         try:
             msg = inbox.get_nowait()
         except queue.Empty:
             break
         msgs.append(msg)
-        if _is_frames(msg):
-            frames += len(msg[3])
+        frames += _frame_count(msg)
     return msgs
+
+
+@dataclass(frozen=True)
+class _Arrived:
+    """A frame inside the worker, with when its message arrived."""
+
+    frame: Any  # streaming.StreamFrame (imported with the model, in the worker process)
+    arrival_s: float
 
 
 class _Worker:
@@ -198,14 +126,14 @@ class _Worker:
         self.live_due: set[str] = set()  # sensors with a newer frame than their last live view
         self.tracked: dict[str, list] = {}  # sensor -> (timestamp, FrameBoxes) of the round's frames
 
-    def _push(self, batch: list[tuple[Any, float]], out: Round) -> None:
+    def _push(self, batch: list[_Arrived], out: Round) -> None:
         """Pushes a batch; a batch with more frames of one sensor than its stream buffer holds
         (a backlog) goes in parts, so that every frame's tracked boxes can be read back."""
         limit = self.stream.predictor.window_length
-        part: list[tuple[Any, float]] = []
+        part: list[_Arrived] = []
         count: dict[str, int] = {}
         for item in batch:
-            sensor = item[0].sensor_id
+            sensor = item.frame.sensor_id
             if count.get(sensor, 0) == limit:
                 self._push_part(part, out)
                 part, count = [], {}
@@ -213,21 +141,22 @@ class _Worker:
             count[sensor] = count.get(sensor, 0) + 1
         self._push_part(part, out)
 
-    def _push_part(self, batch: list[tuple[Any, float]], out: Round) -> None:
+    def _push_part(self, batch: list[_Arrived], out: Round) -> None:
         if not batch:
             return
         errors: list[tuple[Any, Exception]] = []
-        seen = {f.sensor_id: self.stream.frames_seen(f.sensor_id) for f, _ in batch}
+        seen = {a.frame.sensor_id: self.stream.frames_seen(a.frame.sensor_id) for a in batch}
         t_model = self.stream.stats.seconds_model
         passes = self.stream.stats.forward_passes
-        preds = self.stream.push_many([f for f, _ in batch], errors=errors)
+        preds = self.stream.push_many([a.frame for a in batch], errors=errors)
         refused = {id(f) for f, _ in errors}
         taken: dict[str, int] = {}
-        for f, arrival in batch:  # the stream index each accepted frame got
+        for a in batch:  # the stream index each accepted frame got
+            f = a.frame
             if id(f) in refused:
                 continue
             arr = self.arrivals.setdefault(f.sensor_id, {})
-            arr[seen[f.sensor_id]] = arrival
+            arr[seen[f.sensor_id]] = a.arrival_s
             seen[f.sensor_id] += 1
             taken[f.sensor_id] = taken.get(f.sensor_id, 0) + 1
         for sensor, n in taken.items():  # the boxes tracked in each, while the stream's buffer holds them
@@ -236,7 +165,7 @@ class _Worker:
         for f, e in errors:
             kind = "invalid_frame" if type(e).__name__ == "DatasetError" else "bad_frame"
             by_kind.setdefault((f.sensor_id, kind), [0, str(e)])[0] += 1
-        out.errors.extend((s, k, msg, n) for (s, k), (n, msg) in by_kind.items())
+        out.errors.extend(FrameError(s, k, msg, n) for (s, k), (n, msg) in by_kind.items())
         self._collect(preds, out)
         out.model_s += self.stream.stats.seconds_model - t_model
         out.forward_passes += self.stream.stats.forward_passes - passes
@@ -249,8 +178,9 @@ class _Worker:
             arrival = arr.get(p.frame_idx + lag)
             if arrival is None:  # completed by a flush (the window repeats the newest frame)
                 arrival = max(arr.values()) if arr else now
-            out.predictions.append((p.sensor_id, p.frame_idx, p.timestamp, p.track_id,
-                                    [float(v) for v in p.box_xyxy], np.asarray(p.scores, np.float32), arrival))
+            out.predictions.append(ScoredPerson(p.sensor_id, int(p.frame_idx), int(p.timestamp), int(p.track_id),
+                                                tuple(float(v) for v in p.box_xyxy),
+                                                np.asarray(p.scores, np.float32), arrival))
         for sensor, arr in self.arrivals.items():  # forget arrivals no window can complete any more
             if len(arr) > 2 * self.stream.predictor.window_length:
                 keep = max(arr) - self.stream.predictor.window_length
@@ -272,8 +202,8 @@ class _Worker:
                 continue
             self.live_due.discard(s)
             frame, ts, boxes, repaired = latest
-            out.live[s] = (np.asarray(frame, np.float32), ts, np.asarray(boxes.boxes_xyxy, np.float32),
-                           np.asarray(boxes.track_ids, np.int64), int(repaired))
+            out.live[s] = LiveFrame(np.asarray(frame, np.float32), int(ts), np.asarray(boxes.boxes_xyxy, np.float32),
+                                    np.asarray(boxes.track_ids, np.int64), int(repaired))
             self.live_sent[s] = now
 
     def idle(self) -> Round | None:
@@ -284,30 +214,29 @@ class _Worker:
         self._live(set(), out)
         return out if out.live else None
 
-    def round(self, msgs: list[tuple]) -> tuple[Round, bool]:
+    def round(self, msgs: list[InboxMessage]) -> tuple[Round, bool]:
         """Runs one round over ``msgs``; returns its results and whether to stop."""
         out = Round()
-        batch: list[tuple[Any, float]] = []
+        batch: list[_Arrived] = []
         touched: set[str] = set()
         stop = False
         for msg in msgs:
-            if isinstance(msg, SetLayout):
+            if isinstance(msg, Frames):
+                touched.add(msg.sensor_id)
+                out.frames_done += len(msg.frames)
+                batch.extend(_Arrived(self.StreamFrame(msg.sensor_id, f.frame, f.timestamp, f.boxes_xyxy), msg.arrival_s)
+                             for f in msg.frames)
+            elif isinstance(msg, SetLayout):
                 self._push(batch, out)  # frames before the change keep the old layout
                 batch = []
                 self.stream.set_layout(msg.sensor_id, msg.layout)
-            elif msg[0] == "frames":
-                _, sensor, arrival, frames = msg
-                touched.add(sensor)
-                out.frames_done += len(frames)
-                for ts, frame, boxes in frames:
-                    batch.append((self.StreamFrame(sensor, frame, ts, boxes), arrival))
-            elif msg[0] == "end":
+            elif isinstance(msg, EndStream):
                 self._push(batch, out)  # frames before the end first, in order
                 batch = []
-                self._collect(self.stream.flush(msg[1]), out)
-                self.arrivals.pop(msg[1], None)
-                touched.discard(msg[1])
-            elif msg[0] == "stop":
+                self._collect(self.stream.flush(msg.sensor_id), out)
+                self.arrivals.pop(msg.sensor_id, None)
+                touched.discard(msg.sensor_id)
+            elif isinstance(msg, Stop):
                 stop = True
         self._push(batch, out)
         self._live(touched, out)
@@ -338,19 +267,19 @@ def worker_main(index: int, opts: WorkerOptions, inbox: Any, outbox: Any) -> Non
     try:
         stream = _build_stream(opts)
     except Exception as e:  # the service reports it and stops restarting
-        outbox.put(("failed", index, f"{type(e).__name__}: {e}"))
+        outbox.put(Failed(f"{type(e).__name__}: {e}"))
         return
     worker = _Worker(index, opts, stream)
-    outbox.put(("ready", index, os.getpid()))
+    outbox.put(Ready(os.getpid()))
     while True:
         msgs = _take(inbox, opts.max_batch_frames)
         if not msgs:
             held = worker.idle()
             if held is not None:
-                outbox.put(("round", index, held))
+                outbox.put(held)
             continue
         result, stop = worker.round(msgs)
-        outbox.put(("round", index, result))
+        outbox.put(result)
         if stop:
             return
 
@@ -372,7 +301,7 @@ class _Slot:
 
 class WorkerPool:
     """Starts ``n`` worker processes, restarts any that dies, and hands their messages to
-    ``on_message(worker, generation, message)`` (called from one reader thread per worker).
+    ``on_message(worker, message)`` (called from one reader thread per worker).
 
     Args:
         n: worker processes.
@@ -382,7 +311,7 @@ class WorkerPool:
             start again from frame 0).
     """
 
-    def __init__(self, n: int, opts: WorkerOptions, on_message: Callable[[int, tuple], None],
+    def __init__(self, n: int, opts: WorkerOptions, on_message: Callable[[int, OutboxMessage], None],
                  on_restart: Callable[[int, int], None] | None = None):
         if n < 1:
             raise ValueError(f"need at least one worker, got {n}")
@@ -438,13 +367,13 @@ class WorkerPool:
                 continue
             except (EOFError, OSError):
                 return
-            if msg[0] == "ready":
+            if isinstance(msg, Ready):
                 slot.ready = True
-            elif msg[0] == "failed":
-                slot.failed = msg[2]
-            elif msg[0] == "round":
+            elif isinstance(msg, Failed):
+                slot.failed = msg.reason
+            elif isinstance(msg, Round):
                 with self._lock:
-                    slot.pending = max(0, slot.pending - msg[2].frames_done)
+                    slot.pending = max(0, slot.pending - msg.frames_done)
             try:
                 self.on_message(slot.index, msg)
             except Exception:  # a bug in handling must not kill the reader
@@ -469,18 +398,18 @@ class WorkerPool:
                 if self.on_restart is not None:
                     self.on_restart(slot.index, lost)
 
-    def put_frames(self, worker: int, sensor_id: str, frames: list[tuple], max_pending: int) -> bool:
+    def put_frames(self, worker: int, sensor_id: str, frames: list[QueuedFrame], max_pending: int) -> bool:
         """Queues frames for a worker unless it already has ``max_pending`` waiting."""
         slot = self.slots[worker]
         with self._lock:
             if slot.pending + len(frames) > max_pending:
                 return False
             slot.pending += len(frames)
-        slot.inbox.put(("frames", sensor_id, time.time(), frames))
+        slot.inbox.put(Frames(sensor_id, time.time(), tuple(frames)))
         return True
 
     def end_stream(self, worker: int, sensor_id: str) -> None:
-        self.slots[worker].inbox.put(("end", sensor_id))
+        self.slots[worker].inbox.put(EndStream(sensor_id))
 
     def set_layout(self, worker: int, sensor_id: str, layout: RoomLayout) -> None:
         """Sends a sensor's room layout to the worker that owns it."""
@@ -493,7 +422,7 @@ class WorkerPool:
         self._stopping = True
         for slot in self.slots:
             try:
-                slot.inbox.put(("stop",))
+                slot.inbox.put(Stop())
             except (OSError, ValueError):
                 pass
         for slot in self.slots:
