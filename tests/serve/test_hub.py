@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -14,8 +12,8 @@ from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.operators import AlertAction
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.messages import FrameError, LiveFrame, Round, ScoredPerson
-from thermal_action.serve.workers import worker_for
+from thermal_action.serve.messages import FrameError, FrameTracks, LiveFrame, Round, ScoredPerson
+from thermal_action.serve.routing import worker_for
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
 
 FALL = DEFAULT_CLASS_NAMES.index(FALL_CLASS_NAME)
@@ -206,17 +204,32 @@ def test_silent_sensor_ends_its_stream_once(hub, monkeypatch):
     assert hub.sensors_status()[0]["status"] == "live" and hub.sensors_status()[0]["new_streams"] == 0
 
 
-def test_metrics_text_is_prometheus_exposition(hub):
+def test_metrics_parse_as_prometheus_text_with_histogram_sums_and_counts(hub):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from thermal_action.inference.boxes import FrameBoxes
+
     hub.submit("S1", frames(3), "ws")
-    text = hub.metrics_text()
-    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
-    pattern = re.compile(r'^[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? (NaN|-?[0-9.e+-]+)$')
-    assert all(pattern.match(l) for l in samples), [l for l in samples if not pattern.match(l)]
-    assert 'thermal_frames_total{sensor="S1"} 3.0' in samples
+    done = FrameTracks.pack([(T0 + 166 * i, FrameBoxes.empty()) for i in range(3)])
+    hub.on_message(0, Round(frames_done=3, tracks={"S1": done}, model_s=0.03, forward_passes=3))
+    families = {f.name: f for f in text_string_to_metric_families(hub.metrics_text())}
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert value[("thermal_frames_total", (("sensor", "S1"),))] == 3
+    assert families["thermal_delay_seconds"].type == "histogram"
+    # One delay sample: the round's newest frame, processed now, captured at T0 + 332 ms.
+    assert value[("thermal_delay_seconds_count", ())] == 1
+    assert value[("thermal_delay_seconds_sum", ())] == pytest.approx(__import__("time").time() - (T0 + 332) / 1000,
+                                                                      abs=5)
+    assert value[("thermal_model_seconds_count", ())] == 3
+    assert value[("thermal_model_seconds_sum", ())] == pytest.approx(0.03)
+    assert value[("thermal_delay_seconds_bucket", (("le", "+Inf"),))] == 1
     for name in ("thermal_sensors_connected", "thermal_frames_per_second", "thermal_queue_depth",
-                 "thermal_model_ms", "thermal_latency_seconds", "thermal_frames_dropped_total",
-                 "thermal_alerts_total", "thermal_worker_restarts_total"):
-        assert f"# TYPE {name} " in text
+                 "thermal_latency_seconds", "thermal_frames_dropped", "thermal_alerts", "thermal_worker_restarts",
+                 "thermal_behind", "thermal_sensor_moves"):
+        assert name in families, name
+    # A second hub in this process has its own registry: nothing of the first one's.
+    other = Hub(hub.cfg, hub.info, hub.store, FakePool())
+    assert "thermal_delay_seconds_count 0.0" in other.metrics_text()
 
 
 def test_clipped_and_refused_boxes_are_counted_per_sensor(hub):

@@ -149,7 +149,7 @@ def test_a_killed_worker_is_replaced_and_its_sensors_resume(svc):
     assert len(workers) == 2 and all(w["ready"] for w in workers)
     victim = workers[0]
     # One sensor per worker: find ids the hash gives to each.
-    from thermal_action.serve.workers import worker_for
+    from thermal_action.serve.routing import worker_for
 
     ids = {w: next(f"K{i}" for i in range(100) if worker_for(f"K{i}", 2) == w) for w in (0, 1)}
     frames = frames_with_people(60)

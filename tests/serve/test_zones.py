@@ -13,7 +13,8 @@ from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
 from thermal_action.serve.messages import Frames, QueuedFrame, SetLayout
-from thermal_action.serve.workers import _Worker, WorkerOptions, worker_for
+from thermal_action.serve.routing import worker_for
+from thermal_action.serve.workers import _Worker, WorkerOptions
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
 
 T0 = 1_760_000_000_000

@@ -404,7 +404,9 @@ def create_app(hub: Hub, token: str) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(request: Request) -> PlainTextResponse:
         require(request)
-        return PlainTextResponse(hub.metrics_text(), media_type="text/plain; version=0.0.4")
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return PlainTextResponse(hub.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/stats")
     def stats(request: Request) -> dict:

@@ -1,8 +1,8 @@
 """Worker processes: each owns a share of the sensors and runs the streaming predictor on them.
 
-A sensor always goes to the same worker (a hash of its id), so its ring buffer, detector and
-tracker live in one place. The windows of all sensors that complete in one round go through
-the model in one batched forward pass. Workers talk to the service through two queues each
+A sensor's frames go to the one worker that owns it (:mod:`~thermal_action.serve.routing`),
+so its ring buffer, detector and tracker live in one place. The windows of all sensors that
+complete in one round go through the model in one batched forward pass. Workers talk to the service through two queues each
 (frames in, results out); a worker that dies takes only its own queues with it: the pool
 starts a new one in its place and its sensors begin new streams there.
 
@@ -27,8 +27,7 @@ import queue
 import signal
 import threading
 import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -41,11 +40,6 @@ from thermal_action.serve.messages import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def worker_for(sensor_id: str, n_workers: int) -> int:
-    """The worker that owns ``sensor_id`` (stable across restarts and runs)."""
-    return zlib.crc32(sensor_id.encode()) % n_workers
 
 
 @dataclass
@@ -414,6 +408,11 @@ class WorkerPool:
     def set_layout(self, worker: int, sensor_id: str, layout: RoomLayout) -> None:
         """Sends a sensor's room layout to the worker that owns it."""
         self.slots[worker].inbox.put(SetLayout(sensor_id, layout))
+
+    def pending(self) -> list[int]:
+        """Frames put and not yet reported done, per worker."""
+        with self._lock:
+            return [s.pending for s in self.slots]
 
     def alive(self) -> int:
         return sum(1 for s in self.slots if s.process is not None and s.process.is_alive() and s.ready)
