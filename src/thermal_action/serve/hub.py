@@ -293,7 +293,10 @@ class Hub:
         return out
 
     def _queue(self, st: SensorState, frames: list[QueuedFrame], out: SubmitResult) -> None:
-        self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed) goes ahead of them
+        moved = self.router.consider_move(st, time.time())
+        if moved:
+            logger.warning("sensor %s %s", st.sensor_id, moved)
+        self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed, a move) goes ahead of them
         if self.router.put(st, frames):
             out.accepted += len(frames)
             st.frames += len(frames)

@@ -118,3 +118,27 @@ class Router:
     def loads(self) -> list[int]:
         """Frames waiting per worker."""
         return list(self.pool.pending()) if self.pool is not None else [0]
+
+    def consider_move(self, st: SensorState, now: float) -> str | None:
+        """Moves the sensor to a clearly less loaded worker when its own is behind (module
+        docstring); returns why it moved (also in ``st.last_move``), None when it stays."""
+        p = self.policy
+        if self.pool is None or self.n_workers < 2 or p.queue_frames <= 0 or st.active_alerts:
+            return None
+        loads = self.loads()
+        old = st.worker
+        if loads[old] <= p.queue_frames:
+            return None
+        if now - st.moved_at < p.interval_s or now - self._shed_at.get(old, -1e18) < p.interval_s:
+            return None
+        new = min((w for w in range(self.n_workers) if w != old), key=lambda w: loads[w])
+        if 2 * loads[new] > loads[old]:
+            return None
+        self.pool.end_stream(old, st.sensor_id)  # after the frames it holds: none is lost
+        st.worker = new
+        st.moves += 1
+        st.moved_at = now
+        self._shed_at[old] = now
+        st.last_move = (f"moved from worker {old} ({loads[old]} frames waiting) to worker {new} "
+                        f"({loads[new]} waiting); its window restarts there")
+        return st.last_move
