@@ -9,7 +9,7 @@ from pathlib import Path
 
 from thermal_action.alert_rule import AlertOverrides
 from thermal_action.config import ConfigError, load_config, ranged
-from thermal_action.serve.protocol import IngestLimits
+from thermal_action.serve.protocol import MQTT_FRAMES_TOPIC, IngestLimits
 from thermal_action.structures import PREDICTION
 
 BACKENDS = ("torch", "onnx")
@@ -63,7 +63,7 @@ class ServeConfig:
     dashboard_fps: float = ranged(3.0, 0.1, 30.0)  # live images per second per sensor sent to each open dashboard
     # -- MQTT
     mqtt_url: str = ""  # e.g. mqtt://127.0.0.1:1883 to subscribe to a broker; empty: no MQTT
-    mqtt_topic: str = "thermal/+/frames"  # subscription; the '+' level is the sensor id
+    mqtt_topic: str = MQTT_FRAMES_TOPIC.format(sensor="+")  # subscription ("thermal/+/frames"); the '+' level is the sensor id
     mqtt_username: str = ""
     mqtt_password: str = ""
     # -- alert notifications (raised, repeat, acknowledged, resolved, ended)

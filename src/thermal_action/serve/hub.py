@@ -71,7 +71,7 @@ from thermal_action.serve.messages import Failed, OutboxMessage, QueuedFrame, Re
 from thermal_action.serve.monitoring import Monitor, SensorNumbers
 from thermal_action.serve.notify import Notifier
 from thermal_action.serve.operators import AlertAction, Feedback, SensorInfo
-from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
+from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id, dropped_error
 from thermal_action.serve.routing import MovePolicy, Router
 from thermal_action.serve.sensors import PersonNow, SensorState, SensorTable
 from thermal_action.serve.store import Store, now_ms
@@ -309,8 +309,8 @@ class Hub:
             out.dropped += len(frames)
             st.dropped += len(frames)
             self.monitor.frames_dropped(len(frames))
-            msg = (f"sensor {st.sensor_id}: {len(frames)} frame(s) dropped, worker {st.worker} has "
-                   f"{self.cfg.max_queue_frames} frames waiting")
+            msg = dropped_error(st.sensor_id, len(frames),
+                                f"worker {st.worker} has {self.cfg.max_queue_frames} frames waiting")
             st.last_error = msg
             out.errors.append(msg)
 

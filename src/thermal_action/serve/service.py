@@ -30,6 +30,7 @@ from thermal_action.alert_rule import resolve_alert_rule
 from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
 from thermal_action.serve.hub import Hub, ModelInfo
 from thermal_action.serve.notify import Notifier
+from thermal_action.serve.protocol import MAX_MESSAGE_BYTES
 from thermal_action.serve.store import DB_FILE, Store
 from thermal_action.serve.workers import WorkerOptions, WorkerPool
 from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
@@ -44,8 +45,6 @@ except ImportError:  # not POSIX: no data directory lock
 TOKEN_ENV = "THERMAL_ACTION_TOKEN"
 TOKEN_FILE = "token"
 LOCK_FILE = "serve.lock"
-#: Bytes one WebSocket message may carry (about 2,600 binary frames of 40x60).
-MAX_WS = 25 * 1024 * 1024
 
 
 def resolve_token(cfg: ServeConfig, data_dir: Path) -> tuple[str, str]:
@@ -197,7 +196,7 @@ class Service:
         self.socket.bind((cfg.host, cfg.port))
         self.socket.listen(2048)  # connections wait in the backlog until the server accepts: the banner is true at once
         self.port = self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, ws_max_size=MAX_WS))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, ws_max_size=MAX_MESSAGE_BYTES))
 
     @property
     def url(self) -> str:
