@@ -8,7 +8,8 @@ import pytest
 from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelInfo
 from thermal_action.serve.operators import AlertAction
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store

@@ -16,7 +16,8 @@ from helpers.serve import FakePool, alert_event, wait_for
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.clips import render_clip, render_strip, strip_indices
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelFile, ModelInfo
 from thermal_action.serve.notify import Notifier, Outbox
 from thermal_action.serve.operators import AlertAction, SensorInfo
 from thermal_action.serve.protocol import FrameIn
@@ -247,7 +248,7 @@ class BufferedStream:
 
 def test_the_worker_reports_every_frames_boxes_taking_a_backlog_in_buffer_sized_parts():
     stream = BufferedStream(window_length=8)
-    worker = _Worker(0, WorkerOptions(checkpoint="unused"), stream)
+    worker = _Worker(0, WorkerOptions.from_config(ServeConfig(), ModelFile("unused", ""), AlertRule(), alerts=True), stream)
     frame = np.zeros((40, 60), np.float32)
     out, _ = worker.round([Frames("A", 0.0, tuple(QueuedFrame(T0 + i, frame) for i in range(20))),
                            Frames("B", 0.0, tuple(QueuedFrame(T0 + i, frame) for i in range(3)))])

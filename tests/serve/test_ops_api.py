@@ -18,7 +18,8 @@ from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.app import create_app
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelInfo
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
 from thermal_action.serve.messages import FrameTracks, Round

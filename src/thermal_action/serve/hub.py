@@ -61,13 +61,13 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.alert_rule import AlertRule
 from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, parse_layout
 from thermal_action.errors import RoomsError
 from thermal_action.inference.alerts import AlertEvent
 from thermal_action.serve.clips import CLIPS_DIR, PENDING_GRACE_S, Clip, PendingClip, clip_path, ring_for
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.messages import Failed, OutboxMessage, QueuedFrame, Ready, Round
+from thermal_action.serve.model import ModelInfo
 from thermal_action.serve.monitoring import Monitor, SensorNumbers
 from thermal_action.serve.notify import Notifier
 from thermal_action.serve.operators import AlertAction, Feedback, SensorInfo
@@ -82,19 +82,6 @@ logger = logging.getLogger(__name__)
 
 #: A sensor dropping frames tells the dashboards at most this often.
 DROP_EVENT_INTERVAL_S = 0.5
-
-
-@dataclass
-class ModelInfo:
-    """What the service needs to know of the model (read once, in the main process), and the
-    alert rule in force (the checkpoint's with the config's overrides)."""
-
-    class_names: tuple[str, ...]
-    frame_size: tuple[int, int]
-    fall_index: int | None  # of the rule's fall class; None: the model lacks it (no alerts)
-    alert_rule: AlertRule
-    lag_frames: int
-    window_length: int
 
 
 @dataclass

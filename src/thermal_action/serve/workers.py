@@ -34,32 +34,40 @@ import numpy as np
 
 from thermal_action.alert_rule import AlertRule
 from thermal_action.data.rooms import RoomLayout
+from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.messages import (
     EndStream, Failed, Frames, FrameError, FrameTracks, InboxMessage, LiveFrame, OutboxMessage, QueuedFrame, Ready,
     Round, ScoredPerson, SetLayout, Stop,
 )
+from thermal_action.serve.model import ModelFile
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerOptions:
-    """What a worker needs to build its streaming predictor (picklable). The alert rule is the
-    one the service resolved; a worker never decides it."""
+    """What a worker needs to build its streaming predictor (picklable), made from the service
+    config in one place (:meth:`from_config`). The model is the one the service read
+    (:mod:`~thermal_action.serve.model`); the alert rule the one it resolved: a worker never
+    decides either."""
 
-    checkpoint: str
-    backend: str = "torch"
-    onnx_path: str | None = None
-    threads: int = 1
-    step: int = 6
-    causal: bool = False
-    batch_wait: int = 0
-    batch_clips: int = 16
-    alert_rule: AlertRule = AlertRule()
-    alerts: bool = True  # False: the model lacks the rule's fall class
-    fps: float = 6.0
-    max_batch_frames: int = 512
-    live_interval_s: float = 1 / 3
+    model: ModelFile
+    backend: str
+    threads: int
+    step: int
+    causal: bool
+    batch_wait: int
+    batch_clips: int
+    alert_rule: AlertRule
+    alerts: bool  # False: the model lacks the rule's fall class
+    fps: float
+    max_batch_frames: int
+    live_interval_s: float
+
+    @classmethod
+    def from_config(cls, cfg: ServeConfig, model: ModelFile, alert_rule: AlertRule, alerts: bool) -> "WorkerOptions":
+        return cls(model, cfg.backend, cfg.threads_per_worker, cfg.step, cfg.causal, cfg.batch_wait, cfg.batch_clips,
+                   alert_rule, alerts, cfg.fps, cfg.max_batch_frames, 1.0 / cfg.dashboard_fps)
 
 
 def _build_stream(opts: WorkerOptions) -> Any:
@@ -69,8 +77,10 @@ def _build_stream(opts: WorkerOptions) -> Any:
     from thermal_action.inference.streaming import StreamingPredictor
 
     torch.set_num_threads(opts.threads)
-    predictor = Predictor.from_checkpoint(opts.checkpoint, backend=opts.backend, onnx_path=opts.onnx_path,
-                                          max_clips_per_batch=opts.batch_clips, num_threads=opts.threads)
+    if opts.model.data is None:  # an .onnx file: ONNX Runtime opens it
+        opts.model.check_unchanged()
+    predictor = Predictor.from_checkpoint(opts.model.path, backend=opts.backend, max_clips_per_batch=opts.batch_clips,
+                                          num_threads=opts.threads, data=opts.model.data)
     return StreamingPredictor(predictor, step=opts.step, causal=opts.causal, alert_rule=opts.alert_rule,
                               alerts=opts.alerts, fps=opts.fps, batch_wait=opts.batch_wait)
 
