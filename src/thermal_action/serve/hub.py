@@ -56,7 +56,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,7 +63,8 @@ import numpy as np
 from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, parse_layout
 from thermal_action.errors import RoomsError
 from thermal_action.inference.alerts import AlertEvent
-from thermal_action.serve.clips import CLIPS_DIR, PENDING_GRACE_S, Clip, PendingClip, clip_path, ring_for
+from thermal_action.serve.alert_clips import AlertClips, take_finished
+from thermal_action.serve.clips import Clip, PendingClip, ring_for
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.messages import Failed, OutboxMessage, QueuedFrame, Ready, Round
 from thermal_action.serve.model import ModelInfo
@@ -123,7 +123,8 @@ class Hub:
         self.monitor = Monitor()
         self.monitor.collect_from(self.stats, self._sensor_numbers)
         self.notifier = notifier if notifier is not None else Notifier()
-        self.clips_dir = Path(cfg.data_dir) / CLIPS_DIR
+        self.clips = AlertClips(cfg.data_dir, cfg.clip_seconds_before, cfg.clip_seconds_after, cfg.keep_clip_days,
+                                store, on_saved=self._clip_saved)
         self._clips_due: list[PendingClip] = []  # ended with their stream on the ingest path: saved by the tick
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -169,7 +170,7 @@ class Hub:
             self._clips_due = []
             for st in self.table:
                 st.pending_clips = []
-        self._save_clips(pending)
+        self.clips.save(pending)
         self.notifier.stop()
 
     def add_listener(self, fn: Callable[[dict], None]) -> None:
@@ -331,7 +332,7 @@ class Hub:
             for sensor_id in set(self.sensors) | set(self._api_layouts):
                 if self.router.worker_of(sensor_id) == worker:
                     self._send_layout(sensor_id)
-        self._save_clips(finished)
+        self.clips.save(finished)
         # The dead worker's monitor took its alerts' state along: nothing would ever end them.
         for row in self.store.end_all_active(orphaned, why=f"worker {worker} died; its model state is gone"):
             self.notifier.notify("ended", row)
@@ -407,7 +408,7 @@ class Hub:
             self.monitor.latency(seconds)
         for seconds in delays:
             self.monitor.delay(now, seconds)
-        self._save_clips(self._take_finished_clips(set(r.tracks)))
+        self.clips.save(self._take_finished_clips(set(r.tracks)))
         if self.has_listeners:
             for sensor in r.live:
                 events.append(self.live(sensor))
@@ -431,7 +432,7 @@ class Hub:
                 else:
                     st.active_alerts.discard(key)
                 if change.new and st.ring is not None:
-                    self._start_clip(st, row, event)
+                    self.clips.start(st, row, event)
         if change.new or "repeat" in change.actions:
             logger.warning("FALL ALERT %d%s: sensor %s track %d (score %.2f)%s", row["id"],
                            "" if change.new else f" (repeat {row['repeats']})", event.sensor_id, event.track_id,
@@ -465,71 +466,22 @@ class Hub:
 
     # -- clips of alerts
 
-    def _start_clip(self, st: SensorState, row: dict, event: AlertEvent) -> None:
-        """Begins the clip of a new alert from the sensor's ring. Call with the lock held."""
-        fired = int(event.fired_timestamp)
-        clip = PendingClip(row["id"], st.sensor_id, int(event.track_id), int(event.start_timestamp), fired,
-                           float(event.peak_score), fired + int(self.cfg.clip_seconds_after * 1000),
-                           deadline=time.time() + self.cfg.clip_seconds_after + PENDING_GRACE_S)
-        for item in st.ring.since(fired - int(self.cfg.clip_seconds_before * 1000)):
-            clip.add(item)
-        st.pending_clips.append(clip)
-
-    def _take_finished_clips(self, sensors: set[str] | None = None, now: float | None = None) -> list[PendingClip]:
-        """Takes the pending clips (of ``sensors``; None: all) that are complete or overdue."""
-        out = []
-        with self._lock:
-            for st in self.table:
-                if not st.pending_clips or (sensors is not None and st.sensor_id not in sensors):
-                    continue
-                newest = st.last_timestamp
-                done = [c for c in st.pending_clips if c.complete(newest) or c.overdue(now)]
-                if done:
-                    st.pending_clips = [c for c in st.pending_clips if c not in done]
-                    out += done
-        return out
-
-    def _save_clips(self, clips: list[PendingClip]) -> None:
-        """Writes clips to ``<data_dir>/clips`` and records them; one that cannot be written is
-        logged, the rest go on."""
-        for p in clips:
-            if not p.frames:
-                logger.warning("alert %d: no frames for its clip (sensor %s)", p.alert_id, p.sensor_id)
-                continue
-            path = clip_path(self.cfg.data_dir, p.alert_id)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Clip.from_pending(p).save(path)
-                self.store.set_clip(p.alert_id, path.name)
-            except Exception:  # noqa: BLE001 - a full disk must not stop the alerts
-                logger.exception("alert %d: its clip could not be saved to %s", p.alert_id, path)
-                continue
-            self.monitor.clip_saved()
-            row = self.store.alert(p.alert_id)
-            if row is not None:
-                self._emit({"type": "alert", "alert": row, "actions": ["clip"]})
-
     def clip(self, alert_id: int) -> Clip | None:
         """The alert's saved clip; None when it has none (not yet complete, deleted, never made)."""
-        name = self.store.clip_of(alert_id)
-        if name is None:
-            return None
-        try:
-            return Clip.load(self.clips_dir / name)
-        except FileNotFoundError:
-            return None
+        return self.clips.load(alert_id)
 
     def purge_clips(self, now_ms_: int | None = None) -> int:
         """Deletes the clips of alerts raised more than ``keep_clip_days`` ago; returns how many."""
-        before = (now_ms() if now_ms_ is None else now_ms_) - int(self.cfg.keep_clip_days * 86_400_000)
-        n = 0
-        for alert_id, name in self.store.clips_raised_before(before):
-            (self.clips_dir / name).unlink(missing_ok=True)
-            self.store.set_clip(alert_id, None)
-            n += 1
-        if n:
-            logger.info("%d alert clips older than %g days deleted", n, self.cfg.keep_clip_days)
-        return n
+        return self.clips.purge(now_ms_)
+
+    def _take_finished_clips(self, sensors: set[str] | None = None, now: float | None = None) -> list[PendingClip]:
+        with self._lock:
+            return take_finished(self.table, sensors, now)
+
+    def _clip_saved(self, row: dict | None) -> None:
+        self.monitor.clip_saved()
+        if row is not None:
+            self._emit({"type": "alert", "alert": row, "actions": ["clip"]})
 
     # -- sensor details
 
@@ -656,7 +608,7 @@ class Hub:
                     finished += st.new_stream()
             finished += self._clips_due
             self._clips_due = []
-        self._save_clips(finished + self._take_finished_clips(now=now))
+        self.clips.save(finished + self._take_finished_clips(now=now))
         if now - self._last_purge > 600:
             self._last_purge = now
             self.store.purge_predictions(now_ms() - int(self.cfg.keep_hours * 3600 * 1000))
