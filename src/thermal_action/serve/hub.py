@@ -23,12 +23,8 @@ many ids (junk, or renamed) beyond ``max_sensors``: a new id takes the place of 
                             (no connection, stream ended, no fall going on), else is refused
 ==========================  ===============================================================
 
-Rooms: a sensor's layout (its furniture as zones, :mod:`thermal_action.data.rooms`) is the one
-set through the API (``PUT /api/sensors/{id}/zones``, kept in the store), else the layout
-file's (``serve --rooms``) valid at the sensor's latest frame time, else none. The hub sends it
-to the worker that owns the sensor, in the sensor's queue ahead of the frames it holds for:
-with its first frames, whenever it changes (through the API, or a ``valid_from`` of the file
-passed by the sensor's clock) and again after that worker restarted.
+Rooms: each sensor's zones (:mod:`~thermal_action.serve.zones`) go to its worker ahead of the
+frames they hold for.
 
 Alerts: each event of the fall monitor is recorded by the store, which makes it a new alert,
 folds it into an unacknowledged alert of the same person (a "repeat") or ends an alert
@@ -60,8 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, parse_layout
-from thermal_action.errors import RoomsError
+from thermal_action.data.rooms import RoomLayout, RoomMap
 from thermal_action.inference.alerts import AlertEvent
 from thermal_action.serve.alert_clips import AlertClips, take_finished
 from thermal_action.serve.clips import Clip, PendingClip, ring_for
@@ -77,6 +72,7 @@ from thermal_action.serve.sensors import PersonNow, SensorState, SensorTable
 from thermal_action.serve.store import Store, now_ms
 from thermal_action.serve.views import live_view, sensor_status, snapshot
 from thermal_action.serve.workers import WorkerPool
+from thermal_action.serve.zones import SensorRooms
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +125,7 @@ class Hub:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_purge = 0.0
-        self.rooms = rooms
-        self._api_layouts: dict[str, RoomLayout] = {}  # sensor -> zones set through the API
-        for sensor_id, row in store.all_zones().items():
-            try:
-                self._api_layouts[sensor_id] = parse_layout(row["layout"], f"{store.path} [sensor_zones {sensor_id}]",
-                                                            "api")
-            except RoomsError as e:  # written by an older or hand-edited database: say so, go on
-                logger.error("zones of sensor %s not used: %s", sensor_id, e)
+        self.rooms = SensorRooms(store, rooms)
 
     @property
     def sensors(self) -> dict[str, SensorState]:
@@ -329,7 +318,7 @@ class Hub:
                     finished += st.new_stream()
                     orphaned.append(st.sensor_id)
             self.router.worker_restarted(worker)  # the new process knows no room
-            for sensor_id in set(self.sensors) | set(self._api_layouts):
+            for sensor_id in set(self.sensors) | set(self.rooms.api):
                 if self.router.worker_of(sensor_id) == worker:
                     self._send_layout(sensor_id)
         self.clips.save(finished)
@@ -498,17 +487,10 @@ class Hub:
     # -- rooms
 
     def layout_of(self, sensor_id: str) -> RoomLayout:
-        """The sensor's room now: zones set through the API, else the layout file's at its latest
-        frame time (now before any frame), else :data:`NO_LAYOUT`."""
+        """The sensor's room now (:mod:`~thermal_action.serve.zones`)."""
         with self._lock:
-            api = self._api_layouts.get(sensor_id)
-            if api is not None:
-                return api
-            if self.rooms is None:
-                return NO_LAYOUT
             st = self.table.get(sensor_id)
-            t = st.last_timestamp if st is not None and st.last_timestamp is not None else now_ms()
-            return self.rooms.layout_for(sensor_id, None, t)
+            return self.rooms.layout(sensor_id, st.last_timestamp if st is not None else None)
 
     def _send_layout(self, sensor_id: str) -> None:
         """Sends the sensor's room to its worker when that worker does not have it yet."""
@@ -520,10 +502,7 @@ class Hub:
 
     def zones(self, sensor_id: str) -> dict:
         """The sensor's room as the API shows it: where it comes from and its zones."""
-        layout = self.layout_of(sensor_id)
-        row = self.store.zones(sensor_id) if layout.source == "api" else None
-        return {"sensor_id": sensor_id, "source": layout.source, **layout.to_dict(),
-                "updated_at": row["updated_at"] if row else None}
+        return self.rooms.view(sensor_id, self.layout_of(sensor_id))
 
     def set_zones(self, sensor_id: str, body: Any) -> dict:
         """Sets a sensor's zones (``{"zones": [...]}``, the layout format of rooms.json): checked,
@@ -532,28 +511,23 @@ class Hub:
         Raises:
             RoomsError: the layout cannot be used; the message names the zone.
         """
-        layout = parse_layout(body, f"zones of sensor {sensor_id}", "api")
-        layout = RoomLayout(layout.zones, "api")  # holds from now: a valid_from means nothing here
-        self.store.set_zones(sensor_id, layout.to_dict())
         with self._lock:
-            self._api_layouts[sensor_id] = layout
-        self._send_layout(sensor_id)
-        view = self.zones(sensor_id)
-        self._emit({"type": "zones", **view})
-        return view
+            self.rooms.set(sensor_id, body)
+        return self._zones_changed(sensor_id)
 
     def delete_zones(self, sensor_id: str) -> dict | None:
         """Forgets the zones set through the API (the layout file's, if any, applies again);
         None when the sensor had none."""
-        if not self.store.delete_zones(sensor_id):
-            return None
         with self._lock:
-            self._api_layouts.pop(sensor_id, None)
+            if not self.rooms.delete(sensor_id):
+                return None
+        return self._zones_changed(sensor_id)
+
+    def _zones_changed(self, sensor_id: str) -> dict:
         self._send_layout(sensor_id)
         view = self.zones(sensor_id)
         self._emit({"type": "zones", **view})
         return view
-
 
     # -- views
 
