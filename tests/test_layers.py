@@ -2,8 +2,10 @@
 the test command checks them): models and data import no higher layer, inference never
 imports training, people (person detector, tracker) sit below inference and training,
 models never import people, the service never imports training, evaluation imports no model
-code, nothing below the CLI imports it, only the CLI imports the labelling page (label), and predict, export, render and the service import no
-library of the ``train`` extra (Lightning, TensorBoard, matplotlib)."""
+code, nothing below the CLI imports it, only the CLI imports the labelling page (label),
+``replay`` (a client) imports none of the server but its wire protocol, and predict, export,
+render and the service import no library of the ``train`` extra (Lightning, TensorBoard,
+matplotlib)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def test_the_required_contracts_are_declared():
                 ("label", "training"), ("label", "cli"), ("serve", "label"), ("inference", "label"),
                 ("data", "label"), ("people", "label"), ("models", "label"), ("evaluation", "label")}
     assert {(pkg + a, pkg + b) for a, b in required} <= rules
+    # replay is a client of the service: the wire protocol, none of the server.
+    assert {(pkg + "serve.replay", pkg + "serve." + m) for m in ("hub", "store", "workers", "app", "service")} <= rules
     # The train extra's libraries stay out of what an install without [train] runs.
     assert {(pkg + a, lib) for a in ("inference", "serve", "models", "data")
             for lib in ("lightning", "matplotlib")} <= rules

@@ -22,10 +22,11 @@ __all__ = ["FakePool", "Webhook", "make_frames", "write_tiny_checkpoint", "now_s
 
 class FakePool:
     """A worker pool for hub tests: records what the hub queues; ``room`` frames fit before the
-    queue is full."""
+    queue is full. Frames queued on a worker wait there (``pending``) until :meth:`done`."""
 
     def __init__(self, n: int = 2, room: int = 10**9):
         self.n, self.room = n, room
+        self.waiting = [0] * n  # frames queued and not yet done, per worker
         self.put: list[tuple] = []  # (worker, sensor, [timestamps])
         self.ended: list[tuple] = []  # (worker, sensor)
         self.layouts: list[tuple] = []  # (worker, sensor, RoomLayout)
@@ -39,7 +40,8 @@ class FakePool:
         if len(frames) > min(self.room, max_pending):
             return False
         self.room -= len(frames)
-        self.put.append((worker, sensor_id, [f[0] for f in frames]))
+        self.waiting[worker] += len(frames)
+        self.put.append((worker, sensor_id, [f.timestamp for f in frames]))
         self.inbox.append(("frames", worker, sensor_id))
         return True
 
@@ -50,6 +52,13 @@ class FakePool:
     def set_layout(self, worker, sensor_id, layout):
         self.layouts.append((worker, sensor_id, layout))
         self.inbox.append(("layout", worker, sensor_id))
+
+    def pending(self):
+        return list(self.waiting)
+
+    def done(self, worker, n=None):
+        """The worker took ``n`` of its waiting frames (None: all)."""
+        self.waiting[worker] -= self.waiting[worker] if n is None else n
 
     def alive(self):
         return self.n

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
 from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelInfo
 from thermal_action.serve.operators import AlertAction
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.workers import Round, worker_for
+from thermal_action.serve.messages import FrameError, FrameTracks, LiveFrame, Round, ScoredPerson
+from thermal_action.serve.routing import worker_for
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
 
 FALL = DEFAULT_CLASS_NAMES.index(FALL_CLASS_NAME)
@@ -106,14 +106,15 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     hub.add_listener(events.append)
     hub.submit("S1", frames(2), "ws")
     arrival = __import__("time").time()
-    preds = [("S1", 6 * i, T0 + 1000 * i, 0, [1.0, 2.0, 9.0, 8.0], _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1),
-              arrival, None, "none") for i in range(8)]
-    preds.append(("S1", 48, T0 + 8000, 0, [1.0, 2.0, 9.0, 8.0], _scores(FALL, 0.9), arrival, 0.25, "api"))
+    box = (1.0, 2.0, 9.0, 8.0)
+    preds = [ScoredPerson("S1", 6 * i, T0 + 1000 * i, 0, box, _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.1),
+                          arrival, None, "none") for i in range(8)]
+    preds.append(ScoredPerson("S1", 48, T0 + 8000, 0, box, _scores(FALL, 0.9), arrival, 0.25, "api"))
     alert = alert_event("raised", "S1", 0, T0 + 8000, T0 + 8000, 0.9)
-    live = {"S1": (np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
-                   np.array([0]), 12)}
-    hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert], live=live,
-                                         model_s=0.02, forward_passes=2)))
+    live = {"S1": LiveFrame(np.full((40, 60), 21.0, np.float32), T0 + 8000, np.array([[1, 2, 9, 8]], np.float32),
+                            np.array([0]), 12)}
+    hub.on_message(0, Round(frames_done=2, predictions=preds, alerts=[alert], live=live,
+                                         model_s=0.02, forward_passes=2))
     # One stored per 5 s per person, plus every change of action: t=0, 5 s, and the fall at 8 s.
     stored = hub.store.timeline("S1", since_ms=0)
     assert [(i["timestamp"] - T0, i["action"]) for i in stored] == [
@@ -132,8 +133,8 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     assert s["model_ms_p50"] == pytest.approx(10.0) and s["latency_samples"] == 9 and s["alerts_open"] == 1
 
     # The fall ends (person got up): still open until somebody acknowledges it.
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
-                                                             fired_timestamp=T0 + 8000)])))
+    hub.on_message(0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
+                                                             fired_timestamp=T0 + 8000)]))
     (row,) = hub.store.alerts()
     assert row["state"] == "ended" and row["ended_ms"] == T0 + 20_000 and row["status"] == "open"
     assert not hub.sensors_status()[0]["fallen"]
@@ -149,7 +150,7 @@ def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
     raised = alert_event("raised", "S1", 4, T0, T0 + 1000, 0.7)
     ended = alert_event("ended", "S1", 4, T0, T0 + 2000, 0.8, fired_timestamp=T0 + 1000)
     again = alert_event("raised", "S1", 4, T0 + 9000, T0 + 9000, 0.75)  # the person falls again, nobody came yet
-    hub.on_message(0, ("round", 0, Round(alerts=[raised, ended, again])))
+    hub.on_message(0, Round(alerts=[raised, ended, again]))
     (row,) = hub.store.alerts()
     assert [(r["track_id"], r["start_timestamp"] - T0, r["fired_timestamp"] - T0, r["active"])
             for r in hub.store.raises()] == [(4, 0, 1000, False), (4, 9000, 9000, True)]
@@ -161,13 +162,13 @@ def test_a_raise_and_its_end_in_one_round_store_the_alert_once(hub):
     assert [(e["alert"]["id"], e["actions"]) for e in events] == [
         (row["id"], ["raised"]), (row["id"], ["ended"]), (row["id"], ["repeat"])]
     # An end whose raise was lost (or never sent) still stores the alert.
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 5, T0, T0 + 3000, 0.9)])))
+    hub.on_message(0, Round(alerts=[alert_event("ended", "S1", 5, T0, T0 + 3000, 0.9)]))
     assert len(hub.store.alerts()) == 2 and hub.stats()["alerts_raised_total"] == 2
 
 
 def test_worker_errors_are_counted_per_sensor(hub):
     hub.submit("S1", frames(1), "ws")
-    hub.on_message(0, ("round", 0, Round(frames_done=1, errors=[("S1", "invalid_frame", "no valid temperature", 1)])))
+    hub.on_message(0, Round(frames_done=1, errors=[FrameError("S1", "invalid_frame", "no valid temperature", 1)]))
     st = hub.sensors_status()[0]
     assert st["invalid_frames"] == 1 and "no valid temperature" in st["last_error"]
 
@@ -176,7 +177,7 @@ def test_a_worker_restart_starts_new_streams_for_its_sensors(hub):
     for s in ("A", "B", "C"):
         hub.submit(s, frames(2), "ws")
     w = worker_for("A", 2)
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("raised", s, 0, T0, T0, 0.9) for s in ("A", "B", "C")])))
+    hub.on_message(0, Round(alerts=[alert_event("raised", s, 0, T0, T0, 0.9) for s in ("A", "B", "C")]))
     hub.on_restart(w, lost=5)
     restarted = {s["sensor_id"]: s["new_streams"] for s in hub.sensors_status()}
     # The dead worker's monitor took its alerts along: they end; the other worker's go on.
@@ -205,17 +206,32 @@ def test_silent_sensor_ends_its_stream_once(hub, monkeypatch):
     assert hub.sensors_status()[0]["status"] == "live" and hub.sensors_status()[0]["new_streams"] == 0
 
 
-def test_metrics_text_is_prometheus_exposition(hub):
+def test_metrics_parse_as_prometheus_text_with_histogram_sums_and_counts(hub):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from thermal_action.inference.boxes import FrameBoxes
+
     hub.submit("S1", frames(3), "ws")
-    text = hub.metrics_text()
-    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
-    pattern = re.compile(r'^[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? (NaN|-?[0-9.e+-]+)$')
-    assert all(pattern.match(l) for l in samples), [l for l in samples if not pattern.match(l)]
-    assert 'thermal_frames_total{sensor="S1"} 3.0' in samples
+    done = FrameTracks.pack([(T0 + 166 * i, FrameBoxes.empty()) for i in range(3)])
+    hub.on_message(0, Round(frames_done=3, tracks={"S1": done}, model_s=0.03, forward_passes=3))
+    families = {f.name: f for f in text_string_to_metric_families(hub.metrics_text())}
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert value[("thermal_frames_total", (("sensor", "S1"),))] == 3
+    assert families["thermal_delay_seconds"].type == "histogram"
+    # One delay sample: the round's newest frame, processed now, captured at T0 + 332 ms.
+    assert value[("thermal_delay_seconds_count", ())] == 1
+    assert value[("thermal_delay_seconds_sum", ())] == pytest.approx(__import__("time").time() - (T0 + 332) / 1000,
+                                                                      abs=5)
+    assert value[("thermal_model_seconds_count", ())] == 3
+    assert value[("thermal_model_seconds_sum", ())] == pytest.approx(0.03)
+    assert value[("thermal_delay_seconds_bucket", (("le", "+Inf"),))] == 1
     for name in ("thermal_sensors_connected", "thermal_frames_per_second", "thermal_queue_depth",
-                 "thermal_model_ms", "thermal_latency_seconds", "thermal_frames_dropped_total",
-                 "thermal_alerts_total", "thermal_worker_restarts_total"):
-        assert f"# TYPE {name} " in text
+                 "thermal_latency_seconds", "thermal_frames_dropped", "thermal_alerts", "thermal_worker_restarts",
+                 "thermal_behind", "thermal_sensor_moves"):
+        assert name in families, name
+    # A second hub in this process has its own registry: nothing of the first one's.
+    other = Hub(hub.cfg, hub.info, hub.store, FakePool())
+    assert "thermal_delay_seconds_count 0.0" in other.metrics_text()
 
 
 def test_clipped_and_refused_boxes_are_counted_per_sensor(hub):
@@ -233,11 +249,11 @@ def test_a_sensors_prediction_that_cannot_be_stored_costs_only_that_sensor(hub):
     hub.submit("S1", frames(1), "ws")
     hub.submit("S2", frames(1), "ws")
     arrival = __import__("time").time()
-    box = [1.0, 2.0, 9.0, 8.0]
-    preds = [("S1", 0, T0, 0, box, _scores(0, 0.1), arrival, None, "none"),
-             ("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival, None, "none")]
+    box = (1.0, 2.0, 9.0, 8.0)
+    preds = [ScoredPerson("S1", 0, T0, 0, box, _scores(0, 0.1), arrival),
+             ScoredPerson("S2", 0, 2**64, 0, box, _scores(0, 0.1), arrival)]
     alert = alert_event("raised", "S1", 0, T0, T0, 0.9)
-    hub.on_message(0, ("round", 0, Round(frames_done=2, predictions=preds, alerts=[alert])))
+    hub.on_message(0, Round(frames_done=2, predictions=preds, alerts=[alert]))
     assert hub.store.count_predictions("S1") == 1 and hub.store.count_predictions("S2") == 0
     assert len(hub.store.alerts()) == 1  # the round went on past the failed insert
     by_id = {s["sensor_id"]: s for s in hub.sensors_status()}

@@ -16,12 +16,14 @@ from helpers.serve import FakePool, alert_event, wait_for
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.clips import render_clip, render_strip, strip_indices
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelFile, ModelInfo
 from thermal_action.serve.notify import Notifier, Outbox
 from thermal_action.serve.operators import AlertAction, SensorInfo
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.workers import FrameTracks, Round, WorkerOptions, _Worker
+from thermal_action.serve.messages import Frames, FrameTracks, QueuedFrame, Round
+from thermal_action.serve.workers import WorkerOptions, _Worker
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME, FrameBoxes
 from thermal_action.visualize import HIGHLIGHT_COLOR
 
@@ -82,13 +84,13 @@ def raised_at(frame: int, track: int = 7, peak: float = 0.87):
 
 def test_a_clip_spans_before_and_after_the_raise_with_its_boxes(hub, tmp_path):
     send(hub, 0, 40)
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(0, 40)}, alerts=[raised_at(36)])))
+    hub.on_message(0, Round(tracks={"S1": tracked(0, 40)}, alerts=[raised_at(36)]))
     (row,) = hub.store.alerts()
     assert not row["has_clip"]  # 2 s after the raise have not come yet
     send(hub, 40, 10)  # up to frame 49: past the clip's end (frame 36 + 12)
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(40, 5)})))
+    hub.on_message(0, Round(tracks={"S1": tracked(40, 5)}))
     assert not hub.store.alert(row["id"])["has_clip"]  # frames 45-48 still have no boxes
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(45, 5)})))
+    hub.on_message(0, Round(tracks={"S1": tracked(45, 5)}))
     assert hub.store.alert(row["id"])["has_clip"]
 
     clip = hub.clip(row["id"])
@@ -105,7 +107,7 @@ def test_a_clip_spans_before_and_after_the_raise_with_its_boxes(hub, tmp_path):
 
 def test_a_clip_is_saved_with_what_it_has_when_the_stream_ends(hub):
     send(hub, 0, 38)
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(0, 30)}, alerts=[raised_at(36)])))
+    hub.on_message(0, Round(tracks={"S1": tracked(0, 30)}, alerts=[raised_at(36)]))
     hub.sensors["S1"].last_arrival -= hub.cfg.end_stream_seconds + 1
     hub.tick()
     clip = hub.clip(hub.store.alerts()[0]["id"])
@@ -114,7 +116,7 @@ def test_a_clip_is_saved_with_what_it_has_when_the_stream_ends(hub):
 
 def test_a_new_clock_saves_the_pending_clip_on_the_next_tick_not_on_the_ingest_path(hub):
     send(hub, 0, 40)
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(0, 40)}, alerts=[raised_at(36)])))
+    hub.on_message(0, Round(tracks={"S1": tracked(0, 40)}, alerts=[raised_at(36)]))
     hub.submit("S1", [FrameIn(np.full((40, 60), 20.0, np.float32), T0 - 60_000)], "ws")  # the sensor's clock restarted
     (row,) = hub.store.alerts()
     assert not row["has_clip"] and not hub.sensors["S1"].pending_clips and len(hub.sensors["S1"].ring.frames) == 1
@@ -127,7 +129,7 @@ def test_the_ring_keeps_the_recent_past_of_what_was_processed_and_is_bounded(hub
     send(hub, 0, 60)  # 10 s in one burst, not processed yet: all kept
     ring = hub.sensors["S1"].ring
     assert len(ring.frames) == 60
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(0, 60)})))
+    hub.on_message(0, Round(tracks={"S1": tracked(0, 60)}))
     span = ring.frames[-1].timestamp - ring.frames[0].timestamp
     assert seconds * 1000 - STEP <= span <= seconds * 1000 and all(f.tracked is not None for f in ring.frames)
     send(hub, 60, 400)  # a worker that never answers: the ring stops at its bound
@@ -137,7 +139,7 @@ def test_the_ring_keeps_the_recent_past_of_what_was_processed_and_is_bounded(hub
 
 def test_the_clip_is_drawn_with_the_fallen_person_in_red(hub):
     send(hub, 0, 50)
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(0, 50)}, alerts=[raised_at(36)])))
+    hub.on_message(0, Round(tracks={"S1": tracked(0, 50)}, alerts=[raised_at(36)]))
     clip = hub.clip(hub.store.alerts()[0]["id"])
     out = render_clip(clip, scale=4)
     assert (out["width"], out["height"], out["fired_index"], len(out["frames"])) == (240, 160, 12, 25)
@@ -152,7 +154,7 @@ def test_the_clip_is_drawn_with_the_fallen_person_in_red(hub):
 
 def test_clips_older_than_keep_clip_days_are_deleted_the_alert_kept(hub, tmp_path):
     send(hub, 0, 50)
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": tracked(0, 50)}, alerts=[raised_at(36)])))
+    hub.on_message(0, Round(tracks={"S1": tracked(0, 50)}, alerts=[raised_at(36)]))
     (row,) = hub.store.alerts()
     assert hub.purge_clips(now_ms_=T0 + 86_400_000) == 0
     assert hub.purge_clips(now_ms_=T0 + 31 * 86_400_000) == 1
@@ -165,7 +167,7 @@ def test_delay_is_measured_when_frames_are_processed(hub):
     ts = [now_ms - 3000 + STEP * i for i in range(6)]
     hub.submit("S1", [FrameIn(np.full((40, 60), 20.0, np.float32), t) for t in ts], "ws")
     assert hub.sensors_status()[0]["delay_s"] is None and hub.stats()["delay_p95_s"] is None
-    hub.on_message(0, ("round", 0, Round(tracks={"S1": FrameTracks.pack([(t, FrameBoxes.empty()) for t in ts])})))
+    hub.on_message(0, Round(tracks={"S1": FrameTracks.pack([(t, FrameBoxes.empty()) for t in ts])}))
     st = hub.sensors_status()[0]
     assert st["delay_s"] == pytest.approx(3.0 - 5 * STEP / 1000, abs=0.5) and st["delay_last_s"] is not None
     s = hub.stats()
@@ -198,11 +200,11 @@ def test_sensor_details_show_in_the_sensor_list_even_before_any_frame(hub):
 
 def test_every_alert_event_is_notified(hub, sink):
     send(hub, 0, 2)
-    hub.on_message(0, ("round", 0, Round(alerts=[raised_at(36, peak=0.9)])))
+    hub.on_message(0, Round(alerts=[raised_at(36, peak=0.9)]))
     (row,) = hub.store.alerts()
-    hub.on_message(0, ("round", 0, Round(alerts=[
+    hub.on_message(0, Round(alerts=[
         alert_event("ended", "S1", 7, T0 + STEP * 6, T0 + STEP * 40, 0.9, fired_timestamp=T0 + STEP * 36),
-        alert_event("raised", "S1", 7, T0 + STEP * 60, T0 + STEP * 70, 0.8)])))
+        alert_event("raised", "S1", 7, T0 + STEP * 60, T0 + STEP * 70, 0.8)]))
     hub.set_alert_status(row["id"], "acknowledged", AlertAction("nurse Ada", "on my way"))
     hub.set_alert_status(row["id"], "resolved", AlertAction("nurse Ada", confirm_ongoing=True))
     wait_for(lambda: len(sink.messages) == 5, timeout=10, what="five notifications")
@@ -246,10 +248,10 @@ class BufferedStream:
 
 def test_the_worker_reports_every_frames_boxes_taking_a_backlog_in_buffer_sized_parts():
     stream = BufferedStream(window_length=8)
-    worker = _Worker(0, WorkerOptions(checkpoint="unused"), stream)
+    worker = _Worker(0, WorkerOptions.from_config(ServeConfig(), ModelFile("unused", ""), AlertRule(), alerts=True), stream)
     frame = np.zeros((40, 60), np.float32)
-    out, _ = worker.round([("frames", "A", 0.0, [(T0 + i, frame, None) for i in range(20)]),
-                           ("frames", "B", 0.0, [(T0 + i, frame, None) for i in range(3)])])
+    out, _ = worker.round([Frames("A", 0.0, tuple(QueuedFrame(T0 + i, frame) for i in range(20))),
+                           Frames("B", 0.0, tuple(QueuedFrame(T0 + i, frame) for i in range(3)))])
     assert stream.pushes == [8, 8, 7]  # A's 20 frames in parts of 8; B's 3 ride along in the last
     assert out.tracks["A"].timestamps.tolist() == [T0 + i for i in range(20)]
     assert [ids.tolist() for _, _, ids in out.tracks["A"]] == [[(T0 + i) % 97] for i in range(20)]

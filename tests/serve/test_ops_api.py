@@ -18,10 +18,11 @@ from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
 from thermal_action.serve.app import create_app
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelInfo
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.workers import FrameTracks, Round
+from thermal_action.serve.messages import FrameTracks, Round
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME, FrameBoxes
 
 FALL = DEFAULT_CLASS_NAMES.index(FALL_CLASS_NAME)
@@ -57,7 +58,7 @@ def raise_alert(hub, sensor="S1", track=3, frame=30, with_frames=True) -> dict:
     boxes = FrameBoxes(np.array([[10, 10, 20, 16]], np.float32), np.ones(1, np.float32), np.array([track]))
     event = alert_event("raised", sensor, track, T0 + STEP * (frame - 30), T0 + STEP * frame, 0.87)
     tracks = {sensor: FrameTracks.pack([(t, boxes) for t in ts])} if with_frames else {}
-    hub.on_message(0, ("round", 0, Round(tracks=tracks, alerts=[event])))
+    hub.on_message(0, Round(tracks=tracks, alerts=[event]))
     return hub.store.alerts(sensor_id=sensor)[0]
 
 
@@ -121,8 +122,8 @@ def test_acknowledge_and_resolve_need_a_name_and_an_ongoing_fall_a_confirmation(
 
 def test_a_fall_that_ended_resolves_without_confirmation(client, hub):
     a = raise_alert(hub)
-    hub.on_message(0, ("round", 0, Round(alerts=[alert_event("ended", "S1", 3, T0, T0 + STEP * 40, 0.87,
-                                                             fired_timestamp=T0 + STEP * 30)])))
+    hub.on_message(0, Round(alerts=[alert_event("ended", "S1", 3, T0, T0 + STEP * 40, 0.87,
+                                                             fired_timestamp=T0 + STEP * 30)]))
     r = client.post(f"/api/alerts/{a['id']}/resolve", json={"who": "nurse Bo"})
     assert r.status_code == 200 and r.json()["acknowledged_by"] == "nurse Bo" and r.json()["ended_ms"] is not None
     assert [e["action"] for e in client.get(f"/api/alerts/{a['id']}/events").json()["events"]] == [

@@ -149,7 +149,7 @@ def test_a_killed_worker_is_replaced_and_its_sensors_resume(svc):
     assert len(workers) == 2 and all(w["ready"] for w in workers)
     victim = workers[0]
     # One sensor per worker: find ids the hash gives to each.
-    from thermal_action.serve.workers import worker_for
+    from thermal_action.serve.routing import worker_for
 
     ids = {w: next(f"K{i}" for i in range(100) if worker_for(f"K{i}", 2) == w) for w in (0, 1)}
     frames = frames_with_people(60)
@@ -412,3 +412,38 @@ def test_alert_ids_beyond_sqlite_ids_and_dot_sensor_ids_are_refused_and_every_ac
         assert r.status_code == 200 and r.json()["acknowledged_by"] == "nurse Ada"
     assert [(e["who"], e["note"]) for e in svc.hub.store.alert_events(a["id"]) if e["action"] == "acknowledged"] == [
         ("nurse Ada", "coming"), ("nurse Bo", "coming")]
+
+
+def test_the_checkpoint_is_read_once_and_workers_even_restarted_ones_never_open_it(checkpoint, tmp_path):
+    own = tmp_path / "own.ckpt"
+    own.write_bytes(checkpoint.read_bytes())
+    svc = ServiceThread(load_serve_config(None, serve_overrides(tmp_path / "data", workers=1)), own)
+    own.unlink()  # read by the service above; its workers start below, without the file
+    with svc:
+        frames = frames_with_people(60)
+        assert _post(svc, "R1", frames[:30], now_stamps(30)).json()["accepted"] == 30
+        wait_for(lambda: (x := _sensor(svc, "R1")) and x["predictions"] > 0, what="predictions")
+        (worker,) = httpx.get(f"{svc.url}/api/workers", headers=_auth(svc)).json()["workers"]
+        os.kill(worker["pid"], signal.SIGKILL)
+        wait_for(lambda: [w for w in httpx.get(f"{svc.url}/api/workers", headers=_auth(svc)).json()["workers"]
+                          if w["ready"] and w["pid"] != worker["pid"]], timeout=60, what="a new worker")
+        n = _sensor(svc, "R1")["predictions"]
+        _post(svc, "R1", frames[30:], now_stamps(30))
+        wait_for(lambda: _sensor(svc, "R1")["predictions"] > n, what="predictions after the restart")
+
+
+def test_the_service_process_reads_the_checkpoint_file_once(checkpoint, monkeypatch):
+    import torch
+
+    from thermal_action.serve.config import ServeConfig
+    from thermal_action.serve.model import load_model
+    from thermal_action.serve.workers import WorkerOptions
+
+    reads, loads = [], []
+    read_bytes, torch_load = Path.read_bytes, torch.load
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or read_bytes(self))
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(f) or torch_load(f, *a, **k))
+    model, info = load_model(checkpoint, ServeConfig(), None)
+    opts = WorkerOptions.from_config(ServeConfig(), model, info.alert_rule, alerts=True)
+    assert reads == [checkpoint] and len(loads) == 1 and not isinstance(loads[0], (str, Path))  # parsed from the bytes
+    assert opts.model.data == checkpoint.read_bytes() and len(opts.model.sha256) == 64

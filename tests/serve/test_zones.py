@@ -7,12 +7,16 @@ import pytest
 
 from helpers.serve import FakePool
 from thermal_action.data.rooms import NO_LAYOUT, parse_rooms
+from thermal_action.alert_rule import AlertRule
 from thermal_action.errors import RoomsError
 from thermal_action.serve.config import ServeConfig
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import ModelFile, ModelInfo
 from thermal_action.serve.protocol import FrameIn
 from thermal_action.serve.store import Store
-from thermal_action.serve.workers import SetLayout, _Worker, WorkerOptions, worker_for
+from thermal_action.serve.messages import Frames, QueuedFrame, SetLayout
+from thermal_action.serve.routing import worker_for
+from thermal_action.serve.workers import _Worker, WorkerOptions
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FALL_CLASS_NAME
 
 T0 = 1_760_000_000_000
@@ -148,11 +152,11 @@ class _Stream:
 
 def test_the_worker_applies_a_layout_between_the_frames_before_and_after_it():
     stream = _Stream()
-    worker = _Worker(0, WorkerOptions(checkpoint="unused"), stream)
+    worker = _Worker(0, WorkerOptions.from_config(ServeConfig(), ModelFile("unused", ""), AlertRule(), alerts=True), stream)
     frame = np.zeros((40, 60), np.float32)
     layout = parse_rooms({"sensors": {"S1": BED}}, "x").layout_for("S1")
-    worker.round([("frames", "S1", 0.0, [(T0, frame, None)] * 2), SetLayout("S1", layout),
-                  ("frames", "S1", 0.0, [(T0 + 500, frame, None)])])
+    worker.round([Frames("S1", 0.0, (QueuedFrame(T0, frame),) * 2), SetLayout("S1", layout),
+                  Frames("S1", 0.0, (QueuedFrame(T0 + 500, frame),))])
     assert stream.calls == [("frames", 2), ("layout", "S1", "rooms file"), ("frames", 1)]
 
 

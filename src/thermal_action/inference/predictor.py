@@ -115,6 +115,7 @@ class Predictor:
         onnx_path: str | Path | None = None,
         max_clips_per_batch: int = 4,
         num_threads: int = 0,
+        data: bytes | None = None,
     ) -> "Predictor":
         """Loads a training checkpoint (``.ckpt``) or an exported ``.onnx`` file.
 
@@ -127,6 +128,8 @@ class Predictor:
                 (default: next to the checkpoint, ``<name>.onnx``).
             max_clips_per_batch: clips per forward pass.
             num_threads: ONNX Runtime threads (0 = default).
+            data: a ``.ckpt``'s bytes, already read (``checkpoint`` then only names it;
+                the torch backend).
         """
         checkpoint = Path(checkpoint)
         if backend not in BACKENDS:
@@ -150,7 +153,7 @@ class Predictor:
         from thermal_action.data.dataset import build_clip_builder
         from thermal_action.models.checkpoint import load_checkpoint
 
-        loaded = load_checkpoint(checkpoint, device=device)
+        loaded = load_checkpoint(checkpoint, device=device, data=data)
         info = loaded.info
         return cls(TorchBackend(loaded.model, device), build_clip_builder(info.config.data), info.class_names,
                    info.score_activation,

@@ -28,6 +28,7 @@ the trainer.
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,13 +114,13 @@ def _alert_rule(path: Path, extras: dict[str, Any], config: Config) -> AlertRule
         raise ValueError(f"{path}: its fall alert rule is not valid: {e}") from e
 
 
-def _load(path: str | Path) -> dict[str, Any]:
+def _load(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         # weights_only: a checkpoint is data; never execute pickled code from it.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         from thermal_action.models.pretrained import explain_load_failure
 
@@ -197,7 +198,8 @@ class LoadedCheckpoint:
         return self.info.alert_rule
 
 
-def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "cpu",
+                    data: bytes | None = None) -> LoadedCheckpoint:
     """Rebuilds the trained detector from a training checkpoint, reading the file once.
 
     Used by ``evaluate``, ``predict`` and ``export``. The model is built from the
@@ -207,6 +209,8 @@ def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "c
     Args:
         checkpoint_path: a ``.ckpt`` written by ``thermal-action train``.
         device: where the model goes.
+        data: the file's bytes, already read (the service reads its checkpoint once and
+            hands the bytes to its workers); ``checkpoint_path`` then only names it.
 
     Returns:
         A :class:`LoadedCheckpoint`: ``.model`` and ``.info`` (``.config``,
@@ -221,7 +225,7 @@ def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "c
     from thermal_action.models.build import build_model
 
     path = Path(checkpoint_path)
-    ckpt = _load(path)
+    ckpt = _load(path, data)
     info = _info(path, ckpt)
     build_cfg = copy.deepcopy(info.config.model)
     build_cfg.pretrained = ""

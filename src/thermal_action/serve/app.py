@@ -29,18 +29,14 @@ from thermal_action.serve.operators import (
     RequestError, check_alert_id, parse_alert_action, parse_feedback, parse_sensor_info,
 )
 from thermal_action.serve.protocol import (
-    FrameFormatError, check_sensor_id, decode_binary, decode_json, decode_message, parse_json,
+    MAX_MESSAGE_BYTES, WS_BAD_SENSOR, WS_UNAUTHORIZED, FrameFormatError, check_sensor_id, decode_binary, decode_json,
+    decode_message, parse_json,
 )
 from thermal_action.serve.store import ALERT_STATES, ALERT_STATUSES, AlertIsOngoing
 
 logger = logging.getLogger(__name__)
 
 COOKIE = "ta_token"
-#: WebSocket close codes: the token is wrong, the sensor id is not valid.
-WS_UNAUTHORIZED = 4401
-WS_BAD_SENSOR = 4400
-#: Bytes one ingest request may carry (about 2,600 binary frames of 40x60).
-MAX_BODY = 25 * 1024 * 1024
 #: Bytes a zones request may carry (a layout of hundreds of polygons).
 MAX_ZONES_BODY = 1024 * 1024
 #: Bytes an operator's request (sensor details, acknowledge, feedback) may carry.
@@ -157,8 +153,8 @@ def create_app(hub: Hub, token: str) -> FastAPI:
         require(request)
         known_sensor(sensor_id)
         body = await request.body()
-        if len(body) > MAX_BODY:
-            raise HTTPException(413, f"a request may carry {MAX_BODY} bytes; send fewer frames at once")
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise HTTPException(413, f"a request may carry {MAX_MESSAGE_BYTES} bytes; send fewer frames at once")
         kind = request.headers.get("content-type", "")
         try:
             if kind.startswith("application/octet-stream"):
@@ -404,7 +400,9 @@ def create_app(hub: Hub, token: str) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(request: Request) -> PlainTextResponse:
         require(request)
-        return PlainTextResponse(hub.metrics_text(), media_type="text/plain; version=0.0.4")
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return PlainTextResponse(hub.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/stats")
     def stats(request: Request) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from thermal_action.alert_rule import AlertOverrides
 from thermal_action.config import ConfigError, load_config, ranged
-from thermal_action.serve.protocol import IngestLimits
+from thermal_action.serve.protocol import MQTT_FRAMES_TOPIC, IngestLimits
 from thermal_action.structures import PREDICTION
 
 BACKENDS = ("torch", "onnx")
@@ -32,6 +32,8 @@ class ServeConfig:
     batch_clips: int = ranged(16, 1, 4096)  # clips (sensor keyframes) per forward pass at most
     max_batch_frames: int = ranged(512, 1, 1_000_000)  # frames a worker takes from its queue per round at most
     max_queue_frames: int = ranged(1200, 1, 10_000_000)  # frames waiting per worker; beyond, new frames are dropped (counted)
+    move_queue_frames: int = ranged(600, 0, 10_000_000)  # frames waiting on a worker beyond which its sensors may move to one with at most half as many waiting (their windows restart there); 0: never move
+    move_interval_seconds: float = ranged(5.0, 0.0, 86_400.0)  # a worker sheds at most one sensor this often, and a moved sensor stays at least this long
     # -- alerts: overrides of the checkpoint's fall alert rule (thermal_action.alert_rule); null keeps its value
     fall_class: str | None = None  # the class whose score raises fall alerts
     fall_threshold: float | None = ranged(None, 0.0, 1.0, low_open=True)  # fall score that counts as fallen; the checkpoint's is the one train calibrated
@@ -63,7 +65,7 @@ class ServeConfig:
     dashboard_fps: float = ranged(3.0, 0.1, 30.0)  # live images per second per sensor sent to each open dashboard
     # -- MQTT
     mqtt_url: str = ""  # e.g. mqtt://127.0.0.1:1883 to subscribe to a broker; empty: no MQTT
-    mqtt_topic: str = "thermal/+/frames"  # subscription; the '+' level is the sensor id
+    mqtt_topic: str = MQTT_FRAMES_TOPIC.format(sensor="+")  # subscription ("thermal/+/frames"); the '+' level is the sensor id
     mqtt_username: str = ""
     mqtt_password: str = ""
     # -- alert notifications (raised, repeat, acknowledged, resolved, ended)

@@ -1,5 +1,5 @@
-"""The service's centre: every sensor's state, frames routed to the worker that owns the sensor,
-worker results turned into stored predictions, alerts and dashboard events.
+"""The service's centre: frames in, routed to the worker that owns their sensor, worker results
+turned into stored predictions, alerts, clips and dashboard events.
 
 Thread-safe: ingest calls :meth:`Hub.submit` from the web server's event loop and from the
 MQTT client's thread; worker results arrive on one reader thread per worker; a tick thread
@@ -23,12 +23,8 @@ many ids (junk, or renamed) beyond ``max_sensors``: a new id takes the place of 
                             (no connection, stream ended, no fall going on), else is refused
 ==========================  ===============================================================
 
-Rooms: a sensor's layout (its furniture as zones, :mod:`thermal_action.data.rooms`) is the one
-set through the API (``PUT /api/sensors/{id}/zones``, kept in the store), else the layout
-file's (``serve --rooms``) valid at the sensor's latest frame time, else none. The hub sends it
-to the worker that owns the sensor, in the sensor's queue ahead of the frames it holds for:
-with its first frames, whenever it changes (through the API, or a ``valid_from`` of the file
-passed by the sensor's clock) and again after that worker restarted.
+Rooms: each sensor's zones (:mod:`~thermal_action.serve.zones`) go to its worker ahead of the
+frames they hold for.
 
 Alerts: each event of the fall monitor is recorded by the store, which makes it a new alert,
 folds it into an unacknowledged alert of the same person (a "repeat") or ends an alert
@@ -37,59 +33,51 @@ goes to the dashboards and to the notification destinations (:mod:`~thermal_acti
 never waited for). A new alert starts its clip (:mod:`~thermal_action.serve.clips`): the hub
 keeps every sensor's recent frames and the boxes its worker tracked in them.
 
-How far behind: when a worker reports a sensor's frames processed, ``now - the newest frame's
-capture time`` is one delay sample; a sensor's ``delay_s`` is the p95 of its samples of the
-last minute, and the service is ``behind`` when the p95 of all sensors' passes
+How far behind: each sensor's delay samples (:mod:`~thermal_action.serve.sensors`); the
+service is ``behind`` when the p95 of all sensors' samples of the last minute passes
 ``delay_warning_seconds``. Frames dropped are counted as they are dropped and the dashboards
 told at once (a ``sensor`` event, at most every :data:`DROP_EVENT_INTERVAL_S` per sensor).
+
+The hub coordinates; the parts live beside it: each sensor's state in
+:mod:`~thermal_action.serve.sensors`, which worker owns a sensor and what it was told in
+:mod:`~thermal_action.serve.routing`, what the dashboards show in
+:mod:`~thermal_action.serve.views`, counters and ``/metrics`` in
+:mod:`~thermal_action.serve.monitoring`.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
-from pathlib import Path
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from thermal_action.alert_rule import AlertRule
-from thermal_action.data.rooms import NO_LAYOUT, RoomLayout, RoomMap, parse_layout
-from thermal_action.errors import RoomsError
+from thermal_action.data.rooms import RoomLayout, RoomMap
 from thermal_action.inference.alerts import AlertEvent
-from thermal_action.serve.clips import CLIPS_DIR, PENDING_GRACE_S, Clip, FrameRing, PendingClip, clip_path, ring_for
+from thermal_action.serve.alert_clips import AlertClips, take_finished
+from thermal_action.serve.clips import Clip, PendingClip, ring_for
 from thermal_action.serve.config import ServeConfig
+from thermal_action.serve.messages import Failed, OutboxMessage, QueuedFrame, Ready, Round
+from thermal_action.serve.model import ModelInfo
+from thermal_action.serve.monitoring import Monitor, SensorNumbers
 from thermal_action.serve.notify import Notifier
 from thermal_action.serve.operators import AlertAction, Feedback, SensorInfo
-from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id
+from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id, dropped_error
+from thermal_action.serve.routing import MovePolicy, Router
+from thermal_action.serve.sensors import PersonNow, SensorState, SensorTable
 from thermal_action.serve.store import Store, now_ms
-from thermal_action.serve.workers import Round, WorkerPool, worker_for
+from thermal_action.serve.views import live_view, sensor_status, snapshot
+from thermal_action.serve.workers import WorkerPool
+from thermal_action.serve.zones import SensorRooms
 
 logger = logging.getLogger(__name__)
 
-#: Seconds of delay samples behind ``delay_s`` and ``delay_p95_s``.
-DELAY_WINDOW_S = 60.0
 #: A sensor dropping frames tells the dashboards at most this often.
 DROP_EVENT_INTERVAL_S = 0.5
-
-
-@dataclass
-class ModelInfo:
-    """What the service needs to know of the model (read once, in the main process), and the
-    alert rule in force (the checkpoint's with the config's overrides)."""
-
-    class_names: tuple[str, ...]
-    frame_size: tuple[int, int]
-    fall_index: int | None  # of the rule's fall class; None: the model lacks it (no alerts)
-    alert_rule: AlertRule
-    lag_frames: int
-    window_length: int
 
 
 @dataclass
@@ -101,72 +89,8 @@ class SubmitResult:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass
-class SensorState:
-    sensor_id: str
-    worker: int
-    connections: dict[str, int] = field(default_factory=dict)  # transport -> open connections
-    frames: int = 0
-    dropped: int = 0
-    bad_shape: int = 0
-    bad_message: int = 0
-    invalid_frames: int = 0
-    repaired_pixels: int = 0
-    repaired_boxes: int = 0  # gateway boxes clipped to the frame
-    refused_boxes: int = 0  # gateway boxes with nothing inside the frame, dropped
-    new_streams: int = 0
-    predictions: int = 0
-    last_error: str | None = None
-    last_arrival: float | None = None  # time.time()
-    last_seen: float = field(default_factory=time.time)  # any message or connection, usable or not
-    last_timestamp: int | None = None
-    stream_ended: bool = False
-    recent_timestamps: deque = field(default_factory=lambda: deque(maxlen=64))  # capture ms of the last frames
-    # live view
-    frame: np.ndarray | None = None
-    frame_timestamp: int | None = None
-    boxes: np.ndarray | None = None
-    track_ids: np.ndarray | None = None
-    tracks: dict[int, tuple] = field(default_factory=dict)  # track -> (action, score, fall_score, timestamp)
-    active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp) of alerts not yet ended
-    stored_at: dict[int, tuple[int, str]] = field(default_factory=dict)  # track -> (timestamp, action) last stored
-    # the moment itself, and how far behind
-    ring: FrameRing | None = None  # recent frames and their tracked boxes (clips of alerts)
-    pending_clips: list[PendingClip] = field(default_factory=list)
-    delays: deque = field(default_factory=lambda: deque(maxlen=2000))  # (time.time(), s) processed - captured
-    drop_event_at: float = 0.0  # when the dashboards were last told of drops
-
-    def delay(self, now: float) -> tuple[float | None, float | None]:
-        """``(p95 over the last minute, latest)`` of the delay samples, seconds; None without any."""
-        recent = [d for t, d in self.delays if now - t <= DELAY_WINDOW_S]
-        return _percentile(recent, 95), (recent[-1] if recent else None)
-
-    def fps(self, now: float) -> float:
-        """The sensor's frame rate by its own clock (capture timestamps of the last 10 s of
-        frames), so a burst of late frames does not read as a fast sensor; 0 when silent."""
-        if self.last_arrival is None or now - self.last_arrival > 10.0 or len(self.recent_timestamps) < 2:
-            return 0.0
-        last = self.recent_timestamps[-1]
-        recent = [t for t in self.recent_timestamps if last - t <= 10_000]
-        span = (recent[-1] - recent[0]) / 1000.0
-        return (len(recent) - 1) / span if span > 0 else 0.0
-
-    def status(self, now: float, cfg: ServeConfig) -> str:
-        if self.last_arrival is None:
-            return "error" if self.last_error else "silent"
-        if self.stream_ended:
-            return "ended"
-        if now - self.last_arrival > cfg.silent_seconds:
-            return "silent"
-        return "live"
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(np.asarray(values), q)) if values else None
-
-
 class Hub:
-    """Sensors, routing and results (module docstring).
+    """Frames in, results out (module docstring).
 
     Args:
         cfg: the service config.
@@ -184,38 +108,33 @@ class Hub:
         self.info = info
         self.store = store
         self.pool = pool
-        self.n_workers = len(pool) if pool is not None else 1
-        self.sensors: dict[str, SensorState] = {}
         self._lock = threading.RLock()
         self._listeners: list[Callable[[dict], None]] = []
-        self.started = time.time()
-        self.frames_total = 0
-        self.dropped_total = 0
-        self.alerts_raised = 0
-        self.alert_repeats = 0
-        self.worker_restarts = 0
-        self.refused_sensors = 0
-        self.forgotten_sensors = 0
-        self._latency: deque = deque(maxlen=5000)  # s, frame arrival -> prediction stored
-        self._model_ms: deque = deque(maxlen=2000)  # per forward pass
-        self._frame_times: deque = deque(maxlen=20_000)  # (arrival, n)
-        self._delays: deque = deque(maxlen=50_000)  # (time.time(), s) of every sensor: delay_p95_s
+        self.table = SensorTable(
+            cfg.max_sensors, cfg.forget_sensor_seconds,
+            make_ring=lambda: ring_for(cfg.clip_seconds_before, info.lag_frames / cfg.fps, cfg.fps),
+            home=lambda sensor_id: self.router.home(sensor_id))
+        self.router = Router(pool, cfg.max_queue_frames, MovePolicy(cfg.move_queue_frames, cfg.move_interval_seconds),
+                             self.table.get)
+        self.monitor = Monitor()
+        self.monitor.collect_from(self.stats, self._sensor_numbers)
         self.notifier = notifier if notifier is not None else Notifier()
-        self.clips_dir = Path(cfg.data_dir) / CLIPS_DIR
-        self.clips_saved = 0
+        self.clips = AlertClips(cfg.data_dir, cfg.clip_seconds_before, cfg.clip_seconds_after, cfg.keep_clip_days,
+                                store, on_saved=self._clip_saved)
         self._clips_due: list[PendingClip] = []  # ended with their stream on the ingest path: saved by the tick
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_purge = 0.0
-        self.rooms = rooms
-        self._api_layouts: dict[str, RoomLayout] = {}  # sensor -> zones set through the API
-        self._sent_layouts: dict[str, RoomLayout] = {}  # sensor -> the layout its worker has
-        for sensor_id, row in store.all_zones().items():
-            try:
-                self._api_layouts[sensor_id] = parse_layout(row["layout"], f"{store.path} [sensor_zones {sensor_id}]",
-                                                            "api")
-            except RoomsError as e:  # written by an older or hand-edited database: say so, go on
-                logger.error("zones of sensor %s not used: %s", sensor_id, e)
+        self.rooms = SensorRooms(store, rooms)
+
+    @property
+    def sensors(self) -> dict[str, SensorState]:
+        """Sensor id -> state (read with the lock held, or in tests)."""
+        return self.table.sensors
+
+    @property
+    def n_workers(self) -> int:
+        return self.router.n_workers
 
     # -- life
 
@@ -236,11 +155,11 @@ class Hub:
         if self.pool is not None:
             self.pool.stop()
         with self._lock:  # the clips of alerts still waiting for their "after" part keep what they have
-            pending = [p for st in self.sensors.values() for p in st.pending_clips] + self._clips_due
+            pending = [p for st in self.table for p in st.pending_clips] + self._clips_due
             self._clips_due = []
-            for st in self.sensors.values():
+            for st in self.table:
                 st.pending_clips = []
-        self._save_clips(pending)
+        self.clips.save(pending)
         self.notifier.stop()
 
     def add_listener(self, fn: Callable[[dict], None]) -> None:
@@ -265,50 +184,15 @@ class Hub:
 
     # -- ingest
 
-    def _sensor(self, sensor_id: str) -> SensorState | None:
-        """The sensor's state (made for a new id while there is room, or room can be made);
-        None when the service is full. Call with the lock held."""
-        now = time.time()
-        st = self.sensors.get(sensor_id)
-        if st is None:
-            if len(self.sensors) >= self.cfg.max_sensors and not self._forget_one(now):
-                self.refused_sensors += 1
-                return None
-            st = SensorState(sensor_id, worker_for(sensor_id, self.n_workers),
-                             ring=ring_for(self.cfg.clip_seconds_before, self.info.lag_frames / self.cfg.fps,
-                                           self.cfg.fps))
-            self.sensors[sensor_id] = st
-            logger.info("new sensor %s (worker %d)", sensor_id, st.worker)
-        st.last_seen = now
-        return st
-
-    def _forget_one(self, now: float) -> bool:
-        """Makes room for a new sensor: forgets the longest-quiet one that never sent a usable
-        frame (junk ids must not lock real sensors out), else the longest-quiet one idle for
-        ``forget_sensor_seconds``; never one that is streaming, connected or has a fall going on."""
-        junk = [st for st in self.sensors.values() if st.frames == 0]
-        idle = [st for st in self.sensors.values()
-                if (st.stream_ended or st.last_arrival is None) and not any(st.connections.values())
-                and not st.active_alerts and now - st.last_seen > self.cfg.forget_sensor_seconds]
-        candidates = junk or idle
-        if not candidates:
-            return False
-        gone = min(candidates, key=lambda s: s.last_seen)
-        del self.sensors[gone.sensor_id]
-        self.forgotten_sensors += 1
-        logger.info("sensor %s forgotten to make room (%s)", gone.sensor_id,
-                    "never sent a usable frame" if junk else "idle")
-        return True
-
     def connected(self, sensor_id: str, transport: str) -> None:
         with self._lock:
-            st = self._sensor(sensor_id)
+            st = self.table.get_or_add(sensor_id)
             if st is not None:
                 st.connections[transport] = st.connections.get(transport, 0) + 1
 
     def disconnected(self, sensor_id: str, transport: str) -> None:
         with self._lock:
-            st = self.sensors.get(sensor_id)
+            st = self.table.get(sensor_id)
             if st is not None and st.connections.get(transport, 0) > 0:
                 st.connections[transport] -= 1
 
@@ -316,7 +200,7 @@ class Hub:
         """Counts a message that could not be decoded."""
         logger.warning("sensor %s (%s): message refused: %s", sensor_id, transport, reason)
         with self._lock:
-            st = self._sensor(sensor_id) if sensor_id else None
+            st = self.table.get_or_add(sensor_id) if sensor_id else None
             if st is not None:
                 st.bad_message += 1
                 st.last_error = reason
@@ -333,12 +217,12 @@ class Hub:
         now = time.time()
         finished: list[PendingClip] = []
         with self._lock:
-            st = self._sensor(sensor_id)
+            st = self.table.get_or_add(sensor_id, now)
             if st is None:
                 out.errors.append(f"sensor {sensor_id}: refused, the service already has max_sensors="
                                   f"{self.cfg.max_sensors} sensors")
                 return out
-            good: list[tuple] = []
+            good: list[QueuedFrame] = []
             bad_shapes: dict[tuple, int] = {}
             for f in frames:
                 if f.frame.shape != (h, w):
@@ -351,9 +235,9 @@ class Hub:
                     if good:
                         self._queue(st, good, out)
                         good = []
-                    if self.pool is not None and not st.stream_ended:
-                        self.pool.end_stream(st.worker, sensor_id)
-                    finished += self._new_stream(st)
+                    if not st.stream_ended:
+                        self.router.end_stream(st)
+                    finished += st.new_stream()
                     st.new_streams += 1
                     logger.info("sensor %s: timestamp %d after %d: new stream", sensor_id, ts, st.last_timestamp)
                     st.recent_timestamps.clear()
@@ -361,7 +245,7 @@ class Hub:
                 st.recent_timestamps.append(ts)
                 st.repaired_boxes += f.repaired_boxes
                 st.refused_boxes += f.refused_boxes
-                good.append((ts, f.frame, f.boxes))
+                good.append(QueuedFrame(ts, f.frame, f.boxes))
             for shape, n in bad_shapes.items():
                 shown = "x".join(str(v) for v in shape)
                 msg = (f"sensor {sensor_id}: {n} frame(s) of shape {shown}; the model takes {h}x{w} "
@@ -374,8 +258,7 @@ class Hub:
             if out.accepted:
                 st.last_arrival = now
                 st.stream_ended = False
-                self.frames_total += out.accepted
-                self._frame_times.append((now, out.accepted))
+                self.monitor.frames_accepted(now, out.accepted)
             tell_drops = out.dropped > 0 and now - st.drop_event_at >= DROP_EVENT_INTERVAL_S
             if tell_drops:
                 st.drop_event_at = now
@@ -383,69 +266,62 @@ class Hub:
         if bad_shapes:
             logger.warning(out.errors[-1])
         if tell_drops and self.has_listeners:
-            self._emit({"type": "sensor", "sensor": self.sensor_status(st, now, self.store.open_alerts_by_sensor(),
-                                                                       self.store.all_sensor_info())})
+            self._emit(self._sensor_event(st, now))
         return out
 
-    def _new_stream(self, st: SensorState) -> list[PendingClip]:
-        """A sensor's stream ended (silence, a new clock, its worker died): its recent frames
-        belong to the past, its pending clips are as complete as they will get (returned, to be
-        saved outside the lock). Call with the lock held."""
-        if st.ring is not None:
-            st.ring.clear()
-        finished, st.pending_clips = st.pending_clips, []
-        return finished
-
-    def _queue(self, st: SensorState, frames: list[tuple], out: SubmitResult) -> None:
-        self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed) goes ahead of them
-        ok = self.pool is None or self.pool.put_frames(st.worker, st.sensor_id, frames, self.cfg.max_queue_frames)
-        if ok:
+    def _queue(self, st: SensorState, frames: list[QueuedFrame], out: SubmitResult) -> None:
+        moved = self.router.consider_move(st, time.time())
+        if moved:
+            logger.warning("sensor %s %s", st.sensor_id, moved)
+        self._send_layout(st.sensor_id)  # a new room (first frames, a valid_from passed, a move) goes ahead of them
+        if self.router.put(st, frames):
             out.accepted += len(frames)
             st.frames += len(frames)
             if st.ring is not None:
-                for ts, frame, _ in frames:
-                    item = st.ring.add(ts, frame)
+                for f in frames:
+                    item = st.ring.add(f.timestamp, f.frame)
                     for clip in st.pending_clips:
                         clip.add(item)
         else:
             out.dropped += len(frames)
             st.dropped += len(frames)
-            self.dropped_total += len(frames)
-            msg = (f"sensor {st.sensor_id}: {len(frames)} frame(s) dropped, worker {st.worker} has "
-                   f"{self.cfg.max_queue_frames} frames waiting")
+            self.monitor.frames_dropped(len(frames))
+            msg = dropped_error(st.sensor_id, len(frames),
+                                f"worker {st.worker} has {self.cfg.max_queue_frames} frames waiting")
             st.last_error = msg
             out.errors.append(msg)
 
+
     # -- results
 
-    def on_message(self, worker: int, msg: tuple) -> None:
+    def on_message(self, worker: int, msg: OutboxMessage) -> None:
         """A worker's message (called on its reader thread)."""
-        if msg[0] == "round":
-            self._on_round(msg[2])
-        elif msg[0] == "failed":
-            logger.error("worker %d could not start: %s", worker, msg[2])
-        elif msg[0] == "ready":
-            logger.info("worker %d ready (pid %d)", worker, msg[2])
+        if isinstance(msg, Round):
+            self._on_round(msg)
+        elif isinstance(msg, Failed):
+            logger.error("worker %d could not start: %s", worker, msg.reason)
+        elif isinstance(msg, Ready):
+            logger.info("worker %d ready (pid %d)", worker, msg.pid)
 
     def on_restart(self, worker: int, lost: int) -> None:
         with self._lock:
-            self.worker_restarts += 1
-            self.dropped_total += lost
+            self.monitor.worker_restarted(lost)
             orphaned = []
             finished: list[PendingClip] = []
-            for st in self.sensors.values():
+            for st in self.table:
                 if st.worker == worker and st.last_arrival is not None:
                     st.new_streams += 1
                     st.last_error = f"worker {worker} restarted; {lost} queued frame(s) of its sensors lost"
                     st.last_timestamp = None
                     st.tracks.clear()
                     st.active_alerts.clear()
-                    finished += self._new_stream(st)
+                    finished += st.new_stream()
                     orphaned.append(st.sensor_id)
-            for sensor_id in set(self.sensors) | set(self._api_layouts):
-                if worker_for(sensor_id, self.n_workers) == worker:
-                    self._send_layout(sensor_id, force=True)  # the new process knows no room
-        self._save_clips(finished)
+            self.router.worker_restarted(worker)  # the new process knows no room
+            for sensor_id in set(self.sensors) | set(self.rooms.api):
+                if self.router.worker_of(sensor_id) == worker:
+                    self._send_layout(sensor_id)
+        self.clips.save(finished)
         # The dead worker's monitor took its alerts' state along: nothing would ever end them.
         for row in self.store.end_all_active(orphaned, why=f"worker {worker} died; its model state is gone"):
             self.notifier.notify("ended", row)
@@ -454,50 +330,51 @@ class Hub:
     def _on_round(self, r: Round) -> None:
         rows = []
         events = []
+        latencies: list[float] = []
+        delays: list[float] = []
         now = time.time()
         fi = self.info.fall_index
         with self._lock:
-            for sensor, kind, message, n in r.errors:
-                st = self.sensors.get(sensor)
+            for e in r.errors:
+                st = self.table.get(e.sensor_id)
                 if st is None:
                     continue
-                st.invalid_frames += n
-                st.last_error = f"sensor {sensor}: {n} frame(s) refused: {message}"
+                st.invalid_frames += e.count
+                st.last_error = f"sensor {e.sensor_id}: {e.count} frame(s) refused: {e.message}"
                 logger.warning(st.last_error)
-            if r.forward_passes:
-                self._model_ms.extend([1000 * r.model_s / r.forward_passes] * r.forward_passes)
-            for sensor, frame_idx, ts, track, box, scores, arrival, bed_share, room_source in r.predictions:
-                st = self.sensors.get(sensor)
+            for p in r.predictions:
+                st = self.table.get(p.sensor_id)
                 if st is None:
                     continue
-                k = int(np.argmax(scores))
+                k = int(np.argmax(p.scores))
                 action = self.info.class_names[k]
-                fall = float(scores[fi]) if fi is not None else None
+                fall = float(p.scores[fi]) if fi is not None else None
+                ts, track = p.timestamp, p.track_id
                 st.predictions += 1
-                st.tracks[track] = (action, float(scores[k]), fall, ts, bed_share, room_source)
+                st.tracks[track] = PersonNow(action, float(p.scores[k]), fall, ts, p.bed_share, p.room_source)
                 last = st.stored_at.get(track)
                 every = self.cfg.store_every_seconds * 1000
                 if last is None or ts - last[0] >= every or action != last[1] or ts < last[0]:
-                    rows.append((sensor, ts, frame_idx, track, action, float(scores[k]), fall, *box))
+                    rows.append((p.sensor_id, ts, p.frame_idx, track, action, float(p.scores[k]), fall, *p.box_xyxy))
                     st.stored_at[track] = (ts, action)
-                self._latency.append(now - arrival)
+                latencies.append(now - p.arrival_s)
             for sensor, repaired in r.repaired.items():
-                st = self.sensors.get(sensor)
+                st = self.table.get(sensor)
                 if st is not None:
                     st.repaired_pixels = repaired
-            for sensor, (frame, ts, boxes, ids, repaired) in r.live.items():
-                st = self.sensors.get(sensor)
+            for sensor, lv in r.live.items():
+                st = self.table.get(sensor)
                 if st is None:
                     continue
-                st.frame, st.frame_timestamp, st.boxes, st.track_ids = frame, ts, boxes, ids
-                st.repaired_pixels = repaired
-                live = set(int(t) for t in ids)
-                for t in [t for t in st.tracks if t not in live and ts - st.tracks[t][3] > 10_000]:
+                st.live = lv
+                st.repaired_pixels = lv.repaired_pixels
+                live = set(int(t) for t in lv.track_ids)
+                for t in [t for t in st.tracks if t not in live and lv.timestamp - st.tracks[t].timestamp > 10_000]:
                     del st.tracks[t]
         for sensor, why in self.store.add_predictions(rows).items():
             logger.error(why)
             with self._lock:
-                st = self.sensors.get(sensor)
+                st = self.table.get(sensor)
                 if st is not None:
                     st.last_error = why
         for a in r.alerts:
@@ -506,16 +383,21 @@ class Hub:
         # moves on to this round's newest processed frame.
         with self._lock:
             for sensor, tracked in r.tracks.items():
-                st = self.sensors.get(sensor)
+                st = self.table.get(sensor)
                 if st is None or not len(tracked.timestamps):
                     continue
                 delay = now - int(tracked.timestamps[-1]) / 1000.0
                 st.delays.append((now, delay))
-                self._delays.append((now, delay))
+                delays.append(delay)
                 if st.ring is not None:
                     for ts, boxes, ids in tracked:
                         st.ring.attach(ts, boxes, ids)
-        self._save_clips(self._take_finished_clips(set(r.tracks)))
+        self.monitor.model(r.model_s, r.forward_passes)
+        for seconds in latencies:
+            self.monitor.latency(seconds)
+        for seconds in delays:
+            self.monitor.delay(now, seconds)
+        self.clips.save(self._take_finished_clips(set(r.tracks)))
         if self.has_listeners:
             for sensor in r.live:
                 events.append(self.live(sensor))
@@ -530,17 +412,16 @@ class Hub:
         change = self.store.record_alert(event)
         row = change.alert
         key = (event.track_id, event.start_timestamp)
+        self.monitor.alert(change.new, "repeat" in change.actions)
         with self._lock:
-            self.alerts_raised += change.new
-            self.alert_repeats += "repeat" in change.actions
-            st = self.sensors.get(event.sensor_id)
+            st = self.table.get(event.sensor_id)
             if st is not None:
                 if event.active:
                     st.active_alerts.add(key)
                 else:
                     st.active_alerts.discard(key)
                 if change.new and st.ring is not None:
-                    self._start_clip(st, row, event)
+                    self.clips.start(st, row, event)
         if change.new or "repeat" in change.actions:
             logger.warning("FALL ALERT %d%s: sensor %s track %d (score %.2f)%s", row["id"],
                            "" if change.new else f" (repeat {row['repeats']})", event.sensor_id, event.track_id,
@@ -574,71 +455,22 @@ class Hub:
 
     # -- clips of alerts
 
-    def _start_clip(self, st: SensorState, row: dict, event: AlertEvent) -> None:
-        """Begins the clip of a new alert from the sensor's ring. Call with the lock held."""
-        fired = int(event.fired_timestamp)
-        clip = PendingClip(row["id"], st.sensor_id, int(event.track_id), int(event.start_timestamp), fired,
-                           float(event.peak_score), fired + int(self.cfg.clip_seconds_after * 1000),
-                           deadline=time.time() + self.cfg.clip_seconds_after + PENDING_GRACE_S)
-        for item in st.ring.since(fired - int(self.cfg.clip_seconds_before * 1000)):
-            clip.add(item)
-        st.pending_clips.append(clip)
-
-    def _take_finished_clips(self, sensors: set[str] | None = None, now: float | None = None) -> list[PendingClip]:
-        """Takes the pending clips (of ``sensors``; None: all) that are complete or overdue."""
-        out = []
-        with self._lock:
-            for st in self.sensors.values():
-                if not st.pending_clips or (sensors is not None and st.sensor_id not in sensors):
-                    continue
-                newest = st.last_timestamp
-                done = [c for c in st.pending_clips if c.complete(newest) or c.overdue(now)]
-                if done:
-                    st.pending_clips = [c for c in st.pending_clips if c not in done]
-                    out += done
-        return out
-
-    def _save_clips(self, clips: list[PendingClip]) -> None:
-        """Writes clips to ``<data_dir>/clips`` and records them; one that cannot be written is
-        logged, the rest go on."""
-        for p in clips:
-            if not p.frames:
-                logger.warning("alert %d: no frames for its clip (sensor %s)", p.alert_id, p.sensor_id)
-                continue
-            path = clip_path(self.cfg.data_dir, p.alert_id)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Clip.from_pending(p).save(path)
-                self.store.set_clip(p.alert_id, path.name)
-            except Exception:  # noqa: BLE001 - a full disk must not stop the alerts
-                logger.exception("alert %d: its clip could not be saved to %s", p.alert_id, path)
-                continue
-            self.clips_saved += 1
-            row = self.store.alert(p.alert_id)
-            if row is not None:
-                self._emit({"type": "alert", "alert": row, "actions": ["clip"]})
-
     def clip(self, alert_id: int) -> Clip | None:
         """The alert's saved clip; None when it has none (not yet complete, deleted, never made)."""
-        name = self.store.clip_of(alert_id)
-        if name is None:
-            return None
-        try:
-            return Clip.load(self.clips_dir / name)
-        except FileNotFoundError:
-            return None
+        return self.clips.load(alert_id)
 
     def purge_clips(self, now_ms_: int | None = None) -> int:
         """Deletes the clips of alerts raised more than ``keep_clip_days`` ago; returns how many."""
-        before = (now_ms() if now_ms_ is None else now_ms_) - int(self.cfg.keep_clip_days * 86_400_000)
-        n = 0
-        for alert_id, name in self.store.clips_raised_before(before):
-            (self.clips_dir / name).unlink(missing_ok=True)
-            self.store.set_clip(alert_id, None)
-            n += 1
-        if n:
-            logger.info("%d alert clips older than %g days deleted", n, self.cfg.keep_clip_days)
-        return n
+        return self.clips.purge(now_ms_)
+
+    def _take_finished_clips(self, sensors: set[str] | None = None, now: float | None = None) -> list[PendingClip]:
+        with self._lock:
+            return take_finished(self.table, sensors, now)
+
+    def _clip_saved(self, row: dict | None) -> None:
+        self.monitor.clip_saved()
+        if row is not None:
+            self._emit({"type": "alert", "alert": row, "actions": ["clip"]})
 
     # -- sensor details
 
@@ -655,34 +487,22 @@ class Hub:
     # -- rooms
 
     def layout_of(self, sensor_id: str) -> RoomLayout:
-        """The sensor's room now: zones set through the API, else the layout file's at its latest
-        frame time (now before any frame), else :data:`NO_LAYOUT`."""
+        """The sensor's room now (:mod:`~thermal_action.serve.zones`)."""
         with self._lock:
-            api = self._api_layouts.get(sensor_id)
-            if api is not None:
-                return api
-            if self.rooms is None:
-                return NO_LAYOUT
-            st = self.sensors.get(sensor_id)
-            t = st.last_timestamp if st is not None and st.last_timestamp is not None else now_ms()
-            return self.rooms.layout_for(sensor_id, None, t)
+            st = self.table.get(sensor_id)
+            return self.rooms.layout(sensor_id, st.last_timestamp if st is not None else None)
 
-    def _send_layout(self, sensor_id: str, force: bool = False) -> None:
+    def _send_layout(self, sensor_id: str) -> None:
+        """Sends the sensor's room to its worker when that worker does not have it yet."""
         with self._lock:
             layout = self.layout_of(sensor_id)
-            if not force and self._sent_layouts.get(sensor_id, NO_LAYOUT) == layout:
+            if not self.router.send_layout(sensor_id, layout):
                 return
-            self._sent_layouts[sensor_id] = layout
-        if self.pool is not None:
-            self.pool.set_layout(worker_for(sensor_id, self.n_workers), sensor_id, layout)
         logger.info("sensor %s: room layout from %s (%d zones)", sensor_id, layout.source, len(layout.zones))
 
     def zones(self, sensor_id: str) -> dict:
         """The sensor's room as the API shows it: where it comes from and its zones."""
-        layout = self.layout_of(sensor_id)
-        row = self.store.zones(sensor_id) if layout.source == "api" else None
-        return {"sensor_id": sensor_id, "source": layout.source, **layout.to_dict(),
-                "updated_at": row["updated_at"] if row else None}
+        return self.rooms.view(sensor_id, self.layout_of(sensor_id))
 
     def set_zones(self, sensor_id: str, body: Any) -> dict:
         """Sets a sensor's zones (``{"zones": [...]}``, the layout format of rooms.json): checked,
@@ -691,23 +511,19 @@ class Hub:
         Raises:
             RoomsError: the layout cannot be used; the message names the zone.
         """
-        layout = parse_layout(body, f"zones of sensor {sensor_id}", "api")
-        layout = RoomLayout(layout.zones, "api")  # holds from now: a valid_from means nothing here
-        self.store.set_zones(sensor_id, layout.to_dict())
         with self._lock:
-            self._api_layouts[sensor_id] = layout
-        self._send_layout(sensor_id)
-        view = self.zones(sensor_id)
-        self._emit({"type": "zones", **view})
-        return view
+            self.rooms.set(sensor_id, body)
+        return self._zones_changed(sensor_id)
 
     def delete_zones(self, sensor_id: str) -> dict | None:
         """Forgets the zones set through the API (the layout file's, if any, applies again);
         None when the sensor had none."""
-        if not self.store.delete_zones(sensor_id):
-            return None
         with self._lock:
-            self._api_layouts.pop(sensor_id, None)
+            if not self.rooms.delete(sensor_id):
+                return None
+        return self._zones_changed(sensor_id)
+
+    def _zones_changed(self, sensor_id: str) -> dict:
         self._send_layout(sensor_id)
         view = self.zones(sensor_id)
         self._emit({"type": "zones", **view})
@@ -715,72 +531,33 @@ class Hub:
 
     # -- views
 
-    def sensor_status(self, st: SensorState, now: float, open_alerts: dict[str, int],
-                      infos: dict[str, dict]) -> dict:
-        info = infos.get(st.sensor_id)
-        delay, delay_last = st.delay(now)
-        return {
-            "sensor_id": st.sensor_id, "room": (info["room"] if info else "") or st.sensor_id,
-            "resident": info["resident"] if info else "", "bed_label": info["bed_label"] if info else "",
-            "status": st.status(now, self.cfg),
-            "connected": sum(st.connections.values()),
-            "transports": sorted(t for t, n in st.connections.items() if n > 0),
-            "worker": st.worker, "fps": round(st.fps(now), 2),
-            "last_frame_age_s": None if st.last_arrival is None else round(now - st.last_arrival, 2),
-            "frames": st.frames, "dropped": st.dropped, "bad_shape": st.bad_shape, "bad_message": st.bad_message,
-            "invalid_frames": st.invalid_frames, "repaired_pixels": st.repaired_pixels,
-            "repaired_boxes": st.repaired_boxes, "refused_boxes": st.refused_boxes,
-            "new_streams": st.new_streams, "predictions": st.predictions, "last_error": st.last_error,
-            "open_alerts": open_alerts.get(st.sensor_id, 0), "fallen": bool(st.active_alerts),
-            "delay_s": None if delay is None else round(delay, 3),
-            "delay_last_s": None if delay_last is None else round(delay_last, 3),
-        }
-
     def sensors_status(self) -> list[dict]:
         """Every sensor the hub knows, and every sensor described (``PUT /api/sensors/{id}/info``)
         that has not sent anything yet (status "silent")."""
         now = time.time()
         counts = self.store.open_alerts_by_sensor()
         infos = self.store.all_sensor_info()
+        silent = self.cfg.silent_seconds
         with self._lock:
-            known = dict(self.sensors)
-            rows = {sid: self.sensor_status(st, now, counts, infos) for sid, st in known.items()}
+            rows = {st.sensor_id: sensor_status(st, now, silent, counts, infos) for st in self.table}
         for sid in infos.keys() - rows.keys():
-            rows[sid] = self.sensor_status(SensorState(sid, worker_for(sid, self.n_workers), last_seen=0.0), now,
-                                           counts, infos)
+            rows[sid] = sensor_status(SensorState(sid, self.router.home(sid), last_seen=0.0), now, silent, counts,
+                                      infos)
         return [rows[sid] for sid in sorted(rows)]
+
+    def _sensor_event(self, st: SensorState, now: float) -> dict:
+        return {"type": "sensor", "sensor": sensor_status(st, now, self.cfg.silent_seconds,
+                                                          self.store.open_alerts_by_sensor(),
+                                                          self.store.all_sensor_info())}
 
     def live(self, sensor_id: str) -> dict | None:
         """The sensor's newest frame (PNG, the project's colour map), its people and their actions."""
-        from PIL import Image
-
-        from thermal_action.visualize import frame_to_rgb
-
         with self._lock:
-            st = self.sensors.get(sensor_id)
+            st = self.table.get(sensor_id)
             if st is None:
                 return None
-            frame, ts = st.frame, st.frame_timestamp
-            boxes = st.boxes if st.boxes is not None else np.zeros((0, 4), np.float32)
-            ids = st.track_ids if st.track_ids is not None else np.zeros(0, np.int64)
-            tracks = dict(st.tracks)
-            fallen = bool(st.active_alerts)
-            falling = {t for t, _ in st.active_alerts}
-        png = None
-        h, w = self.info.frame_size
-        if frame is not None:
-            buf = io.BytesIO()
-            Image.fromarray(frame_to_rgb(frame)).save(buf, format="PNG")
-            png = base64.b64encode(buf.getvalue()).decode()
-            h, w = frame.shape
-        people = []
-        for box, t in zip(boxes, ids):
-            action, score, fall, predicted, bed_share, room_source = tracks.get(int(t), (None,) * 6)
-            people.append({"track_id": int(t), "box": [round(float(v), 2) for v in box], "action": action,
-                           "score": score, "fall_score": fall, "fallen": int(t) in falling,
-                           "prediction_ms": predicted, "bed_share": bed_share, "room_source": room_source})
-        return {"type": "live", "sensor_id": sensor_id, "timestamp": ts, "frame_png": png, "height": h, "width": w,
-                "tracks": people, "fallen": fallen}
+            view = snapshot(st)
+        return live_view(view, self.info.frame_size)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(1.0):
@@ -795,18 +572,17 @@ class Hub:
         now = time.time()
         finished: list[PendingClip] = []
         with self._lock:
-            for st in self.sensors.values():
+            for st in self.table:
                 if (st.last_arrival is not None and not st.stream_ended
                         and now - st.last_arrival > self.cfg.end_stream_seconds):
                     st.stream_ended = True
                     st.last_timestamp = None
                     logger.info("sensor %s silent for %.0f s: stream ended", st.sensor_id, now - st.last_arrival)
-                    if self.pool is not None:
-                        self.pool.end_stream(st.worker, st.sensor_id)
-                    finished += self._new_stream(st)
+                    self.router.end_stream(st)
+                    finished += st.new_stream()
             finished += self._clips_due
             self._clips_due = []
-        self._save_clips(finished + self._take_finished_clips(now=now))
+        self.clips.save(finished + self._take_finished_clips(now=now))
         if now - self._last_purge > 600:
             self._last_purge = now
             self.store.purge_predictions(now_ms() - int(self.cfg.keep_hours * 3600 * 1000))
@@ -814,129 +590,52 @@ class Hub:
         if self.has_listeners:
             self._emit({"type": "sensors", "sensors": self.sensors_status()})
 
+
     # -- monitoring
 
     def health(self) -> dict:
         alive = self.pool.alive() if self.pool is not None else 1
         return {"status": "ok" if alive == self.n_workers else "degraded", "workers_alive": alive,
-                "workers": self.n_workers, "uptime_s": round(time.time() - self.started, 1)}
-
-    def frames_per_second(self, window: float = 10.0) -> float:
-        now = time.time()
-        with self._lock:
-            n = sum(k for t, k in self._frame_times if now - t <= window)
-        return n / window
+                "workers": self.n_workers, "uptime_s": round(time.time() - self.monitor.started, 1)}
 
     def stats(self) -> dict[str, Any]:
-        """Numbers for /metrics and benchmarks."""
+        """Numbers for ``/api/stats``, ``/metrics`` and benchmarks."""
         now = time.time()
+        silent = self.cfg.silent_seconds
         with self._lock:
-            lat = list(self._latency)
-            model = list(self._model_ms)
-            sensors = list(self.sensors.values())
-            statuses = [st.status(now, self.cfg) for st in sensors]
-            delays = [d for t, d in self._delays if now - t <= DELAY_WINDOW_S]
+            sensors = list(self.table)
+            statuses = [st.status(now, silent) for st in sensors]
             pending_clips = sum(len(st.pending_clips) for st in sensors)
             ring_bytes = sum(st.ring.nbytes for st in sensors if st.ring is not None)
-        queues = [s.pending for s in self.pool.slots] if self.pool is not None else [0]
+            refused, forgotten = self.table.refused, self.table.forgotten
+            moves = sum(st.moves for st in sensors)
+        samples = self.monitor.samples(now)
         counts = self.store.count_alerts()
-        delay_p95 = _percentile(delays, 95)
         notify = self.notifier.stats()
+        delay_p95 = samples["delay_p95_s"]
         return {
             "sensors_total": len(sensors), "sensors_live": statuses.count("live"),
-            "sensors_connected": sum(1 for st in sensors if sum(st.connections.values()) > 0),
-            "frames_total": self.frames_total, "frames_dropped_total": self.dropped_total,
-            "frames_per_second": self.frames_per_second(), "queue_depth": queues,
-            "model_ms_p50": _percentile(model, 50), "model_ms_p95": _percentile(model, 95),
-            "latency_s_p50": _percentile(lat, 50), "latency_s_p95": _percentile(lat, 95),
-            "latency_s_p99": _percentile(lat, 99), "latency_samples": len(lat),
+            "sensors_connected": sum(1 for st in sensors if st.connected > 0),
+            **samples, "queue_depth": self.router.loads(),
             "predictions_total": sum(st.predictions for st in sensors),
             "bad_frames_total": sum(st.bad_shape + st.bad_message + st.invalid_frames for st in sensors),
             "repaired_pixels_total": sum(st.repaired_pixels for st in sensors),
-            "alerts_raised_total": self.alerts_raised, "alert_repeats_total": self.alert_repeats,
             "alerts_open": counts["open"], "alerts_acknowledged": counts["acknowledged"],
             "alerts_resolved": counts["resolved"], "alerts_ongoing": counts["ongoing"],
-            "delay_p95_s": delay_p95, "delay_samples": len(delays),
             "behind": delay_p95 is not None and delay_p95 > self.cfg.delay_warning_seconds,
             "delay_warning_seconds": self.cfg.delay_warning_seconds,
             "notify_sent_total": notify["sent"], "notify_dead_letters_total": notify["dead_letters"],
             "notify_queued": notify["queued"], "notify": notify["sinks"],
-            "clips_saved_total": self.clips_saved, "clips_pending": pending_clips, "ring_bytes": ring_bytes,
-            "worker_restarts_total": self.worker_restarts,
+            "clips_pending": pending_clips, "ring_bytes": ring_bytes, "sensor_moves_total": moves,
             "workers_alive": self.pool.alive() if self.pool is not None else 1, "workers": self.n_workers,
-            "refused_sensors_total": self.refused_sensors, "forgotten_sensors_total": self.forgotten_sensors,
+            "refused_sensors_total": refused, "forgotten_sensors_total": forgotten,
         }
 
-    def metrics_text(self) -> str:
-        """Prometheus text exposition of :meth:`stats` and per-sensor counters."""
-        s = self.stats()
-
-        def num(v: float | None) -> str:
-            return "NaN" if v is None or v != v else repr(float(v))
-
-        lines = []
-
-        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(f"{name}{labels} {num(v)}" for labels, v in samples)
-
-        metric("thermal_sensors_total", "gauge", "Sensors known to the service.", [("", s["sensors_total"])])
-        metric("thermal_sensors_live", "gauge", "Sensors that sent a frame recently.", [("", s["sensors_live"])])
-        metric("thermal_sensors_connected", "gauge", "Sensors with an open connection.", [("", s["sensors_connected"])])
+    def _sensor_numbers(self) -> list[SensorNumbers]:
+        now = time.time()
         with self._lock:
-            per = [(st.sensor_id, st.frames, st.dropped, st.bad_shape + st.bad_message + st.invalid_frames,
-                    st.predictions) for st in self.sensors.values()]
-            now = time.time()
-            delays = [(st.sensor_id, st.delay(now)[0]) for st in self.sensors.values()]
-            boxes = [(st.sensor_id, st.repaired_boxes, st.refused_boxes) for st in self.sensors.values()]
-        metric("thermal_frames_total", "counter", "Frames accepted, per sensor.",
-               [(f'{{sensor="{sid}"}}', f) for sid, f, *_ in per])
-        metric("thermal_frames_dropped_total", "counter", "Frames dropped (queue full or lost in a worker crash).",
-               [("", s["frames_dropped_total"])])
-        metric("thermal_sensor_frames_dropped_total", "counter", "Frames dropped because the queue was full, per sensor.",
-               [(f'{{sensor="{sid}"}}', d) for sid, _, d, *_ in per])
-        metric("thermal_sensor_delay_seconds", "gauge",
-               "p95 over the last minute of a frame's processing time minus its capture time, per sensor.",
-               [(f'{{sensor="{sid}"}}', d) for sid, d in delays if d is not None])
-        metric("thermal_delay_seconds", "summary",
-               "A frame's processing time minus its capture time, all sensors, over the last minute.",
-               [('{quantile="0.95"}', s["delay_p95_s"])])
-        metric("thermal_behind", "gauge", "1 when the delay's p95 is above delay_warning_seconds.",
-               [("", int(s["behind"]))])
-        metric("thermal_bad_frames_total", "counter", "Frames or messages refused, per sensor.",
-               [(f'{{sensor="{sid}"}}', b) for sid, _, _, b, _ in per])
-        metric("thermal_boxes_repaired_total", "counter", "Gateway boxes clipped to the frame, per sensor.",
-               [(f'{{sensor="{sid}"}}', r) for sid, r, _ in boxes])
-        metric("thermal_boxes_refused_total", "counter", "Gateway boxes wholly outside the frame, dropped, per sensor.",
-               [(f'{{sensor="{sid}"}}', r) for sid, _, r in boxes])
-        metric("thermal_predictions_total", "counter", "Person predictions, per sensor.",
-               [(f'{{sensor="{sid}"}}', p) for sid, *_, p in per])
-        metric("thermal_frames_per_second", "gauge", "Frames accepted per second, last 10 s.",
-               [("", s["frames_per_second"])])
-        metric("thermal_queue_depth", "gauge", "Frames waiting per worker.",
-               [(f'{{worker="{i}"}}', q) for i, q in enumerate(s["queue_depth"])])
-        metric("thermal_model_ms", "summary", "Milliseconds per batched forward pass.",
-               [('{quantile="0.5"}', s["model_ms_p50"]), ('{quantile="0.95"}', s["model_ms_p95"])])
-        metric("thermal_latency_seconds", "summary",
-               "Arrival of the frame that completed a window to its prediction stored (beyond the window's lag).",
-               [('{quantile="0.5"}', s["latency_s_p50"]), ('{quantile="0.95"}', s["latency_s_p95"]),
-                ('{quantile="0.99"}', s["latency_s_p99"])])
-        metric("thermal_alerts_total", "counter", "Fall alerts raised.", [("", s["alerts_raised_total"])])
-        metric("thermal_alerts_open", "gauge", "Alerts nobody acknowledged yet.", [("", s["alerts_open"])])
-        metric("thermal_alert_repeats_total", "counter", "Raises folded into an unacknowledged alert of the same person.",
-               [("", s["alert_repeats_total"])])
-        metric("thermal_notify_sent_total", "counter", "Alert notifications delivered, per destination.",
-               [(f'{{sink="{k}"}}', v["sent"]) for k, v in s["notify"].items()])
-        metric("thermal_notify_dead_letters_total", "counter",
-               "Alert notifications given up (retries spent, queue full, service stopped), per destination.",
-               [(f'{{sink="{k}"}}', v["dead_letters"]) for k, v in s["notify"].items()])
-        metric("thermal_clips_saved_total", "counter", "Alert clips saved.", [("", s["clips_saved_total"])])
-        metric("thermal_sensors_refused_total", "counter", "New sensor ids refused: max_sensors reached.",
-               [("", s["refused_sensors_total"])])
-        metric("thermal_sensors_forgotten_total", "counter", "Sensors forgotten to make room for new ones.",
-               [("", s["forgotten_sensors_total"])])
-        metric("thermal_worker_restarts_total", "counter", "Worker processes restarted.",
-               [("", s["worker_restarts_total"])])
-        metric("thermal_workers_alive", "gauge", "Worker processes running.", [("", s["workers_alive"])])
-        return "\n".join(lines) + "\n"
+            return [SensorNumbers.of(st, now) for st in self.table]
+
+    def metrics_text(self) -> str:
+        """The Prometheus text exposition (:mod:`~thermal_action.serve.monitoring`)."""
+        return self.monitor.metrics_text()

@@ -56,6 +56,16 @@ MIN_TIMESTAMP = 946_684_800_000
 MAX_AHEAD_MS = 86_400_000
 #: Arrays and objects nested deeper than this: not a frame message (a batch of frames with boxes is 5).
 MAX_JSON_DEPTH = 8
+#: Bytes one ingest message may carry, a WebSocket message or an HTTP body alike (about 2,600
+#: binary frames of 40x60; a JSON message of ``max_frames_per_message`` frames is well below).
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+#: WebSocket close codes of ``/ws/sensors/{id}``: the token is wrong; the sensor id is not valid.
+WS_UNAUTHORIZED = 4401
+WS_BAD_SENSOR = 4400
+#: The MQTT topic sensors publish frames to by default (``{sensor}``: the sensor id); the
+#: service subscribes to it with ``+`` in its place.
+MQTT_FRAMES_TOPIC = "thermal/{sensor}/frames"
+_DROPPED = re.compile(r"(\d+) frame\(s\) dropped")
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,17 @@ class FrameIn:
 
 def _latest_timestamp() -> int:
     return int(time.time() * 1000) + MAX_AHEAD_MS
+
+
+def dropped_error(sensor_id: str, n: int, why: str) -> str:
+    """The error the service answers when it dropped ``n`` frames of a message (its queue was
+    full): what :func:`dropped_in` reads back."""
+    return f"sensor {sensor_id}: {n} frame(s) dropped, {why}"
+
+
+def dropped_in(errors: list[str] | tuple[str, ...]) -> int:
+    """Frames the service's error messages say it dropped."""
+    return sum(int(m.group(1)) for e in errors for m in [_DROPPED.search(e)] if m)
 
 
 def check_timestamp(ts: object, where: str, latest: int | None = None) -> int | None:

@@ -57,14 +57,16 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from thermal_action.serve.protocol import check_sensor_id, encode_frames
+from thermal_action.serve.protocol import (
+    MQTT_FRAMES_TOPIC, WS_UNAUTHORIZED, IngestLimits, check_sensor_id, dropped_in, encode_frames,
+)
 
 logger = logging.getLogger(__name__)
 
 #: The topic ``replay`` publishes to by default (the service's default subscription).
-DEFAULT_TOPIC = "thermal/{sensor}/frames"
-#: Frames in one message at most when a sender catches up.
-MAX_BATCH_FRAMES = 500
+DEFAULT_TOPIC = MQTT_FRAMES_TOPIC
+#: Frames in one message at most when a sender catches up: what the service takes by default.
+MAX_BATCH_FRAMES = IngestLimits().max_frames
 #: Server errors kept per sensor (the rest only counted).
 KEEP_ERRORS = 5
 _BACKOFF = (0.2, 5.0)  # first and largest wait before reconnecting, seconds
@@ -297,14 +299,6 @@ class ReplaySummary:
 
 # -- what the server says about drops ----------------------------------------------------------
 
-#: How the service's error messages say it dropped frames (``serve/hub.py``).
-_DROPPED_RE = re.compile(r"(\d+) frame\(s\) dropped")
-
-
-def dropped_in(errors: Sequence[str]) -> int:
-    """Frames the server's error messages say it dropped."""
-    return sum(int(m.group(1)) for e in errors for m in [_DROPPED_RE.search(e)] if m)
-
 
 def server_drop_counters(to: str, token: str, timeout: float) -> dict[str, int] | None:
     """``{sensor id: frames dropped}`` from the service's ``GET /api/sensors`` (a ``ws://`` or
@@ -383,8 +377,8 @@ class _WsTransport:
             return errors, dropped_in(errors)
         except ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd is not None else None
-            if code == 4401:
-                raise ReplayAuthError("the server refused the token (WebSocket close 4401)") from None
+            if code == WS_UNAUTHORIZED:
+                raise ReplayAuthError(f"the server refused the token (WebSocket close {WS_UNAUTHORIZED})") from None
             raise ConnectionError(f"WebSocket closed ({code})") from None
 
     def _drain(self, timeout: float, until_quiet: bool = False) -> list[str]:

@@ -26,13 +26,13 @@ from typing import Any
 
 from thermal_action.config import save_config
 from thermal_action.data.rooms import RoomMap
-from thermal_action.alert_rule import resolve_alert_rule
-from thermal_action.serve.config import ServeConfig, alert_overrides, check_serve_config
-from thermal_action.serve.hub import Hub, ModelInfo
+from thermal_action.serve.config import ServeConfig, check_serve_config
+from thermal_action.serve.hub import Hub
+from thermal_action.serve.model import load_model
 from thermal_action.serve.notify import Notifier
+from thermal_action.serve.protocol import MAX_MESSAGE_BYTES
 from thermal_action.serve.store import DB_FILE, FoldRule, Store
 from thermal_action.serve.workers import WorkerOptions, WorkerPool
-from thermal_action.structures import FRAME_HEIGHT, FRAME_WIDTH
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ except ImportError:  # not POSIX: no data directory lock
 TOKEN_ENV = "THERMAL_ACTION_TOKEN"
 TOKEN_FILE = "token"
 LOCK_FILE = "serve.lock"
-#: Bytes one WebSocket message may carry (about 2,600 binary frames of 40x60).
-MAX_WS = 25 * 1024 * 1024
 
 
 def resolve_token(cfg: ServeConfig, data_dir: Path) -> tuple[str, str]:
@@ -121,21 +119,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def model_info(checkpoint: str | Path, cfg: ServeConfig, onnx_path: str | None) -> ModelInfo:
-    """Reads the model once in the service's own process (classes, frame size, lag) and
-    decides the alert rule: the checkpoint's, with the config's ``fall_*`` keys applied."""
-    from thermal_action.inference.predictor import Predictor
-
-    p = Predictor.from_checkpoint(checkpoint, backend=cfg.backend, onnx_path=onnx_path)
-    rule = resolve_alert_rule(p.alert_rule, alert_overrides(cfg))
-    fall_index = p.fall_index(rule.fall_class) if rule.fall_class in p.class_names else None
-    if fall_index is None:
-        logger.warning("class %r is not one of the model's classes: no fall alerts", rule.fall_class)
-    lag = 0 if cfg.causal else p.frames_after
-    return ModelInfo(p.class_names, tuple(p.frame_size or (FRAME_HEIGHT, FRAME_WIDTH)), fall_index, rule,
-                     lag, p.window_length)
-
-
 class Service:
     """The whole service, not yet serving: :meth:`serve_forever` (the CLI) or
     :class:`ServiceThread` (tests, benchmarks) runs it.
@@ -178,15 +161,9 @@ class Service:
         onnx_path = None
         if cfg.backend == "onnx" and checkpoint.suffix != ".onnx":
             onnx_path = str(self.data_dir / "model.onnx")  # exported once, here, not beside the checkpoint
-        self.info = model_info(checkpoint, cfg, onnx_path)
-        if onnx_path is not None:
-            checkpoint = Path(onnx_path)
+        self.model, self.info = load_model(checkpoint, cfg, onnx_path)  # the one read of the model file
         n = cfg.workers or available_cores()
-        opts = WorkerOptions(
-            checkpoint=str(checkpoint), backend=cfg.backend, threads=cfg.threads_per_worker, step=cfg.step,
-            causal=cfg.causal, batch_wait=cfg.batch_wait, batch_clips=cfg.batch_clips,
-            alert_rule=self.info.alert_rule, alerts=self.info.fall_index is not None, fps=cfg.fps,
-            max_batch_frames=cfg.max_batch_frames, live_interval_s=1.0 / cfg.dashboard_fps)
+        opts = WorkerOptions.from_config(cfg, self.model, self.info.alert_rule, alerts=self.info.fall_index is not None)
         self.store = Store(self.data_dir / DB_FILE, FoldRule(cfg.alert_fold_seconds, cfg.alert_fold_distance_px))
         self.hub: Hub
         pool = WorkerPool(n, opts, on_message=lambda w, m: self.hub.on_message(w, m),
@@ -199,7 +176,7 @@ class Service:
         self.socket.bind((cfg.host, cfg.port))
         self.socket.listen(2048)  # connections wait in the backlog until the server accepts: the banner is true at once
         self.port = self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, ws_max_size=MAX_WS))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, ws_max_size=MAX_MESSAGE_BYTES))
 
     @property
     def url(self) -> str:

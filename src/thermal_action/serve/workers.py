@@ -1,23 +1,15 @@
 """Worker processes: each owns a share of the sensors and runs the streaming predictor on them.
 
-A sensor always goes to the same worker (a hash of its id), so its ring buffer, detector and
-tracker live in one place. The windows of all sensors that complete in one round go through
-the model in one batched forward pass. Workers talk to the service through two queues each
+A sensor's frames go to the one worker that owns it (:mod:`~thermal_action.serve.routing`),
+so its ring buffer, detector and tracker live in one place. The windows of all sensors that
+complete in one round go through the model in one batched forward pass. Workers talk to the service through two queues each
 (frames in, results out); a worker that dies takes only its own queues with it: the pool
 starts a new one in its place and its sensors begin new streams there.
 
-Messages in (``inbox``)::
-
-    ("frames", sensor_id, arrival_s, [(timestamp_ms, frame, boxes_or_None), ...])
-    ("end", sensor_id)          the stream ended: score what is pending, close its alerts
-    SetLayout(sensor_id, layout)  the sensor's room from now on (frames before it keep the old one)
-    ("stop",)
-
-Messages out (``outbox``)::
-
-    ("ready", worker, pid)
-    ("round", worker, Round)    what one round produced
-    ("failed", worker, text)    the model could not be loaded (the worker then exits)
+Messages in (``inbox``) and out (``outbox``) are the types of :mod:`~thermal_action.serve.messages`:
+:class:`Frames`, :class:`EndStream`, :class:`SetLayout` and :class:`Stop` in;
+:class:`Ready`, :class:`Round` and :class:`Failed` (the model could not be loaded; the
+worker then exits) out.
 
 Lifetime: a worker is stopped by its service (``("stop",)``, then killed after a timeout) and
 never outlives it: a watcher thread waits on the parent's end of the spawn pipe and exits the
@@ -35,156 +27,94 @@ import queue
 import signal
 import threading
 import time
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from thermal_action.alert_rule import AlertRule
 from thermal_action.data.rooms import RoomLayout
-from thermal_action.inference.alerts import AlertEvent
+from thermal_action.serve.config import ServeConfig
+from thermal_action.serve.messages import (
+    EndStream, Failed, Frames, FrameError, FrameTracks, InboxMessage, LiveFrame, OutboxMessage, QueuedFrame, Ready,
+    Round, ScoredPerson, SetLayout, Stop,
+)
+from thermal_action.serve.model import ModelFile
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SetLayout:
-    """Inbox message: ``sensor_id``'s room layout from now on (``NO_LAYOUT``: none)."""
-
-    sensor_id: str
-    layout: RoomLayout
-
-
-def _is_frames(msg: Any) -> bool:
-    return isinstance(msg, tuple) and msg[0] == "frames"
-
-
-def worker_for(sensor_id: str, n_workers: int) -> int:
-    """The worker that owns ``sensor_id`` (stable across restarts and runs)."""
-    return zlib.crc32(sensor_id.encode()) % n_workers
-
-
-@dataclass
 class WorkerOptions:
-    """What a worker needs to build its streaming predictor (picklable). The alert rule is the
-    one the service resolved; a worker never decides it."""
+    """What a worker needs to build its streaming predictor (picklable), made from the service
+    config in one place (:meth:`from_config`). The model is the one the service read
+    (:mod:`~thermal_action.serve.model`); the alert rule the one it resolved: a worker never
+    decides either."""
 
-    checkpoint: str
-    backend: str = "torch"
-    onnx_path: str | None = None
-    threads: int = 1
-    step: int = 6
-    causal: bool = False
-    batch_wait: int = 0
-    batch_clips: int = 16
-    alert_rule: AlertRule = AlertRule()
-    alerts: bool = True  # False: the model lacks the rule's fall class
-    fps: float = 6.0
-    max_batch_frames: int = 512
-    live_interval_s: float = 1 / 3
-
-
-@dataclass
-class FrameTracks:
-    """The tracked boxes of one sensor's frames of a round, packed (one pickle per sensor, not
-    per frame): frame ``i`` has ``counts[i]`` boxes, in order.
-
-    Attributes:
-        timestamps: ``(F,)`` int64 ms, the frames' capture times, in order.
-        counts: ``(F,)`` int64 boxes per frame.
-        boxes_xyxy: ``(M, 4)`` float32 pixels, M = counts.sum().
-        track_ids: ``(M,)`` int64.
-    """
-
-    timestamps: np.ndarray
-    counts: np.ndarray
-    boxes_xyxy: np.ndarray
-    track_ids: np.ndarray
+    model: ModelFile
+    backend: str
+    threads: int
+    step: int
+    causal: bool
+    batch_wait: int
+    batch_clips: int
+    alert_rule: AlertRule
+    alerts: bool  # False: the model lacks the rule's fall class
+    fps: float
+    max_batch_frames: int
+    live_interval_s: float
 
     @classmethod
-    def pack(cls, frames: list[tuple[int, Any]]) -> "FrameTracks":
-        """From ``(timestamp, FrameBoxes)`` pairs."""
-        boxes = [np.asarray(b.boxes_xyxy, np.float32).reshape(-1, 4) for _, b in frames]
-        ids = [np.asarray(b.track_ids, np.int64).reshape(-1) for _, b in frames]
-        return cls(np.asarray([t for t, _ in frames], np.int64), np.asarray([len(b) for b in boxes], np.int64),
-                   np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
-                   np.concatenate(ids) if ids else np.zeros(0, np.int64))
-
-    def __iter__(self):
-        """``(timestamp, boxes_xyxy (N, 4), track_ids (N,))`` per frame."""
-        start = 0
-        for ts, n in zip(self.timestamps, self.counts):
-            yield int(ts), self.boxes_xyxy[start:start + n], self.track_ids[start:start + n]
-            start += int(n)
-
-
-@dataclass
-class Round:
-    """The results of one worker round, sent back to the service.
-
-    Attributes:
-        frames_done: frames taken from the inbox (accepted or refused).
-        predictions: ``(sensor_id, frame_idx, timestamp, track_id, box_xyxy, scores, arrival_s,
-            bed_share, room_source)`` per person; ``arrival_s`` is when the frame that completed
-            the window arrived; ``bed_share`` and ``room_source`` as in
-            :class:`~thermal_action.inference.outputs.Prediction` (the room the model saw).
-        alerts: the alert events of the round ("raised", "ended"), unchanged and in the order
-            the monitor emitted them (a raise and the end of the same alert may both be here).
-        errors: ``(sensor_id, kind, message, count)`` for refused frames.
-        live: sensor -> ``(frame, timestamp, boxes_xyxy, track_ids, repaired_pixels)``, the
-            newest frame of sensors that sent any (at most every ``live_interval_s``; a frame
-            held back by that limit follows when the worker is next idle).
-        repaired: sensor -> dropped-packet pixels repaired in its stream so far (sensors that
-            sent frames this round).
-        tracks: sensor -> the tracked boxes of each of its frames the round took (clips of
-            alerts, and how far behind the service is), in order.
-        model_s: seconds in the model this round; forward_passes: batched passes.
-    """
-
-    frames_done: int = 0
-    predictions: list[tuple] = field(default_factory=list)
-    alerts: list[AlertEvent] = field(default_factory=list)
-    errors: list[tuple] = field(default_factory=list)
-    live: dict[str, tuple] = field(default_factory=dict)
-    repaired: dict[str, int] = field(default_factory=dict)
-    tracks: dict[str, FrameTracks] = field(default_factory=dict)
-    model_s: float = 0.0
-    forward_passes: int = 0
+    def from_config(cls, cfg: ServeConfig, model: ModelFile, alert_rule: AlertRule, alerts: bool) -> "WorkerOptions":
+        return cls(model, cfg.backend, cfg.threads_per_worker, cfg.step, cfg.causal, cfg.batch_wait, cfg.batch_clips,
+                   alert_rule, alerts, cfg.fps, cfg.max_batch_frames, 1.0 / cfg.dashboard_fps)
 
 
 def _build_stream(opts: WorkerOptions) -> Any:
     from thermal_action.inference.predictor import Predictor
     from thermal_action.inference.streaming import StreamingPredictor
 
-    # An .onnx runs in ONNX Runtime, whose threads are set below (a gateway serving one has no torch).
-    if opts.backend == "torch" and not str(opts.checkpoint).endswith(".onnx"):
+    # An .onnx runs in ONNX Runtime, whose threads it sets itself (a gateway serving one has no torch).
+    if opts.backend == "torch" and opts.model.data is not None:
         import torch
 
         torch.set_num_threads(opts.threads)
-    predictor = Predictor.from_checkpoint(opts.checkpoint, backend=opts.backend, onnx_path=opts.onnx_path,
-                                          max_clips_per_batch=opts.batch_clips, num_threads=opts.threads)
+    if opts.model.data is None:  # an .onnx file: ONNX Runtime opens it
+        opts.model.check_unchanged()
+    predictor = Predictor.from_checkpoint(opts.model.path, backend=opts.backend, max_clips_per_batch=opts.batch_clips,
+                                          num_threads=opts.threads, data=opts.model.data)
     return StreamingPredictor(predictor, step=opts.step, causal=opts.causal, alert_rule=opts.alert_rule,
                               alerts=opts.alerts, fps=opts.fps, batch_wait=opts.batch_wait)
 
 
-def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[tuple]:
+def _frame_count(msg: InboxMessage) -> int:
+    return len(msg.frames) if isinstance(msg, Frames) else 0
+
+
+def _take(inbox: Any, max_frames: int, wait: float = 0.2) -> list[InboxMessage]:
     """Blocks for one message (up to ``wait`` s), then takes what else is waiting (up to
     ``max_frames`` frames)."""
     try:
         msgs = [inbox.get(timeout=wait)]
     except queue.Empty:
         return []
-    frames = len(msgs[0][3]) if _is_frames(msgs[0]) else 0
+    frames = _frame_count(msgs[0])
     while frames < max_frames:
         try:
             msg = inbox.get_nowait()
         except queue.Empty:
             break
         msgs.append(msg)
-        if _is_frames(msg):
-            frames += len(msg[3])
+        frames += _frame_count(msg)
     return msgs
+
+
+@dataclass(frozen=True)
+class _Arrived:
+    """A frame inside the worker, with when its message arrived."""
+
+    frame: Any  # streaming.StreamFrame (imported with the model, in the worker process)
+    arrival_s: float
 
 
 class _Worker:
@@ -202,14 +132,14 @@ class _Worker:
         self.live_due: set[str] = set()  # sensors with a newer frame than their last live view
         self.tracked: dict[str, list] = {}  # sensor -> (timestamp, FrameBoxes) of the round's frames
 
-    def _push(self, batch: list[tuple[Any, float]], out: Round) -> None:
+    def _push(self, batch: list[_Arrived], out: Round) -> None:
         """Pushes a batch; a batch with more frames of one sensor than its stream buffer holds
         (a backlog) goes in parts, so that every frame's tracked boxes can be read back."""
         limit = self.stream.predictor.window_length
-        part: list[tuple[Any, float]] = []
+        part: list[_Arrived] = []
         count: dict[str, int] = {}
         for item in batch:
-            sensor = item[0].sensor_id
+            sensor = item.frame.sensor_id
             if count.get(sensor, 0) == limit:
                 self._push_part(part, out)
                 part, count = [], {}
@@ -217,21 +147,22 @@ class _Worker:
             count[sensor] = count.get(sensor, 0) + 1
         self._push_part(part, out)
 
-    def _push_part(self, batch: list[tuple[Any, float]], out: Round) -> None:
+    def _push_part(self, batch: list[_Arrived], out: Round) -> None:
         if not batch:
             return
         errors: list[tuple[Any, Exception]] = []
-        seen = {f.sensor_id: self.stream.frames_seen(f.sensor_id) for f, _ in batch}
+        seen = {a.frame.sensor_id: self.stream.frames_seen(a.frame.sensor_id) for a in batch}
         t_model = self.stream.stats.seconds_model
         passes = self.stream.stats.forward_passes
-        preds = self.stream.push_many([f for f, _ in batch], errors=errors)
+        preds = self.stream.push_many([a.frame for a in batch], errors=errors)
         refused = {id(f) for f, _ in errors}
         taken: dict[str, int] = {}
-        for f, arrival in batch:  # the stream index each accepted frame got
+        for a in batch:  # the stream index each accepted frame got
+            f = a.frame
             if id(f) in refused:
                 continue
             arr = self.arrivals.setdefault(f.sensor_id, {})
-            arr[seen[f.sensor_id]] = arrival
+            arr[seen[f.sensor_id]] = a.arrival_s
             seen[f.sensor_id] += 1
             taken[f.sensor_id] = taken.get(f.sensor_id, 0) + 1
         for sensor, n in taken.items():  # the boxes tracked in each, while the stream's buffer holds them
@@ -240,7 +171,7 @@ class _Worker:
         for f, e in errors:
             kind = "invalid_frame" if type(e).__name__ == "DatasetError" else "bad_frame"
             by_kind.setdefault((f.sensor_id, kind), [0, str(e)])[0] += 1
-        out.errors.extend((s, k, msg, n) for (s, k), (n, msg) in by_kind.items())
+        out.errors.extend(FrameError(s, k, msg, n) for (s, k), (n, msg) in by_kind.items())
         self._collect(preds, out)
         out.model_s += self.stream.stats.seconds_model - t_model
         out.forward_passes += self.stream.stats.forward_passes - passes
@@ -253,9 +184,10 @@ class _Worker:
             arrival = arr.get(p.frame_idx + lag)
             if arrival is None:  # completed by a flush (the window repeats the newest frame)
                 arrival = max(arr.values()) if arr else now
-            out.predictions.append((p.sensor_id, p.frame_idx, p.timestamp, p.track_id,
-                                    [float(v) for v in p.box_xyxy], np.asarray(p.scores, np.float32), arrival,
-                                    p.bed_share, p.room_source))
+            out.predictions.append(ScoredPerson(p.sensor_id, int(p.frame_idx), int(p.timestamp), int(p.track_id),
+                                                tuple(float(v) for v in p.box_xyxy),
+                                                np.asarray(p.scores, np.float32), arrival,
+                                                p.bed_share, p.room_source))
         for sensor, arr in self.arrivals.items():  # forget arrivals no window can complete any more
             if len(arr) > 2 * self.stream.predictor.window_length:
                 keep = max(arr) - self.stream.predictor.window_length
@@ -277,8 +209,8 @@ class _Worker:
                 continue
             self.live_due.discard(s)
             frame, ts, boxes, repaired = latest
-            out.live[s] = (np.asarray(frame, np.float32), ts, np.asarray(boxes.boxes_xyxy, np.float32),
-                           np.asarray(boxes.track_ids, np.int64), int(repaired))
+            out.live[s] = LiveFrame(np.asarray(frame, np.float32), int(ts), np.asarray(boxes.boxes_xyxy, np.float32),
+                                    np.asarray(boxes.track_ids, np.int64), int(repaired))
             self.live_sent[s] = now
 
     def idle(self) -> Round | None:
@@ -289,30 +221,29 @@ class _Worker:
         self._live(set(), out)
         return out if out.live else None
 
-    def round(self, msgs: list[tuple]) -> tuple[Round, bool]:
+    def round(self, msgs: list[InboxMessage]) -> tuple[Round, bool]:
         """Runs one round over ``msgs``; returns its results and whether to stop."""
         out = Round()
-        batch: list[tuple[Any, float]] = []
+        batch: list[_Arrived] = []
         touched: set[str] = set()
         stop = False
         for msg in msgs:
-            if isinstance(msg, SetLayout):
+            if isinstance(msg, Frames):
+                touched.add(msg.sensor_id)
+                out.frames_done += len(msg.frames)
+                batch.extend(_Arrived(self.StreamFrame(msg.sensor_id, f.frame, f.timestamp, f.boxes_xyxy), msg.arrival_s)
+                             for f in msg.frames)
+            elif isinstance(msg, SetLayout):
                 self._push(batch, out)  # frames before the change keep the old layout
                 batch = []
                 self.stream.set_layout(msg.sensor_id, msg.layout)
-            elif msg[0] == "frames":
-                _, sensor, arrival, frames = msg
-                touched.add(sensor)
-                out.frames_done += len(frames)
-                for ts, frame, boxes in frames:
-                    batch.append((self.StreamFrame(sensor, frame, ts, boxes), arrival))
-            elif msg[0] == "end":
+            elif isinstance(msg, EndStream):
                 self._push(batch, out)  # frames before the end first, in order
                 batch = []
-                self._collect(self.stream.flush(msg[1]), out)
-                self.arrivals.pop(msg[1], None)
-                touched.discard(msg[1])
-            elif msg[0] == "stop":
+                self._collect(self.stream.flush(msg.sensor_id), out)
+                self.arrivals.pop(msg.sensor_id, None)
+                touched.discard(msg.sensor_id)
+            elif isinstance(msg, Stop):
                 stop = True
         self._push(batch, out)
         self._live(touched, out)
@@ -343,19 +274,19 @@ def worker_main(index: int, opts: WorkerOptions, inbox: Any, outbox: Any) -> Non
     try:
         stream = _build_stream(opts)
     except Exception as e:  # the service reports it and stops restarting
-        outbox.put(("failed", index, f"{type(e).__name__}: {e}"))
+        outbox.put(Failed(f"{type(e).__name__}: {e}"))
         return
     worker = _Worker(index, opts, stream)
-    outbox.put(("ready", index, os.getpid()))
+    outbox.put(Ready(os.getpid()))
     while True:
         msgs = _take(inbox, opts.max_batch_frames)
         if not msgs:
             held = worker.idle()
             if held is not None:
-                outbox.put(("round", index, held))
+                outbox.put(held)
             continue
         result, stop = worker.round(msgs)
-        outbox.put(("round", index, result))
+        outbox.put(result)
         if stop:
             return
 
@@ -377,7 +308,7 @@ class _Slot:
 
 class WorkerPool:
     """Starts ``n`` worker processes, restarts any that dies, and hands their messages to
-    ``on_message(worker, generation, message)`` (called from one reader thread per worker).
+    ``on_message(worker, message)`` (called from one reader thread per worker).
 
     Args:
         n: worker processes.
@@ -387,7 +318,7 @@ class WorkerPool:
             start again from frame 0).
     """
 
-    def __init__(self, n: int, opts: WorkerOptions, on_message: Callable[[int, tuple], None],
+    def __init__(self, n: int, opts: WorkerOptions, on_message: Callable[[int, OutboxMessage], None],
                  on_restart: Callable[[int, int], None] | None = None):
         if n < 1:
             raise ValueError(f"need at least one worker, got {n}")
@@ -443,13 +374,13 @@ class WorkerPool:
                 continue
             except (EOFError, OSError):
                 return
-            if msg[0] == "ready":
+            if isinstance(msg, Ready):
                 slot.ready = True
-            elif msg[0] == "failed":
-                slot.failed = msg[2]
-            elif msg[0] == "round":
+            elif isinstance(msg, Failed):
+                slot.failed = msg.reason
+            elif isinstance(msg, Round):
                 with self._lock:
-                    slot.pending = max(0, slot.pending - msg[2].frames_done)
+                    slot.pending = max(0, slot.pending - msg.frames_done)
             try:
                 self.on_message(slot.index, msg)
             except Exception:  # a bug in handling must not kill the reader
@@ -474,22 +405,27 @@ class WorkerPool:
                 if self.on_restart is not None:
                     self.on_restart(slot.index, lost)
 
-    def put_frames(self, worker: int, sensor_id: str, frames: list[tuple], max_pending: int) -> bool:
+    def put_frames(self, worker: int, sensor_id: str, frames: list[QueuedFrame], max_pending: int) -> bool:
         """Queues frames for a worker unless it already has ``max_pending`` waiting."""
         slot = self.slots[worker]
         with self._lock:
             if slot.pending + len(frames) > max_pending:
                 return False
             slot.pending += len(frames)
-        slot.inbox.put(("frames", sensor_id, time.time(), frames))
+        slot.inbox.put(Frames(sensor_id, time.time(), tuple(frames)))
         return True
 
     def end_stream(self, worker: int, sensor_id: str) -> None:
-        self.slots[worker].inbox.put(("end", sensor_id))
+        self.slots[worker].inbox.put(EndStream(sensor_id))
 
     def set_layout(self, worker: int, sensor_id: str, layout: RoomLayout) -> None:
         """Sends a sensor's room layout to the worker that owns it."""
         self.slots[worker].inbox.put(SetLayout(sensor_id, layout))
+
+    def pending(self) -> list[int]:
+        """Frames put and not yet reported done, per worker."""
+        with self._lock:
+            return [s.pending for s in self.slots]
 
     def alive(self) -> int:
         return sum(1 for s in self.slots if s.process is not None and s.process.is_alive() and s.ready)
@@ -498,7 +434,7 @@ class WorkerPool:
         self._stopping = True
         for slot in self.slots:
             try:
-                slot.inbox.put(("stop",))
+                slot.inbox.put(Stop())
             except (OSError, ValueError):
                 pass
         for slot in self.slots:
