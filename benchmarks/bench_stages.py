@@ -12,7 +12,7 @@ ingest: parsing             ``protocol.decode_message`` of each sensor's binary 
 ingest: hub                 ``Hub.submit`` (checks, new streams, the clip ring)
 IPC (pickling)              pickling the frames to the worker and its results back, both ends
 packet repair               ``StreamingPredictor._repair`` (the reader's dropped-packet repair)
-person detector             ``PersonDetector.update`` (or ``PeopleBatch.update`` for all sensors at once)
+person detector             ``PersonDetector.update``
 tracker                     ``Tracker.update``
 clip building               the window's snapshot and the model's clip builder (tubes, zones)
 model                       the batched forward pass and the scores
@@ -142,8 +142,36 @@ def _replay_schedule(recordings: list[Any], seconds: float) -> list[list[tuple[i
     return ticks
 
 
-def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: float, workers: int,
-            batched: bool) -> dict[str, Any]:
+def model_flops_per_person(predictor: Any, window: Any) -> int:
+    """FLOPs of the model for one person (``torch.utils.flop_counter``: convolutions and matmuls, a
+    multiply-add counted as 2), from one clip with one person and one with two: for person tubes
+    the cost is one tube pass per person (times the test-time views and members)."""
+    import numpy as np
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from thermal_action.inference.predictor import ClipRequest
+
+    counts = []
+    for boxes in (np.array([[10, 10, 20, 24]], np.float32), np.array([[10, 10, 20, 24], [30, 12, 42, 30]], np.float32)):
+        with FlopCounterMode(display=False) as counter:
+            predictor.predict_clips([ClipRequest(window, predictor.frames_before, boxes)])
+        counts.append(counter.get_total_flops())
+    return counts[1] - counts[0]
+
+
+def peak_gflops_per_thread() -> tuple[float | None, str | None]:
+    """The fp32 conv forward peak of ``bench_peak.py`` per thread, from its newest stored result."""
+    for name in ("bench_peak_2threads_zen5.json", "bench_peak_2threads.json"):
+        path = ROOT / "benchmarks" / "results" / name
+        if path.is_file():
+            d = json.loads(path.read_text())
+            rows = [r for r in d["rows"] if r["kind"] == "conv fwd" and r["precision"] == "fp32"]
+            if rows:
+                return rows[0]["median_gflop_per_s"] / d["threads"], str(path.relative_to(ROOT))
+    return None, None
+
+
+def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: float, workers: int) -> dict[str, Any]:
     """CPU seconds per stage of ``sensors`` sensors over ``seconds`` of their time (module docstring)."""
     import torch
 
@@ -190,6 +218,17 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
         opts = WorkerOptions(checkpoint=str(checkpoint), alert_rule=info.alert_rule,
                              alerts=info.fall_index is not None, fps=cfg.fps, live_interval_s=1.0 / cfg.dashboard_fps)
         pool = []
+        people = [0]
+
+        def count_people(predictor: Any) -> None:
+            fn = predictor.predict_clips
+
+            def counted(requests: Any) -> Any:
+                people[0] += sum(len(r.boxes_xyxy) for r in requests)
+                return fn(requests)
+
+            predictor.predict_clips = counted
+
         for w in range(workers):
             predictor = Predictor.from_checkpoint(checkpoint, max_clips_per_batch=opts.batch_clips, num_threads=1)
 
@@ -205,12 +244,11 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
 
             stream = StreamingPredictor(predictor, step=opts.step, alert_rule=opts.alert_rule, alerts=opts.alerts,
                                         fps=opts.fps, detector_factory=detector, tracker_factory=tracker)
-            if batched and hasattr(stream, "people_batch"):
-                timer.wrap(stream.people_batch, "update", "person detector")
             timer.wrap(stream, "_repair", "packet repair")
             timer.wrap(stream, "_due", "clip building")
             timer.wrap(predictor, "build_clip", "clip building")
             timer.wrap(predictor, "predict_clips", "model")
+            count_people(predictor)
             if stream.monitor is not None:
                 timer.wrap(stream.monitor, "update", "alert rule")
                 timer.wrap(stream.monitor, "advance", "alert rule")
@@ -250,8 +288,12 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
                     hub.tick()
         wall = time.perf_counter() - wall0
         store.close()
+        flops = model_flops_per_person(pool[0].stream.predictor, recs[0].frames[:pool[0].stream.predictor.window_length])
     sensor_seconds = sensors * seconds
     total = sum(timer.cpu.values())
+    model_gflop = flops * people[0] / 1e9
+    peak, peak_file = peak_gflops_per_thread()
+    achieved = model_gflop / timer.cpu["model"] if timer.cpu["model"] else None
     rows = [{"stage": s, "cpu_s": round(timer.cpu[s], 4), "calls": timer.calls[s],
              "ms_per_sensor_s": round(1000 * timer.cpu[s] / sensor_seconds, 4),
              "share": round(timer.cpu[s] / total, 4) if total else 0.0} for s in STAGES]
@@ -261,6 +303,10 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
             "ms_per_sensor_s_total": round(1000 * total / sensor_seconds, 3),
             "cores_at_real_time": round(total / seconds, 3),
             "sensors_per_core_by_cpu": round(sensor_seconds / total, 1) if total else None,
+            "people_scored": people[0], "model_gflop_per_person": round(flops / 1e9, 4),
+            "model_gflop_per_s": None if achieved is None else round(achieved, 2),
+            "peak_gflop_per_s_per_thread": peak, "peak_from": peak_file,
+            "model_share_of_peak": None if achieved is None or not peak else round(achieved / peak, 4),
             "wall_s": round(wall, 1), "stages": rows}
 
 
@@ -299,6 +345,8 @@ def table(results: list[dict[str, Any]], desc: str) -> str:
     lines.append("| **total** | " + " | ".join(f"**{r['ms_per_sensor_s_total']:.2f}** | 100%" for r in results) + " |")
     lines.append("| sensors per core (CPU time) | " + " | ".join(
         f"{r['sensors_per_core_by_cpu']} | " for r in results) + " |")
+    lines.append("| model GFLOP/s (share of the fp32 conv peak per thread) | " + " | ".join(
+        f"{r['model_gflop_per_s']} | {r['model_share_of_peak']}" for r in results) + " |")
     return "\n".join(lines)
 
 
@@ -310,15 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="sensor seconds replayed per sensor")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--compare", metavar="REV", help="also profile git revision REV's package, side by side")
-    p.add_argument("--batched", action=argparse.BooleanOptionalAction, default=True,
-                   help="time the batched person detector where the package has one")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help="write the JSON here too")
     args = p.parse_args(argv)
     recordings = args.recordings or default_recordings()
     if args.one:
-        print(json.dumps(profile(args.checkpoint, recordings, args.sensors[0], args.seconds, args.workers,
-                                 args.batched)))
+        print(json.dumps(profile(args.checkpoint, recordings, args.sensors[0], args.seconds, args.workers)))
         return 0
     desc = cpu_description()
     results = []
