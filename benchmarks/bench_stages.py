@@ -53,9 +53,10 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_description, describe_line  # noqa: E402
@@ -264,7 +265,7 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
             for j, i, t in due:
                 sid = ids[j][0]
                 rec = recs[ids[j][1]]
-                payload = encode_frames(rec.frames[[i]], [int(round(epoch0_ms + t * 1000.0))])
+                payload = encode_frames(rec.frames[[i]], [round(epoch0_ms + t * 1000.0)])
                 with timer.stage("ingest: parsing"):
                     frames_in = decode_message(payload)
                 with timer.stage("ingest: hub"):

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import people_reference as ref
 
 import thermal_action.people.frame as frame_mod
 import thermal_action.people.person_detector as detector_mod
-from helpers import people_reference as ref
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.data.synth.config import SynthConfig
 from thermal_action.data.synth.recording import simulate_recording
 from thermal_action.inference.boxes import track_frame
-from thermal_action.people import PersonDetector, binary_dilate, box_mean, fill_pinholes, segment_regions
+from thermal_action.people import (
+    PersonDetector,
+    binary_dilate,
+    box_mean,
+    fill_pinholes,
+    segment_regions,
+)
 from thermal_action.people.image_ops import sorted_percentile
 from thermal_action.people.tracker import Tracker
 
@@ -28,9 +34,9 @@ def _random_case(rng: np.random.Generator, ties: bool) -> tuple[np.ndarray, np.n
     h, w = int(rng.integers(1, 14)), int(rng.integers(1, 14))
     mask = rng.random((h, w)) < rng.uniform(0.2, 1.0)
     heights = rng.integers(0, 4, (h, w)).astype(np.float64) if ties else rng.normal(0.0, 1.0, (h, w))
-    kwargs = dict(split_depth=float(rng.uniform(0, 1.5)), min_split_area=int(rng.integers(1, 5)),
-                  peak_map=rng.normal(0.0, 1.0, (h, w)) if rng.random() < 0.5 else None,
-                  min_peak=float(rng.choice([-np.inf, 0.0, 0.5])), trim_depth=float(rng.uniform(0, 0.5)))
+    kwargs = {"split_depth": float(rng.uniform(0, 1.5)), "min_split_area": int(rng.integers(1, 5)),
+                  "peak_map": rng.normal(0.0, 1.0, (h, w)) if rng.random() < 0.5 else None,
+                  "min_peak": float(rng.choice([-np.inf, 0.0, 0.5])), "trim_depth": float(rng.uniform(0, 0.5))}
     return mask, heights, kwargs
 
 
