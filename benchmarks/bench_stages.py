@@ -186,9 +186,11 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
     from thermal_action.serve.hub import Hub
     from thermal_action.serve.protocol import decode_message, encode_frames
     from thermal_action.serve.replay import read_raw_recording, sensor_ids
-    from thermal_action.serve.service import model_info
+    from thermal_action.serve.messages import Frames, QueuedFrame
+    from thermal_action.serve.model import load_model
+    from thermal_action.serve.routing import worker_for
     from thermal_action.serve.store import Store
-    from thermal_action.serve.workers import WorkerOptions, _Worker, worker_for
+    from thermal_action.serve.workers import WorkerOptions, _Worker
 
     torch.set_num_threads(1)
     timer = StageTimer()
@@ -200,10 +202,10 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
     ticks = _replay_schedule([recs[k] for _, k in ids], seconds)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ServeConfig(data_dir=tmp, workers=workers)
-        info = model_info(checkpoint, cfg, None)
+        model, info = load_model(checkpoint, cfg, None)
         store = Store(Path(tmp) / "serve.db")
         hub = Hub(cfg, info, store, None)
-        hub.n_workers = workers
+        hub.router.n_workers = workers
         sent: list[int] = [0]
 
         def dashboard(event: dict) -> None:
@@ -213,11 +215,10 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
         hub.add_listener(dashboard)
         timer.wrap(hub.store, "add_predictions", "storing")
         timer.wrap(hub.store, "record_alert", "storing")
-        timer.wrap(hub, "_save_clips", "storing")
+        timer.wrap(hub.clips, "save", "storing")
         timer.wrap(hub, "live", "dashboard events")
         timer.wrap(hub, "sensors_status", "dashboard events")
-        opts = WorkerOptions(checkpoint=str(checkpoint), alert_rule=info.alert_rule,
-                             alerts=info.fall_index is not None, fps=cfg.fps, live_interval_s=1.0 / cfg.dashboard_fps)
+        opts = WorkerOptions.from_config(cfg, model, info.alert_rule, alerts=info.fall_index is not None)
         pool = []
         people = [0]
 
@@ -271,7 +272,7 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
                 with timer.stage("ingest: hub"):
                     hub.submit(sid, frames_in, "ws")
                 with timer.stage("IPC (pickling)"):
-                    msg = ("frames", sid, clock.time(), [(f.timestamp, f.frame, f.boxes) for f in frames_in])
+                    msg = Frames(sid, clock.time(), tuple(QueuedFrame(f.timestamp, f.frame, f.boxes) for f in frames_in))
                     inbox[worker_for(sid, workers)].append(pickle.loads(pickle.dumps(msg, protocol=-1)))
                 frames += 1
             for w, msgs in enumerate(inbox):
@@ -283,7 +284,7 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
                 predictions += len(result.predictions)
                 alerts += sum(a.kind == "raised" for a in result.alerts) if result.alerts else 0
                 with timer.stage("hub: results, tick"):
-                    hub.on_message(w, ("round", w, result))
+                    hub.on_message(w, result)
             if (k + 1) % int(FPS) == 0:
                 with timer.stage("hub: results, tick"):
                     hub.tick()
@@ -328,7 +329,9 @@ def _run_child(src: Path, args: argparse.Namespace, sensors: int) -> dict[str, A
     if args.recordings:
         cmd += ["--recordings", *map(str, args.recordings)]
     env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"profiling {src} failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout)
 
 
