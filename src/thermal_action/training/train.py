@@ -26,7 +26,6 @@ it reads the ranks from the environment instead.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -270,9 +269,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
     from thermal_action.models import build_model
 
     o = cfg.optim
-    model_cfg = copy.deepcopy(cfg.model)
-    if not load_pretrained:
-        model_cfg.pretrained = ""
+    model_cfg = cfg.model if load_pretrained else replace(cfg.model, pretrained="")
     model = build_model(model_cfg, len(class_names))
     freeze_epochs = o.freeze_backbone_epochs
     if freeze_epochs > 0 and not cfg.model.pretrained:
