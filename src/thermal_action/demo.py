@@ -160,7 +160,7 @@ def measure_seconds_per_clip(cfg, system, datamodule, warmup: int = 3, steps: in
         if i >= warmup + steps:
             break
         start = time.perf_counter()
-        loss = system.loss(system(batch), batch.labels)
+        loss = system.loss(system.training_logits(batch), batch.labels)
         opt.zero_grad()
         loss.backward()
         opt.step()

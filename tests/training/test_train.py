@@ -323,29 +323,49 @@ class _TornWrite(Exception):
     pass
 
 
-def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, tmp_path):
-    from types import SimpleNamespace
+def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, tmp_path, monkeypatch):
+    from lightning.fabric.plugins import TorchCheckpointIO
 
-    from thermal_action.training.train import RunCheckpoint
+    from thermal_action.training.train import AtomicCheckpointIO
 
     run = _copy_run(trained_run.run_dir, tmp_path / "run")
     last = run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
 
-    def save_checkpoint(filepath, weights_only=False):
+    def torn_save(self, checkpoint, path, storage_options=None):
         # The process dies half-way through writing the new checkpoint.
-        with open(filepath, "wb") as f:
+        with open(path, "wb") as f:
             f.write(before[: len(before) // 3])
         raise _TornWrite()
 
-    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, global_step=99, is_global_zero=True, loggers=[])
-    cb = RunCheckpoint(dirpath=run / "checkpoints", filename="best", save_last=True)
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", torn_save)
     with pytest.raises(_TornWrite):
-        cb._save_checkpoint(trainer, str(last))
+        AtomicCheckpointIO().save_checkpoint({"global_step": 99}, last)
     assert last.read_bytes() == before
     assert torch.load(last, weights_only=True)["global_step"] == trained_run.global_step
     # The torn temporary file is not a checkpoint name that --resume or the run-directory check would pick up.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "last.ckpt.tmp"]
+
+
+def test_the_trainer_overrides_no_private_lightning_method():
+    """Lightning's private methods change between releases without notice: the run's callbacks
+    and checkpoint writer extend only its public hooks."""
+    from lightning.fabric.plugins import TorchCheckpointIO
+    from lightning.pytorch.callbacks import Checkpoint
+
+    from thermal_action.training import train as train_module
+    from thermal_action.training.datamodule import SetDatasetEpoch, ThermalDataModule
+    from thermal_action.training.system import ActionDetectionSystem
+
+    for cls, base in ((train_module.AtomicCheckpointIO, TorchCheckpointIO), (train_module.LastCheckpoint, Checkpoint),
+                      (train_module.ValidationSummary, L.Callback), (train_module.ProgressBar, L.Callback),
+                      (ActionDetectionSystem, L.LightningModule), (ThermalDataModule, L.LightningDataModule),
+                      (SetDatasetEpoch, L.Callback)):
+        assert issubclass(cls, base)
+        inherited = {name for klass in cls.__mro__[1:] for name in vars(klass)}
+        private = {name for name in vars(cls) if name.startswith("_") and not name.startswith("__")
+                   and name in inherited and name != "_abc_impl"}  # _abc_impl: set by ABCMeta on every subclass
+        assert private == set(), f"{cls.__name__} overrides Lightning's private {sorted(private)}"
 
 
 @pytest.fixture
