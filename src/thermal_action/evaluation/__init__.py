@@ -18,7 +18,6 @@ from thermal_action.evaluation.io import (
     make_prediction_records,
     read_metrics,
     read_predictions,
-    to_jsonable,
     write_evaluation,
     write_predictions,
 )
@@ -62,7 +61,6 @@ __all__ = [
     "read_detections_file",
     "read_metrics",
     "read_predictions",
-    "to_jsonable",
     "write_evaluation",
     "write_predictions",
 ]

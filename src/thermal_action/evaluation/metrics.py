@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from thermal_action.errors import DatasetError
+from thermal_action.jsonable import finite_or_none
 from thermal_action.structures import (
     FALL_CLASS_NAME,
     FALLBACK_FALL_THRESHOLD,
@@ -523,12 +524,6 @@ def _to_arrays(
 # ----------------------------------------------------------------------------- all metrics
 
 
-def _num(x: float) -> float | None:
-    """A JSON-safe float: NaN and infinities become None."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def _curve_json(curve: PRCurve | None) -> dict[str, Any] | None:
     if curve is None:
         return None
@@ -540,7 +535,7 @@ def _curve_json(curve: PRCurve | None) -> dict[str, Any] | None:
         precision = precision[np.searchsorted(recall, grid, side="left")]
         recall = grid
     return {
-        "ap": _num(curve.ap),
+        "ap": finite_or_none(curve.ap),
         "num_gt": curve.num_gt,
         "recall": [round(float(r), 6) for r in recall],
         "precision": [round(float(p), 6) for p in precision],
@@ -626,27 +621,27 @@ def compute_metrics(
             "index": k,
             "name": class_names[k],
             "support": int(support[k]),
-            "prior": _num(support[k] / total) if total else None,
-            "ap": _num(ap_res.ap[k]),
-            "precision": _num(report.precision[k]),
-            "recall": _num(report.recall[k]),
-            "f1": _num(report.f1[k]),
+            "prior": finite_or_none(support[k] / total) if total else None,
+            "ap": finite_or_none(ap_res.ap[k]),
+            "precision": finite_or_none(report.precision[k]),
+            "recall": finite_or_none(report.recall[k]),
+            "f1": finite_or_none(report.f1[k]),
             "num_predicted": int(num_predicted[k]),
         }
         for k in range(num_classes)
     ]
     return {
-        "frame_map": _num(ap_res.mean_ap),
-        "top1_accuracy": _num(top1),
-        "macro_f1": _num(report.macro_f1),
-        "fall_precision": _num(fall_precision),
-        "fall_recall": _num(fall_recall),
+        "frame_map": finite_or_none(ap_res.mean_ap),
+        "top1_accuracy": finite_or_none(top1),
+        "macro_f1": finite_or_none(report.macro_f1),
+        "fall_precision": finite_or_none(fall_precision),
+        "fall_recall": finite_or_none(fall_recall),
         # Threshold-free: how well falls are ranked, whatever operating threshold is chosen.
-        "fall_ap": _num(ap_res.ap[fall_idx]),
+        "fall_ap": finite_or_none(ap_res.ap[fall_idx]),
         # What the three fall numbers rest on: the ground-truth fall boxes (AP and recall count
         # them; precision counts alarms, fall["tp"] + fall["fp"]).
         "fall_boxes": num_fall_gt,
-        "ap_per_class": {class_names[k]: _num(ap_res.ap[k]) for k in range(num_classes)},
+        "ap_per_class": {class_names[k]: finite_or_none(ap_res.ap[k]) for k in range(num_classes)},
         "map_classes": [class_names[k] for k in range(num_classes) if support[k] > 0],
         "macro_f1_classes": [class_names[k] for k in range(num_classes) if report.macro_f1_classes[k]],
         "fall": {
@@ -658,7 +653,7 @@ def compute_metrics(
             "fn": fn,
             "tn": tn,
             "support": num_fall_gt,
-            "ap": _num(ap_res.ap[fall_idx]),
+            "ap": finite_or_none(ap_res.ap[fall_idx]),
         },
         "confusion_matrix": cm.tolist(),
         "per_class": per_class,

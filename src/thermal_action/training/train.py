@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -43,6 +42,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
+from thermal_action.jsonable import to_jsonable
 from thermal_action.models.ops.cpu_workarounds import reuse_freed_memory
 from thermal_action.training.datamodule import (
     SetDatasetEpoch,
@@ -182,14 +182,6 @@ def _final_val_map(summary: Path) -> float | None:
     return json.loads(lines[-1]).get("mAP") if lines else None
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 class ValidationSummary(L.Callback):
     """Appends one JSON line per validation epoch to ``val_summary.jsonl`` and logs it.
 
@@ -218,8 +210,8 @@ class ValidationSummary(L.Callback):
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
-            "train_loss": _jsonable(pl_module.epoch_train_loss()),
-            "val_loss": _jsonable(m.get("val/loss")),
+            "train_loss": to_jsonable(pl_module.epoch_train_loss()),
+            "val_loss": to_jsonable(m.get("val/loss")),
             "mAP": metrics.get("frame_map"),
             "top1": metrics.get("top1_accuracy"),
             "macro_f1": metrics.get("macro_f1"),
@@ -230,7 +222,7 @@ class ValidationSummary(L.Callback):
             "fall_boxes": (metrics.get("fall") or {}).get("support"),
             "validation_overlaps_training": pl_module.run.validation_overlaps_training,
             "lr": lr,
-            "clips_per_s": _jsonable(pl_module.epoch_clips_per_s()),
+            "clips_per_s": to_jsonable(pl_module.epoch_clips_per_s()),
             "time": round(time.perf_counter() - self._start, 2),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -589,7 +581,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     best = Path(checkpoint_cb.best_model_path) if checkpoint_cb and checkpoint_cb.best_model_path else None
     last = out_dir / "checkpoints" / "last.ckpt"
     best_score = checkpoint_cb.best_model_score if checkpoint_cb else None
-    best_metric = _jsonable(best_score) if best_score is not None else None
+    best_metric = to_jsonable(best_score) if best_score is not None else None
     if cfg.trainer.select_checkpoint == "last":  # the score monitored was the step: report the epoch's mAP
         best_metric = _final_val_map(out_dir / "val_summary.jsonl") if trainer.is_global_zero else None
     return TrainResult(
