@@ -38,11 +38,8 @@ from typing import Any
 
 import yaml
 
+from thermal_action.errors import ConfigError
 from thermal_action.structures import DEFAULT_VALID_RANGE
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the typed defaults."""
 
 
 _INF = float("inf")

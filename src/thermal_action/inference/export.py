@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from thermal_action.errors import ExportError
 from thermal_action.models.room import RoomInputs
 from thermal_action.progress import Progress
 from thermal_action.structures import MODEL_ZONE_KINDS, ZONE_FEATURE_NAMES, pack_pathways
@@ -91,10 +92,6 @@ def session_feeds(session: Any, slow: torch.Tensor, fast: torch.Tensor, rois: to
             raise ValueError(f"the ONNX graph reads '{i.name}' (a model with model.room), but none was given")
         feeds[i.name] = np.asarray(value.detach().cpu().numpy(), dtype=np.float32)
     return feeds
-
-
-class ExportError(RuntimeError):
-    """An export that failed or does not reproduce PyTorch."""
 
 
 class _Exportable(nn.Module):

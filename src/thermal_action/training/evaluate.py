@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from thermal_action.config import ConfigError, config_from_dict, config_to_dict, replace_values
+from thermal_action.config import config_from_dict, config_to_dict, replace_values
+from thermal_action.errors import ConfigError
 from thermal_action.progress import Progress
 from thermal_action.structures import Batch
 from thermal_action.training.losses import logits_to_scores

@@ -42,6 +42,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
+from thermal_action.errors import CheckpointDamagedError
 from thermal_action.jsonable import to_jsonable
 from thermal_action.models.ops.cpu_workarounds import reuse_freed_memory
 from thermal_action.training.datamodule import (
@@ -344,10 +345,6 @@ def _append_run_info(path: Path, precision: PrecisionChoice, resumed: bool) -> N
     }
     with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
-
-
-class CheckpointDamagedError(ValueError):
-    """``--resume`` found a ``last.ckpt`` that cannot be read (the message says what to do)."""
 
 
 class ProgressBar(TQDMProgressBar):
