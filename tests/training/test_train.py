@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -130,26 +131,67 @@ def test_frozen_backbone_keeps_pretrained_weights(tmp_path, tiny_config):
     assert any(not torch.equal(trained["model." + k], before[k]) for k in head)
 
 
-def test_class_weights_and_balanced_sampler_train(tmp_path, tiny_config):
-    result = train(tiny_config("optim.class_weights=inverse", "data.class_balanced_sampler=true",
-                               "optim.loss=focal", "trainer.channels_last=true"), tmp_path)
+class _LoopProbe(L.Callback):
+    """What the training loop runs with: its loss, model, data set and sampler, and the clips
+    (dataset indices, in the sampler's order) of the batches it trains on."""
+
+    def on_train_start(self, trainer, pl_module):
+        loader = trainer.train_dataloader
+        self.loss, self.model, self.dataset, self.sampler = pl_module.loss, pl_module.model, loader.dataset, loader.sampler
+        batches = trainer.num_training_batches
+        self.trained_indices = list(loader.sampler)[: batches * loader.batch_size]
+
+
+def test_class_weights_focal_loss_balanced_sampler_and_channels_last_reach_the_training_loop(tmp_path, tiny_config):
+    from thermal_action.training.datamodule import EpochSampler, class_counts
+    from thermal_action.training.losses import class_weights_from_counts
+
+    probe = _LoopProbe()
+    cfg = tiny_config("optim.class_weights=inverse", "optim.class_weight_max=5", "data.class_balanced_sampler=true",
+                      "optim.loss=focal", "trainer.channels_last=true")
+    result = train(cfg, tmp_path, callbacks=[probe])
     assert result.global_step == 2 and result.best_checkpoint.is_file()
+    # The loss weighs the classes by their inverse training frequency, not uniformly.
+    want = class_weights_from_counts(class_counts(probe.dataset), "inverse", 5.0)
+    assert probe.loss.kind == "focal" and probe.loss.weighted
+    torch.testing.assert_close(probe.loss.class_weights, want)
+    assert probe.loss.class_weights.max() > 2 * probe.loss.class_weights.min()
+    # The sampler draws clips by their rarest class, and the 3D convolutions run channels-last.
+    assert isinstance(probe.sampler, EpochSampler) and probe.sampler.weights is not None
+    assert len(set(np.round(probe.sampler.weights, 9).tolist())) > 1
+    convs = [m.weight for m in probe.model.modules() if isinstance(m, torch.nn.Conv3d) and m.weight.shape[2:].numel() > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in convs)
 
 
 def test_training_with_an_extra_synthetic_set(tmp_path, tiny_config, synth_root):
-    # The tiny set mixed with itself: the path through build_datasets, class counts and the sampler.
-    result = train(tiny_config(f"data.extra_train_root={synth_root}", "data.extra_train_share=0.5"), tmp_path)
+    """The tiny set mixed with itself at share 0.5: the epoch holds as many extra clips as
+    primary ones, and the batches trained on include extra clips."""
+    from thermal_action.data.dataset import MixedClipDataset
+
+    probe = _LoopProbe()
+    result = train(tiny_config(f"data.extra_train_root={synth_root}", "data.extra_train_share=0.5"), tmp_path,
+                   callbacks=[probe])
     assert result.global_step == 2 and result.best_checkpoint.is_file()
+    assert isinstance(probe.dataset, MixedClipDataset)
+    n = len(probe.dataset.primary)
+    assert probe.dataset.extra_per_epoch == n and len(probe.sampler) == 2 * n
+    assert any(i >= n for i in probe.trained_indices) and any(i < n for i in probe.trained_indices)
 
 
 def test_training_generates_its_synthetic_rooms_in_the_run_directory(tmp_path, tiny_config):
     from thermal_action.config import load_config
+    from thermal_action.data.dataset import MixedClipDataset
     from thermal_action.models.checkpoint import read_checkpoint_info
 
+    probe = _LoopProbe()
     cfg = tiny_config("data.synthetic_recordings=1", "data.synthetic_frames=60", "data.extra_train_share=0.5")
-    result = train(cfg, tmp_path / "run")
+    result = train(cfg, tmp_path / "run", callbacks=[probe])
     assert result.global_step == 2 and result.best_checkpoint.is_file()
     assert sorted(p.name for p in (tmp_path / "run" / "synthetic" / "frames").glob("*.h5")) == ["SYN00_R1.h5"]
+    # The generated room is what the training loop mixes in.
+    assert isinstance(probe.dataset, MixedClipDataset)
+    assert {k.sensor_id for k in probe.dataset.extra.keyframes} == {"SYN00_R1"}
+    assert probe.dataset.extra_per_epoch > 0
     # The saved config asks for the same rooms again (not for the generated folder).
     saved = load_config(tmp_path / "run" / "config.yaml")
     assert saved.data.synthetic_recordings == 1 and saved.data.extra_train_root == ""
