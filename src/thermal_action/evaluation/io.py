@@ -30,7 +30,7 @@ import numpy as np
 
 from thermal_action.errors import DatasetError
 from thermal_action.jsonable import to_jsonable
-from thermal_action.evaluation.metrics import check_prediction
+from thermal_action.evaluation.records import check_prediction
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ one checkpoint, one ONNX graph, the same predictor and streaming code.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,16 +108,7 @@ class EnsembleDetector(nn.Module):
         return torch.stack([m(slow, fast, rois, clip_keys, object_rois, zone_masks, zone_features)
                             for m in self.members])
 
-    def forward(
-        self,
-        slow: torch.Tensor,
-        fast: torch.Tensor,
-        rois: torch.Tensor,
-        clip_keys: Sequence[ClipKey] | None = None,
-        object_rois: torch.Tensor | None = None,
-        zone_masks: torch.Tensor | None = None,
-        zone_features: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``(R, K)``: the mean of the members' logits, in training and eval mode alike
-        (arguments as :meth:`ActionDetector.forward`)."""
-        return self.member_logits(slow, fast, rois, clip_keys, object_rois, zone_masks, zone_features).mean(dim=0)
+    def forward(self, *inputs: Any, **named: Any) -> torch.Tensor:
+        """``(R, K)``: the mean of :meth:`member_logits` (arguments as
+        :meth:`ActionDetector.forward`), in training and eval mode alike."""
+        return self.member_logits(*inputs, **named).mean(dim=0)
