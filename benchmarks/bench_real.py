@@ -210,7 +210,7 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(job["threads"])
     logging.basicConfig(level=logging.WARNING)
-    from thermal_action.config import load_config
+    from thermal_action.config import load_config, replace_values
     from thermal_action.data.annotations import load_annotations
 
     paths = {k: Path(v) for k, v in job["paths"].items()}
@@ -232,7 +232,7 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
 
         frames = Path(job["data_root"]) / cfg.data.frames_dir
         pre = pretrain(cfg, [frames / f"{r}.h5" for r in job["pretrain_recordings"]], run_dir / "pretrain")
-        cfg.model.pretrained = str(pre.weights)
+        cfg = replace_values(cfg, {"model.pretrained": str(pre.weights)})
     result = train(cfg, run_dir)
     seconds = time.perf_counter() - t0
     class_names = list(load_annotations(paths["test"]).class_names)

@@ -9,6 +9,7 @@ from thermal_action.config import (
     config_to_dict,
     load_config,
     parse_override,
+    replace_values,
     save_config,
 )
 
@@ -97,6 +98,24 @@ def test_saved_config_round_trips(tmp_path):
     again = load_config(path)
     assert again == cfg
     assert config_to_dict(again)["optim"]["step_milestones"] == [3, 5]
+
+
+@pytest.mark.parametrize("section", ["", "data", "model", "optim", "trainer", "eval", "pretrain"])
+def test_a_loaded_config_is_frozen_and_replace_values_makes_a_checked_copy(section):
+    import dataclasses
+
+    cfg = load_config(None, ["optim.epochs=3"])
+    target = getattr(cfg, section) if section else cfg
+    name = dataclasses.fields(target)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(target, name, getattr(target, name))
+    changed = replace_values(cfg, {"optim.epochs": 5, "data.scale": 2})
+    assert (changed.optim.epochs, changed.data.scale, cfg.optim.epochs, cfg.data.scale) == (5, 2.0, 3, 1.0)
+    assert changed.model is cfg.model  # untouched sections are shared, not copied
+    with pytest.raises(ConfigError, match="did you mean 'optim.epochs'"):
+        replace_values(cfg, {"optim.epoch": 5})
+    with pytest.raises(ConfigError, match="out of range"):
+        replace_values(cfg, {"optim.epochs": 0})
 
 
 def test_override_values_parse_as_yaml():

@@ -31,6 +31,14 @@ def test_the_required_contracts_are_declared():
     assert {(pkg + a, pkg + b) for a, b in required} <= rules
     # replay is a client of the service: the wire protocol, none of the server.
     assert {(pkg + "serve.replay", pkg + "serve." + m) for m in ("hub", "store", "workers", "app", "service")} <= rules
+    # Every top-level module is placed: the core imports no layer, and nothing but the CLI
+    # imports the CLI (a new module outside both lists would escape the rules).
+    below_cli = {src for c in contracts if c["name"] == "nothing below the CLI imports it" for src in c["source_modules"]}
+    core = {src for c in contracts if c["name"].startswith("the core (") for src in c["source_modules"]}
+    top_level = {pkg + p.stem for p in (ROOT / "src" / "thermal_action").iterdir()
+                 if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.stem not in ("__init__", "cli", "configs")}
+    assert top_level <= below_cli, sorted(top_level - below_cli)
+    assert {pkg + m for m in ("config", "structures", "errors", "jsonable", "alert_rule", "progress")} <= core
     # The train extra's libraries stay out of what an install without [train] runs.
     assert {(pkg + a, lib) for a in ("inference", "serve", "models", "data")
             for lib in ("lightning", "matplotlib")} <= rules

@@ -13,9 +13,14 @@ Every number has its allowed range next to its default (``ranged(default, low, h
 kept in the field's metadata under ``"range"``): a value outside it is an error naming
 the key, where it came from (the YAML file or the command-line override) and the range.
 
+A loaded config is frozen (every section is a frozen dataclass): code that needs other
+values makes a changed copy with :func:`replace_values`, checked like an override, so
+a config seen in one place cannot change under another.
+
 Example::
 
     cfg = load_config("cpu_default", ["optim.lr=3e-4", "data.root=/data/rooms"])  # or a YAML file's path
+    cfg = replace_values(cfg, {"optim.epochs": 2})  # a changed copy; cfg.optim.epochs = 2 raises
     save_config(cfg, run_dir / "config.yaml")
 """
 
@@ -33,11 +38,8 @@ from typing import Any
 
 import yaml
 
+from thermal_action.errors import ConfigError
 from thermal_action.structures import DEFAULT_VALID_RANGE
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the typed defaults."""
 
 
 _INF = float("inf")
@@ -127,7 +129,7 @@ def check_range(value: Any, rng: Range | None, key: str) -> None:
         raise ConfigError(f"config key '{key}' = {list(values)!r}: the values must strictly increase")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     root: str = ""  # dataset directory (holds frames/ and annotations/)
     train_ann: str = "annotations/train.json"  # relative to root (or absolute)
@@ -162,7 +164,7 @@ class DataConfig:
     rooms: str = ""  # room layout file (rooms.json: sensor id or MAC -> furniture zones), relative to root (or absolute), for keyframes whose annotations list no furniture (context_objects); "" = none (such keyframes get no room)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     variant: str = "slowfast_tiny"  # a name in thermal_action.models.VARIANTS
     alpha: int = ranged(0, 0)  # fast/slow frame-rate ratio; 0 = the variant's own
@@ -184,7 +186,7 @@ class ModelConfig:
     room: str = "none"  # what the model sees of the room (bed/couch/chair zones): "none", "masks" (zone masks as extra input channels, cropped with the frame or tube), "features" (person-to-zone shares and distances into the head) or "masks+features"
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     optimizer: str = "adamw"  # "adamw" or "sgd"
     lr: float = ranged(1e-3, 0.0, 1.0, low_open=True)  # peak learning rate (per optimiser step, not scaled by the number of devices)
@@ -207,7 +209,7 @@ class OptimConfig:
     group_smoothing: float = ranged(0.0, 0.0, 1.0, high_open=True)  # softmax: target mass moved to the other classes of the label's taxonomy group (name before "-")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     accelerator: str = "auto"  # "cpu", "gpu", "auto"
     devices: Any = ranged(1, 1, also=(-1,))  # int, list of device ids or "auto" (per node)
@@ -229,7 +231,7 @@ class TrainerConfig:
     progress_bar: bool = True  # tqdm bar with loss and clips/s
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     iou_threshold: float = ranged(0.5, 0.0, 1.0, low_open=True)  # frame-mAP matching threshold
     fall_class: str = "lying down-lying with risk"  # class whose precision/recall is reported
@@ -241,7 +243,7 @@ class EvalConfig:
     plots: bool = True  # write confusion_matrix.png and pr_curves.png beside metrics.json
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainConfig:
     """``thermal-action pretrain``: contrastive self-supervised pretraining on unlabelled recordings."""
 
@@ -260,7 +262,7 @@ class PretrainConfig:
     temp_gain: float = ranged(0.2, 0.0)  # relative std of each view's gain around the background
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     seed: int = ranged(0, 0, 2**32 - 1)  # seeds weights, augmentation and sampling (Lightning takes 0..2^32-1)
     data: DataConfig = field(default_factory=DataConfig)
@@ -389,10 +391,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _apply(obj: Any, updates: dict[str, Any], prefix: str = "", root: type | None = None) -> None:
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "", root: type | None = None) -> Any:
+    """``obj`` with ``updates`` (a nested mapping) applied: a new object, ``obj`` is left as it is."""
     root = root or type(obj)
     hints = typing.get_type_hints(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
     for name, value in updates.items():
         key = prefix + str(name)
         if name not in hints:
@@ -401,11 +405,12 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "", root: type | Non
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{key}' is a section; give a mapping, got {value!r}")
-            _apply(getattr(obj, name), value, key + ".", root)
+            changes[name] = _apply(changes.get(name, getattr(obj, name)), value, key + ".", root)
         else:
             value = _coerce(value, tp, key)
             check_range(value, fields[name].metadata.get("range"), key)
-            setattr(obj, name, value)
+            changes[name] = value
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
@@ -440,14 +445,28 @@ def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = 
     if data:
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-        _apply(cfg, data)
+        cfg = _apply(cfg, data)
     for text in overrides or []:
         try:
             key, value = parse_override(text)
-            _apply(cfg, _nest(key, value))
+            cfg = _apply(cfg, _nest(key, value))
         except ConfigError as e:
             # Named as the source, so it is not blamed on the YAML file it overrides.
             raise ConfigError(f"command-line override '{text}': {e}") from e
+    return cfg
+
+
+def replace_values(cfg: Any, values: dict[str, Any]) -> Any:
+    """A copy of the loaded config ``cfg`` with ``values`` (dotted key -> value) changed,
+    checked like an override (unknown keys, types and ranges are errors); ``cfg`` itself is
+    frozen and stays as it is.
+
+    Example::
+
+        build_cfg = replace_values(cfg, {"model.pretrained": "", "model.ensemble": 1})
+    """
+    for key, value in values.items():
+        cfg = _apply(cfg, _nest(key, value))
     return cfg
 
 

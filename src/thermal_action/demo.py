@@ -160,7 +160,7 @@ def measure_seconds_per_clip(cfg, system, datamodule, warmup: int = 3, steps: in
         if i >= warmup + steps:
             break
         start = time.perf_counter()
-        loss = system.loss(system(batch), batch.labels)
+        loss = system.loss(system.training_logits(batch), batch.labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -247,7 +247,7 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     import shutil
 
     from thermal_action import configs
-    from thermal_action.config import load_config
+    from thermal_action.config import load_config, replace_values
     from thermal_action.data.annotations import load_annotations, read_json, recordings_in, write_recording_split
     from thermal_action.data.synth import SynthConfig, generate_dataset
     from thermal_action.evaluation.io import read_predictions
@@ -290,11 +290,13 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     epochs = max(2, min(cfg.optim.epochs, int(minutes * 60 * TRAIN_SHARE / max(epoch_s, 1e-6))))
     log.info("measured %.2f clips/s: %d epochs of %d clips fit in %.1f min", 1 / sec_per_clip, epochs,
              len(train_ds), minutes)
-    cfg.optim.epochs = epochs
-    # A safety net: a machine slower than measured still stops near the budget.
-    cfg.trainer.max_time_minutes = minutes * 1.15
-    # ... but never below the documented two epochs (a busy machine once cut the demo to one).
-    cfg.trainer.min_epochs = 2
+    cfg = replace_values(cfg, {
+        "optim.epochs": epochs,
+        # A safety net: a machine slower than measured still stops near the budget.
+        "trainer.max_time_minutes": minutes * 1.15,
+        # ... but never below the documented two epochs (a busy machine once cut the demo to one).
+        "trainer.min_epochs": 2,
+    })
     del probe, dm
 
     t_train = time.perf_counter()

@@ -25,12 +25,29 @@ class DatasetError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class ConfigError(ValueError):
+    """A config file or override that does not fit the typed defaults (names the key and its source)."""
+
+
+class RecordingNotFoundError(DatasetError, FileNotFoundError):
+    """A recording path that does not exist, or a folder without ``.h5`` files (a
+    :class:`DatasetError` that is also a ``FileNotFoundError``)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model; names the file."""
 
     def __init__(self, path: str | Path, message: str):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
+
+
+class CheckpointDamagedError(ValueError):
+    """``train --resume`` found a ``last.ckpt`` that cannot be read (the message says what to do)."""
+
+
+class ExportError(RuntimeError):
+    """An ONNX export that failed or does not reproduce PyTorch."""
 
 
 class RoomsError(ValueError):
@@ -47,4 +64,5 @@ def refuse_overwrite(existing: list[Path], what: str) -> None:
                               f"{more}; pass --force to overwrite them, or choose another output directory")
 
 
-__all__ = ["CheckpointError", "DatasetError", "RoomsError", "refuse_overwrite"]
+__all__ = ["CheckpointDamagedError", "CheckpointError", "ConfigError", "DatasetError", "ExportError",
+           "RecordingNotFoundError", "RoomsError", "refuse_overwrite"]

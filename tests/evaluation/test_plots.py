@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thermal_action.evaluation.metrics import PRCurve
+from thermal_action.evaluation.frame_ap import PRCurve
 from thermal_action.evaluation.plots import plot_confusion_matrix, plot_pr_curves
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 

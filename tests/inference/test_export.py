@@ -77,9 +77,7 @@ def test_predict_with_onnx_backend(exported, tmp_path):
 
 
 def test_interaction_model_refused_unless_no_memory_allowed(tmp_path):
-    cfg = tiny_config()
-    cfg.model.interaction = "parallel"
-    cfg.model.interaction_dim = 16
+    cfg = tiny_config("model.interaction=parallel", "model.interaction_dim=16")
     ckpt = write_tiny_checkpoint(tmp_path / "inter.ckpt", cfg)
     with pytest.raises(ValueError, match="feature bank.*--allow-no-memory"):
         export_onnx(ckpt, tmp_path / "inter.onnx")
@@ -109,8 +107,7 @@ def test_cli_export_and_errors(exported, tmp_path, capsys):
 def test_fast_only_tube_model_exports_without_a_slow_input(tmp_path):
     """The CPU default's crop CNN reads only the fast pathway, so its graph has no ``slow``
     input; the export check, the ONNX predictor and the service feed what the graph declares."""
-    cfg = tiny_config()
-    cfg.model.variant, cfg.model.tube_size, cfg.model.test_time_augmentation = "crop_cnn", 8, 8
+    cfg = tiny_config("model.variant=crop_cnn", "model.tube_size=8", "model.test_time_augmentation=8")
     ckpt = write_tiny_checkpoint(tmp_path / "crop.ckpt", cfg)
     report = export_onnx(ckpt, tmp_path / "crop.onnx")
     assert report.max_abs_diff_logits < 1e-4

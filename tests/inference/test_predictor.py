@@ -344,9 +344,7 @@ def test_real_sample_with_its_annotations(predictor, tmp_path, shared_sample):
 
 
 def test_memory_model_fills_its_bank_before_predicting(tmp_path, rec):
-    cfg = tiny_config()
-    cfg.model.interaction = "parallel"
-    cfg.model.interaction_dim = 16
+    cfg = tiny_config("model.interaction=parallel", "model.interaction_dim=16")
     pred = Predictor.from_checkpoint(write_tiny_checkpoint(tmp_path / "m.ckpt", cfg), max_clips_per_batch=8)
     assert pred.backend.use_memory
     fb = FrameBoxes(BOXES[:2], [1, 1], [0, 1])

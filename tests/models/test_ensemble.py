@@ -1,4 +1,4 @@
-"""EnsembleDetector: member logits in training, their mean in eval, one loss per member."""
+"""EnsembleDetector: the mean of its members' logits in every mode; member logits for one loss per member."""
 
 from __future__ import annotations
 
@@ -28,15 +28,18 @@ def _clip():
     return fast[:, :, ::1], fast
 
 
-def test_members_differ_and_eval_is_their_mean():
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_members_differ_and_the_output_is_their_mean_in_both_modes(mode):
     model = _ensemble()
     slow, fast = _clip()
-    model.eval()
+    model.train(mode == "train")
     with torch.no_grad():
         each = torch.stack([m(slow, fast, ROIS) for m in model.members])
         mean = model(slow, fast, ROIS)
-    assert mean.shape == (2, K)
+        members = model.member_logits(slow, fast, ROIS)
+    assert mean.shape == (2, K) and members.shape == (3, 2, K)
     torch.testing.assert_close(mean, each.mean(dim=0))
+    torch.testing.assert_close(members, each)
     assert not torch.allclose(each[0], each[1])  # independent initialisations
 
 
@@ -44,7 +47,7 @@ def test_training_gives_each_member_its_own_loss_and_finite_gradients():
     model = _ensemble()
     model.train()
     slow, fast = _clip()
-    logits = model(slow, fast, ROIS)
+    logits = model.member_logits(slow, fast, ROIS)
     assert logits.shape == (3, 2, K)
     labels = torch.tensor([0, 3])
     loss_fn = ActionLoss("softmax", K)

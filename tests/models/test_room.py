@@ -273,7 +273,8 @@ def test_ensemble_members_share_the_room_inputs():
     assert model.reads_zone_masks and model.reads_zone_features and model.room == RoomInputs(3, 7)
     slow, fast = _clip_for(model)
     masks, features = _room_inputs(2, ROIS, 40, 60)
-    assert model(slow, fast, ROIS, zone_masks=masks, zone_features=features).shape == (2, 3, K)
+    assert model(slow, fast, ROIS, zone_masks=masks, zone_features=features).shape == (3, K)
+    assert model.member_logits(slow, fast, ROIS, zone_masks=masks, zone_features=features).shape == (2, 3, K)
     model.eval()
     assert model(slow, fast, ROIS, zone_masks=masks, zone_features=features).shape == (3, K)
     with pytest.raises(ValueError, match="zone_masks"):

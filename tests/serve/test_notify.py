@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers.serve import Webhook, wait_for
-from thermal_action.config import ConfigError
+from thermal_action.errors import ConfigError
 from thermal_action.serve.config import ServeConfig, check_serve_config
 from thermal_action.serve.notify import MqttSink, Notifier, Outbox, WebhookSink, alert_message
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from thermal_action.config import replace_values
 from thermal_action.data.dataset import MixedClipDataset
 from thermal_action.training.datamodule import (
     EpochSampler,
@@ -163,8 +164,7 @@ def test_synthetic_rooms_are_generated_once_and_mixed_in(tiny_config, tmp_path):
     stamp = (folder / STAMP).stat().st_mtime_ns
     build_datasets(cfg, synthetic_dir=folder)
     assert (folder / STAMP).stat().st_mtime_ns == stamp
-    cfg.data.synthetic_recordings = 3
-    train3, _ = build_datasets(cfg, synthetic_dir=folder)
+    train3, _ = build_datasets(replace_values(cfg, {"data.synthetic_recordings": 3}), synthetic_dir=folder)
     assert len(list((folder / "frames").glob("*.h5"))) == 3 and len(train3.extra) > len(train_ds.extra)
     assert not list(folder.parent.glob(".synthetic.*"))  # no temporary folder left behind
 
@@ -211,12 +211,11 @@ def test_synthetic_rooms_must_match_the_recordings_frame_size(tiny_config, tmp_p
 
 
 def _generate_in_child(args):
-    from thermal_action.config import Config
+    from thermal_action.config import DataConfig
     from thermal_action.training.synthetic import ensure_synthetic_rooms
 
     folder, seed = args
-    d = Config().data
-    d.synthetic_recordings, d.synthetic_frames, d.synthetic_seed = 2, 40, seed
+    d = DataConfig(synthetic_recordings=2, synthetic_frames=40, synthetic_seed=seed)
     return str(ensure_synthetic_rooms(d, folder))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from thermal_action import configs
-from thermal_action.config import load_config
+from thermal_action.config import load_config, replace_values
 from thermal_action.training.datamodule import build_datamodule, build_datasets, class_counts
 from thermal_action.training.schedule import build_optimizer
 from thermal_action.training.train import build_system
@@ -43,8 +43,8 @@ def test_config_trains_one_step_on_a_tiny_input(name, synth_root, tmp_path):
                  "data.num_workers=0", "model.pretrained=", "trainer.accelerator=cpu"]
     cfg = load_config(name, overrides)
     if cfg.model.interaction != "none":
-        cfg.model.interaction_dim = 32  # the structure is still built and run, just narrower
-    cfg.data.synthetic_frames = min(cfg.data.synthetic_frames, 60)  # a config's synthetic mix, kept tiny
+        cfg = replace_values(cfg, {"model.interaction_dim": 32})  # the structure is still built and run, just narrower
+    cfg = replace_values(cfg, {"data.synthetic_frames": min(cfg.data.synthetic_frames, 60)})  # a config's synthetic mix, kept tiny
     torch.manual_seed(0)
     train_ds, val_ds = build_datasets(cfg, synthetic_dir=tmp_path / "synthetic")
     system = build_system(cfg, list(train_ds.class_names), class_counts(train_ds), ground_truth=None)

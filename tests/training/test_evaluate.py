@@ -63,7 +63,7 @@ def test_evaluate_with_a_detections_file(trained_run, synth_root, tmp_path):
 
 
 def test_model_overrides_are_refused(trained_run, synth_root, tmp_path):
-    from thermal_action.config import ConfigError
+    from thermal_action.errors import ConfigError
 
     with pytest.raises(ConfigError, match="only data"):
         evaluate_checkpoint(trained_run.best_checkpoint, synth_root, "annotations/val.json", tmp_path,

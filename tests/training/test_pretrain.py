@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -111,8 +112,9 @@ def test_pretrain_refuses_what_it_cannot_do(tiny_config, tmp_path):
         pretrain(tiny_config(*TUBE), [tmp_path], tmp_path / "out")
     with pytest.raises(ValueError, match="batch_size"):
         pretrain(tiny_config(*TUBE, "pretrain.batch_size=1"), [tmp_path], tmp_path / "out")
-    built_in_code = tiny_config(*TUBE)
-    built_in_code.pretrain.batch_size = 1  # past the config loader: pretrain still checks the ranges
+    loaded = tiny_config(*TUBE)
+    # Past the config loader (dataclasses.replace checks nothing): pretrain still checks the ranges.
+    built_in_code = dataclasses.replace(loaded, pretrain=dataclasses.replace(loaded.pretrain, batch_size=1))
     with pytest.raises(ValueError, match=r"pretrain\.batch_size.*out of range"):
         pretrain(built_in_code, [tmp_path], tmp_path / "out")
 

@@ -56,12 +56,12 @@ def test_the_system_makes_the_alert_rule_from_the_calibration_unless_the_user_fi
     from thermal_action.models.checkpoint import CHECKPOINT_KEY
     from thermal_action.structures import DEFAULT_CLASS_NAMES
 
-    names, fall = list(DEFAULT_CLASS_NAMES), "lying down-lying with risk"
+    names = list(DEFAULT_CLASS_NAMES)
     system = build_system(tiny_config(), names, [1] * 14, ground_truth=None)
     assert system.alert_rule == AlertRule()  # before any validation: the default rule
-    assert system._alert_rule(fall, {"threshold": 0.23}) == AlertRule(threshold=0.23)
-    assert system._alert_rule(fall, {"threshold": 0.0}).threshold == pytest.approx(1e-6)  # an underflowed score
-    assert system._alert_rule(fall, None) == AlertRule()
+    assert system._alert_rule({"threshold": 0.23}) == AlertRule(threshold=0.23)
+    assert system._alert_rule({"threshold": 0.0}).threshold == pytest.approx(1e-6)  # an underflowed score
+    assert system._alert_rule(None) == AlertRule()
     system.fall_calibration, system.alert_rule = {"threshold": 0.23}, AlertRule(threshold=0.23)
     saved: dict = {}
     system.on_save_checkpoint(saved)
@@ -70,4 +70,23 @@ def test_the_system_makes_the_alert_rule_from_the_calibration_unless_the_user_fi
     resumed.on_load_checkpoint(saved)
     assert resumed.alert_rule == AlertRule(threshold=0.23)
     fixed = build_system(tiny_config("eval.fall_threshold=0.7"), names, [1] * 14, ground_truth=None)
-    assert fixed.alert_rule.threshold == 0.7 and fixed._alert_rule(fall, {"threshold": 0.23}).threshold == 0.7
+    assert fixed.alert_rule.threshold == 0.7 and fixed._alert_rule({"threshold": 0.23}).threshold == 0.7
+
+
+def test_an_ensemble_system_returns_mean_logits_and_trains_each_member_on_its_own_loss(tiny_config):
+    """The model answers ``(R, K)`` in train and eval mode; the training step alone takes the
+    ``(n, R, K)`` member logits, so its loss is the mean of the members' losses, not the loss
+    of their mean."""
+    names = [f"c{i}" for i in range(14)]
+    system = build_system(tiny_config("model.ensemble=3", "model.dropout=0"), names, [1] * 14, ground_truth=None)
+    rois = torch.tensor([[0, 1, 1, 9, 9], [1, 20, 10, 30, 22]], dtype=torch.float32)
+    batch = _batch(rois, torch.tensor([2, 5]))
+    system.model.train()
+    mean, members = system(batch), system.training_logits(batch)
+    assert mean.shape == (2, 14) and members.shape == (3, 2, 14)
+    torch.testing.assert_close(mean, members.mean(dim=0))
+    per_member = torch.stack([system.loss(m, batch.labels) for m in members]).mean()
+    torch.testing.assert_close(system.training_step(batch, 0), per_member)
+    assert not torch.isclose(per_member, system.loss(mean, batch.labels))
+    system.model.eval()
+    assert system(batch).shape == (2, 14)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -130,26 +131,67 @@ def test_frozen_backbone_keeps_pretrained_weights(tmp_path, tiny_config):
     assert any(not torch.equal(trained["model." + k], before[k]) for k in head)
 
 
-def test_class_weights_and_balanced_sampler_train(tmp_path, tiny_config):
-    result = train(tiny_config("optim.class_weights=inverse", "data.class_balanced_sampler=true",
-                               "optim.loss=focal", "trainer.channels_last=true"), tmp_path)
+class _LoopProbe(L.Callback):
+    """What the training loop runs with: its loss, model, data set and sampler, and the clips
+    (dataset indices, in the sampler's order) of the batches it trains on."""
+
+    def on_train_start(self, trainer, pl_module):
+        loader = trainer.train_dataloader
+        self.loss, self.model, self.dataset, self.sampler = pl_module.loss, pl_module.model, loader.dataset, loader.sampler
+        batches = trainer.num_training_batches
+        self.trained_indices = list(loader.sampler)[: batches * loader.batch_size]
+
+
+def test_class_weights_focal_loss_balanced_sampler_and_channels_last_reach_the_training_loop(tmp_path, tiny_config):
+    from thermal_action.training.datamodule import EpochSampler, class_counts
+    from thermal_action.training.losses import class_weights_from_counts
+
+    probe = _LoopProbe()
+    cfg = tiny_config("optim.class_weights=inverse", "optim.class_weight_max=5", "data.class_balanced_sampler=true",
+                      "optim.loss=focal", "trainer.channels_last=true")
+    result = train(cfg, tmp_path, callbacks=[probe])
     assert result.global_step == 2 and result.best_checkpoint.is_file()
+    # The loss weighs the classes by their inverse training frequency, not uniformly.
+    want = class_weights_from_counts(class_counts(probe.dataset), "inverse", 5.0)
+    assert probe.loss.kind == "focal" and probe.loss.weighted
+    torch.testing.assert_close(probe.loss.class_weights, want)
+    assert probe.loss.class_weights.max() > 2 * probe.loss.class_weights.min()
+    # The sampler draws clips by their rarest class, and the 3D convolutions run channels-last.
+    assert isinstance(probe.sampler, EpochSampler) and probe.sampler.weights is not None
+    assert len(set(np.round(probe.sampler.weights, 9).tolist())) > 1
+    convs = [m.weight for m in probe.model.modules() if isinstance(m, torch.nn.Conv3d) and m.weight.shape[2:].numel() > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in convs)
 
 
 def test_training_with_an_extra_synthetic_set(tmp_path, tiny_config, synth_root):
-    # The tiny set mixed with itself: the path through build_datasets, class counts and the sampler.
-    result = train(tiny_config(f"data.extra_train_root={synth_root}", "data.extra_train_share=0.5"), tmp_path)
+    """The tiny set mixed with itself at share 0.5: the epoch holds as many extra clips as
+    primary ones, and the batches trained on include extra clips."""
+    from thermal_action.data.dataset import MixedClipDataset
+
+    probe = _LoopProbe()
+    result = train(tiny_config(f"data.extra_train_root={synth_root}", "data.extra_train_share=0.5"), tmp_path,
+                   callbacks=[probe])
     assert result.global_step == 2 and result.best_checkpoint.is_file()
+    assert isinstance(probe.dataset, MixedClipDataset)
+    n = len(probe.dataset.primary)
+    assert probe.dataset.extra_per_epoch == n and len(probe.sampler) == 2 * n
+    assert any(i >= n for i in probe.trained_indices) and any(i < n for i in probe.trained_indices)
 
 
 def test_training_generates_its_synthetic_rooms_in_the_run_directory(tmp_path, tiny_config):
     from thermal_action.config import load_config
+    from thermal_action.data.dataset import MixedClipDataset
     from thermal_action.models.checkpoint import read_checkpoint_info
 
+    probe = _LoopProbe()
     cfg = tiny_config("data.synthetic_recordings=1", "data.synthetic_frames=60", "data.extra_train_share=0.5")
-    result = train(cfg, tmp_path / "run")
+    result = train(cfg, tmp_path / "run", callbacks=[probe])
     assert result.global_step == 2 and result.best_checkpoint.is_file()
     assert sorted(p.name for p in (tmp_path / "run" / "synthetic" / "frames").glob("*.h5")) == ["SYN00_R1.h5"]
+    # The generated room is what the training loop mixes in.
+    assert isinstance(probe.dataset, MixedClipDataset)
+    assert {k.sensor_id for k in probe.dataset.extra.keyframes} == {"SYN00_R1"}
+    assert probe.dataset.extra_per_epoch > 0
     # The saved config asks for the same rooms again (not for the generated folder).
     saved = load_config(tmp_path / "run" / "config.yaml")
     assert saved.data.synthetic_recordings == 1 and saved.data.extra_train_root == ""
@@ -323,29 +365,49 @@ class _TornWrite(Exception):
     pass
 
 
-def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, tmp_path):
-    from types import SimpleNamespace
+def test_an_interrupted_checkpoint_save_leaves_the_old_file_intact(trained_run, tmp_path, monkeypatch):
+    from lightning.fabric.plugins import TorchCheckpointIO
 
-    from thermal_action.training.train import RunCheckpoint
+    from thermal_action.training.train import AtomicCheckpointIO
 
     run = _copy_run(trained_run.run_dir, tmp_path / "run")
     last = run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
 
-    def save_checkpoint(filepath, weights_only=False):
+    def torn_save(self, checkpoint, path, storage_options=None):
         # The process dies half-way through writing the new checkpoint.
-        with open(filepath, "wb") as f:
+        with open(path, "wb") as f:
             f.write(before[: len(before) // 3])
         raise _TornWrite()
 
-    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, global_step=99, is_global_zero=True, loggers=[])
-    cb = RunCheckpoint(dirpath=run / "checkpoints", filename="best", save_last=True)
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", torn_save)
     with pytest.raises(_TornWrite):
-        cb._save_checkpoint(trainer, str(last))
+        AtomicCheckpointIO().save_checkpoint({"global_step": 99}, last)
     assert last.read_bytes() == before
     assert torch.load(last, weights_only=True)["global_step"] == trained_run.global_step
     # The torn temporary file is not a checkpoint name that --resume or the run-directory check would pick up.
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "last.ckpt.tmp"]
+
+
+def test_the_trainer_overrides_no_private_lightning_method():
+    """Lightning's private methods change between releases without notice: the run's callbacks
+    and checkpoint writer extend only its public hooks."""
+    from lightning.fabric.plugins import TorchCheckpointIO
+    from lightning.pytorch.callbacks import Checkpoint
+
+    from thermal_action.training import train as train_module
+    from thermal_action.training.datamodule import SetDatasetEpoch, ThermalDataModule
+    from thermal_action.training.system import ActionDetectionSystem
+
+    for cls, base in ((train_module.AtomicCheckpointIO, TorchCheckpointIO), (train_module.LastCheckpoint, Checkpoint),
+                      (train_module.ValidationSummary, L.Callback), (train_module.ProgressBar, L.Callback),
+                      (ActionDetectionSystem, L.LightningModule), (ThermalDataModule, L.LightningDataModule),
+                      (SetDatasetEpoch, L.Callback)):
+        assert issubclass(cls, base)
+        inherited = {name for klass in cls.__mro__[1:] for name in vars(klass)}
+        private = {name for name in vars(cls) if name.startswith("_") and not name.startswith("__")
+                   and name in inherited and name != "_abc_impl"}  # _abc_impl: set by ABCMeta on every subclass
+        assert private == set(), f"{cls.__name__} overrides Lightning's private {sorted(private)}"
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.errors import DatasetError
+from thermal_action.errors import DatasetError, RecordingNotFoundError
 from thermal_action.data.packets import realign_packed_frames
 from thermal_action.structures import (
     DEFAULT_VALID_RANGE,
@@ -280,11 +280,6 @@ def repair_frames(
         for i in range(n):
             x[i][dead] = np.median(x[i][live])
     return x, stats
-
-
-class RecordingNotFoundError(DatasetError, FileNotFoundError):
-    """A recording path that does not exist, or a folder without ``.h5`` files (a
-    :class:`~thermal_action.errors.DatasetError` that is also a ``FileNotFoundError``)."""
 
 
 def find_recordings(paths: Iterable[str | Path]) -> list[Path]:

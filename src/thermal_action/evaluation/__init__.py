@@ -18,25 +18,22 @@ from thermal_action.evaluation.io import (
     make_prediction_records,
     read_metrics,
     read_predictions,
-    to_jsonable,
     write_evaluation,
     write_predictions,
 )
-from thermal_action.evaluation.metrics import (
+from thermal_action.evaluation.frame_ap import (
     FrameAPResult,
     GroundTruthFrame,
     PRCurve,
-    as_ground_truth,
     average_precision,
-    check_prediction,
-    choose_fall_threshold,
     class_report,
-    compute_metrics,
     confusion_matrix,
     frame_ap_per_class,
     match_boxes,
     precision_recall_envelope,
 )
+from thermal_action.evaluation.metrics import choose_fall_threshold, compute_metrics
+from thermal_action.evaluation.records import as_ground_truth, check_prediction
 
 __all__ = [
     "choose_fall_threshold",
@@ -62,7 +59,6 @@ __all__ = [
     "read_detections_file",
     "read_metrics",
     "read_predictions",
-    "to_jsonable",
     "write_evaluation",
     "write_predictions",
 ]

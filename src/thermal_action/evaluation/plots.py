@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from thermal_action.evaluation.metrics import PRCurve
+from thermal_action.evaluation.frame_ap import PRCurve
 
 
 def _new_figure(width: float, height: float):

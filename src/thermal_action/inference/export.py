@@ -61,6 +61,7 @@ from thermal_action.inference.onnx_file import (
     input_names,
     session_feeds,
 )
+from thermal_action.errors import ExportError
 from thermal_action.progress import Progress
 from thermal_action.structures import MODEL_ZONE_KINDS, ZONE_FEATURE_NAMES, RoomInputs, pack_pathways
 
@@ -69,8 +70,6 @@ logger = logging.getLogger(__name__)
 _DYNAMIC_AXIS = {"slow": "B", "fast": "B", "rois": "R", "zone_masks": "B", "zone_features": "R"}
 
 
-class ExportError(RuntimeError):
-    """An export that failed or does not reproduce PyTorch."""
 
 
 class _Exportable(nn.Module):

@@ -3,8 +3,7 @@
 The rest of ``predict`` lives beside it: backends in :mod:`.backends`, person boxes in
 :mod:`.boxes`, the result record and its files in :mod:`.outputs`, the run over
 recordings in :mod:`.recordings`, and detections files in
-:mod:`thermal_action.evaluation.detections` (``evaluate`` reads them too). Their names
-stay importable from here.
+:mod:`thermal_action.evaluation.detections` (``evaluate`` reads them too).
 
 The preprocessing and the batching are numpy; this module imports no torch, so a
 predictor on an exported ``.onnx`` runs where only ONNX Runtime is installed. A
@@ -13,7 +12,6 @@ checkpoint (``.ckpt``) brings PyTorch in through its backend.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,9 +271,6 @@ class Predictor:
         return self.predict_clips([ClipRequest(frames_window, k, boxes_xyxy, layout=layout)])[0]
 
 
-
-# Names that lived here before the split: importable from here as before, without
-# importing the modules that import this one (recordings) at import time.
 def _onnx_alert_rule(meta: dict[str, Any]) -> AlertRule:
     """The rule an exported model carries (files from before rules: their threshold)."""
     if meta.get("alert_rule") is not None:
@@ -283,30 +278,3 @@ def _onnx_alert_rule(meta: dict[str, Any]) -> AlertRule:
     if meta.get("fall_threshold") is not None:
         return AlertRule(threshold=float(meta["fall_threshold"]))
     return AlertRule()
-
-
-_MOVED = {
-    "Prediction": "thermal_action.inference.outputs",
-    "write_predictions_csv": "thermal_action.inference.outputs",
-    "read_predictions_file": "thermal_action.inference.outputs",
-    "BOX_SOURCES": "thermal_action.inference.boxes",
-    "FrameBoxes": "thermal_action.inference.boxes",
-    "PersonBoxes": "thermal_action.inference.boxes",
-    "track_detections": "thermal_action.inference.boxes",
-    "boxes_from_detector": "thermal_action.inference.boxes",
-    "boxes_from_annotations": "thermal_action.inference.boxes",
-    "boxes_from_detections": "thermal_action.inference.boxes",
-    "resolve_boxes": "thermal_action.inference.boxes",
-    "RawDetection": "thermal_action.evaluation.detections",
-    "DetectionsFile": "thermal_action.evaluation.detections",
-    "read_detections_file": "thermal_action.evaluation.detections",
-    "predict_recording": "thermal_action.inference.recordings",
-    "predict_recordings": "thermal_action.inference.recordings",
-    "PredictRun": "thermal_action.inference.recordings",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -225,8 +225,8 @@ class FuseFastToSlow(nn.Module):
         zero padding ``k // 2``: output frame ``t`` sees input frames
         ``alpha * t - k // 2 + j``, ``j < k``. Written out because oneDNN's bf16 kernel for
         this conv (temporal stride larger than the kernel, e.g. kernel 5 / stride 8 with
-        128 -> 256 channels) corrupts the heap on this CPU (PyTorch 2.13); the gather plus
-        a 1x1x1 conv is also no slower.
+        128 -> 256 channels) corrupted the heap (docs/benchmarks.md, "Behind the CPU code
+        paths"); the gather plus a 1x1x1 conv is also no slower.
         """
         weight = self.conv_f2s.weight  # (Co, Cf, k, 1, 1)
         k = weight.shape[2]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
+from dataclasses import replace
 
 from thermal_action.config import ModelConfig
 from thermal_action.models.ops.cpu_workarounds import cap_onednn_isa
@@ -45,8 +45,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
         if cfg.pretrained:
             raise ValueError("model.ensemble > 1 with model.pretrained is not supported: train one model from "
                              "the pretrained weights, or an ensemble from scratch")
-        single = copy.copy(cfg)
-        single.ensemble = 1
+        single = replace(cfg, ensemble=1)
         return EnsembleDetector([build_model(single, num_classes) for _ in range(cfg.ensemble)])
     if cfg.tube_size < 0:
         raise ValueError(f"model.tube_size must be >= 0 (0 = whole frame), got {cfg.tube_size}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +227,7 @@ def load_checkpoint(checkpoint_path: str | Path, device: str | torch.device = "c
     path = Path(checkpoint_path)
     ckpt = _load(path, data)
     info = _info(path, ckpt)
-    build_cfg = copy.deepcopy(info.config.model)
-    build_cfg.pretrained = ""
-    model = build_model(build_cfg, len(info.class_names))
+    model = build_model(replace(info.config.model, pretrained=""), len(info.class_names))
     state = detector_state_dict(ckpt["state_dict"])
     try:
         model.load_state_dict(state, strict=True)

@@ -3,16 +3,18 @@
 A few hundred labelled keyframes leave a single small model at the mercy of its random
 initialisation: on the real recordings the same fold's fall AP moved between 0.78 and 0.99
 with the seed alone. Averaging the logits of ``n`` members with different initialisations
-(the classic deep ensemble) removes most of that. Each member gets its own loss in
-training (the model returns ``(n, R, K)`` member logits there, and
-:class:`~thermal_action.training.losses.ActionLoss` averages the members' losses), so
-they do not co-adapt; in eval mode it returns the ``(R, K)`` mean. It is one ``nn.Module``:
+(the classic deep ensemble) removes most of that. The model returns the
+``(R, K)`` mean of the members' logits in training and eval mode alike; training takes
+:meth:`EnsembleDetector.member_logits` (``(n, R, K)``) instead, so each member gets its
+own loss (:class:`~thermal_action.training.losses.ActionLoss` averages the members'
+losses) and they do not co-adapt. It is one ``nn.Module``:
 one checkpoint, one ONNX graph, the same predictor and streaming code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,7 +93,7 @@ class EnsembleDetector(nn.Module):
         for m in self.members:
             m.unfreeze_backbone()
 
-    def forward(
+    def member_logits(
         self,
         slow: torch.Tensor,
         fast: torch.Tensor,
@@ -101,8 +103,12 @@ class EnsembleDetector(nn.Module):
         zone_masks: torch.Tensor | None = None,
         zone_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(n, R, K)`` member logits in training mode, their ``(R, K)`` mean in eval mode
-        (arguments as :meth:`ActionDetector.forward`)."""
-        logits = torch.stack([m(slow, fast, rois, clip_keys, object_rois, zone_masks, zone_features)
-                              for m in self.members])
-        return logits if self.training else logits.mean(dim=0)
+        """``(n, R, K)``: each member's logits (arguments as :meth:`ActionDetector.forward`);
+        training gives each member its own loss on these."""
+        return torch.stack([m(slow, fast, rois, clip_keys, object_rois, zone_masks, zone_features)
+                            for m in self.members])
+
+    def forward(self, *inputs: Any, **named: Any) -> torch.Tensor:
+        """``(R, K)``: the mean of :meth:`member_logits` (arguments as
+        :meth:`ActionDetector.forward`), in training and eval mode alike."""
+        return self.member_logits(*inputs, **named).mean(dim=0)

@@ -9,7 +9,7 @@
 
 Spatial max-pooling follows AlphAction. Dropout is not in place: an in-place dropout
 on the second ReLU's output (which ReLU's backward needs) is what crashed the earlier
-implementation on PyTorch 2.x. The head returns logits; losses and sigmoid/softmax live
+implementation. The head returns logits; losses and sigmoid/softmax live
 with training and evaluation.
 """
 

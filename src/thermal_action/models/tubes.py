@@ -166,8 +166,8 @@ class PersonTubeDetector(ActionDetector):
         (RoIAlign's samples and edge rules are mirror-symmetric; equal up to float
         rounding, tested). The tubes are cut once, transformed ``n`` ways and classified in
         one backbone pass: eval-mode BatchNorm treats every tube on its own, so this gives
-        the logits of ``n`` separate passes, for one pass's per-operator overhead (a tested
-        2-3x less time on ``cpu_default``'s 8-way augmentation). The zone-mask channels of a
+        the logits of ``n`` separate passes, for one pass's per-operator overhead (the time
+        it saves: docs/model.md, "CPU convolutions"). The zone-mask channels of a
         tube turn with its frames; the zone features are the same in every view.
         """
         r = rois.shape[0]

@@ -21,9 +21,9 @@ ones need 4x upsampling (160x240) before a person spans more than one cell. The
 compact ones reach stride 4 as stem conv (5x5, stride 2, no max-pool) x res3 (stride
 2); res4 and res5 keep stride 1 with dilation 2, the published detectors' trick for
 res5. Putting the first stride in the stem rather than in res3/res4 keeps the thin
-full-resolution layers (4-16 channels over 32 frames) out of the network: at 40x60 a
-training step of ``slowfast_tiny`` took 111 ms (fp32) instead of 245 ms with a stride-1
-stem and strides in res3/res4, for the same output stride (one thread). Slow/fast
+full-resolution layers (4-16 channels over 32 frames) out of the network, which more
+than halves a 40x60 training step of ``slowfast_tiny`` against a stride-1 stem with
+strides in res3/res4, for the same output stride (docs/model.md). Slow/fast
 channel ratio 4 (not 8) so the fast pathway keeps 4-6 stem channels; alpha 8 as the
 4x16 models (32 fast frames -> 4 slow frames).
 

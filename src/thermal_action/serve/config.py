@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thermal_action.alert_rule import AlertOverrides
-from thermal_action.config import ConfigError, load_config, ranged
+from thermal_action.config import load_config, ranged
+from thermal_action.errors import ConfigError
 from thermal_action.serve.protocol import MQTT_FRAMES_TOPIC, IngestLimits
 from thermal_action.structures import PREDICTION
 

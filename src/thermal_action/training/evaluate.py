@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from thermal_action.config import ConfigError, config_from_dict, config_to_dict
+from thermal_action.config import config_from_dict, config_to_dict, replace_values
+from thermal_action.errors import ConfigError
 from thermal_action.progress import Progress
 from thermal_action.structures import Batch
 from thermal_action.training.losses import logits_to_scores
@@ -184,15 +185,14 @@ def evaluate_checkpoint(
 
     loaded = load_checkpoint(checkpoint, device=device)
     model, cfg, class_names, info = loaded.model, loaded.config, loaded.class_names, loaded.info
-    cfg = _apply_overrides(cfg, overrides)
-    cfg.data.root = str(data_root)
+    cfg = replace_values(_apply_overrides(cfg, overrides), {"data.root": str(data_root)})
     rooms_given = any(o.split("=", 1)[0].strip() == "data.rooms" for o in overrides or [])
     if cfg.data.rooms and not rooms_given and not annotation_path(cfg.data, cfg.data.rooms).is_file():
         # The training run's rooms file, relative to its own data.root: not an error here, where
         # nobody named it; a rooms file given to this evaluation (data.rooms=...) must exist.
         log.warning("the checkpoint's data.rooms %r is not found under %s: evaluating without it (pass "
                     "--rooms / data.rooms=... to give one)", cfg.data.rooms, data_root)
-        cfg.data.rooms = ""
+        cfg = replace_values(cfg, {"data.rooms": ""})
     boxes_override = None
     if detections is None and cfg.eval.detections:
         detections = cfg.eval.detections

@@ -24,7 +24,6 @@ pretrains on its own training recordings only) and quoted in docs/pretrained.md.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thermal_action.config import Config, config_from_dict, config_to_dict, save_config
+from thermal_action.config import Config, config_from_dict, config_to_dict, replace_values, save_config
 from thermal_action.data.dataset import build_clip_builder
 from thermal_action.data.hdf5 import find_recordings, read_recording
 from thermal_action.data.transforms import Augmenter
@@ -205,8 +204,7 @@ def pretrain(cfg: Config, recordings: Sequence[str | Path], out_dir: str | Path)
         # One backbone is pretrained; an ensemble cannot start from it (models/build.py).
         logger.info("model.ensemble=%d: pretraining one model; fine-tune it with model.ensemble=1 "
                     "model.pretrained=<weights>", cfg.model.ensemble)
-        cfg = copy.deepcopy(cfg)
-        cfg.model.ensemble = 1
+        cfg = replace_values(cfg, {"model.ensemble": 1})
     # The config's declared ranges (batch_size >= 2, epochs >= 1, ...), also for a Config built in code.
     config_from_dict(config_to_dict(cfg))
     out = Path(out_dir)

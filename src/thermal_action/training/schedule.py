@@ -70,6 +70,54 @@ class LrSchedule:
         return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The epoch-based schedule of a run (``optim.*``), turned into steps once the number of
+    optimiser steps is known (:meth:`for_steps`).
+
+    Attributes:
+        epochs: epochs of the run.
+        kind: ``"cosine"``, ``"step"`` or ``"constant"``.
+        warmup_epochs: warm-up length in (fractional) epochs.
+        warmup_start_factor, min_factor, gamma: see :class:`LrSchedule`.
+        milestone_epochs: ``"step"`` decay epochs.
+    """
+
+    epochs: int = 10
+    kind: str = "cosine"
+    warmup_epochs: float = 1.0
+    warmup_start_factor: float = 0.01
+    min_factor: float = 0.0
+    milestone_epochs: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+    def for_steps(self, total_steps: int) -> LrSchedule:
+        """The :class:`LrSchedule` of a run of ``total_steps`` optimiser steps."""
+        return build_schedule(total_steps, self.epochs, self.kind, self.warmup_epochs, self.warmup_start_factor,
+                              self.min_factor, self.milestone_epochs, self.gamma)
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The optimiser of a run (``optim.*``); :meth:`build` makes it for a model.
+
+    Attributes:
+        name: ``"adamw"`` or ``"sgd"``.
+        lr: peak learning rate.
+        weight_decay: decoupled (AdamW) or L2 (SGD), never on norm weights and biases.
+        momentum: SGD only.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """:func:`build_optimizer` over ``model``'s trainable parameters."""
+        return build_optimizer(model, self.name, self.lr, self.weight_decay, self.momentum)
+
+
 def build_schedule(
     total_steps: int,
     epochs: int,

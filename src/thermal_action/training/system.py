@@ -29,8 +29,8 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightning as L
@@ -40,6 +40,7 @@ from torch import nn
 from thermal_action.alert_rule import AlertOverrides, AlertRule, resolve_alert_rule
 from thermal_action.structures import Batch
 from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
+from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.training.losses import ActionLoss, logits_to_scores
 from thermal_action.training.records import (
     batch_clip_keys,
@@ -48,7 +49,7 @@ from thermal_action.training.records import (
     gather_feature_bank,
     merge_records_by_image,
 )
-from thermal_action.training.schedule import build_optimizer, build_schedule
+from thermal_action.training.schedule import OptimizerSettings, ScheduleSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,40 @@ VAL_METRICS = {
 }
 
 
+@dataclass(frozen=True)
+class ValidationSettings:
+    """How validation scores an epoch and calibrates the fall alarm (``eval.*``).
+
+    Attributes:
+        iou_threshold: frame-mAP matching threshold.
+        fall_class: the class whose alarm is calibrated and reported.
+        fall_threshold: the user's fall threshold; None calibrates one on every validation epoch.
+        fall_target_recall: the recall the calibrated threshold aims for.
+    """
+
+    iou_threshold: float = 0.5
+    fall_class: str = "lying down-lying with risk"
+    fall_threshold: float | None = None
+    fall_target_recall: float = 0.95
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What every checkpoint carries about the run besides the weights.
+
+    Attributes:
+        config: the resolved config as a plain dict.
+        frame_size: ``(H, W)`` of the training recordings (prediction refuses frames of
+            another size unless asked to take them); None: several sizes, or unknown.
+        validation_overlaps_training: the recordings and keyframes the validation set
+            shares with the training set (its numbers are optimistic); None: not checked.
+    """
+
+    config: dict[str, Any] = field(default_factory=dict)
+    frame_size: tuple[int, int] | None = None
+    validation_overlaps_training: dict[str, list[str]] | None = None
+
+
 class ActionDetectionSystem(L.LightningModule):
     """Trains an ``ActionDetector`` on box-level action labels.
 
@@ -76,17 +111,12 @@ class ActionDetectionSystem(L.LightningModule):
         class_names: K names in category-id order.
         ground_truth: validation keyframes (``image_id``, ``boxes_cxcywh_norm``,
             ``labels``) for the metrics; ``None`` skips metrics (loss only).
-        optimizer, lr, weight_decay, momentum: see :func:`build_optimizer`.
-        epochs, schedule, warmup_epochs, warmup_start_factor, min_lr_factor,
-            step_milestones, step_gamma: see :func:`build_schedule`.
+        optimizer: the optimiser (:class:`OptimizerSettings`).
+        schedule: the learning-rate schedule in epochs (:class:`ScheduleSettings`).
+        validation: metrics and fall-alarm calibration (:class:`ValidationSettings`).
         freeze_backbone_epochs: epochs (from 0) during which the backbone is not updated.
-        iou_threshold, fall_class, fall_threshold: evaluation settings.
         channels_last: run the 3D convolutions in channels-last-3d memory format.
-        run_config: the resolved config as a plain dict, stored in every checkpoint.
-        frame_size: ``(H, W)`` of the training recordings, stored in every checkpoint
-            (prediction refuses frames of another size unless asked to take them).
-        validation_overlaps_training: the recordings and keyframes the validation set
-            shares with the training set (its numbers are optimistic), stored in every checkpoint.
+        run: what every checkpoint records about the run (:class:`RunRecord`).
     """
 
     def __init__(
@@ -96,60 +126,33 @@ class ActionDetectionSystem(L.LightningModule):
         class_names: Sequence[str],
         ground_truth: Sequence[Any] | None = None,
         *,
-        optimizer: str = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        momentum: float = 0.9,
-        epochs: int = 10,
-        schedule: str = "cosine",
-        warmup_epochs: float = 1.0,
-        warmup_start_factor: float = 0.01,
-        min_lr_factor: float = 0.0,
-        step_milestones: Sequence[int] = (),
-        step_gamma: float = 0.1,
+        optimizer: OptimizerSettings = OptimizerSettings(),
+        schedule: ScheduleSettings = ScheduleSettings(),
+        validation: ValidationSettings = ValidationSettings(),
         freeze_backbone_epochs: int = 0,
-        iou_threshold: float = 0.5,
-        fall_class: str = "lying down-lying with risk",
-        fall_threshold: float | None = None,
-        fall_target_recall: float = 0.95,
         channels_last: bool = False,
-        run_config: dict[str, Any] | None = None,
-        frame_size: tuple[int, int] | None = None,
-        validation_overlaps_training: dict[str, list[str]] | None = None,
+        run: RunRecord = RunRecord(),
     ):
         super().__init__()
         self.model = model
         self.loss = loss
         self.class_names = list(class_names)
         self.ground_truth = list(ground_truth) if ground_truth is not None else None
-        self.optim_args = dict(name=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
-        self.schedule_args = dict(
-            epochs=epochs,
-            kind=schedule,
-            warmup_epochs=warmup_epochs,
-            warmup_start_factor=warmup_start_factor,
-            min_factor=min_lr_factor,
-            milestone_epochs=tuple(step_milestones),
-            gamma=step_gamma,
-        )
+        self.optimizer_settings = optimizer
+        self.schedule_settings = schedule
+        self.validation = validation
         self.freeze_backbone_epochs = int(freeze_backbone_epochs)
         if self.freeze_backbone_epochs > 0 and not hasattr(model, "backbone"):
             raise ValueError("freeze_backbone_epochs > 0 needs a model with a .backbone")
-        self.eval_args = dict(iou_threshold=iou_threshold, fall_class=fall_class)
-        #: The user's fall threshold (None: calibrate one on every validation epoch).
-        self.fall_threshold = fall_threshold
-        self.fall_target_recall = float(fall_target_recall)
         #: The fall operating threshold chosen on the latest validation epoch (stored in checkpoints).
         self.fall_calibration: dict[str, Any] | None = None
         #: The fall alert rule these weights come with (stored in checkpoints): the user's
         #: threshold, else the one calibrated on the latest validation epoch.
-        self.alert_rule = self._alert_rule(fall_class, None)
+        self.alert_rule = self._alert_rule(None)
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last_3d)
-        self.run_config = run_config or {}
-        self.frame_size = tuple(frame_size) if frame_size is not None else None
-        self.validation_overlaps_training = validation_overlaps_training
+        self.run = run
         self.score_activation = "sigmoid" if loss.kind == "sigmoid" else "softmax"
         # Per validation epoch: {image_id: records} on this rank.
         self._val_records: dict[str, list[dict]] = {}
@@ -166,12 +169,22 @@ class ActionDetectionSystem(L.LightningModule):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch) -> torch.Tensor:
         """``(R, K)`` logits for the boxes of ``batch``."""
+        return self._apply_model(self.model, batch)
+
+    def training_logits(self, batch: Batch) -> torch.Tensor:
+        """The logits training takes its loss on: ``(R, K)``, or ``(n, R, K)`` for an
+        ensemble of ``n`` members, so that each member gets its own loss."""
+        if isinstance(self.model, EnsembleDetector):
+            return self._apply_model(self.model.member_logits, batch)
+        return self(batch)
+
+    def _apply_model(self, model: Callable[..., torch.Tensor], batch: Batch) -> torch.Tensor:
         slow, fast = batch.slow, batch.fast
         if self.channels_last:
             slow = slow.contiguous(memory_format=torch.channels_last_3d)
             fast = fast.contiguous(memory_format=torch.channels_last_3d)
-        return self.model(slow, fast, batch.rois, clip_keys=batch_clip_keys(batch), zone_masks=batch.zone_masks,
-                          zone_features=batch.zone_features)
+        return model(slow, fast, batch.rois, clip_keys=batch_clip_keys(batch), zone_masks=batch.zone_masks,
+                     zone_features=batch.zone_features)
 
     # ------------------------------------------------------------------ training
     def _backbone_frozen(self) -> bool:
@@ -195,7 +208,7 @@ class ActionDetectionSystem(L.LightningModule):
                     m.eval()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        logits = self(batch)  # (R, K)
+        logits = self.training_logits(batch)  # (R, K), or (n, R, K) for an ensemble
         loss = self.loss(logits, batch.labels)
         # sync_dist: the epoch mean over all ranks (one scalar all-reduce per step).
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch.num_clips,
@@ -293,13 +306,13 @@ class ActionDetectionSystem(L.LightningModule):
             parts = [self._val_records]
         return merge_records_by_image(parts)
 
-    def _alert_rule(self, fall_class: str, calibration: dict[str, Any] | None) -> AlertRule:
+    def _alert_rule(self, calibration: dict[str, Any] | None) -> AlertRule:
         """The rule of the user's threshold, else of the calibrated one, else the default rule's."""
-        rule = AlertRule(fall_class=fall_class)
+        rule = AlertRule(fall_class=self.validation.fall_class)
         if calibration is not None and calibration.get("threshold") is not None:
             # A softmax score can underflow to 0 in float32; a rule's threshold must be > 0.
             rule = replace(rule, threshold=max(float(calibration["threshold"]), MIN_CALIBRATED_THRESHOLD))
-        return resolve_alert_rule(rule, AlertOverrides(threshold=self.fall_threshold))
+        return resolve_alert_rule(rule, AlertOverrides(threshold=self.validation.fall_threshold))
 
     def on_validation_epoch_end(self) -> None:
         from thermal_action.evaluation import choose_fall_threshold, compute_metrics
@@ -311,11 +324,12 @@ class ActionDetectionSystem(L.LightningModule):
         # Validation classifies the annotated boxes, so every keyframe that was run and
         # has boxes has predictions: scoring only predicted keyframes is exact for a full
         # pass and right for a partial one (sanity check, limit_val_batches).
+        v = self.validation
         calibration = choose_fall_threshold(
-            records, self.ground_truth, self.class_names, target_recall=self.fall_target_recall,
-            restrict_to_predicted_images=True, **self.eval_args,
+            records, self.ground_truth, self.class_names, target_recall=v.fall_target_recall,
+            restrict_to_predicted_images=True, iou_threshold=v.iou_threshold, fall_class=v.fall_class,
         )
-        rule = self._alert_rule(self.eval_args["fall_class"], calibration)
+        rule = self._alert_rule(calibration)
         if not self.trainer.sanity_checking:
             self.fall_calibration = calibration
             self.alert_rule = rule
@@ -325,7 +339,8 @@ class ActionDetectionSystem(L.LightningModule):
             self.class_names,
             restrict_to_predicted_images=True,
             fall_threshold=rule.threshold,
-            **self.eval_args,
+            iou_threshold=v.iou_threshold,
+            fall_class=v.fall_class,
         )
         self.last_val_metrics = metrics
         for key, name in VAL_METRICS.items():
@@ -338,11 +353,11 @@ class ActionDetectionSystem(L.LightningModule):
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        opt = build_optimizer(self.model, **self.optim_args)
-        schedule = build_schedule(total_steps=self.trainer.estimated_stepping_batches, **self.schedule_args)
+        opt = self.optimizer_settings.build(self.model)
+        schedule = self.schedule_settings.for_steps(self.trainer.estimated_stepping_batches)
         log.info(
             "optimiser %s lr %.3g, %s schedule over %d steps (%d warm-up)",
-            self.optim_args["name"], self.optim_args["lr"], schedule.kind, schedule.total_steps,
+            self.optimizer_settings.name, self.optimizer_settings.lr, schedule.kind, schedule.total_steps,
             schedule.warmup_steps,
         )
         # A plain function, not the schedule object: LambdaLR then keeps it out of the
@@ -352,12 +367,12 @@ class ActionDetectionSystem(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run_config, self.class_names, self.score_activation,
+        checkpoint[CHECKPOINT_KEY] = checkpoint_extras(self.run.config, self.class_names, self.score_activation,
                                                        self.fall_calibration, alert_rule=self.alert_rule,
-                                                       frame_size=self.frame_size,
-                                                       validation_overlaps_training=self.validation_overlaps_training)
+                                                       frame_size=self.run.frame_size,
+                                                       validation_overlaps_training=self.run.validation_overlaps_training)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extras = checkpoint.get(CHECKPOINT_KEY) or {}
         self.fall_calibration = extras.get("fall_calibration")
-        self.alert_rule = self._alert_rule(self.eval_args["fall_class"], self.fall_calibration)
+        self.alert_rule = self._alert_rule(self.fall_calibration)

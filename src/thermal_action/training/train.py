@@ -26,23 +26,24 @@ it reads the ranks from the environment instead.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import math
 import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgressBar
 
 from thermal_action.config import Config, config_to_dict, save_config
+from thermal_action.errors import CheckpointDamagedError
+from thermal_action.jsonable import to_jsonable
 from thermal_action.models.ops.cpu_workarounds import reuse_freed_memory
 from thermal_action.training.datamodule import (
     SetDatasetEpoch,
@@ -56,7 +57,8 @@ from thermal_action.training.datamodule import (
 )
 from thermal_action.training.losses import ActionLoss, class_weights_from_counts, group_target_matrix
 from thermal_action.training.precision import PrecisionChoice, resolve_precision
-from thermal_action.training.system import ActionDetectionSystem
+from thermal_action.training.schedule import OptimizerSettings, ScheduleSettings
+from thermal_action.training.system import ActionDetectionSystem, RunRecord, ValidationSettings
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +183,6 @@ def _final_val_map(summary: Path) -> float | None:
     return json.loads(lines[-1]).get("mAP") if lines else None
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 class ValidationSummary(L.Callback):
     """Appends one JSON line per validation epoch to ``val_summary.jsonl`` and logs it.
 
@@ -217,8 +211,8 @@ class ValidationSummary(L.Callback):
         row = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
-            "train_loss": _jsonable(pl_module.epoch_train_loss()),
-            "val_loss": _jsonable(m.get("val/loss")),
+            "train_loss": to_jsonable(pl_module.epoch_train_loss()),
+            "val_loss": to_jsonable(m.get("val/loss")),
             "mAP": metrics.get("frame_map"),
             "top1": metrics.get("top1_accuracy"),
             "macro_f1": metrics.get("macro_f1"),
@@ -227,9 +221,9 @@ class ValidationSummary(L.Callback):
             "fall_ap": metrics.get("fall_ap"),
             "fall_threshold": (metrics.get("fall") or {}).get("threshold"),
             "fall_boxes": (metrics.get("fall") or {}).get("support"),
-            "validation_overlaps_training": getattr(pl_module, "validation_overlaps_training", None),
+            "validation_overlaps_training": pl_module.run.validation_overlaps_training,
             "lr": lr,
-            "clips_per_s": _jsonable(pl_module.epoch_clips_per_s()),
+            "clips_per_s": to_jsonable(pl_module.epoch_clips_per_s()),
             "time": round(time.perf_counter() - self._start, 2),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,9 +264,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
     from thermal_action.models import build_model
 
     o = cfg.optim
-    model_cfg = copy.deepcopy(cfg.model)
-    if not load_pretrained:
-        model_cfg.pretrained = ""
+    model_cfg = cfg.model if load_pretrained else replace(cfg.model, pretrained="")
     model = build_model(model_cfg, len(class_names))
     freeze_epochs = o.freeze_backbone_epochs
     if freeze_epochs > 0 and not cfg.model.pretrained:
@@ -292,26 +284,17 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
         loss,
         class_names,
         ground_truth,
-        optimizer=o.optimizer,
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        momentum=o.momentum,
-        epochs=o.epochs,
-        schedule=o.schedule,
-        warmup_epochs=o.warmup_epochs,
-        warmup_start_factor=o.warmup_start_factor,
-        min_lr_factor=o.min_lr_factor,
-        step_milestones=o.step_milestones,
-        step_gamma=o.step_gamma,
+        optimizer=OptimizerSettings(name=o.optimizer, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum),
+        schedule=ScheduleSettings(epochs=o.epochs, kind=o.schedule, warmup_epochs=o.warmup_epochs,
+                                  warmup_start_factor=o.warmup_start_factor, min_factor=o.min_lr_factor,
+                                  milestone_epochs=tuple(o.step_milestones), gamma=o.step_gamma),
+        validation=ValidationSettings(iou_threshold=cfg.eval.iou_threshold, fall_class=cfg.eval.fall_class,
+                                      fall_threshold=cfg.eval.fall_threshold,
+                                      fall_target_recall=cfg.eval.fall_target_recall),
         freeze_backbone_epochs=freeze_epochs,
-        iou_threshold=cfg.eval.iou_threshold,
-        fall_class=cfg.eval.fall_class,
-        fall_threshold=cfg.eval.fall_threshold,
-        fall_target_recall=cfg.eval.fall_target_recall,
         channels_last=cfg.trainer.channels_last,
-        run_config=config_to_dict(cfg),
-        frame_size=frame_size,
-        validation_overlaps_training=validation_overlap,
+        run=RunRecord(config=config_to_dict(cfg), frame_size=frame_size,
+                      validation_overlaps_training=validation_overlap),
     )
 
 
@@ -364,10 +347,6 @@ def _append_run_info(path: Path, precision: PrecisionChoice, resumed: bool) -> N
         f.write(json.dumps(row) + "\n")
 
 
-class CheckpointDamagedError(ValueError):
-    """``--resume`` found a ``last.ckpt`` that cannot be read (the message says what to do)."""
-
-
 class ProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar (loss, clips/s) without the logger's version number."""
 
@@ -377,45 +356,44 @@ class ProgressBar(TQDMProgressBar):
         return items
 
 
-class RunCheckpoint(ModelCheckpoint):
-    """``best.ckpt`` by validation frame-mAP and a ``last.ckpt`` of *every* validated epoch.
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes every checkpoint to ``<name>.tmp`` beside it, then renames it into place, so an
+    interrupted save never leaves a torn ``best.ckpt`` or ``last.ckpt`` (a rename within one
+    directory is atomic; Lightning's own save may stage the file on another filesystem)."""
 
-    Lightning 2.6's ``save_last`` writes ``last`` only in a step where a top-k checkpoint
-    was saved, so after a best epoch that was not the final one ``last.ckpt`` stayed the
-    best epoch and ``--resume`` lost the epochs after it. Every file is written to a
-    temporary name and renamed, so an interrupted save never leaves a torn checkpoint.
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        tmp = f"{path}.tmp"
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt`` at the end of *every* validated epoch (``--resume`` starts there).
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last`` only in a step where a
+    top-k checkpoint was saved, so after a best epoch that was not the final one its
+    ``last.ckpt`` stayed the best epoch and ``--resume`` lost the epochs after it. This
+    callback is a :class:`Checkpoint`, so Lightning runs it after the ``best.ckpt`` callback
+    listed before it, and ``last.ckpt`` carries that callback's updated best score; it writes
+    at the end of the training epoch, as ``ModelCheckpoint`` does, so a resumed run starts
+    the next epoch.
+
+    Args:
+        path: the file (``checkpoints/last.ckpt``).
     """
 
-    _last_written_step = -1
-
-    def _ensure_last(self, trainer: L.Trainer) -> None:
-        from lightning.pytorch.trainer.states import TrainerFn
-
-        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking
-                or trainer.state.fn != TrainerFn.FITTING or self._last_written_step == trainer.global_step):
-            return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._ensure_last(trainer)
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._validated = False
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._ensure_last(trainer)
+        if not trainer.sanity_checking:
+            self._validated = True
 
-    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        super()._save_last_checkpoint(trainer, monitor_candidates)
-        self._last_written_step = trainer.global_step
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        tmp = f"{filepath}.tmp"
-        super()._save_checkpoint(trainer, tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, filepath)
-        self._last_checkpoint_saved = filepath
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._validated and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)
+        self._validated = False
 
 
 #: ``trainer.select_checkpoint`` values.
@@ -443,7 +421,7 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
     _check_select(t.select_checkpoint)
     if t.reuse_freed_memory and precision.device == "cpu":
         reuse_freed_memory()
-    checkpoint = RunCheckpoint(
+    checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints",
         filename="best",
         # "last": best.ckpt follows the newest validated step (Lightning adds "step" to the
@@ -451,12 +429,13 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
         monitor=MONITOR if t.select_checkpoint == "best" else "step",
         mode="max",
         save_top_k=1,
-        save_last=True,
+        save_last=False,
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
     all_callbacks: list[L.Callback] = [
         checkpoint,
+        LastCheckpoint(out_dir / "checkpoints" / "last.ckpt"),
         LearningRateMonitor(logging_interval="step"),
         SetDatasetEpoch(),
         ValidationSummary(out_dir / "val_summary.jsonl"),
@@ -492,6 +471,7 @@ def build_trainer(cfg: Config, out_dir: Path, callbacks: list[L.Callback],
         enable_progress_bar=show_bar,
         enable_model_summary=False,
         callbacks=all_callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=loggers,
         default_root_dir=str(out_dir),
     )
@@ -598,7 +578,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     best = Path(checkpoint_cb.best_model_path) if checkpoint_cb and checkpoint_cb.best_model_path else None
     last = out_dir / "checkpoints" / "last.ckpt"
     best_score = checkpoint_cb.best_model_score if checkpoint_cb else None
-    best_metric = _jsonable(best_score) if best_score is not None else None
+    best_metric = to_jsonable(best_score) if best_score is not None else None
     if cfg.trainer.select_checkpoint == "last":  # the score monitored was the step: report the epoch's mAP
         best_metric = _final_val_map(out_dir / "val_summary.jsonl") if trainer.is_global_zero else None
     return TrainResult(

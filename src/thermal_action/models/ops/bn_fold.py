@@ -57,9 +57,8 @@ def conv_bn(
     """
     # Fusing saves passes over the output, so it pays on large outputs only: on small ones
     # oneDNN's fused kernel is no faster than the plain conv, and folding costs passes over
-    # the weight (its product with the scale and, training, that product's backward). With
-    # every conv folded, an R50 4x16 at 40x60 ran 8% (training) and 15% (inference) slower;
-    # at 256x384 it trains 3-10% faster.
+    # the weight (its product with the scale and, training, that product's backward), so
+    # folding every conv made small-frame models slower (docs/benchmarks.md, "Model cost").
     positions = x.numel() // max(x.shape[1], 1) // (conv.stride[1] * conv.stride[2])
     folded = None
     if (

@@ -3,30 +3,29 @@
 SlowFast's 3D ResNets almost never use a full ``kt x kh x kw`` kernel: the bottleneck's
 ``b`` conv is ``1 x 3 x 3`` (spatial only), its ``a`` conv ``kt x 1 x 1`` (temporal only)
 or ``1 x 1 x 1``, and so are the shortcuts. PyTorch's CPU backends treat all of them as
-general 3D convolutions, and at batch 1 some shapes are very slow: a ``1 x 3 x 3`` conv with
-8 or 64 channels on a 256x384 clip runs at 9-70 GFLOP/s (forward + backward, 2 threads),
-where the same arithmetic as a 2D convolution over the ``N*T`` frames runs at 100-300.
+general 3D convolutions, and at batch 1 some shapes run several times slower than the same
+arithmetic as a 2D convolution over the ``N*T`` frames (the measurements behind every choice
+below: docs/benchmarks.md, "Model cost" and "Behind the CPU code paths").
 
 :func:`conv3d` computes exactly ``F.conv3d`` (same weight tensor, same result up to float
 rounding) and on a CPU picks, by kernel shape and memory format:
 
 - temporal ``kt x 1 x 1`` kernels (no spatial stride or padding) of any batch: a
   ``(N, C, T, H, W)`` tensor is ``(N, C, T, H*W)`` as it is, contiguous or channels-last,
-  so the conv is a ``(kt x 1)`` 2D conv of a free view (2-5x faster than the 3D kernels at
-  batches 1 and 4); on tiny frames next to the channel count (``4 * N*T*H*W < C``, e.g.
+  so the conv is a ``(kt x 1)`` 2D conv of a free view (faster than the 3D kernels at any
+  batch); on tiny frames next to the channel count (``4 * N*T*H*W < C``, e.g.
   res5 of a 40x60 clip: 48 positions, 2048 channels) one matrix product over ``kt`` shifted
   copies (im2col) instead; channels-last ones with at least 256 input channels (the slow
   pathway's res3-5) as one pointwise 2D conv of ``kt`` time-shifted copies stacked as
-  channels (2-3x faster than the ``(kt x 1)`` conv there, measured inside a training step);
+  channels (faster than the ``(kt x 1)`` conv there, in a whole training step);
 - channels-last-3d input (``trainer.channels_last``, the training default): a
   ``(N, C, T, H, W)`` tensor is byte for byte a channels-last ``(N*T, C, H, W)`` batch of
   frames, so a pointwise kernel (strided too) of any batch, and every ``1 x kh x kw``
   kernel of one clip (no temporal stride or padding, dilated ones too), is ``F.conv2d`` on
-  a free view. Not a matrix product: oneDNN's 1x1 2D conv trains 1.5-2.5x faster than
-  ``F.linear`` on the AMD EPYC (Zen 5) measured, whose MKL sgemm reaches 220 GFLOP/s on
-  2 threads against oneDNN's 400-590, and 2-5x faster than oneDNN's own 3D 1x1 conv; a
-  strided pointwise conv subsamples its input first (oneDNN's backward of a strided 1x1
-  conv ran at 10-70 GFLOP/s);
+  a free view. Not a matrix product: where MKL's sgemm runs well below oneDNN's convolution
+  rate (AMD CPUs), oneDNN's 1x1 2D conv trains faster than ``F.linear``, and faster than
+  oneDNN's own 3D 1x1 conv; a strided pointwise conv subsamples its input first (oneDNN's
+  backward of a strided 1x1 conv is slow);
 - contiguous input of one clip: ``1 x kh x kw`` kernels on frames of at least 64 pixels as
   a 2D conv over transposed frames;
 - weight-bound spatial convs of one clip on tiny frames (``4 * T*H*W < C``): im2col plus
@@ -34,15 +33,15 @@ rounding) and on a CPU picks, by kernel shape and memory format:
 - anything else: the 3D convolution, but through oneDNN (``torch.mkldnn_convolution``)
   where ``F.conv3d``'s heuristic would pick PyTorch's unvectorised native kernels
   (``Slow3d``, ``SlowDilated3d``: on one thread it does so for every kernel with
-  ``kh = kw = 1`` and for small batch-1 convs, at 15-35 GFLOP/s); float32 only.
+  ``kh = kw = 1`` and for small batch-1 convs, at a fraction of oneDNN's rate); float32 only.
 
 ``conv3d(..., relu=True, residual=r)`` is ``relu(conv + r)``. Where the path ends in a oneDNN
 convolution of float32 CPU tensors, the bias, the residual add and the ReLU are post-ops of
 that kernel (:func:`conv_relu`, ``mkldnn::_convolution_pointwise``; its backward is the ReLU
 mask and ``aten::convolution_backward``), so a conv whose frozen BatchNorm is folded into its
 weight and bias (:func:`thermal_action.models.ops.bn_fold.conv_bn`) costs no pass over its
-output for BN, add or ReLU, forward or backward: a training step of the frozen-BN R50 4x16
-at 256x384 takes 3-10% less time so (``benchmarks/bench_model.py --bn frozen``).
+output for BN, add or ReLU, forward or backward (what a frozen-BN training step gains so:
+``benchmarks/bench_model.py --bn frozen``).
 
 A channels-last-3d input always gives a channels-last-3d result (oneDNN returns some
 convolutions, e.g. ``kt x 1 x 1`` ones, contiguous), so the whole network stays in one format.
@@ -124,7 +123,7 @@ def _layout(x: torch.Tensor) -> str | None:
 
 
 #: Below this many pixels per frame a spatial (1 x k x k) conv on a contiguous input stays a
-#: 3D convolution: the two transposes cost more than they save (measured at 40x60 input).
+#: 3D convolution: on such small frames the two transposes cost more than they save.
 MIN_FRAME_PIXELS_FOR_2D = 64
 
 
@@ -190,7 +189,7 @@ def _temporal_conv_matmul(
 
     For frames small next to the channel count (the slow pathway's res5 on a 40x60 clip:
     48 positions, 2048 channels), where the convolution kernels spend their time on the
-    weights: up to 2x faster than :func:`_temporal_conv` there.
+    weights: faster than :func:`_temporal_conv` there.
     """
     n, c, t, h, w = x.shape
     k = weight.shape[2]
@@ -237,7 +236,7 @@ def _temporal_conv_channels_last_im2col(
     along channels they are a channels-last ``(N*T', kt*C, H, W)`` batch of frames, and the
     conv a pointwise one, which oneDNN runs at close to its peak where its ``(kt x 1)`` 2D
     conv of thousands of channels on a few hundred positions does not (the slow pathway's
-    res4-5: 2-3x faster in a training step).
+    res4-5, in a whole training step).
     """
     n, c, t, h, w = x.shape
     k = weight.shape[2]
@@ -262,7 +261,7 @@ def _spatial_conv_matmul(
     """A ``1 x kh x kw`` conv as im2col (``F.unfold`` over the frames) and one matrix product.
 
     For weight-bound convs on tiny frames: the dilated ``3 x 3`` convs of res5 on a 40x60
-    clip (3x4 positions, 512 channels) run 1.5x faster so.
+    clip (3x4 positions, 512 channels) run faster so.
     """
     n, c, t, h, w = x.shape
     frames = x.transpose(1, 2).reshape(n * t, c, h, w)
@@ -276,7 +275,7 @@ def _spatial_conv_matmul(
 #: The backends of ``F.conv3d`` that are PyTorch's own unvectorised loops (im2col plus a
 #: matrix product per clip). Its CPU heuristic picks them for ``kt x 1 x 1`` and ``1 x 1 x 1``
 #: kernels on one thread (even for batches of clips) and for some dilated ones, where they
-#: run at 15-35 GFLOP/s against oneDNN's 40-90 (``benchmarks/bench_peak.py``).
+#: run at a fraction of oneDNN's rate (``benchmarks/bench_peak.py``).
 _SLOW_BACKENDS = frozenset(
     getattr(torch._C._ConvBackend, name)
     for name in ("Slow3d", "SlowDilated3d")
@@ -496,8 +495,8 @@ def _conv3d_paths(
     spatial_only = kt == 1 and stride[0] == 1 and padding[0] == 0
     temporal_only = (kh, kw) == (1, 1) and stride[1:] == (1, 1) and padding[1:] == (0, 0)
     if temporal_only and kt > 1:
-        # Any batch: the (kt x 1) 2D conv of the (N, C, T, H*W) view is 2-5x faster than
-        # oneDNN's or PyTorch's 3D kernels (measured at batches 1 and 4, both layouts).
+        # Any batch: the (kt x 1) 2D conv of the (N, C, T, H*W) view beats oneDNN's and
+        # PyTorch's 3D kernels, in both layouts.
         if MATMUL_COLUMNS_PER_CHANNEL * n * t * h * w < c:
             # Tiny frames: one matrix product (of a contiguous copy: the copies are small).
             y = _temporal_conv_matmul(x.contiguous(), weight, bias, stride, padding, dilation)
@@ -509,12 +508,11 @@ def _conv3d_paths(
             return y.contiguous(memory_format=torch.channels_last_3d), fused_2d
         return _temporal_conv_channels_last(x, weight, bias, stride, padding, dilation, conv2d), fused_2d
     if layout == "cl" and spatial_only and (kh, kw) == (1, 1):
-        # Pointwise (strided too), any batch: oneDNN's 2D 1x1 conv of the frames is 2-5x
-        # faster than its 3D conv and 1.5-2.5x faster than one matrix product (MKL's sgemm
-        # runs at 40% of oneDNN's rate on the AMD EPYC measured).
+        # Pointwise (strided too), any batch: oneDNN's 2D 1x1 conv of the frames beats its 3D
+        # conv, and one matrix product too where MKL's sgemm lags oneDNN (AMD CPUs).
         if stride[1:] != (1, 1) and padding[1:] == (0, 0):
             # Subsample first (a copy of 1/(sh*sw) of the input), then the unstrided conv:
-            # oneDNN's backward of a strided 1x1 conv is 3-6x slower than that.
+            # oneDNN's backward of a strided 1x1 conv is slower than that.
             x = x[:, :, :, :: stride[1], :: stride[2]].contiguous(memory_format=torch.channels_last_3d)
             stride = (1, 1, 1)
         if fuse and residual is not None:
@@ -525,8 +523,7 @@ def _conv3d_paths(
             done = fused_2d
         return y.contiguous(memory_format=torch.channels_last_3d), done  # a no-op where conv2d kept the format
     if n > 1:
-        # From two clips on, oneDNN's 3D convolutions are as fast as the 2D paths below
-        # (measured with batches of 2, 4 and 8).
+        # From two clips on, oneDNN's 3D convolutions are as fast as the 2D paths below.
         if fuse:
             y = conv_relu(x, weight, bias, stride, padding, dilation, residual)
         else:
@@ -538,7 +535,7 @@ def _conv3d_paths(
         return y.contiguous(memory_format=fmt), False
     if layout == "cl":
         if spatial_only:
-            # Dilated kernels too (res4-5 of the compact variants: 3-4x faster than in 3D).
+            # Dilated kernels too (res4-5 of the compact variants), faster than in 3D.
             y = _frames_conv2d_channels_last(x, weight, bias, stride, padding, dilation, conv2d)
             done = fused_2d
         elif fuse:

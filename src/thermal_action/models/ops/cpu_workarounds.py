@@ -1,12 +1,10 @@
 """Keeps oneDNN off the AMX kernels, whose bf16 3D convolutions corrupt memory here.
 
-On the AMX CPU this project was developed on (PyTorch 2.13, oneDNN 3.12), bf16 Conv3d
-forward/backward through oneDNN's AMX BRGEMM kernels corrupted the heap for ordinary
-shapes (e.g. a 1x1x1 conv 24 -> 16 channels on a (2, 24, 4, 160, 240) input, or the
-kernel-5 / stride-8 SlowFast lateral): ``double free or corruption`` aborts and
-segfaults, 4 of 4 runs. Limiting oneDNN to AVX-512 with bf16 instructions (no AMX)
-made every one of them pass (4 of 4) and fp32 is unaffected (oneDNN's fp32 kernels
-never use AMX). So, unless the user chose an ISA, :func:`cap_onednn_isa` caps it before
+bf16 Conv3d forward/backward through oneDNN's AMX BRGEMM kernels corrupted the heap for
+ordinary shapes (aborts and segfaults; the CPU, versions and shapes are in
+docs/benchmarks.md, "Behind the CPU code paths"). Limiting oneDNN to AVX-512 with bf16
+instructions (no AMX) avoids it, and fp32 is unaffected (oneDNN's fp32 kernels never use
+AMX). So, unless the user chose an ISA, :func:`cap_onednn_isa` caps it before
 oneDNN reads the setting (at its first primitive): ``build_model`` and every
 :class:`~thermal_action.models.ops.conv.Conv3d` constructor call it, so it happens when a
 model is built, before any of its convolutions runs, and importing the package changes
@@ -16,7 +14,7 @@ nothing. ``ONEDNN_MAX_CPU_ISA=ALL`` re-enables AMX.
 over 32 MB (and, after the first frees, smaller ones) back to the kernel when it is freed,
 so each training step's activations arrive as fresh pages that fault in one by one. A
 256x384 SlowFast-R50 step allocates and frees a few GB; keeping freed memory in the heap
-for the next step made it 5-10% faster (1.87 -> 1.70 s on 2 threads) at the same peak RSS.
+for the next step makes it faster at the same peak RSS (docs/benchmarks.md, "Model cost").
 ``train`` applies it on CPU (``trainer.reuse_freed_memory``).
 """
 

@@ -125,7 +125,7 @@ def resolve_variant(mapped: MappedCheckpoint, variant: str, path: str | Path = "
         return variant
     wanted = _variant_signature(variant)
     # The requested name's own flavours first (e.g. "<variant>_alphaction"): building a
-    # signature costs ~0.3 s, so the full scan only runs when those do not fit.
+    # signature builds a model, so the full scan only runs when those do not fit.
     flavours = sorted((n for n in VARIANTS if n.startswith(variant) and n != variant), key=len)
     for name in flavours + [n for n in VARIANTS if n not in flavours and n != variant]:
         sig = _variant_signature(name)
