@@ -54,6 +54,58 @@ class RoomsError(ValueError):
     """A room layout (``rooms.json``, an API request, annotations' furniture) that cannot be
     used; the message names the file or request, the sensor and the zone."""
 
+# The service's and the labelling page's errors.
+
+
+class FrameFormatError(ValueError):
+    """A message that is not a frame (or frames) in one of the two formats; the text says why.
+
+    Args:
+        message: what is wrong, naming the record or frame.
+        status: the HTTP status that answers it: 400 not JSON, 413 over a limit, 422 not frames.
+    """
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+class ReplayAuthError(ConnectionError):
+    """The server refused the token; reconnecting cannot help."""
+
+
+class DataDirInUse(OSError):
+    """Another service holds the data directory's lock."""
+
+
+class AlertIsOngoing(Exception):
+    """Resolving an alert whose person is still down, without ``confirm_ongoing``."""
+
+
+class StoreError(RuntimeError):
+    """A database this code cannot use (newer than it, or a migration that failed); names the file."""
+
+
+class RequestError(ValueError):
+    """A request body the service cannot use; ``field`` names the culprit ("body" for the whole).
+
+    Args:
+        field: the JSON key at fault.
+        message: what is wrong with it.
+    """
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class SignatureError(ValueError):
+    """A webhook request whose signature headers are missing, wrong or too old."""
+
+
+class LabelError(ValueError):
+    """An edit that cannot apply (unknown track, a merge whose tracks share a keyframe...)."""
+
 
 def refuse_overwrite(existing: list[Path], what: str) -> None:
     """Raises :class:`FileExistsError` naming the ``existing`` files ``what`` would replace (a user's
@@ -64,5 +116,7 @@ def refuse_overwrite(existing: list[Path], what: str) -> None:
                               f"{more}; pass --force to overwrite them, or choose another output directory")
 
 
-__all__ = ["CheckpointDamagedError", "CheckpointError", "ConfigError", "DatasetError", "ExportError",
-           "RecordingNotFoundError", "RoomsError", "refuse_overwrite"]
+__all__ = ["AlertIsOngoing", "CheckpointDamagedError", "CheckpointError", "ConfigError",
+           "DataDirInUse", "DatasetError", "ExportError", "FrameFormatError", "LabelError",
+           "RecordingNotFoundError", "ReplayAuthError", "RequestError", "RoomsError",
+           "SignatureError", "StoreError", "refuse_overwrite"]

@@ -26,12 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from thermal_action.errors import LabelError
+
 #: Edit kinds a labeller can make.
 OP_KINDS = ("set_action", "set_box", "add_person", "delete_box", "delete_track", "split", "merge", "set_zones")
-
-
-class LabelError(ValueError):
-    """An edit that cannot apply (unknown track, a merge whose tracks share a keyframe...)."""
 
 
 @dataclass

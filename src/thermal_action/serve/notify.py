@@ -46,6 +46,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from thermal_action.errors import SignatureError
+
 logger = logging.getLogger(__name__)
 
 #: The alert events sent out: a new alert, a raise folded into an unacknowledged one, people
@@ -79,10 +81,6 @@ def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
     cannot be changed to pass a replay check."""
     mac = hmac.new(secret.encode(), str(int(timestamp)).encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
-
-
-class SignatureError(ValueError):
-    """A webhook request whose signature headers are missing, wrong or too old."""
 
 
 def verify_webhook(secret: str, body: bytes, headers: Any, now: float | None = None,

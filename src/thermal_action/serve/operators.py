@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from thermal_action.errors import RequestError
+
 #: Most characters per sensor detail.
 SENSOR_INFO_LIMITS = {"room": 64, "resident": 100, "bed_label": 32, "notes": 1000}
 #: Most characters of a person's name (``who``) and of a note.
@@ -33,19 +35,6 @@ FALSE_ALARM_REASONS = ("in_bed", "sitting", "kneeling", "other")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline are text
 _CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class RequestError(ValueError):
-    """A request body the service cannot use; ``field`` names the culprit ("body" for the whole).
-
-    Args:
-        field: the JSON key at fault.
-        message: what is wrong with it.
-    """
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 def _object(body: Any, allowed: tuple[str, ...], example: str) -> dict[str, Any]:

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from thermal_action.errors import FrameFormatError
+
 MAGIC = b"TAF1"
 HEADER = struct.Struct("<4sqHH")
 #: Timestamp value meaning "use the arrival time".
@@ -75,19 +77,6 @@ class IngestLimits:
 
     max_frames: int = 256  # frames per message (about 42 s of a 6 Hz sensor)
     max_boxes: int = 32  # boxes per frame a gateway may send
-
-
-class FrameFormatError(ValueError):
-    """A message that is not a frame (or frames) in one of the two formats; the text says why.
-
-    Args:
-        message: what is wrong, naming the record or frame.
-        status: the HTTP status that answers it: 400 not JSON, 413 over a limit, 422 not frames.
-    """
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

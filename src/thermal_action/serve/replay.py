@@ -57,8 +57,14 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
+from thermal_action.errors import ReplayAuthError
 from thermal_action.serve.protocol import (
-    MQTT_FRAMES_TOPIC, WS_UNAUTHORIZED, IngestLimits, check_sensor_id, dropped_in, encode_frames,
+    MQTT_FRAMES_TOPIC,
+    WS_UNAUTHORIZED,
+    IngestLimits,
+    check_sensor_id,
+    dropped_in,
+    encode_frames,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,10 +77,6 @@ MAX_BATCH_FRAMES = IngestLimits().max_frames
 KEEP_ERRORS = 5
 _BACKOFF = (0.2, 5.0)  # first and largest wait before reconnecting, seconds
 _FALLBACK_STEP_MS = 1000.0 / 6.0  # one frame of a ~6 Hz sensor, for one-frame recordings
-
-
-class ReplayAuthError(ConnectionError):
-    """The server refused the token; reconnecting cannot help."""
 
 
 # -- recordings and schedule ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 
 from thermal_action.config import save_config
 from thermal_action.data.rooms import RoomMap
+from thermal_action.errors import DataDirInUse
 from thermal_action.serve.config import ServeConfig, check_serve_config
 from thermal_action.serve.hub import Hub
 from thermal_action.serve.model import load_model
@@ -70,10 +71,6 @@ def write_token(path: Path, token: str) -> None:
         f.write(token + "\n")
     os.chmod(tmp, 0o600)  # a leftover tmp file keeps its old mode through O_CREAT
     os.replace(tmp, path)
-
-
-class DataDirInUse(OSError):
-    """Another service holds the data directory's lock."""
 
 
 class DataDirLock:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thermal_action.errors import AlertIsOngoing, StoreError
 from thermal_action.inference.alerts import AlertEvent
 from thermal_action.serve.operators import Feedback, SensorInfo
 
@@ -160,14 +161,6 @@ MIGRATIONS = (
 )
 #: The schema version this code writes.
 SCHEMA_VERSION = MIGRATIONS[-1].version
-
-
-class StoreError(RuntimeError):
-    """A database this code cannot use (newer than it, or a migration that failed); names the file."""
-
-
-class AlertIsOngoing(Exception):
-    """Resolving an alert whose person is still down, without ``confirm_ongoing``."""
 
 
 @dataclass(frozen=True)
