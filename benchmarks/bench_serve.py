@@ -99,7 +99,7 @@ def default_recordings() -> list[Path]:
 
 def recorded_fps(recordings: list[Path]) -> float:
     """Frames per second of the recordings by their own timestamps (what a replayed sensor sends)."""
-    from thermal_action.serve.replay import read_raw_recording
+    from thermal_action.serve.replay.recordings import read_raw_recording
 
     rates = []
     for path in recordings:
@@ -132,7 +132,7 @@ def start_service(checkpoint: Path, data_dir: Path, backend: str, workers: int) 
 
 def run_one(args: argparse.Namespace, checkpoint: Path, recordings: list[Path], backend: str, n: int,
             fps: float) -> dict[str, Any]:
-    from thermal_action.serve.replay import replay
+    from thermal_action.serve.replay.player import replay
 
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, token = start_service(checkpoint, Path(tmp) / "data", backend, args.workers)

@@ -129,7 +129,7 @@ class SimClock:
 def _replay_schedule(recordings: list[Any], seconds: float) -> list[list[tuple[int, int, float]]]:
     """Ticks of ``(sensor index, frame index, send time s)``: every frame due within the tick;
     ``recordings[j]`` is sensor ``j``'s."""
-    from thermal_action.serve.replay import schedule
+    from thermal_action.serve.replay.recordings import schedule
 
     ticks: list[list[tuple[int, int, float]]] = [[] for _ in range(int(seconds * FPS))]
     for j, rec in enumerate(recordings):
@@ -185,7 +185,7 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
     from thermal_action.serve.config import ServeConfig
     from thermal_action.serve.hub import Hub
     from thermal_action.serve.protocol import decode_message, encode_frames
-    from thermal_action.serve.replay import read_raw_recording, sensor_ids
+    from thermal_action.serve.replay.recordings import read_raw_recording, sensor_ids
     from thermal_action.serve.messages import Frames, QueuedFrame
     from thermal_action.serve.model import load_model
     from thermal_action.serve.routing import worker_for

@@ -36,7 +36,7 @@ import httpx
 
 from thermal_action.data.room_files import extract_rooms
 from thermal_action.serve.config import load_serve_config
-from thermal_action.serve.replay import replay
+from thermal_action.serve.replay.player import replay
 from thermal_action.serve.service import ServiceThread
 
 #: Made-up names for the sample's sensors (the recordings are two rooms filmed at four times).

@@ -16,10 +16,10 @@ from thermal_action.errors import DatasetError
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.mqtt import MqttIngest
 from thermal_action.serve.protocol import decode_binary
-from thermal_action.serve.replay import (
+from thermal_action.serve.replay.player import replay
+from thermal_action.serve.replay.recordings import (
     frame_step_ms,
     read_raw_recording,
-    replay,
     schedule,
     sensor_ids,
 )

@@ -23,8 +23,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Runs :func:`thermal_action.serve.replay.replay` and prints its summary; 1 when nothing arrived."""
-    from thermal_action.serve.replay import replay
+    """Runs :func:`thermal_action.serve.replay.player.replay` and prints its summary; 1 when nothing arrived."""
+    from thermal_action.serve.replay.player import replay
 
     def progress(summary) -> None:
         t = summary.totals()
@@ -45,7 +45,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``replay`` to the ``thermal-action`` parser."""
-    from thermal_action.serve.replay import DEFAULT_TOPIC
+    from thermal_action.serve.replay.player import DEFAULT_TOPIC
 
     p = subparsers.add_parser(
         "replay", help="send recordings as live sensors to a running serve (WebSocket, HTTP or MQTT)",
