@@ -40,7 +40,8 @@ told at once (a ``sensor`` event, at most every :data:`DROP_EVENT_INTERVAL_S` pe
 
 The hub coordinates; the parts live beside it: each sensor's state in
 :mod:`~thermal_action.serve.sensors`, which worker owns a sensor and what it was told in
-:mod:`~thermal_action.serve.routing`, what the dashboards show in
+:mod:`~thermal_action.serve.routing`, what a worker's round does to the sensors' state in
+:mod:`~thermal_action.serve.results`, what the dashboards show in
 :mod:`~thermal_action.serve.views`, counters and ``/metrics`` in
 :mod:`~thermal_action.serve.monitoring`.
 """
@@ -54,8 +55,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from thermal_action.data.rooms import RoomLayout, RoomMap
 from thermal_action.inference.alerts import AlertEvent
 from thermal_action.serve.alert_clips import AlertClips, take_finished
@@ -67,8 +66,9 @@ from thermal_action.serve.monitoring import Monitor, SensorNumbers
 from thermal_action.serve.notify import Notifier
 from thermal_action.serve.operators import AlertAction, Feedback, SensorInfo
 from thermal_action.serve.protocol import FrameFormatError, FrameIn, check_sensor_id, dropped_error
+from thermal_action.serve.results import record_round, record_tracks
 from thermal_action.serve.routing import MovePolicy, Router
-from thermal_action.serve.sensors import PersonNow, SensorState, SensorTable
+from thermal_action.serve.sensors import SensorState, SensorTable
 from thermal_action.serve.store import Store, now_ms
 from thermal_action.serve.views import live_view, sensor_status, snapshot
 from thermal_action.serve.workers import WorkerPool
@@ -328,49 +328,10 @@ class Hub:
             self._emit({"type": "alert", "alert": row, "actions": ["ended"]})
 
     def _on_round(self, r: Round) -> None:
-        rows = []
         events = []
-        latencies: list[float] = []
-        delays: list[float] = []
         now = time.time()
-        fi = self.info.fall_index
         with self._lock:
-            for e in r.errors:
-                st = self.table.get(e.sensor_id)
-                if st is None:
-                    continue
-                st.invalid_frames += e.count
-                st.last_error = f"sensor {e.sensor_id}: {e.count} frame(s) refused: {e.message}"
-                logger.warning(st.last_error)
-            for p in r.predictions:
-                st = self.table.get(p.sensor_id)
-                if st is None:
-                    continue
-                k = int(np.argmax(p.scores))
-                action = self.info.class_names[k]
-                fall = float(p.scores[fi]) if fi is not None else None
-                ts, track = p.timestamp, p.track_id
-                st.predictions += 1
-                st.tracks[track] = PersonNow(action, float(p.scores[k]), fall, ts, p.bed_share, p.room_source)
-                last = st.stored_at.get(track)
-                every = self.cfg.store_every_seconds * 1000
-                if last is None or ts - last[0] >= every or action != last[1] or ts < last[0]:
-                    rows.append((p.sensor_id, ts, p.frame_idx, track, action, float(p.scores[k]), fall, *p.box_xyxy))
-                    st.stored_at[track] = (ts, action)
-                latencies.append(now - p.arrival_s)
-            for sensor, repaired in r.repaired.items():
-                st = self.table.get(sensor)
-                if st is not None:
-                    st.repaired_pixels = repaired
-            for sensor, lv in r.live.items():
-                st = self.table.get(sensor)
-                if st is None:
-                    continue
-                st.live = lv
-                st.repaired_pixels = lv.repaired_pixels
-                live = set(int(t) for t in lv.track_ids)
-                for t in [t for t in st.tracks if t not in live and lv.timestamp - st.tracks[t].timestamp > 10_000]:
-                    del st.tracks[t]
+            rows, latencies = record_round(self.table, r, self.info, self.cfg.store_every_seconds, now)
         for sensor, why in self.store.add_predictions(rows).items():
             logger.error(why)
             with self._lock:
@@ -379,19 +340,8 @@ class Hub:
                     st.last_error = why
         for a in r.alerts:
             events.append(self._on_alert(a))
-        # After the alerts: a new alert's clip takes its frames from the ring before the ring
-        # moves on to this round's newest processed frame.
-        with self._lock:
-            for sensor, tracked in r.tracks.items():
-                st = self.table.get(sensor)
-                if st is None or not len(tracked.timestamps):
-                    continue
-                delay = now - int(tracked.timestamps[-1]) / 1000.0
-                st.delays.append((now, delay))
-                delays.append(delay)
-                if st.ring is not None:
-                    for ts, boxes, ids in tracked:
-                        st.ring.attach(ts, boxes, ids)
+        with self._lock:  # after the alerts: a new alert's clip takes its frames from the ring first
+            delays = record_tracks(self.table, r, now)
         self.monitor.model(r.model_s, r.forward_passes)
         for seconds in latencies:
             self.monitor.latency(seconds)
