@@ -40,8 +40,10 @@ import torch
 from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
 from thermal_action.config import load_config
 from thermal_action.data.annotations import load_annotations
-from thermal_action.data.synth import SynthConfig, generate_dataset
-from thermal_action.evaluation import compute_metrics, make_prediction_records
+from thermal_action.data.synth.config import SynthConfig
+from thermal_action.data.synth.write import generate_dataset
+from thermal_action.evaluation.io import make_prediction_records
+from thermal_action.evaluation.metrics import compute_metrics
 
 DEFAULT_CONFIG = "cpu_default"  # the shipped config, by name
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.inference.boxes import track_detections
-from thermal_action.people import PersonDetector
+from thermal_action.people.person_detector import PersonDetector
 from thermal_action.structures import DEFAULT_CLASS_NAMES, box_iou_xyxy
 
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "thermal_sample"  # ../shared beside the checkout
@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         synth_dir = args.synth_dir
         if synth_dir is None:
-            from thermal_action.data.synth import SynthConfig, generate_dataset
+            from thermal_action.data.synth.config import SynthConfig
+            from thermal_action.data.synth.write import generate_dataset
 
             synth_dir = Path(tmp) / "synth"
             generate_dataset(

@@ -38,7 +38,7 @@ CPU_DEFAULT = "cpu_default"  # the shipped config, by name
 
 def untrained_checkpoint(cfg: Config, path: Path) -> Path:
     """An untrained model in the training checkpoint format (what ``export`` reads)."""
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
     from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 
     torch.manual_seed(0)

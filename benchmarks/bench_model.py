@@ -90,7 +90,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from thermal_action.config import ModelConfig
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
     from thermal_action.models.ops import conv
     from thermal_action.models.ops.cpu_workarounds import reuse_freed_memory
 

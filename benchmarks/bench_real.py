@@ -191,7 +191,7 @@ def class_prior_records(train_ann: Path, test_ann: Path) -> tuple[list[dict], li
     import numpy as np
 
     from thermal_action.data.annotations import load_annotations
-    from thermal_action.evaluation import make_prediction_records
+    from thermal_action.evaluation.io import make_prediction_records
 
     train, test = load_annotations(train_ann), load_annotations(test_ann)
     counts = np.zeros(len(train.class_names))
@@ -264,7 +264,7 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
 def pool(fold_results: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
     """Pooled metrics over the test folds of one (run, seed)."""
     from thermal_action.data.annotations import load_annotations
-    from thermal_action.evaluation import compute_metrics
+    from thermal_action.evaluation.metrics import compute_metrics
 
     records, keyframes = [], []
     tp = fp = fn = 0

@@ -180,7 +180,7 @@ def profile(checkpoint: Path, recordings: list[Path], sensors: int, seconds: flo
     import thermal_action.serve.workers as workers_mod
     from thermal_action.inference.predictor import Predictor
     from thermal_action.inference.streaming import StreamingPredictor
-    from thermal_action.people import PersonDetector
+    from thermal_action.people.person_detector import PersonDetector
     from thermal_action.people.tracker import Tracker
     from thermal_action.serve.config import ServeConfig
     from thermal_action.serve.hub import Hub

@@ -47,12 +47,13 @@ import torch
 
 from thermal_action.config import load_config
 from thermal_action.data.dataset import build_clip_builder
-from thermal_action.data.synth import SynthConfig, simulate_recording
+from thermal_action.data.synth.config import SynthConfig
+from thermal_action.data.synth.recording import simulate_recording
 from thermal_action.inference.backends import TorchBackend
 from thermal_action.inference.boxes import FrameBoxes
 from thermal_action.inference.predictor import Predictor
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor
-from thermal_action.models import build_model
+from thermal_action.models.build import build_model
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 FPS = 6.0
@@ -169,7 +170,7 @@ def component_costs(predictor: Predictor, recordings: list[np.ndarray], batches:
     CPU time, not wall time: on a shared machine it is what the work costs a
     dedicated core (with one thread); the end-to-end runs show both.
     """
-    from thermal_action.people import PersonDetector
+    from thermal_action.people.person_detector import PersonDetector
     from thermal_action.people.tracker import Tracker
 
     frames = recordings[0]

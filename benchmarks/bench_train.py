@@ -5,7 +5,7 @@ For each selected YAML it builds exactly what ``thermal-action train`` builds
 :func:`~thermal_action.training.train.build_system`,
 :func:`~thermal_action.training.datamodule.build_datamodule`,
 :func:`~thermal_action.training.train.build_trainer`) over a small synthetic dataset
-(:func:`thermal_action.data.synth.generate_dataset`) and runs ``Trainer.fit`` for
+(:func:`thermal_action.data.synth.write.generate_dataset`) and runs ``Trainer.fit`` for
 ``warm-up + timed + 1`` batches, so the numbers include what a run pays per step: the
 config's precision (autocast), channels-last-3d, the optimiser and LR schedule, gradient
 clipping, the interaction feature bank and Lightning's logging. Changed from the config:
@@ -293,7 +293,8 @@ def _run_worker(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
 
 def make_dataset(root: Path, clips_needed: int, seed: int) -> dict[str, Any]:
     """A synthetic dataset whose training split holds at least ~``clips_needed`` keyframes."""
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     frames = max(200, 64 + math.ceil(clips_needed / TRAIN_RECORDINGS) * FRAMES_PER_CLIP)
     summary = generate_dataset(root, SynthConfig(num_recordings=TRAIN_RECORDINGS + 1, val_recordings=1,

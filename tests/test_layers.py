@@ -62,3 +62,24 @@ def test_no_import_cycles():
     cycles = {tuple(sorted((m, n))) for m in graph.modules for n in graph.find_modules_directly_imported_by(m)
               if graph.chain_exists(importer=n, imported=m)}
     assert cycles == set()
+
+
+def test_package_inits_re_export_nothing():
+    """One style of package ``__init__``: a docstring (and code of its own, as the CLI's), never
+    names re-exported from the package's modules, eagerly or through a lazy ``__getattr__``:
+    names are imported from the module that defines them, so import-linter sees every import
+    (a lazy ``__getattr__`` import is invisible to it)."""
+    import ast
+
+    offenders = []
+    for init in sorted((ROOT / "src" / "thermal_action").rglob("__init__.py")):
+        tree = ast.parse(init.read_text())
+        for node in tree.body:
+            imports_project = (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("thermal_action")
+                               or isinstance(node, ast.Import) and any(a.name.startswith("thermal_action")
+                                                                       for a in node.names))
+            lazy = isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+            exports = isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets)
+            if imports_project or lazy or exports:
+                offenders.append(f"{init.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

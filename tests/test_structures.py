@@ -154,7 +154,7 @@ def test_frame_boxes_is_the_one_per_frame_pixel_structure():
     import pytest
 
     from thermal_action.inference.boxes import FrameBoxes as BoxesFrameBoxes
-    from thermal_action.people import Detections
+    from thermal_action.people.results import Detections
     from thermal_action.structures import FrameBoxes
 
     assert Detections is FrameBoxes and BoxesFrameBoxes is FrameBoxes

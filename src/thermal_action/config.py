@@ -166,7 +166,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    variant: str = "slowfast_tiny"  # a name in thermal_action.models.VARIANTS
+    variant: str = "slowfast_tiny"  # a name in thermal_action.models.variants.VARIANTS
     alpha: int = ranged(0, 0)  # fast/slow frame-rate ratio; 0 = the variant's own
     dropout: float = ranged(0.2, 0.0, 1.0, high_open=True)  # dropout before the classifier
     head_dim: int = ranged(1024, 1)  # width of the two-layer MLP of the RoI head

@@ -124,7 +124,8 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 def class_prior_metrics(train_counts: list[int], keyframes, class_names: list[str], eval_cfg) -> dict[str, Any]:
     """Metrics of scoring every validation box with the training class frequencies."""
     from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
-    from thermal_action.evaluation import compute_metrics, make_prediction_records
+    from thermal_action.evaluation.io import make_prediction_records
+    from thermal_action.evaluation.metrics import compute_metrics
 
     prior = np.asarray(train_counts, dtype=np.float64)
     prior = prior / prior.sum()
@@ -249,7 +250,8 @@ def run_demo(out_dir: str | Path = "thermal_demo", minutes: float = 6.0, seed: i
     from thermal_action import configs
     from thermal_action.config import load_config, replace_values
     from thermal_action.data.annotations import load_annotations, read_json, recordings_in, write_recording_split
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
     from thermal_action.evaluation.io import read_predictions
     from thermal_action.training.datamodule import build_datamodule, build_datasets, class_counts
     from thermal_action.training.evaluate import evaluate_checkpoint

@@ -16,7 +16,8 @@ TINY = ["model.head_dim=32", "data.num_frames=16", "data.batch_size=4", "optim.e
 
 @pytest.fixture()
 def dataset(tmp_path_factory):
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path_factory.mktemp("cli_synth")
     generate_dataset(root, SynthConfig(num_recordings=3, frames_per_recording=80, seed=1, val_recordings=1))

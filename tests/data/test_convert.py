@@ -10,7 +10,8 @@ import pytest
 
 from thermal_action.data.convert import convert_annotations, read_raw_annotations
 from thermal_action.errors import DatasetError
-from thermal_action.data.synth import SynthConfig, generate_dataset, write_h5
+from thermal_action.data.synth.config import SynthConfig
+from thermal_action.data.synth.write import generate_dataset, write_h5
 
 CFG = SynthConfig(num_recordings=3, frames_per_recording=120, val_recordings=1, seed=5)
 

@@ -19,7 +19,9 @@ from thermal_action.data.packets import (
     realign_packed_frames,
     repair_dropped_packets,
 )
-from thermal_action.data.synth import SynthConfig, simulate_recording, write_h5
+from thermal_action.data.synth.config import SynthConfig
+from thermal_action.data.synth.recording import simulate_recording
+from thermal_action.data.synth.write import write_h5
 
 H, W = 40, 60
 

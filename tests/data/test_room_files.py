@@ -10,7 +10,9 @@ import pytest
 
 from thermal_action.data.room_files import extract_rooms, format_rooms, read_furniture, show_rooms
 from thermal_action.data.rooms import read_rooms
-from thermal_action.data.synth import SynthConfig, generate_dataset, simulate_recording
+from thermal_action.data.synth.config import SynthConfig
+from thermal_action.data.synth.recording import simulate_recording
+from thermal_action.data.synth.write import generate_dataset
 from thermal_action.errors import DatasetError, RoomsError
 
 CFG = SynthConfig(num_recordings=4, frames_per_recording=120, val_recordings=1, seed=11)

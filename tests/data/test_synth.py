@@ -12,7 +12,8 @@ import pytest
 
 from thermal_action.data.annotations import load_annotations
 from thermal_action.data.rooms import person_zone_features, read_rooms, resolve_layout
-from thermal_action.data.synth import (
+from thermal_action.data.synth.config import SynthConfig
+from thermal_action.data.synth.postures import (
     BENDING,
     CROUCHING,
     KNEELING,
@@ -24,10 +25,9 @@ from thermal_action.data.synth import (
     TRANS_NORMAL,
     TRANS_RISK,
     WALKING,
-    SynthConfig,
-    generate_dataset,
-    simulate_recording,
 )
+from thermal_action.data.synth.recording import simulate_recording
+from thermal_action.data.synth.write import generate_dataset
 from thermal_action.data.packets import pack_frame
 from thermal_action.data.synth.room import _make_room
 from thermal_action.structures import DEFAULT_CLASS_NAMES, ZONE_FEATURE_NAMES, boxes_cxcywh_norm_to_xyxy

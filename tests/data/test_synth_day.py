@@ -14,7 +14,7 @@ import pytest
 from thermal_action.data.annotations import load_annotations
 from thermal_action.data.hdf5 import read_recording
 from thermal_action.data.rooms import read_rooms
-from thermal_action.data.synth import (
+from thermal_action.data.synth.postures import (
     BENDING,
     CROUCHING,
     KNEELING,

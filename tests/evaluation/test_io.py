@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from thermal_action.errors import DatasetError
-from thermal_action.evaluation import (
-    GroundTruthFrame,
-    compute_metrics,
+from thermal_action.evaluation.detections import read_detections
+from thermal_action.evaluation.frame_ap import GroundTruthFrame
+from thermal_action.evaluation.io import (
     format_metrics_table,
     make_prediction_records,
-    read_detections,
     read_metrics,
     read_predictions,
     write_evaluation,
     write_predictions,
 )
+from thermal_action.evaluation.metrics import compute_metrics
 from thermal_action.structures import DEFAULT_CLASS_NAMES
 
 NAMES = list(DEFAULT_CLASS_NAMES)

@@ -8,16 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from thermal_action.evaluation import (
+from thermal_action.evaluation.frame_ap import (
     GroundTruthFrame,
     average_precision,
-    choose_fall_threshold,
-    compute_metrics,
     confusion_matrix,
     frame_ap_per_class,
     match_boxes,
     precision_recall_envelope,
 )
+from thermal_action.evaluation.metrics import choose_fall_threshold, compute_metrics
 from thermal_action.structures import DEFAULT_CLASS_NAMES, FRAME_HEIGHT, FRAME_WIDTH, box_iou_xyxy
 
 NAMES4 = list(DEFAULT_CLASS_NAMES[:4])  # index 3 is the fall class

@@ -32,7 +32,7 @@ def write_tiny_checkpoint(path: Path, cfg: Config | None = None, seed: int = 0,
     """Writes a checkpoint in the training format from a seeded, perturbed tiny model
     (trained, as far as the checkpoint says, on ``frame_size`` frames, its fall alert rule
     ``alert_rule``: None writes none, as checkpoints from before rules)."""
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
     from thermal_action.models.checkpoint import CHECKPOINT_KEY, checkpoint_extras
 
     cfg = cfg or tiny_config()

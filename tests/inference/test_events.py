@@ -16,7 +16,8 @@ from thermal_action.inference.events import evaluate_events
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path_factory.mktemp("events_data")
     generate_dataset(root, SynthConfig(num_recordings=2, frames_per_recording=160, seed=3, val_recordings=1))

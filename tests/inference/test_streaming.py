@@ -13,7 +13,7 @@ from thermal_action.data.clips import ClipBuilder
 from thermal_action.errors import DatasetError
 from thermal_action.data.hdf5 import read_recording, repair_frames
 from thermal_action.inference.boxes import FrameBoxes, PersonBoxes, boxes_from_detector, track_detections
-from thermal_action.people import Detections
+from thermal_action.people.results import Detections
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.inference.recordings import predict_recording
 from thermal_action.inference.streaming import StreamFrame, StreamingPredictor

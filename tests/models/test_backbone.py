@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from thermal_action.models import VARIANTS, rgb_stem_to_thermal
+from thermal_action.models.backbone import rgb_stem_to_thermal
+from thermal_action.models.variants import VARIANTS
 from thermal_action.models.ops import bn_fold
 
 LAYOUTS = Path(__file__).parent / "data" / "checkpoint_layouts"  # a copy of ../shared/checkpoint_layouts

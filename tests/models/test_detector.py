@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from thermal_action.config import ModelConfig
-from thermal_action.models import VARIANTS, ActionDetector, ActionHead, InteractionStructure, build_model
+from thermal_action.models.build import build_model
+from thermal_action.models.detector import ActionDetector
+from thermal_action.models.head import ActionHead
+from thermal_action.models.interaction import InteractionStructure
+from thermal_action.models.variants import VARIANTS
 
 K = 5
 
@@ -244,10 +248,10 @@ def test_build_model_from_config(monkeypatch):
     with pytest.raises(ValueError, match="interaction"):
         build_model(ModelConfig(interaction="dense"), 3)
 
-    import thermal_action.models.pretrained as pretrained
+    import thermal_action.models.pretrained.loading as pretrained_loading
 
     calls = []
-    monkeypatch.setattr(pretrained, "load_pretrained", lambda m, path: calls.append((m, path)))
+    monkeypatch.setattr(pretrained_loading, "load_pretrained", lambda m, path: calls.append((m, path)))
     loaded = build_model(ModelConfig(variant="slowfast_tiny", pretrained="weights.pt"), 3)
     assert calls == [(loaded, "weights.pt")]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from thermal_action.config import ModelConfig
-from thermal_action.models import build_model
+from thermal_action.models.build import build_model
 from thermal_action.models.ensemble import EnsembleDetector
 from thermal_action.training.losses import ActionLoss
 

@@ -21,21 +21,23 @@ import torch.nn.functional as F
 
 from thermal_action.cli import main
 from thermal_action.config import ModelConfig
-from thermal_action.models import ActionDetector, ActionHead, VARIANTS, build_model
+from thermal_action.models.build import build_model
+from thermal_action.models.detector import ActionDetector
+from thermal_action.models.head import ActionHead
+from thermal_action.models.variants import VARIANTS
 from thermal_action.models.backbone import rgb_stem_to_thermal
 from thermal_action.models.convert import convert_checkpoint
-from thermal_action.models.pretrained import (
+from thermal_action.errors import CheckpointError
+from thermal_action.models.pretrained.formats import (
     FORMAT_ALPHACTION,
     FORMAT_MMACTION2,
     FORMAT_OURS,
     FORMAT_PYSLOWFAST,
     FORMAT_PYTORCHVIDEO,
-    CheckpointError,
-    detect_format,
-    load_pretrained,
-    map_key,
-    read_checkpoint,
 )
+from thermal_action.models.pretrained.loading import load_pretrained
+from thermal_action.models.pretrained.naming import detect_format, map_key
+from thermal_action.models.pretrained.reading import read_checkpoint
 
 # A copy of ../shared/checkpoint_layouts/*.json lives beside the tests so CI never skips them.
 LAYOUT_DIR = Path(__file__).parent / "data" / "checkpoint_layouts"
@@ -632,7 +634,7 @@ def test_convert_checkpoint_cli_end_to_end(tmp_path, capsys):
 
 def test_memory_position_table_is_centre_cropped(tmp_path):
     """AlphAction's 61 memory offsets (-30..30) load into a model with a shorter window."""
-    from thermal_action.models import InteractionStructure
+    from thermal_action.models.interaction import InteractionStructure
 
     backbone = VARIANTS["slowfast_tiny"](lateral="conv_bias")
     interaction = InteractionStructure(sum(backbone.out_channels), mode="serial", dim_inner=16, max_offset=2)

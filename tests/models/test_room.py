@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from thermal_action.config import ModelConfig
-from thermal_action.models import VARIANTS, build_model
+from thermal_action.models.build import build_model
+from thermal_action.models.variants import VARIANTS
 from thermal_action.models.detector import TTA_TRANSFORMS, ActionDetector, transform_clip, transform_rois
 from thermal_action.models.room import add_zone_channels
 from thermal_action.structures import ROOM_INPUTS, RoomInputs

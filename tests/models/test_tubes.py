@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from thermal_action.config import ModelConfig
-from thermal_action.models import build_model
+from thermal_action.models.build import build_model
 from thermal_action.models.tubes import (
     CropCNN,
     PersonTubeDetector,

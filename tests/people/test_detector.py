@@ -8,15 +8,11 @@ import numpy as np
 import pytest
 
 from thermal_action.data.packets import PACKET_PX, repair_dropped_packets
-from thermal_action.people import (
-    Detections,
-    DetectorParams,
-    PersonDetector,
-    detect_frame,
-    fill_pinholes,
-    segment_regions,
-    to_celsius,
-)
+from thermal_action.people.frame import detect_frame, to_celsius
+from thermal_action.people.image_ops import fill_pinholes, segment_regions
+from thermal_action.people.params import DetectorParams
+from thermal_action.people.person_detector import PersonDetector
+from thermal_action.people.results import Detections
 from thermal_action.structures import box_iou_xyxy, boxes_cxcywh_norm_to_xyxy
 
 H, W = 40, 60

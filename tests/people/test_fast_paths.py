@@ -19,13 +19,8 @@ from thermal_action.data.hdf5 import read_recording
 from thermal_action.data.synth.config import SynthConfig
 from thermal_action.data.synth.recording import simulate_recording
 from thermal_action.inference.boxes import track_frame
-from thermal_action.people import (
-    PersonDetector,
-    binary_dilate,
-    box_mean,
-    fill_pinholes,
-    segment_regions,
-)
+from thermal_action.people.image_ops import binary_dilate, box_mean, fill_pinholes, segment_regions
+from thermal_action.people.person_detector import PersonDetector
 from thermal_action.people.image_ops import sorted_percentile
 from thermal_action.people.tracker import Tracker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thermal_action.people import Detections
+from thermal_action.people.results import Detections
 from thermal_action.people.tracker import Tracker
 
 

@@ -27,7 +27,8 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A synthetic dataset: 3 recordings of 100 frames, the last one held out for val.json."""
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path_factory.mktemp("synth")
     generate_dataset(root, SynthConfig(num_recordings=3, frames_per_recording=100, seed=0, val_recordings=1))

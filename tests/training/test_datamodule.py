@@ -91,7 +91,8 @@ def test_augmentation_changes_with_the_epoch(tiny_config):
 @pytest.fixture(scope="module")
 def extra_root(tmp_path_factory):
     """A second tiny synthetic dataset (other rooms), to mix into the training batches."""
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path_factory.mktemp("extra")
     generate_dataset(root, SynthConfig(num_recordings=2, frames_per_recording=80, seed=5, val_recordings=0))
@@ -188,7 +189,8 @@ def test_synthetic_rooms_must_match_the_recordings_frame_size(tiny_config, tmp_p
     """A user's sensor of another size: a clear error before training, not a collate crash."""
     import h5py
 
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path / "small"
     generate_dataset(root, SynthConfig(num_recordings=2, frames_per_recording=80, seed=1, val_recordings=1))

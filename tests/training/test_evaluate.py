@@ -74,7 +74,7 @@ def test_interaction_memory_is_filled_before_predicting(synth_root, tiny_config)
     from torch.utils.data import DataLoader
 
     from thermal_action.data.dataset import build_collate, build_dataset
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
 
     cfg = tiny_config("model.interaction=serial", "model.interaction_dim=16")
     torch.manual_seed(0)

@@ -109,7 +109,8 @@ def _val_rows(out: Path) -> list[dict]:
 def even_root(tmp_path_factory):
     """A synthetic set of 22 training keyframes (two recordings of 96 frames), one box each,
     and 9 validation keyframes."""
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path_factory.mktemp("synth_even")
     generate_dataset(root, SynthConfig(num_recordings=3, frames_per_recording=96, seed=0, val_recordings=1))

@@ -114,7 +114,7 @@ def test_same_seed_same_weights(tmp_path, tiny_config):
 
 
 def test_frozen_backbone_keeps_pretrained_weights(tmp_path, tiny_config):
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
 
     cfg = tiny_config()
     pretrained = build_model(cfg.model, 14)

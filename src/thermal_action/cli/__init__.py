@@ -33,7 +33,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         summary = generate_day(args.out_dir, DayConfig(hours=args.day, start_hour=args.start_hour, seed=args.seed,
                                                        keyframe_seconds=args.keyframe_seconds))
     else:
-        from thermal_action.data.synth import SynthConfig, generate_dataset
+        from thermal_action.data.synth.config import SynthConfig
+        from thermal_action.data.synth.write import generate_dataset
 
         summary = generate_dataset(
             args.out_dir,

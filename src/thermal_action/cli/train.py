@@ -42,7 +42,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from thermal_action.evaluation import format_metrics_table
+    from thermal_action.evaluation.io import format_metrics_table
     from thermal_action.training.evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(

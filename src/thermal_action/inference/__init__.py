@@ -15,33 +15,6 @@
 
 The built-in person detector and tracker are :mod:`thermal_action.people`.
 
-Names are imported lazily (``from thermal_action.inference import Predictor``) so
-that importing the package, as the CLI does for ``--help``, stays cheap.
+Names are imported from their modules (``from thermal_action.inference.predictor import
+Predictor``): importing the package, as the CLI does for ``--help``, imports nothing.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_LAZY = {
-    "Predictor": "predictor",
-    "Prediction": "outputs",
-    "predict_recordings": "recordings",
-    "predict_recording": "recordings",
-    "StreamingPredictor": "streaming",
-    "StreamFrame": "streaming",
-    "AlertEvent": "alerts",
-    "FallAlertMonitor": "alerts",
-    "find_fall_alerts": "alerts",
-    "render_recording": "render",
-    "export_onnx": "export",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ BACKENDS = ("torch", "onnx")
 
 
 class TorchBackend:
-    """Runs an :class:`~thermal_action.models.ActionDetector` in PyTorch.
+    """Runs an :class:`~thermal_action.models.detector.ActionDetector` in PyTorch.
 
     Args:
         model: the detector (put in eval mode here).

@@ -23,7 +23,7 @@ from thermal_action.data.hdf5 import Recording
 from thermal_action.data.rooms import RoomLayout
 from thermal_action.errors import DatasetError
 from thermal_action.evaluation.detections import DetectionsFile, RawDetection
-from thermal_action.people import Detections
+from thermal_action.people.results import Detections
 from thermal_action.structures import FrameBoxes, boxes_cxcywh_norm_to_xyxy
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def boxes_from_detector(recording: Recording, detector: Any | None = None,
                         tracker_factory: Callable[[], Any] | None = None) -> PersonBoxes:
     """Runs the built-in person detector and tracker over a whole recording."""
     if detector is None:
-        from thermal_action.people import PersonDetector
+        from thermal_action.people.person_detector import PersonDetector
 
         detector = PersonDetector()
     dets = detector.detect_recording(recording.frames)

@@ -68,7 +68,7 @@ from thermal_action.data.rooms import (
 )
 from thermal_action.inference.alerts import AlertEvent, FallAlertMonitor
 from thermal_action.inference.boxes import FrameBoxes, track_frame
-from thermal_action.people import Detections
+from thermal_action.people.results import Detections
 from thermal_action.inference.outputs import Prediction
 from thermal_action.inference.predictor import ClipRequest, Predictor
 from thermal_action.structures import KELVIN_OFFSET, PREDICTION, boxes_xyxy_to_cxcywh_norm
@@ -214,7 +214,7 @@ class StreamingPredictor:
         self.causal = causal
         self.fps = fps
         if detector_factory is None:
-            from thermal_action.people import PersonDetector
+            from thermal_action.people.person_detector import PersonDetector
 
             detector_factory = PersonDetector
         if tracker_factory is None:

@@ -87,7 +87,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> ActionDetector | Ensemble
     model.set_test_time_augmentation(cfg.test_time_augmentation)
     if cfg.pretrained:
         # Lazy: the importer is only needed (and only imported) when weights are asked for.
-        from thermal_action.models.pretrained import load_pretrained
+        from thermal_action.models.pretrained.loading import load_pretrained
 
         load_pretrained(model, cfg.pretrained)
     return model

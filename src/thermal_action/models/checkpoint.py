@@ -122,7 +122,7 @@ def _load(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
         # weights_only: a checkpoint is data; never execute pickled code from it.
         ckpt = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        from thermal_action.models.pretrained import explain_load_failure
+        from thermal_action.models.pretrained.reading import explain_load_failure
 
         # The project's one-line refusal, as for pretrained weights: torch's own text
         # suggests retrying with weights_only=False, which would run the file's code.

@@ -28,7 +28,7 @@ def convert_checkpoint(
 ) -> LoadReport:
     """Maps a published checkpoint onto our detector and saves it in our format.
 
-    The model is built with :func:`thermal_action.models.build_model`. Without ``variant``
+    The model is built with :func:`thermal_action.models.build.build_model`. Without ``variant``
     the one variant in ``VARIANTS`` that reproduces the file's backbone is used (several
     fitting, e.g. a PySlowFast R50 that 4x16 and 8x8 both load, is an error naming them:
     alpha cannot be read from the weights). If a given ``variant``

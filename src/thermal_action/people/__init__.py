@@ -30,38 +30,3 @@ Where things are: :mod:`.params` (:class:`DetectorParams`), :mod:`.results`
 
 Design choices and the numbers behind them are in :class:`DetectorParams`.
 """
-
-from __future__ import annotations
-
-from thermal_action.people.frame import (
-    detect_frame,
-    initial_background,
-    robust_sigma,
-    to_celsius,
-)
-from thermal_action.people.image_ops import (
-    binary_dilate,
-    box_mean,
-    fill_pinholes,
-    percentile_filter,
-    segment_regions,
-)
-from thermal_action.people.params import DetectorParams
-from thermal_action.people.person_detector import PersonDetector
-from thermal_action.people.results import Detections, FrameResult
-
-__all__ = [
-    "DetectorParams",
-    "Detections",
-    "FrameResult",
-    "PersonDetector",
-    "binary_dilate",
-    "box_mean",
-    "detect_frame",
-    "fill_pinholes",
-    "initial_background",
-    "percentile_filter",
-    "robust_sigma",
-    "segment_regions",
-    "to_celsius",
-]

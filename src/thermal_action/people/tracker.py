@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from thermal_action.people import Detections
+from thermal_action.people.results import Detections
 from thermal_action.structures import box_iou_xyxy
 
 

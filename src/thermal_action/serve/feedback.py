@@ -117,7 +117,7 @@ def export_feedback(data_dir: str | Path, out_dir: str | Path, overwrite: bool =
         FileNotFoundError: ``data_dir`` holds no service database.
         FileExistsError: ``out_dir`` already holds an export and ``overwrite`` is False.
     """
-    from thermal_action.data.synth import class_mapping, write_h5
+    from thermal_action.data.synth.write import class_mapping, write_h5
 
     data_dir, out = Path(data_dir), Path(out_dir)
     if not (data_dir / DB_FILE).is_file():

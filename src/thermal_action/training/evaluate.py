@@ -169,7 +169,7 @@ def evaluate_checkpoint(
         device: ``"cpu"`` or ``"cuda"``.
 
     Returns:
-        The metrics dict (:func:`thermal_action.evaluation.compute_metrics`) plus
+        The metrics dict (:func:`thermal_action.evaluation.metrics.compute_metrics`) plus
         ``"evaluated"``: checkpoint, annotation file, box source.
 
     Raises:
@@ -178,7 +178,9 @@ def evaluate_checkpoint(
             so are recordings of another frame size than the model was trained on.
     """
     from thermal_action.data.dataset import build_collate, build_dataset
-    from thermal_action.evaluation import compute_metrics, read_detections, write_evaluation
+    from thermal_action.evaluation.detections import read_detections
+    from thermal_action.evaluation.io import write_evaluation
+    from thermal_action.evaluation.metrics import compute_metrics
     from thermal_action.alert_rule import AlertOverrides, resolve_alert_rule
     from thermal_action.models.checkpoint import load_checkpoint
     from thermal_action.training.datamodule import annotation_path, log_repairs, require_labelled_boxes

@@ -124,7 +124,7 @@ class ContrastiveModel(nn.Module):
 def propose_people(frames: np.ndarray, frame_step: int, min_score: float, recording: int) -> list[TubeSample]:
     """Person boxes of every ``frame_step``-th frame from the classical detector (all frames
     are fed to it, in order, so its background model sees the whole recording)."""
-    from thermal_action.people import PersonDetector
+    from thermal_action.people.person_detector import PersonDetector
 
     detections = PersonDetector().detect_recording(frames)
     samples = []

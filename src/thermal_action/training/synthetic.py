@@ -34,8 +34,8 @@ STAMP = "synthetic.json"
 
 
 def synthetic_config(d):
-    """The :class:`~thermal_action.data.synth.SynthConfig` that ``DataConfig`` ``d`` asks for."""
-    from thermal_action.data.synth import SynthConfig
+    """The :class:`~thermal_action.data.synth.config.SynthConfig` that ``DataConfig`` ``d`` asks for."""
+    from thermal_action.data.synth.config import SynthConfig
 
     return SynthConfig(num_recordings=d.synthetic_recordings, frames_per_recording=d.synthetic_frames,
                        val_recordings=0, seed=d.synthetic_seed)
@@ -54,7 +54,7 @@ def ensure_synthetic_rooms(d, directory: str | Path) -> Path:
 
     Its ``annotations/train.json`` holds every synthetic keyframe; there is no validation split.
     """
-    from thermal_action.data.synth import generate_dataset
+    from thermal_action.data.synth.write import generate_dataset
 
     directory = Path(directory)
     sc = synthetic_config(d)

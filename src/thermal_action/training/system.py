@@ -8,7 +8,7 @@ only adds what training needs::
                                                              (validation epoch end)
 
 Validation collects one prediction record per box over the whole epoch and computes
-the evaluation metrics with :func:`thermal_action.evaluation.compute_metrics` at its
+the evaluation metrics with :func:`thermal_action.evaluation.metrics.compute_metrics` at its
 end (``val/mAP``, ``val/top1``, ``val/macro_f1``, ``val/fall_precision``,
 ``val/fall_recall``, ``val/fall_ap`` and the alarm's ``val/fall_threshold``); under DDP
 the records of every rank are gathered first, so all ranks log the same numbers and pick
@@ -315,7 +315,7 @@ class ActionDetectionSystem(L.LightningModule):
         return resolve_alert_rule(rule, AlertOverrides(threshold=self.validation.fall_threshold))
 
     def on_validation_epoch_end(self) -> None:
-        from thermal_action.evaluation import choose_fall_threshold, compute_metrics
+        from thermal_action.evaluation.metrics import choose_fall_threshold, compute_metrics
 
         records = self._gathered_records()
         self._val_records = {}

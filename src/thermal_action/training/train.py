@@ -261,7 +261,7 @@ def build_system(cfg: Config, class_names: list[str], class_counts: list[int], g
             (:func:`~thermal_action.training.datamodule.training_overlap`), recorded in the
             checkpoints and in ``val_summary.jsonl``.
     """
-    from thermal_action.models import build_model
+    from thermal_action.models.build import build_model
 
     o = cfg.optim
     model_cfg = cfg.model if load_pretrained else replace(cfg.model, pretrained="")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thermal_action.config import ModelConfig
-from thermal_action.models import build_model
+from thermal_action.models.build import build_model
 from thermal_action.models.ops import conv
 from thermal_action.models.ops.conv import Conv3d, conv3d
 

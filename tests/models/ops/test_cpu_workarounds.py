@@ -52,14 +52,14 @@ _read = pathlib.Path.read_text
 pathlib.Path.read_text = lambda self, *a, **k: "flags: amx_bf16" if str(self) == "/proc/cpuinfo" else _read(self, *a, **k)
 before = dict(os.environ)
 import thermal_action
-import thermal_action.models
+import thermal_action.models.build
 for m in pkgutil.walk_packages(thermal_action.__path__, "thermal_action."):
     if not m.name.endswith(".__main__"):  # importing __main__ runs the program: not an import side effect
         importlib.import_module(m.name)
 changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
 assert not changed, changed
 from thermal_action.config import ModelConfig
-thermal_action.models.build_model(ModelConfig(variant="slowfast_tiny"), 3)
+thermal_action.models.build.build_model(ModelConfig(variant="slowfast_tiny"), 3)
 print(os.environ.get("ONEDNN_MAX_CPU_ISA"))
 """
 

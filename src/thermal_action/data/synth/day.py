@@ -17,7 +17,7 @@ The clock starts at ``start_hour`` (21:00 by default: an evening, the night, the
 day). Labels are the 14 classes of the synthetic dataset (never 3 or 7: no fall); frames
 where the resident is out of the room have :data:`OUT_OF_VIEW`.
 
-Output, in a dataset folder like :func:`~thermal_action.data.synth.generate_dataset`'s:
+Output, in a dataset folder like :func:`~thermal_action.data.synth.write.generate_dataset`'s:
 ``frames/<sensor_id>.h5`` (written in chunks of ``chunk_frames``: one hour is 21,600 frames,
 ~207 MB of float32, and memory stays at a few chunks), ``frames/sensor_info.json``,
 ``annotations/day.json`` (a keyframe every ``keyframe_seconds`` with the resident's box and

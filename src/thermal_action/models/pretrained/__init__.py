@@ -46,7 +46,7 @@ strict load fails with an error that names the file, the offending tensors and t
 variants the file does fit:
 
 =======================================  ======================================  ==================================
-published layout                         variant (``thermal_action.models``)     backbone options it implies
+published layout                         variant (``models.variants``)         backbone options it implies
 =======================================  ======================================  ==================================
 AlphAction R50 4x16                      ``slowfast_r50_4x16_alphaction``        alpha 8, beta 1/8, depths 3-4-6-3,
 (``alphaction_r50_4x16_*``)                                                      ``lateral="conv_bias"``, kernel 5,
@@ -85,39 +85,3 @@ The package, one file per step::
 
 Conversion to our own format is :func:`thermal_action.models.convert.convert_checkpoint`.
 """
-
-from thermal_action.errors import CheckpointError
-from thermal_action.models.pretrained.fitting import (
-    backbone_depths_for,
-    backbone_options_for,
-    fitting_variants,
-    resolve_variant,
-    variant_fits,
-)
-from thermal_action.models.pretrained.loading import load_pretrained
-from thermal_action.models.pretrained.formats import (
-    FORMAT_ALPHACTION,
-    FORMAT_MMACTION2,
-    FORMAT_OURS,
-    FORMAT_PYSLOWFAST,
-    FORMAT_PYTORCHVIDEO,
-    FORMAT_TITLES,
-)
-from thermal_action.models.pretrained.naming import (
-    MappedCheckpoint,
-    MappedKey,
-    detect_format,
-    map_checkpoint,
-    map_key,
-    strip_wrapper_prefix,
-)
-from thermal_action.models.pretrained.reading import RawCheckpoint, explain_load_failure, read_checkpoint
-from thermal_action.models.pretrained.report import ConvertedKey, LoadReport, ShapeMismatch, SkippedKey
-
-__all__ = [
-    "FORMAT_ALPHACTION", "FORMAT_MMACTION2", "FORMAT_OURS", "FORMAT_PYSLOWFAST", "FORMAT_PYTORCHVIDEO",
-    "FORMAT_TITLES", "CheckpointError", "ConvertedKey", "LoadReport", "MappedCheckpoint", "MappedKey",
-    "RawCheckpoint", "ShapeMismatch", "SkippedKey", "backbone_depths_for", "backbone_options_for", "detect_format",
-    "explain_load_failure", "fitting_variants", "load_pretrained", "map_checkpoint", "map_key", "read_checkpoint",
-    "resolve_variant", "strip_wrapper_prefix", "variant_fits",
-]

@@ -138,7 +138,7 @@ def resolve_variant(mapped: MappedCheckpoint, variant: str, path: str | Path = "
         f"{FORMAT_TITLES[mapped.format]} backbone (depths {backbone_depths_for(mapped)}, options "
         f"{backbone_options_for(mapped)}); "
         + (f"variants that fit it: {others}" if others else
-           "add a variant with these SlowFastBackbone options to thermal_action.models.VARIANTS"),
+           "add a variant with these SlowFastBackbone options to thermal_action.models.variants.VARIANTS"),
     )
 
 
@@ -154,6 +154,6 @@ def only_fitting_variant(mapped: MappedCheckpoint, path: str | Path) -> str:
               f"{backbone_options_for(mapped)})")
     if not fits:
         raise CheckpointError(path, f"no model variant reproduces this {detail}; add a variant with these "
-                                    "SlowFastBackbone options to thermal_action.models.VARIANTS")
+                                    "SlowFastBackbone options to thermal_action.models.variants.VARIANTS")
     raise CheckpointError(path, f"variants {fits} all reproduce this {detail} (alpha cannot be read from the "
                                 "weights): pass --variant with the one the file was trained as")
