@@ -118,6 +118,21 @@ def test_a_loaded_config_is_frozen_and_replace_values_makes_a_checked_copy(secti
         replace_values(cfg, {"optim.epochs": 0})
 
 
+
+def test_the_service_config_is_frozen_too_and_replace_values_makes_a_checked_copy():
+    import dataclasses
+
+    from thermal_action.serve.config import load_serve_config
+
+    cfg = load_serve_config(None, ["port=0"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.silent_seconds = 1.0
+    changed = replace_values(cfg, {"silent_seconds": 1.0, "end_stream_seconds": 2.0})
+    assert (changed.silent_seconds, changed.end_stream_seconds, changed.port) == (1.0, 2.0, 0)
+    assert cfg.silent_seconds != 1.0
+    with pytest.raises(ConfigError, match="out of range"):
+        replace_values(cfg, {"port": 70_000})
+
 def test_override_values_parse_as_yaml():
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
     assert parse_override("a=true") == ("a", True)

@@ -7,6 +7,7 @@ import pytest
 
 from helpers.serve import FakePool, alert_event
 from thermal_action.alert_rule import AlertRule
+from thermal_action.config import replace_values
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.hub import Hub
 from thermal_action.serve.model import ModelInfo
@@ -191,7 +192,7 @@ def test_a_worker_restart_starts_new_streams_for_its_sensors(hub):
 
 
 def test_silent_sensor_ends_its_stream_once(hub, monkeypatch):
-    hub.cfg.silent_seconds, hub.cfg.end_stream_seconds = 1.0, 2.0
+    hub.cfg = replace_values(hub.cfg, {"silent_seconds": 1.0, "end_stream_seconds": 2.0})
     hub.submit("S1", frames(2), "ws")
     hub.sensors["S1"].last_arrival -= 1.5
     assert hub.sensors_status()[0]["status"] == "silent"

@@ -14,6 +14,7 @@ from PIL import Image
 
 from helpers.serve import FakePool, alert_event, wait_for
 from thermal_action.alert_rule import AlertRule
+from thermal_action.config import replace_values
 from thermal_action.serve.clips import render_clip, render_strip, strip_indices
 from thermal_action.serve.config import ServeConfig
 from thermal_action.serve.hub import Hub
@@ -172,7 +173,7 @@ def test_delay_is_measured_when_frames_are_processed(hub):
     assert st["delay_s"] == pytest.approx(3.0 - 5 * STEP / 1000, abs=0.5) and st["delay_last_s"] is not None
     s = hub.stats()
     assert s["delay_p95_s"] == pytest.approx(st["delay_s"], abs=0.5) and s["behind"] is False
-    hub.cfg.delay_warning_seconds = 1.0
+    hub.cfg = replace_values(hub.cfg, {"delay_warning_seconds": 1.0})
     assert hub.stats()["behind"] is True
     assert "thermal_behind 1.0" in hub.metrics_text()
 

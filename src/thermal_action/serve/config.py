@@ -1,6 +1,8 @@
 """The service's typed configuration: defaults here, a YAML file (``serve --config``) and
 ``key=value`` arguments override them, unknown keys are errors, and the resolved config is
-written to the data directory at every start (``serve_config.yaml``)."""
+written to the data directory at every start (``serve_config.yaml``). A loaded config is
+frozen, like the training config: :func:`thermal_action.config.replace_values` makes a changed,
+checked copy."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from thermal_action.structures import PREDICTION
 BACKENDS = ("torch", "onnx")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeConfig:
     # -- network and security
     host: str = "127.0.0.1"  # the address to bind: localhost only unless told otherwise (0.0.0.0: all)
