@@ -641,7 +641,8 @@ class Store:
     def raises(self, sensor_id: str | None = None, alert_id: int | None = None) -> list[dict[str, Any]]:
         """The raises (one per fall monitor alert) behind the alerts, oldest first: ``sensor_id,
         track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active, alert_id,
-        box`` (``[x1, y1, x2, y2]`` pixels where the person was last seen above the threshold, or None)."""
+        box`` (``[x1, y1, x2, y2]`` pixels where the person was last seen above the threshold, or None),
+        ``instance`` (the service that raised it; "" on one machine)."""
         where, args = [], []
         if sensor_id is not None:
             where.append("sensor_id = ?")
@@ -650,7 +651,7 @@ class Store:
             where.append("alert_id = ?")
             args.append(int(alert_id))
         sql = ("SELECT sensor_id, track_id, start_timestamp, fired_timestamp, end_timestamp, peak_score, active,"
-               " alert_id, x1, y1, x2, y2 FROM alert_raises" + (" WHERE " + " AND ".join(where) if where else "")
+               " alert_id, x1, y1, x2, y2, instance FROM alert_raises" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY fired_timestamp, sensor_id, track_id")
         out = []
         for r in self._rows(sql, tuple(args)):

@@ -114,17 +114,14 @@ class PostgresDatabase:
             for a unix socket directory).
 
     Raises:
-        StoreError: psycopg is missing (the ``cluster`` extra) or the database cannot be reached.
+        StoreError: the database cannot be reached.
+        ModuleNotFoundError: psycopg is missing (the ``cluster`` extra).
     """
 
     dialect = "postgresql"
 
     def __init__(self, url: str):
-        try:
-            import psycopg
-        except ImportError:
-            raise StoreError("store_url names PostgreSQL, which needs psycopg: pip install "
-                             "'thermal-action[cluster]'") from None
+        import psycopg  # the cluster extra; the CLI names it when missing
         self._psycopg = psycopg
         self.Error = (psycopg.Error,)
         self.where = _redacted(url)
