@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -109,10 +110,12 @@ def test_two_instances_share_the_sensors_and_a_killed_ones_falls_resume_on_the_o
 
         instances["a"].proc.kill()  # mid-alert: its falls are ongoing, the gateways keep publishing
         instances["a"].proc.wait(10)
+        killed = time.monotonic()
         assert gateway.is_alive(), "the recording ended before the kill: make it longer"
         # a's sensors resume on b: b raises their falls again, folded into a's alerts.
         wait_for(lambda: all("b" in raised_by()[s] for s in a_sensors), timeout=90,
                  what="a's sensors raised again on b")
+        print(f"\n{len(a_sensors)} sensors of a raised again on b {time.monotonic() - killed:.1f} s after the kill")
         gateway.join(timeout=FRAMES / 6 / SPEED + 60)
         assert not gateway.is_alive() and replayed[0].totals()["frames_failed"] == 0
         # b ends every stream (end_stream_seconds after the last frame), and with them the falls.

@@ -162,13 +162,15 @@ class AmqpIngest:
         self._seen: dict[str, int] = {}  # sensor id -> the partition it came from
         self._arrived: dict[str, float] = {}  # sensor id -> first message here (monotonic), until on_moved ran
         self._last_delivery: dict[int, float] = {}  # partition -> monotonic time
-        self._peers: dict[str, float] = {}  # other instance -> last announcement (monotonic)
+        self._peers: dict[str, tuple[float, int]] = {}  # other instance -> (last announcement, partitions it held)
         self._tags: dict[str, int] = {}  # consumer tag -> partition
 
     # -- lifecycle
 
     def start(self) -> None:
         import pika  # noqa: F401 - the cluster extra: missing, it fails the start (the CLI names the extra)
+
+        logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate every connect and close
 
         if self._thread is not None:
             return
@@ -196,7 +198,13 @@ class AmqpIngest:
         """This instance and the others heard from in the last ``3 x PRESENCE_SECONDS``."""
         now = time.monotonic()
         with self._lock:
-            return sorted({self.instance, *(n for n, t in self._peers.items() if now - t <= 3 * PRESENCE_SECONDS)})
+            return sorted({self.instance, *(n for n, (t, _) in self._peers.items() if now - t <= 3 * PRESENCE_SECONDS)})
+
+    def _fewest_held_by_others(self) -> int:
+        """The fewest partitions a live other instance said it holds."""
+        now = time.monotonic()
+        with self._lock:
+            return min((h for t, h in self._peers.values() if now - t <= 3 * PRESENCE_SECONDS), default=0)
 
     # -- the connection thread
 
@@ -265,13 +273,16 @@ class AmqpIngest:
             self._tags[tag] = partition
 
     def _rebalance(self, ch: Any, queues: list[str]) -> bool:
-        """Hands back the partitions beyond this instance's fair share; True if it did."""
+        """Hands back the partitions beyond this instance's fair share, as many as another
+        instance lacks of its own (an instance that just died still claims its share for a
+        few seconds: nothing goes back to it); True if it did."""
         live = self.instances()
         held = self.held_partitions()
         fair = math.ceil(len(queues) / len(live))
-        if len(live) < 2 or len(held) <= fair:
+        n = min(len(held) - fair, fair - self._fewest_held_by_others())
+        if len(live) < 2 or n <= 0:
             return False
-        give = held[fair:]
+        give = held[len(held) - n:]
         with self._lock:
             by_partition = {p: tag for tag, p in self._tags.items()}
         for p in give:
@@ -303,14 +314,15 @@ class AmqpIngest:
 
     def _on_presence(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         try:
-            name = str(json.loads(body)["instance"])
+            hello = json.loads(body)
+            name, held = str(hello["instance"]), int(hello["held"])
         except (ValueError, KeyError, TypeError):
             return
         if name != self.instance:
             with self._lock:
                 if name not in self._peers:
                     logger.info("AMQP: instance %s is up", name)
-                self._peers[name] = time.monotonic()
+                self._peers[name] = (time.monotonic(), held)
 
     def _on_frames(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         try:
