@@ -2,9 +2,11 @@
 # System packages the live service and its tests use (Debian / Ubuntu):
 #   mosquitto                  the MQTT broker the service's MQTT tests start (and a gateway can use)
 #   chromium, chromium-driver  the headless browser the dashboard test drives
+#   rabbitmq-server            the broker several serve instances share (MQTT and consistent-hash plugins ship with it)
+#   postgresql                 the store several serve instances share (the tests start a private cluster of their own)
 # Usage: bash scripts/setup-system.sh    (as root, or with sudo available)
 set -euo pipefail
-PACKAGES=(mosquitto chromium chromium-driver)
+PACKAGES=(mosquitto chromium chromium-driver rabbitmq-server postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

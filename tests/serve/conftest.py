@@ -171,3 +171,184 @@ class FakeHub:
 def fake_hub() -> FakeHub:
     """A fresh :class:`FakeHub`."""
     return FakeHub()
+
+
+# -- PostgreSQL and RabbitMQ: the store and the broker of several instances (README, "More than one machine")
+
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+RABBITMQ_BIN = "/usr/lib/rabbitmq/bin"
+
+
+def _missing(reason: str) -> None:
+    if _services_required():
+        pytest.fail(f"{reason}; {REQUIRE_SERVICES_ENV}=1 requires it", pytrace=False)
+    pytest.skip(f"{reason}; set {REQUIRE_SERVICES_ENV}=1 to fail instead")
+
+
+def _find_postgres_bin() -> Path | None:
+    import glob
+
+    found = sorted(glob.glob(f"{POSTGRES_BIN_GLOB}/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster: ``initdb`` into a temp dir, listening on a unix socket
+    there only (no TCP port to collide with), trust authentication for its one user.
+
+    PostgreSQL refuses to run as root: as root, the cluster belongs to the ``postgres`` user
+    (the Debian package creates it) and its commands run through ``runuser``.
+
+    Args:
+        bindir: the directory of ``initdb`` and ``pg_ctl``.
+    """
+
+    USER = "thermal"
+
+    def __init__(self, bindir: Path):
+        import pwd
+        import tempfile
+
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="thermal-pg-"))  # short: a socket path has ~100 bytes
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self._n = 0
+
+    def _run(self, *cmd: str) -> None:
+        done = subprocess.run([*self.prefix, *cmd], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def start(self) -> None:
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.USER,
+                  "-E", "UTF8", "--locale=C", "--no-sync")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60",
+                  "-o", f"-k {self.root} -c listen_addresses='' -p {self.port} -c fsync=off", "start")
+
+    def url(self, dbname: str = "postgres") -> str:
+        """A libpq URL of database ``dbname`` through the cluster's socket."""
+        return f"postgresql://{self.USER}@/{dbname}?host={self.root}&port={self.port}"
+
+    def create_database(self) -> str:
+        """A new empty database; returns its URL."""
+        import psycopg
+
+        self._n += 1
+        name = f"t{os.getpid()}_{self._n}"
+        with psycopg.connect(self.url(), autocommit=True) as con:
+            con.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A running :class:`PostgresServer` for the whole session (each test makes its own database)."""
+    bindir = _find_postgres_bin()
+    if bindir is None:
+        _missing("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _missing("psycopg is not installed (pip install 'thermal-action[cluster]')")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class RabbitBroker:
+    """A private RabbitMQ node (its own node name, ports, data and log dirs in ``workdir``) with
+    the plugins the cluster uses: MQTT (gateways publish as to Mosquitto) and the consistent-hash
+    exchange (:mod:`thermal_action.serve.amqp`). Its ``epmd`` (Erlang's port mapper) runs on a
+    port of its own and is stopped with it.
+
+    Args:
+        workdir: its config, data, logs and Erlang cookie.
+    """
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.amqp_port, self.mqtt_port, self.dist_port, self.epmd_port = (free_port() for _ in range(4))
+        self.node = f"thermal{self.amqp_port}@localhost"
+        (workdir / "enabled_plugins").write_text("[rabbitmq_mqtt,rabbitmq_consistent_hash_exchange].\n")
+        (workdir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
+            f"mqtt.listeners.tcp.default = 127.0.0.1:{self.mqtt_port}\n"
+            "mqtt.allow_anonymous = true\nloopback_users = none\n")
+        self.env = {**os.environ, "HOME": str(workdir), "RABBITMQ_NODENAME": self.node,
+                    "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"), "RABBITMQ_LOG_BASE": str(workdir / "log"),
+                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
+                    "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq"), "RABBITMQ_PID_FILE": str(workdir / "pid"),
+                    "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port)}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """``amqp://guest:guest@127.0.0.1:<port>/``: where the instances consume."""
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
+    @property
+    def mqtt_url(self) -> str:
+        """``mqtt://127.0.0.1:<port>``: where gateways (``replay``) publish."""
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    def _ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([f"{RABBITMQ_BIN}/rabbitmqctl", "-n", self.node, *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> None:
+        with open(self.workdir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen([f"{RABBITMQ_BIN}/rabbitmq-server"], env=self.env, stdout=log, stderr=log,
+                                         cwd=self.workdir)
+        done = self._ctl("wait", str(self.workdir / "pid"), "--timeout", "120", timeout=150)
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"RabbitMQ did not start:\n{done.stdout[-1000:]}{done.stderr[-1000:]}\n"
+                               f"{(self.workdir / 'server.log').read_text()[-2000:]}")
+        wait_for_port(self.amqp_port)
+        wait_for_port(self.mqtt_port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self._ctl("stop", timeout=60)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory):
+    """A running :class:`RabbitBroker` for the session (``.url`` AMQP, ``.mqtt_url``)."""
+    if not os.access(f"{RABBITMQ_BIN}/rabbitmq-server", os.X_OK):
+        _missing("RabbitMQ is not installed (Debian/Ubuntu: apt-get install rabbitmq-server)")
+    try:
+        import pika  # noqa: F401
+    except ImportError:
+        _missing("pika is not installed (pip install 'thermal-action[cluster]')")
+    broker = RabbitBroker(tmp_path_factory.mktemp("rabbitmq"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

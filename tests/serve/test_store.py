@@ -1,4 +1,4 @@
-"""The service's SQLite store: alert events make one row per alert (a person's raises folded
+"""The service's store, on SQLite and on PostgreSQL (every test before the migration tests): alert events make one row per alert (a person's raises folded
 while unacknowledged), statuses survive a reopen, an older database is migrated, sensor
 details and feedback are kept, predictions are kept and purged."""
 
@@ -14,6 +14,32 @@ from thermal_action.serve.store import (MIGRATIONS, SCHEMA_VERSION, AlertIsOngoi
                                        box_gap)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request, tmp_path):
+    """``open_store(name, fold, instance)``: a store on this test's backend; the same name is the
+    same database (opened again: a restart). PostgreSQL: a new database of the session's
+    private cluster (conftest ``postgres``)."""
+    urls: dict[str, str] = {}
+    opened: list[Store] = []
+
+    def make(name: str = "db", fold: FoldRule = FoldRule(), instance: str = "") -> Store:
+        if request.param == "sqlite":
+            target = tmp_path / name
+        else:
+            if name not in urls:
+                urls[name] = request.getfixturevalue("postgres").create_database()
+            target = urls[name]
+        opened.append(Store(target, fold, instance))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - closed by the test already
+            pass
+
+
 def raise_alert(s: Store, sensor, track, start, fired, peak):
     return s.record_alert(alert_event("raised", sensor, track, start, fired, peak)).alert
 
@@ -22,9 +48,8 @@ def end_alert(s: Store, sensor, track, start, end, peak):
     return s.record_alert(alert_event("ended", sensor, track, start, end, peak)).alert
 
 
-def test_alert_life_open_acknowledged_resolved_survives_reopen(tmp_path):
-    db = tmp_path / "serve.db"
-    s = Store(db)
+def test_alert_life_open_acknowledged_resolved_survives_reopen(open_store):
+    s = open_store("serve")
     a = raise_alert(s, "S1", 3, 1000, 6000, 0.8)
     assert (a["status"], a["state"], a["ended_ms"], a["started_ms"], a["raised_ms"]) == ("open", "ongoing", None,
                                                                                          1000, 6000)
@@ -37,7 +62,7 @@ def test_alert_life_open_acknowledged_resolved_survives_reopen(tmp_path):
     assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == "nurse A" and acked["acknowledged_at"]
     s.close()
 
-    s = Store(db)  # a restart
+    s = open_store("serve")  # a restart
     row = s.alert(a["id"])
     assert row["status"] == "acknowledged" and row["acknowledged_by"] == "nurse A"
     done = s.set_alert_status(a["id"], "resolved", "nurse B")
@@ -48,8 +73,8 @@ def test_alert_life_open_acknowledged_resolved_survives_reopen(tmp_path):
     assert s.count_alerts() == {"open": 0, "acknowledged": 0, "resolved": 1, "ongoing": 0}
 
 
-def test_a_raise_and_its_end_in_one_go_and_an_end_without_its_raise(tmp_path):
-    s = Store(tmp_path / "db")
+def test_a_raise_and_its_end_in_one_go_and_an_end_without_its_raise(open_store):
+    s = open_store("db")
     raised = alert_event("raised", "S1", 2, 1000, 2000, 0.7)
     ended = alert_event("ended", "S1", 2, 1000, 3000, 0.8, fired_timestamp=2000)
     a, b = s.record_alert(raised), s.record_alert(ended)
@@ -67,8 +92,8 @@ def test_a_raise_and_its_end_in_one_go_and_an_end_without_its_raise(tmp_path):
     assert late.alert["state"] == "ended" and late.actions == ()
 
 
-def test_the_active_alerts_of_some_sensors_end(tmp_path):
-    s = Store(tmp_path / "db")
+def test_the_active_alerts_of_some_sensors_end(open_store):
+    s = open_store("db")
     for sensor in ("S1", "S2", "S3"):
         raise_alert(s, sensor, 0, 1, 2, 0.6)
     ended = s.end_all_active(["S2", "S3", "S4"], why="worker 1 died")  # a dead worker's sensors
@@ -78,8 +103,8 @@ def test_the_active_alerts_of_some_sensors_end(tmp_path):
         "ended", "system", "worker 1 died")
 
 
-def test_resolving_an_open_alert_acknowledges_it_too(tmp_path):
-    s = Store(tmp_path / "db")
+def test_resolving_an_open_alert_acknowledges_it_too(open_store):
+    s = open_store("db")
     a = raise_alert(s, "S2", 0, 5, 5, 0.7)
     end_alert(s, "S2", 0, 5, 9, 0.7)
     r = s.set_alert_status(a["id"], "resolved", "ops")
@@ -88,8 +113,8 @@ def test_resolving_an_open_alert_acknowledges_it_too(tmp_path):
         s.set_alert_status(a["id"], "open", "x")
 
 
-def test_resolving_an_ongoing_alert_needs_the_confirmation(tmp_path):
-    s = Store(tmp_path / "db")
+def test_resolving_an_ongoing_alert_needs_the_confirmation(open_store):
+    s = open_store("db")
     a = raise_alert(s, "S2", 0, 5, 5, 0.7)
     with pytest.raises(AlertIsOngoing, match="confirm_ongoing"):
         s.set_alert_status(a["id"], "resolved", "ops")
@@ -98,8 +123,8 @@ def test_resolving_an_ongoing_alert_needs_the_confirmation(tmp_path):
     assert (r["status"], r["state"]) == ("resolved", "ongoing")
 
 
-def test_active_alerts_end_at_start_and_filters(tmp_path):
-    s = Store(tmp_path / "db")
+def test_active_alerts_end_at_start_and_filters(open_store):
+    s = open_store("db")
     raise_alert(s, "S1", 0, 1, 2, 0.6)
     b = raise_alert(s, "S2", 1, 1, 2, 0.6)
     s.set_alert_status(b["id"], "acknowledged", "x")
@@ -116,8 +141,8 @@ def test_active_alerts_end_at_start_and_filters(tmp_path):
         s.alerts(state="open")
 
 
-def test_predictions_timeline_and_purge(tmp_path):
-    s = Store(tmp_path / "db")
+def test_predictions_timeline_and_purge(open_store):
+    s = open_store("db")
     s.add_predictions([("S1", 1000 + i, i, 0, "standing", 0.9, 0.05, 1, 2, 3, 4) for i in range(5)]
                       + [("S2", 1000, 0, 1, "walking", 0.5, 0.1, 1, 2, 3, 4)])
     items = s.timeline("S1", since_ms=1002)
@@ -128,8 +153,8 @@ def test_predictions_timeline_and_purge(tmp_path):
     assert s.purge_predictions(older_than_ms=2**62) == 6
 
 
-def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(tmp_path):
-    s = Store(tmp_path / "db")
+def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(open_store):
+    s = open_store("db")
     good = [("S1", 1000 + i, i, 0, "standing", 0.9, 0.05, 1, 2, 3, 4) for i in range(3)]
     bad = ("S2", 10**19, 0, 0, "standing", 0.9, 0.05, 1, 2, 3, 4)  # past SQLite's 64-bit integers
     failed = s.add_predictions([good[0], bad, *good[1:], ("S3", 1000, 0, 1, "walking", 0.5, 0.1, 1, 2, 3, 4)])
@@ -138,8 +163,8 @@ def test_one_sensors_failing_insert_does_not_lose_the_others_predictions(tmp_pat
     assert s.add_predictions(good) == {}
 
 
-def test_every_acknowledgement_and_resolution_goes_to_the_audit_trail(tmp_path):
-    s = Store(tmp_path / "db")
+def test_every_acknowledgement_and_resolution_goes_to_the_audit_trail(open_store):
+    s = open_store("db")
     a = raise_alert(s, "S1", 0, 1000, 1000, 0.9)
     s.set_alert_status(a["id"], "acknowledged", "nurse A", note="on my way")
     second = s.set_alert_status(a["id"], "acknowledged", "nurse B")
@@ -155,8 +180,8 @@ def test_every_acknowledgement_and_resolution_goes_to_the_audit_trail(tmp_path):
     assert s.set_alert_status(999, "acknowledged", "x") is None and s.alert_events(999) == []
 
 
-def test_a_person_raised_again_while_unacknowledged_is_one_alert_with_repeats(tmp_path):
-    s = Store(tmp_path / "db")
+def test_a_person_raised_again_while_unacknowledged_is_one_alert_with_repeats(open_store):
+    s = open_store("db")
     first = s.record_alert(alert_event("raised", "S1", 2, 1000, 6000, 0.7))
     s.record_alert(alert_event("ended", "S1", 2, 1000, 8000, 0.7, fired_timestamp=6000))
     again = s.record_alert(alert_event("raised", "S1", 2, 20_000, 25_000, 0.9))  # fell again, nobody came yet
@@ -195,9 +220,9 @@ def test_box_gap_is_zero_for_overlapping_boxes_and_the_shortest_distance_otherwi
     assert box_gap((5, 6, 9, 9), (0, 0, 2, 2)) == pytest.approx(5.0)
 
 
-def test_a_new_track_id_of_the_same_person_folds_into_the_open_alert(tmp_path):
+def test_a_new_track_id_of_the_same_person_folds_into_the_open_alert(open_store):
     """The tracker lost a resident lying still (track 3) and found them again as track 7: one alert."""
-    s = Store(tmp_path / "db")  # the default rule: 120 s, 5 px
+    s = open_store("db")  # the default rule: 120 s, 5 px
     first = s.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
     s.record_alert(alert_event("ended", "S1", 3, 1000, 9000, 0.8, fired_timestamp=6000, box=ON_FLOOR))
     again = s.record_alert(alert_event("raised", "S1", 7, 40_000, 45_000, 0.9, box=FOUND_AGAIN))  # 31 s later
@@ -215,8 +240,8 @@ def test_a_new_track_id_of_the_same_person_folds_into_the_open_alert(tmp_path):
     assert len(s.alerts()) == 1
 
 
-def test_a_second_person_elsewhere_in_the_room_gets_an_alert_of_their_own(tmp_path):
-    s = Store(tmp_path / "db")
+def test_a_second_person_elsewhere_in_the_room_gets_an_alert_of_their_own(open_store):
+    s = open_store("db")
     first = s.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
     other = s.record_alert(alert_event("raised", "S1", 4, 2000, 7000, 0.8, box=ACROSS_THE_ROOM))  # meanwhile
     assert other.actions == ("raised",) and other.alert["id"] != first.alert["id"]
@@ -231,23 +256,23 @@ def test_a_second_person_elsewhere_in_the_room_gets_an_alert_of_their_own(tmp_pa
     assert len(s.alerts(sensor_id="S1")) == 4
 
 
-def test_an_acknowledged_alert_or_a_rule_turned_off_folds_no_new_track_id(tmp_path):
-    s = Store(tmp_path / "db")
+def test_an_acknowledged_alert_or_a_rule_turned_off_folds_no_new_track_id(open_store):
+    s = open_store("db")
     a = s.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR)).alert
     s.set_alert_status(a["id"], "acknowledged", "nurse")  # someone is on the way: a new raise is news
     assert s.record_alert(alert_event("raised", "S1", 7, 8000, 9000, 0.8, box=ON_FLOOR)).actions == ("raised",)
-    off = Store(tmp_path / "off.db", FoldRule(seconds=None))
+    off = open_store("off.db", FoldRule(seconds=None))
     off.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
     assert off.record_alert(alert_event("raised", "S1", 7, 8000, 9000, 0.8, box=ON_FLOOR)).actions == ("raised",)
-    near = Store(tmp_path / "near.db", FoldRule(seconds=120.0, distance_px=2.0))  # NEARBY is 3 px off
+    near = open_store("near.db", FoldRule(seconds=120.0, distance_px=2.0))  # NEARBY is 3 px off
     near.record_alert(alert_event("raised", "S1", 3, 1000, 6000, 0.8, box=ON_FLOOR))
     assert near.record_alert(alert_event("raised", "S1", 7, 8000, 9000, 0.8, box=NEARBY)).actions == ("raised",)
     with pytest.raises(ValueError, match="fold rule"):
         FoldRule(seconds=-1.0)
 
 
-def test_sensor_details_name_the_room_of_sensors_and_alerts(tmp_path):
-    s = Store(tmp_path / "db")
+def test_sensor_details_name_the_room_of_sensors_and_alerts(open_store):
+    s = open_store("db")
     assert s.sensor_info("S1") == {"sensor_id": "S1", "room": "", "resident": "", "bed_label": "", "notes": "",
                                    "updated_at": None}
     a = raise_alert(s, "S1", 0, 1, 2, 0.6)
@@ -259,8 +284,8 @@ def test_sensor_details_name_the_room_of_sensors_and_alerts(tmp_path):
     assert s.alert(a["id"])["room"] == "S1" and list(s.all_sensor_info()) == ["S1"]
 
 
-def test_feedback_is_kept_newest_first_and_in_the_audit_trail(tmp_path):
-    s = Store(tmp_path / "db")
+def test_feedback_is_kept_newest_first_and_in_the_audit_trail(open_store):
+    s = open_store("db")
     a = raise_alert(s, "S1", 0, 1, 2, 0.6)
     assert s.add_feedback(999, Feedback("real_fall", "x")) is None
     s.add_feedback(a["id"], Feedback("not_sure", "nurse A"))
@@ -276,8 +301,8 @@ def test_feedback_is_kept_newest_first_and_in_the_audit_trail(tmp_path):
     assert s.clips_raised_before(3) == [(a["id"], f"{a['id']}.npz")] and s.clips_raised_before(2) == []
 
 
-def test_summary_groups_unresolved_alerts_per_room(tmp_path):
-    s = Store(tmp_path / "db")
+def test_summary_groups_unresolved_alerts_per_room(open_store):
+    s = open_store("db")
     s.set_sensor_info("S1", SensorInfo("Room 12", "A. Jones"))
     s.set_sensor_info("S2", SensorInfo("Room 12", "B. Smith"))
     a = raise_alert(s, "S1", 0, 1, 100, 0.6)
@@ -354,3 +379,37 @@ def test_migrations_are_numbered_in_order_and_a_newer_database_is_refused(tmp_pa
     con.close()
     with pytest.raises(StoreError, match="newer than this thermal-action"):
         Store(db)
+
+
+def test_a_fall_that_moved_to_another_instance_continues_its_alert_whatever_its_status(open_store):
+    """Instance A raised and an operator acknowledged; A died, the sensor moved to B, whose
+    restarted window raises the person still down under a new track: the same alert."""
+    a = open_store("shared", instance="A")
+    b = open_store("shared", instance="B")
+    first = a.record_alert(alert_event("raised", "S1", 1, 1000, 6000, 0.8, box=ON_FLOOR)).alert
+    a.set_alert_status(first["id"], "acknowledged", "nurse")
+    change = b.record_alert(alert_event("raised", "S1", 1, 20_000, 26_000, 0.9, box=NEARBY))
+    assert change.actions == ("repeat",) and change.alert["id"] == first["id"]
+    assert change.alert["status"] == "acknowledged" and change.alert["state"] == "ongoing"
+    raises = b.raises(sensor_id="S1")
+    assert [(r["track_id"], r["active"], r["end_timestamp"]) for r in raises] == [(1, False, 20_000), (1, True, None)]
+    assert "moved from instance A to B" in b.alert_events(first["id"])[-1]["note"]
+    # B follows the fall from now on: its end ends the alert.
+    ended = b.record_alert(alert_event("ended", "S1", 1, 20_000, 40_000, 0.9, box=NEARBY))
+    assert ended.actions == ("ended",) and b.count_alerts()["acknowledged"] == 1
+    assert [e["action"] for e in b.alert_events(first["id"])] == ["raised", "acknowledged", "repeat", "ended"]
+    # Another person elsewhere on the moved sensor is news.
+    assert b.record_alert(alert_event("raised", "S1", 2, 50_000, 56_000, 0.9, box=ACROSS_THE_ROOM)).actions == ("raised",)
+
+
+def test_a_moved_sensor_whose_fall_is_not_raised_again_ends_the_other_instances_raises(open_store):
+    a = open_store("shared", instance="A")
+    b = open_store("shared", instance="B")
+    first = a.record_alert(alert_event("raised", "S1", 1, 1000, 6000, 0.8, box=ON_FLOOR)).alert
+    other = a.record_alert(alert_event("raised", "S2", 1, 1000, 6000, 0.8, box=ON_FLOOR)).alert
+    assert b.end_all_active(why="B started") == []  # at B's start: A's alerts are A's
+    ended = b.end_raises_of_others("S1", why="the sensor moved to B; no fall here")
+    assert [r["id"] for r in ended] == [first["id"]] and ended[0]["state"] == "ended"
+    assert b.alert(other["id"])["state"] == "ongoing"
+    assert b.alert_events(first["id"])[-1]["note"] == "the sensor moved to B; no fall here"
+    assert [r["id"] for r in a.end_all_active(why="A restarted")] == [other["id"]]

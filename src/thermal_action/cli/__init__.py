@@ -23,6 +23,7 @@ EXTRAS = {
     "fastapi": "serve", "uvicorn": "serve", "websockets": "serve", "paho": "serve",
     "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
     "imageio_ffmpeg": "video",
+    "psycopg": "cluster", "pika": "cluster",
 }
 
 

@@ -71,6 +71,15 @@ class ServeConfig:
     mqtt_topic: str = MQTT_FRAMES_TOPIC.format(sensor="+")  # subscription ("thermal/+/frames"); the '+' level is the sensor id
     mqtt_username: str = ""
     mqtt_password: str = ""
+    # -- several instances (README, "More than one machine"; the cluster extra)
+    instance: str = ""  # this instance's name among several sharing a store and a broker (distinct per instance); empty: the host name
+    store_url: str = ""  # postgresql://user@host/db: the store all instances share; empty: SQLite in data_dir (one machine)
+    amqp_url: str = ""  # amqp://user:password@host:5672/ : take frames from RabbitMQ's partition queues (thermal_action.serve.amqp); empty: none
+    amqp_exchange: str = "thermal.frames"  # the consistent-hash exchange; its partition queues are <exchange>.0 ... .<amqp_partitions - 1>
+    amqp_partitions: int = ranged(16, 1, 4096)  # partition queues; every instance uses the same number
+    amqp_prefetch: int = ranged(200, 1, 65535)  # messages the broker sends ahead of acknowledgements (redelivered elsewhere if this instance dies)
+    amqp_heartbeat_seconds: int = ranged(5, 1, 600)  # a silent link is declared dead after two of these: then its partitions fail over
+    takeover_seconds: float = ranged(60.0, 1.0, 86_400.0)  # a sensor that moved here and raised nothing for this long: the other instances' ongoing raises of it end
     # -- alert notifications (raised, repeat, acknowledged, resolved, ended)
     alert_webhook_url: str = ""  # http(s):// address that gets each alert event as a JSON POST; empty: none
     alert_webhook_secret: str = ""  # signs each webhook POST (HMAC-SHA256, X-Thermal-Action-Signature); empty: $THERMAL_ACTION_WEBHOOK_SECRET, else unsigned; never written to serve_config.yaml
@@ -95,6 +104,19 @@ def check_serve_config(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"config key 'mqtt_url': {cfg.mqtt_url!r} must look like mqtt://host:port")
     if cfg.mqtt_url and cfg.mqtt_topic.count("+") != 1:
         raise ConfigError(f"config key 'mqtt_topic': {cfg.mqtt_topic!r} needs exactly one '+' level (the sensor id)")
+    if cfg.store_url and not cfg.store_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"config key 'store_url': {cfg.store_url!r} must be a postgresql:// URL (empty: SQLite)")
+    if cfg.amqp_url:
+        if not cfg.amqp_url.startswith(("amqp://", "amqps://")):
+            raise ConfigError(f"config key 'amqp_url': {cfg.amqp_url!r} must look like amqp://user:password@host:5672/")
+        if cfg.mqtt_url:
+            raise ConfigError("config keys 'amqp_url' and 'mqtt_url': choose one; with several instances the "
+                              "gateways publish to the broker and every instance takes its sensors from amqp_url")
+        if not cfg.store_url:
+            raise ConfigError("config key 'amqp_url' shares the sensors among instances, which need one store: "
+                              "set 'store_url' to a postgresql:// URL")
+        if cfg.mqtt_topic.count("+") != 1:
+            raise ConfigError(f"config key 'mqtt_topic': {cfg.mqtt_topic!r} needs exactly one '+' level (the sensor id)")
     if cfg.alert_webhook_url and not cfg.alert_webhook_url.startswith(("http://", "https://")):
         raise ConfigError(f"config key 'alert_webhook_url': {cfg.alert_webhook_url!r} must start with http:// or https://")
     if cfg.mqtt_alert_url and not cfg.mqtt_alert_url.startswith(("mqtt://", "tcp://")):

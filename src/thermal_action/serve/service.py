@@ -161,13 +161,16 @@ class Service:
         self.model, self.info = load_model(checkpoint, cfg, onnx_path)  # the one read of the model file
         n = cfg.workers or available_cores()
         opts = WorkerOptions.from_config(cfg, self.model, self.info.alert_rule, alerts=self.info.fall_index is not None)
-        self.store = Store(self.data_dir / DB_FILE, FoldRule(cfg.alert_fold_seconds, cfg.alert_fold_distance_px))
+        self.instance = cfg.instance or (socket.gethostname() if cfg.store_url else "")
+        self.store = Store(cfg.store_url or self.data_dir / DB_FILE,
+                           FoldRule(cfg.alert_fold_seconds, cfg.alert_fold_distance_px), self.instance)
         self.hub: Hub
         pool = WorkerPool(n, opts, on_message=lambda w, m: self.hub.on_message(w, m),
                           on_restart=lambda w, lost: self.hub.on_restart(w, lost))
         self.hub = Hub(cfg, self.info, self.store, pool, rooms=rooms, notifier=Notifier.from_config(cfg))
         self.app = create_app(self.hub, self.token)
         self.mqtt: Any = None
+        self.amqp: Any = None
         self.socket = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((cfg.host, cfg.port))
@@ -190,11 +193,26 @@ class Service:
 
             self.mqtt = MqttIngest(self.hub, self.cfg)
             self.mqtt.start()
+        if self.cfg.amqp_url:
+            from thermal_action.serve.amqp import AmqpIngest
+
+            self.amqp = AmqpIngest(self.hub, self.cfg, self.instance, on_moved=self._sensor_moved_here)
+            self.amqp.start()
+
+    def _sensor_moved_here(self, sensor_id: str) -> None:
+        """A sensor that arrived from another instance raised nothing here: the falls that
+        instance was following on it are over, as far as anyone can tell (nobody else would end them)."""
+        why = (f"the sensor moved to instance {self.instance}, which saw no fall there for "
+               f"{self.cfg.takeover_seconds:g} s")
+        for row in self.store.end_raises_of_others(sensor_id, why):
+            self.hub.notifier.notify("ended", row)
 
     def stop_backend(self) -> None:
         try:
             if self.mqtt is not None:
                 self.mqtt.stop()
+            if self.amqp is not None:
+                self.amqp.stop()
             self.hub.stop()
             self.store.close()
         finally:
