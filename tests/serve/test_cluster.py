@@ -21,7 +21,7 @@ import pytest
 from helpers.infer import person_blob, write_recording, write_tiny_checkpoint
 from helpers.serve import start_serve_cli, wait_for
 from thermal_action.serve.amqp import binding_key, sensor_id_from_routing_key
-from thermal_action.serve.replay import replay
+from thermal_action.serve.replay.player import replay
 from thermal_action.serve.store import Store
 
 pytestmark = pytest.mark.slow
