@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from thermal_action.label.model import LabelError
 from thermal_action.label.session import LabelSession
-from thermal_action.serve.app import COOKIE, MAX_FORM_BODY, _given_token
+from thermal_action.serve.app import MAX_FORM_BODY, TokenGuard
 from thermal_action.serve.service import TOKEN_ENV, write_token
 
 TOKEN_FILE = "token"
@@ -60,12 +60,8 @@ def create_label_app(session: LabelSession, token: str) -> FastAPI:
 
     app = FastAPI(title="thermal-action label", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def ok(given: str) -> bool:
-        return bool(given) and secrets.compare_digest(given.encode(), token.encode())
-
-    def require(request: Request) -> None:
-        if not ok(_given_token(request.headers, request.query_params, request.cookies)):
-            raise HTTPException(401, "missing or wrong token (Authorization: Bearer <token>, or ?token=)")
+    guard = TokenGuard(token)
+    require = guard.require
 
     def known(sensor_id: str) -> None:
         if sensor_id not in session.recordings:
@@ -73,14 +69,7 @@ def create_label_app(session: LabelSession, token: str) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
-        given = _given_token(request.headers, request.query_params, request.cookies)
-        if not ok(given):
-            return HTMLResponse("<!doctype html><title>thermal-action label</title><h1>401</h1><p>Open the address "
-                                "<code>label</code> printed at start (it carries <code>?token=</code>).</p>",
-                                status_code=401)
-        response = HTMLResponse((static_dir() / "label.html").read_text())
-        response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
-        return response
+        return guard.page(request, static_dir() / "label.html", "label")
 
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
 

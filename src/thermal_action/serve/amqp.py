@@ -51,8 +51,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from thermal_action.serve.broker_ingest import BrokerIngest
 from thermal_action.serve.config import ServeConfig, ingest_limits
-from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_message
+from thermal_action.serve.protocol import (
+    FrameFormatError,
+    check_sensor_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +132,7 @@ def declare_topology(channel: Any, exchange: str, partitions: int, mqtt_topic: s
     return queues
 
 
-class AmqpIngest:
+class AmqpIngest(BrokerIngest):
     """Consumes the partition queues at ``cfg.amqp_url`` and feeds the hub (module docstring).
 
     Args:
@@ -139,6 +143,9 @@ class AmqpIngest:
             first message (the service ends the other instances' ongoing raises of it).
         reconnect_delay: seconds between tries to reach the broker.
     """
+
+    transport = TRANSPORT
+    label = "AMQP"
 
     def __init__(self, hub: Any, cfg: ServeConfig, instance: str,
                  on_moved: Callable[[str], None] | None = None, reconnect_delay: float = 1.0):
@@ -349,20 +356,7 @@ class AmqpIngest:
                 self._arrived.setdefault(sensor_id, now)
         if new:
             self.hub.connected(sensor_id, TRANSPORT)
-        try:
-            frames = decode_message(body, self.limits)
-        except FrameFormatError as e:
-            self._bad(sensor_id, str(e))
-            return
-        self.hub.submit(sensor_id, frames, TRANSPORT)
-        with self._lock:
-            self.stats.frames += len(frames)
-
-    def _bad(self, sensor_id: str | None, reason: str) -> None:
-        with self._lock:
-            self.stats.bad_messages += 1
-        logger.debug("AMQP: bad message from %s: %s", sensor_id or "an unknown sensor", reason)
-        self.hub.reject(sensor_id, TRANSPORT, reason)
+        self._submit(sensor_id, body)
 
     def _forget(self, sensors: set[str]) -> None:
         with self._lock:

@@ -22,15 +22,26 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from thermal_action.errors import RoomsError
-from thermal_action.serve.config import ingest_limits
 from thermal_action.serve.clips import render_clip, render_strip
+from thermal_action.serve.config import ingest_limits
 from thermal_action.serve.hub import Hub
 from thermal_action.serve.operators import (
-    RequestError, check_alert_id, parse_alert_action, parse_feedback, parse_sensor_info,
+    RequestError,
+    check_alert_id,
+    parse_alert_action,
+    parse_feedback,
+    parse_sensor_info,
 )
 from thermal_action.serve.protocol import (
-    MAX_MESSAGE_BYTES, WS_BAD_SENSOR, WS_UNAUTHORIZED, FrameFormatError, check_sensor_id, decode_binary, decode_json,
-    decode_message, parse_json,
+    MAX_MESSAGE_BYTES,
+    WS_BAD_SENSOR,
+    WS_UNAUTHORIZED,
+    FrameFormatError,
+    check_sensor_id,
+    decode_binary,
+    decode_json,
+    decode_message,
+    parse_json,
 )
 from thermal_action.serve.store import ALERT_STATES, ALERT_STATUSES, AlertIsOngoing
 
@@ -52,6 +63,38 @@ def _given_token(headers: Any, query: Any, cookies: Any) -> str:
     return query.get("token") or cookies.get(COOKIE) or ""
 
 
+class TokenGuard:
+    """The one token a page and its API take (``Authorization: Bearer``, ``?token=`` or the
+    cookie), compared in constant time: the service's and the labelling page's."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def ok(self, given: str) -> bool:
+        return bool(given) and secrets.compare_digest(given.encode(), self.token.encode())
+
+    def given(self, request: Request) -> str:
+        return _given_token(request.headers, request.query_params, request.cookies)
+
+    def require(self, request: Request) -> None:
+        """A FastAPI dependency: 401 unless the request carries the token."""
+        if not self.ok(self.given(request)):
+            raise HTTPException(401, "missing or wrong token (Authorization: Bearer <token>, or ?token=)")
+
+    def page(self, request: Request, html: Any, command: str) -> Response:
+        """The page ``html`` (a file) for a request with the token, which it then keeps in a
+        cookie for the page's own calls; else a 401 page pointing at the address ``command``
+        printed at start."""
+        given = self.given(request)
+        if not self.ok(given):
+            return HTMLResponse(f"<!doctype html><title>thermal-action {command}</title><h1>401</h1><p>Open the "
+                                f"address <code>{command}</code> printed at start (it carries <code>?token=</code>).</p>",
+                                status_code=401)
+        response = HTMLResponse(html.read_text())
+        response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
+        return response
+
+
 def static_dir() -> Any:
     return resources.files("thermal_action.serve") / "static"
 
@@ -61,12 +104,8 @@ def create_app(hub: Hub, token: str) -> FastAPI:
     app = FastAPI(title="thermal-action serve", docs_url=None, redoc_url=None, openapi_url=None)
     limits = ingest_limits(hub.cfg)
 
-    def ok(given: str) -> bool:
-        return bool(given) and secrets.compare_digest(given.encode(), token.encode())
-
-    def require(request: Request) -> None:
-        if not ok(_given_token(request.headers, request.query_params, request.cookies)):
-            raise HTTPException(401, "missing or wrong token (Authorization: Bearer <token>, or ?token=)")
+    guard = TokenGuard(token)
+    ok, require = guard.ok, guard.require
 
     def known_sensor(sensor_id: str) -> None:
         try:
@@ -101,15 +140,7 @@ def create_app(hub: Hub, token: str) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
-        given = _given_token(request.headers, request.query_params, request.cookies)
-        if not ok(given):
-            return HTMLResponse("<!doctype html><title>thermal-action</title><h1>401</h1><p>Open the address "
-                                "<code>serve</code> printed at start (it carries <code>?token=</code>).</p>",
-                                status_code=401)
-        page = (static_dir() / "index.html").read_text()
-        response = HTMLResponse(page)
-        response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
-        return response
+        return guard.page(request, static_dir() / "index.html", "serve")
 
     if (static_dir() / "index.html").is_file():
         app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")

@@ -25,8 +25,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from thermal_action.serve.broker_ingest import BrokerIngest
 from thermal_action.serve.config import ServeConfig, ingest_limits
-from thermal_action.serve.protocol import FrameFormatError, check_sensor_id, decode_message
+from thermal_action.serve.protocol import (
+    FrameFormatError,
+    check_sensor_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +108,7 @@ def sensor_id_from_topic(topic: str, pattern: str) -> str:
     return check_sensor_id(levels[index])
 
 
-class MqttIngest:
+class MqttIngest(BrokerIngest):
     """Subscribes to ``cfg.mqtt_topic`` on the broker at ``cfg.mqtt_url`` and feeds the hub.
 
     Args:
@@ -115,6 +119,9 @@ class MqttIngest:
         keepalive: seconds between pings the broker expects.
         qos: subscription quality of service (0: at most once, what a live stream wants).
     """
+
+    transport = TRANSPORT
+    label = "MQTT"
 
     def __init__(self, hub: Any, cfg: ServeConfig, reconnect_min_delay: float = 0.5,
                  reconnect_max_delay: float = 10.0, keepalive: int = 30, qos: int = 0):
@@ -228,20 +235,7 @@ class MqttIngest:
             self._bad(None, str(e))
             return
         self._mark_seen(sensor_id)
-        try:
-            frames = decode_message(payload, self.limits)
-        except FrameFormatError as e:
-            self._bad(sensor_id, str(e))
-            return
-        self.hub.submit(sensor_id, frames, TRANSPORT)
-        with self._lock:
-            self.stats.frames += len(frames)
-
-    def _bad(self, sensor_id: str | None, reason: str) -> None:
-        with self._lock:
-            self.stats.bad_messages += 1
-        logger.debug("MQTT: bad message from %s: %s", sensor_id or "an unknown sensor", reason)
-        self.hub.reject(sensor_id, TRANSPORT, reason)
+        self._submit(sensor_id, payload)
 
     def _mark_seen(self, sensor_id: str) -> None:
         with self._lock:
