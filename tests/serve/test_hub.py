@@ -127,11 +127,18 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     view = hub.live("S1")
     assert view["tracks"] == [{"track_id": 0, "box": [1.0, 2.0, 9.0, 8.0], "action": FALL_CLASS_NAME,
                                "score": pytest.approx(0.9), "fall_score": pytest.approx(0.9), "fallen": True,
-                               "prediction_ms": T0 + 8000, "bed_share": 0.25, "room_source": "api"}]
+                               "alert_peak": pytest.approx(0.9), "prediction_ms": T0 + 8000, "bed_share": 0.25,
+                               "room_source": "api"}]
     assert view["frame_png"].startswith("iVBOR")  # base64 of a PNG
     assert [e["type"] for e in events] == ["alert", "live"]
     s = hub.stats()
     assert s["model_ms_p50"] == pytest.approx(10.0) and s["latency_samples"] == 9 and s["alerts_open"] == 1
+    # Lying still, the model's fall score of the instant drops; the box in alarm still shows
+    # the score that raised the alert.
+    hub.on_message(0, Round(predictions=[ScoredPerson("S1", 54, T0 + 9000, 0, box,
+                                                      _scores(DEFAULT_CLASS_NAMES.index("standing"), 0.02), arrival)]))
+    (now,) = hub.live("S1")["tracks"]
+    assert now["fallen"] and now["fall_score"] == pytest.approx(0.02) and now["alert_peak"] == pytest.approx(0.9)
 
     # The fall ends (person got up): still open until somebody acknowledges it.
     hub.on_message(0, Round(alerts=[alert_event("ended", "S1", 0, T0 + 8000, T0 + 20_000, 0.9,
@@ -139,6 +146,7 @@ def test_round_results_become_stored_predictions_alerts_and_events(hub):
     (row,) = hub.store.alerts()
     assert row["state"] == "ended" and row["ended_ms"] == T0 + 20_000 and row["status"] == "open"
     assert not hub.sensors_status()[0]["fallen"]
+    assert hub.live("S1")["tracks"][0]["alert_peak"] is None  # no longer in alarm
     acked = hub.set_alert_status(row["id"], "acknowledged", AlertAction("nurse"))
     assert acked["status"] == "acknowledged"
     assert events[-1] == {"type": "alert", "alert": acked, "actions": ["acknowledged"]}

@@ -315,6 +315,7 @@ class Hub:
                     st.last_timestamp = None
                     st.tracks.clear()
                     st.active_alerts.clear()
+                    st.alert_peaks.clear()
                     finished += st.new_stream()
                     orphaned.append(st.sensor_id)
             self.router.worker_restarted(worker)  # the new process knows no room
@@ -368,8 +369,11 @@ class Hub:
             if st is not None:
                 if event.active:
                     st.active_alerts.add(key)
+                    st.alert_peaks[event.track_id] = max(event.peak_score, st.alert_peaks.get(event.track_id, 0.0))
                 else:
                     st.active_alerts.discard(key)
+                    if not any(t == event.track_id for t, _ in st.active_alerts):
+                        st.alert_peaks.pop(event.track_id, None)
                 if change.new and st.ring is not None:
                     self.clips.start(st, row, event)
         if change.new or "repeat" in change.actions:

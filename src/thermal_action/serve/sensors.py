@@ -90,6 +90,7 @@ class SensorState:
     live: LiveFrame | None = None  # the newest processed frame, for the dashboards
     tracks: dict[int, PersonNow] = field(default_factory=dict)  # track id -> latest action
     active_alerts: set = field(default_factory=set)  # (track_id, start_timestamp) of alerts not yet ended
+    alert_peaks: dict = field(default_factory=dict)  # track_id -> the fall score that raised its ongoing alert (peak)
     stored_at: dict[int, tuple[int, str]] = field(default_factory=dict)  # track -> (timestamp, action) last stored
     # the moment itself, and how far behind
     ring: FrameRing | None = None  # recent frames and their tracked boxes (clips of alerts)

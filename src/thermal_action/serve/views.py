@@ -70,6 +70,7 @@ def live_view(st: SensorState, frame_size: tuple[int, int]) -> dict:
         people.append({"track_id": int(t), "box": [round(float(v), 2) for v in box],
                        "action": now.action if now else None, "score": now.score if now else None,
                        "fall_score": now.fall_score if now else None, "fallen": int(t) in falling,
+                       "alert_peak": st.alert_peaks.get(int(t)) if int(t) in falling else None,
                        "prediction_ms": now.timestamp if now else None,
                        "bed_share": now.bed_share if now else None,
                        "room_source": now.room_source if now else None})
@@ -80,4 +81,4 @@ def live_view(st: SensorState, frame_size: tuple[int, int]) -> dict:
 def snapshot(st: SensorState) -> SensorState:
     """What :func:`live_view` reads of ``st``, copied (taken with the hub's lock held, drawn without it)."""
     return SensorState(st.sensor_id, st.worker, live=st.live, tracks=dict(st.tracks),
-                       active_alerts=set(st.active_alerts))
+                       active_alerts=set(st.active_alerts), alert_peaks=dict(st.alert_peaks))

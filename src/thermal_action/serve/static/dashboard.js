@@ -317,7 +317,14 @@ function updateAlarm(s) {
 function personLabel(t) {
   const eng = state.view === "engineer";
   const g = actionGroup(t.action, state.info && state.info.fall_class);
-  if (t.fallen) return { text: (eng ? "#" + t.track_id + " " : "") + "FALL " + fmtScore(t.fall_score), colour: g.colour, fall: true };
+  // In alarm: the fall score that raised the alert (its peak), not the argmax class nor the
+  // score of this instant, which drops once the person lies still; the engineer sees both.
+  if (t.fallen) {
+    const peak = t.alert_peak != null ? t.alert_peak : t.fall_score;
+    const text = eng ? "#" + t.track_id + " FALL " + fmtScore(peak) + " (now " + fmtScore(t.fall_score) + ")"
+                     : "FALL " + fmtScore(peak);
+    return { text, colour: g.colour, fall: true };
+  }
   if (t.action == null) return { text: eng ? "#" + t.track_id : "…", colour: "#8a9bb0", fall: false };
   if (eng) return { text: `#${t.track_id} ${shortAction(t.action)} ${fmtScore(t.score)}`, colour: g.colour, fall: false };
   return { text: g.key === "fall" ? "fall?" : g.label, colour: g.colour, fall: false };
