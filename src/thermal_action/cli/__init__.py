@@ -213,11 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Training, evaluation, demo and inference subcommands live beside the code they call.
     from thermal_action.cli import infer as inference_cli
+    from thermal_action.cli import label as label_cli
     from thermal_action.cli import serve as serve_cli
     from thermal_action.cli import train as training_cli
 
     training_cli.register(sub)
     inference_cli.register(sub)
+    label_cli.register(sub)
     serve_cli.register(sub)
     for p in [*sub.choices.values(), *rooms_sub.choices.values()]:
         # Also after the subcommand (``thermal-action train --debug ...``, ``rooms show --debug``).

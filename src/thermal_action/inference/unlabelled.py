@@ -9,10 +9,10 @@
         ▼
     Predictor (an ensemble's members one by one) ──► UnlabelledFrame: probs (N, K), member_probs (M, N, K)
 
-An ensemble checkpoint is run member by member (each member's own softmax, for the
-disagreement), and the ensemble's own scores are recovered exactly from them: a softmax of
-the mean logits equals a softmax of the mean log-probabilities, the per-row constant of each
-log-softmax cancelling.
+An ensemble checkpoint is run whole (its own scores, exactly what ``predict`` gives) and
+member by member (each member's softmax, for the disagreement): twice the model's compute.
+Recovering the ensemble's scores from the members' (:func:`combine_members`) is exact in
+real numbers but not in float32, where a saturated member's small probabilities underflow.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class UnlabelledFrame:
 
 
 def combine_members(member_probs: np.ndarray) -> np.ndarray:
-    """``(N, K)``: an ensemble's softmax of the mean logits from its members' ``(M, N, K)`` softmaxes."""
+    """``(N, K)``: an ensemble's softmax of the mean logits from its members' ``(M, N, K)`` softmaxes
+    (the per-row constant of each log-softmax cancels; float64 in, to keep small probabilities)."""
     logp = np.log(np.clip(np.asarray(member_probs, np.float64), 1e-12, 1.0)).mean(axis=0)
     e = np.exp(logp - logp.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -89,7 +90,7 @@ def score_requests(predictor: Predictor, requests: Sequence[ClipRequest]
         return predictor.predict_clips(list(requests)), [None] * len(requests)
     per_member = [m.predict_clips(list(requests)) for m in members]
     stacked = [np.stack([pm[i] for pm in per_member]) for i in range(len(requests))]  # (M, N, K)
-    return [combine_members(s) if s.shape[1] else s[0] for s in stacked], stacked
+    return predictor.predict_clips(list(requests)), stacked
 
 
 def unlabelled_frames(num_frames: int, labelled: Iterable[int], every: int = PREDICTION.step) -> list[int]:
