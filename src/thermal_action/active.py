@@ -69,8 +69,7 @@ class Suggestion:
         timestamp: capture time, seconds since the epoch (NaN when unknown).
         track_id: the person the score comes from (the most uncertain one), None when the
             boxes have no track ids.
-        score: the acquisition score the queue is ordered by (0 for a random pick's own
-            score is kept, not replaced).
+        score: the acquisition score the queue is ordered by (a random pick shows its own).
         expected_gain: the scarcity-weighted number of corrections the model expects there
             (module docstring: what it is and what it is not).
         reason: one line saying why it was chosen.
@@ -462,8 +461,10 @@ def suggest(data_dir: str | Path, n: int, checkpoint: str | Path | None = None, 
         n: how many.
         checkpoint: the model whose scores rank the keyframes; None: no model, so the
             keyframes with people are drawn at random (``strategy`` must then be "random").
-        strategy, seed, random_share: see :func:`rank_keyframes`.
+        strategy: see :func:`rank_keyframes`.
         every: frames between candidate keyframes.
+        seed: see :func:`rank_keyframes`.
+        random_share: see :func:`rank_keyframes`.
         device: where the model runs.
 
     Raises:
