@@ -81,6 +81,10 @@ STRATEGIES = ("queue", "random", "rarest")
 OPTIONS = {
     "carry": ["data.carry_labels=2"],
     "pseudo": ["data.pseudo_label_checkpoint={start}"],
+    "pseudo_50": ["data.pseudo_label_checkpoint={start}", "data.pseudo_label_threshold=0.5"],
+    # The control for carry: the same labels, about as many optimiser steps as carry's ~2.1x
+    # clips give (epochs are fixed, so more clips are also more steps).
+    "longer": ["optim.epochs=13", "trainer.check_val_every_n_epoch=13"],
 }
 HEADLINE = ("frame_map", "fall_ap", "top1_accuracy", "macro_f1")
 
@@ -258,7 +262,7 @@ def aggregate(done: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
 
 def _run_order(name: str) -> tuple[int, int, str]:
     kind, _, pct = name.rpartition("_")
-    order = ["prior", "start", "queue", "random", "rarest", "full", "carry", "pseudo"]
+    order = ["prior", "start", "queue", "random", "rarest", "full", "longer", "carry", "pseudo", "pseudo_50"]
     return (order.index(kind) if kind in order else 99, int(pct) if pct.isdigit() else 0, name)
 
 
@@ -298,7 +302,7 @@ def markdown_table(out: dict[str, Any]) -> str:
     if classes:
         present = [c for c in classes if any(p["ap_per_class"].get(c) is not None
                                              for r in res.values() for p in r["per_seed"])]
-        short = [c.split("-")[-1][:12] for c in present]
+        short = [c.split("-", 1)[-1][:18] for c in present]
         lines += ["", "Per-class AP (mean over seeds):", "", "| run | " + " | ".join(short) + " |",
                   "|---|" + "---|" * len(present)]
         for name, r in res.items():
@@ -368,9 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         for share in (40, 60):
             for other in ("random", "rarest"):
                 pairs[f"queue_{share} - {other}_{share}"] = paired(results, f"queue_{share}", f"{other}_{share}")
+        pairs["queue_40 - full_100"] = paired(results, "queue_40", "full_100")
         pairs["queue_60 - full_100"] = paired(results, "queue_60", "full_100")
         for opt in OPTIONS:
             pairs[f"{opt}_20 - start_20"] = paired(results, f"{opt}_20", "start_20")
+            pairs[f"{opt}_20 - longer_20"] = paired(results, f"{opt}_20", "longer_20") if opt == "carry" else None
             pairs[f"{opt}_100 - full_100"] = paired(results, f"{opt}_100", "full_100")
         out = {"benchmark": "active learning, leave-one-recording-out on real recordings (thermal_real), simulated "
                             "labeller", "machine": {**cpu_description(), "threads_per_job": args.threads,

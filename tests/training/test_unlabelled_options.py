@@ -37,8 +37,16 @@ def test_pseudo_labels_add_the_model_s_confident_people(tiny_config, tmp_path):
     assert pseudo and len(low) == len(base) + len(pseudo)
     assert all((k.labels >= 0).all() for k in pseudo)  # every person reaches 0.01
     assert {k.sensor_id for k in pseudo} <= {k.sensor_id for k in base.keyframes}  # training recordings only
+    import torch
+
+    torch.manual_seed(5)
     none, _ = build_datasets(tiny_config(f"data.pseudo_label_checkpoint={ckpt}", "data.pseudo_label_threshold=1.0"))
+    after_pseudo = torch.rand(3)
+    torch.manual_seed(5)
+    build_datasets(tiny_config())
     assert none.label_sources() == {"annotations": len(base)}
+    # Loading the pseudo-labelling model leaves the run's random stream alone: the same init.
+    assert torch.equal(after_pseudo, torch.rand(3))
     with pytest.raises(FileNotFoundError, match="pseudo_label_checkpoint"):
         build_datasets(tiny_config(f"data.pseudo_label_checkpoint={tmp_path / 'missing.ckpt'}"))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from thermal_action.data.annotations import Keyframe
 from thermal_action.inference.unlabelled import score_unlabelled
@@ -63,7 +64,16 @@ def pseudo_label_keyframes(
 
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"the pseudo-label threshold must be in (0, 1], got {threshold}")
-    predictor = Predictor.from_checkpoint(checkpoint)
+    # Loading a model draws from torch's global generator: fork it, so that turning the option on
+    # changes the training set and nothing else (the run's initialisation stays the seed's).
+    with torch.random.fork_rng():
+        return _pseudo_label_keyframes(Predictor.from_checkpoint(checkpoint), checkpoint, recordings, labelled,
+                                       class_names, threshold, step, rooms)
+
+
+def _pseudo_label_keyframes(predictor: Any, checkpoint: str | Path, recordings: Sequence[str | Path],
+                            labelled: Sequence[Keyframe], class_names: Sequence[str], threshold: float, step: int,
+                            rooms: Any) -> list[Keyframe]:
     if list(predictor.class_names) != list(class_names):
         raise ValueError(f"data.pseudo_label_checkpoint {checkpoint}: its classes {list(predictor.class_names)} "
                          f"differ from the training set's {list(class_names)}")
