@@ -241,6 +241,10 @@ def aggregate(done: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
     """Per run: pooled metrics per seed over the folds that have it, their mean and spread."""
     results: dict[str, Any] = {}
     names = sorted({r["run"] for r in done}, key=_run_order)
+    classes = [c["name"] for c in sorted(ann["categories"], key=lambda c: c["id"])]
+    boxes: dict[str, list[int]] = {}
+    for a in ann["annotations"]:
+        boxes.setdefault(a["image_id"], []).append(int(a["category_id"]))
     for name in names:
         per_seed = []
         mine = [r for r in done if r["run"] == name]
@@ -252,6 +256,10 @@ def aggregate(done: list[dict[str, Any]], ann: dict) -> dict[str, Any]:
                      pool_keyframes=sum(r["pool_keyframes"] for r in rs),
                      labelled_boxes=sum(r["labelled_boxes"] for r in rs),
                      per_fold={r["fold"]: (r.get("fold_metrics") or {}).get("frame_map") for r in rs})
+            if all("picked" in r for r in rs):
+                # What the strategy chose this round: boxes per class of its picked keyframes.
+                picked = [c for r in rs for i in r["picked"] for c in boxes.get(i, [])]
+                p["picked_boxes"] = {name: picked.count(k) for k, name in enumerate(classes) if picked.count(k)}
             per_seed.append(p)
         results[name] = {k: summarize([p[k] for p in per_seed]) for k in (*HEADLINE, "train_seconds_per_fold")}
         results[name]["label_share"] = per_seed[0]["labelled_keyframes"] / per_seed[0]["pool_keyframes"]
@@ -311,6 +319,15 @@ def markdown_table(out: dict[str, Any]) -> str:
                 v = [p["ap_per_class"].get(c) for p in r["per_seed"] if p["ap_per_class"].get(c) is not None]
                 vals.append(f"{statistics.fmean(v):.2f}" if v else "-")
             lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    picks = {n: r for n, r in res.items() if all("picked_boxes" in p for p in r["per_seed"])}
+    if picks:
+        lines += ["", "Boxes of the keyframes each round picked (all folds and seeds): share of the classes other than "
+                  "standing and falls:", "", "| run | boxes picked | rare-class boxes | share |", "|---|---|---|---|"]
+        common = {"standing", "lying down-lying with risk"}
+        for name, r in picks.items():
+            tot = sum(sum(p["picked_boxes"].values()) for p in r["per_seed"])
+            rare = sum(v for p in r["per_seed"] for c, v in p["picked_boxes"].items() if c not in common)
+            lines.append(f"| {name} | {tot} | {rare} | {rare / tot:.0%} |" if tot else f"| {name} | 0 | 0 | - |")
     comps = out.get("paired") or {}
     if comps:
         lines += ["", "Paired frame-mAP differences (pooled per seed; test folds won/lost):", "",
