@@ -19,7 +19,7 @@ stays fully labelled in every run (it only calibrates the fall threshold: the co
 the final epoch). The people's boxes are the annotated ones (the simulated labeller draws the
 boxes of the keyframes it is shown; the model scores those boxes).
 
-Learning from what is not labelled, at the 20% start (and at 100%): ``carry`` (labels carried
+Learning from what is not labelled, at the 20% start (and, ``--options-full``, at 100%): ``carry`` (labels carried
 along a track between two labelled keyframes that agree, ``data.carry_labels``) and ``pseudo``
 (pseudo-labels of the 20% model on the pool recordings' unlabelled frames, found by the
 built-in detector and tracker, ``data.pseudo_label_checkpoint``), each against the same
@@ -230,9 +230,9 @@ def run_chain(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     for opt in ctx["options"]:
         overrides = [o.format(start=first["checkpoint"]) for o in OPTIONS[opt]]
         run(f"{opt}_20", start, overrides)
-        if ctx["options_full"]:
-            full_ckpt = run("full_100", ids)["checkpoint"]
-            run(f"{opt}_100", ids, [o.format(start=full_ckpt) for o in OPTIONS[opt]])
+    for opt in ctx["options_full"]:
+        full_ckpt = run("full_100", ids)["checkpoint"]
+        run(f"{opt}_100", ids, [o.format(start=full_ckpt) for o in OPTIONS[opt]])
     return out
 
 
@@ -349,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="class_prior, full, queue, random, rarest")
     parser.add_argument("--options", nargs="*", default=[], choices=sorted(OPTIONS),
                         help="learning from what is not labelled, at the 20%% start")
-    parser.add_argument("--options-full", action="store_true", help="also measure --options with every label")
+    parser.add_argument("--options-full", nargs="*", default=[], choices=sorted(OPTIONS),
+                        help="options also measured with every label (pseudo: the full-label model's pseudo-labels)")
+    parser.add_argument("--options-full-seeds", type=int, nargs="*", default=[0],
+                        help="the seeds --options-full runs for (default: 0)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--folds", nargs="*", help="test recordings (default: all six)")
     parser.add_argument("--quick", action="store_true", help="one fold (SL14_R2), seed 0")
@@ -378,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                          "train_recs": fold["train"], "data_root": str(args.data),
                          "frames_dir": str(args.data / "frames"), "work": str(work), "config": args.config,
                          "cheap": list(args.set), "runs": args.runs, "options": args.options,
-                         "options_full": args.options_full, "threads": args.threads})
+                         "options_full": args.options_full if seed in args.options_full_seeds else [],
+                         "threads": args.threads})
     t0 = time.perf_counter()
     class_names = [c["name"] for c in sorted(ann["categories"], key=lambda c: c["id"])]
     done: list[dict[str, Any]] = []
