@@ -235,7 +235,7 @@ def _counts(label_counts: Any, keyframes: list[Any], class_names: Sequence[str])
     if isinstance(label_counts, Mapping):
         unknown = [name for name in label_counts if name not in class_names]
         if unknown:
-            raise ValueError(f"label_counts names classes the model does not have: {unknown}")
+            raise ValueError(f"label_counts names classes that are not among {list(class_names)}: {unknown}")
         return np.array([float(label_counts.get(name, 0)) for name in class_names])
     c = np.asarray(label_counts, dtype=np.float64).reshape(-1)
     if len(c) != k:
