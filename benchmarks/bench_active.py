@@ -183,10 +183,13 @@ def run_chain(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     rng = np.random.default_rng([ctx["seed"], ctx["fold_index"]])
     start = sorted(rng.choice(ids, size=step, replace=False).tolist())
     out: list[dict[str, Any]] = []
+    seen: dict[str, dict[str, Any]] = {}
     cache: dict[str, Any] = {}
 
     def run(name: str, labelled: list[str], overrides: list[str] = (), config: Any = "default",
             selected: dict | None = None) -> dict[str, Any]:
+        if name in seen:
+            return seen[name]
         path = done_dir / f"{ctx['fold']}_s{ctx['seed']}_{name}.json"
         if path.is_file():
             r = json.loads(path.read_text())
@@ -204,6 +207,7 @@ def run_chain(ctx: dict[str, Any]) -> list[dict[str, Any]]:
             print(f"# {ctx['fold']} s{ctx['seed']} {name}: {len(labelled)}/{len(ids)} keyframes, fold mAP "
                   f"{fm.get('frame_map')}, {r['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
         out.append(r)
+        seen[name] = r
         return r
 
     runs = ctx["runs"]
