@@ -162,6 +162,11 @@ class DataConfig:
     synthetic_frames: int = ranged(400, 2)  # frames per generated synthetic recording (~68 s at ~6 Hz)
     synthetic_seed: int = ranged(7, 0, 2**32 - 1)  # seed of the generated synthetic rooms (fixed, so every run seed mixes in the same rooms)
     rooms: str = ""  # room layout file (rooms.json: sensor id or MAC -> furniture zones), relative to root (or absolute), for keyframes whose annotations list no furniture (context_objects); "" = none (such keyframes get no room)
+    carry_labels: int = ranged(0, 0)  # > 0: extra training clips between two consecutive labelled keyframes of a recording (at most carry_max_gap frames apart) where a person (same track id) has the same label at both ends: that many evenly spaced frames, the person's box interpolated, the label carried (people whose labels differ come along unlabelled); 0 = off (docs/active-learning.md)
+    carry_max_gap: int = ranged(36, 2)  # frames (~6 s at 6 fps); keyframe pairs further apart carry nothing
+    pseudo_label_checkpoint: str = ""  # a trained model (.ckpt) whose confident scores on unlabelled frames of the training recordings become extra training labels: every pseudo_label_step-th frame not next to a labelled keyframe, people from the built-in detector and tracker; "" = off (docs/active-learning.md)
+    pseudo_label_threshold: float = ranged(0.8, 0.0, 1.0, low_open=True)  # a person's top class score must reach this to become a pseudo-label (the others on the frame come along unlabelled)
+    pseudo_label_step: int = ranged(6, 1)  # frames between the unlabelled frames scored (the labelling cadence)
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     training_cli.register(sub)
     inference_cli.register(sub)
+    label_cli.register(sub)
     serve_cli.register(sub)
     label_cli.register(sub)
     for p in [*sub.choices.values(), *rooms_sub.choices.values()]:

@@ -27,6 +27,7 @@ workers or on which worker loads an item.
 
 from __future__ import annotations
 
+import copy
 import logging
 import zlib
 from collections import Counter
@@ -123,11 +124,9 @@ class ThermalClipDataset(Dataset):
         rooms: RoomMap | None = None,
     ):
         self.keyframes = list(keyframes)
+        self.rooms = rooms
         #: The room of each keyframe, decided once (annotations > rooms file > none).
-        self.layouts: list[RoomLayout] = [
-            resolve_layout(kf.layout, rooms, kf.sensor_id, kf.extras.get("mac_address"), kf.timestamp)
-            for kf in self.keyframes
-        ]
+        self.layouts: list[RoomLayout] = [self._layout(kf) for kf in self.keyframes]
         self.frames_dir = Path(frames_dir)
         self.builder = builder
         self.augmenter = augmenter
@@ -150,9 +149,33 @@ class ThermalClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keyframes)
 
+    def _layout(self, kf: Keyframe) -> RoomLayout:
+        return resolve_layout(kf.layout, self.rooms, kf.sensor_id, kf.extras.get("mac_address"), kf.timestamp)
+
     def room_sources(self) -> dict[str, int]:
         """Keyframes per layout source (``"annotations"``, ``"rooms file"``, ``"none"``)."""
         return dict(Counter(layout.source for layout in self.layouts))
+
+    def label_sources(self) -> dict[str, int]:
+        """Keyframes per origin of their labels: ``"annotations"``, and ``"carried"`` or
+        ``"pseudo"`` for those :meth:`with_keyframes` added (``extras["label_source"]``)."""
+        return dict(Counter(str(kf.extras.get("label_source", "annotations")) for kf in self.keyframes))
+
+    def with_keyframes(self, extra: Sequence[Keyframe]) -> "ThermalClipDataset":
+        """This dataset plus the keyframes ``extra`` (e.g. labels carried along tracks, or
+        pseudo-labels): the same preprocessing, augmentation, rooms and recording cache.
+
+        Raises:
+            ValueError: the dataset's boxes are overridden (``boxes_override``).
+        """
+        if self._override is not None:
+            raise ValueError("keyframes cannot be added to a dataset whose boxes are overridden")
+        new = copy.copy(self)
+        new.keyframes = self.keyframes + list(extra)
+        new.layouts = self.layouts + [self._layout(kf) for kf in extra]
+        new._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        new._epoch.fill_(self.epoch)
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         # Spawned workers re-read recordings lazily rather than receive a pickled cache.

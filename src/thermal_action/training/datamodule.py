@@ -202,6 +202,7 @@ def build_datasets(cfg, synthetic_dir: str | Path | None = None) -> tuple[Datase
                          (val_ds, d.val_ann, "validation frame-mAP, which picks best.ckpt, is undefined")):
         if ds is not None:
             require_labelled_boxes(ds, annotation_path(d, ann), why)
+    train_ds = add_unlabelled_keyframes(cfg, train_ds)
     if d.synthetic_recordings > 0 and d.extra_train_root:
         raise ValueError("data.synthetic_recordings and data.extra_train_root both name a set to mix into training: "
                          "set one of them (data.synthetic_recordings=0 to mix in your own extra set)")
@@ -226,6 +227,36 @@ def build_datasets(cfg, synthetic_dir: str | Path | None = None) -> tuple[Datase
         if ds is not None:
             log.info("%s keyframes by room layout source: %s", name, ds.room_sources())
     return train_ds, val_ds
+
+
+def add_unlabelled_keyframes(cfg, train_ds):
+    """``train_ds`` plus what its unlabelled frames give, where the config asks for it:
+    labels carried along tracks (``data.carry_labels``,
+    :func:`~thermal_action.data.carry.carry_labels_along_tracks`), then pseudo-labels of
+    ``data.pseudo_label_checkpoint`` on the training recordings' other frames
+    (:func:`~thermal_action.inference.pseudo_labels.pseudo_label_keyframes`; frames next to a
+    labelled or carried keyframe are skipped). Both off: ``train_ds`` itself."""
+    d = cfg.data
+    extra = []
+    if d.carry_labels > 0:
+        from thermal_action.data.carry import carry_labels_along_tracks
+        from thermal_action.data.hdf5 import read_timestamps
+
+        carried = carry_labels_along_tracks(train_ds.keyframes, d.carry_labels, d.carry_max_gap,
+                                            lambda sensor: read_timestamps(train_ds.recording_path(sensor)))
+        log.info("labels carried along tracks: %d keyframes between labelled ones that agree (%d labelled people)",
+                 len(carried), sum(int((k.labels >= 0).sum()) for k in carried))
+        extra += carried
+    if d.pseudo_label_checkpoint:
+        from thermal_action.inference.pseudo_labels import pseudo_label_keyframes
+
+        if not Path(d.pseudo_label_checkpoint).is_file():
+            raise FileNotFoundError(f"data.pseudo_label_checkpoint {d.pseudo_label_checkpoint!r} is not a file")
+        recordings = [train_ds.recording_path(s) for s in sorted({k.sensor_id for k in train_ds.keyframes})]
+        extra += pseudo_label_keyframes(d.pseudo_label_checkpoint, recordings, train_ds.keyframes + extra,
+                                        train_ds.class_names, d.pseudo_label_threshold, d.pseudo_label_step,
+                                        rooms=train_ds.rooms)
+    return train_ds.with_keyframes(extra) if extra else train_ds
 
 
 def _sizes(sizes: set[tuple[int, int]]) -> str:

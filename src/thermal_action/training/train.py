@@ -9,7 +9,8 @@ Run directory::
       checkpoints/last.ckpt    end of the latest validated epoch (--resume starts here)
       val_summary.jsonl        one JSON line per validation epoch
       run_info.jsonl           one JSON line per start (fresh or --resume): torch, threads, the
-                               resolved trainer.precision and why (CPU name, flags, probe timings)
+                               resolved trainer.precision and why (CPU name, flags, probe timings),
+                               training keyframes by label origin (annotations, carried, pseudo)
       tensorboard/version_N/   TensorBoard event files (N grows with each resume)
       csv/version_N/metrics.csv  the same scalars as CSV (+ hparams.yaml)
       synthetic/               only with data.synthetic_recordings > 0: the generated rooms
@@ -334,14 +335,18 @@ def _check_resumable(last: Path) -> None:
         raise CheckpointDamagedError(f"--resume: {damaged}. {fallback}") from damaged
 
 
-def _append_run_info(path: Path, precision: PrecisionChoice, resumed: bool) -> None:
-    """One line of ``run_info.jsonl`` for this start of ``train``: what it ran on and in which precision."""
+def _append_run_info(path: Path, precision: PrecisionChoice, resumed: bool,
+                     train_keyframes: dict[str, int] | None = None) -> None:
+    """One line of ``run_info.jsonl`` for this start of ``train``: what it ran on, in which
+    precision, and the training keyframes by the origin of their labels (annotations,
+    carried along tracks, pseudo-labels)."""
     row = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed": resumed,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "precision": precision.to_dict(),
+        "train_keyframes": train_keyframes or {},
     }
     with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -565,7 +570,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, config_path)
-        _append_run_info(out_dir / RUN_INFO, precision, resumed=ckpt_path is not None)
+        _append_run_info(out_dir / RUN_INFO, precision, resumed=ckpt_path is not None,
+                         train_keyframes=getattr(train_ds, "primary", train_ds).label_sources())
         for lg in trainer.loggers:
             lg.log_hyperparams(config_to_dict(cfg))
     log.info("run directory: %s%s", out_dir, f" (resuming from {ckpt_path})" if ckpt_path else "")
