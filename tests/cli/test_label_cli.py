@@ -13,7 +13,8 @@ from thermal_action.cli import main
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
 
     root = tmp_path_factory.mktemp("label")
     generate_dataset(root, SynthConfig(num_recordings=2, frames_per_recording=80, seed=1, val_recordings=1))
