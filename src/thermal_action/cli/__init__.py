@@ -223,7 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     inference_cli.register(sub)
     label_cli.register(sub)
     serve_cli.register(sub)
-    label_cli.register(sub)
     for p in [*sub.choices.values(), *rooms_sub.choices.values()]:
         # Also after the subcommand (``thermal-action train --debug ...``, ``rooms show --debug``).
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
