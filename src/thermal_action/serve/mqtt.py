@@ -158,6 +158,7 @@ class MqttIngest(BrokerIngest):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self._client = client
         client.loop_start()  # its thread retries the first connection too
@@ -197,7 +198,16 @@ class MqttIngest(BrokerIngest):
         if reason_code.is_failure:
             logger.warning("MQTT: broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
             return
+        # Up once the broker has granted the subscription (SUBACK), not at CONNACK: a frame
+        # published between the two would not reach this client.
         client.subscribe(self.topic, qos=self.qos)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any) -> None:
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            logger.warning("MQTT: broker %s:%d refused the subscription to %s: %s", self.host, self.port, self.topic,
+                           refused[0])
+            return
         with self._lock:
             self.stats.connects += 1
             again = self.stats.connects > 1
