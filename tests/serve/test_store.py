@@ -7,11 +7,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from helpers.serve import alert_event
+
+from thermal_action.errors import AlertIsOngoing, StoreError
 from thermal_action.serve.operators import Feedback, SensorInfo
-from thermal_action.serve.store import (MIGRATIONS, SCHEMA_VERSION, AlertIsOngoing, FoldRule, Store, StoreError,
-                                       box_gap)
+from thermal_action.serve.store import FoldRule, Store, box_gap
+from thermal_action.serve.store_schema import MIGRATIONS, SCHEMA_VERSION
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

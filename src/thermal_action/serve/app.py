@@ -21,7 +21,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from thermal_action.errors import RoomsError
+from thermal_action.errors import AlertIsOngoing, RoomsError
 from thermal_action.serve.clips import render_clip, render_strip
 from thermal_action.serve.config import ingest_limits
 from thermal_action.serve.hub import Hub
@@ -43,7 +43,7 @@ from thermal_action.serve.protocol import (
     decode_message,
     parse_json,
 )
-from thermal_action.serve.store import ALERT_STATES, ALERT_STATUSES, AlertIsOngoing
+from thermal_action.serve.store import ALERT_STATES, ALERT_STATUSES
 
 logger = logging.getLogger(__name__)
 

@@ -12,15 +12,13 @@ the machine:
   where the probe shows it slower, is done as asked, with a warning naming the slowdown
   before training starts.
 
-Without bf16 instructions, bf16 is a trap: one ``Conv3d(64, 64, (1, 3, 3))`` over a
-64x8x64x96 input took 18 s under bf16 autocast against 88 ms in fp32 on an AVX2-only
-EPYC (oneDNN emulates bf16 there). With them, the flags are still not enough: on an AMX
-CPU a fixed-shape micro-benchmark 1.45x faster in bf16 trained slower (7.4 then 1.6
-against 16.6 and 20.6 clips/s), because each new input shape (the number of boxes
-changes every batch) cost kernel generation, and on this project's AVX512-BF16 EPYC
-``cpu_default`` trains no faster in bf16. So the probe times a few steps of thin 3D
-convolutions over two shapes, the second one new to the kernels, and ``auto`` wants a
-clear margin (:data:`AUTO_MIN_SPEEDUP`).
+Without bf16 instructions, bf16 is a trap: oneDNN emulates it, and a 3D convolution runs
+hundreds of times slower than in fp32. With them, the flags are still not enough: each new
+input shape (the number of boxes changes every batch) costs kernel generation, so a
+fixed-shape micro-benchmark that is faster in bf16 can train slower. So the probe times a few
+steps of thin 3D convolutions over two shapes, the second one new to the kernels, and
+``auto`` wants a clear margin (:data:`AUTO_MIN_SPEEDUP`). The measurements behind this are in
+the documentation's benchmarks ("Behind the CPU code paths").
 """
 
 from __future__ import annotations
@@ -45,17 +43,16 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 #: The same for IEEE half precision (``16-mixed``).
 FP16_FLAGS = frozenset({"avx512_fp16", "amx_fp16", "fphp", "asimdhp"})
 #: ``auto`` picks bf16 on a CPU only when the probe's bf16 steps are at least this many
-#: times faster than fp32: on this project's AVX512-BF16 EPYC the probe reads
-#: 0.65-0.95 under load while training ``cpu_default`` in bf16-mixed was no faster (0.06
-#: vs 0.05-0.06 s per step), so a smaller gain does not carry over to training; the margin
-#: also keeps a shared machine's timing noise from flipping the choice.
+#: times faster than fp32: a smaller gain in the probe did not carry over to training
+#: (measured: the documentation's benchmarks), and the margin keeps a shared machine's
+#: timing noise from flipping the choice.
 AUTO_MIN_SPEEDUP = 1.5
 #: An explicit mixed precision on a CPU warns when its probe step takes more than this
 #: share of the fp32 step (a 10% allowance for timing noise).
 WARN_RATIO = 1.1
 #: ``(R, 1, T, H, W)`` inputs of the probe (:func:`probe_network`): person tubes of 16
-#: frames, 16x16 pixels, small enough that an fp32 step takes ~10 ms on one core, so even a
-#: 200x slower bf16 step ends within the probe's time cap. The second shape is new to the
+#: frames, 16x16 pixels, small enough that an fp32 step is short, so even a bf16 step
+#: hundreds of times slower ends within the probe's time cap. The second shape is new to the
 #: kernels, as every batch with another number of boxes is in training.
 PROBE_SHAPES = ((3, 1, 16, 16, 16), (2, 1, 16, 16, 16))
 
