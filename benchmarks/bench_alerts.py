@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--day-start", type=float, default=22.0, help="clock time the day starts (h)")
     parser.add_argument("--day-fold", default="SL14_R1", help="the fold whose models watch the day")
     parser.add_argument("--day-seeds", type=int, nargs="*", help="seeds watched over the day (default: --seeds)")
+    parser.add_argument("--rescore-events", action="store_true",
+                        help="score the real folds already finished in --workdir again with today's detector, "
+                             "tracker, event matching and zone policy (bench_real.py --rescore-events)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workdir", type=Path, required=True, help="keeps the runs, the day and the outputs")
     parser.add_argument("--json", type=Path)
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                  "--jobs", str(args.jobs), "--workdir", str(work / "real"), "--json", str(real_json)]
     if args.folds:
         real_argv += ["--folds", *args.folds]
+    if args.rescore_events:
+        real_argv.append("--rescore-events")
     bench_real.main(real_argv)
     real = json.loads(real_json.read_text())
 
