@@ -164,15 +164,3 @@ def test_group_smoothing_targets_and_loss_by_hand():
     torch.testing.assert_close(plain, F.cross_entropy(logits, labels, weight=w))
     with pytest.raises(ValueError, match="softmax"):
         ActionLoss("sigmoid", 4, target_matrix=q)
-
-
-def test_group_smoothing_keeps_the_fall_class_apart():
-    from thermal_action.training.losses import group_target_matrix
-
-    names = ["standing", "lying down-lying with risk", "lying down-lying on the bed/couch", "lower position-kneeling",
-             "lower position-bending"]
-    q = group_target_matrix(names, 0.3, keep_apart=("lying down-lying with risk",))
-    torch.testing.assert_close(q[1], torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))  # the fall gives nothing to the bed
-    torch.testing.assert_close(q[2], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]))  # ... nor receives from it
-    torch.testing.assert_close(q[3], torch.tensor([0.0, 0.0, 0.0, 0.7, 0.3]))  # other groups as before
-    torch.testing.assert_close(group_target_matrix(names, 0.3, keep_apart=("not a class",)), group_target_matrix(names, 0.3))

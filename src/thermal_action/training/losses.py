@@ -23,8 +23,6 @@ handled with per-class weights computed from the training box counts
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,7 +76,7 @@ def class_groups(class_names: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def group_target_matrix(class_names: list[str] | tuple[str, ...], group_smoothing: float,
-                        label_smoothing: float = 0.0, keep_apart: Sequence[str] = ()) -> torch.Tensor:
+                        label_smoothing: float = 0.0) -> torch.Tensor:
     """``(K, K)`` soft targets: row ``y`` is the target distribution of a box labelled ``y``.
 
     ``group_smoothing`` of the mass goes, evenly, to the other classes of ``y``'s taxonomy
@@ -86,20 +84,12 @@ def group_target_matrix(class_names: list[str] | tuple[str, ...], group_smoothin
     ``label_smoothing`` is spread over all K classes as usual. A model trained this way
     scores a kneeling person as partly "crouching" and "bending" too, so a class with a
     handful of examples (or none in a training fold) still ranks its look-alikes first.
-
-    Classes named in ``keep_apart`` neither give nor receive group mass (``train`` names the
-    fall class: "lying with risk" and "lying on the bed/couch" share the group "lying down",
-    and smoothing between them taught the model that a fall and a bed are interchangeable,
-    the one distinction the room is there to make).
     """
     groups = class_groups(class_names)
     k = len(groups)
-    apart = {j for j, name in enumerate(class_names) if name in set(keep_apart)}
     q = torch.eye(k, dtype=torch.float64)
     for y in range(k):
-        if y in apart:
-            continue
-        siblings = [j for j in range(k) if j != y and j not in apart and groups[j] == groups[y]]
+        siblings = [j for j in range(k) if j != y and groups[j] == groups[y]]
         if siblings and group_smoothing > 0:
             q[y, y] = 1.0 - group_smoothing
             q[y, siblings] = group_smoothing / len(siblings)
