@@ -246,18 +246,27 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
                       "fold_metrics": {k: metrics.get(k) for k in HEADLINE}}
     chosen = out[job["checkpoint"]]
     if job.get("run_events"):
-        # The deployed chain on the test recording's bare frames: detector, tracker, model, alert rule.
-        from thermal_action.inference.events import evaluate_events
-
         ckpt = result.best_checkpoint if job["checkpoint"] == "best" else result.last_checkpoint
-        report = evaluate_events(ckpt, job["data_root"], paths["test"], run_dir / "events")
-        chosen["events"] = {"per_recording": report["per_recording"], "events": report["events"],
-                            "false_alerts": report["false_alerts"], "alert_rule": report["alert_rule"]}
+        chosen["events"] = fold_events(Path(ckpt), job)
     chosen["checkpoint_path"] = str(result.best_checkpoint if job["checkpoint"] == "best"
                                     else result.last_checkpoint)
     other = "last" if job["checkpoint"] == "best" else "best"
     chosen["other"] = {"checkpoint": other, "records": out[other]["records"], "threshold": out[other]["threshold"]}
     return chosen
+
+
+def fold_events(checkpoint: Path, job: dict[str, Any], rescored: bool = False) -> dict[str, Any]:
+    """The deployed chain on a fold's test recording's bare frames: detector, tracker, model, alert
+    rule; its fall events found, delays and false alerts. ``rescored``: a finished fold's checkpoint
+    again, under today's default zone policy (``bed_threshold``; older checkpoints carry none)."""
+    from thermal_action.alert_rule import AlertOverrides, AlertRule
+    from thermal_action.inference.events import evaluate_events
+
+    rule = AlertOverrides(bed_threshold=AlertRule().bed_threshold) if rescored else None
+    out = checkpoint.parent.parent / ("events_rescored" if rescored else "events")
+    report = evaluate_events(checkpoint, job["data_root"], job["paths"]["test"], out, alert_rule=rule)
+    return {"per_recording": report["per_recording"], "events": report["events"],
+            "false_alerts": report["false_alerts"], "alert_rule": report["alert_rule"], "rescored": rescored}
 
 
 # ---------------------------------------------------------------------------- pooling
@@ -333,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", action="store_true",
                         help="also run each fold's test recording through the built-in detector, tracker, model and "
                              "alert rule and count the fall events found, their delay and the false alerts")
+    parser.add_argument("--rescore-events", action="store_true",
+                        help="with --events and a --workdir: run the finished folds' checkpoints through today's "
+                             "detector, tracker, event matching and default zone policy again (no training)")
     parser.add_argument("--no-context", action="store_true",
                         help="leave out the furniture (context_objects) of the raw annotations")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
@@ -393,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
             jobs = [j for j in jobs if key(j) not in finished]
             if done:
                 print(f"# {len(done)} finished folds taken from {finished_path}", file=sys.stderr)
+            if args.events and args.rescore_events:
+                for r in done:
+                    if r.get("checkpoint_path"):
+                        r["events"] = fold_events(Path(r["checkpoint_path"]), r, rescored=True)
 
         def keep(r: dict[str, Any]) -> None:
             done.append(r)

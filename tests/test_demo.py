@@ -33,6 +33,10 @@ def test_mini_demo_writes_everything(tmp_path):
     for key in ("fall_top1_recall", "bed_lying_top1_recall"):
         assert key in summary["metrics"] and key.replace("_recall", "_boxes") in summary["metrics"]
     assert "fall top-1 recall" in text and "bed-lying top-1 recall" in text and "bed versus floor" in text
+    # The room of every held-out keyframe is known: the dataset's rooms.json covers recordings
+    # whose annotations have no furniture boxes.
+    evaluated = json.loads((result.eval_dir / "metrics.json").read_text())["evaluated"]
+    assert evaluated["rooms_file"] == "rooms.json" and "none" not in evaluated["keyframes_by_room_source"]
 
 
 class _FakeBatch:

@@ -47,3 +47,15 @@ def test_an_alert_outside_the_slack_is_false_and_no_events_means_no_recall():
     assert r["pooled"]["found"] == 0 and r["pooled"]["false_alerts"] == 1
     empty = match_events([], [], {"A": 60.0})
     assert empty["pooled"]["recall"] is None and empty["pooled"]["false_per_sensor_hour"] == 0.0
+
+
+def test_one_alert_finds_every_event_its_span_overlaps():
+    # A recording that starts with the person down (a fall before it), who gets up and falls
+    # again inside the rule's cooldown: one alert, raised before the first fall keyframe, open
+    # over both events, finds both (it overlaps the second one more).
+    events = [FallEvent("A", 0, 12_000, 17_000, 4), FallEvent("A", 0, 40_000, 70_000, 22)]
+    r = match_events(events, [AlertSpan("A", raised_ms=5_000, start_ms=0, end_ms=80_000)], {"A": 80.0},
+                     slack_s=6.0)
+    assert [(e["found"], e["delay_s"]) for e in r["events"]] == [(True, -7.0), (True, -35.0)]
+    pooled = r["pooled"]
+    assert (pooled["found"], pooled["false_alerts"], pooled["alerts_per_event"]) == (2, 0, 0.5)

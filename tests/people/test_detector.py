@@ -198,6 +198,23 @@ def test_lying_still_person_stays_detected():
     assert np.mean(hits) >= 0.98
 
 
+def test_person_lying_still_for_many_background_windows_stays_detected():
+    # Asleep in bed: the background's low percentile drifts against the
+    # offset, and a person frozen out of it must not lose their warmth to that drift. A short
+    # window (32 samples) makes 20 windows a few seconds of test.
+    rng = np.random.default_rng(6)
+    p = DetectorParams(window_frames=64, sample_every=2)
+    det = PersonDetector(p)
+    n = 20 * p.window_frames
+    hits = []
+    for t in range(n):
+        person = (min(10.0 + t, 30.0), 20.0, 4.0, 1.5, 6.0)
+        dets = det.update(_frame(rng, [person]))
+        if t >= n - p.window_frames:
+            hits.append(_best_iou(_truth_box(*person[:4]), dets) >= 0.5)
+    assert np.mean(hits) >= 0.98
+
+
 def test_person_who_falls_and_dims_stays_detected():
     # Upright the person is bright; lying on the floor they spread and dim to a 3x3
     # peak under the 4 °C a new person needs, but they continue a known person.

@@ -12,11 +12,14 @@ Reported, per recording and pooled:
 
 - ``events``, ``found``, ``missed`` and ``recall`` (found / events);
 - ``delay_s``: for each found event, from its first fall keyframe to the first alert that
-  found it being raised (negative: the alert came before the first fall keyframe);
+  found it being raised (negative: the alert came before the first fall keyframe, as when a
+  recording starts with the person already down, or a second fall comes inside the alert
+  rule's cooldown, where the first fall's alert is still open: one alert finds every event
+  its span overlaps);
 - ``false_alerts``: alerts that find no event; ``false_per_sensor_hour`` and
   ``false_per_sensor_day`` over the recordings' hours;
 - ``alerts_per_event``: alerts that found an event, over the events found (1 is the goal:
-  one alert per fall).
+  one alert per fall; below 1 where one alert covers two falls of a person).
 
 Everything here takes plain values, so the metric does not depend on how the predictions
 were made.
@@ -172,16 +175,16 @@ def match_events(events: Sequence[FallEvent], alerts: Sequence[AlertSpan], senso
         first_alert: dict[int, AlertSpan] = {}
         on_events = 0
         for a in als:
-            best, best_overlap = None, -1.0
-            for i, e in enumerate(evs):
-                ov = _overlaps(a, e, slack_ms)
-                if ov > best_overlap:
-                    best, best_overlap = i, ov
-            if best is None or best_overlap < 0:
+            # Every event the alert's span overlaps is found by it, not only the one it overlaps
+            # most: a person who falls again inside the rule's cooldown gets one alert for both
+            # falls (by design), and the first fall was alerted all the same.
+            hits = [i for i, e in enumerate(evs) if _overlaps(a, e, slack_ms) >= 0]
+            if not hits:
                 false_rows.append(asdict(a))
                 continue
             on_events += 1
-            first_alert.setdefault(best, a)
+            for i in hits:
+                first_alert.setdefault(i, a)
         delays = []
         for i, e in enumerate(evs):
             a = first_alert.get(i)

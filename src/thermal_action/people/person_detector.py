@@ -134,12 +134,34 @@ class PersonDetector:
             self._sigma = frame_sigma if self._sigma is None else (1 - a) * self._sigma + a * frame_sigma
         if self.frames_seen % p.sample_every == p.sample_every - 1 and result.valid_mask.all():
             sample = np.where(frozen, self._background, result.frame_c - result.offset_c)
+            before = self._background
             self._push_sample(sample.astype(np.float32))
+            self._hold_level(before, frozen)
         self._person_mask = frozen
         self._last_frame_c = result.frame_c
         self.frames_seen += 1
         self.last_result = result
         return result.detections
+
+    def _hold_level(self, before: np.ndarray, frozen: np.ndarray) -> None:
+        """Takes the new sample's drift out of the background's unfrozen pixels.
+
+        The low percentile sits below the median of the noise, and the frame's offset is a
+        median: each new sample pulls the background down a little and the offset up as much
+        (~0.5 °C a minute at the sensor's noise). That is harmless where everything drifts
+        together, but frozen pixels (a person) keep their value, so a person lying still lost
+        their warmth against the drifting rest and was lost within minutes (an hour-long night
+        asleep in bed was not seen after its third minute). Shifting the unfrozen pixels back by
+        their mean change keeps the level still; every excess is relative to the offset, so
+        nothing else changes.
+        """
+        assert self._samples is not None and self._background is not None
+        quiet = ~frozen
+        if not quiet.any():
+            return
+        drift = float(np.mean(self._background[quiet] - before[quiet]))
+        self._samples[: self._num_filled, quiet] -= drift
+        self._background[quiet] -= drift
 
     def _remember(self, result: FrameResult) -> None:
         """Moves continued people to their new regions; forgets people unseen too long.

@@ -278,8 +278,11 @@ def _mix_extra(cfg, train_ds, root: str, ann: str, synthetic: bool = False):
                          "the mixed sampler decides which clips an epoch sees")
     if not Path(root).is_dir():
         raise FileNotFoundError(f"data.extra_train_root {root!r} is not a directory")
-    # The synthetic rooms carry their furniture in their annotations; an extra set of your own
-    # reads the same layout file as the primary one (its sensors are looked up by id).
+    # The synthetic rooms carry their furniture in their annotations, except the quarter of their
+    # recordings that the generator writes without furniture boxes (SynthConfig.
+    # unlabelled_furniture_share): those are read without a room, which trains the model's
+    # fallback; an extra set of your own reads the same layout file as the primary one (its
+    # sensors are looked up by id).
     rooms = "" if synthetic or not d.rooms else str(annotation_path(d, d.rooms))
     extra_cfg = dataclasses.replace(d, root=root, frames_dir="frames" if synthetic else d.frames_dir, rooms=rooms)
     # Its own augmentation stream: item i of both sets would otherwise draw the same flips.
