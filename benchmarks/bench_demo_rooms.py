@@ -87,7 +87,8 @@ def demo_events(demo_dir: Path) -> dict[str, Any]:
 
 
 def run_seed(work: Path, seed: int, overrides: list[str], events: bool) -> dict[str, Any]:
-    from thermal_action.data.synth import SynthConfig, generate_dataset
+    from thermal_action.data.synth.config import SynthConfig
+    from thermal_action.data.synth.write import generate_dataset
     from thermal_action.demo import run_demo
     from thermal_action.training.evaluate import evaluate_checkpoint
 
