@@ -5,16 +5,8 @@
 # the install's size is printed (`du -sm` of site-packages, as the README's table).
 # Usage: bash scripts/check-gateway.sh   (after scripts/setup.sh)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-# Built from a copy: an in-tree build leaves build/ behind, whose stale files later wheels pick up.
-mkdir "$WORK/tree" && cp -r pyproject.toml README.md src "$WORK/tree/"
-find "$WORK/tree" \( -name __pycache__ -o -name "*.egg-info" \) -prune -exec rm -rf {} +
-.venv/bin/python -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/tree"
-python3 -m venv "$WORK/venv"
-PY="$WORK/venv/bin/python"
+# REPO, WORK (removed on exit), the wheel in $WORK/dist and an empty venv ($PY).
+source "$(dirname "$0")/wheel-venv.sh"
 # The requirement set (from pyproject.toml; the README's gateway command is checked against it).
 mapfile -t REQS < <(.venv/bin/python scripts/check_gateway.py --requirements)
 [ "${#REQS[@]}" -gt 0 ] || { echo "no gateway requirements"; exit 1; }

@@ -4,16 +4,8 @@
 # shipped configs load by name and that a job whose extra is missing names it.
 # Usage: bash scripts/check-wheel.sh   (after scripts/setup.sh: it builds with .venv's pip)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-# Built from a copy: an in-tree build leaves build/ behind, whose stale files later wheels pick up.
-mkdir "$WORK/tree" && cp -r pyproject.toml README.md src "$WORK/tree/"
-find "$WORK/tree" \( -name __pycache__ -o -name "*.egg-info" \) -prune -exec rm -rf {} +
-.venv/bin/python -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/tree"
-python3 -m venv "$WORK/venv"
-PY="$WORK/venv/bin/python"
+# REPO, WORK (removed on exit), the wheel in $WORK/dist and an empty venv ($PY).
+source "$(dirname "$0")/wheel-venv.sh"
 # The torch of .venv (the CPU build on CI: a local file), so nothing is downloaded twice.
 TORCH_VERSION=$(.venv/bin/python -c "import torch; print(torch.__version__.split('+')[0])")
 "$PY" -m pip install -q "torch==$TORCH_VERSION"
