@@ -91,3 +91,16 @@ def save_screenshot(browser: Any, tmp_dir: Path, name: str) -> Path:
         Path(extra).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, Path(extra) / name)
     return path
+
+
+def wait_for_script(browser: Any, script: str, what: str, timeout: float = 30.0, poll: float = 0.1) -> Any:
+    """Waits until the JavaScript expression ``script`` is truthy in ``browser``; returns its
+    value. On a timeout, fails naming ``what`` and quoting the start of the page's text."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(browser, timeout, poll_frequency=poll).until(lambda b: b.execute_script("return " + script))
+    except TimeoutException:
+        text = browser.execute_script("return document.body ? document.body.innerText.slice(0, 1500) : ''")
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page says:\n{text}") from None

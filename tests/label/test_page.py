@@ -16,6 +16,7 @@ from helpers.browser import (
     save_screenshot,
     set_viewport,
     start_chromium,
+    wait_for_script,
 )
 from helpers.label import start_label_cli, write_dataset
 
@@ -25,14 +26,7 @@ WAIT_S = 30.0
 
 
 def wait_for(browser, script: str, what: str, timeout: float = WAIT_S):
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.05).until(lambda b: b.execute_script("return " + script))
-    except TimeoutException:
-        text = browser.execute_script("return document.body.innerText.slice(0, 1500)")
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page says:\n{text}") from None
+    return wait_for_script(browser, script, what, timeout, poll=0.05)
 
 
 def open_page(browser, url: str) -> None:

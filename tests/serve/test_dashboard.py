@@ -22,7 +22,8 @@ import time
 import httpx
 import pytest
 
-from helpers.browser import DESKTOP, PHONE, require_browser, save_screenshot, set_viewport, start_chromium
+from helpers.browser import (DESKTOP, PHONE, require_browser, save_screenshot, set_viewport, start_chromium,
+                             wait_for_script)
 from helpers.infer import make_frames, write_tiny_checkpoint
 
 from thermal_action.serve.config import load_serve_config  # noqa: E402
@@ -70,14 +71,7 @@ def route_missing(r: httpx.Response) -> bool:
 
 def wait_for(browser, script: str, what: str, timeout: float = WAIT_S):
     """Waits until the JavaScript expression ``script`` is truthy; returns its value."""
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda b: b.execute_script("return " + script))
-    except TimeoutException:
-        logs = browser.execute_script("return document.body ? document.body.innerText.slice(0, 1500) : ''")
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; the page says:\n{logs}") from None
+    return wait_for_script(browser, script, what, timeout)
 
 
 def wait_until(check, what: str, timeout: float = WAIT_S):
